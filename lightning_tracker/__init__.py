@@ -1,0 +1,28 @@
+"""lightning_tracker: a self-hosted experiment tracker for PyTorch Lightning.
+
+Record every run with ``Trainer(logger=TrackerLogger())`` and compare runs with
+``Store(...).table()``. The read side (``Store``, ``Run``) imports without torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lightning_tracker.api import Run, Store
+from lightning_tracker.exceptions import TrackerError
+
+if TYPE_CHECKING:
+    from lightning_tracker.logger import TrackerLogger
+
+__all__ = ["Run", "Store", "TrackerError", "TrackerLogger", "__version__"]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # the logger needs torch and Lightning; importing it lazily keeps the read side light
+    if name == "TrackerLogger":
+        from lightning_tracker.logger import TrackerLogger
+
+        return TrackerLogger
+    raise AttributeError(f"module 'lightning_tracker' has no attribute {name!r}")

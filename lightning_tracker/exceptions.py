@@ -1,0 +1,36 @@
+"""The errors lightning_tracker raises.
+
+Every error derives from :class:`TrackerError`; most also derive from the matching
+built-in (``ValueError``, ``FileNotFoundError``, ``ModuleNotFoundError``) so callers can
+catch either.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidArgumentError",
+    "MissingDependencyError",
+    "RunNotFoundError",
+    "StorageError",
+    "TrackerError",
+]
+
+
+class TrackerError(Exception):
+    """Base class of every error raised by lightning_tracker."""
+
+
+class InvalidArgumentError(TrackerError, ValueError):
+    """An argument has a value we cannot accept; the message names it and the fix."""
+
+
+class RunNotFoundError(TrackerError, FileNotFoundError):
+    """A run, project or file asked for does not exist in the store."""
+
+
+class StorageError(TrackerError, OSError):
+    """The storage backend failed in a way we cannot retry."""
+
+
+class MissingDependencyError(TrackerError, ModuleNotFoundError):
+    """An optional package needed for the requested feature is not installed."""

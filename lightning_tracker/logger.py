@@ -1,0 +1,270 @@
+"""``TrackerLogger``: the Lightning logger that records every run into storage you own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lightning_tracker._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.run import new_run_id, new_run_name, validate_path_name
+from lightning_tracker.storage import Storage
+from lightning_tracker.writers.run_writer import RunWriter, spool_dir_for
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+
+__all__ = ["TrackerLogger"]
+
+log = logging.getLogger(__name__)
+
+# run ids created by this process, in construction order; processes that Lightning's
+# DDP launcher starts re-run the script with this variable inherited and take the same id
+_SHARED_IDS_ENV = "_LIGHTNING_TRACKER_RUN_IDS"
+_constructed = 0
+
+
+def _shared_run_id(index: int, run_id: str | None) -> str:
+    global _constructed
+    _constructed += 1
+    shared = json.loads(os.environ.get(_SHARED_IDS_ENV, "[]"))
+    if run_id is None and rank_zero_only.rank > 0 and index < len(shared):
+        return shared[index]
+    run_id = run_id or new_run_id()
+    if rank_zero_only.rank == 0:
+        shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
+        os.environ[_SHARED_IDS_ENV] = json.dumps(shared)
+    return run_id
+
+
+class TrackerLogger(Logger):
+    """Records a run's hyperparameters, metrics, metadata and TensorBoard events.
+
+    Files go to ``<save_dir>/<name>/<version>/`` (see ``docs/format.md``). For a remote
+    ``save_dir`` they are written to a local spool folder first and uploaded by a
+    background thread, so training never waits on the network.
+
+    Args:
+        save_dir: a local folder (default ``"./runs"``) or any fsspec URL such as
+            ``"s3://bucket/experiments"`` or ``"memory://exp"``.
+        name: the project: the folder that groups related runs.
+        version: the run id. A new unique id is generated when None; pass an existing
+            id to resume that run.
+        run_name: a readable name for tables; a random one (``"swift-otter-42"``) when None.
+        group: groups runs, for example the members of a sweep.
+        tags: labels to filter runs by.
+        notes: free text shown with the run.
+        prefix: prepended to every metric name, joined with ``"-"``.
+        flush_interval: seconds between background writes (points are kept in memory in
+            between; everything is written at ``finalize``).
+        tensorboard: also write TensorBoard event files into the run folder.
+        storage_options: fsspec options for a remote ``save_dir`` (credentials,
+            endpoint); kept in memory only, never written.
+        offline: keep the run in the local spool; upload it later with
+            ``lightning-tracker sync``.
+        spool_dir: local folder for remote runs' spool (default
+            ``$LIGHTNING_TRACKER_SPOOL`` or ``~/.cache/lightning_tracker/spool``).
+        finalize_timeout: the longest ``finalize`` waits for uploads, in seconds.
+
+    Raises:
+        InvalidArgumentError: an argument has a value that cannot be used.
+        MissingDependencyError: ``save_dir``'s protocol needs a package that is missing.
+
+    Example:
+        >>> logger = TrackerLogger("memory://doc-logger", name="demo", run_name="first")
+        >>> logger.log_hyperparams({"lr": 0.1, "model": {"width": 64}})
+        >>> logger.log_metrics({"loss": 0.5}, step=0)
+        >>> logger.finalize("success")
+        >>> from lightning_tracker import Store
+        >>> run = Store("memory://doc-logger").runs(project="demo")[0]
+        >>> run.name, run.status, run.config["model"]["width"], run.summary["loss"]["last"]
+        ('first', 'finished', 64, 0.5)
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str] = "./runs",
+        name: str = "default",
+        version: str | int | None = None,
+        run_name: str | None = None,
+        group: str | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        notes: str | None = None,
+        prefix: str = "",
+        flush_interval: float = 2.0,
+        tensorboard: bool = True,
+        storage_options: dict[str, Any] | None = None,
+        offline: bool = False,
+        spool_dir: str | os.PathLike[str] | None = None,
+        finalize_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self._storage = Storage(save_dir, storage_options)
+        self._name = validate_path_name("name", name)
+        if version is not None:
+            version = validate_path_name("version", version)
+        if not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 300:
+            raise InvalidArgumentError(
+                f"flush_interval={flush_interval!r} must be a number of seconds in (0, 300]; "
+                "the default 2.0 keeps at most two seconds of points in memory."
+            )
+        if not isinstance(finalize_timeout, (int, float)) or finalize_timeout < 0:
+            raise InvalidArgumentError(
+                f"finalize_timeout={finalize_timeout!r} must be a number of seconds >= 0."
+            )
+        if tags is not None and (isinstance(tags, str) or not all(isinstance(t, str) for t in tags)):
+            raise InvalidArgumentError(f"tags={tags!r} must be a list of strings, for example ['baseline'].")
+        for arg, value in (("run_name", run_name), ("group", group), ("notes", notes)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgumentError(f"{arg}={value!r} must be a string or None.")
+        if run_name is not None and (not run_name.strip() or any(ord(c) < 32 for c in run_name)):
+            raise InvalidArgumentError(
+                f"run_name={run_name!r} must be non-empty and free of control characters."
+            )
+        self._version = _shared_run_id(_constructed, version)
+        self._run_name = run_name or new_run_name()
+        self._group = group
+        self._tags = list(tags or [])
+        self._notes = notes
+        self._prefix = prefix
+        self._flush_interval = float(flush_interval)
+        self._tensorboard = bool(tensorboard)
+        self._offline = bool(offline)
+        self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
+        self._finalize_timeout = float(finalize_timeout)
+        self._writer: RunWriter | None = None
+
+    # -- where the run lives ----------------------------------------------------------
+    @property
+    @override
+    def name(self) -> str:
+        """The project: the folder under ``save_dir`` holding this run."""
+        return self._name
+
+    @property
+    @override
+    def version(self) -> str:
+        """The run id, identical on every rank."""
+        return self._version
+
+    @property
+    @override
+    def save_dir(self) -> str:
+        """The local folder the run's files are written to first.
+
+        For a local ``save_dir`` it is that folder; for a remote one it is the spool
+        folder that mirrors it (Lightning's ``ModelCheckpoint`` writes there too, so it
+        never writes to the network on the training thread).
+        """
+        if self._storage.is_local:
+            return self._storage.root
+        return spool_dir_for(self._storage, self._spool_root)
+
+    @property
+    @override
+    def root_dir(self) -> str:
+        """``<save_dir>/<name>``."""
+        return os.path.join(self.save_dir, self._name)
+
+    @property
+    @override
+    def log_dir(self) -> str:
+        """``<save_dir>/<name>/<version>``: the local folder of this run."""
+        return os.path.join(self.root_dir, self._version)
+
+    @property
+    def url(self) -> str:
+        """Where the run lives (``s3://bucket/exp/<name>/<version>`` or a local path)."""
+        return self._storage.full_url(f"{self._name}/{self._version}")
+
+    @property
+    def run_name(self) -> str:
+        """The readable name of the run."""
+        return self._run_name
+
+    @property
+    @override
+    def group_separator(self) -> str:
+        """Separates a group from a metric name (``"train/loss"``)."""
+        return "/"
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> RunWriter:
+        """The run writer (rank 0); Lightning's dummy experiment on other ranks.
+
+        Its ``log_metrics``, ``log_config``, ``set_info`` and ``flush`` methods can be
+        called directly.
+        """
+        if self._writer is None:
+            self._writer = RunWriter(
+                self._storage,
+                self._name,
+                self._version,
+                name=self._run_name,
+                group=self._group,
+                tags=self._tags,
+                notes=self._notes,
+                flush_interval=self._flush_interval,
+                tensorboard=self._tensorboard,
+                spool_root=self._spool_root,
+                offline=self._offline,
+            )
+        return self._writer
+
+    # -- Lightning's calls ------------------------------------------------------------
+    @override
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | Any, *args: Any, **kwargs: Any) -> None:
+        """Records hyperparameters; nested structure is kept and changes are recorded."""
+        self.experiment.log_config(params)
+
+    @override
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Buffers metrics in memory; the background writer stores them."""
+        writer = self._writer or self.experiment
+        if self._prefix:
+            metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
+        writer.log_metrics(metrics, step)
+
+    @override
+    def log_graph(self, model: Module, input_array: Any = None) -> None:
+        """Not recorded (the model's code is in the git diff and its summary in the logs)."""
+
+    @override
+    def save(self) -> None:
+        """Does nothing: Lightning calls it after every ``log_metrics``; writing is batched."""
+
+    @override
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Writes everything, marks the run finished or failed and waits for uploads.
+
+        Args:
+            status: Lightning's ``"success"``, ``"failed"`` or ``"finished"``.
+        """
+        if self._writer is None:
+            return
+        state = "failed" if status == "failed" else "finished"
+        self._writer.close(state, timeout=self._finalize_timeout)
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Writes everything buffered so far to the run's local folder."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- pickling (ddp_spawn, Trainer copies) -----------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        if self._writer is not None:
+            self._writer.flush()
+        state = self.__dict__.copy()
+        state["_writer"] = None
+        return state

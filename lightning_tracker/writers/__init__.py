@@ -1,0 +1,1 @@
+"""Writers: everything that turns logged data into files (private)."""

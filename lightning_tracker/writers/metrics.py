@@ -1,0 +1,201 @@
+"""Metric points to immutable Parquet chunks, a per-metric summary, and compaction.
+
+Each flush writes one chunk ``metrics/<session>-<first>-<last>.parquet`` with columns
+``step`` (int64), ``time`` (float64, Unix seconds), ``key`` (dictionary string) and
+``value`` (float64). Compaction merges chunks into one that covers their range; it is
+written before the chunks it replaces are deleted, and readers drop covered chunks
+(:func:`lightning_tracker.run.live_chunks`), so no reader ever sees a point twice or
+misses one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lightning_tracker.run import METRICS_DIR, chunk_name, live_chunks, parse_chunk_name
+
+__all__ = ["COMPACT_FANIN", "MetricsWriter", "Point", "SCHEMA", "summarize_table"]
+
+Point = tuple  # (key: str, step: int, time: float, value: float)
+
+SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("time", pa.float64()),
+        ("key", pa.dictionary(pa.int32(), pa.string())),
+        ("value", pa.float64()),
+    ]
+)
+COMPACT_FANIN = 16  # chunks of one size class merged at once (log-structured)
+
+
+def _level(first: int, last: int) -> int:
+    span, level = last - first + 1, 0
+    while span >= COMPACT_FANIN:
+        span //= COMPACT_FANIN
+        level += 1
+    return level
+
+
+def _write_table(table: pa.Table, path: str) -> None:
+    tmp = f"{os.path.dirname(path)}/.tmp-{os.path.basename(path)}.part"
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=["key"])
+    os.replace(tmp, path)
+
+
+class MetricsWriter:
+    """Writes metric chunks of one session of a run into a local folder.
+
+    Args:
+        run_dir: the local folder of the run (the run itself, or its spool copy).
+        session: the session number (0 for a new run, +1 at each resume).
+        first_seq: the first flush sequence number to use in this session.
+    """
+
+    def __init__(self, run_dir: str, session: int, first_seq: int = 0) -> None:
+        self.dir = os.path.join(run_dir, METRICS_DIR)
+        self.session = session
+        self.seq = first_seq
+        self.summary: dict[str, dict[str, Any]] = {}
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self, points: list[Point]) -> str | None:
+        """Writes ``points`` as one chunk and folds them into the summary.
+
+        Returns:
+            The chunk's file name, or None when ``points`` is empty.
+        """
+        if not points:
+            return None
+        keys, steps, times, values = zip(*points)
+        table = pa.table(
+            {
+                "step": pa.array(steps, pa.int64()),
+                "time": pa.array(times, pa.float64()),
+                "key": pa.array(keys, pa.string()).dictionary_encode(),
+                "value": pa.array(values, pa.float64()),
+            },
+            schema=SCHEMA,
+        )
+        os.makedirs(self.dir, exist_ok=True)
+        name = chunk_name(self.session, self.seq, self.seq)
+        _write_table(table, os.path.join(self.dir, name))
+        self.seq += 1
+        self._fold(points)
+        return name
+
+    def _fold(self, points: list[Point]) -> None:
+        summary = self.summary
+        for key, step, t, value in points:
+            s = summary.get(key)
+            if s is None:
+                s = summary[key] = {"count": 0, "min": None, "max": None, "min_step": None, "max_step": None}
+            if s["count"] and s.get("last_step") == step:
+                pass  # a value logged again for the same step replaces the last one
+            else:
+                s["count"] += 1
+            s["last"], s["last_step"], s["last_time"] = value, step, t
+            if math.isnan(value):
+                continue
+            if s["min"] is None or value < s["min"]:
+                s["min"], s["min_step"] = value, step
+            if s["max"] is None or value > s["max"]:
+                s["max"], s["max_step"] = value, step
+
+    # -- compaction -------------------------------------------------------------------
+    def session_chunks(self) -> list[str]:
+        """Live chunk names of this session, in order."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return [n for n in live_chunks(names) if parse_chunk_name(n)[0] == self.session]  # type: ignore[index]
+
+    def compact(self, final: bool = False) -> list[str]:
+        """Merges chunks of this session; returns the names it deleted.
+
+        Without ``final``, merges the newest run of ``COMPACT_FANIN`` chunks of one size
+        class (so each point is rewritten O(log n) times); with ``final``, merges every
+        chunk of the session into one.
+        """
+        chunks = self.session_chunks()
+        if final:
+            group = chunks if len(chunks) > 1 else []
+        else:
+            levels = [_level(*parse_chunk_name(n)[1:]) for n in chunks]  # type: ignore[misc]
+            group = []
+            for name, level in zip(reversed(chunks), reversed(levels)):
+                if level != levels[-1]:
+                    break
+                group.insert(0, name)
+            if len(group) < COMPACT_FANIN:
+                group = []
+        if not group:
+            return []
+        tables = [pq.read_table(os.path.join(self.dir, n)) for n in group]
+        merged = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+        first = parse_chunk_name(group[0])[1]  # type: ignore[index]
+        last = parse_chunk_name(group[-1])[2]  # type: ignore[index]
+        _write_table(merged, os.path.join(self.dir, chunk_name(self.session, first, last)))
+        for name in group:
+            try:
+                os.remove(os.path.join(self.dir, name))
+            except FileNotFoundError:
+                pass
+        return group
+
+    def recompute_summary(self) -> None:
+        """Rebuilds the summary exactly from every chunk in the folder (all sessions)."""
+        try:
+            names = live_chunks(os.listdir(self.dir))
+        except FileNotFoundError:
+            names = []
+        if not names:
+            return
+        table = pa.concat_tables(
+            [pq.read_table(os.path.join(self.dir, n)).cast(SCHEMA) for n in names]
+        ).unify_dictionaries()
+        self.summary = summarize_table(table)
+
+
+def summarize_table(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per-metric summary of a long table, one value per (key, step), the last written.
+
+    Example:
+        >>> t = pa.table({"step": [0, 1, 1], "time": [0.0, 1.0, 2.0], "key": ["a", "a", "a"],
+        ...               "value": [3.0, 5.0, 1.0]})
+        >>> s = summarize_table(t)["a"]
+        >>> s["count"], s["last"], s["min"], s["min_step"], s["max"]
+        (2, 1.0, 1.0, 1, 3.0)
+    """
+    import pandas as pd
+
+    df = table.to_pandas()
+    df["key"] = df["key"].astype(str)
+    df = df.drop_duplicates(["key", "step"], keep="last")
+    out: dict[str, dict[str, Any]] = {}
+    for key, group in df.groupby("key", sort=True):
+        group = group.sort_values("step", kind="stable")
+        values = group["value"]
+        finite = values.dropna()
+        last = group.iloc[-1]
+        entry: dict[str, Any] = {
+            "count": int(len(group)),
+            "last": float(last["value"]),
+            "last_step": int(last["step"]),
+            "last_time": float(last["time"]),
+            "min": None, "max": None, "min_step": None, "max_step": None,
+        }  # fmt: skip
+        if len(finite):
+            imin, imax = finite.idxmin(), finite.idxmax()
+            entry.update(
+                min=float(values[imin]), min_step=int(group.loc[imin, "step"]),
+                max=float(values[imax]), max_step=int(group.loc[imax, "step"]),
+            )  # fmt: skip
+        out[str(key)] = entry
+    return out

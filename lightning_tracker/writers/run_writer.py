@@ -1,0 +1,505 @@
+"""The run writer: buffering on the caller's thread, writing and uploading in the background.
+
+The caller's thread only appends ``(key, step, time, value)`` tuples to a list. A
+flusher thread turns them into Parquet chunks, TensorBoard events and the summary every
+``flush_interval`` seconds; for remote storage an uploader thread mirrors the local
+spool folder to the store, so a slow or unreachable store never blocks training and the
+backlog lives on disk, not in memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from lightning_tracker import _config, _environment
+from lightning_tracker.run import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    GIT_DIFF_FILE,
+    META_FILE,
+    METRICS_DIR,
+    RUN_FILE,
+    SPOOL_FILE,
+    SUMMARY_FILE,
+    dumps,
+    live_chunks,
+    loads,
+    writer_identity,
+)
+from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.writers.metrics import MetricsWriter
+from lightning_tracker.writers.tensorboard import TensorBoardWriter
+from lightning_tracker.writers.uploader import Uploader, UploadReport
+
+__all__ = ["RunWriter", "default_spool_root", "spool_dir_for"]
+
+log = logging.getLogger(__name__)
+
+_TB_ROTATE_S = 120.0  # remote stores: close and upload the event file this often
+_MAX_BACKOFF_S = 30.0
+
+
+def default_spool_root() -> str:
+    """The local folder for runs bound to remote storage (``$LIGHTNING_TRACKER_SPOOL``)."""
+    env = os.environ.get("LIGHTNING_TRACKER_SPOOL")
+    if env:
+        return os.path.abspath(env)
+    return os.path.join(os.path.expanduser("~"), ".cache", "lightning_tracker", "spool")
+
+
+def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
+    """The local spool folder mirroring ``storage``'s root."""
+    safe = storage.root.replace(":", "_").strip("/")
+    return os.path.join(spool_root or default_spool_root(), storage.protocol, *safe.split("/"))
+
+
+class _Warner:
+    """Logs a warning once per key, then at most once a minute."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= 60.0:
+            self._last[key] = now
+            log.warning(msg, *args)
+
+
+class RunWriter:
+    """Writes one run. Created on rank 0 only; other ranks never touch storage.
+
+    Args:
+        storage: where the run lives.
+        project: the project folder name.
+        run_id: the run folder name.
+        name: readable name shown in tables.
+        group: optional group (for example a sweep or a DDP job family).
+        tags: labels to filter by.
+        notes: free text.
+        flush_interval: seconds between background flushes.
+        tensorboard: whether to also write TensorBoard event files.
+        spool_root: local folder for remote stores' spool.
+        offline: keep everything in the spool; upload later with ``lightning-tracker sync``.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        project: str,
+        run_id: str,
+        *,
+        name: str,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        flush_interval: float = 2.0,
+        tensorboard: bool = True,
+        spool_root: str | None = None,
+        offline: bool = False,
+    ) -> None:
+        self.storage = storage
+        self.prefix = f"{project}/{run_id}"
+        self.remote = not storage.is_local
+        self.local_dir = (
+            os.path.join(spool_dir_for(storage, spool_root), project, run_id)
+            if self.remote
+            else storage.path(self.prefix)
+        )
+        self.offline = offline
+        self.flush_interval = float(flush_interval)
+        self.run_doc: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "id": run_id,
+            "name": name,
+            "project": project,
+            "group": group,
+            "tags": list(tags or []),
+            "notes": notes,
+            "status": "running",
+            "start_time": time.time(),
+            "end_time": None,
+            "heartbeat": None,
+            "heartbeat_interval_s": self.flush_interval,
+            "sessions": [],
+            "writer": writer_identity(),
+            "url": storage.full_url(self.prefix),
+        }
+        self.config: dict[str, Any] = {"nested": {}, "flat": {}, "history": []}
+        self._config_dirty = False
+        self._warned_config: set[str] = set()
+        self._points: list[tuple[Any, ...]] = []
+        self._retry: list[tuple[Any, ...]] = []
+        self._auto_step = 0
+        self._warn = _Warner()
+        self._io_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._upload_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_report: UploadReport | None = None
+        self._tb_opened_at = time.monotonic()
+        self._open = False
+        self._resumed = self._load_existing()
+        self.session = len(self.run_doc["sessions"])
+        self.metrics = MetricsWriter(self.local_dir, self.session)
+        if self._resumed:
+            self.metrics.recompute_summary()
+        self.tensorboard = TensorBoardWriter(self.local_dir) if tensorboard else None
+        self.uploader = (
+            Uploader(self.local_dir, storage, self.prefix, self.session, skip=self._growing)
+            if self.remote
+            else None
+        )
+        if self.remote and self._resumed:
+            for rel in self._downloaded:
+                self.uploader.mark_uploaded(rel)  # type: ignore[union-attr]
+        self._start_session()
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # -- opening ----------------------------------------------------------------------
+    def _load_existing(self) -> bool:
+        self._downloaded: list[str] = []
+        try:
+            if self.remote:
+                doc = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
+            else:
+                with open(os.path.join(self.local_dir, RUN_FILE), "rb") as f:
+                    doc = f.read()
+        except FileNotFoundError:
+            return False
+        old = loads(doc)
+        if self.remote:
+            self._download_existing()
+        for key in ("start_time", "sessions", "name", "group", "notes"):
+            if old.get(key) is not None:
+                self.run_doc[key] = old[key]
+        self.run_doc["tags"] = sorted(set(old.get("tags") or []) | set(self.run_doc["tags"]))
+        try:
+            self.config = loads(self._read_local(CONFIG_FILE))
+        except FileNotFoundError:
+            pass
+        return True
+
+    def _download_existing(self) -> None:
+        """Brings a remote run's documents and chunks into the spool, so a resume is exact."""
+        os.makedirs(os.path.join(self.local_dir, METRICS_DIR), exist_ok=True)
+        wanted = [CONFIG_FILE, SUMMARY_FILE, RUN_FILE, META_FILE]
+        remote = self.storage.find(f"{self.prefix}/{METRICS_DIR}")
+        wanted += [f"{METRICS_DIR}/{n}" for n in live_chunks(list(remote))]
+        for rel in wanted:
+            try:
+                data = self.storage.read_bytes(f"{self.prefix}/{rel}")
+            except FileNotFoundError:
+                continue
+            atomic_write(os.path.join(self.local_dir, *rel.split("/")), data)
+            self._downloaded.append(rel)
+
+    def _read_local(self, rel: str) -> bytes:
+        with open(os.path.join(self.local_dir, *rel.split("/")), "rb") as f:
+            return f.read()
+
+    def _start_session(self) -> None:
+        os.makedirs(self.local_dir, exist_ok=True)
+        meta, diff = _environment.collect()
+        session = {"index": self.session, "start_time": time.time(), **writer_identity(),
+                   "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")}  # fmt: skip
+        self.run_doc["sessions"].append(session)
+        if self.remote:
+            atomic_write(
+                os.path.join(self.local_dir, SPOOL_FILE),
+                dumps({"format_version": FORMAT_VERSION, "url": self.storage.url, "prefix": self.prefix,
+                       "session": self.session, "offline": self.offline}),  # fmt: skip
+            )
+        if not self._resumed:
+            atomic_write(os.path.join(self.local_dir, META_FILE), dumps(meta))
+            if diff:
+                atomic_write(os.path.join(self.local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
+        self._config_dirty = True
+        self._write_run_doc()
+        self._start_threads()
+
+    def _start_threads(self) -> None:
+        self._stop.clear()
+        self._open = True
+        self.run_doc["status"] = "running"
+        self.run_doc["end_time"] = None
+        flusher = threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)
+        self._threads = [flusher]
+        if self.uploader is not None and not self.offline:
+            self._threads.append(
+                threading.Thread(target=self._upload_loop, name="lightning-tracker-upload", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def ensure_open(self) -> None:
+        """Reopens a run after :meth:`close` (Lightning logs again after ``finalize``)."""
+        if not self._open:
+            with self._io_lock:
+                if not self._open:
+                    self._start_threads()
+                    self._write_run_doc()
+
+    # -- the caller's thread ----------------------------------------------------------
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None) -> None:
+        """Buffers one value per metric; touches memory only."""
+        if not self._open:
+            self.ensure_open()
+        now = time.time()
+        if step is None:
+            step = self._auto_step
+        if step >= self._auto_step:
+            self._auto_step = step + 1
+        append = self._points.append
+        for key, value in metrics.items():
+            kind = type(value)
+            if kind is float or kind is int:
+                append((key if type(key) is str else str(key), step, now, value))
+            else:
+                value = self._coerce(key, value)
+                if value is not None:
+                    append((str(key), step, now, value))
+
+    def _coerce(self, key: Any, value: Any) -> Any:
+        if isinstance(value, bool):
+            return float(value)
+        numel = getattr(value, "numel", None)
+        if numel is not None and hasattr(value, "detach"):  # a torch tensor
+            if value.numel() != 1:
+                self._warn(f"shape:{key}", "metric %r is a tensor of shape %s; log a scalar (for "
+                           "example .mean()). Value skipped.", key, tuple(value.shape))  # fmt: skip
+                return None
+            if value.device.type == "cpu":
+                return float(value.item())
+            return value.detach().reshape(())  # converted on the writer thread: no sync here
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self._warn(f"type:{key}", "metric %r has value %r of type %s, which is not a number; "
+                       "log numbers only (log text as a hyperparameter). Value skipped.",
+                       key, value, type(value).__name__)  # fmt: skip
+            return None
+
+    def log_config(self, params: Any) -> None:
+        """Merges hyperparameters into the config; a changed value is recorded in the history."""
+        if not self._open:
+            self.ensure_open()
+        plain = _config.to_plain(params, self._warned_config)
+        if not isinstance(plain, dict):
+            plain = {"value": plain}
+        with self._io_lock:
+            nested = _config.merge(self.config["nested"], plain)
+            flat = _config.flatten(nested)
+            changes = _config.diff_flat(self.config["flat"], flat)
+            if not changes:
+                return
+            if self.config["flat"]:
+                self.config["history"].append({"time": time.time(), "step": self._auto_step, "changes": changes})
+            self.config["nested"], self.config["flat"] = nested, flat
+            self._config_dirty = True
+        self._wake.set()
+
+    def set_info(self, **fields: Any) -> None:
+        """Updates run fields such as ``tags``, ``notes`` or ``group``."""
+        with self._io_lock:
+            self.run_doc.update(fields)
+        self._wake.set()
+
+    # -- background work --------------------------------------------------------------
+    def _take_points(self) -> list[tuple[Any, ...]]:
+        points = self._points
+        n = len(points)
+        batch = self._retry + points[:n]
+        del points[:n]
+        self._retry = []
+        if any(type(p[3]) is not float and type(p[3]) is not int for p in batch):
+            batch = [p if type(p[3]) in (float, int) else (p[0], p[1], p[2], float(p[3])) for p in batch]
+        return batch
+
+    def flush(self) -> None:
+        """Writes everything buffered so far; returns when it is on local disk."""
+        with self._io_lock:
+            self._flush_once()
+
+    def _flush_once(self, force_beat: bool = False) -> None:
+        batch = self._take_points()
+        if batch:
+            try:
+                self.metrics.write(batch)
+            except OSError as err:
+                self._retry = batch + self._retry
+                self._warn("write", "could not write metrics to %s (%s); %d points kept in memory "
+                           "and retried at the next flush", self.local_dir, err, len(self._retry))  # fmt: skip
+                batch = []
+        if batch and self.tensorboard is not None:
+            try:
+                self.tensorboard.write_scalars(batch)
+                self.tensorboard.flush()
+            except OSError as err:
+                self._warn("tb", "could not write TensorBoard events in %s: %s", self.local_dir, err)
+        try:
+            if self._config_dirty:
+                atomic_write(os.path.join(self.local_dir, CONFIG_FILE), dumps(self.config))
+                self._config_dirty = False
+            if batch:
+                self._write_summary()
+                self.metrics.compact()
+            self._write_run_doc()
+        except OSError as err:
+            self._warn("docs", "could not write run files in %s: %s", self.local_dir, err)
+        if self.remote and self.tensorboard is not None:
+            if time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
+                self.tensorboard.rotate()
+                self._tb_opened_at = time.monotonic()
+        self._upload_wake.set()
+
+    def _write_summary(self) -> None:
+        atomic_write(
+            os.path.join(self.local_dir, SUMMARY_FILE),
+            dumps({"format_version": FORMAT_VERSION, "metrics": self.metrics.summary}),
+        )
+
+    def _write_run_doc(self) -> None:
+        self.run_doc["heartbeat"] = time.time()
+        atomic_write(os.path.join(self.local_dir, RUN_FILE), dumps(self.run_doc))
+
+    def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                with self._io_lock:
+                    if self._open:
+                        self._flush_once()
+            except Exception:  # noqa: BLE001 - the writer must never die silently
+                log.exception("lightning_tracker: background flush failed; retrying")
+
+    def _growing(self, path: str) -> bool:
+        return self.tensorboard is not None and path == self.tensorboard.active_file
+
+    def _upload_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._upload_wake.wait()
+            self._upload_wake.clear()
+            if self._stop.is_set():
+                break
+            report = self.uploader.run_once()  # type: ignore[union-attr]
+            self._last_report = report
+            if report.error is not None:
+                failures += 1
+                delay = min(_MAX_BACKOFF_S, 0.5 * 2**failures)
+                self._warn("upload", "could not upload to %s (%s: %s); %d files wait in the spool %s, "
+                           "retrying in %.0f s", self.storage.url, type(report.error).__name__, report.error,
+                           len(report.pending), self.local_dir, delay)  # fmt: skip
+                self._stop.wait(delay)
+                self._upload_wake.set()
+            else:
+                failures = 0
+
+    # -- closing ----------------------------------------------------------------------
+    def close(self, status: str = "finished", timeout: float = 60.0) -> UploadReport | None:
+        """Flushes, compacts, writes the final status and uploads within ``timeout`` seconds.
+
+        Returns:
+            For remote storage, what the last upload round did (``complete`` or not).
+        """
+        if not self._open:
+            return self._last_report
+        deadline = time.monotonic() + timeout
+        with self._io_lock:
+            self._stop.set()
+            self._wake.set()
+            self._upload_wake.set()
+            self._flush_once()
+            try:
+                self.metrics.compact(final=True)
+                self.metrics.recompute_summary()
+                self._write_summary()
+            except OSError as err:
+                self._warn("compact", "could not compact metrics in %s: %s", self.local_dir, err)
+            if self.tensorboard is not None:
+                try:
+                    last = {k: s["last"] for k, s in self.metrics.summary.items()}
+                    self.tensorboard.write_hparams(self.config["flat"], last)
+                    self.tensorboard.close()
+                except OSError as err:
+                    self._warn("tb", "could not close TensorBoard events in %s: %s", self.local_dir, err)
+            self.run_doc["status"] = status
+            self.run_doc["end_time"] = time.time()
+            self._write_run_doc()
+            self._open = False
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, min(5.0, deadline - time.monotonic())))
+        if self.uploader is None:
+            return None
+        if self.offline:
+            log.warning("run %s is offline: its files are in %s; upload them with: lightning-tracker sync %s",
+                        self.prefix, self.local_dir, self.local_dir)  # fmt: skip
+            return None
+        return self._final_upload(deadline)
+
+    def _final_upload(self, deadline: float) -> UploadReport:
+        result: list[UploadReport] = []
+
+        def rounds() -> None:
+            delay = 0.2
+            while True:
+                report = self.uploader.run_once()  # type: ignore[union-attr]
+                result.append(report)
+                if report.complete or time.monotonic() >= deadline:
+                    return
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 5.0)
+
+        worker = threading.Thread(target=rounds, name="lightning-tracker-final-upload", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        report = result[-1] if result else UploadReport(pending=self.uploader.pending())  # type: ignore[union-attr]
+        self._last_report = report
+        if report.complete and not worker.is_alive():
+            log.info("run %s uploaded to %s", self.prefix, self.storage.full_url(self.prefix))
+        else:
+            why = f"{type(report.error).__name__}: {report.error}" if report.error else "timed out"
+            log.warning(
+                "could not upload everything of run %s to %s (%s); %d files are kept in the spool %s. "
+                "Upload them later with: lightning-tracker sync %s",
+                self.prefix, self.storage.url, why, len(report.pending) or 1, self.local_dir, self.local_dir,
+            )  # fmt: skip
+        return report
+
+
+def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
+    writer = ref()
+    if writer is not None and writer._open:
+        try:
+            writer.close("finished", timeout=30.0)
+        except Exception:  # noqa: BLE001 - never raise during interpreter exit
+            log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)
+
+
+def remove_spool(local_dir: str) -> None:
+    """Deletes a fully uploaded spool folder, keeping files we do not manage (checkpoints)."""
+    for rel in (METRICS_DIR,):
+        shutil.rmtree(os.path.join(local_dir, rel), ignore_errors=True)
+    for name in os.listdir(local_dir):
+        path = os.path.join(local_dir, name)
+        if os.path.isfile(path) and (name.endswith(".json") or name.startswith("events.out") or name == GIT_DIFF_FILE):
+            os.remove(path)
+    try:
+        os.rmdir(local_dir)
+    except OSError:
+        pass
+
