@@ -1,0 +1,84 @@
+"""Shared fixtures: a real S3-compatible server (moto) on 127.0.0.1, stores, a tiny model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """A moto S3 server on 127.0.0.1 that a test can stop and start again (state survives)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._cls = ThreadedMotoServer
+        self.port = free_port()
+        self._server: Any = None
+        self.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return {"key": "testing", "secret": "testing", "endpoint_url": self.endpoint}
+
+    def start(self) -> None:
+        self._server = self._cls(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def new_bucket(self) -> str:
+        import s3fs
+
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(**self.storage_options, skip_instance_cache=True).mkdir(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_spool(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTNING_TRACKER_SPOOL", str(tmp_path / "spool"))
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, dict[str, Any] | None]:
+    """``(save_dir, storage_options)`` for every storage target of the contract tests."""
+    if request.param == "local":
+        return str(tmp_path / "runs"), None
+    if request.param == "memory":
+        return f"memory://t-{uuid.uuid4().hex[:10]}", None
+    server = request.getfixturevalue("s3_server")
+    return f"s3://{server.new_bucket()}/exp", server.storage_options

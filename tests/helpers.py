@@ -1,0 +1,67 @@
+"""A tiny Lightning model and data for the tests (CPU, a few milliseconds per step)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_tracker._compat import LightningModule, Trainer
+
+
+class TinyModel(LightningModule):
+    """Linear regression that logs ``train/loss`` per step and ``val/loss``/``test/loss`` per epoch."""
+
+    def __init__(self, lr: float = 0.05, width: int = 8, batch_size: int = 8) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, _: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.mse_loss(self(x), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: Any, _: int) -> None:
+        x, y = batch
+        self.log("val/loss", nn.functional.mse_loss(self(x), y))
+
+    def test_step(self, batch: Any, _: int) -> None:
+        x, y = batch
+        self.log("test/loss", nn.functional.mse_loss(self(x), y))
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1)}
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(64, self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return loader(32, 16, seed=1)
+
+    def test_dataloader(self) -> DataLoader:
+        return loader(32, 16, seed=2)
+
+
+def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x.sum(-1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def trainer(logger: Any, **kwargs: Any) -> Trainer:
+    """A quiet CPU trainer that logs every step."""
+    defaults: dict[str, Any] = dict(
+        max_epochs=2, accelerator="cpu", devices=1, log_every_n_steps=1, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    defaults.update(kwargs)
+    return Trainer(logger=logger, **defaults)

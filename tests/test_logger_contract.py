@@ -1,0 +1,136 @@
+"""Everything a Lightning Trainer and its callbacks call on the logger, on every storage target."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from lightning_tracker import Store, TrackerLogger
+from lightning_tracker._compat import rank_zero_only
+from tests.helpers import TinyModel, trainer
+
+STEPS_PER_EPOCH = 8  # 64 samples, batch 8
+
+
+def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    logger = TrackerLogger(save_dir, name="contract", storage_options=options, flush_interval=0.2,
+                           tags=["t1"], notes="a note", group="g")  # fmt: skip
+    model = TinyModel()
+    t = trainer(logger)
+    t.fit(model)
+    t.validate(model, verbose=False)
+    t.test(model, verbose=False)
+
+    run = Store(save_dir, options).run(logger.version, "contract")
+    assert run.status == "finished"
+    assert (run.tags, run.notes, run.group) == (["t1"], "a note", "g")
+    assert run.config == {"lr": 0.05, "width": 8, "batch_size": 8}
+    history = run.metrics()
+    train = history.dropna(subset=["train/loss"])
+    assert list(train["step"]) == list(range(2 * STEPS_PER_EPOCH))
+    val = history.dropna(subset=["val/loss"])
+    # one validation after each epoch of fit, then trainer.validate at global_step
+    assert list(val["step"]) == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH]
+    assert history["test/loss"].notna().sum() == 1
+    assert (history["time"].diff().dropna() >= 0).all()
+    summary = run.summary
+    assert summary["train/loss"]["count"] == 2 * STEPS_PER_EPOCH
+    assert summary["train/loss"]["last"] == pytest.approx(train["train/loss"].iloc[-1])
+    assert summary["train/loss"]["min"] == pytest.approx(train["train/loss"].min())
+    assert summary["test/loss"]["count"] == 1
+    assert set(run.meta) >= {"host", "command", "python", "versions", "git", "gpus"}
+
+
+def test_properties_follow_lightning_layout(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="proj", version="my-run")
+    assert logger.name == "proj" and logger.version == "my-run"
+    assert logger.save_dir == str(tmp_path)
+    assert logger.root_dir == str(tmp_path / "proj")
+    assert logger.log_dir == str(tmp_path / "proj" / "my-run")
+    assert logger.group_separator == "/"
+    assert not (tmp_path / "proj").exists(), "nothing is written before the first log call"
+
+
+def test_remote_save_dir_points_lightning_at_the_local_spool(tmp_path: Any) -> None:
+    logger = TrackerLogger("memory://props/exp", name="p", spool_dir=tmp_path / "spool")
+    assert logger.save_dir.startswith(str(tmp_path / "spool"))
+    assert logger.log_dir.endswith(f"p/{logger.version}")
+    assert logger.url == f"memory://props/exp/p/{logger.version}"
+
+
+def test_prefix_is_joined_like_lightning_loggers(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", prefix="fold1")
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    assert list(Store(tmp_path).run(logger.version).summary) == ["fold1-loss"]
+
+
+def test_finalize_failed_then_success_again(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.finalize("failed")
+    run = Store(tmp_path).run(logger.version)
+    assert run.status == "failed"
+    logger.log_metrics({"a": 2.0}, step=1)  # e.g. trainer.test() after a failed fit
+    logger.finalize("success")
+    run = Store(tmp_path).run(logger.version)
+    assert run.status == "finished"
+    assert list(run.metrics()["a"]) == [1.0, 2.0]
+
+
+def test_experiment_is_the_dummy_on_other_ranks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = TrackerLogger(tmp_path, name="p")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    exp = logger.experiment
+    assert type(exp).__name__ == "_DummyExperiment"
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_hyperparams({"lr": 1})
+    logger.finalize("success")
+    assert not (tmp_path / "p").exists(), "rank 1 must not write"
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    assert type(logger.experiment).__name__ == "RunWriter"
+
+
+def test_logger_and_trainer_pickle(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", storage_options=None)
+    logger.log_metrics({"a": 1.0}, step=0)
+    t = trainer(logger)
+    clone = pickle.loads(pickle.dumps(t))
+    assert clone.logger.version == logger.version
+    assert clone.logger.log_dir == logger.log_dir
+    restored = pickle.loads(pickle.dumps(logger))
+    restored.log_metrics({"a": 2.0}, step=1)
+    restored.finalize("success")
+    logger.finalize("success")
+    history = Store(tmp_path).run(logger.version).metrics()
+    assert list(history["a"]) == [1.0, 2.0]
+
+
+def test_tuner_leaves_the_logger_working(tmp_path: Any) -> None:
+    from lightning_tracker._compat import Tuner
+
+    logger = TrackerLogger(tmp_path, name="p")
+    model = TinyModel()
+    t = trainer(logger, max_epochs=1)
+    tuner = Tuner(t)
+    tuner.lr_find(model, num_training=10, min_lr=1e-4, max_lr=1e-1)
+    tuner.scale_batch_size(model, mode="power", max_trials=2, steps_per_trial=2)
+    t.fit(model)
+    run = Store(tmp_path).run(logger.version)
+    assert run.status == "finished"
+    assert run.summary["train/loss"]["count"] == len(model.train_dataloader())
+    assert run.config["lr"] == model.hparams.lr
+
+
+def test_lr_monitor_and_device_stats_arrive(tmp_path: Any) -> None:
+    from lightning_tracker._compat import DeviceStatsMonitor, LearningRateMonitor
+
+    logger = TrackerLogger(tmp_path, name="p")
+    t = trainer(logger, max_epochs=1, callbacks=[LearningRateMonitor("step"), DeviceStatsMonitor(cpu_stats=True)])
+    t.fit(TinyModel())
+    keys = set(Store(tmp_path).run(logger.version).summary)
+    assert "lr-SGD" in keys
+    assert any(k.startswith("DeviceStatsMonitor.") for k in keys), keys
