@@ -1,0 +1,39 @@
+"""DDP with two CPU processes (gloo): exactly one run, the same id and log_dir on every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from lightning_tracker import Store
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_one_run_per_ddp_job(strategy: str, tmp_path: Any) -> None:
+    save_dir, out_dir = tmp_path / "runs", tmp_path / "out"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("LOCAL_RANK", None)
+    done = subprocess.run(
+        [sys.executable, SCRIPT, str(save_dir), str(out_dir), "--strategy", strategy, "--steps", "12"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = {r["rank"]: r for r in (json.loads(p.read_text()) for p in out_dir.glob("rank*.json"))}
+    assert sorted(ranks) == [0, 1]
+    assert ranks[0]["pid"] != ranks[1]["pid"]
+    assert ranks[0]["version"] == ranks[1]["version"]
+    assert ranks[0]["log_dir"] == ranks[1]["log_dir"]
+    assert ranks[0]["writer_opened"] and not ranks[1]["writer_opened"], "only rank 0 writes"
+    assert os.listdir(save_dir / "p") == [ranks[0]["version"]], "exactly one run"
+    run = Store(save_dir).run(ranks[0]["version"])
+    assert run.status == "finished"
+    assert run.config["lr"] == 0.05
+    # 12 batches of 8 split over two ranks: 6 optimizer steps, logged once each by rank 0
+    assert list(run.metrics()["step"]) == list(range(6))

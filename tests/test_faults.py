@@ -1,0 +1,169 @@
+"""Crashes and storage outages: nothing flushed is lost, training never waits on the network."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_tracker import Store, TrackerLogger
+from lightning_tracker._compat import Callback
+from lightning_tracker.cli import main as cli
+from lightning_tracker.run import live_chunks
+from tests.conftest import S3Server
+from tests.helpers import TinyModel, loader, trainer
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
+
+
+def _start(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, save_dir, str(out), "--steps", "5000", "--sleep", "0.004", "--flush", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    run_id = ""
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("RUN "):
+            run_id = line.split()[1]
+        if line.startswith("STEP 20"):
+            return proc, run_id
+    raise AssertionError(f"the training script ended early with {proc.wait()}")
+
+
+def _assert_all_files_readable(run_dir: str) -> None:
+    for name in live_chunks(os.listdir(os.path.join(run_dir, "metrics"))):
+        pq.read_table(os.path.join(run_dir, "metrics", name))
+    for name in os.listdir(run_dir):
+        if name.endswith(".json"):
+            with open(os.path.join(run_dir, name)) as f:
+                json.load(f)
+    EventAccumulator(run_dir).Reload()
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_sigkill_keeps_every_flushed_point_and_reads_as_crashed(trial: int, tmp_path: Any) -> None:
+    rng = random.Random(trial)
+    save_dir = str(tmp_path / "runs")
+    proc, run_id = _start(save_dir, tmp_path / "out", dict(os.environ))
+    time.sleep(rng.uniform(0.2, 1.5))
+    store = Store(save_dir)
+    flushed = len(store.run(run_id).metrics(wide=False))
+    proc.kill()
+    proc.wait()
+    assert flushed > 0
+    run = store.run(run_id)
+    assert run.status == "crashed"
+    steps = list(run.metrics()["step"])
+    assert len(run.metrics(wide=False)) >= flushed
+    assert steps == list(range(len(steps))), "a gap in the flushed history"
+    _assert_all_files_readable(os.path.join(save_dir, "p", run_id))
+
+
+def test_sigkill_on_s3_then_sync_uploads_the_spool(tmp_path: Any, s3_server: Any) -> None:
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/exp"
+    spool = tmp_path / "spool"
+    env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool),
+           "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(s3_server.storage_options)}  # fmt: skip
+    proc, run_id = _start(url, tmp_path / "out", env)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    local = Store(str(spool / "s3" / bucket / "exp")).run(run_id)
+    local_history = local.metrics()
+    assert len(local_history) > 20
+    assert cli(["sync", str(spool), "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+    remote = Store(url, s3_server.storage_options).run(run_id)
+    assert remote.status == "crashed"
+    pd.testing.assert_frame_equal(remote.metrics(), local_history)
+    # sync is idempotent
+    assert cli(["sync", str(spool), "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+    pd.testing.assert_frame_equal(Store(url, s3_server.storage_options).run(run_id).metrics(), local_history)
+
+
+class _Outage(Callback):
+    """Stops the S3 server at one step and starts it again at another; times every step."""
+
+    def __init__(self, server: S3Server, down_at: int, up_at: int) -> None:
+        self.server, self.down_at, self.up_at = server, down_at, up_at
+        self.step_times: list[float] = []
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+        now = time.perf_counter()
+        self.step_times.append(now - self._t)
+        step = trainer.global_step
+        if step == self.down_at:
+            self.server.stop()
+        elif step == self.up_at:
+            self.server.start()
+        time.sleep(0.02)
+        self._t = time.perf_counter()
+
+
+class _LongModel(TinyModel):
+    def train_dataloader(self) -> Any:
+        return loader(8 * 150, 8)
+
+
+def test_s3_outage_mid_training_loses_nothing_and_never_blocks() -> None:
+    server = S3Server()
+    try:
+        bucket = server.new_bucket()
+        url = f"s3://{bucket}/exp"
+        logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.2)
+        outage = _Outage(server, down_at=20, up_at=120)
+        t = trainer(logger, max_epochs=1, callbacks=[outage])
+        t.fit(_LongModel())
+        run = Store(url, server.storage_options).run(logger.version)
+        assert run.status == "finished"
+        assert list(run.metrics()["step"]) == list(range(150))
+        assert run.summary["train/loss"]["count"] == 150
+        # an upload attempt against a dead endpoint takes seconds; no step may wait for it
+        assert max(outage.step_times[1:]) < 1.0, max(outage.step_times)
+    finally:
+        server.stop()
+
+
+def test_store_down_at_finalize_returns_in_time_then_sync_completes(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = S3Server()
+    try:
+        bucket = server.new_bucket()
+        url = f"s3://{bucket}/exp"
+        logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.2,
+                               finalize_timeout=3.0)  # fmt: skip
+        logger.log_metrics({"a": 0.0}, step=0)
+        logger.flush()
+        server.stop()
+        for step in range(1, 200):
+            logger.log_metrics({"a": float(step)}, step=step)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            logger.finalize("success")
+        assert time.monotonic() - started < 6.0
+        message = " ".join(r.getMessage() for r in caplog.records)
+        assert logger.log_dir in message and "lightning-tracker sync" in message
+        server.start()
+        options = json.dumps(server.storage_options)
+        assert cli(["sync", logger.log_dir, "--storage-options", options]) == 0
+        remote = Store(url, server.storage_options).run(logger.version)
+        assert remote.status == "finished"
+        local = Store(logger.save_dir).run(logger.version)
+        pd.testing.assert_frame_equal(remote.metrics(), local.metrics())
+        assert list(remote.metrics()["a"]) == [float(s) for s in range(200)]
+        assert remote.summary == local.summary
+    finally:
+        server.stop()

@@ -1,0 +1,267 @@
+"""The run store: ids, layout, metrics chunks, compaction, summary, resume, config, metadata."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.run import live_chunks, new_run_id, parse_chunk_name, run_state
+from lightning_tracker.writers.metrics import COMPACT_FANIN
+
+
+def test_run_ids_are_unique_across_processes() -> None:
+    code = "from lightning_tracker.run import new_run_id\nfor _ in range(500): print(new_run_id())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    ids = [line for p in procs for line in p.communicate(timeout=60)[0].split()]
+    assert len(ids) == len(set(ids)) == 4000
+
+
+def test_layout_and_files_are_readable_without_our_code(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="proj", run_name="readable")
+    logger.log_hyperparams({"lr": 0.1})
+    for step in range(10):
+        logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    logger.finalize("success")
+    run_dir = tmp_path / "proj" / logger.version
+    names = set(os.listdir(run_dir))
+    assert {"run.json", "meta.json", "config.json", "summary.json", "metrics"} <= names
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    doc = json.loads((run_dir / "run.json").read_text())
+    assert doc["format_version"] == 1 and doc["name"] == "readable" and doc["status"] == "finished"
+    chunks = str(run_dir / "metrics" / "*.parquet")
+    df = pd.read_parquet(run_dir / "metrics")
+    assert sorted(df["step"]) == list(range(10))
+    count, total = duckdb.sql(f"select count(*), sum(value) from read_parquet('{chunks}')").fetchall()[0]
+    assert count == 10 and total == pytest.approx(sum(1 / (s + 1) for s in range(10)))
+
+
+def test_nan_and_inf_are_kept(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p")
+    logger.log_metrics({"x": float("nan")}, step=0)
+    logger.log_metrics({"x": float("inf")}, step=1)
+    logger.log_metrics({"x": float("-inf")}, step=2)
+    logger.log_metrics({"x": 1.5}, step=3)
+    logger.finalize("success")
+    run = Store(tmp_path).run(logger.version)
+    values = list(run.metrics()["x"])
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 1.5]
+    s = run.summary["x"]
+    assert s["count"] == 4 and s["min"] == -math.inf and s["max"] == math.inf and s["last"] == 1.5
+    json.loads((tmp_path / "p" / logger.version / "summary.json").read_text())  # strict JSON
+
+
+def test_bad_metric_values_warn_and_training_goes_on(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+    import torch
+
+    logger = TrackerLogger(tmp_path, name="p")
+    for step in range(3):
+        logger.log_metrics({"text": "abc", "vec": torch.ones(3), "np": np.float32(0.5),
+                            "t": torch.tensor(2.0), "flag": True, 7: 1.0}, step=step)  # fmt: skip
+    logger.finalize("success")
+    summary = Store(tmp_path).run(logger.version).summary
+    assert set(summary) == {"np", "t", "flag", "7"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("'text'" in w for w in warnings) == 1, "one warning per metric, not per step"
+    assert sum("'vec'" in w and "shape" in w for w in warnings) == 1
+
+
+def test_every_point_is_kept_across_many_flushes_and_compaction(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=300)
+    n_flushes = COMPACT_FANIN * 3 + 5
+    for step in range(n_flushes * 10):
+        logger.log_metrics({"a": float(step), "b": -float(step)}, step=step)
+        if step % 10 == 9:
+            logger.flush()
+    metrics_dir = tmp_path / "p" / logger.version / "metrics"
+    during = os.listdir(metrics_dir)
+    assert len(during) < n_flushes / 2, f"compaction keeps the file count down: {len(during)} files"
+    logger.finalize("success")
+    assert len(os.listdir(metrics_dir)) == 1
+    history = Store(tmp_path).run(logger.version).metrics()
+    assert list(history["step"]) == list(range(n_flushes * 10))
+    assert list(history["a"]) == [float(s) for s in range(n_flushes * 10)]
+
+
+def test_a_reader_never_sees_a_point_twice_or_misses_one_during_compaction(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=300)
+    logger.log_metrics({"a": 0.0}, step=0)
+    logger.flush()
+    run = Store(tmp_path).run(logger.version)
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+    errors: list[str] = []
+    written = [1]
+
+    def read() -> None:
+        while not stop.is_set():
+            before = written[0]
+            steps = list(run.metrics(wide=False)["step"])
+            seen.append((before, len(steps)))
+            if steps != sorted(set(steps)):
+                errors.append(f"a point read twice: {len(steps)} rows, {len(set(steps))} steps")
+            if len(steps) < before:
+                errors.append(f"a flushed point missing: {len(steps)} < {before}")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for step in range(1, COMPACT_FANIN * COMPACT_FANIN + 20):
+            logger.log_metrics({"a": float(step)}, step=step)
+            logger.flush()
+            written[0] = step + 1
+    finally:
+        stop.set()
+        reader.join()
+    logger.finalize("success")
+    assert len(seen) > 10
+    assert errors == []
+    names = os.listdir(tmp_path / "p" / logger.version / "metrics")
+    assert len(live_chunks(names)) == 1
+
+
+def test_live_chunks_drops_covered_chunks() -> None:
+    names = ["000-00000000-00000015.parquet", *(f"000-{i:08d}-{i:08d}.parquet" for i in range(20)),
+             "001-00000000-00000000.parquet"]  # fmt: skip
+    live = live_chunks(names)
+    assert live[0] == "000-00000000-00000015.parquet"
+    assert [parse_chunk_name(n)[1] for n in live[1:-1]] == [16, 17, 18, 19]
+    assert live[-1].startswith("001-")
+
+
+def test_resume_continues_one_history_and_supersedes_steps(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    first = TrackerLogger(save_dir, name="p", storage_options=options)
+    first.log_hyperparams({"lr": 0.1})
+    for step in range(10):
+        first.log_metrics({"loss": 10.0 + step}, step=step)
+    first.finalize("failed")
+    # resumed from a checkpoint taken at step 5: steps 6..14 are logged again / anew
+    second = TrackerLogger(save_dir, name="p", version=first.version, storage_options=options)
+    assert second.version == first.version
+    for step in range(6, 15):
+        second.log_metrics({"loss": float(step)}, step=step)
+    second.finalize("success")
+    run = Store(save_dir, options).run(first.version)
+    assert run.status == "finished"
+    assert run.config == {"lr": 0.1}
+    assert len(run.doc["sessions"]) == 2
+    history = run.metrics()
+    assert list(history["step"]) == list(range(15))
+    assert list(history["loss"]) == [10.0 + s for s in range(6)] + [float(s) for s in range(6, 15)]
+    s = run.summary["loss"]
+    assert (s["count"], s["last"], s["min"], s["min_step"], s["max"], s["max_step"]) == (15, 14.0, 6.0, 6, 15.0, 5)
+
+
+@dataclass
+class _Optim:
+    name: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    extra: dict[str, Any] = field(default_factory=lambda: {"amsgrad": False})
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+def test_hyperparameters_stay_nested_with_a_flat_view(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from omegaconf import OmegaConf
+
+    cyclic: dict[str, Any] = {"name": "loop"}
+    cyclic["self"] = cyclic
+    long_text = "x" * 100_000
+    logger = TrackerLogger(tmp_path, name="p")
+    params = {
+        "ns": Namespace(lr=0.1, layers=[64, 64]),
+        "optim": _Optim(),
+        "omega": OmegaConf.create({"data": {"root": "/data", "size": "${width}"}, "width": 32}),
+        "opaque": _Opaque(),
+        "long": long_text,
+        "cyclic": cyclic,
+        1: "int key",
+    }
+    logger.log_hyperparams(params)
+    logger.log_hyperparams(params)  # twice: fine, nothing changes
+    logger.log_hyperparams({"ns": Namespace(lr=0.01, layers=[64, 64])})  # a change is recorded
+    logger.finalize("success")
+    run = Store(tmp_path).run(logger.version)
+    c = run.config
+    assert c["ns"] == {"lr": 0.01, "layers": [64, 64]}
+    assert c["optim"] == {"name": "adam", "betas": [0.9, 0.999], "extra": {"amsgrad": False}}
+    assert c["omega"] == {"data": {"root": "/data", "size": 32}, "width": 32}
+    assert c["opaque"] == "<Opaque thing>"
+    assert c["long"] == long_text, "never truncated"
+    assert c["cyclic"]["name"] == "loop" and c["cyclic"]["self"].startswith("<cycle")
+    assert c["1"] == "int key"
+    assert run.flat_config["omega.data.size"] == 32 and run.flat_config["ns.layers"] == [64, 64]
+    assert [h["changes"] for h in run.config_history] == [{"ns.lr": [0.1, 0.01]}]
+    warnings = [r.getMessage() for r in caplog.records if "stored as its repr" in r.getMessage()]
+    assert len([w for w in warnings if "opaque" in w]) == 1, warnings
+
+
+def test_secrets_never_reach_disk(tmp_path: Any, s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "env-secret-4242")
+    bucket = s3_server.new_bucket()
+    options = {**s3_server.storage_options, "secret": "opts-secret-9191"}
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "opts-secret-9191")
+    url = f"s3://testing:opts-secret-9191@{bucket}/exp"
+    logger = TrackerLogger(url, name="p", storage_options={"endpoint_url": s3_server.endpoint},
+                           tensorboard=True)  # fmt: skip
+    logger.log_hyperparams({"wandb_api_key": "hp-secret-7373", "db": {"password": "hp-secret-7373"},
+                            "HF_TOKEN": "hp-secret-7373", "lr": 0.1})  # fmt: skip
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    assert "opts-secret" not in logger.url
+    spool = tmp_path / "spool"
+    blobs = [open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(spool) for f in fs]
+    remote = Store(f"s3://{bucket}/exp", options)
+    fs = remote.storage.fs
+    blobs += [fs.cat_file(p) for p in fs.find(f"{bucket}/exp")]
+    assert len(blobs) > 5
+    for planted in (b"env-secret-4242", b"opts-secret-9191", b"hp-secret-7373"):
+        assert not any(planted in b for b in blobs), planted
+    run = remote.run(logger.version)
+    assert run.config["lr"] == 0.1 and run.config["db"]["password"] == "***REDACTED***"
+
+
+def test_metadata_records_git_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.email=a@b.c", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(repo)], check=True)
+    (repo / "train.py").write_text("print('v1')\n")
+    subprocess.run([*git, "-C", str(repo), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "init"], check=True)
+    (repo / "train.py").write_text("print('v2')\n")
+    monkeypatch.chdir(repo)
+    logger = TrackerLogger(tmp_path / "runs", name="p")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.finalize("success")
+    run = Store(tmp_path / "runs").run(logger.version)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert run.meta["git"]["commit"] == head
+    assert run.meta["git"]["branch"] == "trunk" and run.meta["git"]["dirty"] is True
+    assert "+print('v2')" in run.git_diff
+    assert run.meta["versions"]["torch"] and run.meta["host"] and run.meta["user"] is not None
+
+
+def test_heartbeat_turns_a_silent_run_into_crashed() -> None:
+    now = time.time()
+    doc = {"status": "running", "heartbeat": now, "heartbeat_interval_s": 2.0, "writer": {"host": "elsewhere"}}
+    assert run_state(doc, now=now + 5) == "running"
+    assert run_state(doc, now=now + 17) == "crashed"
