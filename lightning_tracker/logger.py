@@ -13,7 +13,8 @@ from lightning_tracker._compat import Logger, override, rank_zero_experiment, ra
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.run import new_run_id, new_run_name, validate_path_name
 from lightning_tracker.storage import Storage
-from lightning_tracker.writers.run_writer import RunWriter, spool_dir_for
+from lightning_tracker.sync import spool_dir_for
+from lightning_tracker.writers.run_writer import RunWriter
 
 if TYPE_CHECKING:
     from torch.nn import Module

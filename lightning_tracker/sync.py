@@ -14,10 +14,23 @@ from typing import Any
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.run import METRICS_DIR, RUN_FILE, SPOOL_FILE, loads, parse_chunk_name, run_state
 from lightning_tracker.storage import Storage
-from lightning_tracker.writers.run_writer import default_spool_root
 from lightning_tracker.writers.uploader import Uploader, UploadReport
 
-__all__ = ["find_spooled_runs", "sync", "sync_run"]
+__all__ = ["default_spool_root", "find_spooled_runs", "spool_dir_for", "sync", "sync_run"]
+
+
+def default_spool_root() -> str:
+    """The local folder for runs bound to remote storage (``$LIGHTNING_TRACKER_SPOOL``)."""
+    env = os.environ.get("LIGHTNING_TRACKER_SPOOL")
+    if env:
+        return os.path.abspath(env)
+    return os.path.join(os.path.expanduser("~"), ".cache", "lightning_tracker", "spool")
+
+
+def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
+    """The local spool folder mirroring ``storage``'s root."""
+    safe = storage.root.replace(":", "_").strip("/")
+    return os.path.join(spool_root or default_spool_root(), storage.protocol, *safe.split("/"))
 
 
 def find_spooled_runs(root: str | None = None) -> list[str]:

@@ -35,30 +35,17 @@ from lightning_tracker.run import (
     writer_identity,
 )
 from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.sync import spool_dir_for
 from lightning_tracker.writers.metrics import MetricsWriter
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
 from lightning_tracker.writers.uploader import Uploader, UploadReport
 
-__all__ = ["RunWriter", "default_spool_root", "spool_dir_for"]
+__all__ = ["RunWriter"]
 
 log = logging.getLogger(__name__)
 
 _TB_ROTATE_S = 120.0  # remote stores: close and upload the event file this often
 _MAX_BACKOFF_S = 30.0
-
-
-def default_spool_root() -> str:
-    """The local folder for runs bound to remote storage (``$LIGHTNING_TRACKER_SPOOL``)."""
-    env = os.environ.get("LIGHTNING_TRACKER_SPOOL")
-    if env:
-        return os.path.abspath(env)
-    return os.path.join(os.path.expanduser("~"), ".cache", "lightning_tracker", "spool")
-
-
-def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
-    """The local spool folder mirroring ``storage``'s root."""
-    safe = storage.root.replace(":", "_").strip("/")
-    return os.path.join(spool_root or default_spool_root(), storage.protocol, *safe.split("/"))
 
 
 class _Warner:

@@ -1,0 +1,25 @@
+"""The main job: the demo trains several configurations and lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lightning_tracker import Store
+from lightning_tracker.cli import main
+
+
+def test_demo_records_every_configuration(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    table = Store(str(tmp_path / "runs")).table("demo")
+    assert len(table) == 4 and set(table["status"]) == {"finished"}
+    assert table["config.lr"].nunique() == 2 and table["config.width"].nunique() == 3
+    assert table["summary.test/acc"].notna().all()
+    # the best configuration learns the task: well above the 10 % of chance
+    assert table["summary.val/acc"].max() > 0.8
+    assert "4 runs" in out and "val/acc" in out
