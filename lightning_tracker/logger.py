@@ -236,8 +236,10 @@ class TrackerLogger(Logger):
         writer.log_metrics(metrics, step)
 
     @override
+    @rank_zero_only
     def log_graph(self, model: Module, input_array: Any = None) -> None:
-        """Not recorded (the model's code is in the git diff and its summary in the logs)."""
+        """Starts the run (Lightning calls this when fitting starts); the graph itself is not stored."""
+        self.experiment.ensure_open()
 
     @override
     def save(self) -> None:

@@ -1,0 +1,154 @@
+"""How much does logging cost? Our logger beside Lightning's own loggers, in one run.
+
+(a) microseconds per ``log_metrics`` + ``save`` of 8 scalars (median over many calls),
+    plus the CPU our background writer spends per call (it shares the cores);
+(b) training-time overhead against ``logger=False`` for an MLP 784-256-256-10, batch 64,
+    2,000 steps, ``log_every_n_steps=1``, CPU: runs alternate between loggers and the
+    median of the repeats is compared.
+
+Usage: python benchmarks/logger_overhead.py [--steps 2000] [--repeats 5] [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from lightning_tracker import TrackerLogger  # noqa: E402
+from lightning_tracker._compat import Callback, LightningModule, Trainer  # noqa: E402
+
+
+def _loggers(root: str) -> dict[str, Callable[[], Any]]:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    makers: dict[str, Callable[[], Any]] = {
+        "TrackerLogger (ours)": lambda: TrackerLogger(os.path.join(root, "tracker"), name="bench"),
+        "CSVLogger": lambda: CSVLogger(os.path.join(root, "csv"), name="bench"),
+        "TensorBoardLogger": lambda: TensorBoardLogger(os.path.join(root, "tb"), name="bench"),
+    }
+    try:
+        import wandb  # noqa: F401
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        makers["WandbLogger (offline)"] = lambda: WandbLogger(save_dir=os.path.join(root, "wandb"), offline=True)
+    except ImportError:
+        pass
+    return makers
+
+
+# -- (a) per call -----------------------------------------------------------------------
+def per_call(make: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """Median µs per log_metrics + save on the caller's thread, and CPU µs per call on all threads."""
+    logger = make()
+    metrics = {f"metric_{i}": 0.5 + i for i in range(8)}
+    logger.log_metrics(metrics, step=0)  # open files outside the timing
+    logger.save()
+    samples = []
+    gc.disable()
+    cpu0 = time.process_time()
+    for step in range(1, calls + 1):
+        t0 = time.perf_counter_ns()
+        logger.log_metrics(metrics, step=step)
+        logger.save()
+        samples.append(time.perf_counter_ns() - t0)
+    flush = getattr(logger, "flush", None)
+    if flush is not None:
+        flush()  # count the writer's work for these calls
+    cpu1 = time.process_time()
+    gc.enable()
+    logger.finalize("success")
+    return statistics.median(samples) / 1000.0, (cpu1 - cpu0) / calls * 1e6
+
+
+# -- (b) training overhead ----------------------------------------------------------------
+class MLP(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+    def training_step(self, batch: Any, _: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Timer(Callback):
+    def on_train_start(self, *_: Any) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer: Any, *_: Any) -> None:
+        self.elapsed = time.perf_counter() - self.t0
+
+
+def fit_time(make: Callable[[], Any] | None, data: DataLoader, steps: int) -> float:
+    timer = Timer()
+    trainer = Trainer(
+        logger=make() if make else False, max_steps=steps, accelerator="cpu", devices=1,
+        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, callbacks=[timer],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(MLP(), data)
+    return timer.elapsed  # includes finalize's flush: on_train_end runs after the loop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=20000)
+    args = parser.parse_args()
+    import logging
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(args.steps * 64, 784, generator=g), torch.randint(0, 10, (args.steps * 64,), generator=g)
+    data = DataLoader(TensorDataset(x, y), batch_size=64)
+    with tempfile.TemporaryDirectory() as root:
+        makers = _loggers(root)
+        calls = {name: per_call(make, args.calls) for name, make in makers.items()}
+        fit_time(None, data, 200)  # warm up
+        times: dict[str, list[float]] = {"logger=False": [], **{name: [] for name in makers}}
+        for _ in range(args.repeats):
+            times["logger=False"].append(fit_time(None, data, args.steps))
+            for name, make in makers.items():
+                times[name].append(fit_time(make, data, args.steps))
+    base = statistics.median(times["logger=False"])
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}")
+    print(f"(a) log_metrics + save of 8 scalars, median of {args.calls} calls; "
+          f"(b) MLP 784-256-256-10, batch 64, {args.steps} steps, median of {args.repeats} runs\n")
+    print("| logger | (a) µs/call | (a) CPU µs/call, all threads | (b) train s | (b) overhead |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| logger=False | — | — | {base:.2f} | — |")
+    for name in makers:
+        med = statistics.median(times[name])
+        us, bg = calls[name]
+        print(f"| {name} | {us:.1f} | {bg:.1f} | {med:.2f} | {100 * (med - base) / base:+.1f} % |")
+
+
+if __name__ == "__main__":
+    main()
