@@ -35,10 +35,11 @@ def is_secret_key(key: str) -> bool:
     Example:
         >>> is_secret_key("api_key"), is_secret_key("AWS_SECRET_ACCESS_KEY"), is_secret_key("lr")
         (True, True, False)
-        >>> is_secret_key("hf-Token")
-        True
+        >>> is_secret_key("hf-Token"), is_secret_key("api_keys"), is_secret_key("steps")
+        (True, True, False)
     """
     words = {w.lower() for w in _WORD_RE.findall(str(key))}
+    words |= {w[:-1] for w in words if w.endswith("s")}  # plurals: api_keys, tokens
     return bool(words & _SECRET_WORDS)
 
 
@@ -106,7 +107,7 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         for key, value in obj.items():
             name = key if isinstance(key, str) else str(key)
             sub = f"{path}.{name}" if path else name
-            if isinstance(value, (str, bytes)) and value and is_secret_key(name):
+            if _secret_value(value) and is_secret_key(name):
                 out[name] = REDACTED
             else:
                 out[name] = _plain(value, sub, warned, stack, depth + 1)
@@ -120,6 +121,15 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         name = getattr(obj, "__qualname__", None) or repr(obj)
         return f"{getattr(obj, '__module__', '') or ''}.{name}".lstrip(".")
     return _as_repr(obj, path, warned, f"{type(obj).__name__} is not JSON-serializable")
+
+
+def _secret_value(value: Any) -> bool:
+    """Strings (or lists of strings) can be secrets; numbers such as ``key_dim`` cannot."""
+    if isinstance(value, (str, bytes)):
+        return bool(value)
+    if isinstance(value, (list, tuple)) and value:
+        return all(isinstance(v, (str, bytes)) for v in value)
+    return False
 
 
 def _as_repr(obj: Any, path: str, warned: set[str], why: str, use_repr: bool = True) -> str:

@@ -34,8 +34,8 @@ def redact_argv(argv: list[str]) -> list[str]:
     """Hides values of secret-looking flags in a command line.
 
     Example:
-        >>> redact_argv(["train.py", "--api-key", "abc", "--lr=0.1", "--token=xyz"])
-        ['train.py', '--api-key', '***REDACTED***', '--lr=0.1', '--token=***REDACTED***']
+        >>> redact_argv(["train.py", "--api-key", "abc", "--lr=0.1", "--token=xyz", "db.password=pw"])
+        ['train.py', '--api-key', '***REDACTED***', '--lr=0.1', '--token=***REDACTED***', 'db.password=***REDACTED***']
     """
     out: list[str] = []
     hide_next = False
@@ -45,12 +45,12 @@ def redact_argv(argv: list[str]) -> list[str]:
             hide_next = False
             continue
         flag, eq, _ = arg.partition("=")
-        secret = flag.startswith("-") and is_secret_key(flag.lstrip("-"))
-        if secret and eq:
+        name = flag.lstrip("-+~").rsplit(".", 1)[-1]
+        if eq and is_secret_key(name):
             out.append(f"{flag}={REDACTED}")
         else:
             out.append(redact_url(arg) if "://" in arg else arg)
-            hide_next = secret
+            hide_next = flag.startswith("-") and not eq and is_secret_key(name)
     return out
 
 
@@ -86,17 +86,18 @@ def git_state() -> tuple[dict[str, Any] | None, str]:
     branch = (_git("rev-parse", "--abbrev-ref", "HEAD") or "").strip()
     remote = (_git("config", "--get", "remote.origin.url") or "").strip()
     status = _git("status", "--porcelain", "--untracked-files=no") or ""
-    diff = _git("diff", "HEAD", "--no-color") or ""
+    diff_text = _git("diff", "HEAD", "--no-color") or ""
     info: dict[str, Any] = {
         "commit": commit.strip(),
         "branch": branch,
         "remote": redact_url(remote) if remote else None,
         "dirty": bool(status.strip()),
     }
-    if len(diff) > _MAX_DIFF_BYTES:
-        info["diff_truncated_from_bytes"] = len(diff)
-        diff = diff[:_MAX_DIFF_BYTES]
-    return info, diff
+    raw = diff_text.encode("utf-8")
+    if len(raw) > _MAX_DIFF_BYTES:
+        info["diff_truncated_from_bytes"] = len(raw)
+        diff_text = raw[:_MAX_DIFF_BYTES].decode("utf-8", "ignore")
+    return info, diff_text
 
 
 def _gpus() -> list[dict[str, Any]]:

@@ -129,6 +129,7 @@ class TrackerLogger(Logger):
                 f"run_name={run_name!r} must be non-empty and free of control characters."
             )
         self._version = _shared_run_id(_constructed, version)
+        self._run_name_arg = run_name
         self._run_name = run_name or new_run_name()
         self._group = group
         self._tags = list(tags or [])
@@ -186,7 +187,9 @@ class TrackerLogger(Logger):
 
     @property
     def run_name(self) -> str:
-        """The readable name of the run."""
+        """The readable name of the run (the stored one once a resumed run is open)."""
+        if self._writer is not None:
+            return self._writer.run_doc["name"]
         return self._run_name
 
     @property
@@ -208,7 +211,8 @@ class TrackerLogger(Logger):
                 self._storage,
                 self._name,
                 self._version,
-                name=self._run_name,
+                name=self._run_name_arg,
+                default_name=self._run_name,
                 group=self._group,
                 tags=self._tags,
                 notes=self._notes,

@@ -22,12 +22,14 @@ __all__ = [
     "FORMAT_VERSION",
     "chunk_name",
     "dumps",
+    "live_chunks",
     "loads",
     "new_run_id",
     "new_run_name",
     "parse_chunk_name",
     "run_state",
     "validate_path_name",
+    "writer_identity",
 ]
 
 FORMAT_VERSION = 1
@@ -37,7 +39,9 @@ META_FILE = "meta.json"  # environment of the first session (written once)
 CONFIG_FILE = "config.json"  # hyperparameters, nested + flat + change history
 SUMMARY_FILE = "summary.json"  # per-metric summary, rewritten with each flush
 GIT_DIFF_FILE = "git.diff"  # uncommitted changes when started in a dirty repository
-METRICS_DIR = "metrics"  # immutable parquet chunks
+METRICS_DIR = "metrics"  # immutable parquet chunks of metric points
+HISTOGRAMS_DIR = "histograms"  # immutable parquet chunks of histograms (GradientMonitor)
+DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR)  # folders of chunk files, mirrored and compacted alike
 SPOOL_FILE = "spool.json"  # in a spool folder only: where the run is uploaded to
 
 MUTABLE_FILES = (CONFIG_FILE, SUMMARY_FILE, RUN_FILE)
@@ -63,7 +67,7 @@ _NOUNS = (
 
 
 def new_run_id(now: float | None = None) -> str:
-    """Returns a new run id: UTC start time plus 40 random bits.
+    """Returns a new run id: UTC start time plus 8 random base-36 characters (about 41 bits).
 
     Ids sort by start time and need no coordination between processes or machines
     (no "list the folder and take max + 1" race).

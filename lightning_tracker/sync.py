@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.run import METRICS_DIR, RUN_FILE, SPOOL_FILE, loads, parse_chunk_name, run_state
+from lightning_tracker.run import DATA_DIRS, RUN_FILE, SPOOL_FILE, loads, parse_chunk_name, run_state
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.uploader import Uploader, UploadReport
 
@@ -79,6 +79,7 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
     storage = Storage(spool["url"], storage_options)
     active = _active_event_file(local_dir)
     uploader = Uploader(local_dir, storage, spool["prefix"], int(spool["session"]), skip=lambda p: p == active)
+    uploader.load_state()
     try:
         listing = storage.find(spool["prefix"])
     except Exception as err:  # noqa: BLE001 - reported, not raised: sync goes on with other runs
@@ -91,20 +92,21 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
 
 def _delete_covered(storage: Storage, prefix: str, listing: dict[str, int], report: UploadReport) -> None:
     """Removes remote chunks that a compacted remote chunk of the same session covers."""
-    names = {rel.split("/", 1)[1] for rel in listing if rel.startswith(f"{METRICS_DIR}/")}
-    names |= {rel.split("/", 1)[1] for rel in report.uploaded if rel.startswith(f"{METRICS_DIR}/")}
-    ranges = [(p, n) for n in names if (p := parse_chunk_name(n)) is not None]
-    for (session, first, last), name in ranges:
-        covered = any(
-            s == session and f <= first and last <= l and (f, l) != (first, last) for (s, f, l), _ in ranges
-        )
-        if covered:
+    for folder in DATA_DIRS:
+        names = {rel.split("/", 1)[1] for rel in [*listing, *report.uploaded] if rel.startswith(f"{folder}/")}
+        ranges = [(p, n) for n in names if (p := parse_chunk_name(n)) is not None]
+        for (session, first, last), name in ranges:
+            covered = any(
+                s == session and f <= first and last <= l and (f, l) != (first, last) for (s, f, l), _ in ranges
+            )
+            if not covered:
+                continue
             try:
-                storage.rm(f"{prefix}/{METRICS_DIR}/{name}")
+                storage.rm(f"{prefix}/{folder}/{name}")
             except Exception as err:  # noqa: BLE001 - garbage only: readers skip covered chunks
                 report.error = report.error or err
                 return
-            report.deleted.append(f"{METRICS_DIR}/{name}")
+            report.deleted.append(f"{folder}/{name}")
 
 
 def sync(

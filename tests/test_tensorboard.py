@@ -73,3 +73,17 @@ def test_remote_event_files_rotate_and_each_is_uploaded_once(
     fs.get(f"{bucket}/exp/p/{logger.version}/", str(local), recursive=True)
     acc = _accumulator(str(local))
     assert [e.step for e in acc.Scalars("a")] == list(range(30))
+
+
+def test_resumed_sessions_keep_their_own_event_files(tmp_path: Any) -> None:
+    first = TrackerLogger(tmp_path, name="p")
+    for step in range(3):
+        first.log_metrics({"a": float(step)}, step=step)
+    first.finalize("failed")
+    second = TrackerLogger(tmp_path, name="p", version=first.version)  # same process, same second
+    for step in range(3, 6):
+        second.log_metrics({"a": float(step)}, step=step)
+    second.finalize("success")
+    events = [n for n in os.listdir(first.log_dir) if n.startswith("events.out.tfevents.")]
+    assert len(events) == 2
+    assert [e.step for e in _accumulator(first.log_dir).Scalars("a")] == list(range(6))

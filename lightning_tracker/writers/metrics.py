@@ -120,9 +120,20 @@ class MetricsWriter:
         """Merges chunks of this session; returns the names it deleted.
 
         Without ``final``, merges the newest run of ``COMPACT_FANIN`` chunks of one size
-        class (so each point is rewritten O(log n) times); with ``final``, merges every
-        chunk of the session into one.
+        class, and again one class up while that fills a run too (so each point is
+        rewritten O(log n) times and a session keeps O(log n) files); with ``final``,
+        merges every chunk of the session into one.
         """
+        deleted: list[str] = []
+        while True:
+            done = self._compact_once(final)
+            if not done:
+                return deleted
+            deleted += done
+            if final:
+                return deleted
+
+    def _compact_once(self, final: bool) -> list[str]:
         chunks = self.session_chunks()
         if final:
             group = chunks if len(chunks) > 1 else []
@@ -164,7 +175,10 @@ class MetricsWriter:
 
 
 def summarize_table(table: pa.Table) -> dict[str, dict[str, Any]]:
-    """Per-metric summary of a long table, one value per (key, step), the last written.
+    """Per-metric summary of a long table in write order; one value per (key, step), the last written.
+
+    ``last`` is the value logged last (as while the run is live), ``count`` the number of
+    distinct steps.
 
     Example:
         >>> t = pa.table({"step": [0, 1, 1], "time": [0.0, 1.0, 2.0], "key": ["a", "a", "a"],
@@ -180,7 +194,6 @@ def summarize_table(table: pa.Table) -> dict[str, dict[str, Any]]:
     df = df.drop_duplicates(["key", "step"], keep="last")
     out: dict[str, dict[str, Any]] = {}
     for key, group in df.groupby("key", sort=True):
-        group = group.sort_values("step", kind="stable")
         values = group["value"]
         finite = values.dropna()
         last = group.iloc[-1]

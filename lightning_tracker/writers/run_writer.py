@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import weakref
@@ -68,7 +69,8 @@ class RunWriter:
         storage: where the run lives.
         project: the project folder name.
         run_id: the run folder name.
-        name: readable name shown in tables.
+        name: readable name shown in tables; on resume, None keeps the stored one.
+        default_name: the name of a new run when ``name`` is None.
         group: optional group (for example a sweep or a DDP job family).
         tags: labels to filter by.
         notes: free text.
@@ -84,7 +86,8 @@ class RunWriter:
         project: str,
         run_id: str,
         *,
-        name: str,
+        name: str | None = None,
+        default_name: str = "run",
         group: str | None = None,
         tags: list[str] | None = None,
         notes: str | None = None,
@@ -106,7 +109,7 @@ class RunWriter:
         self.run_doc: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "id": run_id,
-            "name": name,
+            "name": name or default_name,
             "project": project,
             "group": group,
             "tags": list(tags or []),
@@ -120,7 +123,7 @@ class RunWriter:
             "writer": writer_identity(),
             "url": storage.full_url(self.prefix),
         }
-        self.config: dict[str, Any] = {"nested": {}, "flat": {}, "history": []}
+        self.config: dict[str, Any] = {"format_version": FORMAT_VERSION, "nested": {}, "flat": {}, "history": []}
         self._config_dirty = False
         self._warned_config: set[str] = set()
         self._points: list[tuple[Any, ...]] = []
@@ -135,21 +138,26 @@ class RunWriter:
         self._last_report: UploadReport | None = None
         self._tb_opened_at = time.monotonic()
         self._open = False
+        self._explicit = {"name": name, "group": group, "notes": notes}
         self._resumed = self._load_existing()
         self.session = len(self.run_doc["sessions"])
         self.metrics = MetricsWriter(self.local_dir, self.session)
         if self._resumed:
             self.metrics.recompute_summary()
-        self.tensorboard = TensorBoardWriter(self.local_dir) if tensorboard else None
+            steps = [s["last_step"] for s in self.metrics.summary.values() if s.get("last_step") is not None]
+            self._auto_step = max(steps, default=-1) + 1
+        self.tensorboard = TensorBoardWriter(self.local_dir, session=self.session) if tensorboard else None
         self.uploader = (
             Uploader(self.local_dir, storage, self.prefix, self.session, skip=self._growing)
             if self.remote
             else None
         )
-        if self.remote and self._resumed:
+        if self.uploader is not None:
+            self.uploader.load_state()
             for rel in self._downloaded:
-                self.uploader.mark_uploaded(rel)  # type: ignore[union-attr]
+                self.uploader.mark_uploaded(rel)
         self._start_session()
+        _install_excepthook()
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening ----------------------------------------------------------------------
@@ -167,7 +175,7 @@ class RunWriter:
         if self.remote:
             self._download_existing()
         for key in ("start_time", "sessions", "name", "group", "notes"):
-            if old.get(key) is not None:
+            if old.get(key) is not None and self._explicit.get(key) is None:
                 self.run_doc[key] = old[key]
         self.run_doc["tags"] = sorted(set(old.get("tags") or []) | set(self.run_doc["tags"]))
         try:
@@ -207,7 +215,7 @@ class RunWriter:
                        "session": self.session, "offline": self.offline}),  # fmt: skip
             )
         if not self._resumed:
-            atomic_write(os.path.join(self.local_dir, META_FILE), dumps(meta))
+            atomic_write(os.path.join(self.local_dir, META_FILE), dumps({"format_version": FORMAT_VERSION, **meta}))
             if diff:
                 atomic_write(os.path.join(self.local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
         self._config_dirty = True
@@ -468,11 +476,27 @@ class RunWriter:
         return report
 
 
+_uncaught: list[BaseException] = []
+
+
+def _install_excepthook() -> None:
+    previous = sys.excepthook
+    if getattr(previous, "_lightning_tracker", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        _uncaught.append(value)
+        previous(kind, value, tb)
+
+    hook._lightning_tracker = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
     writer = ref()
     if writer is not None and writer._open:
         try:
-            writer.close("finished", timeout=30.0)
+            writer.close("failed" if _uncaught else "finished", timeout=30.0)
         except Exception:  # noqa: BLE001 - never raise during interpreter exit
             log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)
 

@@ -35,10 +35,12 @@ class TensorBoardWriter:
 
     Args:
         run_dir: the local folder the event files go into (the run folder or its spool).
+        session: the run's session number, part of each file name (resumes never reuse one).
     """
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, session: int = 0) -> None:
         self.run_dir = run_dir
+        self.session = session
         self._writer: EventsWriter | None = None
         self._count = 0
 
@@ -51,7 +53,7 @@ class TensorBoardWriter:
         if self._writer is None:
             os.makedirs(self.run_dir, exist_ok=True)
             # the suffix keeps names unique and ordered when two files start in one second
-            suffix = f".{os.getpid()}.{self._count:05d}.lt"
+            suffix = f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt"
             self._writer = EventsWriter(os.path.join(self.run_dir, "events"), suffix)
             self._count += 1
         return self._writer

@@ -1,26 +1,30 @@
 """Mirror a run's local spool folder to its remote storage, one immutable object at a time.
 
-A round uploads, in this order: new immutable files (metric chunks, closed event files,
-``git.diff``, ``meta.json``), then the small mutable documents (config, summary, run),
-then deletes remote chunks that compaction removed locally, but only when everything
-before succeeded, so a remote reader never misses a point. A round is idempotent, so
+A round uploads, in this order: new or changed files other than the mutable documents
+(data chunks, closed event files, ``git.diff``, ``meta.json``), then the mutable
+documents (config, summary, run), then deletes remote chunks that compaction removed
+locally, but only when everything before succeeded and a remote chunk already covers
+them, so a remote reader never misses a point. A round is idempotent, so
 the same code serves the live run and ``lightning-tracker sync``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lightning_tracker.run import METRICS_DIR, MUTABLE_FILES, SPOOL_FILE, parse_chunk_name
-from lightning_tracker.storage import Storage
+from lightning_tracker.run import DATA_DIRS, MUTABLE_FILES, SPOOL_FILE, parse_chunk_name
+from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = ["Uploader", "UploadReport"]
 
 log = logging.getLogger(__name__)
+
+UPLOADED_FILE = ".uploaded.json"  # in the spool folder: (size, mtime) of each file known remote
 
 
 @dataclass
@@ -77,7 +81,7 @@ class Uploader:
             if rel_dir == ".":
                 rel_dir = ""
             # checkpoints are handled by the checkpoint uploader, not mirrored here
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and (rel_dir or d == METRICS_DIR)]
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and (rel_dir or d in DATA_DIRS)]
             for name in files:
                 if name.startswith(".") or name == SPOOL_FILE or name.endswith(".part"):
                     continue
@@ -129,21 +133,46 @@ class Uploader:
             report.uploaded.append(rel)
         report.error = self._propagate_deletions(local, report)
         report.pending = self.pending()
+        self._save_state()
         return report
+
+    def _save_state(self) -> None:
+        """Persists what is remote, so ``sync`` re-uploads nothing a live run already sent."""
+        try:
+            atomic_write(os.path.join(self.spool_dir, UPLOADED_FILE), json.dumps(self._done).encode())
+        except OSError:
+            pass  # only an optimisation: sync falls back to comparing sizes
+
+    def load_state(self) -> None:
+        """Reads what an earlier uploader of this spool folder recorded as remote."""
+        try:
+            with open(os.path.join(self.spool_dir, UPLOADED_FILE), "rb") as f:
+                self._done.update({k: tuple(v) for k, v in json.load(f).items()})  # type: ignore[misc]
+        except (OSError, ValueError):
+            pass
 
     def _propagate_deletions(self, local: dict[str, tuple[int, int]], report: UploadReport) -> BaseException | None:
         gone = [
             rel for rel in self._done
-            if rel not in local and rel.startswith(f"{METRICS_DIR}/")
+            if rel not in local and rel.split("/", 1)[0] in DATA_DIRS
             and not os.path.exists(os.path.join(self.spool_dir, rel))
         ]  # fmt: skip
         if not gone:
             return None
+        uploaded = [(rel.split("/", 1)[0], p) for rel in self._done if (p := parse_chunk_name(rel.rsplit("/", 1)[-1]))]
         for rel in gone:
-            parsed = parse_chunk_name(rel.split("/", 1)[1])
+            folder, name = rel.split("/", 1)
+            parsed = parse_chunk_name(name)
             if parsed is None or parsed[0] != self.session:
                 self._done.pop(rel, None)
                 continue
+            session, first, last = parsed
+            covered = any(
+                d == folder and s == session and f <= first and last <= l and (f, l) != (first, last)
+                for d, (s, f, l) in uploaded
+            )
+            if not covered:
+                continue  # its replacement is not remote yet: keep the remote copy for now
             try:
                 self.storage.rm(f"{self.prefix}/{rel}")
             except Exception as err:  # noqa: BLE001 - retry next round
@@ -152,14 +181,3 @@ class Uploader:
             report.deleted.append(rel)
         return None
 
-    def remote_stale_chunks(self) -> list[str]:
-        """Remote chunks of this session that compaction removed locally (for ``sync``)."""
-        local = set(self._local_files())
-        remote = self.storage.find(f"{self.prefix}/{METRICS_DIR}")
-        out = []
-        for name in remote:
-            parsed = parse_chunk_name(name)
-            rel = f"{METRICS_DIR}/{name}"
-            if parsed is not None and parsed[0] == self.session and rel not in local:
-                out.append(rel)
-        return out
