@@ -15,6 +15,8 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from lightning_tracker.storage import redact_url
+
 __all__ = ["REDACTED", "diff_flat", "flatten", "is_secret_key", "merge", "to_plain"]
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,10 @@ def to_plain(obj: Any, warned: set[str] | None = None) -> Any:
 
 
 def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -> Any:
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return redact_url(obj) if "://" in obj and "@" in obj else obj
     if isinstance(obj, int):
         return int(obj)
     if isinstance(obj, float):
@@ -107,8 +111,10 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         for key, value in obj.items():
             name = key if isinstance(key, str) else str(key)
             sub = f"{path}.{name}" if path else name
-            if _secret_value(value) and is_secret_key(name):
+            if is_secret_key(name) and _secret_value(value):
                 out[name] = REDACTED
+            elif is_secret_key(name) and isinstance(value, Mapping):
+                out[name] = _redact_strings(_plain(value, sub, warned, stack, depth + 1))
             else:
                 out[name] = _plain(value, sub, warned, stack, depth + 1)
         return out
@@ -121,6 +127,15 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         name = getattr(obj, "__qualname__", None) or repr(obj)
         return f"{getattr(obj, '__module__', '') or ''}.{name}".lstrip(".")
     return _as_repr(obj, path, warned, f"{type(obj).__name__} is not JSON-serializable")
+
+
+def _redact_strings(value: Any) -> Any:
+    """Every string below a secret-looking key (``credentials: {id: ..., value: ...}``)."""
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v) for v in value]
+    return REDACTED if isinstance(value, str) and value else value
 
 
 def _secret_value(value: Any) -> bool:

@@ -44,10 +44,12 @@ def redact_argv(argv: list[str]) -> list[str]:
             out.append(REDACTED)
             hide_next = False
             continue
-        flag, eq, _ = arg.partition("=")
+        flag, eq, value = arg.partition("=")
         name = flag.lstrip("-+~").rsplit(".", 1)[-1]
         if eq and is_secret_key(name):
             out.append(f"{flag}={REDACTED}")
+        elif eq and "://" in value:
+            out.append(f"{flag}={redact_url(value)}")
         else:
             out.append(redact_url(arg) if "://" in arg else arg)
             hide_next = flag.startswith("-") and not eq and is_secret_key(name)

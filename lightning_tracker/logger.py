@@ -128,6 +128,7 @@ class TrackerLogger(Logger):
             raise InvalidArgumentError(
                 f"run_name={run_name!r} must be non-empty and free of control characters."
             )
+        self._resume = version is not None  # a generated id is new: nothing to look up remotely
         self._version = _shared_run_id(_constructed, version)
         self._run_name_arg = run_name
         self._run_name = run_name or new_run_name()
@@ -206,6 +207,8 @@ class TrackerLogger(Logger):
         Its ``log_metrics``, ``log_config``, ``set_info`` and ``flush`` methods can be
         called directly.
         """
+        if self._writer is not None and self._writer.pid != os.getpid():
+            self._writer = None  # a forked child: resume the run in this process, as a new session
         if self._writer is None:
             self._writer = RunWriter(
                 self._storage,
@@ -220,6 +223,7 @@ class TrackerLogger(Logger):
                 tensorboard=self._tensorboard,
                 spool_root=self._spool_root,
                 offline=self._offline,
+                resume=self._resume,
             )
         return self._writer
 
@@ -234,7 +238,7 @@ class TrackerLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Buffers metrics in memory; the background writer stores them."""
-        writer = self._writer or self.experiment
+        writer = self._writer if self._writer is not None and self._writer.pid == os.getpid() else self.experiment
         if self._prefix:
             metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
         writer.log_metrics(metrics, step)
@@ -271,7 +275,9 @@ class TrackerLogger(Logger):
     # -- pickling (ddp_spawn, Trainer copies) -----------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         if self._writer is not None:
-            self._writer.flush()
+            # the copy (a ddp_spawn worker) resumes the run; this process stops writing it
+            self._writer.suspend()
         state = self.__dict__.copy()
         state["_writer"] = None
+        state["_resume"] = True
         return state

@@ -12,9 +12,10 @@ redacted form that may be written to disk or printed.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import fsspec
 
@@ -42,31 +43,55 @@ _URL_CREDENTIALS = {
 }
 
 
+_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """Splits ``scheme://userinfo@host/path`` into (scheme, userinfo, host/path).
+
+    Secrets often hold an unencoded ``/`` (AWS keys do), so the user info runs to the
+    last ``@`` before the path when the text before that ``@`` has a ``user:`` part.
+    """
+    match = _URL_RE.match(url)
+    if match is None:
+        return None
+    scheme, rest = match["scheme"], match["rest"]
+    host = rest.split("/", 1)[0]
+    if "@" in host:
+        info, _, tail = rest.partition(host)[1].rpartition("@")
+        return scheme, info, tail + rest[len(host):]
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        info, _, tail = rest.rpartition("@")
+        if ":" in info.split("/", 1)[0]:
+            return scheme, info, tail
+    return None
+
+
 def redact_url(url: str) -> str:
     """Returns ``url`` without the ``user:password@`` part, safe to print and store.
 
     Example:
         >>> redact_url("s3://AKIA:hunter2@bucket/exp")
         's3://bucket/exp'
+        >>> redact_url("s3://AKIA:abc/def+ghi@bucket/exp")
+        's3://bucket/exp'
         >>> redact_url("./runs")
         './runs'
     """
-    parts = urlsplit(url)
-    if "://" not in url or "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}://{parts[2]}"
 
 
 def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    if "://" not in url or "@" not in parts.netloc:
+    parts = _userinfo(url)
+    if parts is None:
         return url, {}
-    userinfo = parts.netloc.rsplit("@", 1)[0]
-    user, _, password = userinfo.partition(":")
-    names = _URL_CREDENTIALS.get(parts.scheme, ("username", "password"))
-    creds = {names[0]: user}
+    scheme, info, _ = parts
+    user, _, password = info.partition(":")
+    names = _URL_CREDENTIALS.get(scheme, ("username", "password"))
+    creds = {names[0]: unquote(user)}
     if password:
-        creds[names[1]] = password
+        creds[names[1]] = unquote(password)
     return redact_url(url), creds
 
 

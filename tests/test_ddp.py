@@ -15,13 +15,14 @@ from lightning_tracker import Store
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
-def test_one_run_per_ddp_job(strategy: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize(("strategy", "prefit"), [("ddp", False), ("ddp_spawn", False), ("ddp_spawn", True)])
+def test_one_run_per_ddp_job(strategy: str, prefit: bool, tmp_path: Any) -> None:
     save_dir, out_dir = tmp_path / "runs", tmp_path / "out"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("LOCAL_RANK", None)
     done = subprocess.run(
-        [sys.executable, SCRIPT, str(save_dir), str(out_dir), "--strategy", strategy, "--steps", "12"],
+        [sys.executable, SCRIPT, str(save_dir), str(out_dir), "--strategy", strategy, "--steps", "12",
+         *(["--prefit"] if prefit else [])],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -35,5 +36,8 @@ def test_one_run_per_ddp_job(strategy: str, tmp_path: Any) -> None:
     run = Store(save_dir).run(ranks[0]["version"])
     assert run.status == "finished"
     assert run.config["lr"] == 0.05
+    if prefit:  # logged in the parent before the workers started: the worker took the run over
+        assert run.config["prefit"] is True
+        assert [s["index"] for s in run.doc["sessions"]] == [0, 1]
     # 12 batches of 8 split over two ranks: 6 optimizer steps, logged once each by rank 0
     assert list(run.metrics()["step"]) == list(range(6))

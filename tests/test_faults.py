@@ -167,3 +167,85 @@ def test_store_down_at_finalize_returns_in_time_then_sync_completes(
         assert remote.summary == local.summary
     finally:
         server.stop()
+
+
+def test_resume_after_an_outage_keeps_the_spooled_session(tmp_path: Any) -> None:
+    server = S3Server()
+    try:
+        bucket = server.new_bucket()
+        url = f"s3://{bucket}/exp"
+        first = TrackerLogger(url, name="p", storage_options=server.storage_options, finalize_timeout=1.0)
+        first.log_metrics({"a": 0.0}, step=0)
+        first.flush()
+        first.experiment._upload_wake.set()
+        time.sleep(0.5)
+        server.stop()
+        for step in range(1, 5):
+            first.log_metrics({"a": float(step)}, step=step)
+        first.finalize("failed")  # the store is down: steps 1-4 stay in the spool
+        server.start()
+        second = TrackerLogger(url, name="p", version=first.version, storage_options=server.storage_options)
+        second.log_metrics({"a": 9.0}, step=9)
+        second.finalize("success")
+        run = Store(url, server.storage_options).run(first.version)
+        assert list(run.metrics()["step"]) == [0, 1, 2, 3, 4, 9]
+        assert len({s["index"] for s in run.doc["sessions"]}) == len(run.doc["sessions"]) == 2
+    finally:
+        server.stop()
+
+
+def test_offline_resume_never_reuses_a_session(tmp_path: Any) -> None:
+    first = TrackerLogger("memory://offline-resume", name="p", version="r1", offline=True)
+    for step in range(5):
+        first.log_metrics({"a": float(step)}, step=step)
+    first.finalize("failed")
+    second = TrackerLogger("memory://offline-resume", name="p", version="r1", offline=True)
+    for step in range(5, 8):
+        second.log_metrics({"a": float(step)}, step=step)
+    second.finalize("success")
+    local = Store(first.save_dir).run("r1")
+    assert list(local.metrics()["step"]) == list(range(8))
+    assert cli(["sync", first.log_dir]) == 0
+    assert list(Store("memory://offline-resume").run("r1").metrics()["step"]) == list(range(8))
+
+
+def test_an_unreachable_store_at_start_does_not_stop_training(tmp_path: Any) -> None:
+    from tests.conftest import free_port
+
+    # an address where nothing listens
+    options = {"key": "k", "secret": "s", "endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    logger = TrackerLogger("s3://nowhere/exp", name="p", version="given-id", storage_options=options,
+                           finalize_timeout=1.0)  # fmt: skip
+    started = time.monotonic()
+    logger.log_metrics({"a": 1.0}, step=0)  # looks the run up remotely, fails, goes on from the spool
+    logger.finalize("success")
+    assert time.monotonic() - started < 60
+    assert Store(logger.save_dir).run("given-id").summary["a"]["last"] == 1.0
+
+
+def test_values_the_format_cannot_hold_are_skipped_not_fatal(tmp_path: Any) -> None:
+    import numpy as np
+
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.1)
+    logger.log_metrics({"big": 2**70, "ok": 1.0}, step=np.int64(0))
+    logger.log_metrics({"bad\udc80key": 1.0, "ok": 2.0}, step=1.0)
+    logger.log_metrics({"ok": 3.0}, step=np.int32(2))
+    time.sleep(0.5)
+    logger.finalize("success")
+    run = Store(tmp_path).run(logger.version)
+    assert run.status == "finished"
+    history = run.metrics()
+    assert list(history["ok"]) == [1.0, 2.0, 3.0]
+    assert history["big"].iloc[0] == float(2**70)
+
+
+def test_a_missing_bucket_is_reported_not_mistaken_for_compaction(
+    s3_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = TrackerLogger("s3://no-such-bucket-here/exp", name="p", storage_options=s3_server.storage_options,
+                           finalize_timeout=2.0)  # fmt: skip
+    logger.log_metrics({"a": 1.0}, step=0)
+    with caplog.at_level(logging.WARNING):
+        logger.finalize("success")
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "bucket" in message.lower() and "timed out" not in message

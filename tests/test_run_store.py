@@ -313,3 +313,21 @@ def test_secret_lists_and_override_style_arguments_are_redacted(tmp_path: Any, m
     written = b"".join(p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file())
     for planted in (b"pw-123456", b"ak-123456", b"k-123456", b"k-654321"):
         assert planted not in written
+
+
+def test_credentials_in_urls_and_secret_subtrees_never_reach_disk(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--save_dir=s3://AKIAX:Sec/ret-777@bucket/exp"])
+    logger = TrackerLogger(tmp_path / "runs", name="p")
+    logger.log_hyperparams({"data": "https://user:pw-888888@host/data.csv",
+                            "credentials": {"id": "id-999999", "value": "v-999999", "retries": 3}})  # fmt: skip
+    logger.finalize("success")
+    written = b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    for planted in (b"Sec/ret-777", b"pw-888888", b"id-999999", b"v-999999"):
+        assert planted not in written, planted
+    run = Store(tmp_path / "runs").run(logger.version)
+    assert run.config["credentials"]["retries"] == 3
+    assert run.config["data"] == "https://host/data.csv"
+    assert "s3://bucket/exp" in " ".join(run.meta["command"])

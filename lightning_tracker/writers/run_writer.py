@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import operator
 import os
-import shutil
 import sys
 import threading
 import time
@@ -26,13 +27,14 @@ from lightning_tracker.run import (
     FORMAT_VERSION,
     GIT_DIFF_FILE,
     META_FILE,
-    METRICS_DIR,
     RUN_FILE,
     SPOOL_FILE,
     SUMMARY_FILE,
+    DATA_DIRS,
     dumps,
     live_chunks,
     loads,
+    parse_chunk_name,
     writer_identity,
 )
 from lightning_tracker.storage import Storage, atomic_write
@@ -78,6 +80,8 @@ class RunWriter:
         tensorboard: whether to also write TensorBoard event files.
         spool_root: local folder for remote stores' spool.
         offline: keep everything in the spool; upload later with ``lightning-tracker sync``.
+        resume: look for an existing run with this id in the store (False for a freshly
+            generated id: no request is made before training starts).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class RunWriter:
         tensorboard: bool = True,
         spool_root: str | None = None,
         offline: bool = False,
+        resume: bool = True,
     ) -> None:
         self.storage = storage
         self.prefix = f"{project}/{run_id}"
@@ -138,9 +143,10 @@ class RunWriter:
         self._last_report: UploadReport | None = None
         self._tb_opened_at = time.monotonic()
         self._open = False
+        self.pid = os.getpid()
         self._explicit = {"name": name, "group": group, "notes": notes}
-        self._resumed = self._load_existing()
-        self.session = len(self.run_doc["sessions"])
+        self._resumed = self._load_existing(probe_remote=resume)
+        self.session = self._next_session()
         self.metrics = MetricsWriter(self.local_dir, self.session)
         if self._resumed:
             self.metrics.recompute_summary()
@@ -161,41 +167,81 @@ class RunWriter:
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening ----------------------------------------------------------------------
-    def _load_existing(self) -> bool:
-        self._downloaded: list[str] = []
+    def _read_local_doc(self, rel: str) -> dict[str, Any] | None:
         try:
-            if self.remote:
-                doc = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
-            else:
-                with open(os.path.join(self.local_dir, RUN_FILE), "rb") as f:
-                    doc = f.read()
-        except FileNotFoundError:
+            return loads(self._read_local(rel))
+        except (OSError, ValueError):
+            return None
+
+    def _load_existing(self, probe_remote: bool) -> bool:
+        """Loads an existing run (resume) from the spool and, if asked, the store.
+
+        The copy with more sessions wins (a spool can hold sessions the store never got,
+        after an outage or an offline run); the new session is numbered after every
+        session either copy knows, so no chunk file is ever reused.
+        """
+        self._downloaded: list[str] = []
+        local_doc = self._read_local_doc(RUN_FILE)
+        remote_doc = None
+        if self.remote and probe_remote and not self.offline:
+            try:
+                remote_doc = loads(self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}"))
+            except FileNotFoundError:
+                pass
+            except Exception as err:  # noqa: BLE001 - an unreachable store must not stop training
+                log.warning("could not read run %s from %s (%s: %s); continuing from the local spool %s",
+                            self.prefix, self.storage.url, type(err).__name__, err, self.local_dir)  # fmt: skip
+        if local_doc is None and remote_doc is None:
             return False
-        old = loads(doc)
-        if self.remote:
-            self._download_existing()
+
+        def rank(doc: dict[str, Any] | None) -> tuple[int, float]:
+            return (-1, 0.0) if doc is None else (len(doc.get("sessions") or []), float(doc.get("heartbeat") or 0))
+
+        use_remote = remote_doc is not None and rank(remote_doc) > rank(local_doc)
+        if remote_doc is not None:
+            try:
+                self._download_existing(overwrite_docs=use_remote)
+            except Exception as err:  # noqa: BLE001
+                log.warning("could not download run %s from %s (%s); its summary may be incomplete",
+                            self.prefix, self.storage.url, err)  # fmt: skip
+        old = remote_doc if use_remote else local_doc
+        assert old is not None
         for key in ("start_time", "sessions", "name", "group", "notes"):
             if old.get(key) is not None and self._explicit.get(key) is None:
                 self.run_doc[key] = old[key]
         self.run_doc["tags"] = sorted(set(old.get("tags") or []) | set(self.run_doc["tags"]))
-        try:
-            self.config = loads(self._read_local(CONFIG_FILE))
-        except FileNotFoundError:
-            pass
+        config = self._read_local_doc(CONFIG_FILE)
+        if config is not None:
+            self.config = config
         return True
 
-    def _download_existing(self) -> None:
+    def _next_session(self) -> int:
+        known = [len(self.run_doc["sessions"])]
+        for folder in DATA_DIRS:
+            try:
+                names = os.listdir(os.path.join(self.local_dir, folder))
+            except FileNotFoundError:
+                continue
+            known += [parsed[0] + 1 for n in names if (parsed := parse_chunk_name(n)) is not None]
+        return max(known)
+
+    def _download_existing(self, overwrite_docs: bool) -> None:
         """Brings a remote run's documents and chunks into the spool, so a resume is exact."""
-        os.makedirs(os.path.join(self.local_dir, METRICS_DIR), exist_ok=True)
         wanted = [CONFIG_FILE, SUMMARY_FILE, RUN_FILE, META_FILE]
-        remote = self.storage.find(f"{self.prefix}/{METRICS_DIR}")
-        wanted += [f"{METRICS_DIR}/{n}" for n in live_chunks(list(remote))]
+        wanted = [rel for rel in wanted if overwrite_docs or not os.path.exists(os.path.join(self.local_dir, rel))]
+        for folder in DATA_DIRS:
+            remote = self.storage.find(f"{self.prefix}/{folder}")
+            wanted += [f"{folder}/{n}" for n in live_chunks(list(remote))]
         for rel in wanted:
+            local = os.path.join(self.local_dir, *rel.split("/"))
+            if "/" in rel and os.path.exists(local):
+                self._downloaded.append(rel)  # an immutable chunk: the same on both sides
+                continue
             try:
                 data = self.storage.read_bytes(f"{self.prefix}/{rel}")
             except FileNotFoundError:
                 continue
-            atomic_write(os.path.join(self.local_dir, *rel.split("/")), data)
+            atomic_write(local, data)
             self._downloaded.append(rel)
 
     def _read_local(self, rel: str) -> bytes:
@@ -252,17 +298,35 @@ class RunWriter:
         now = time.time()
         if step is None:
             step = self._auto_step
+        elif type(step) is not int:
+            step = self._coerce_step(step)
         if step >= self._auto_step:
             self._auto_step = step + 1
         append = self._points.append
         for key, value in metrics.items():
             kind = type(value)
-            if kind is float or kind is int:
+            if kind is float:
                 append((key if type(key) is str else str(key), step, now, value))
+            elif kind is int:
+                append((key if type(key) is str else str(key), step, now, float(value)))
             else:
                 value = self._coerce(key, value)
                 if value is not None:
                     append((str(key), step, now, value))
+
+    def _coerce_step(self, step: Any) -> int:
+        try:
+            return operator.index(step)  # numpy and torch integers
+        except TypeError:
+            pass
+        try:
+            if float(step).is_integer():
+                return int(step)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        self._warn(f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead",
+                   step, self._auto_step)  # fmt: skip
+        return self._auto_step
 
     def _coerce(self, key: Any, value: Any) -> Any:
         if isinstance(value, bool):
@@ -275,7 +339,8 @@ class RunWriter:
                 return None
             if value.device.type == "cpu":
                 return float(value.item())
-            return value.detach().reshape(())  # converted on the writer thread: no sync here
+            # an asynchronous device copy (no host sync here); the writer thread converts it
+            return value.detach().reshape(()).clone()
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -316,8 +381,8 @@ class RunWriter:
         batch = self._retry + points[:n]
         del points[:n]
         self._retry = []
-        if any(type(p[3]) is not float and type(p[3]) is not int for p in batch):
-            batch = [p if type(p[3]) in (float, int) else (p[0], p[1], p[2], float(p[3])) for p in batch]
+        if any(type(p[3]) is not float for p in batch):
+            batch = [p if type(p[3]) is float else (p[0], p[1], p[2], _to_float(p[3])) for p in batch]
         return batch
 
     def flush(self) -> None:
@@ -325,37 +390,55 @@ class RunWriter:
         with self._io_lock:
             self._flush_once()
 
-    def _flush_once(self, force_beat: bool = False) -> None:
+    def _guard(self, stage: str, fn: Any, *args: Any) -> Any:
+        """Runs one stage of a flush; a failure is warned about and never stops the others."""
+        try:
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 - the writer must never break training
+            self._warn(stage, "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
+                       stage, self.local_dir, type(err).__name__, err)  # fmt: skip
+            return None
+
+    def _write_points(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        try:
+            self.metrics.write(batch)
+            return batch
+        except OSError as err:
+            self._retry = batch + self._retry
+            self._warn("write", "could not write metrics to %s (%s); %d points kept in memory "
+                       "and retried at the next flush", self.local_dir, err, len(self._retry))  # fmt: skip
+            return []
+        except Exception:  # noqa: BLE001 - a point the columnar format cannot hold
+            good = [p for p in batch if _storable(p)]
+            for key, step, _, value in (p for p in batch if not _storable(p)):
+                self._warn(f"bad:{key!r}", "metric %r at step %r with value %r cannot be stored; skipped",
+                           key, step, value)  # fmt: skip
+            if len(good) == len(batch):
+                raise
+            return self._write_points(good) if good else []
+
+    def _flush_once(self) -> None:
         batch = self._take_points()
         if batch:
-            try:
-                self.metrics.write(batch)
-            except OSError as err:
-                self._retry = batch + self._retry
-                self._warn("write", "could not write metrics to %s (%s); %d points kept in memory "
-                           "and retried at the next flush", self.local_dir, err, len(self._retry))  # fmt: skip
-                batch = []
+            batch = self._write_points(batch)
         if batch and self.tensorboard is not None:
-            try:
-                self.tensorboard.write_scalars(batch)
-                self.tensorboard.flush()
-            except OSError as err:
-                self._warn("tb", "could not write TensorBoard events in %s: %s", self.local_dir, err)
-        try:
-            if self._config_dirty:
-                atomic_write(os.path.join(self.local_dir, CONFIG_FILE), dumps(self.config))
-                self._config_dirty = False
-            if batch:
-                self._write_summary()
-                self.metrics.compact()
-            self._write_run_doc()
-        except OSError as err:
-            self._warn("docs", "could not write run files in %s: %s", self.local_dir, err)
+            self._guard("write TensorBoard events", self.tensorboard.write_scalars, batch)
+            self._guard("flush TensorBoard events", self.tensorboard.flush)
+        if self._config_dirty:
+            self._guard("write the config", self._write_config)
+        if batch:
+            self._guard("write the summary", self._write_summary)
+            self._guard("compact metrics", self.metrics.compact)
+        self._guard("write the run document", self._write_run_doc)
         if self.remote and self.tensorboard is not None:
             if time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
-                self.tensorboard.rotate()
+                self._guard("rotate TensorBoard events", self.tensorboard.rotate)
                 self._tb_opened_at = time.monotonic()
         self._upload_wake.set()
+
+    def _write_config(self) -> None:
+        atomic_write(os.path.join(self.local_dir, CONFIG_FILE), dumps(self.config))
+        self._config_dirty = False
 
     def _write_summary(self) -> None:
         atomic_write(
@@ -417,24 +500,20 @@ class RunWriter:
             self._stop.set()
             self._wake.set()
             self._upload_wake.set()
-            self._flush_once()
             try:
-                self.metrics.compact(final=True)
-                self.metrics.recompute_summary()
-                self._write_summary()
-            except OSError as err:
-                self._warn("compact", "could not compact metrics in %s: %s", self.local_dir, err)
-            if self.tensorboard is not None:
-                try:
+                self._guard("flush", self._flush_once)
+                self._guard("compact metrics", self.metrics.compact, True)
+                self._guard("summarize metrics", self.metrics.recompute_summary)
+                self._guard("write the summary", self._write_summary)
+                if self.tensorboard is not None:
                     last = {k: s["last"] for k, s in self.metrics.summary.items()}
-                    self.tensorboard.write_hparams(self.config["flat"], last)
-                    self.tensorboard.close()
-                except OSError as err:
-                    self._warn("tb", "could not close TensorBoard events in %s: %s", self.local_dir, err)
-            self.run_doc["status"] = status
-            self.run_doc["end_time"] = time.time()
-            self._write_run_doc()
-            self._open = False
+                    self._guard("write TensorBoard hparams", self.tensorboard.write_hparams, self.config["flat"], last)
+                    self._guard("close TensorBoard events", self.tensorboard.close)
+            finally:
+                self.run_doc["status"] = status
+                self.run_doc["end_time"] = time.time()
+                self._guard("write the run document", self._write_run_doc)
+                self._open = False
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, min(5.0, deadline - time.monotonic())))
@@ -445,6 +524,24 @@ class RunWriter:
                         self.prefix, self.local_dir, self.local_dir)  # fmt: skip
             return None
         return self._final_upload(deadline)
+
+    def suspend(self) -> None:
+        """Hands the run over to another process (``ddp_spawn``): writes what is buffered and
+        stops this process's threads without a final status; the other process resumes it."""
+        if not self._open:
+            return
+        with self._io_lock:
+            self._stop.set()
+            self._wake.set()
+            self._upload_wake.set()
+            self._guard("flush", self._flush_once)
+            self._guard("close TensorBoard events", self.tensorboard.close if self.tensorboard else lambda: None)
+            self._open = False
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(5.0)
+        if self.uploader is not None and not self.offline:
+            self.uploader.run_once()
 
     def _final_upload(self, deadline: float) -> UploadReport:
         result: list[UploadReport] = []
@@ -501,16 +598,17 @@ def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
             log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)
 
 
-def remove_spool(local_dir: str) -> None:
-    """Deletes a fully uploaded spool folder, keeping files we do not manage (checkpoints)."""
-    for rel in (METRICS_DIR,):
-        shutil.rmtree(os.path.join(local_dir, rel), ignore_errors=True)
-    for name in os.listdir(local_dir):
-        path = os.path.join(local_dir, name)
-        if os.path.isfile(path) and (name.endswith(".json") or name.startswith("events.out") or name == GIT_DIFF_FILE):
-            os.remove(path)
+def _to_float(value: Any) -> float:
     try:
-        os.rmdir(local_dir)
-    except OSError:
-        pass
+        return float(value)  # a device scalar: the copy was queued on the training thread
+    except Exception:  # noqa: BLE001
+        return math.nan
 
+
+def _storable(point: tuple[Any, ...]) -> bool:
+    key, step, t, value = point
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return type(step) is int and -(2**63) <= step < 2**63 and type(value) is float and type(t) is float

@@ -123,8 +123,12 @@ class Uploader:
         for i, rel in enumerate(todo):
             try:
                 self.storage.put_file(os.path.join(self.spool_dir, rel), f"{self.prefix}/{rel}")
-            except FileNotFoundError:
-                continue  # compacted away meanwhile; its replacement is in a later round
+            except FileNotFoundError as err:
+                if not os.path.exists(os.path.join(self.spool_dir, rel)):
+                    continue  # compacted away meanwhile; its replacement is in a later round
+                report.error = err  # the bucket or container is missing
+                report.pending = todo[i:]
+                return report
             except Exception as err:  # noqa: BLE001 - the store is down: retry next round
                 report.error = err
                 report.pending = todo[i:]

@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--flush", type=float, default=0.2)
     parser.add_argument("--strategy", default="auto")
+    parser.add_argument("--prefit", action="store_true", help="log hyperparameters before fit")
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = json.loads(os.environ.get("LIGHTNING_TRACKER_STORAGE_OPTIONS", "null"))
@@ -74,6 +75,8 @@ def main() -> None:
     )  # fmt: skip
     if trainer.global_rank == 0:
         print(f"RUN {logger.version}", flush=True)
+    if args.prefit:
+        logger.log_hyperparams({"prefit": True})  # the run is open before the workers start
     trainer.fit(Model(args.steps))
     print("DONE", flush=True)
 
