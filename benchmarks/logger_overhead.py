@@ -3,8 +3,11 @@
 (a) microseconds per ``log_metrics`` + ``save`` of 8 scalars (median over many calls),
     plus the CPU our background writer spends per call (it shares the cores);
 (b) training-time overhead against ``logger=False`` for an MLP 784-256-256-10, batch 64,
-    2,000 steps, ``log_every_n_steps=1``, CPU: runs alternate between loggers and the
-    median of the repeats is compared.
+    2,000 steps, ``log_every_n_steps=1``, CPU: each round runs every configuration once in
+    a shuffled order and each run is compared with the ``logger=False`` run of the same
+    round (this machine's speed drifts by 20 % between minutes, far more than the effect);
+    the table gives the median over rounds of the wall-time ratio and of the CPU-time
+    ratio (CPU time of the whole process, so the background writer's CPU is counted).
 
 Usage: python benchmarks/logger_overhead.py [--steps 2000] [--repeats 5] [--calls 20000]
 """
@@ -15,6 +18,7 @@ import argparse
 import gc
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -31,13 +35,32 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lightning_tracker import TrackerLogger  # noqa: E402
-from lightning_tracker._compat import Callback, LightningModule, Trainer  # noqa: E402
+from lightning_tracker._compat import Callback, LightningModule, Logger, Trainer  # noqa: E402
+
+
+class NullLogger(Logger):
+    """A logger whose methods do nothing: Lightning's own cost once any logger is attached (the floor)."""
+
+    @property
+    def name(self) -> str:
+        return "null"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_metrics(self, metrics: Any, step: Any = None) -> None:
+        pass
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
 
 
 def _loggers(root: str) -> dict[str, Callable[[], Any]]:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     makers: dict[str, Callable[[], Any]] = {
+        "null logger (Lightning's floor)": NullLogger,
         "TrackerLogger (ours)": lambda: TrackerLogger(os.path.join(root, "tracker"), name="bench"),
         "CSVLogger": lambda: CSVLogger(os.path.join(root, "csv"), name="bench"),
         "TensorBoardLogger": lambda: TensorBoardLogger(os.path.join(root, "tb"), name="bench"),
@@ -95,13 +118,15 @@ class MLP(LightningModule):
 
 class Timer(Callback):
     def on_train_start(self, *_: Any) -> None:
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def on_train_end(self, trainer: Any, *_: Any) -> None:
         self.elapsed = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
 
 
-def fit_time(make: Callable[[], Any] | None, data: DataLoader, steps: int) -> float:
+def fit_time(make: Callable[[], Any] | None, data: DataLoader, steps: int) -> tuple[float, float]:
+    """Wall and process CPU seconds of the training loop."""
     timer = Timer()
     trainer = Trainer(
         logger=make() if make else False, max_steps=steps, accelerator="cpu", devices=1,
@@ -110,7 +135,7 @@ def fit_time(make: Callable[[], Any] | None, data: DataLoader, steps: int) -> fl
     )  # fmt: skip
     torch.manual_seed(0)
     trainer.fit(MLP(), data)
-    return timer.elapsed  # includes finalize's flush: on_train_end runs after the loop
+    return timer.elapsed, timer.cpu
 
 
 def main() -> None:
@@ -131,23 +156,28 @@ def main() -> None:
         makers = _loggers(root)
         calls = {name: per_call(make, args.calls) for name, make in makers.items()}
         fit_time(None, data, 200)  # warm up
-        times: dict[str, list[float]] = {"logger=False": [], **{name: [] for name in makers}}
+        configs: list[tuple[str, Callable[[], Any] | None]] = [("logger=False", None), *makers.items()]
+        rounds: list[dict[str, tuple[float, float]]] = []
+        rng = random.Random(0)
         for _ in range(args.repeats):
-            times["logger=False"].append(fit_time(None, data, args.steps))
-            for name, make in makers.items():
-                times[name].append(fit_time(make, data, args.steps))
-    base = statistics.median(times["logger=False"])
+            rng.shuffle(configs)
+            rounds.append({name: fit_time(make, data, args.steps) for name, make in configs})
+
+    def ratio(name: str, i: int) -> float:
+        return statistics.median(r[name][i] / r["logger=False"][i] - 1 for r in rounds) * 100
+
+    base = statistics.median(r["logger=False"][0] for r in rounds)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}")
     print(f"(a) log_metrics + save of 8 scalars, median of {args.calls} calls; "
-          f"(b) MLP 784-256-256-10, batch 64, {args.steps} steps, median of {args.repeats} runs\n")
-    print("| logger | (a) µs/call | (a) CPU µs/call, all threads | (b) train s | (b) overhead |")
+          f"(b) MLP 784-256-256-10, batch 64, {args.steps} steps, median over {args.repeats} shuffled rounds "
+          "of the ratio to logger=False in the same round\n")
+    print("| logger | (a) µs/call | (a) CPU µs/call, all threads | (b) wall overhead | (b) CPU overhead |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| logger=False | — | — | {base:.2f} | — |")
+    print(f"| logger=False | — | — | {base:.2f} s | — |")
     for name in makers:
-        med = statistics.median(times[name])
-        us, bg = calls[name]
-        print(f"| {name} | {us:.1f} | {bg:.1f} | {med:.2f} | {100 * (med - base) / base:+.1f} % |")
+        us, cpu = calls[name]
+        print(f"| {name} | {us:.1f} | {cpu:.1f} | {ratio(name, 0):+.1f} % | {ratio(name, 1):+.1f} % |")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,9 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, di
         return f"memory://t-{uuid.uuid4().hex[:10]}", None
     server = request.getfixturevalue("s3_server")
     return f"s3://{server.new_bucket()}/exp", server.storage_options
+
+
+@pytest.fixture(params=["pytorch_lightning", "lightning.pytorch"])
+def pl_package(request: pytest.FixtureRequest) -> str:
+    """The Lightning package the test's Trainer, model and callbacks come from."""
+    return request.param

@@ -1,22 +1,33 @@
-"""A tiny Lightning model and data for the tests (CPU, a few milliseconds per step)."""
+"""A tiny Lightning model and data for the tests, under either Lightning package.
+
+``pytorch_lightning`` and the unified ``lightning`` package ship the same Trainer with
+distinct classes; every helper takes the package name so tests can run under both.
+"""
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_tracker._compat import LightningModule, Trainer
+PACKAGES = ("pytorch_lightning", "lightning.pytorch")
 
 
-class TinyModel(LightningModule):
+def lightning(package: str = "pytorch_lightning") -> ModuleType:
+    """The Lightning package module (``pytorch_lightning`` or ``lightning.pytorch``)."""
+    return importlib.import_module(package)
+
+
+class _TinyMixin:
     """Linear regression that logs ``train/loss`` per step and ``val/loss``/``test/loss`` per epoch."""
 
     def __init__(self, lr: float = 0.05, width: int = 8, batch_size: int = 8) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # type: ignore[attr-defined]
         self.net = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -25,29 +36,47 @@ class TinyModel(LightningModule):
     def training_step(self, batch: Any, _: int) -> torch.Tensor:
         x, y = batch
         loss = nn.functional.mse_loss(self(x), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.log("train/loss", loss, on_step=True, on_epoch=False)  # type: ignore[attr-defined]
         return loss
 
     def validation_step(self, batch: Any, _: int) -> None:
         x, y = batch
-        self.log("val/loss", nn.functional.mse_loss(self(x), y))
+        self.log("val/loss", nn.functional.mse_loss(self(x), y))  # type: ignore[attr-defined]
 
     def test_step(self, batch: Any, _: int) -> None:
         x, y = batch
-        self.log("test/loss", nn.functional.mse_loss(self(x), y))
+        self.log("test/loss", nn.functional.mse_loss(self(x), y))  # type: ignore[attr-defined]
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)  # type: ignore[attr-defined]
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1)}
 
     def train_dataloader(self) -> DataLoader:
-        return loader(64, self.hparams.batch_size)
+        return loader(64, self.hparams.batch_size)  # type: ignore[attr-defined]
 
     def val_dataloader(self) -> DataLoader:
         return loader(32, 16, seed=1)
 
     def test_dataloader(self) -> DataLoader:
         return loader(32, 16, seed=2)
+
+
+_classes: dict[str, type] = {}
+
+
+def tiny_model_class(package: str = "pytorch_lightning") -> type:
+    """The tiny model as a ``LightningModule`` of ``package``."""
+    if package not in _classes:
+        _classes[package] = type("TinyModel", (_TinyMixin, lightning(package).LightningModule), {})
+    return _classes[package]
+
+
+def tiny_model(package: str = "pytorch_lightning", **hparams: Any) -> Any:
+    """A new tiny model built on ``package``'s ``LightningModule``."""
+    return tiny_model_class(package)(**hparams)
+
+
+TinyModel = tiny_model_class("pytorch_lightning")
 
 
 def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
@@ -57,11 +86,11 @@ def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
 
 
-def trainer(logger: Any, **kwargs: Any) -> Trainer:
-    """A quiet CPU trainer that logs every step."""
+def trainer(logger: Any, package: str = "pytorch_lightning", **kwargs: Any) -> Any:
+    """A quiet CPU trainer of ``package`` that logs every step."""
     defaults: dict[str, Any] = dict(
         max_epochs=2, accelerator="cpu", devices=1, log_every_n_steps=1, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
     )  # fmt: skip
     defaults.update(kwargs)
-    return Trainer(logger=logger, **defaults)
+    return lightning(package).Trainer(logger=logger, **defaults)

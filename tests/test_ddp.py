@@ -1,4 +1,5 @@
-"""DDP with two CPU processes (gloo): exactly one run, the same id and log_dir on every rank."""
+"""DDP with two CPU processes (gloo), under both Lightning packages: exactly one run, the same
+id and log_dir on every rank, written by rank 0 only."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
 
 
 @pytest.mark.parametrize(("strategy", "prefit"), [("ddp", False), ("ddp_spawn", False), ("ddp_spawn", True)])
-def test_one_run_per_ddp_job(strategy: str, prefit: bool, tmp_path: Any) -> None:
+def test_one_run_per_ddp_job(strategy: str, prefit: bool, pl_package: str, tmp_path: Any) -> None:
     save_dir, out_dir = tmp_path / "runs", tmp_path / "out"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("LOCAL_RANK", None)
     done = subprocess.run(
         [sys.executable, SCRIPT, str(save_dir), str(out_dir), "--strategy", strategy, "--steps", "12",
-         *(["--prefit"] if prefit else [])],
+         "--package", pl_package, *(["--prefit"] if prefit else [])],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

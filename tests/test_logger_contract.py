@@ -1,25 +1,27 @@
-"""Everything a Lightning Trainer and its callbacks call on the logger, on every storage target."""
+"""Everything a Lightning Trainer and its callbacks call on the logger, on every storage target,
+under both Lightning packages (``pytorch_lightning`` and ``lightning.pytorch``)."""
 
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker._compat import rank_zero_only
-from tests.helpers import TinyModel, trainer
+from tests.helpers import lightning, tiny_model, trainer
 
 STEPS_PER_EPOCH = 8  # 64 samples, batch 8
 
 
-def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any]) -> None:
+def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any], pl_package: str) -> None:
     save_dir, options = store_target
     logger = TrackerLogger(save_dir, name="contract", storage_options=options, flush_interval=0.2,
                            tags=["t1"], notes="a note", group="g")  # fmt: skip
-    model = TinyModel()
-    t = trainer(logger)
+    model = tiny_model(pl_package)
+    t = trainer(logger, pl_package)
     t.fit(model)
     t.validate(model, verbose=False)
     t.test(model, verbose=False)
@@ -94,10 +96,10 @@ def test_experiment_is_the_dummy_on_other_ranks(tmp_path: Any, monkeypatch: pyte
     assert type(logger.experiment).__name__ == "RunWriter"
 
 
-def test_logger_and_trainer_pickle(tmp_path: Any) -> None:
+def test_logger_and_trainer_pickle(tmp_path: Any, pl_package: str) -> None:
     logger = TrackerLogger(tmp_path, name="p", storage_options=None)
     logger.log_metrics({"a": 1.0}, step=0)
-    t = trainer(logger)
+    t = trainer(logger, pl_package)
     clone = pickle.loads(pickle.dumps(t))
     assert clone.logger.version == logger.version
     assert clone.logger.log_dir == logger.log_dir
@@ -109,13 +111,11 @@ def test_logger_and_trainer_pickle(tmp_path: Any) -> None:
     assert list(history["a"]) == [1.0, 2.0]
 
 
-def test_tuner_leaves_the_logger_working(tmp_path: Any) -> None:
-    from lightning_tracker._compat import Tuner
-
+def test_tuner_leaves_the_logger_working(tmp_path: Any, pl_package: str) -> None:
     logger = TrackerLogger(tmp_path, name="p")
-    model = TinyModel()
-    t = trainer(logger, max_epochs=1)
-    tuner = Tuner(t)
+    model = tiny_model(pl_package)
+    t = trainer(logger, pl_package, max_epochs=1)
+    tuner = lightning(pl_package).tuner.Tuner(t)
     tuner.lr_find(model, num_training=10, min_lr=1e-4, max_lr=1e-1)
     tuner.scale_batch_size(model, mode="power", max_trials=2, steps_per_trial=2)
     t.fit(model)
@@ -125,12 +125,41 @@ def test_tuner_leaves_the_logger_working(tmp_path: Any) -> None:
     assert run.config["lr"] == model.hparams.lr
 
 
-def test_lr_monitor_and_device_stats_arrive(tmp_path: Any) -> None:
-    from lightning_tracker._compat import DeviceStatsMonitor, LearningRateMonitor
-
+def test_lr_monitor_and_device_stats_arrive(tmp_path: Any, pl_package: str) -> None:
+    callbacks = lightning(pl_package).callbacks
     logger = TrackerLogger(tmp_path, name="p")
-    t = trainer(logger, max_epochs=1, callbacks=[LearningRateMonitor("step"), DeviceStatsMonitor(cpu_stats=True)])
-    t.fit(TinyModel())
+    t = trainer(logger, pl_package, max_epochs=1,
+                callbacks=[callbacks.LearningRateMonitor("step"), callbacks.DeviceStatsMonitor(cpu_stats=True)])  # fmt: skip
+    t.fit(tiny_model(pl_package))
     keys = set(Store(tmp_path).run(logger.version).summary)
     assert "lr-SGD" in keys
     assert any(k.startswith("DeviceStatsMonitor.") for k in keys), keys
+
+
+@pytest.mark.parametrize("blocked", ["pytorch_lightning", "lightning"])
+def test_works_when_only_one_lightning_package_is_installed(blocked: str, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    other = "lightning.pytorch" if blocked == "pytorch_lightning" else "pytorch_lightning"
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {blocked!r} or name.startswith({blocked!r} + "."):
+            raise ImportError("blocked for the test: " + name)
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from lightning_tracker import TrackerLogger, Store
+from lightning_tracker import _compat
+assert _compat.Logger.__module__.startswith({other.split(".")[0]!r}), _compat.Logger.__module__
+from tests.helpers import tiny_model, trainer
+logger = TrackerLogger({str(tmp_path)!r}, name="p")
+trainer(logger, {other!r}).fit(tiny_model({other!r}))
+assert {blocked!r} not in sys.modules
+run = Store({str(tmp_path)!r}).run(logger.version)
+assert run.status == "finished" and run.summary["train/loss"]["count"] == 16, run.summary
+print("OK")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]

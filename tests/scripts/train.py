@@ -17,15 +17,19 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 warnings.filterwarnings("ignore")
 
+import importlib  # noqa: E402
+
 import torch  # noqa: E402
 
 from lightning_tracker import TrackerLogger  # noqa: E402
-from lightning_tracker._compat import Trainer  # noqa: E402
-from lightning_tracker._compat import Callback  # noqa: E402
-from tests.helpers import TinyModel, loader  # noqa: E402
+from tests.helpers import loader, tiny_model_class  # noqa: E402
+
+# the Lightning package to use comes first, so the classes below can be built on it
+PACKAGE = sys.argv[sys.argv.index("--package") + 1] if "--package" in sys.argv else "pytorch_lightning"
+pl = importlib.import_module(PACKAGE)
 
 
-class Progress(Callback):
+class Progress(pl.Callback):
     def __init__(self, sleep: float, out_dir: str) -> None:
         self.sleep = sleep
         self.out_dir = out_dir
@@ -45,7 +49,7 @@ class Progress(Callback):
             time.sleep(self.sleep)
 
 
-class Model(TinyModel):
+class Model(tiny_model_class(PACKAGE)):  # type: ignore[misc]
     def __init__(self, steps: int) -> None:
         super().__init__()
         self.steps = steps
@@ -63,12 +67,13 @@ def main() -> None:
     parser.add_argument("--flush", type=float, default=0.2)
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--prefit", action="store_true", help="log hyperparameters before fit")
+    parser.add_argument("--package", default="pytorch_lightning", help="pytorch_lightning or lightning.pytorch")
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = json.loads(os.environ.get("LIGHTNING_TRACKER_STORAGE_OPTIONS", "null"))
     logger = TrackerLogger(args.save_dir, name="p", flush_interval=args.flush, storage_options=options)
     devices = 2 if args.strategy.startswith("ddp") else 1
-    trainer = Trainer(
+    trainer = pl.Trainer(
         logger=logger, max_epochs=1, accelerator="cpu", devices=devices, strategy=args.strategy,
         log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, callbacks=[Progress(args.sleep, args.out_dir)],
