@@ -76,7 +76,11 @@ def tiny_model(package: str = "pytorch_lightning", **hparams: Any) -> Any:
     return tiny_model_class(package)(**hparams)
 
 
-TinyModel = tiny_model_class("pytorch_lightning")
+def __getattr__(name: str) -> Any:
+    # built on first use, so this module imports even where pytorch_lightning is missing
+    if name == "TinyModel":
+        return tiny_model_class("pytorch_lightning")
+    raise AttributeError(name)
 
 
 def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
