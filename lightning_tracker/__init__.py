@@ -12,9 +12,10 @@ from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import TrackerError
 
 if TYPE_CHECKING:
+    from lightning_tracker.callbacks import GradientMonitor, SystemMonitor
     from lightning_tracker.logger import TrackerLogger
 
-__all__ = ["Run", "Store", "TrackerError", "TrackerLogger", "__version__"]
+__all__ = ["GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"]
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from lightning_tracker.logger import TrackerLogger
 
         return TrackerLogger
+    if name in ("GradientMonitor", "SystemMonitor"):
+        from lightning_tracker import callbacks
+
+        return getattr(callbacks, name)
     raise AttributeError(f"module 'lightning_tracker' has no attribute {name!r}")

@@ -8,18 +8,21 @@ resumed run that logs a step again supersedes the earlier value).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.exceptions import RunNotFoundError
+from lightning_tracker.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
+from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
 from lightning_tracker.run import (
     CONFIG_FILE,
     GIT_DIFF_FILE,
+    HISTOGRAMS_DIR,
     META_FILE,
     METRICS_DIR,
     RUN_FILE,
@@ -75,6 +78,7 @@ class Store:
         tags: Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
         group: str | None = None,
+        where: Callable[[Run], bool] | Mapping[str, Any] | None = None,
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
 
@@ -84,7 +88,28 @@ class Store:
             status: keep runs in this status (``running``, ``finished``, ``failed``,
                 ``crashed``) or any of these statuses.
             group: keep runs of this group.
+            where: keep runs for which this predicate of a ``Run`` is true, or that match
+                every ``{key: expected}`` of a mapping. A key names a hyperparameter
+                (``"lr"``, ``"model.width"``) or, as ``"summary.<metric>"``, the last value
+                of a metric; ``expected`` is a value to equal or a predicate of the value.
+
+        Raises:
+            InvalidArgumentError: ``where`` is neither callable nor a mapping.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> for lr in (0.1, 0.01, 0.001):
+            ...     logger = TrackerLogger("memory://doc-where", name="p", run_name=f"lr={lr}")
+            ...     logger.log_hyperparams({"lr": lr, "width": 8})
+            ...     logger.log_metrics({"loss": lr}, step=0)
+            ...     logger.finalize("success")
+            >>> store = Store("memory://doc-where")
+            >>> [r.name for r in store.runs("p", where={"lr": lambda v: v < 0.05})]
+            ['lr=0.01', 'lr=0.001']
+            >>> [r.name for r in store.runs("p", where={"summary.loss": 0.1, "width": 8})]
+            ['lr=0.1']
         """
+        match = _where_predicate(where)
         projects = [project] if project is not None else self.projects()
         rels: list[str] = []
         for proj in projects:
@@ -107,6 +132,9 @@ class Store:
             and (not statuses or r.status in statuses)
             and (group is None or r.group == group)
         ]  # fmt: skip
+        if match is not None:
+            _prefetch(self.storage, runs)
+            runs = [r for r in runs if match(r)]
         return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
 
     def run(self, run_id: str, project: str | None = None) -> Run:
@@ -137,13 +165,9 @@ class Store:
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
         """
-        runs = self.runs(project, **filters)
-        extra = self.storage.read_many(
-            [f"{r.path}/{name}" for r in runs for name in (CONFIG_FILE, SUMMARY_FILE)]
-        )
+        runs = _prefetch(self.storage, self.runs(project, **filters))
         rows = []
         for r in runs:
-            r._prefetched = {name: extra.get(f"{r.path}/{name}") for name in (CONFIG_FILE, SUMMARY_FILE)}
             row: dict[str, Any] = {
                 "id": r.id, "name": r.name, "project": r.project, "group": r.group,
                 "tags": ",".join(r.tags), "status": r.status,
@@ -158,6 +182,40 @@ class Store:
                 row[f"max.{key}"] = stats.get("max")
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _prefetch(storage: Storage, runs: list[Run]) -> list[Run]:
+    """Reads the config and summary of many runs at once (concurrently on object stores)."""
+    todo = [r for r in runs if not r._prefetched]
+    extra = storage.read_many([f"{r.path}/{name}" for r in todo for name in (CONFIG_FILE, SUMMARY_FILE)])
+    for r in todo:
+        r._prefetched = {name: extra.get(f"{r.path}/{name}") for name in (CONFIG_FILE, SUMMARY_FILE)}
+    return runs
+
+
+def _where_predicate(where: Callable[[Run], bool] | Mapping[str, Any] | None) -> Callable[[Run], bool] | None:
+    if where is None or callable(where):
+        return where
+    if not isinstance(where, Mapping):
+        raise InvalidArgumentError(
+            f"where={where!r} is neither a predicate nor a mapping; pass a function of a Run "
+            "(where=lambda run: run.config['lr'] < 0.1) or {key: value} (where={'lr': 0.1})"
+        )
+    missing = object()
+
+    def value_of(run: Run, key: str) -> Any:
+        if key.startswith("summary."):
+            return run.summary.get(key[len("summary."):], {}).get("last", missing)
+        return run.flat_config.get(key[len("config."):] if key.startswith("config.") else key, missing)
+
+    def match(run: Run) -> bool:
+        for key, expected in where.items():
+            value = value_of(run, key)
+            if value is missing or not (expected(value) if callable(expected) else value == expected):
+                return False
+        return True
+
+    return match
 
 
 class Run:
@@ -298,17 +356,116 @@ class Run:
                 (``time`` is the latest wall time at that step); False gives the long
                 form ``step, time, key, value``.
         """
-        table = self._metrics_table()
-        df = table.to_pandas()
-        df["key"] = df["key"].astype(str)
-        if keys is not None:
-            df = df[df["key"].isin(list(keys))]
+        return self._history(None if keys is None else set(keys).__contains__, wide)
+
+    def system(self, *, wide: bool = True) -> pd.DataFrame:
+        """The system metrics (keys starting with ``system/``), full history like :meth:`metrics`.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-system", name="p", version="r1")
+            >>> logger.log_metrics({"loss": 1.0, "system/cpu_percent": 40.0}, step=0)
+            >>> logger.finalize("success")
+            >>> list(Store("memory://doc-system").run("r1").system().columns)
+            ['step', 'time', 'system/cpu_percent']
+        """
+        return self._history(lambda key: key.startswith("system/"), wide)
+
+    def _history(self, select: Callable[[str], bool] | None, wide: bool) -> pd.DataFrame:
+        df = self._metrics_table().to_pandas()
+        # decide per distinct key, not per point: a history may hold millions of points
+        # (categories sorted by name, so sorting by key sorts by name)
+        keys = df["key"].astype(str if df.empty else "category")
+        if not df.empty:
+            wanted = sorted(str(k) for k in keys.cat.categories if select is None or select(str(k)))
+            keys = keys.cat.set_categories(wanted)
+            kept = keys.notna().to_numpy()
+            df = df[kept].assign(key=keys[kept].cat.remove_unused_categories())
         df = df.drop_duplicates(["key", "step"], keep="last")
         if not wide:
-            return df.sort_values(["key", "step"], kind="stable").reset_index(drop=True)
-        values = df.pivot(index="step", columns="key", values="value")
-        values.columns.name = None
-        times = df.groupby("step")["time"].max()
-        out = values.reset_index()
-        out.insert(1, "time", times.reindex(out["step"]).to_numpy())
+            df = df.sort_values(["key", "step"], kind="stable").reset_index(drop=True)
+            return df.assign(key=df["key"].astype(str))
+        if df.empty:
+            return pd.DataFrame({"step": pd.Series([], dtype="int64"), "time": pd.Series([], dtype="float64")})
+        # one cell per (step, key), now unique: a grid assignment is much faster than pivot
+        steps, row = np.unique(df["step"].to_numpy(), return_inverse=True)
+        names = [str(c) for c in df["key"].cat.categories]
+        grid = np.full((len(steps), len(names)), np.nan)
+        grid[row, df["key"].cat.codes.to_numpy()] = df["value"].to_numpy()
+        out = pd.DataFrame(grid, columns=names)
+        out.insert(0, "step", steps)
+        out.insert(1, "time", pd.Series(df["time"].to_numpy()).groupby(row).max().to_numpy())
         return out
+
+    @property
+    def checkpoints(self) -> CheckpointList:
+        """The stored checkpoints (``log_model``), oldest first; ``.to_frame()`` gives a table.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-ckpts", name="p", version="r1", log_model=True)
+            >>> logger.log_metrics({"loss": 1.0}, step=0)
+            >>> logger.finalize("success")
+            >>> Store("memory://doc-ckpts").run("r1").checkpoints
+            []
+        """
+        return list_checkpoints(self.storage, self.path)
+
+    def checkpoint(self, key: str = "latest") -> CheckpointRef:
+        """One stored checkpoint, by alias (``"best"``, ``"latest"``, a user alias) or name.
+
+        ``run.checkpoint("best").download("best.ckpt")`` verifies the sha256 before the
+        file appears, so ``Trainer.fit(ckpt_path="best.ckpt")`` never loads a bad object.
+
+        Raises:
+            RunNotFoundError: no checkpoint has that alias or name.
+        """
+        return find_checkpoint(self.storage, self.path, key)
+
+    def histograms(self, name: str | None = None) -> pd.DataFrame:
+        """Histograms recorded by ``GradientMonitor``: one row per step, tensor and kind.
+
+        Args:
+            name: a tensor name (``"encoder.0.weight"``) or an fnmatch pattern
+                (``"encoder.*"``); None for every tensor.
+
+        Returns:
+            Columns ``step, time, tensor, kind`` (``"gradient"`` or ``"parameter"``),
+            ``numel``, ``edges`` (``bins + 1`` floats, this step's own range) and
+            ``counts`` (``bins`` ints; NaN and ±inf are not in them), ``norm`` (L2), ``min``
+            and ``max`` (finite), ``sum`` (finite), ``zeros``, ``nan``, ``posinf``,
+            ``neginf`` and ``update_ratio`` (weights: norm of the optimizer's update over
+            the norm of the weights before it; NaN for gradients). Sorted by tensor, kind
+            and step; a step recorded twice keeps the last.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-hist", name="p", version="r1")
+            >>> logger.log_metrics({"loss": 1.0}, step=0)
+            >>> logger.finalize("success")
+            >>> Store("memory://doc-hist").run("r1").histograms().empty
+            True
+        """
+        import fnmatch
+
+        from lightning_tracker.writers.histograms import SCHEMA
+
+        folder = f"{self.path}/{HISTOGRAMS_DIR}"
+        for _attempt in range(5):
+            try:
+                tables = []
+                for chunk in live_chunks(self.storage.listdir(folder)):
+                    with self.storage.open(f"{folder}/{chunk}") as f:
+                        tables.append(pq.read_table(f).cast(SCHEMA))
+                break
+            except FileNotFoundError:
+                continue  # compacted between listing and reading: list again
+        else:
+            raise RunNotFoundError(f"the histograms of run {self.url} kept changing while being read; try again")
+        table = pa.concat_tables(tables).unify_dictionaries() if tables else SCHEMA.empty_table()
+        df = table.to_pandas()
+        df["tensor"], df["kind"] = df["tensor"].astype(str), df["kind"].astype(str)
+        if name is not None:
+            df = df[[fnmatch.fnmatchcase(t, name) for t in df["tensor"]]] if len(df) else df
+        df = df.drop_duplicates(["tensor", "kind", "step"], keep="last")
+        return df.sort_values(["tensor", "kind", "step"], kind="stable").reset_index(drop=True)

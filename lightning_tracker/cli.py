@@ -176,6 +176,108 @@ def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
     return 1 if failed else 0
 
 
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from lightning_tracker.api import Store
+
+    store = Store(args.store, _storage_options(args.storage_options))
+    with console.status(f"reading runs from {store.storage.url} …"):
+        runs = [store.run(run_id, args.project) for run_id in args.runs]
+        keys = sorted({k for r in runs for k in r.flat_config})
+        summaries = [r.summary for r in runs]
+    differ = [k for k in keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1]
+    config = Table(title=f"hyperparameters that differ ({len(differ)} of {len(keys)})", header_style="bold")
+    config.add_column("key")
+    for r in runs:
+        config.add_column(f"{r.name}\n[dim]{r.id}", justify="right")
+    for key in differ:
+        values = [r.flat_config.get(key) for r in runs]
+        cells = [_fmt(v) if v is not None else "—" for v in values]
+        changed = [i > 0 and values[i] != values[0] for i in range(len(values))]
+        config.add_row(key, *[f"[bold yellow]{c}" if ch else c for c, ch in zip(cells, changed)])
+    console.print(config if differ else f"the {len(runs)} runs share all {len(keys)} hyperparameters")
+    metrics = Table(title="metrics (last value)", header_style="bold")
+    metrics.add_column("metric")
+    for r in runs:
+        metrics.add_column(r.name, justify="right")
+    metrics.add_row("status", *[f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]" for r in runs])
+    metrics.add_row("duration", *[_fmt_duration(r.duration) for r in runs])
+    for key in sorted({k for s in summaries for k in s if not k.startswith("system/")}):
+        metrics.add_row(key, *[_fmt(s.get(key, {}).get("last")) for s in summaries])
+    console.print(metrics)
+    return 0
+
+
+def _write_report(store: Any, runs: Any, output: str, console: Console, project: str | None = None) -> str:
+    from rich.progress import Progress
+
+    from lightning_tracker.report import write_report
+
+    with console.status(f"listing runs in {store.storage.url} …"):
+        runs = runs if runs is not None else store.runs(project)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("reading runs", total=len(runs))
+        return write_report(store, output, runs, on_run=lambda _run: progress.advance(task))
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from lightning_tracker.api import Store
+
+    store = Store(args.store, _storage_options(args.storage_options))
+    runs = [store.run(run_id, args.project) for run_id in args.runs] if args.runs else None
+    path = _write_report(store, runs, args.output, console, args.project)
+    console.print(f"report written to {path} ({os.path.getsize(path) / 1e6:.1f} MB); open it in a browser")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from lightning_tracker.api import Store
+    from lightning_tracker.report import Dashboard
+
+    store = Store(args.store, _storage_options(args.storage_options))
+    try:
+        dashboard = Dashboard(store, project=args.project, host=args.host, port=args.port, refresh=args.refresh)
+    except OSError as err:
+        raise InvalidArgumentError(
+            f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
+            "pass another --port, or --port 0 for any free one"
+        ) from None
+    console.print(f"serving {store.storage.url} at [bold]{dashboard.url}[/] (read-only; Ctrl+C to stop)")
+    try:
+        dashboard.serve_forever()
+    finally:
+        dashboard.stop()
+    return 0
+
+
+def _cmd_hist(args: argparse.Namespace, console: Console) -> int:
+    import fnmatch
+
+    from lightning_tracker._heatmap import render_heatmap
+    from lightning_tracker.api import Store
+
+    store = Store(args.store, _storage_options(args.storage_options))
+    run = store.run(args.run, args.project)
+    with console.status(f"reading the histograms of {run.id} …"):
+        hist = run.histograms()
+    if args.kind:
+        hist = hist[hist["kind"] == args.kind]
+    tensors = sorted(set(hist["tensor"]))
+    selected = [t for t in tensors if fnmatch.fnmatchcase(t, args.pattern)]
+    if not selected:
+        known = ", ".join(tensors[:10]) + (" …" if len(tensors) > 10 else "")
+        raise InvalidArgumentError(
+            f"PATTERN={args.pattern!r} matches no tensor with histograms in run {run.id}"
+            + (f"; its tensors are: {known}" if tensors else "; record some with callbacks=[GradientMonitor()]")
+        )
+    out = args.out or f"histograms-{run.id}"
+    os.makedirs(out, exist_ok=True)
+    for (tensor, kind), rows in hist[hist["tensor"].isin(selected)].groupby(["tensor", "kind"], sort=True):
+        path = os.path.join(out, f"{kind}-{tensor}.png")
+        render_heatmap(rows, path, f"{kind} {tensor} ({run.name})")
+        console.print(path, soft_wrap=True)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from lightning_tracker.demo import DEFAULT_CONFIGS, run_demo
 
@@ -183,7 +285,14 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     run_demo(args.save_dir, args.project, storage_options=_storage_options(args.storage_options))
     ns = argparse.Namespace(store=args.save_dir, project=args.project, storage_options=args.storage_options,
                             tag=None, status=None, sort="-val/acc", columns=None)  # fmt: skip
-    return _cmd_runs(ns, console)
+    _cmd_runs(ns, console)
+    from lightning_tracker.api import Store
+
+    store = Store(args.save_dir, _storage_options(args.storage_options))
+    path = _write_report(store, None, args.report, console, args.project)
+    console.print(f"report written to [bold]{path}[/]")
+    console.print(f"watch runs live with: lightning-tracker serve {args.save_dir}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -208,6 +317,14 @@ def _parser() -> argparse.ArgumentParser:
     store_args(show)
     show.set_defaults(func=_cmd_show)
 
+    hist = sub.add_parser("hist", help="PNG heatmaps (steps x values) of a run's gradient and weight histograms")
+    hist.add_argument("run", help="run id, id prefix or name")
+    hist.add_argument("pattern", nargs="?", default="*", help="tensors to draw, fnmatch pattern (default: all)")
+    store_args(hist)
+    hist.add_argument("--out", help="folder for the PNG files (default ./histograms-<run id>)")
+    hist.add_argument("--kind", choices=("gradient", "parameter"), help="only gradients or only weights")
+    hist.set_defaults(func=_cmd_hist)
+
     syn = sub.add_parser("sync", help="upload spooled runs (offline runs, outages, crashes)")
     syn.add_argument("paths", nargs="*", help="spool folders of runs (default: every spooled run)")
     syn.add_argument("--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)")
@@ -215,9 +332,32 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=_cmd_sync)
 
+    compare = sub.add_parser("compare", help="runs side by side: hyperparameters that differ, final metrics")
+    compare.add_argument("runs", nargs="+", help="run ids, id prefixes or names")
+    compare.add_argument("--store", "-s", default="./runs", help="folder or URL of the runs (default ./runs)")
+    compare.add_argument("--project", "-p", help="only this project")
+    compare.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
+    compare.set_defaults(func=_cmd_compare)
+
+    report = sub.add_parser("report", help="write one self-contained HTML report (opens offline)")
+    report.add_argument("runs", nargs="*", help="run ids, id prefixes or names (default: every run)")
+    report.add_argument("--store", "-s", default="./runs", help="folder or URL of the runs (default ./runs)")
+    report.add_argument("--project", "-p", help="only this project")
+    report.add_argument("--output", "-o", default="report.html", help="the HTML file to write (default report.html)")
+    report.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
+    report.set_defaults(func=_cmd_report)
+
+    serve = sub.add_parser("serve", help="live dashboard in the browser, updating while runs train")
+    store_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
+    serve.set_defaults(func=_cmd_serve)
+
     demo = sub.add_parser("demo", help="train several configurations and record them")
     demo.add_argument("--save-dir", default="./runs", help="folder or URL for the runs (default ./runs)")
     demo.add_argument("--project", default="demo")
+    demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
     demo.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lightning_tracker._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.checkpoints import CheckpointUploader
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.run import new_run_id, new_run_name, validate_path_name
 from lightning_tracker.storage import Storage
@@ -29,13 +31,27 @@ _SHARED_IDS_ENV = "_LIGHTNING_TRACKER_RUN_IDS"
 _constructed = 0
 
 
+def _job_run_id(index: int) -> str | None:
+    """A run id every rank derives alike when an external launcher (torchrun, SLURM) started them."""
+    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+    job = os.environ.get("TORCHELASTIC_RUN_ID") or ""
+    if job in ("", "none"):
+        job = os.environ.get("SLURM_JOB_ID", "")
+        if job and os.environ.get("SLURM_STEP_ID"):
+            job = f"{job}.{os.environ['SLURM_STEP_ID']}"
+    if world <= 1 or not job:
+        return None
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in job).strip(".-")[:100]
+    return f"job-{safe}-{index}" if safe else None
+
+
 def _shared_run_id(index: int, run_id: str | None) -> str:
     global _constructed
     _constructed += 1
     shared = json.loads(os.environ.get(_SHARED_IDS_ENV, "[]"))
     if run_id is None and rank_zero_only.rank > 0 and index < len(shared):
         return shared[index]
-    run_id = run_id or new_run_id()
+    run_id = run_id or _job_run_id(index) or new_run_id()
     if rank_zero_only.rank == 0:
         shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
         os.environ[_SHARED_IDS_ENV] = json.dumps(shared)
@@ -70,6 +86,11 @@ class TrackerLogger(Logger):
         spool_dir: local folder for remote runs' spool (default
             ``$LIGHTNING_TRACKER_SPOOL`` or ``~/.cache/lightning_tracker/spool``).
         finalize_timeout: the longest ``finalize`` waits for uploads, in seconds.
+        log_model: upload the checkpoints ``ModelCheckpoint`` saves, in the background:
+            ``True`` keeps the stored set equal to what ``ModelCheckpoint`` keeps (a
+            checkpoint deleted locally is deleted remotely), ``"all"`` keeps every
+            checkpoint ever saved, ``False`` (default) uploads none. Read them back with
+            ``Run.checkpoints`` and ``Run.checkpoint("best" | "latest" | name)``.
 
     Raises:
         InvalidArgumentError: an argument has a value that cannot be used.
@@ -104,6 +125,7 @@ class TrackerLogger(Logger):
         offline: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
         finalize_timeout: float = 60.0,
+        log_model: bool | str = False,
     ) -> None:
         super().__init__()
         self._storage = Storage(save_dir, storage_options)
@@ -118,6 +140,11 @@ class TrackerLogger(Logger):
         if not isinstance(finalize_timeout, (int, float)) or finalize_timeout < 0:
             raise InvalidArgumentError(
                 f"finalize_timeout={finalize_timeout!r} must be a number of seconds >= 0."
+            )
+        if log_model not in (False, True, "all") or not isinstance(log_model, (bool, str)):
+            raise InvalidArgumentError(
+                f"log_model={log_model!r} is not allowed; pass False (no upload), True (upload and keep what "
+                "ModelCheckpoint keeps) or 'all' (keep every checkpoint ever saved)."
             )
         if tags is not None and (isinstance(tags, str) or not all(isinstance(t, str) for t in tags)):
             raise InvalidArgumentError(f"tags={tags!r} must be a list of strings, for example ['baseline'].")
@@ -142,6 +169,8 @@ class TrackerLogger(Logger):
         self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
         self._finalize_timeout = float(finalize_timeout)
         self._writer: RunWriter | None = None
+        self._log_model = log_model
+        self._checkpoints: CheckpointUploader | None = None
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -255,6 +284,44 @@ class TrackerLogger(Logger):
 
     @override
     @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Snapshots the checkpoint just saved for background upload (``log_model``).
+
+        Only links the local file into the run's staging folder; the upload, the manifest
+        and the retention happen on a background thread.
+        """
+        if not self._log_model:
+            return
+        writer = self.experiment
+        if self._checkpoints is None or self._checkpoints.pid != os.getpid():  # none yet, or a forked child
+            self._checkpoints = CheckpointUploader(
+                self._storage, writer.prefix, writer.local_dir, log_model=self._log_model, offline=self._offline,
+                resume=self._resume,
+            )
+        self._checkpoints.on_save(checkpoint_callback)
+
+    @rank_zero_only
+    def add_checkpoint_alias(self, alias: str, checkpoint: str | os.PathLike[str] | None = None) -> None:
+        """Names a saved checkpoint (``"production"``); the alias moves if given again.
+
+        Args:
+            alias: the name; ``best``, ``latest`` and ``best:<metric>`` are maintained automatically.
+            checkpoint: the local path ``ModelCheckpoint`` saved (for example
+                ``callback.best_model_path``); None for the latest saved.
+
+        Raises:
+            InvalidArgumentError: ``log_model`` is off, the alias is reserved, or nothing was
+                saved at ``checkpoint``.
+        """
+        if self._checkpoints is None:
+            raise InvalidArgumentError(
+                f"add_checkpoint_alias({alias!r}) needs a checkpoint saved with log_model enabled; pass "
+                "TrackerLogger(log_model=True) and call it after ModelCheckpoint saved one."
+            )
+        self._checkpoints.add_alias(alias, None if checkpoint is None else os.fspath(checkpoint))
+
+    @override
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         """Writes everything, marks the run finished or failed and waits for uploads.
 
@@ -264,7 +331,10 @@ class TrackerLogger(Logger):
         if self._writer is None:
             return
         state = "failed" if status == "failed" else "finished"
+        deadline = time.monotonic() + self._finalize_timeout
         self._writer.close(state, timeout=self._finalize_timeout)
+        if self._checkpoints is not None:
+            self._checkpoints.close(max(0.0, deadline - time.monotonic()), progress=True)
 
     @rank_zero_only
     def flush(self) -> None:
@@ -279,5 +349,6 @@ class TrackerLogger(Logger):
             self._writer.suspend()
         state = self.__dict__.copy()
         state["_writer"] = None
+        state["_checkpoints"] = None
         state["_resume"] = True
         return state

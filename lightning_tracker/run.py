@@ -43,6 +43,8 @@ METRICS_DIR = "metrics"  # immutable parquet chunks of metric points
 HISTOGRAMS_DIR = "histograms"  # immutable parquet chunks of histograms (GradientMonitor)
 DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR)  # folders of chunk files, mirrored and compacted alike
 SPOOL_FILE = "spool.json"  # in a spool folder only: where the run is uploaded to
+MODELS_DIR = "models"  # stored checkpoints (log_model), one immutable object each
+MODELS_FILE = "models.json"  # the checkpoint manifest, rewritten in one put after each change
 
 MUTABLE_FILES = (CONFIG_FILE, SUMMARY_FILE, RUN_FILE)
 TERMINAL_STATES = ("finished", "failed")

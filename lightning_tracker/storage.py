@@ -178,15 +178,32 @@ class Storage:
         else:
             self.fs.pipe_file(self.path(rel), data)
 
-    def put_file(self, local_path: str, rel: str) -> None:
-        """Uploads a local file to ``rel`` (streamed; multipart where the backend can)."""
+    def put_file(self, local_path: str, rel: str, link: bool = False) -> None:
+        """Uploads a local file to ``rel`` (streamed; multipart where the backend can).
+
+        Args:
+            local_path: the file to upload.
+            rel: where to put it.
+            link: on a local store, hard-link instead of copying where possible (for
+                immutable files only: both names share the bytes).
+        """
         if self.is_local:
             dest = self.path(rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             tmp = f"{dest}.{os.getpid()}.tmp"
-            with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
+            if os.path.lexists(tmp):
+                os.remove(tmp)  # never write through a link a crashed attempt left
+            linked = False
+            if link:
+                try:
+                    os.link(local_path, tmp)
+                    linked = True
+                except OSError:
+                    pass  # another filesystem: copy
+            if not linked:
+                with open(local_path, "rb") as src, open(tmp, "wb") as dst:
+                    while chunk := src.read(1 << 22):
+                        dst.write(chunk)
             os.replace(tmp, dest)
         else:
             self.fs.put_file(local_path, self.path(rel))
@@ -218,6 +235,8 @@ class Storage:
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Reads many small files at once (concurrently on object stores); missing ones are left out."""
+        if not rels:
+            return {}
         if self.is_local:
             out: dict[str, bytes] = {}
             for rel in rels:

@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lightning_tracker.checkpoints import sync_checkpoints
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.run import DATA_DIRS, RUN_FILE, SPOOL_FILE, loads, parse_chunk_name, run_state
+from lightning_tracker.run import DATA_DIRS, MUTABLE_FILES, RUN_FILE, SPOOL_FILE, loads, parse_chunk_name, run_state
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.uploader import Uploader, UploadReport
 
@@ -50,7 +51,8 @@ def find_spooled_runs(root: str | None = None) -> list[str]:
 
 
 def _active_event_file(local_dir: str) -> str | None:
-    """The newest event file of a run that is still writing (it may still grow)."""
+    """The newest event file of a run that is still writing (it may still grow); "" when
+    the run is live but has no event file yet, None when the run is not live."""
     try:
         with open(os.path.join(local_dir, RUN_FILE), "rb") as f:
             doc = loads(f.read())
@@ -59,7 +61,7 @@ def _active_event_file(local_dir: str) -> str | None:
     if run_state(doc) != "running":
         return None
     events = sorted(n for n in os.listdir(local_dir) if n.startswith("events.out.tfevents."))
-    return os.path.join(local_dir, events[-1]) if events else None
+    return os.path.join(local_dir, events[-1]) if events else ""
 
 
 def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> UploadReport:
@@ -78,7 +80,11 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
         ) from None
     storage = Storage(spool["url"], storage_options)
     active = _active_event_file(local_dir)
-    uploader = Uploader(local_dir, storage, spool["prefix"], int(spool["session"]), skip=lambda p: p == active)
+    # beside a live run, its own uploader sends the mutable documents: an older copy sent
+    # by a slow sync must never land after the live run's final one
+    live = {os.path.join(local_dir, name) for name in MUTABLE_FILES} if active is not None else set()
+    uploader = Uploader(local_dir, storage, spool["prefix"], int(spool["session"]),
+                        skip=lambda p: p == active or p in live)  # fmt: skip
     uploader.load_state()
     try:
         listing = storage.find(spool["prefix"])
@@ -87,6 +93,10 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
     report = uploader.run_once(remote_listing=listing)
     if report.complete:
         _delete_covered(storage, spool["prefix"], listing, report)
+    if active is None:  # a live run uploads its own checkpoints
+        pending, error = sync_checkpoints(local_dir, storage, spool["prefix"])
+        report.pending += pending
+        report.error = report.error or error
     return report
 
 

@@ -7,6 +7,9 @@ distinct classes; every helper takes the package name so tests can run under bot
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -98,3 +101,21 @@ def trainer(logger: Any, package: str = "pytorch_lightning", **kwargs: Any) -> A
     )  # fmt: skip
     defaults.update(kwargs)
     return lightning(package).Trainer(logger=logger, **defaults)
+
+
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "train.py")
+
+
+def start_training(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Starts tests/scripts/train.py for a long run; returns it and its run id once 20 steps are done."""
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN_SCRIPT, save_dir, str(out), "--steps", "5000", "--sleep", "0.004", "--flush", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    run_id = ""
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("RUN "):
+            run_id = line.split()[1]
+        if line.startswith("STEP 20"):
+            return proc, run_id
+    raise RuntimeError(f"the training script ended early with {proc.wait()}")

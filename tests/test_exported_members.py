@@ -9,7 +9,9 @@ import lightning_tracker
 
 
 def test_all_is_exact_and_sorted() -> None:
-    assert lightning_tracker.__all__ == ["Run", "Store", "TrackerError", "TrackerLogger", "__version__"]
+    assert lightning_tracker.__all__ == [
+        "GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"
+    ]
     assert lightning_tracker.__all__ == sorted(lightning_tracker.__all__)
     for name in lightning_tracker.__all__:
         assert getattr(lightning_tracker, name) is not None

@@ -22,24 +22,7 @@ from lightning_tracker._compat import Callback
 from lightning_tracker.cli import main as cli
 from lightning_tracker.run import live_chunks
 from tests.conftest import S3Server
-from tests.helpers import TinyModel, loader, trainer
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
-
-
-def _start(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, SCRIPT, save_dir, str(out), "--steps", "5000", "--sleep", "0.004", "--flush", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    run_id = ""
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith("RUN "):
-            run_id = line.split()[1]
-        if line.startswith("STEP 20"):
-            return proc, run_id
-    raise AssertionError(f"the training script ended early with {proc.wait()}")
-
+from tests.helpers import TinyModel, loader, start_training, trainer
 
 def _assert_all_files_readable(run_dir: str) -> None:
     for name in live_chunks(os.listdir(os.path.join(run_dir, "metrics"))):
@@ -51,12 +34,12 @@ def _assert_all_files_readable(run_dir: str) -> None:
     EventAccumulator(run_dir).Reload()
 
 
-@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.parametrize("trial", range(7))
 def test_sigkill_keeps_every_flushed_point_and_reads_as_crashed(trial: int, tmp_path: Any) -> None:
     rng = random.Random(trial)
     save_dir = str(tmp_path / "runs")
-    proc, run_id = _start(save_dir, tmp_path / "out", dict(os.environ))
-    time.sleep(rng.uniform(0.2, 1.5))
+    proc, run_id = start_training(save_dir, tmp_path / "out", dict(os.environ))
+    time.sleep(rng.uniform(0.1, 1.5))  # any moment: between, during or right after a flush
     store = Store(save_dir)
     flushed = len(store.run(run_id).metrics(wide=False))
     proc.kill()
@@ -70,26 +53,58 @@ def test_sigkill_keeps_every_flushed_point_and_reads_as_crashed(trial: int, tmp_
     _assert_all_files_readable(os.path.join(save_dir, "p", run_id))
 
 
-def test_sigkill_on_s3_then_sync_uploads_the_spool(tmp_path: Any, s3_server: Any) -> None:
+@pytest.mark.parametrize("trial", range(3))
+def test_sigkill_on_s3_during_event_file_rotation_then_sync(trial: int, tmp_path: Any, s3_server: Any) -> None:
+    rng = random.Random(100 + trial)
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/exp"
     spool = tmp_path / "spool"
-    env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool),
+    env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool), "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
            "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(s3_server.storage_options)}  # fmt: skip
-    proc, run_id = _start(url, tmp_path / "out", env)
-    time.sleep(1.0)
+    proc, run_id = start_training(url, tmp_path / "out", env)
+    run_dir = spool / "s3" / bucket / "exp" / "p" / run_id
+    deadline = time.monotonic() + 60  # a loaded machine flushes late: wait for two rotations
+    while len(list(run_dir.glob("events.out.tfevents.*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.0))
     proc.kill()
     proc.wait()
     local = Store(str(spool / "s3" / bucket / "exp")).run(run_id)
     local_history = local.metrics()
-    assert len(local_history) > 20
-    assert cli(["sync", str(spool), "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+    assert len(local_history) > 0
+    options = json.dumps(s3_server.storage_options)
+    assert cli(["sync", str(spool), "--storage-options", options]) == 0
     remote = Store(url, s3_server.storage_options).run(run_id)
     assert remote.status == "crashed"
     pd.testing.assert_frame_equal(remote.metrics(), local_history)
+    download = tmp_path / "download"
+    remote.storage.fs.get(remote.storage.path(remote.path) + "/", str(download), recursive=True)
+    assert len([n for n in os.listdir(download) if n.startswith("events.out")]) >= 2, "event files rotated"
+    _assert_all_files_readable(str(download))
     # sync is idempotent
-    assert cli(["sync", str(spool), "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+    assert cli(["sync", str(spool), "--storage-options", options]) == 0
     pd.testing.assert_frame_equal(Store(url, s3_server.storage_options).run(run_id).metrics(), local_history)
+
+
+def test_resume_after_a_crash_is_one_continuous_history(tmp_path: Any) -> None:
+    save_dir = str(tmp_path / "runs")
+    proc, run_id = start_training(save_dir, tmp_path / "out", dict(os.environ))
+    time.sleep(0.8)
+    proc.kill()
+    proc.wait()
+    crashed = Store(save_dir).run(run_id)
+    last = int(crashed.metrics()["step"].iloc[-1])
+    # resumed from a checkpoint ten steps before the crash: those steps are logged again
+    logger = TrackerLogger(save_dir, name="p", version=run_id)
+    for step in range(last - 10, last + 30):
+        logger.log_metrics({"train/loss": -float(step)}, step=step)
+    logger.finalize("success")
+    run = Store(save_dir).run(run_id)
+    history = run.metrics()
+    assert run.status == "finished"
+    assert list(history["step"]) == list(range(last + 30)), "one value per step, no gap"
+    assert (history["train/loss"].iloc[last - 10:] == [-float(s) for s in range(last - 10, last + 30)]).all()
+    assert (history["train/loss"].iloc[: last - 10] >= 0).all(), "earlier steps keep their first value"
 
 
 class _Outage(Callback):
@@ -249,3 +264,78 @@ def test_a_missing_bucket_is_reported_not_mistaken_for_compaction(
         logger.finalize("success")
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "bucket" in message.lower() and "timed out" not in message
+
+
+def test_a_30_second_outage_keeps_memory_bounded_and_every_point_lands() -> None:
+    server = S3Server()
+    try:
+        bucket = server.new_bucket()
+        url = f"s3://{bucket}/exp"
+        logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.5,
+                               finalize_timeout=120)  # fmt: skip
+        writer = logger.experiment
+        metrics_dir = os.path.join(logger.log_dir, "metrics")
+        step, worst_call, max_buffered, max_chunks = 0, 0.0, 0, 0
+        started = time.monotonic()
+        phase_end = {"before": 3.0, "outage": 33.0, "after": 36.0}
+        for phase, end in phase_end.items():
+            if phase == "outage":
+                server.stop()
+            elif phase == "after":
+                server.start()
+            while time.monotonic() - started < end:
+                t0 = time.perf_counter()
+                logger.log_metrics({f"m{i}": float(step + i) for i in range(8)}, step=step)
+                worst_call = max(worst_call, time.perf_counter() - t0)
+                step += 1
+                if phase == "outage":
+                    max_buffered = max(max_buffered, len(writer._points) + len(writer._retry))
+                    max_chunks = max(max_chunks, len(os.listdir(metrics_dir)))
+                time.sleep(0.01)
+        logger.finalize("success")
+        run = Store(url, server.storage_options).run(logger.version)
+        assert run.status == "finished"
+        history = run.metrics()
+        assert list(history["step"]) == list(range(step)), "every point landed"
+        assert history["m7"].tolist() == [float(s + 7) for s in range(step)]
+        # during 30 s at ~90 steps/s only about two flush intervals of points were ever in memory;
+        # the backlog was on disk as chunks in the spool
+        assert max_buffered < 200 * 8, max_buffered
+        assert max_chunks >= 10, max_chunks
+        assert worst_call < 0.05, f"a log_metrics call waited {worst_call:.3f} s"
+    finally:
+        server.stop()
+
+
+def test_a_full_spool_disk_warns_keeps_training_and_loses_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    from lightning_tracker.writers import metrics as metrics_module
+
+    real_write = metrics_module._write_table
+    disk_full = {"on": False}
+
+    def write_table(table: Any, path: str) -> None:
+        if disk_full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real_write(table, path)
+
+    monkeypatch.setattr(metrics_module, "_write_table", write_table)
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=300)
+    for step in range(10):
+        logger.log_metrics({"a": float(step)}, step=step)
+    logger.flush()
+    disk_full["on"] = True
+    with caplog.at_level(logging.WARNING):
+        for step in range(10, 30):
+            logger.log_metrics({"a": float(step)}, step=step)  # training goes on
+            if step % 5 == 0:
+                logger.flush()
+    assert any("No space left" in r.getMessage() and "kept in memory" in r.getMessage() for r in caplog.records)
+    assert Store(tmp_path).run(logger.version).metrics()["a"].tolist() == [float(s) for s in range(10)]
+    disk_full["on"] = False  # space is back
+    logger.finalize("success")
+    history = Store(tmp_path).run(logger.version).metrics()
+    assert history["a"].tolist() == [float(s) for s in range(30)]

@@ -163,3 +163,20 @@ print("OK")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "a1b2c3")
+    ids = []
+    for rank in (3, 0):  # each rank is a fresh process: nothing inherited from Lightning's launcher
+        monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
+        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        monkeypatch.setattr("lightning_tracker.logger._constructed", 0)
+        ids.append(TrackerLogger(tmp_path, name="p").version)
+    assert ids[0] == ids[1] == "job-a1b2c3-0"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("SLURM_JOB_ID", "98765")
+    monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
+    monkeypatch.setattr("lightning_tracker.logger._constructed", 0)
+    assert TrackerLogger(tmp_path, name="p").version == "job-98765-0"

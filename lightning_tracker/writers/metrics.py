@@ -14,6 +14,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -73,12 +74,17 @@ class MetricsWriter:
         if not points:
             return None
         keys, steps, times, values = zip(*points)
+        # keys repeat: encode them once per distinct name instead of once per point
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int32, len(keys))
+        step_arr = np.fromiter(steps, np.int64, len(steps))
+        value_arr = np.fromiter(values, np.float64, len(values))
         table = pa.table(
             {
-                "step": pa.array(steps, pa.int64()),
-                "time": pa.array(times, pa.float64()),
-                "key": pa.array(keys, pa.string()).dictionary_encode(),
-                "value": pa.array(values, pa.float64()),
+                "step": step_arr,
+                "time": np.fromiter(times, np.float64, len(times)),
+                "key": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(index), pa.string())),
+                "value": value_arr,
             },
             schema=SCHEMA,
         )
@@ -86,26 +92,33 @@ class MetricsWriter:
         name = chunk_name(self.session, self.seq, self.seq)
         _write_table(table, os.path.join(self.dir, name))
         self.seq += 1
-        self._fold(points)
+        self._fold(list(index), codes, step_arr, value_arr, times)
         return name
 
-    def _fold(self, points: list[Point]) -> None:
-        summary = self.summary
-        for key, step, t, value in points:
-            s = summary.get(key)
+    def _fold(self, names: list[str], codes: Any, steps: Any, values: Any, times: Any) -> None:
+        """Folds a batch into the running summary, one vectorised pass per metric."""
+        for code, key in enumerate(names):
+            where = np.flatnonzero(codes == code)
+            k_steps, k_values = steps[where], values[where]
+            s = self.summary.get(key)
             if s is None:
-                s = summary[key] = {"count": 0, "min": None, "max": None, "min_step": None, "max_step": None}
-            if s["count"] and s.get("last_step") == step:
-                pass  # a value logged again for the same step replaces the last one
-            else:
-                s["count"] += 1
-            s["last"], s["last_step"], s["last_time"] = value, step, t
-            if math.isnan(value):
-                continue
-            if s["min"] is None or value < s["min"]:
-                s["min"], s["min_step"] = value, step
-            if s["max"] is None or value > s["max"]:
-                s["max"], s["max_step"] = value, step
+                s = self.summary[key] = {"count": 0, "min": None, "max": None, "min_step": None, "max_step": None}
+            # a value logged again for the step just logged replaces it: count new steps only
+            previous = np.empty_like(k_steps)
+            previous[0] = s["last_step"] if s["count"] else k_steps[0] - 1
+            previous[1:] = k_steps[:-1]
+            s["count"] += int(np.count_nonzero(k_steps != previous))
+            s["last"], s["last_step"] = float(k_values[-1]), int(k_steps[-1])
+            s["last_time"] = float(times[where[-1]])
+            finite = ~np.isnan(k_values)
+            if finite.any():
+                candidates = np.flatnonzero(finite)
+                lo = candidates[np.argmin(k_values[candidates])]
+                hi = candidates[np.argmax(k_values[candidates])]
+                if s["min"] is None or k_values[lo] < s["min"]:
+                    s["min"], s["min_step"] = float(k_values[lo]), int(k_steps[lo])
+                if s["max"] is None or k_values[hi] > s["max"]:
+                    s["max"], s["max_step"] = float(k_values[hi]), int(k_steps[hi])
 
     # -- compaction -------------------------------------------------------------------
     def session_chunks(self) -> list[str]:

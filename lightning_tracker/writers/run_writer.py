@@ -39,6 +39,7 @@ from lightning_tracker.run import (
 )
 from lightning_tracker.storage import Storage, atomic_write
 from lightning_tracker.sync import spool_dir_for
+from lightning_tracker.writers.histograms import HistogramWriter, norm_points, to_table
 from lightning_tracker.writers.metrics import MetricsWriter
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
 from lightning_tracker.writers.uploader import Uploader, UploadReport
@@ -47,7 +48,8 @@ __all__ = ["RunWriter"]
 
 log = logging.getLogger(__name__)
 
-_TB_ROTATE_S = 120.0  # remote stores: close and upload the event file this often
+# remote stores: close and upload the event file this often (each closed file is uploaded once)
+_TB_ROTATE_S = float(os.environ.get("LIGHTNING_TRACKER_TB_ROTATE_S", "120"))
 _MAX_BACKOFF_S = 30.0
 
 
@@ -132,6 +134,7 @@ class RunWriter:
         self._config_dirty = False
         self._warned_config: set[str] = set()
         self._points: list[tuple[Any, ...]] = []
+        self._captures: list[Any] = []  # histogram captures, resolved on the flusher thread
         self._retry: list[tuple[Any, ...]] = []
         self._auto_step = 0
         self._warn = _Warner()
@@ -148,6 +151,7 @@ class RunWriter:
         self._resumed = self._load_existing(probe_remote=resume)
         self.session = self._next_session()
         self.metrics = MetricsWriter(self.local_dir, self.session)
+        self.histograms = HistogramWriter(self.local_dir, self.session)
         if self._resumed:
             self.metrics.recompute_summary()
             steps = [s["last_step"] for s in self.metrics.summary.values() if s.get("last_step") is not None]
@@ -349,6 +353,28 @@ class RunWriter:
                        key, value, type(value).__name__)  # fmt: skip
             return None
 
+    def log_histograms(self, capture: Any) -> None:
+        """Buffers one histogram capture (``GradientMonitor``); touches memory only.
+
+        ``capture.resolve()`` is called on the flusher thread: it waits for the capture's
+        device work and returns the columns of
+        :data:`lightning_tracker.writers.histograms.SCHEMA`.
+        """
+        if not self._open:
+            self.ensure_open()
+        self._captures.append(capture)
+
+    def _write_histograms(self) -> None:
+        n = len(self._captures)
+        captures = self._captures[:n]
+        del self._captures[:n]
+        tables = [to_table(c.resolve()) for c in captures]
+        self.histograms.write_tables(tables)
+        for table in tables:
+            self._points.extend(norm_points(table))  # taken by this same flush
+            if self.tensorboard is not None:
+                self.tensorboard.write_histograms(table)
+
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
         if not self._open:
@@ -418,6 +444,9 @@ class RunWriter:
             return self._write_points(good) if good else []
 
     def _flush_once(self) -> None:
+        if self._captures:
+            self._guard("write histograms", self._write_histograms)
+            self._guard("compact histograms", self.histograms.compact)
         batch = self._take_points()
         if batch:
             batch = self._write_points(batch)
@@ -503,6 +532,7 @@ class RunWriter:
             try:
                 self._guard("flush", self._flush_once)
                 self._guard("compact metrics", self.metrics.compact, True)
+                self._guard("compact histograms", self.histograms.compact, True)
                 self._guard("summarize metrics", self.metrics.recompute_summary)
                 self._guard("write the summary", self._write_summary)
                 if self.tensorboard is not None:

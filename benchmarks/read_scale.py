@@ -1,0 +1,165 @@
+"""How the read side scales: runs tables of many runs, a long history, a large report.
+
+Builds synthetic stores in the real run format (``run.json``, ``config.json``,
+``summary.json`` and Parquet metric chunks written by ``MetricsWriter``), then times:
+
+- ``Store.table()`` of 1,000 and 10,000 local runs, and of 1,000 runs on a moto S3
+  server this script starts on 127.0.0.1;
+- ``Run.metrics()`` of one run with 1,000,000 points, into pandas;
+- ``write_report`` of 100 runs with 10 metrics x 10,000 steps (file size too).
+
+Prints a Markdown table. Run: ``python benchmarks/read_scale.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lightning_tracker.api import Store
+from lightning_tracker.report import write_report
+from lightning_tracker.run import CONFIG_FILE, FORMAT_VERSION, RUN_FILE, SUMMARY_FILE, dumps
+from lightning_tracker.writers.metrics import MetricsWriter
+
+
+def write_run(root: str, project: str, index: int, metrics: int, steps: int, rng: np.random.Generator) -> None:
+    """One finished run in the documented layout, with ``metrics`` x ``steps`` points."""
+    run_id = f"20260101-000000-{index:08d}"
+    run_dir = os.path.join(root, project, run_id)
+    start = 1_767_225_600.0 + index
+    width, depth = int(rng.choice([32, 64, 128])), int(rng.integers(2, 8))
+    lr, optimizer = float(10 ** rng.uniform(-4, -1)), str(rng.choice(["sgd", "adam"]))
+    config = {"lr": lr, "model": {"width": width, "depth": depth}, "optimizer": optimizer, "seed": index}
+    flat = {"lr": lr, "model.width": width, "model.depth": depth, "optimizer": optimizer, "seed": index}
+    writer = MetricsWriter(run_dir, session=0)
+    step = np.arange(steps)
+    keys = [f"metric_{k}" for k in range(metrics)]
+    points: list[tuple[Any, ...]] = []
+    for k, key in enumerate(keys):
+        values = np.exp(-step / (steps / 3 + 1)) * (1 + k) + rng.normal(0, 0.01, steps)
+        points += zip([key] * steps, step.tolist(), (start + step * 0.1).tolist(), values.tolist())
+    writer.write(points)  # one chunk, as a finalized session leaves it; each (key, step) once: summary exact
+    os.makedirs(run_dir, exist_ok=True)
+    docs = {
+        CONFIG_FILE: {"nested": config, "flat": flat, "history": []},
+        SUMMARY_FILE: {"format_version": FORMAT_VERSION, "metrics": writer.summary},
+        RUN_FILE: {"format_version": FORMAT_VERSION, "id": run_id, "project": project, "name": f"run-{index}",
+                   "group": None, "notes": None, "tags": ["bench"], "status": "finished", "start_time": start,
+                   "end_time": start + steps * 0.1, "heartbeat": start + steps * 0.1, "heartbeat_interval_s": 2.0,
+                   "sessions": [], "writer": {}, "url": run_dir},
+    }  # fmt: skip
+    for name, doc in docs.items():
+        with open(os.path.join(run_dir, name), "wb") as f:
+            f.write(dumps(doc))
+
+
+def make_store(root: str, runs: int, metrics: int = 3, steps: int = 10) -> str:
+    rng = np.random.default_rng(0)
+    for i in range(runs):
+        write_run(root, "bench", i, metrics, steps, rng)
+    return root
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def _serve(conn: Any) -> None:
+    """Runs moto in a child process: in this one, its request threads would share our GIL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    conn.send(server.get_host_and_port()[1])
+    conn.recv()  # until the parent says stop
+    server.stop()
+
+
+def s3_store(local_root: str) -> tuple[Any, str, dict[str, Any]]:
+    import multiprocessing
+
+    import s3fs
+
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
+    proc.start()
+    port = parent.recv()
+    options = {"key": "bench", "secret": "bench", "endpoint_url": f"http://127.0.0.1:{port}"}
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    fs.mkdir("bench")
+    fs.put(f"{local_root}/bench", "bench/exp/", recursive=True)
+
+    class _Stop:
+        def stop(self) -> None:
+            parent.send("stop")
+            proc.join(10)
+
+    return _Stop(), "s3://bench/exp", options
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes, for a smoke test")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, target in ((1000 // scale, None), (10_000 // scale, 3.0)):
+            root = make_store(os.path.join(tmp, f"runs{n}"), n)
+            seconds, table = timed(lambda: Store(root).table())
+            assert len(table) == n
+            rows.append((f"runs table, {n:,} local runs", f"{seconds:.2f} s", f"< {target:g} s" if target else "—",
+                         _verdict(seconds, target)))  # fmt: skip
+        n = 1000 // scale
+        server, url, options = s3_store(os.path.join(tmp, f"runs{n}"))
+        try:
+            seconds, table = timed(lambda: Store(url, options).table())
+            assert len(table) == n
+            rows.append((f"runs table, {n:,} runs on S3 (moto)", f"{seconds:.2f} s", "< 10 s", _verdict(seconds, 10)))
+        finally:
+            server.stop()
+
+        points = 1_000_000 // scale
+        long_root = os.path.join(tmp, "long")
+        write_run(long_root, "bench", 0, 10, points // 10, np.random.default_rng(1))
+        run = Store(long_root).runs()[0]
+        seconds, frame = timed(run.metrics)
+        assert frame.shape == (points // 10, 12)
+        rows.append((f"full history, {points:,} points into pandas", f"{seconds:.2f} s", "< 1 s", _verdict(seconds, 1)))
+
+        report_root = make_store(os.path.join(tmp, "report"), 100 // scale, metrics=10, steps=10_000)
+        out = os.path.join(tmp, "report.html")
+        seconds, _ = timed(lambda: write_report(Store(report_root), out))
+        size = os.path.getsize(out) / 1e6
+        rows.append((f"report, {100 // scale} runs x 10 metrics x 10,000 steps", f"{seconds:.2f} s", "< 10 s",
+                     _verdict(seconds, 10)))  # fmt: skip
+        rows.append(("report file size", f"{size:.1f} MB", "< 15 MB", _verdict(size, 15)))
+    print("| measurement | result | target | |")
+    print("|---|---:|---:|---|")
+    for row in rows:
+        # the targets are for the full sizes; a --quick run only shows that everything works
+        print("| " + " | ".join(row if not args.quick else (*row[:2], "—", "")) + " |")
+    return 0 if args.quick or all(r[3] != "missed" for r in rows) else 1
+
+
+def _verdict(value: float, target: float | None) -> str:
+    return "" if target is None else ("ok" if value < target else "missed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The fault matrix, measured: what each fault does to a run, as a Markdown table.
+
+Each fault is injected into real training processes writing to a local folder or to a
+moto S3 server on 127.0.0.1; points are counted from what the process logged, what was
+readable before the fault, and what is readable after recovery.
+
+Usage: python benchmarks/reliability.py [--kills 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from lightning_tracker import Store, TrackerLogger  # noqa: E402
+from lightning_tracker.run import live_chunks  # noqa: E402
+from lightning_tracker.sync import sync  # noqa: E402
+from tests.conftest import S3Server  # noqa: E402
+from tests.helpers import start_training  # noqa: E402
+
+KEYS_PER_STEP = 2  # train/loss and Lightning's epoch
+
+
+def _unreadable(run_dir: Path) -> int:
+    bad = 0
+    for name in live_chunks(os.listdir(run_dir / "metrics")):
+        try:
+            pq.read_table(run_dir / "metrics" / name)
+        except Exception:  # noqa: BLE001 - counted, that is the point
+            bad += 1
+    for path in run_dir.glob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            bad += 1
+    return bad
+
+
+def _kill(proc: subprocess.Popen) -> int:
+    """SIGKILLs the process; returns the last step it reported."""
+    proc.send_signal(signal.SIGKILL)
+    rest = proc.stdout.read()  # type: ignore[union-attr]
+    proc.wait()
+    steps = [int(line.split()[1]) for line in rest.splitlines() if line.startswith("STEP ")]
+    return steps[-1] if steps else 20
+
+
+def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
+    rng = random.Random(0)
+    row = {"fault": "SIGKILL at a random moment, local folder", "trials": trials, "written": 0, "flushed": 0,
+           "recovered": 0, "unreadable": 0, "recover_s": []}  # fmt: skip
+    for trial in range(trials):
+        save_dir = tmp / f"kill{trial}"
+        proc, run_id = start_training(str(save_dir), tmp / "out", dict(os.environ))
+        time.sleep(rng.uniform(0.1, 1.5))
+        flushed = len(Store(str(save_dir)).run(run_id).metrics(wide=False))
+        last = _kill(proc)
+        t0 = time.perf_counter()
+        run = Store(str(save_dir)).run(run_id)
+        recovered = len(run.metrics(wide=False)) if run.status == "crashed" else -1
+        row["recover_s"].append(time.perf_counter() - t0)
+        row["written"] += (last + 1) * KEYS_PER_STEP
+        row["flushed"] += flushed
+        row["recovered"] += recovered
+        row["unreadable"] += _unreadable(save_dir / "p" / run_id)
+    return row
+
+
+def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
+    rng = random.Random(1)
+    row = {"fault": "SIGKILL at a random moment, S3 (event files rotating), then sync", "trials": trials,
+           "written": 0, "flushed": 0, "recovered": 0, "unreadable": 0, "recover_s": []}  # fmt: skip
+    for trial in range(trials):
+        bucket = server.new_bucket()
+        spool = tmp / f"spool{trial}"
+        env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool), "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
+               "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(server.storage_options)}  # fmt: skip
+        proc, run_id = start_training(f"s3://{bucket}/exp", tmp / "out", env)
+        time.sleep(rng.uniform(0.3, 1.5))
+        local_store = Store(str(spool / "s3" / bucket / "exp"))
+        flushed = len(local_store.run(run_id).metrics(wide=False))
+        last = _kill(proc)
+        t0 = time.perf_counter()
+        sync([str(spool)], storage_options=server.storage_options)
+        row["recover_s"].append(time.perf_counter() - t0)
+        remote = Store(f"s3://{bucket}/exp", server.storage_options).run(run_id)
+        row["written"] += (last + 1) * KEYS_PER_STEP
+        row["flushed"] += flushed
+        row["recovered"] += len(remote.metrics(wide=False))
+        download = tmp / f"download{trial}"
+        remote.storage.fs.get(remote.storage.path(remote.path) + "/", str(download), recursive=True)
+        row["unreadable"] += _unreadable(download)
+    return row
+
+
+def outage(seconds: float, server: S3Server) -> dict[str, Any]:
+    bucket = server.new_bucket()
+    logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=server.storage_options,
+                           flush_interval=0.5, finalize_timeout=300)  # fmt: skip
+    step, start = 0, time.monotonic()
+    for phase_end, action in ((3.0, server.stop), (3.0 + seconds, server.start), (6.0 + seconds, None)):
+        while time.monotonic() - start < phase_end:
+            logger.log_metrics({f"m{i}": float(i) for i in range(8)}, step=step)
+            step += 1
+            time.sleep(0.01)
+        if action is not None:
+            action()
+    t0 = time.perf_counter()
+    logger.finalize("success")
+    recover = time.perf_counter() - t0
+    run = Store(f"s3://{bucket}/exp", server.storage_options).run(logger.version)
+    return {"fault": f"S3 server stopped {seconds:.0f} s mid-training, then restarted", "trials": 1,
+            "written": step * 8, "flushed": step * 8, "recovered": len(run.metrics(wide=False)), "unreadable": 0,
+            "recover_s": [recover]}  # fmt: skip
+
+
+def down_until_after(server: S3Server, tmp: Path) -> dict[str, Any]:
+    bucket = server.new_bucket()
+    logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=server.storage_options,
+                           flush_interval=0.2, finalize_timeout=3)  # fmt: skip
+    server.stop()
+    for step in range(2000):
+        logger.log_metrics({"a": float(step), "b": -float(step)}, step=step)
+    t0 = time.perf_counter()
+    logger.finalize("success")
+    finalize_s = time.perf_counter() - t0
+    server.start()
+    t0 = time.perf_counter()
+    sync([logger.log_dir], storage_options=server.storage_options)
+    run = Store(f"s3://{bucket}/exp", server.storage_options).run(logger.version)
+    return {"fault": f"S3 down until after training (finalize returned in {finalize_s:.1f} s), then sync",
+            "trials": 1, "written": 4000, "flushed": 4000, "recovered": len(run.metrics(wide=False)),
+            "unreadable": 0, "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+
+
+def concurrent(tmp: Path) -> dict[str, Any]:
+    code = (
+        "import sys\nfrom lightning_tracker import TrackerLogger\n"
+        "lg = TrackerLogger(sys.argv[1], name='c', flush_interval=0.05)\n"
+        "[lg.log_metrics({'v': float(s)}, step=s) for s in range(200)]\nlg.finalize('success')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp / "conc")], env=env) for _ in range(8)]
+    for p in procs:
+        p.wait()
+    elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    runs = Store(str(tmp / "conc")).runs("c")
+    recovered = sum(len(r.metrics(wide=False)) for r in runs if r.status == "finished")
+    unreadable = sum(_unreadable(tmp / "conc" / "c" / r.id) for r in runs)
+    return {"fault": f"8 processes writing runs into one local store at once ({elapsed:.0f} s)", "trials": 1,
+            "written": 8 * 200,
+            "flushed": 8 * 200, "recovered": recovered, "unreadable": unreadable,
+            "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--outage", type=float, default=30.0)
+    args = parser.parse_args()
+    server = S3Server()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            os.environ["LIGHTNING_TRACKER_SPOOL"] = str(tmp / "spool")
+            rows.append(sigkill_local(args.kills, tmp))
+            rows.append(sigkill_s3(max(1, args.kills // 2), tmp, server))
+            rows.append(outage(args.outage, server))
+            rows.append(down_until_after(server, tmp))
+            rows.append(concurrent(tmp))
+    finally:
+        server.stop()
+    print("| fault | trials | points logged | flushed before the fault | points readable after | files unreadable | time to recover |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        worst = max(r["recover_s"])
+        print(f"| {r['fault']} | {r['trials']} | {r['written']} | {r['flushed']} | {r['recovered']} "
+              f"| {r['unreadable']} | {worst:.2f} s (worst) |")
+
+
+if __name__ == "__main__":
+    main()

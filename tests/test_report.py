@@ -1,0 +1,196 @@
+"""The HTML report: its data, and the page loaded in a real headless Chromium."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.report import build_payload, write_report
+from lightning_tracker.report.data import downsample
+
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+LONG = 3000  # steps of train/loss: more than the 500 points drawn per line
+
+
+def make_runs(save_dir: str, options: Any = None) -> None:
+    """Three runs: ``train/loss`` over ``LONG`` steps (a spike at step 1234), ``val/acc``, system metrics."""
+    for i, (lr, optimizer) in enumerate(((0.1, "sgd"), (0.01, "adam"), (0.001, "sgd"))):
+        logger = TrackerLogger(save_dir, name="proj", run_name=f"run-{i}", storage_options=options,
+                               tags=["sweep"], tensorboard=False)  # fmt: skip
+        logger.log_hyperparams({"lr": lr, "optimizer": optimizer, "width": 64})
+        for step in range(LONG):
+            loss = 100.0 if step == 1234 else math.exp(-lr * step / 10) + 0.01
+            logger.log_metrics({"train/loss": loss, "system/memory_percent": 20.0 + i}, step=step)
+        for epoch in range(3):
+            logger.log_metrics({"val/acc": 0.5 + lr + epoch * 0.1}, step=(epoch + 1) * 1000)
+        logger.finalize("success")
+
+
+def test_downsample_keeps_spikes_in_the_envelope_and_short_series_whole() -> None:
+    steps = np.arange(10_000)
+    values = np.sin(steps / 100.0)
+    values[4321] = 50.0
+    values[77] = np.nan
+    out = downsample(steps, steps * 0.5, values, 200)
+    assert len(out["y"]) == 200 and out["hi"].max() == 50.0 and out["lo"].min() == pytest.approx(-1.0, abs=1e-3)
+    assert np.isfinite(out["y"]).all(), "a NaN point does not blank out its bucket"
+    assert out["step"][0] >= 0 and np.all(np.diff(out["step"]) > 0)
+    short = downsample(steps[:50], steps[:50] * 0.5, values[:50], 200)
+    assert short["y"].tolist() == values[:50].tolist() and "lo" not in short
+    with pytest.raises(InvalidArgumentError, match="max_points=1"):
+        downsample(steps, steps, values, 1)
+
+
+def test_payload_draws_at_most_max_points_while_the_data_stays_whole(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    make_runs(save_dir, options)
+    store = Store(save_dir, options)
+    payload = build_payload(store, project="proj", max_points=300)
+    assert [r["name"] for r in payload["runs"]] == ["run-0", "run-1", "run-2"]
+    first = payload["runs"][0]
+    assert first["config"] == {"lr": 0.1, "optimizer": "sgd", "width": 64} and first["summary"]["val/acc"] == 0.8
+    loss = payload["series"][first["key"]]["train/loss"]
+    assert loss["n"] == LONG and len(loss["y"]) == 300 and loss["hi"].max() == 100.0
+    acc = payload["series"][first["key"]]["val/acc"]
+    assert acc["step"].tolist() == [1000, 2000, 3000] and "lo" not in acc
+    assert len(store.run("run-0").metrics(["train/loss"])) == LONG, "the data is never sampled"
+
+
+def _open(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+
+
+def _lines(page: Any, metric: str) -> list[dict[str, Any]]:
+    """The line traces drawn in a metric's chart: run, drawn points, total points, x of the first point."""
+    return page.evaluate(
+        """(metric) => {
+            const div = [...document.querySelectorAll('.chart')].find((d) => d.dataset.metric === metric);
+            return div.data.filter((t) => t.meta.kind === 'line').map((t) => ({
+                run: t.name, drawn: t.x.length, points: t.meta.points, x0: t.x[0], x1: t.x[t.x.length - 1]}));
+        }""",
+        metric,
+    )
+
+
+def test_report_in_chromium_draws_selected_runs_and_filters(
+    tmp_path: Any, browser_page: tuple[Any, list[str]]
+) -> None:
+    page, errors = browser_page
+    save_dir = str(tmp_path / "runs")
+    make_runs(save_dir)
+    path = write_report(Store(save_dir), tmp_path / "report.html")
+    assert os.path.getsize(path) < 8_000_000
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url))
+    _open(page, f"file://{path}")
+    assert requests == [f"file://{path}"], "the report loads nothing but itself"
+
+    loss = _lines(page, "train/loss")
+    assert [t["run"] for t in loss] == ["run-0", "run-1", "run-2"]
+    assert all(t["drawn"] == 500 and t["points"] == LONG for t in loss)
+    assert [t["drawn"] for t in _lines(page, "val/acc")] == [3, 3, 3]
+    assert [t["run"] for t in _lines(page, "system/memory_percent")] == ["run-0", "run-1", "run-2"]
+    envelope_max = page.evaluate(
+        """() => Math.max(...document.querySelector('[data-metric="train/loss"]').data
+            .filter((t) => t.meta.kind === 'envelope').flatMap((t) => t.y))"""
+    )
+    assert envelope_max == 100.0, "the spike survives down-sampling in the envelope"
+    diff = page.eval_on_selector_all("#diff-table td.changed", "cells => cells.map((c) => c.textContent)")
+    assert sorted(diff) == ["0.001", "0.01", "adam"]
+    assert page.evaluate("document.getElementById('parallel-chart').data[0].dimensions.length") == 3
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "report.png"), full_page=True)
+
+    page.fill("#filter", "lr<0.05")
+    assert page.eval_on_selector_all("#runs-table tbody tr", "rows => rows.length") == 2
+    assert [t["run"] for t in _lines(page, "train/loss")] == ["run-1", "run-2"]
+    assert page.eval_on_selector_all("#diff-table td.changed", "cells => cells.length") == 2  # lr, optimizer
+    page.fill("#filter", "optimizer=adam")
+    assert [t["run"] for t in _lines(page, "val/acc")] == ["run-1"]
+    page.fill("#filter", "")
+    page.click("#runs-table tbody tr[data-run$='run-0'] input, #runs-table tbody tr:first-child input")
+    assert len(_lines(page, "train/loss")) == 2, "unticking a run removes it from the charts"
+
+    page.select_option("#xaxis", "t")
+    times = _lines(page, "val/acc")
+    assert all(0 <= t["x0"] <= t["x1"] < 600 for t in times), "x is seconds since the run started"
+    page.check("#logscale")
+    assert page.evaluate("document.querySelector('[data-metric=\"train/loss\"]').layout.yaxis.type") == "log"
+    names = "cells => cells.map((c) => c.textContent)"
+    page.click("#runs-table th[data-col='summary.val/acc']")
+    assert page.eval_on_selector_all("#runs-table tbody td:nth-child(2)", names) == ["run-2", "run-1", "run-0"]
+    page.click("#runs-table th[data-col='summary.val/acc']")
+    assert page.eval_on_selector_all("#runs-table tbody td:nth-child(2)", names) == ["run-0", "run-1", "run-2"]
+    page.screenshot(path=os.path.join(ARTIFACTS, "report-filtered.png"), full_page=True)
+    assert errors == []
+
+
+def test_report_shows_gradient_histograms_and_checkpoints_when_recorded(
+    tmp_path: Any, browser_page: tuple[Any, list[str]]
+) -> None:
+    from lightning_tracker.callbacks import GradientMonitor
+    from tests.helpers import tiny_model, trainer
+
+    page, errors = browser_page
+    save_dir = str(tmp_path / "runs")
+    logger = TrackerLogger(save_dir, name="grads", version="g1", log_model=True, tensorboard=False)
+    trainer(logger, max_epochs=2, enable_checkpointing=True, default_root_dir=str(tmp_path),
+            callbacks=[GradientMonitor(every_n_steps=1, bins=8)]).fit(tiny_model())  # fmt: skip
+    run = Store(save_dir).run("g1")
+    hist = run.histograms()
+    assert not hist.empty and len(run.checkpoints) >= 1
+    path = write_report(Store(save_dir), tmp_path / "report.html")
+    page.goto(f"file://{path}")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.is_visible("#histograms-section") and page.is_visible("#checkpoints-section")
+    tensors = page.eval_on_selector_all("#hist-tensor option", "opts => opts.map((o) => o.value)")
+    first = sorted(f"{t} ({k})" for t, k in hist[["tensor", "kind"]].drop_duplicates().itertuples(index=False))[0]
+    assert tensors[0] == first
+    heat_x = page.evaluate("document.querySelector('#histogram-charts .chart').data[0].x")
+    tensor, kind = first.rsplit(" (", 1)
+    expected = hist[(hist["tensor"] == tensor) & (hist["kind"] == kind.rstrip(")"))]["step"].tolist()
+    assert heat_x == expected, "one heatmap column per recorded step"
+    cells = page.inner_text("#checkpoints")
+    assert run.checkpoints[-1].name in cells and "latest" in cells
+    page.screenshot(path=os.path.join(ARTIFACTS, "report-histograms.png"), full_page=True)
+    assert errors == []
+
+
+def test_runs_without_histograms_or_checkpoints_leave_those_views_hidden(
+    tmp_path: Any, browser_page: tuple[Any, list[str]]
+) -> None:
+    page, errors = browser_page
+    save_dir = str(tmp_path / "runs")
+    make_runs(save_dir)
+    payload = build_payload(Store(save_dir))
+    assert payload["histograms"] == {} and payload["checkpoints"] == {}
+    path = write_report(Store(save_dir), tmp_path / "report.html")
+    page.goto(f"file://{path}")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert not page.is_visible("#histograms-section") and not page.is_visible("#checkpoints-section")
+    assert errors == []
+
+
+def test_demo_ends_by_writing_the_report_and_naming_the_serve_command(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lightning_tracker.demo as demo
+    from lightning_tracker.cli import main
+
+    real = demo.run_demo
+    # one short configuration keeps the test quick; the full demo is tests/test_demo.py
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **kw: real(*a, configs=(demo.DemoConfig(epochs=1),), **kw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--save-dir", "runs"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    report = tmp_path / "report.html"
+    assert f"report written to {report}" in out and "lightning-tracker serve runs" in out
+    payload = build_payload(Store(str(tmp_path / "runs")), project="demo")
+    assert len(payload["runs"]) == 1 and report.stat().st_size > 1_000_000
