@@ -9,7 +9,7 @@
     the table gives the median over rounds of the wall-time ratio and of the CPU-time
     ratio (CPU time of the whole process, so the background writer's CPU is counted).
 
-Usage: python benchmarks/logger_overhead.py [--steps 2000] [--repeats 5] [--calls 20000]
+Usage: python benchmarks/logger_overhead.py [--steps 2000] [--repeats 5] [--calls 20000] [--threads N]
 """
 
 from __future__ import annotations
@@ -143,7 +143,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import logging
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
