@@ -50,18 +50,23 @@ def find_spooled_runs(root: str | None = None) -> list[str]:
     return sorted(found)
 
 
-def _active_event_file(local_dir: str) -> str | None:
-    """The newest event file of a run that is still writing (it may still grow); "" when
-    the run is live but has no event file yet, None when the run is not live."""
+def _is_live(local_dir: str) -> bool:
+    """Whether the run in ``local_dir`` is still being written by a live process."""
     try:
         with open(os.path.join(local_dir, RUN_FILE), "rb") as f:
-            doc = loads(f.read())
+            return run_state(loads(f.read())) == "running"
     except (FileNotFoundError, ValueError):
-        return None
-    if run_state(doc) != "running":
-        return None
-    events = sorted(n for n in os.listdir(local_dir) if n.startswith("events.out.tfevents."))
-    return os.path.join(local_dir, events[-1]) if events else ""
+        return False
+
+
+def _growing_event_file(path: str) -> bool:
+    """Whether ``path`` is the newest event file of its folder, looked at now: the only
+    one a live run may still append to (a rotation makes the older ones immutable)."""
+    name = os.path.basename(path)
+    if not name.startswith("events.out.tfevents."):
+        return False
+    folder = os.path.dirname(path)
+    return name == max(n for n in os.listdir(folder) if n.startswith("events.out.tfevents."))
 
 
 def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> UploadReport:
@@ -79,12 +84,13 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
             "lightning-tracker sync --list"
         ) from None
     storage = Storage(spool["url"], storage_options)
-    active = _active_event_file(local_dir)
-    # beside a live run, its own uploader sends the mutable documents: an older copy sent
-    # by a slow sync must never land after the live run's final one
-    live = {os.path.join(local_dir, name) for name in MUTABLE_FILES} if active is not None else set()
+    live = _is_live(local_dir)
+    # beside a live run, its own uploader sends the mutable documents (an older copy sent
+    # by a slow sync must never land after the live run's final one) and the growing
+    # event file, decided per file at the moment it is looked at
+    mutable = {os.path.join(local_dir, name) for name in MUTABLE_FILES}
     uploader = Uploader(local_dir, storage, spool["prefix"], int(spool["session"]),
-                        skip=lambda p: p == active or p in live)  # fmt: skip
+                        skip=lambda p: live and (p in mutable or _growing_event_file(p)))  # fmt: skip
     uploader.load_state()
     try:
         listing = storage.find(spool["prefix"])
@@ -93,7 +99,7 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> U
     report = uploader.run_once(remote_listing=listing)
     if report.complete:
         _delete_covered(storage, spool["prefix"], listing, report)
-    if active is None:  # a live run uploads its own checkpoints
+    if not live:  # a live run uploads its own checkpoints
         pending, error = sync_checkpoints(local_dir, storage, spool["prefix"])
         report.pending += pending
         report.error = report.error or error

@@ -339,3 +339,28 @@ def test_a_full_spool_disk_warns_keeps_training_and_loses_nothing(
     logger.finalize("success")
     history = Store(tmp_path).run(logger.version).metrics()
     assert history["a"].tolist() == [float(s) for s in range(30)]
+
+
+def test_sync_beside_a_live_run_is_safe(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/exp"
+    logger = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, flush_interval=0.1)
+    puts: list[str] = []
+    original = type(logger.experiment.storage).put_file
+
+    def counting_put(self: Any, local: str, rel: str, *args: Any, **kwargs: Any) -> None:
+        puts.append(rel)
+        original(self, local, rel, *args, **kwargs)
+
+    monkeypatch.setattr(type(logger.experiment.storage), "put_file", counting_put)
+    for step in range(300):
+        logger.log_metrics({"a": float(step)}, step=step)
+        if step % 60 == 0:  # another process (or the user) syncs while the run writes
+            assert cli(["sync", logger.log_dir, "--storage-options", json.dumps(s3_server.storage_options)]) == 0
+        time.sleep(0.002)
+    logger.finalize("success")
+    run = Store(url, s3_server.storage_options).run(logger.version)
+    assert run.status == "finished"
+    assert run.metrics()["a"].tolist() == [float(s) for s in range(300)]
+    events = [p for p in puts if "events.out.tfevents" in p]
+    assert len(events) == len(set(events)), "a growing event file was uploaded, then uploaded again"

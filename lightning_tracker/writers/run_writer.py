@@ -346,6 +346,8 @@ class RunWriter:
             # an asynchronous device copy (no host sync here); the writer thread converts it
             return value.detach().reshape(()).clone()
         try:
+            if isinstance(value, (str, bytes, bytearray)):
+                raise TypeError("text is not a number")  # "inf" or "1e3" would parse: never guess
             return float(value)
         except (TypeError, ValueError):
             self._warn(f"type:{key}", "metric %r has value %r of type %s, which is not a number; "
