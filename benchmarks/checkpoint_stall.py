@@ -23,7 +23,6 @@ Usage: python benchmarks/checkpoint_stall.py [--rounds 3] [--steps 40] [--upload
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import random
 import shutil
@@ -48,6 +47,7 @@ from lightning_tracker import TrackerLogger  # noqa: E402
 from lightning_tracker._compat import LightningModule, Trainer  # noqa: E402
 from lightning_tracker.checkpoints import CheckpointUploader  # noqa: E402
 from lightning_tracker.storage import Storage  # noqa: E402
+from benchmarks._moto import MotoProcess  # noqa: E402
 
 try:
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -85,20 +85,6 @@ class TimedCheckpoint(ModelCheckpoint):
             self.stalls.append(time.perf_counter() - started)
 
 
-def _serve(conn: Any) -> None:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    conn.send(server.get_host_and_port()[1])
-    conn.recv()  # until the parent says stop
-    server.stop()
-
-
 def _fit(steps: int, logger: Any, callback: TimedCheckpoint) -> None:
     data = TensorDataset(torch.randn(steps * 8, WIDTH), torch.randn(steps * 8, 1))
     trainer = Trainer(
@@ -116,10 +102,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    endpoint = f"http://127.0.0.1:{parent.recv()}"
+    server = MotoProcess()
+    endpoint = server.endpoint
     options = {"key": "bench", "secret": "bench", "endpoint_url": endpoint}
     fsspec.config.conf["s3"] = options  # for ModelCheckpoint(dirpath="s3://…"), which takes no options
     s3 = fsspec.filesystem("s3", **options, skip_instance_cache=True)
@@ -208,8 +192,7 @@ def main() -> None:
           f"{100 * raw_med / ours_med:.0f} % |")  # fmt: skip
     fit_s = statistics.median(finalize)
     print(f"\n(ours: whole fit including finalize's wait for the last uploads: median {fit_s:.1f} s)")
-    parent.send("stop")
-    proc.join(10)
+    server.stop()
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lightning_tracker.api import Store
-from lightning_tracker.report import write_report
-from lightning_tracker.run import CONFIG_FILE, FORMAT_VERSION, RUN_FILE, SUMMARY_FILE, dumps
-from lightning_tracker.writers.metrics import MetricsWriter
+import numpy as np  # noqa: E402
+
+from lightning_tracker.api import Store  # noqa: E402
+from lightning_tracker.report import write_report  # noqa: E402
+from lightning_tracker.run import CONFIG_FILE, FORMAT_VERSION, RUN_FILE, SUMMARY_FILE, dumps  # noqa: E402
+from lightning_tracker.writers.metrics import MetricsWriter  # noqa: E402
 
 
 def write_run(root: str, project: str, index: int, metrics: int, steps: int, rng: np.random.Generator) -> None:
@@ -74,40 +76,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _serve(conn: Any) -> None:
-    """Runs moto in a child process: in this one, its request threads would share our GIL."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    conn.send(server.get_host_and_port()[1])
-    conn.recv()  # until the parent says stop
-    server.stop()
-
-
 def s3_store(local_root: str) -> tuple[Any, str, dict[str, Any]]:
-    import multiprocessing
-
     import s3fs
 
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    port = parent.recv()
-    options = {"key": "bench", "secret": "bench", "endpoint_url": f"http://127.0.0.1:{port}"}
+    from benchmarks._moto import MotoProcess
+
+    server = MotoProcess()
+    options = {"key": "bench", "secret": "bench", "endpoint_url": server.endpoint}
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
     fs.mkdir("bench")
     fs.put(f"{local_root}/bench", "bench/exp/", recursive=True)
-
-    class _Stop:
-        def stop(self) -> None:
-            parent.send("stop")
-            proc.join(10)
-
-    return _Stop(), "s3://bench/exp", options
+    return server, "s3://bench/exp", options
 
 
 def main() -> int:
