@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -12,15 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port
+
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:

@@ -528,9 +528,7 @@ class RunWriter:
             return self._last_report
         deadline = time.monotonic() + timeout
         with self._io_lock:
-            self._stop.set()
-            self._wake.set()
-            self._upload_wake.set()
+            self._signal_stop()
             try:
                 self._guard("flush", self._flush_once)
                 self._guard("compact metrics", self.metrics.compact, True)
@@ -546,9 +544,7 @@ class RunWriter:
                 self.run_doc["end_time"] = time.time()
                 self._guard("write the run document", self._write_run_doc)
                 self._open = False
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, min(5.0, deadline - time.monotonic())))
+        self._join_threads(deadline)
         if self.uploader is None:
             return None
         if self.offline:
@@ -557,21 +553,28 @@ class RunWriter:
             return None
         return self._final_upload(deadline)
 
+    def _signal_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._upload_wake.set()
+
+    def _join_threads(self, deadline: float) -> None:
+        """Waits for the background threads, at most 5 s each and never past ``deadline``."""
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, min(5.0, deadline - time.monotonic())))
+
     def suspend(self) -> None:
         """Hands the run over to another process (``ddp_spawn``): writes what is buffered and
         stops this process's threads without a final status; the other process resumes it."""
         if not self._open:
             return
         with self._io_lock:
-            self._stop.set()
-            self._wake.set()
-            self._upload_wake.set()
+            self._signal_stop()
             self._guard("flush", self._flush_once)
             self._guard("close TensorBoard events", self.tensorboard.close if self.tensorboard else lambda: None)
             self._open = False
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(5.0)
+        self._join_threads(time.monotonic() + 5.0)
         if self.uploader is not None and not self.offline:
             self.uploader.run_once()
 
