@@ -171,6 +171,9 @@ class TensorBoardXHistograms(Callback):
 def _configs(root: str, wandb_ok: bool) -> dict[str, Callable[[nn.Module], tuple[Any, list[Callback]]]]:
     configs: dict[str, Callable[[nn.Module], tuple[Any, list[Callback]]]] = {
         "no capture": lambda model: (False, []),
+        "TrackerLogger alone (no capture)": lambda model: (
+            TrackerLogger(os.path.join(root, "alone"), name="bench"), []
+        ),
         'GradientMonitor(log="all") (ours)': lambda model: (
             TrackerLogger(os.path.join(root, "tracker"), name="bench"), [GradientMonitor(log="all")]
         ),
@@ -246,6 +249,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared machine)")
+    parser.add_argument("--only", help="comma-separated words: run only the configurations whose names contain one "
+                        "(the no-capture reference and the floor always run)")  # fmt: skip
     args = parser.parse_args()
     try:
         import wandb  # noqa: F401
@@ -259,6 +264,9 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as root:
         configs = _configs(root, wandb_ok)
+        if args.only:
+            words = [w.strip().lower() for w in args.only.split(",")] + ["no capture", "floor"]
+            configs = {k: v for k, v in configs.items() if any(w in k.lower() for w in words)}
         for r in range(args.rounds):
             order = list(configs)
             random.Random(r).shuffle(order)

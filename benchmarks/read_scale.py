@@ -1,7 +1,7 @@
 """How the read side scales: runs tables of many runs, a long history, a large report.
 
-Builds synthetic stores in the real run format (``run.json``, ``config.json``,
-``summary.json`` and Parquet metric chunks written by ``MetricsWriter``), then times:
+Builds synthetic stores in the real run format (``run.json`` with the flat hyperparameters
+and the summary, ``config.json`` and Parquet metric chunks written by ``MetricsWriter``), then times:
 
 - ``Store.table()`` of 1,000 and 10,000 local runs, and of 1,000 runs on a moto S3
   server this script starts on 127.0.0.1;
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from lightning_tracker.api import Store  # noqa: E402
 from lightning_tracker.report import write_report  # noqa: E402
-from lightning_tracker.run import CONFIG_FILE, FORMAT_VERSION, RUN_FILE, SUMMARY_FILE, dumps  # noqa: E402
+from lightning_tracker.run import CONFIG_FILE, FORMAT_VERSION, RUN_FILE, dumps  # noqa: E402
 from lightning_tracker.writers.metrics import MetricsWriter  # noqa: E402
 
 
@@ -52,11 +52,10 @@ def write_run(root: str, project: str, index: int, metrics: int, steps: int, rng
     os.makedirs(run_dir, exist_ok=True)
     docs = {
         CONFIG_FILE: {"nested": config, "flat": flat, "history": []},
-        SUMMARY_FILE: {"format_version": FORMAT_VERSION, "metrics": writer.summary},
         RUN_FILE: {"format_version": FORMAT_VERSION, "id": run_id, "project": project, "name": f"run-{index}",
                    "group": None, "notes": None, "tags": ["bench"], "status": "finished", "start_time": start,
                    "end_time": start + steps * 0.1, "heartbeat": start + steps * 0.1, "heartbeat_interval_s": 2.0,
-                   "sessions": [], "writer": {}, "url": run_dir},
+                   "sessions": [], "writer": {}, "url": run_dir, "params": flat, "summary": writer.summary},
     }  # fmt: skip
     for name, doc in docs.items():
         with open(os.path.join(run_dir, name), "wb") as f:

@@ -10,7 +10,6 @@ import getpass
 import importlib.metadata
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys

@@ -42,6 +42,9 @@ def _decode(value: Any) -> Any:
     return _NONFINITE.get(value, value) if isinstance(value, str) else value
 
 
+_READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
+
+
 class Store:
     """A folder or URL holding projects of runs.
 
@@ -79,6 +82,7 @@ class Store:
         status: str | Iterable[str] | None = None,
         group: str | None = None,
         where: Callable[[Run], bool] | Mapping[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
 
@@ -92,6 +96,8 @@ class Store:
                 every ``{key: expected}`` of a mapping. A key names a hyperparameter
                 (``"lr"``, ``"model.width"``) or, as ``"summary.<metric>"``, the last value
                 of a metric; ``expected`` is a value to equal or a predicate of the value.
+            progress: called as ``progress(done, total)`` while the runs are read (a
+                progress bar for big or remote stores).
 
         Raises:
             InvalidArgumentError: ``where`` is neither callable nor a mapping.
@@ -114,7 +120,11 @@ class Store:
         rels: list[str] = []
         for proj in projects:
             rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.storage.listdir(proj) if not rid.startswith(".")]
-        docs = self.storage.read_many(rels)
+        docs: dict[str, bytes] = {}
+        for start in range(0, len(rels), _READ_BATCH):
+            docs.update(self.storage.read_many(rels[start : start + _READ_BATCH]))
+            if progress is not None:
+                progress(min(start + _READ_BATCH, len(rels)), len(rels))
         runs = []
         for rel in rels:
             if rel not in docs:
@@ -185,8 +195,11 @@ class Store:
 
 
 def _prefetch(storage: Storage, runs: list[Run]) -> list[Run]:
-    """Reads the config and summary of many runs at once (concurrently on object stores)."""
-    todo = [r for r in runs if not r._prefetched]
+    """Reads the config and summary of many format-1 runs at once (concurrently on object stores).
+
+    Format 2 keeps both in ``run.json``, so a runs table needs no other file.
+    """
+    todo = [r for r in runs if not r._prefetched and not r._self_contained]
     extra = storage.read_many([f"{r.path}/{name}" for r in todo for name in (CONFIG_FILE, SUMMARY_FILE)])
     for r in todo:
         r._prefetched = {name: extra.get(f"{r.path}/{name}") for name in (CONFIG_FILE, SUMMARY_FILE)}
@@ -233,6 +246,8 @@ class Run:
         self.doc = doc
         self.project, self.id = path.split("/", 1)
         self._prefetched: dict[str, bytes | None] = {}
+        # format 2: run.json holds the flat hyperparameters and the summary
+        self._self_contained = "params" in doc and "summary" in doc
 
     def __repr__(self) -> str:
         return f"Run({self.project}/{self.id}, name={self.name!r}, status={self.status!r})"
@@ -305,6 +320,8 @@ class Run:
     @property
     def flat_config(self) -> dict[str, Any]:
         """Hyperparameters as ``{"dotted.key": value}``."""
+        if self._self_contained:
+            return self.doc["params"] or {}
         return self._config_doc.get("flat", {})
 
     @property
@@ -315,8 +332,11 @@ class Run:
     @cached_property
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per metric: ``last``, ``last_step``, ``min``, ``min_step``, ``max``, ``max_step``, ``count``."""
-        doc = self._doc(SUMMARY_FILE) or {}
-        return {k: {f: _decode(v) for f, v in s.items()} for k, s in (doc.get("metrics") or {}).items()}
+        if self._self_contained:
+            metrics = self.doc["summary"] or {}
+        else:
+            metrics = (self._doc(SUMMARY_FILE) or {}).get("metrics") or {}
+        return {k: {f: _decode(v) for f, v in s.items()} for k, s in metrics.items()}
 
     @cached_property
     def meta(self) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import operator
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,15 +59,67 @@ def _fmt_duration(seconds: Any) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
+
+
+def _where(conditions: Sequence[str]) -> dict[str, Callable[[Any], bool]] | None:
+    """``["lr<0.01", "optimizer=adam", "summary.val/acc>=0.9"]`` as a ``Store.runs(where=...)`` mapping.
+
+    A value is read as JSON when it can be (numbers, ``true``, ``null``, quoted strings)
+    and as text otherwise; several conditions on one key must all hold.
+
+    Example:
+        >>> match = _where(["lr<0.01", "optimizer=adam"])
+        >>> match["lr"](0.001), match["lr"](0.1), match["optimizer"]("adam")
+        (True, False, True)
+    """
+    checks: dict[str, list[Callable[[Any], bool]]] = {}
+    for text in conditions:
+        found = _CONDITION.match(text)
+        if found is None or not found.group(3):
+            raise InvalidArgumentError(
+                f"--where={text!r} is not a condition; write KEY OP VALUE with OP one of "
+                "= != < <= > >=, e.g. --where 'lr<0.01' --where 'summary.val/acc>=0.9'"
+            )
+        key, op, raw = found.groups()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        checks.setdefault(key, []).append(_condition(_COMPARE[op], value))
+    if not checks:
+        return None
+    return {key: (lambda v, fs=tuple(fs): all(f(v) for f in fs)) for key, fs in checks.items()}
+
+
+def _condition(compare: Callable[[Any, Any], bool], expected: Any) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            return bool(compare(value, expected))
+        except TypeError:  # e.g. a text hyperparameter against a number: no match
+            return False
+
+    return check
+
+
 _STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "bold red"}
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     from lightning_tracker.api import Store
 
+    from rich.progress import Progress
+
     store = Store(args.store, _storage_options(args.storage_options))
-    with console.status(f"reading runs from {store.storage.url} …"):
-        table = store.table(args.project, tags=args.tag or None, status=args.status or None)
+    where = _where(args.where or [])
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"reading runs from {store.storage.url}", total=None)
+        table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=where,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     if table.empty:
         console.print(f"no runs in {store.storage.url}" + (f" (project {args.project!r})" if args.project else ""))
         return 0
@@ -284,7 +338,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     console.print(f"training {len(DEFAULT_CONFIGS)} configurations of a digits classifier into {args.save_dir} …")
     run_demo(args.save_dir, args.project, storage_options=_storage_options(args.storage_options))
     ns = argparse.Namespace(store=args.save_dir, project=args.project, storage_options=args.storage_options,
-                            tag=None, status=None, sort="-val/acc", columns=None)  # fmt: skip
+                            tag=None, status=None, where=None, sort="-val/acc", columns=None)  # fmt: skip
     _cmd_runs(ns, console)
     from lightning_tracker.api import Store
 
@@ -308,6 +362,9 @@ def _parser() -> argparse.ArgumentParser:
     store_args(runs)
     runs.add_argument("--status", action="append", help="only runs in this status (repeatable)")
     runs.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
+    runs.add_argument("--where", "-w", action="append", metavar="CONDITION",
+                      help="only runs where a hyperparameter or summary.<metric> compares true, e.g. "
+                           "'lr<0.01', 'optimizer=adam', 'summary.val/acc>=0.9' (repeatable)")  # fmt: skip
     runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
     runs.add_argument("--columns", help="comma-separated hyperparameters and metrics to show")
     runs.set_defaults(func=_cmd_runs)

@@ -32,12 +32,12 @@ __all__ = [
     "writer_identity",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the summary and the flat hyperparameters moved into run.json
 
-RUN_FILE = "run.json"  # identity, status, heartbeat, sessions (rewritten in one put)
+RUN_FILE = "run.json"  # identity, status, heartbeat, sessions, params, summary (rewritten in one put)
 META_FILE = "meta.json"  # environment of the first session (written once)
 CONFIG_FILE = "config.json"  # hyperparameters, nested + flat + change history
-SUMMARY_FILE = "summary.json"  # per-metric summary, rewritten with each flush
+SUMMARY_FILE = "summary.json"  # format 1 only: per-metric summary (now in run.json)
 GIT_DIFF_FILE = "git.diff"  # uncommitted changes when started in a dirty repository
 METRICS_DIR = "metrics"  # immutable parquet chunks of metric points
 HISTOGRAMS_DIR = "histograms"  # immutable parquet chunks of histograms (GradientMonitor)

@@ -51,6 +51,41 @@ def test_where_rejects_a_value_that_is_neither_mapping_nor_predicate(tmp_path: A
         Store(str(tmp_path)).runs(where="lr=0.1")  # type: ignore[arg-type]
 
 
+def test_a_runs_table_reads_only_run_json_and_reports_progress(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    ids = make_sweep(save_dir, options)
+    store = Store(save_dir, options)
+    for run_id in ids:  # the table must not need these: run.json holds params and summary
+        store.storage.rm(f"sweep/{run_id}/config.json")
+    calls: list[tuple[int, int]] = []
+    table = store.table("sweep", progress=lambda done, total: calls.append((done, total)))
+    assert table["config.lr"].tolist() == [0.1, 0.01, 0.001]
+    assert table["summary.val/acc"].tolist() == pytest.approx([0.6, 0.51, 0.501])
+    assert calls == [(3, 3)]
+
+
+def test_format_1_runs_are_still_read(tmp_path: Any) -> None:
+    """Runs written before format 2 keep their summary in summary.json and params in config.json."""
+    run_dir = tmp_path / "old" / "20260101-000000-aaaaaaaa"
+    run_dir.mkdir(parents=True)
+    docs = {
+        "run.json": {"format_version": 1, "id": run_dir.name, "project": "old", "name": "v1", "tags": [],
+                     "status": "finished", "start_time": 1.0, "end_time": 2.0, "sessions": []},
+        "config.json": {"nested": {"lr": 0.5, "model": {"width": 8}}, "flat": {"lr": 0.5, "model.width": 8},
+                        "history": []},
+        "summary.json": {"format_version": 1, "metrics": {"loss": {"count": 2, "last": "NaN", "last_step": 1,
+                                                                    "min": 0.25, "max": 0.25}}},
+    }  # fmt: skip
+    for name, doc in docs.items():
+        (run_dir / name).write_text(json.dumps(doc))
+    store = Store(str(tmp_path))
+    run = store.run("v1")
+    assert run.config == {"lr": 0.5, "model": {"width": 8}} and math.isnan(run.summary["loss"]["last"])
+    table = store.table("old")
+    assert table.loc[0, "config.model.width"] == 8 and table.loc[0, "min.loss"] == 0.25
+    assert [r.name for r in store.runs(where={"lr": 0.5, "summary.loss": math.isnan})] == ["v1"]
+
+
 def test_system_returns_only_system_metrics_in_full(store_target: tuple[str, Any]) -> None:
     save_dir, options = store_target
     make_sweep(save_dir, options, steps=50)

@@ -43,6 +43,22 @@ def test_runs_shows_differing_hyperparameters_and_final_metrics(
     assert "run-1" in out and "0.01" in out and "val/acc" in out
 
 
+def test_runs_where_filters_by_hyperparameters_and_metrics(
+    store_target: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir, options = store_target
+    _make_runs(save_dir, options)
+    opts = ["--storage-options", json.dumps(options)] if options else []
+    assert main(["runs", save_dir, "-p", "cli", "--where", "lr<0.05", "--where", "summary.val/acc>=0.1", *opts]) == 0
+    names = [line.split("│")[2].strip() for line in capsys.readouterr().out.splitlines() if "run-" in line]
+    assert names == ["run-1"]
+    assert main(["runs", save_dir, "-p", "cli", "-w", "lr!=0.1", "-w", "width=64", *opts]) == 0
+    names = [line.split("│")[2].strip() for line in capsys.readouterr().out.splitlines() if "run-" in line]
+    assert names == ["run-1", "run-2"]
+    assert main(["runs", save_dir, "-p", "cli", "-w", "lr>1", *opts]) == 0
+    assert "no runs" in capsys.readouterr().out
+
+
 def test_errors_name_the_problem_and_the_fix(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     _make_runs(str(tmp_path), None)
     assert main(["show", "no-such-run", str(tmp_path)]) == 2
@@ -52,6 +68,9 @@ def test_errors_name_the_problem_and_the_fix(tmp_path: Any, capsys: pytest.Captu
     assert "bogus" in capsys.readouterr().err
     assert main(["runs", "memory://x", "--storage-options", "{not json"]) == 2
     assert "--storage-options" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path), "--where", "lr~0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--where='lr~0.1'" in err and "KEY OP VALUE" in err
 
 
 def test_console_script_is_installed() -> None:

@@ -6,9 +6,6 @@ import json
 import logging
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 

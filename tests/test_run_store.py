@@ -15,11 +15,10 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.run import live_chunks, new_run_id, parse_chunk_name, run_state
+from lightning_tracker.run import live_chunks, parse_chunk_name, run_state
 from lightning_tracker.writers.metrics import COMPACT_FANIN
 
 
@@ -38,10 +37,11 @@ def test_layout_and_files_are_readable_without_our_code(tmp_path: Any) -> None:
     logger.finalize("success")
     run_dir = tmp_path / "proj" / logger.version
     names = set(os.listdir(run_dir))
-    assert {"run.json", "meta.json", "config.json", "summary.json", "metrics"} <= names
+    assert {"run.json", "meta.json", "config.json", "metrics"} <= names
     assert any(n.startswith("events.out.tfevents.") for n in names)
     doc = json.loads((run_dir / "run.json").read_text())
-    assert doc["format_version"] == 1 and doc["name"] == "readable" and doc["status"] == "finished"
+    assert doc["format_version"] == 2 and doc["name"] == "readable" and doc["status"] == "finished"
+    assert doc["params"] == {"lr": 0.1} and doc["summary"]["loss"]["last"] == pytest.approx(0.1)
     chunks = str(run_dir / "metrics" / "*.parquet")
     df = pd.read_parquet(run_dir / "metrics")
     assert sorted(df["step"]) == list(range(10))
@@ -61,7 +61,7 @@ def test_nan_and_inf_are_kept(tmp_path: Any) -> None:
     assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 1.5]
     s = run.summary["x"]
     assert s["count"] == 4 and s["min"] == -math.inf and s["max"] == math.inf and s["last"] == 1.5
-    json.loads((tmp_path / "p" / logger.version / "summary.json").read_text())  # strict JSON
+    json.loads((tmp_path / "p" / logger.version / "run.json").read_text())  # strict JSON (holds the summary)
 
 
 def test_bad_metric_values_warn_and_training_goes_on(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:

@@ -82,7 +82,7 @@ def test_a_run_reads_back_identically(target: tuple[str, Any]) -> None:
     chunks = [n.split("/", 1)[1] for n in listing if n.startswith("metrics/")]
     # 30 flushes were compacted into one chunk, and the covered chunks were deleted remotely
     assert len(chunks) == 1 and live_chunks(chunks) == chunks
-    assert {"run.json", "meta.json", "config.json", "summary.json"} <= set(listing)
+    assert {"run.json", "meta.json", "config.json"} <= set(listing)
     assert any(n.startswith("events.out.tfevents.") for n in listing)
 
 

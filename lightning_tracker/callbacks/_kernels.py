@@ -1,8 +1,9 @@
 """The histogram kernels of ``GradientMonitor``: per-tensor statistics computed on the tensors' device.
 
-* CPU: one ``aminmax``, ``histc`` (with that range), ``sum`` and ``count_nonzero`` per tensor
-  plus one ``torch._foreach_norm`` for all; NaN and ±inf are looked for only in tensors
-  whose norm is not finite. Reading small results on the host costs nothing here.
+* CPU: one ``torch._foreach_norm`` for all tensors, then NumPy on one thread per tensor:
+  min, max, sum, zeros and the bins (scaled values truncated to integers, then
+  ``bincount``), block by block over reused buffers; NaN and ±inf are looked for only in
+  tensors whose norm is not finite. Reading small results on the host costs nothing here.
 * Other devices (CUDA): a fixed number of kernels whatever the number of tensors, and no
   host synchronisation: the tensors are concatenated, ranges come from
   ``scatter_reduce`` and the bins of every tensor (plus NaN, +inf and -inf) from one
@@ -13,15 +14,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["tensor_histograms"]
+__all__ = ["one_thread", "tensor_histograms"]
 
-_HISTC_PART = 1 << 24  # histc counts in the input's float type: exact up to 2**24 per call
+_BLOCK = 1 << 16  # elements binned at a time on the CPU (work buffers of ~0.75 MB)
 # columns of the per-tensor statistics tensor
 _LO, _HI, _MIN, _MAX, _NORM2, _ZEROS, _SUM, _NUMEL = range(8)
 _NSTATS = 8
@@ -65,8 +69,85 @@ class _Reducer:
         return t
 
 
+class _Scratch(threading.local):
+    """Reused work buffers of the CPU kernel (fresh pages each step cost more than the work)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[Any, np.ndarray] = {}
+
+    def get(self, dtype: Any, n: int) -> np.ndarray:
+        buf = self.buffers.get(dtype)
+        if buf is None or buf.size < n:
+            buf = self.buffers[dtype] = np.empty(max(n, _BLOCK), dtype)
+        return buf[:n]
+
+
+_SCRATCH = _Scratch()
+
+
+def _bin(a: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Counts of the finite values of ``a`` (all within ``[lo, hi]``) in ``bins`` equal bins, numpy's rule:
+    the last bin is closed.
+
+    Block by block, so the work buffers stay in the CPU cache: the values are scaled to
+    ``[0, bins]`` in place, truncated into small integers (``uint8`` up to 254 bins) and
+    counted by ``torch.bincount``, which counts small integers about 5x faster than
+    ``torch.histc`` bins floats and 1.6x faster than ``numpy.bincount`` (which widens to int64).
+    """
+    counts = torch.zeros(bins + 1, dtype=torch.int64)
+    scale = a.dtype.type(bins / (hi - lo))
+    start = a.dtype.type(lo)
+    small = np.uint8 if bins < 255 else np.int32
+    for first in range(0, a.size, _BLOCK):
+        block = a[first : first + _BLOCK]
+        scaled = np.subtract(block, start, out=_SCRATCH.get(a.dtype, block.size))
+        scaled *= scale
+        index = _SCRATCH.get(small, block.size)
+        np.copyto(index, scaled, casting="unsafe")  # truncation: floor for values >= 0
+        found = torch.bincount(torch.from_numpy(index), minlength=bins + 1)
+        counts += found[: bins + 1]
+        if len(found) > bins + 1:  # float rounding just above hi
+            counts[bins] += found[bins + 1 :].sum()
+    found = counts.numpy()
+    found[bins - 1] += found[bins]  # the maximum itself
+    return found[:bins]
+
+
+def _zeros(a: np.ndarray) -> int:
+    """Exact zeros (+0 and -0), block by block."""
+    zeros = 0
+    for first in range(0, a.size, _BLOCK):
+        block = a[first : first + _BLOCK]
+        zeros += int(np.count_nonzero(np.equal(block, 0, out=_SCRATCH.get(np.bool_, block.size))))
+    return zeros
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Runs torch's CPU ops of the block on the calling thread only.
+
+    A capture is many small ops with Python between them; torch's other OpenMP workers
+    would only spin-wait through it, doubling the CPU time on two cores for no gain in
+    wall time. Switching costs about half a microsecond.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _stats_loop(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tuple[torch.Tensor, torch.Tensor]:
-    """CPU: a few kernels per tensor (per-op dispatch is the cost here, so results are stacked once)."""
+    """CPU: one thread, a few passes per tensor (NumPy) over reused buffers, bins counted by ``torch.bincount``."""
+    with one_thread():
+        return _stats_loop_serial(xs, bins, reduce)
+
+
+def _stats_loop_serial(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(xs)
     stats = torch.zeros(n, _NSTATS, dtype=torch.float64)
     counts = torch.zeros(n, bins + 3, dtype=torch.float64)
@@ -75,43 +156,35 @@ def _stats_loop(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tuple[to
     xs = [_float(x) for x in xs]
     stats[:, _NORM2] = torch.stack(torch._foreach_norm(xs)).double() ** 2
     bad = (~torch.isfinite(stats[:, _NORM2])).tolist()
-    ranges, sums = [], []
+    arrays, lohi = [], np.empty((n, 2))
+    table = stats.numpy()  # a view: writes land in ``stats``
+    special = counts.numpy()
     for i, x in enumerate(xs):
+        a = x.contiguous().numpy().reshape(-1)
         if bad[i]:  # rare: NaN or ±inf somewhere (or a norm that overflowed)
-            counts[i, bins] = torch.isnan(x).sum()
-            counts[i, bins + 1] = (x == math.inf).sum()
-            counts[i, bins + 2] = (x == -math.inf).sum()
-            x = x[torch.isfinite(x)]
-        if x.numel():
-            ranges.append(torch.stack(torch.aminmax(x)))
+            special[i, bins] = np.isnan(a).sum()
+            special[i, bins + 1] = np.isposinf(a).sum()
+            special[i, bins + 2] = np.isneginf(a).sum()
+            a = a[np.isfinite(a)]
+        if a.size:
+            t = torch.from_numpy(a)
+            lohi[i] = torch.stack(torch.aminmax(t)).tolist()
+            table[i, _SUM] = t.sum().item()
         else:
-            ranges.append(torch.tensor([math.inf, -math.inf], dtype=x.dtype))
-        sums.append(x.sum())
-    lohi = torch.stack(ranges).double()
-    stats[:, _SUM] = torch.stack(sums).double()
-    lo, hi = reduce.range(lohi[:, 0], lohi[:, 1])
+            lohi[i] = (math.inf, -math.inf)
+        table[i, _NUMEL] = x.numel()
+        arrays.append(a)
+    lo, hi = reduce.range(torch.from_numpy(lohi[:, 0]), torch.from_numpy(lohi[:, 1]))
     stats[:, _MIN], stats[:, _MAX] = lo, hi
     lo, hi, same = _safe_range(lo, hi)
     stats[:, _LO], stats[:, _HI] = lo, hi
-    stats[:, _NUMEL] = torch.tensor([x.numel() for x in xs], dtype=torch.float64)
-    hists, zeros = [], []
-    for x, a, b, vmin, vmax, one in zip(xs, lo.tolist(), hi.tolist(), stats[:, _MIN].tolist(),
-                                        stats[:, _MAX].tolist(), same.tolist()):  # fmt: skip
+    for i, (a, a_lo, a_hi, one) in enumerate(zip(arrays, lo.tolist(), hi.tolist(), same.tolist())):
         # zero is finite: a tensor whose finite values are all of one sign has none
-        zeros.append(x.numel() - torch.count_nonzero(x) if vmin <= 0.0 <= vmax else torch.tensor(0))
+        table[i, _ZEROS] = _zeros(a) if a.size and table[i, _MIN] <= 0.0 <= table[i, _MAX] else 0
         if one:
-            hists.append(torch.zeros(bins, dtype=x.dtype))
-        elif x.numel() <= _HISTC_PART:  # histc ignores NaN and values out of range
-            hists.append(torch.histc(x, bins, a, b))
-        else:
-            flat = x.reshape(-1)
-            parts = [torch.histc(flat[s : s + _HISTC_PART], bins, a, b).double()
-                     for s in range(0, flat.numel(), _HISTC_PART)]  # fmt: skip
-            hists.append(torch.stack(parts).sum(0))  # float64: exact beyond 2**24
-    counts[:, :bins] = torch.stack([h.double() for h in hists])
-    stats[:, _ZEROS] = torch.stack(zeros).double()
-    for i in (i for i, one in enumerate(same.tolist()) if one):
-        counts[i, bins // 2] = stats[i, _NUMEL] - counts[i, bins:].sum()  # numpy's bin for one value
+            special[i, bins // 2] = table[i, _NUMEL] - special[i, bins:].sum()  # numpy's bin for one value
+        elif a.size:
+            special[i, :bins] = _bin(a, a_lo, a_hi, bins)
     return stats, counts
 
 

@@ -10,7 +10,6 @@ misses one.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -200,8 +199,6 @@ def summarize_table(table: pa.Table) -> dict[str, dict[str, Any]]:
         >>> s["count"], s["last"], s["min"], s["min_step"], s["max"]
         (2, 1.0, 1.0, 1, 3.0)
     """
-    import pandas as pd
-
     df = table.to_pandas()
     df["key"] = df["key"].astype(str)
     df = df.drop_duplicates(["key", "step"], keep="last")

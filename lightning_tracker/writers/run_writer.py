@@ -29,7 +29,6 @@ from lightning_tracker.run import (
     META_FILE,
     RUN_FILE,
     SPOOL_FILE,
-    SUMMARY_FILE,
     DATA_DIRS,
     dumps,
     live_chunks,
@@ -231,7 +230,7 @@ class RunWriter:
 
     def _download_existing(self, overwrite_docs: bool) -> None:
         """Brings a remote run's documents and chunks into the spool, so a resume is exact."""
-        wanted = [CONFIG_FILE, SUMMARY_FILE, RUN_FILE, META_FILE]
+        wanted = [CONFIG_FILE, RUN_FILE, META_FILE]  # the summary is recomputed from the chunks
         wanted = [rel for rel in wanted if overwrite_docs or not os.path.exists(os.path.join(self.local_dir, rel))]
         for folder in DATA_DIRS:
             remote = self.storage.find(f"{self.prefix}/{folder}")
@@ -458,7 +457,6 @@ class RunWriter:
         if self._config_dirty:
             self._guard("write the config", self._write_config)
         if batch:
-            self._guard("write the summary", self._write_summary)
             self._guard("compact metrics", self.metrics.compact)
         self._guard("write the run document", self._write_run_doc)
         if self.remote and self.tensorboard is not None:
@@ -471,14 +469,11 @@ class RunWriter:
         atomic_write(os.path.join(self.local_dir, CONFIG_FILE), dumps(self.config))
         self._config_dirty = False
 
-    def _write_summary(self) -> None:
-        atomic_write(
-            os.path.join(self.local_dir, SUMMARY_FILE),
-            dumps({"format_version": FORMAT_VERSION, "metrics": self.metrics.summary}),
-        )
-
     def _write_run_doc(self) -> None:
+        # the summary and the flat hyperparameters ride in run.json: one read per run for a runs table
         self.run_doc["heartbeat"] = time.time()
+        self.run_doc["params"] = self.config["flat"]
+        self.run_doc["summary"] = self.metrics.summary
         atomic_write(os.path.join(self.local_dir, RUN_FILE), dumps(self.run_doc))
 
     def _flush_loop(self) -> None:
@@ -534,7 +529,6 @@ class RunWriter:
                 self._guard("compact metrics", self.metrics.compact, True)
                 self._guard("compact histograms", self.histograms.compact, True)
                 self._guard("summarize metrics", self.metrics.recompute_summary)
-                self._guard("write the summary", self._write_summary)
                 if self.tensorboard is not None:
                     last = {k: s["last"] for k, s in self.metrics.summary.items()}
                     self._guard("write TensorBoard hparams", self.tensorboard.write_hparams, self.config["flat"], last)

@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
-from tensorboardX.proto.summary_pb2 import HistogramProto, Summary
 from tensorboardX.summary import hparams
 
 __all__ = ["TensorBoardWriter"]
@@ -57,7 +57,8 @@ def _pack_float32(value: float) -> bytes:
 
 
 def _scalar_event(wall_time: float, step: int, values: list[bytes]) -> bytes:
-    """``Event``: field 1 ``wall_time`` (double), field 2 ``step`` (varint), field 5 ``summary``."""
+    """``Event``: field 1 ``wall_time`` (double), field 2 ``step`` (varint), field 5 ``summary``
+    holding the encoded ``Summary.Value`` entries ``values``."""
     summary = b"".join(b"\x0a" + _varint(len(v)) + v for v in values)
     return b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step) + b"\x2a" + _varint(len(summary)) + summary
 
@@ -76,6 +77,7 @@ class TensorBoardWriter:
         self._writer: EventsWriter | None = None
         self._count = 0
         self._tags: dict[str, bytes] = {}
+        self._histo_tags: dict[str, bytes] = {}
 
     @property
     def active_file(self) -> str | None:
@@ -135,30 +137,37 @@ class TensorBoardWriter:
 
         The tag is ``<kind>s/<tensor>``; bucket limits are the stored right edges, so
         TensorBoard shows exactly the stored bins (NaN and ±inf are not in them). Rows of
-        one step share one event.
+        one step share one event. Encoded straight to protobuf bytes, as scalars are
+        (a fifth of the cost of building message objects).
         """
-        cols = {n: table.column(n).to_pylist() for n in ("step", "time", "tensor", "kind", "sum", "norm")}
         n = table.num_rows
-        edges = table.column("edges").combine_chunks().flatten().to_numpy().reshape(n, -1).tolist() if n else []
-        counts = table.column("counts").combine_chunks().flatten().to_numpy().reshape(n, -1).tolist() if n else []
-        writer = None
-        values: list[Summary.Value] = []
-        cur_step, cur_time = None, 0.0
+        if not n:
+            return
+        steps, times = table.column("step").to_pylist(), table.column("time").to_pylist()
+        tags = [f"{k}s/{t}" for k, t in zip(table.column("kind").to_pylist(), table.column("tensor").to_pylist())]
+        edges = table.column("edges").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
+        counts = table.column("counts").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
+        norm = table.column("norm").to_numpy(zero_copy_only=False)
+        head = np.stack([edges[:, 0], edges[:, -1], counts.sum(axis=1),
+                         table.column("sum").to_numpy(zero_copy_only=False), norm * norm], axis=1).astype("<f8")  # fmt: skip
+        limits_key = b"\x32" + _varint(8 * (edges.shape[1] - 1))
+        bucket_key = b"\x3a" + _varint(8 * counts.shape[1])
+        writer = self._events()
+        values: list[bytes] = []
         for i in range(n):
-            step, row_edges, row_counts = cols["step"][i], edges[i], counts[i]
-            if step != cur_step and values:
-                writer = writer or self._events()
-                writer.write_event(Event(wall_time=cur_time, step=cur_step, summary=Summary(value=values)))
+            if i and steps[i] != steps[i - 1]:
+                writer._write_serialized_event(_scalar_event(times[i - 1], steps[i - 1], values))
                 values = []
-            cur_step, cur_time = step, cols["time"][i]
-            histo = HistogramProto(
-                min=row_edges[0], max=row_edges[-1], num=float(sum(row_counts)), sum=cols["sum"][i],
-                sum_squares=cols["norm"][i] ** 2, bucket_limit=row_edges[1:], bucket=row_counts,
-            )  # fmt: skip
-            values.append(Summary.Value(tag=f"{cols['kind'][i]}s/{cols['tensor'][i]}", histo=histo))
-        if values:
-            writer = writer or self._events()
-            writer.write_event(Event(wall_time=cur_time, step=cur_step, summary=Summary(value=values)))
+            row = head[i].tobytes()
+            histo = b"".join((
+                b"\x09", row[0:8], b"\x11", row[8:16], b"\x19", row[16:24], b"\x21", row[24:32], b"\x29", row[32:40],
+                limits_key, edges[i, 1:].tobytes(), bucket_key, counts[i].tobytes(),
+            ))  # fmt: skip
+            tag = self._histo_tags.get(tags[i])
+            if tag is None:
+                tag = self._histo_tags[tags[i]] = _tag_prefix(tags[i])[:-1]  # the tag field alone
+            values.append(tag + b"\x2a" + _varint(len(histo)) + histo)
+        writer._write_serialized_event(_scalar_event(times[-1], steps[-1], values))
 
     def flush(self) -> None:
         """Makes what was written durable (fsync)."""
