@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
+from lightning_tracker.checkpoint_refs import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
 from lightning_tracker.run import (
     CONFIG_FILE,

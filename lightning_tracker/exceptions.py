@@ -8,6 +8,7 @@ catch either.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointIntegrityError",
     "InvalidArgumentError",
     "MissingDependencyError",
     "RunNotFoundError",
@@ -30,6 +31,10 @@ class RunNotFoundError(TrackerError, FileNotFoundError):
 
 class StorageError(TrackerError, OSError):
     """The storage backend failed in a way we cannot retry."""
+
+
+class CheckpointIntegrityError(StorageError):
+    """A stored checkpoint's size or sha256 differs from its manifest entry: it was not loaded."""
 
 
 class MissingDependencyError(TrackerError, ModuleNotFoundError):

@@ -19,7 +19,7 @@ import torch
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
-from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError, StorageError
+from lightning_tracker.exceptions import CheckpointIntegrityError, InvalidArgumentError, RunNotFoundError
 from tests.conftest import S3Server
 from tests.helpers import lightning, tiny_model, tiny_model_class, trainer
 
@@ -191,7 +191,7 @@ def test_a_corrupted_or_truncated_object_is_reported_never_handed_over(tmp_path:
     flipped = good[:100] + bytes([good[100] ^ 1]) + good[101:]
     for bad, why in ((flipped, "corrupted"), (good[:-7], "truncated")):
         store.storage.write_bytes(rel, bad)
-        with pytest.raises(StorageError, match=f"{ref.name!r}.*{why}.*not loaded"):
+        with pytest.raises(CheckpointIntegrityError, match=f"{ref.name!r}.*{why}.*not loaded"):
             ref.download(tmp_path / f"{why}.ckpt")
         assert not os.path.exists(tmp_path / f"{why}.ckpt")
         assert [n for n in os.listdir(tmp_path) if n.endswith(".part")] == []

@@ -5,14 +5,16 @@ flusher thread turns them into Parquet chunks, TensorBoard events and the summar
 ``flush_interval`` seconds; for remote storage an uploader thread mirrors the local
 spool folder to the store, so a slow or unreachable store never blocks training and the
 backlog lives on disk, not in memory.
+
+The parts it drives live beside it: value checks in ``points``, resuming in ``resume``,
+chunk writing in ``metrics`` and ``histograms``, events in ``tensorboard`` and upload
+rounds in ``uploader``.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
-import operator
 import os
 import sys
 import threading
@@ -29,17 +31,15 @@ from lightning_tracker.run import (
     META_FILE,
     RUN_FILE,
     SPOOL_FILE,
-    DATA_DIRS,
     dumps,
-    live_chunks,
-    loads,
-    parse_chunk_name,
     writer_identity,
 )
 from lightning_tracker.storage import Storage, atomic_write
 from lightning_tracker.sync import spool_dir_for
 from lightning_tracker.writers.histograms import HistogramWriter, norm_points, to_table
 from lightning_tracker.writers.metrics import MetricsWriter
+from lightning_tracker.writers.points import Warner, coerce_step, coerce_value, storable, to_float
+from lightning_tracker.writers.resume import load_existing, next_session
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
 from lightning_tracker.writers.uploader import Uploader, UploadReport
 
@@ -49,20 +49,6 @@ log = logging.getLogger(__name__)
 
 # remote stores: close and upload the event file this often (each closed file is uploaded once)
 _TB_ROTATE_S = float(os.environ.get("LIGHTNING_TRACKER_TB_ROTATE_S", "120"))
-_MAX_BACKOFF_S = 30.0
-
-
-class _Warner:
-    """Logs a warning once per key, then at most once a minute."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def __call__(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= 60.0:
-            self._last[key] = now
-            log.warning(msg, *args)
 
 
 class RunWriter:
@@ -136,7 +122,7 @@ class RunWriter:
         self._captures: list[Any] = []  # histogram captures, resolved on the flusher thread
         self._retry: list[tuple[Any, ...]] = []
         self._auto_step = 0
-        self._warn = _Warner()
+        self._warn = Warner(log)
         self._io_lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -147,8 +133,16 @@ class RunWriter:
         self._open = False
         self.pid = os.getpid()
         self._explicit = {"name": name, "group": group, "notes": notes}
-        self._resumed = self._load_existing(probe_remote=resume)
-        self.session = self._next_session()
+        existing = load_existing(storage, self.prefix, self.local_dir, probe_remote=resume and self.remote and not offline)
+        self._resumed = existing is not None
+        self._downloaded = existing.downloaded if existing is not None else []
+        if existing is not None:
+            for key in ("start_time", "sessions", "name", "group", "notes"):
+                if existing.doc.get(key) is not None and self._explicit.get(key) is None:
+                    self.run_doc[key] = existing.doc[key]
+            self.run_doc["tags"] = sorted(set(existing.doc.get("tags") or []) | set(self.run_doc["tags"]))
+            self.config = existing.config or self.config
+        self.session = next_session(self.local_dir, len(self.run_doc["sessions"]))
         self.metrics = MetricsWriter(self.local_dir, self.session)
         self.histograms = HistogramWriter(self.local_dir, self.session)
         if self._resumed:
@@ -170,87 +164,6 @@ class RunWriter:
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening ----------------------------------------------------------------------
-    def _read_local_doc(self, rel: str) -> dict[str, Any] | None:
-        try:
-            return loads(self._read_local(rel))
-        except (OSError, ValueError):
-            return None
-
-    def _load_existing(self, probe_remote: bool) -> bool:
-        """Loads an existing run (resume) from the spool and, if asked, the store.
-
-        The copy with more sessions wins (a spool can hold sessions the store never got,
-        after an outage or an offline run); the new session is numbered after every
-        session either copy knows, so no chunk file is ever reused.
-        """
-        self._downloaded: list[str] = []
-        local_doc = self._read_local_doc(RUN_FILE)
-        remote_doc = None
-        if self.remote and probe_remote and not self.offline:
-            try:
-                remote_doc = loads(self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}"))
-            except FileNotFoundError:
-                pass
-            except Exception as err:  # noqa: BLE001 - an unreachable store must not stop training
-                log.warning("could not read run %s from %s (%s: %s); continuing from the local spool %s",
-                            self.prefix, self.storage.url, type(err).__name__, err, self.local_dir)  # fmt: skip
-        if local_doc is None and remote_doc is None:
-            return False
-
-        def rank(doc: dict[str, Any] | None) -> tuple[int, float]:
-            return (-1, 0.0) if doc is None else (len(doc.get("sessions") or []), float(doc.get("heartbeat") or 0))
-
-        use_remote = remote_doc is not None and rank(remote_doc) > rank(local_doc)
-        if remote_doc is not None:
-            try:
-                self._download_existing(overwrite_docs=use_remote)
-            except Exception as err:  # noqa: BLE001
-                log.warning("could not download run %s from %s (%s); its summary may be incomplete",
-                            self.prefix, self.storage.url, err)  # fmt: skip
-        old = remote_doc if use_remote else local_doc
-        assert old is not None
-        for key in ("start_time", "sessions", "name", "group", "notes"):
-            if old.get(key) is not None and self._explicit.get(key) is None:
-                self.run_doc[key] = old[key]
-        self.run_doc["tags"] = sorted(set(old.get("tags") or []) | set(self.run_doc["tags"]))
-        config = self._read_local_doc(CONFIG_FILE)
-        if config is not None:
-            self.config = config
-        return True
-
-    def _next_session(self) -> int:
-        known = [len(self.run_doc["sessions"])]
-        for folder in DATA_DIRS:
-            try:
-                names = os.listdir(os.path.join(self.local_dir, folder))
-            except FileNotFoundError:
-                continue
-            known += [parsed[0] + 1 for n in names if (parsed := parse_chunk_name(n)) is not None]
-        return max(known)
-
-    def _download_existing(self, overwrite_docs: bool) -> None:
-        """Brings a remote run's documents and chunks into the spool, so a resume is exact."""
-        wanted = [CONFIG_FILE, RUN_FILE, META_FILE]  # the summary is recomputed from the chunks
-        wanted = [rel for rel in wanted if overwrite_docs or not os.path.exists(os.path.join(self.local_dir, rel))]
-        for folder in DATA_DIRS:
-            remote = self.storage.find(f"{self.prefix}/{folder}")
-            wanted += [f"{folder}/{n}" for n in live_chunks(list(remote))]
-        for rel in wanted:
-            local = os.path.join(self.local_dir, *rel.split("/"))
-            if "/" in rel and os.path.exists(local):
-                self._downloaded.append(rel)  # an immutable chunk: the same on both sides
-                continue
-            try:
-                data = self.storage.read_bytes(f"{self.prefix}/{rel}")
-            except FileNotFoundError:
-                continue
-            atomic_write(local, data)
-            self._downloaded.append(rel)
-
-    def _read_local(self, rel: str) -> bytes:
-        with open(os.path.join(self.local_dir, *rel.split("/")), "rb") as f:
-            return f.read()
-
     def _start_session(self) -> None:
         os.makedirs(self.local_dir, exist_ok=True)
         meta, diff = _environment.collect()
@@ -302,7 +215,7 @@ class RunWriter:
         if step is None:
             step = self._auto_step
         elif type(step) is not int:
-            step = self._coerce_step(step)
+            step = coerce_step(step, self._auto_step, self._warn)
         if step >= self._auto_step:
             self._auto_step = step + 1
         append = self._points.append
@@ -313,46 +226,9 @@ class RunWriter:
             elif kind is int:
                 append((key if type(key) is str else str(key), step, now, float(value)))
             else:
-                value = self._coerce(key, value)
+                value = coerce_value(key, value, self._warn)
                 if value is not None:
                     append((str(key), step, now, value))
-
-    def _coerce_step(self, step: Any) -> int:
-        try:
-            return operator.index(step)  # numpy and torch integers
-        except TypeError:
-            pass
-        try:
-            if float(step).is_integer():
-                return int(step)
-        except (TypeError, ValueError, OverflowError):
-            pass
-        self._warn(f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead",
-                   step, self._auto_step)  # fmt: skip
-        return self._auto_step
-
-    def _coerce(self, key: Any, value: Any) -> Any:
-        if isinstance(value, bool):
-            return float(value)
-        numel = getattr(value, "numel", None)
-        if numel is not None and hasattr(value, "detach"):  # a torch tensor
-            if value.numel() != 1:
-                self._warn(f"shape:{key}", "metric %r is a tensor of shape %s; log a scalar (for "
-                           "example .mean()). Value skipped.", key, tuple(value.shape))  # fmt: skip
-                return None
-            if value.device.type == "cpu":
-                return float(value.item())
-            # an asynchronous device copy (no host sync here); the writer thread converts it
-            return value.detach().reshape(()).clone()
-        try:
-            if isinstance(value, (str, bytes, bytearray)):
-                raise TypeError("text is not a number")  # "inf" or "1e3" would parse: never guess
-            return float(value)
-        except (TypeError, ValueError):
-            self._warn(f"type:{key}", "metric %r has value %r of type %s, which is not a number; "
-                       "log numbers only (log text as a hyperparameter). Value skipped.",
-                       key, value, type(value).__name__)  # fmt: skip
-            return None
 
     def log_histograms(self, capture: Any) -> None:
         """Buffers one histogram capture (``GradientMonitor``); touches memory only.
@@ -409,7 +285,7 @@ class RunWriter:
         del points[:n]
         self._retry = []
         if any(type(p[3]) is not float for p in batch):
-            batch = [p if type(p[3]) is float else (p[0], p[1], p[2], _to_float(p[3])) for p in batch]
+            batch = [p if type(p[3]) is float else (p[0], p[1], p[2], to_float(p[3])) for p in batch]
         return batch
 
     def flush(self) -> None:
@@ -436,8 +312,8 @@ class RunWriter:
                        "and retried at the next flush", self.local_dir, err, len(self._retry))  # fmt: skip
             return []
         except Exception:  # noqa: BLE001 - a point the columnar format cannot hold
-            good = [p for p in batch if _storable(p)]
-            for key, step, _, value in (p for p in batch if not _storable(p)):
+            good = [p for p in batch if storable(p)]
+            for key, step, _, value in (p for p in batch if not storable(p)):
                 self._warn(f"bad:{key!r}", "metric %r at step %r with value %r cannot be stored; skipped",
                            key, step, value)  # fmt: skip
             if len(good) == len(batch):
@@ -493,24 +369,10 @@ class RunWriter:
         return self.tensorboard is not None and path == self.tensorboard.active_file
 
     def _upload_loop(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            self._upload_wake.wait()
-            self._upload_wake.clear()
-            if self._stop.is_set():
-                break
-            report = self.uploader.run_once()  # type: ignore[union-attr]
+        def on_report(report: UploadReport) -> None:
             self._last_report = report
-            if report.error is not None:
-                failures += 1
-                delay = min(_MAX_BACKOFF_S, 0.5 * 2**failures)
-                self._warn("upload", "could not upload to %s (%s: %s); %d files wait in the spool %s, "
-                           "retrying in %.0f s", self.storage.url, type(report.error).__name__, report.error,
-                           len(report.pending), self.local_dir, delay)  # fmt: skip
-                self._stop.wait(delay)
-                self._upload_wake.set()
-            else:
-                failures = 0
+
+        self.uploader.serve(self._stop, self._upload_wake, on_report, self._warn)  # type: ignore[union-attr]
 
     # -- closing ----------------------------------------------------------------------
     def close(self, status: str = "finished", timeout: float = 60.0) -> UploadReport | None:
@@ -573,24 +435,9 @@ class RunWriter:
             self.uploader.run_once()
 
     def _final_upload(self, deadline: float) -> UploadReport:
-        result: list[UploadReport] = []
-
-        def rounds() -> None:
-            delay = 0.2
-            while True:
-                report = self.uploader.run_once()  # type: ignore[union-attr]
-                result.append(report)
-                if report.complete or time.monotonic() >= deadline:
-                    return
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 5.0)
-
-        worker = threading.Thread(target=rounds, name="lightning-tracker-final-upload", daemon=True)
-        worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
-        report = result[-1] if result else UploadReport(pending=self.uploader.pending())  # type: ignore[union-attr]
+        report, finished = self.uploader.upload_until(deadline)  # type: ignore[union-attr]
         self._last_report = report
-        if report.complete and not worker.is_alive():
+        if finished:
             log.info("run %s uploaded to %s", self.prefix, self.storage.full_url(self.prefix))
         else:
             why = f"{type(report.error).__name__}: {report.error}" if report.error else "timed out"
@@ -625,19 +472,3 @@ def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
             writer.close("failed" if _uncaught else "finished", timeout=30.0)
         except Exception:  # noqa: BLE001 - never raise during interpreter exit
             log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)
-
-
-def _to_float(value: Any) -> float:
-    try:
-        return float(value)  # a device scalar: the copy was queued on the training thread
-    except Exception:  # noqa: BLE001
-        return math.nan
-
-
-def _storable(point: tuple[Any, ...]) -> bool:
-    key, step, t, value = point
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return type(step) is int and -(2**63) <= step < 2**63 and type(value) is float and type(t) is float

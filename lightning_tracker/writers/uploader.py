@@ -2,7 +2,7 @@
 
 A round uploads, in this order: new or changed files other than the mutable documents
 (data chunks, closed event files, ``git.diff``, ``meta.json``), then the mutable
-documents (config, summary, run), then deletes remote chunks that compaction removed
+documents (config, then run), then deletes remote chunks that compaction removed
 locally, but only when everything before succeeded and a remote chunk already covers
 them, so a remote reader never misses a point. A round is idempotent, so
 the same code serves the live run and ``lightning-tracker sync``.
@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ __all__ = ["Uploader", "UploadReport"]
 log = logging.getLogger(__name__)
 
 UPLOADED_FILE = ".uploaded.json"  # in the spool folder: (size, mtime) of each file known remote
+_MAX_BACKOFF_S = 30.0  # the longest wait between failed rounds of a live run
 
 
 @dataclass
@@ -95,6 +97,64 @@ class Uploader:
                     continue
                 out[rel] = (st.st_size, st.st_mtime_ns)
         return out
+
+    def serve(
+        self,
+        stop: threading.Event,
+        wake: threading.Event,
+        on_report: Callable[[UploadReport], None],
+        warn: Callable[..., None],
+    ) -> None:
+        """The live run's upload thread: a round each time ``wake`` is set, until ``stop`` is.
+
+        A failed round is retried with exponential back-off (at most 30 s) and reported
+        through ``warn(key, message, *args)``; training never waits for any of it.
+        """
+        failures = 0
+        while not stop.is_set():
+            wake.wait()
+            wake.clear()
+            if stop.is_set():
+                break
+            report = self.run_once()
+            on_report(report)
+            if report.error is None:
+                failures = 0
+                continue
+            failures += 1
+            delay = min(_MAX_BACKOFF_S, 0.5 * 2**failures)
+            warn("upload", "could not upload to %s (%s: %s); %d files wait in the spool %s, retrying in %.0f s",
+                 self.storage.url, type(report.error).__name__, report.error, len(report.pending), self.spool_dir,
+                 delay)  # fmt: skip
+            stop.wait(delay)
+            wake.set()
+
+    def upload_until(self, deadline: float) -> tuple[UploadReport, bool]:
+        """Upload rounds with back-off until everything is uploaded or ``time.monotonic()`` passes ``deadline``.
+
+        The rounds run on a daemon thread, so a store call that hangs cannot hold the
+        caller past the deadline.
+
+        Returns:
+            The last round's report, and whether the upload is complete.
+        """
+        result: list[UploadReport] = []
+
+        def rounds() -> None:
+            delay = 0.2
+            while True:
+                report = self.run_once()
+                result.append(report)
+                if report.complete or time.monotonic() >= deadline:
+                    return
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 5.0)
+
+        worker = threading.Thread(target=rounds, name="lightning-tracker-final-upload", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        report = result[-1] if result else UploadReport(pending=self.pending())
+        return report, report.complete and not worker.is_alive()
 
     def pending(self) -> list[str]:
         """Files that differ from what was uploaded."""
