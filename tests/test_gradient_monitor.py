@@ -70,6 +70,25 @@ def test_histograms_match_numpy_and_count_nonfinite_apart(segmented: bool) -> No
             assert math.isnan(norm2) or math.isinf(norm2)
 
 
+def test_the_cpu_kernel_runs_on_one_thread_and_restores_the_thread_count() -> None:
+    from lightning_tracker.callbacks._kernels import one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_thread():
+            inside = torch.get_num_threads()
+        x = torch.randn(200_000, generator=torch.Generator().manual_seed(2))
+        stats, counts = tensor_histograms([x], bins=64)
+        assert torch.get_num_threads() == 2
+        assert inside == (1 if "OpenMP" in torch.__config__.parallel_info() else 2)
+        edges = np.linspace(stats[0, 0].item(), stats[0, 1].item(), 65)
+        # float32 arithmetic may move a value lying on a bin edge: allow a couple in 200,000
+        assert np.abs(counts[0, :64].numpy() - _reference(x.numpy().astype(np.float64), edges)).sum() <= 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_two_kernels_agree_on_large_tensors() -> None:
     x = torch.randn(300_000, generator=torch.Generator().manual_seed(1))
     a = tensor_histograms([x, x * 2], bins=64, segmented=False)
