@@ -25,6 +25,11 @@ def _make_runs(save_dir: str, options: Any) -> list[TrackerLogger]:
     return loggers
 
 
+def _run_names(out: str) -> list[str]:
+    """The name column of the rows of a ``runs`` table, top to bottom."""
+    return [line.split("│")[2].strip() for line in out.splitlines() if "run-" in line]
+
+
 def test_runs_shows_differing_hyperparameters_and_final_metrics(
     store_target: tuple[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -36,7 +41,7 @@ def test_runs_shows_differing_hyperparameters_and_final_metrics(
     assert "3 runs" in out and "lr" in out and "val/acc" in out
     assert "width" not in out, "only hyperparameters that differ are shown"
     lines = [line for line in out.splitlines() if "run-" in line]
-    assert [line.split("│")[2].strip() for line in lines] == ["run-0", "run-1", "run-2"]
+    assert _run_names(out) == ["run-0", "run-1", "run-2"]
     assert "1.04" in lines[0] and "finished" in lines[0]
     assert main(["show", loggers[1].version, save_dir, *opts]) == 0
     out = capsys.readouterr().out
@@ -50,11 +55,9 @@ def test_runs_where_filters_by_hyperparameters_and_metrics(
     _make_runs(save_dir, options)
     opts = ["--storage-options", json.dumps(options)] if options else []
     assert main(["runs", save_dir, "-p", "cli", "--where", "lr<0.05", "--where", "summary.val/acc>=0.1", *opts]) == 0
-    names = [line.split("│")[2].strip() for line in capsys.readouterr().out.splitlines() if "run-" in line]
-    assert names == ["run-1"]
+    assert _run_names(capsys.readouterr().out) == ["run-1"]
     assert main(["runs", save_dir, "-p", "cli", "-w", "lr!=0.1", "-w", "width=64", *opts]) == 0
-    names = [line.split("│")[2].strip() for line in capsys.readouterr().out.splitlines() if "run-" in line]
-    assert names == ["run-1", "run-2"]
+    assert _run_names(capsys.readouterr().out) == ["run-1", "run-2"]
     assert main(["runs", save_dir, "-p", "cli", "-w", "lr>1", *opts]) == 0
     assert "no runs" in capsys.readouterr().out
 

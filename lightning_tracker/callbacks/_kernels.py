@@ -134,8 +134,9 @@ def one_thread() -> Iterator[None]:
 
     A capture is many small ops with Python between them; torch's other OpenMP workers
     would only spin-wait through it, doubling the CPU time on two cores for no gain in
-    wall time. Switching costs about half a microsecond. A no-op with torch's native
-    (non-OpenMP) thread pool, which cannot change its size once used.
+    wall time. Switching costs about half a microsecond; ops on other devices are
+    unaffected. A no-op with torch's native (non-OpenMP) thread pool, which cannot
+    change its size once used.
     """
     threads = torch.get_num_threads()
     if threads == 1 or not _openmp():

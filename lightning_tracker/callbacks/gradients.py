@@ -30,7 +30,6 @@ How it stays cheap:
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import logging
 import math
@@ -407,7 +406,7 @@ class GradientMonitor(Callback):
         reduce = _Reducer(self._sharded)
         for capture, updates in pending:
             for part, now, before in updates:
-                with one_thread() if before and before[0].device.type == "cpu" else contextlib.nullcontext():
+                with one_thread():
                     torch._foreach_sub_(before, now)
                     norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else []
                 update2 = torch.stack(norms).double() ** 2 if norms else torch.zeros(0, dtype=torch.float64)

@@ -113,38 +113,24 @@ def norm_points(table: pa.Table) -> list[tuple[str, int, float, float]]:
     """
     if table.num_rows == 0:
         return []
-    tensor = table.column("tensor").combine_chunks()
-    kind = table.column("kind").combine_chunks()
-    modules = [_module_of(name) for name in tensor.dictionary.to_pylist()]
-    module_names, module_of = np.unique(np.asarray(modules, dtype=object), return_inverse=True)
-    module_code = module_of[tensor.indices.to_numpy(zero_copy_only=False)]
-    kind_code = kind.indices.to_numpy(zero_copy_only=False)
-    kinds = kind.dictionary.to_pylist()
-    steps = table.column("step").to_numpy()
-    times = table.column("time").to_numpy()
-    sq = table.column("norm").to_numpy(zero_copy_only=False) ** 2
-    ratio = table.column("update_ratio").to_numpy(zero_copy_only=False)
-    # one group per (step, kind) in order of first appearance, modules within it likewise
-    group_keys, first_row, group = np.unique(np.stack([steps, kind_code]), axis=1, return_index=True,
-                                             return_inverse=True)  # fmt: skip
-    group = group.reshape(-1)
-    total = np.bincount(group, weights=sq)
-    update = np.bincount(group, weights=np.nan_to_num(ratio, nan=0.0) ** 2 * sq)
-    complete = np.bincount(group, weights=np.isnan(ratio)) == 0
-    cell = group * len(module_names) + module_code
-    cell_sq = np.bincount(cell, weights=sq)
-    cell_first = np.full(len(cell_sq), len(cell), dtype=np.int64)
-    np.minimum.at(cell_first, cell, np.arange(len(cell)))
+    cols = {n: table.column(n).to_pylist() for n in ("step", "time", "tensor", "kind", "norm", "update_ratio")}
+    groups: dict[tuple[int, str], dict[str, Any]] = {}
+    for step, t, tensor, kind, norm, ratio in zip(*cols.values()):
+        g = groups.setdefault((step, kind), {"time": t, "modules": {}, "total": 0.0, "update": 0.0, "ok": True})
+        sq = norm * norm
+        g["modules"][_module_of(tensor)] = g["modules"].get(_module_of(tensor), 0.0) + sq
+        g["total"] += sq
+        if ratio is None or math.isnan(ratio):
+            g["ok"] = False
+        else:
+            g["update"] += (ratio * norm) ** 2
     points = []
-    for g in np.argsort(first_row, kind="stable"):
-        step, name = int(group_keys[0, g]), kinds[group_keys[1, g]]
-        t = float(times[first_row[g]])
-        cells = np.flatnonzero(cell_first[g * len(module_names) : (g + 1) * len(module_names)] < len(cell))
-        for m in sorted(cells, key=lambda m: cell_first[g * len(module_names) + m]):
-            points.append((f"{name}s/norm/{module_names[m]}", step, t, math.sqrt(cell_sq[g * len(module_names) + m])))
-        points.append((f"{name}s/norm_total", step, t, math.sqrt(total[g])))
-        if name == "parameter" and complete[g] and total[g] > 0:
-            points.append(("parameters/update_ratio_total", step, t, math.sqrt(update[g] / total[g])))
+    for (step, kind), g in groups.items():
+        for module, sq in g["modules"].items():
+            points.append((f"{kind}s/norm/{module}", step, g["time"], math.sqrt(sq)))
+        points.append((f"{kind}s/norm_total", step, g["time"], math.sqrt(g["total"])))
+        if kind == "parameter" and g["ok"] and g["total"] > 0:
+            points.append(("parameters/update_ratio_total", step, g["time"], math.sqrt(g["update"] / g["total"])))
     return points
 
 

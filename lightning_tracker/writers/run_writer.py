@@ -133,7 +133,8 @@ class RunWriter:
         self._open = False
         self.pid = os.getpid()
         self._explicit = {"name": name, "group": group, "notes": notes}
-        existing = load_existing(storage, self.prefix, self.local_dir, probe_remote=resume and self.remote and not offline)
+        probe_remote = resume and self.remote and not offline
+        existing = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote)
         self._resumed = existing is not None
         self._downloaded = existing.downloaded if existing is not None else []
         if existing is not None:

@@ -148,8 +148,9 @@ class TensorBoardWriter:
         edges = table.column("edges").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
         counts = table.column("counts").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
         norm = table.column("norm").to_numpy(zero_copy_only=False)
-        head = np.stack([edges[:, 0], edges[:, -1], counts.sum(axis=1),
-                         table.column("sum").to_numpy(zero_copy_only=False), norm * norm], axis=1).astype("<f8")  # fmt: skip
+        total = table.column("sum").to_numpy(zero_copy_only=False)
+        # per row: HistogramProto's min, max, num, sum and sum_squares
+        head = np.stack([edges[:, 0], edges[:, -1], counts.sum(axis=1), total, norm * norm], axis=1).astype("<f8")
         limits_key = b"\x32" + _varint(8 * (edges.shape[1] - 1))
         bucket_key = b"\x3a" + _varint(8 * counts.shape[1])
         writer = self._events()
