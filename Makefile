@@ -31,6 +31,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/lightning-tracker demo
 
 test: $(VENV)/.installed tools browser
+	$(VENV)/bin/ruff check lightning_tracker
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

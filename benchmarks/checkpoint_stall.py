@@ -13,8 +13,8 @@ checkpoint every 10 steps. The stall of a save is the time ``ModelCheckpoint`` s
 The store is moto's ``ThreadedMotoServer`` on 127.0.0.1, in a child process so its
 request handling does not share this process's interpreter lock (a real store is another
 machine). Each round runs every configuration once in a shuffled order; the table gives
-medians over all saves. Then the upload throughput: ``CheckpointUploader`` (sha256, the
-upload, the manifest) against a raw ``s3fs`` ``put_file`` of the same checkpoint,
+medians over all saves. Then the upload throughput: ``CheckpointProducer.flush`` (sha256,
+the manifest) then a ``Mirror`` round (the upload, the manifest) against a raw ``s3fs`` ``put_file`` of the same checkpoint,
 interleaved. On a shared 2-core machine the numbers are noisy: compare within a run.
 
 Usage: python benchmarks/checkpoint_stall.py [--rounds 3] [--steps 40] [--uploads 4]
@@ -45,8 +45,9 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lightning_tracker import TrackerLogger  # noqa: E402
 from lightning_tracker._compat import LightningModule, Trainer  # noqa: E402
-from lightning_tracker.checkpoints import CheckpointUploader  # noqa: E402
 from lightning_tracker.storage import Storage  # noqa: E402
+from lightning_tracker.writers.checkpoints import CheckpointProducer  # noqa: E402
+from lightning_tracker.writers.mirror import Mirror  # noqa: E402
 from benchmarks._moto import MotoProcess  # noqa: E402
 
 try:
@@ -153,7 +154,7 @@ def main() -> None:
     size = os.path.getsize(sample)
     ours_s, raw_s = [], []
     storage = Storage(f"s3://{bucket}/tput", options)
-    storage.exists("warm-up")  # a live run's store connection is open long before its first checkpoint
+    storage.listdir("warm-up")  # a live run's store connection is open long before its first checkpoint
     for i in range(args.uploads):
         for kind in random.sample(["ours", "raw"], 2):
             if kind == "raw":
@@ -165,10 +166,13 @@ def main() -> None:
             os.makedirs(run_dir)
             source = os.path.join(run_dir, "sample.ckpt")
             shutil.copyfile(sample, source)
-            uploader = CheckpointUploader(storage, f"bench/{i}", run_dir, log_model="all", offline=True, resume=False)
-            uploader.on_save(type("Callback", (), {"best_model_path": source, "monitor": None})())
+            producer = CheckpointProducer(run_dir, log_model="all")
+            producer.on_save(type("Callback", (), {"best_model_path": source, "monitor": None})())
+            mirror = Mirror(run_dir, storage, f"bench/{i}")
             started = time.perf_counter()
-            assert uploader.run_once(), uploader.error
+            producer.flush()
+            report = mirror.run_once()
+            assert report.complete and report.uploaded == ["models/sample.ckpt", "models.json"], report
             ours_s.append(time.perf_counter() - started)
 
     med = {name: statistics.median(v) for name, v in stalls.items()}

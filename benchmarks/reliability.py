@@ -28,7 +28,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
-from lightning_tracker.run import live_chunks  # noqa: E402
+from lightning_tracker.format.layout import live_chunks  # noqa: E402
 from lightning_tracker.sync import sync  # noqa: E402
 from tests.conftest import S3Server  # noqa: E402
 from tests.helpers import start_training  # noqa: E402
@@ -103,7 +103,7 @@ def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
         row["flushed"] += flushed
         row["recovered"] += len(remote.metrics(wide=False))
         download = tmp / f"download{trial}"
-        remote.storage.fs.get(remote.storage.path(remote.path) + "/", str(download), recursive=True)
+        remote.storage.fs.get(f"{remote.storage.root}/{remote.path}/", str(download), recursive=True)
         row["unreadable"] += _unreadable(download)
     return row
 

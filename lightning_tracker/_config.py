@@ -15,7 +15,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from lightning_tracker.storage import redact_url
+from lightning_tracker.storage.urls import redact_url
 
 __all__ = ["REDACTED", "diff_flat", "flatten", "is_secret_key", "merge", "to_plain"]
 

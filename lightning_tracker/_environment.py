@@ -135,7 +135,7 @@ def collect() -> tuple[dict[str, Any], str]:
                          "numpy", "lightning-tracker")
         },
         "cuda": getattr(getattr(torch, "version", None), "cuda", None),
-        "cudnn": (torch.backends.cudnn.version() if torch is not None and torch.backends.cudnn.is_available() else None),
+        "cudnn": torch.backends.cudnn.version() if torch is not None and torch.backends.cudnn.is_available() else None,
         "gpus": _gpus(),
         "git": git,
         "env": {k: os.environ[k] for k in ENV_ALLOW_LIST if k in os.environ},

@@ -53,7 +53,7 @@ def render_heatmap(df: pd.DataFrame, path: str, title: str, rows: int = 128) -> 
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     grid = np.linspace(lo, hi, rows + 1)
-    image = np.stack([regrid(e, c, grid) for e, c in zip(df["edges"], df["counts"])], axis=1)
+    image = np.stack([regrid(e, c, grid) for e, c in zip(df["edges"], df["counts"], strict=True)], axis=1)
     if len(steps) > 1:
         mids = (steps[1:] + steps[:-1]) / 2
         x = np.concatenate([[steps[0] - (mids[0] - steps[0])], mids, [steps[-1] + (steps[-1] - mids[-1])]])

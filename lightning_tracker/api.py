@@ -8,39 +8,26 @@ resumed run that logs a step again supersedes the earlier value).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lightning_tracker.checkpoint_refs import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
-from lightning_tracker.run import (
-    CONFIG_FILE,
-    GIT_DIFF_FILE,
-    HISTOGRAMS_DIR,
-    META_FILE,
-    METRICS_DIR,
-    RUN_FILE,
-    SUMMARY_FILE,
-    live_chunks,
-    loads,
-    run_state,
-)
+from lightning_tracker.format import query
+from lightning_tracker.format.codec import decode_number, loads
+from lightning_tracker.format.documents import new_config, run_state
+from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, HISTOGRAMS_DIR, META_FILE, METRICS_DIR, RUN_FILE
+from lightning_tracker.format.schemas import HISTOGRAMS, METRICS
+from lightning_tracker.format.summary import keep_last
+from lightning_tracker.read_cache import ReadCache, read_chunks
 from lightning_tracker.storage import Storage
 
 __all__ = ["Run", "Store"]
-
-_NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-
-def _decode(value: Any) -> Any:
-    return _NONFINITE.get(value, value) if isinstance(value, str) else value
-
 
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
 
@@ -51,6 +38,12 @@ class Store:
     Args:
         url: the ``save_dir`` the runs were logged to (local folder or fsspec URL).
         storage_options: fsspec options (credentials, endpoint), kept in memory only.
+        cache: keeps the parsed chunks of the runs read, so that reading a history again
+            reads only the chunks written since (the live dashboard holds one).
+
+    Attributes:
+        storage: the :class:`~lightning_tracker.storage.Storage` of ``url``.
+        cache: the :class:`~lightning_tracker.read_cache.ReadCache` given, or None.
 
     Example:
         >>> from lightning_tracker import TrackerLogger
@@ -64,8 +57,11 @@ class Store:
         [0.01, 0.1]
     """
 
-    def __init__(self, url: str = "./runs", storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str = "./runs", storage_options: dict[str, Any] | None = None, *, cache: ReadCache | None = None
+    ) -> None:
         self.storage = Storage(url, storage_options)
+        self.cache = cache
 
     def __repr__(self) -> str:
         return f"Store({self.storage.url!r})"
@@ -81,7 +77,7 @@ class Store:
         tags: Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
         group: str | None = None,
-        where: Callable[[Run], bool] | Mapping[str, Any] | None = None,
+        where: str | Sequence[str] | Callable[[Run], bool] | Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
@@ -92,15 +88,19 @@ class Store:
             status: keep runs in this status (``running``, ``finished``, ``failed``,
                 ``crashed``) or any of these statuses.
             group: keep runs of this group.
-            where: keep runs for which this predicate of a ``Run`` is true, or that match
-                every ``{key: expected}`` of a mapping. A key names a hyperparameter
-                (``"lr"``, ``"model.width"``) or, as ``"summary.<metric>"``, the last value
-                of a metric; ``expected`` is a value to equal or a predicate of the value.
+            where: a query of :mod:`~lightning_tracker.format.query`, the grammar of the
+                CLI's ``--where`` and the report's filter box: a string of terms
+                (``"lr<0.01 val/acc>=0.9"``) or a list of one term each, all of which must
+                hold; or a predicate of a ``Run``; or a mapping ``{key: expected}`` where
+                ``expected`` is a value to equal or a predicate of the value. A key names a
+                hyperparameter (``"lr"``, ``"config.model.width"``), a metric's last value
+                (``"val/acc"``, ``"summary.val/acc"``) or a field (``"status"``, ``"tags"``).
             progress: called as ``progress(done, total)`` while the runs are read (a
                 progress bar for big or remote stores).
 
         Raises:
-            InvalidArgumentError: ``where`` is neither callable nor a mapping.
+            InvalidArgumentError: ``where`` is not a query, callable or mapping; a term is
+                malformed; or a term names a key that none of the runs has (a typo).
 
         Example:
             >>> from lightning_tracker import TrackerLogger
@@ -114,6 +114,12 @@ class Store:
             ['lr=0.01', 'lr=0.001']
             >>> [r.name for r in store.runs("p", where={"summary.loss": 0.1, "width": 8})]
             ['lr=0.1']
+            >>> [r.name for r in store.runs("p", where="lr<0.05 loss>=0.01")]
+            ['lr=0.01']
+            >>> store.runs("p", where=["lrr<0.05"])  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            lightning_tracker.exceptions.InvalidArgumentError: where term 'lrr<0.05' names 'lrr', ... did you mean 'lr'?
         """
         match = _where_predicate(where)
         projects = [project] if project is not None else self.projects()
@@ -133,7 +139,7 @@ class Store:
                 doc = loads(docs[rel])
             except ValueError:
                 continue
-            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc))
+            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc, cache=self.cache))
         wanted_tags = set(tags or [])
         statuses = {status} if isinstance(status, str) else set(status or [])
         runs = [
@@ -143,8 +149,7 @@ class Store:
             and (group is None or r.group == group)
         ]  # fmt: skip
         if match is not None:
-            _prefetch(self.storage, runs)
-            runs = [r for r in runs if match(r)]
+            runs = match(runs)
         return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
 
     def run(self, run_id: str, project: str | None = None) -> Run:
@@ -161,7 +166,8 @@ class Store:
         where = f"project {project!r} of " if project else ""
         if not matches:
             raise RunNotFoundError(
-                f"no run {run_id!r} in {where}{self.storage.url}; list runs with: lightning-tracker runs {self.storage.url}"
+                f"no run {run_id!r} in {where}{self.storage.url}; "
+                f"list runs with: lightning-tracker runs {self.storage.url}"
             )
         raise RunNotFoundError(
             f"{run_id!r} matches {len(matches)} runs in {where}{self.storage.url} "
@@ -175,7 +181,7 @@ class Store:
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
         """
-        runs = _prefetch(self.storage, self.runs(project, **filters))
+        runs = self.runs(project, **filters)
         rows = []
         for r in runs:
             row: dict[str, Any] = {
@@ -194,72 +200,78 @@ class Store:
         return pd.DataFrame(rows)
 
 
-def _prefetch(storage: Storage, runs: list[Run]) -> list[Run]:
-    """Reads the config and summary of many format-1 runs at once (concurrently on object stores).
-
-    Format 2 keeps both in ``run.json``, so a runs table needs no other file.
-    """
-    todo = [r for r in runs if not r._prefetched and not r._self_contained]
-    extra = storage.read_many([f"{r.path}/{name}" for r in todo for name in (CONFIG_FILE, SUMMARY_FILE)])
-    for r in todo:
-        r._prefetched = {name: extra.get(f"{r.path}/{name}") for name in (CONFIG_FILE, SUMMARY_FILE)}
-    return runs
+def _query_record(run: Run) -> dict[str, Any]:
+    """A run as :mod:`~lightning_tracker.format.query` reads it (the report builds the same)."""
+    return {
+        "id": run.id, "name": run.name, "project": run.project, "group": run.group,
+        "status": run.status, "tags": run.tags, "notes": run.notes, "params": run.flat_config,
+        "summary": {k: s.get("last") for k, s in run.summary.items()},
+    }  # fmt: skip
 
 
-def _where_predicate(where: Callable[[Run], bool] | Mapping[str, Any] | None) -> Callable[[Run], bool] | None:
-    if where is None or callable(where):
-        return where
-    if not isinstance(where, Mapping):
+def _where_predicate(where: Any) -> Callable[[list[Run]], list[Run]] | None:
+    """``where`` as a filter of a list of runs; a malformed query raises here, before any read."""
+    if where is None:
+        return None
+    if callable(where):
+        return lambda runs: [r for r in runs if where(r)]
+    if isinstance(where, Mapping):
+
+        def match(run: Run) -> bool:
+            record = _query_record(run)
+            for key, expected in where.items():
+                value = query.resolve(record, key)
+                if value is query.MISSING or not (expected(value) if callable(expected) else value == expected):
+                    return False
+            return True
+
+        return lambda runs: [r for r in runs if match(r)]
+    if not isinstance(where, (str, Sequence)):
         raise InvalidArgumentError(
-            f"where={where!r} is neither a predicate nor a mapping; pass a function of a Run "
+            f"where={where!r} is neither a query, a predicate nor a mapping; pass terms "
+            "(where='lr<0.01 val/acc>=0.9'), a function of a Run "
             "(where=lambda run: run.config['lr'] < 0.1) or {key: value} (where={'lr': 0.1})"
         )
-    missing = object()
+    parsed = query.parse(where)
 
-    def value_of(run: Run, key: str) -> Any:
-        if key.startswith("summary."):
-            return run.summary.get(key[len("summary."):], {}).get("last", missing)
-        return run.flat_config.get(key[len("config."):] if key.startswith("config.") else key, missing)
+    def keep(runs: list[Run]) -> list[Run]:
+        records = [_query_record(r) for r in runs]
+        if records:  # a key no run has is a typo, not an empty result
+            query.check_keys(parsed, query.known_keys(records))
+        return [r for r, rec in zip(runs, records, strict=True) if parsed.matches(rec)]
 
-    def match(run: Run) -> bool:
-        for key, expected in where.items():
-            value = value_of(run, key)
-            if value is missing or not (expected(value) if callable(expected) else value == expected):
-                return False
-        return True
-
-    return match
+    return keep
 
 
 class Run:
     """One recorded run. Documents are read on first access and cached.
 
+    Built by :class:`Store`; ``run.json`` (identity, status, params, summary) is read by
+    then, every other file when first asked for.
+
     Attributes:
         id: the run id (its folder name).
         project: the project (folder) it belongs to.
+        path: ``<project>/<id>``, relative to the store.
         doc: the raw ``run.json`` document.
+        cache: the store's :class:`~lightning_tracker.read_cache.ReadCache`, or None.
     """
 
-    def __init__(self, storage: Storage, path: str, doc: dict[str, Any]) -> None:
+    def __init__(self, storage: Storage, path: str, doc: dict[str, Any], *, cache: ReadCache | None = None) -> None:
         self.storage = storage
         self.path = path
         self.doc = doc
+        self.cache = cache
         self.project, self.id = path.split("/", 1)
-        self._prefetched: dict[str, bytes | None] = {}
-        # format 2: run.json holds the flat hyperparameters and the summary
-        self._self_contained = "params" in doc and "summary" in doc
 
     def __repr__(self) -> str:
         return f"Run({self.project}/{self.id}, name={self.name!r}, status={self.status!r})"
 
     def _doc(self, name: str) -> Any:
-        data = self._prefetched.get(name)
-        if data is None:
-            try:
-                data = self.storage.read_bytes(f"{self.path}/{name}")
-            except FileNotFoundError:
-                return None
-        return loads(data)
+        try:
+            return loads(self.storage.read_bytes(f"{self.path}/{name}"))
+        except FileNotFoundError:
+            return None
 
     @property
     def name(self) -> str:
@@ -310,7 +322,7 @@ class Run:
 
     @cached_property
     def _config_doc(self) -> dict[str, Any]:
-        return self._doc(CONFIG_FILE) or {"nested": {}, "flat": {}, "history": []}
+        return self._doc(CONFIG_FILE) or new_config()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -319,10 +331,8 @@ class Run:
 
     @property
     def flat_config(self) -> dict[str, Any]:
-        """Hyperparameters as ``{"dotted.key": value}``."""
-        if self._self_contained:
-            return self.doc["params"] or {}
-        return self._config_doc.get("flat", {})
+        """Hyperparameters as ``{"dotted.key": value}`` (from ``run.json``: no other read)."""
+        return dict(self.doc.get("params") or {})
 
     @property
     def config_history(self) -> list[dict[str, Any]]:
@@ -331,12 +341,11 @@ class Run:
 
     @cached_property
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per metric: ``last``, ``last_step``, ``min``, ``min_step``, ``max``, ``max_step``, ``count``."""
-        if self._self_contained:
-            metrics = self.doc["summary"] or {}
-        else:
-            metrics = (self._doc(SUMMARY_FILE) or {}).get("metrics") or {}
-        return {k: {f: _decode(v) for f, v in s.items()} for k, s in metrics.items()}
+        """Per metric: ``count``, ``last``, ``last_step``, ``last_time``, ``min``, ``min_step``,
+        ``max``, ``max_step``, ``high_step`` (the fields of
+        :data:`~lightning_tracker.format.summary.SUMMARY_FIELDS`; older runs may lack some)."""
+        metrics = self.doc.get("summary") or {}
+        return {k: {f: decode_number(v) for f, v in s.items()} for k, s in metrics.items()}
 
     @cached_property
     def meta(self) -> dict[str, Any]:
@@ -352,20 +361,7 @@ class Run:
             return ""
 
     def _metrics_table(self) -> pa.Table:
-        for _attempt in range(5):
-            names = live_chunks(self.storage.listdir(f"{self.path}/{METRICS_DIR}"))
-            try:
-                tables = []
-                for name in names:
-                    with self.storage.open(f"{self.path}/{METRICS_DIR}/{name}") as f:
-                        tables.append(pq.read_table(f))
-            except FileNotFoundError:
-                continue  # compacted between listing and reading: list again
-            if not tables:
-                return pa.table({"step": pa.array([], pa.int64()), "time": pa.array([], pa.float64()),
-                                 "key": pa.array([], pa.string()), "value": pa.array([], pa.float64())})  # fmt: skip
-            return pa.concat_tables(tables, promote_options="permissive")
-        raise RunNotFoundError(f"the metrics of run {self.url} kept changing while being read; try again")
+        return read_chunks(self.storage, f"{self.path}/{METRICS_DIR}", METRICS, self.cache, what="metrics")
 
     def metrics(self, keys: Iterable[str] | None = None, *, wide: bool = True) -> pd.DataFrame:
         """The full history: every point, one value per metric and step.
@@ -392,29 +388,31 @@ class Run:
         return self._history(lambda key: key.startswith("system/"), wide)
 
     def _history(self, select: Callable[[str], bool] | None, wide: bool) -> pd.DataFrame:
-        df = self._metrics_table().to_pandas()
+        table = self._metrics_table()
         # decide per distinct key, not per point: a history may hold millions of points
-        # (categories sorted by name, so sorting by key sorts by name)
-        keys = df["key"].astype(str if df.empty else "category")
-        if not df.empty:
-            wanted = sorted(str(k) for k in keys.cat.categories if select is None or select(str(k)))
-            keys = keys.cat.set_categories(wanted)
-            kept = keys.notna().to_numpy()
-            df = df[kept].assign(key=keys[kept].cat.remove_unused_categories())
-        df = df.drop_duplicates(["key", "step"], keep="last")
+        names, codes = _codes(table.column("key"), select)
+        steps, times, values = (table.column(c).to_numpy() for c in ("step", "time", "value"))
+        keep = keep_last([codes], steps) & (codes >= 0)
+        if not keep.all():  # copies only when some rows go
+            steps, codes, times, values = steps[keep], codes[keep], times[keep], values[keep]
         if not wide:
-            df = df.sort_values(["key", "step"], kind="stable").reset_index(drop=True)
-            return df.assign(key=df["key"].astype(str))
-        if df.empty:
+            order = np.lexsort((steps, codes))  # codes follow the sorted names
+            key = pd.Series(np.asarray(names, dtype=object)[codes[order]], dtype=str)
+            return pd.DataFrame({"step": steps[order], "time": times[order], "key": key, "value": values[order]})
+        if not len(steps):
             return pd.DataFrame({"step": pd.Series([], dtype="int64"), "time": pd.Series([], dtype="float64")})
         # one cell per (step, key), now unique: a grid assignment is much faster than pivot
-        steps, row = np.unique(df["step"].to_numpy(), return_inverse=True)
-        names = [str(c) for c in df["key"].cat.categories]
-        grid = np.full((len(steps), len(names)), np.nan)
-        grid[row, df["key"].cat.codes.to_numpy()] = df["value"].to_numpy()
-        out = pd.DataFrame(grid, columns=names)
-        out.insert(0, "step", steps)
-        out.insert(1, "time", pd.Series(df["time"].to_numpy()).groupby(row).max().to_numpy())
+        used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+        column = np.full(len(names), -1)
+        column[used] = np.arange(len(used))
+        uniq, row = _distinct(steps)
+        grid = np.full((len(uniq), len(used)), np.nan)
+        grid[row, column[codes]] = values
+        latest = np.full(len(uniq), np.nan)  # the latest wall time at each step, NaN ignored
+        np.fmax.at(latest, row, times)
+        out = pd.DataFrame(grid, columns=[names[i] for i in used])
+        out.insert(0, "step", uniq)
+        out.insert(1, "time", latest)
         return out
 
     @property
@@ -468,24 +466,45 @@ class Run:
         """
         import fnmatch
 
-        from lightning_tracker.writers.histograms import SCHEMA
-
-        folder = f"{self.path}/{HISTOGRAMS_DIR}"
-        for _attempt in range(5):
-            try:
-                tables = []
-                for chunk in live_chunks(self.storage.listdir(folder)):
-                    with self.storage.open(f"{folder}/{chunk}") as f:
-                        tables.append(pq.read_table(f).cast(SCHEMA))
-                break
-            except FileNotFoundError:
-                continue  # compacted between listing and reading: list again
-        else:
-            raise RunNotFoundError(f"the histograms of run {self.url} kept changing while being read; try again")
-        table = pa.concat_tables(tables).unify_dictionaries() if tables else SCHEMA.empty_table()
-        df = table.to_pandas()
-        df["tensor"], df["kind"] = df["tensor"].astype(str), df["kind"].astype(str)
+        table = read_chunks(self.storage, f"{self.path}/{HISTOGRAMS_DIR}", HISTOGRAMS, self.cache, what="histograms")
+        tensors, tensor = _codes(table.column("tensor"))
+        kinds, kind = _codes(table.column("kind"))
+        steps = table.column("step").to_numpy()
+        keep = keep_last([tensor, kind], steps)
         if name is not None:
-            df = df[[fnmatch.fnmatchcase(t, name) for t in df["tensor"]]] if len(df) else df
-        df = df.drop_duplicates(["tensor", "kind", "step"], keep="last")
-        return df.sort_values(["tensor", "kind", "step"], kind="stable").reset_index(drop=True)
+            keep &= np.array([fnmatch.fnmatchcase(t, name) for t in tensors], dtype=bool)[tensor]
+        rows = np.flatnonzero(keep)
+        rows = rows[np.lexsort((steps[rows], kind[rows], tensor[rows]))]  # codes follow the sorted names
+        df = table.take(rows).to_pandas()
+        df["tensor"] = pd.Series(np.asarray(tensors, dtype=object)[tensor[rows]], dtype=str)
+        df["kind"] = pd.Series(np.asarray(kinds, dtype=object)[kind[rows]], dtype=str)
+        return df
+
+
+def _distinct(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(steps, return_inverse=True)``, without a sort when the steps are dense."""
+    low, high = int(steps.min()), int(steps.max())
+    if high - low > 4 * len(steps):
+        return np.unique(steps, return_inverse=True)
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[steps - low] = True
+    return np.flatnonzero(present) + low, (np.cumsum(present) - 1)[steps - low]
+
+
+def _codes(column: pa.ChunkedArray, select: Callable[[str], bool] | None = None) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct names of a dictionary column, and each row's index into them.
+
+    With ``select``, only the names it accepts; the rows of the others get -1. Decided per
+    distinct name: a chunk's dictionary holds each name once, however many rows use it.
+    """
+    chunks = [c for c in column.chunks if len(c)]
+    found = {str(n) for c in chunks for n in c.dictionary.to_pylist()}
+    names = sorted(n for n in found if select is None or select(n))
+    position = {n: i for i, n in enumerate(names)}
+    parts = [
+        np.array([position.get(str(n), -1) for n in c.dictionary.to_pylist()], dtype=np.int64)[
+            c.indices.to_numpy(zero_copy_only=False)
+        ]
+        for c in chunks
+    ]
+    return names, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -3,8 +3,9 @@
 ``Run.checkpoints`` lists a run's checkpoints as :class:`CheckpointRef` objects and
 ``Run.checkpoint(key)`` finds one by alias (``best``, ``latest``, a user alias), name or
 file name. :meth:`CheckpointRef.download` streams the object to a temporary file and
-checks its size and sha256 against the manifest before handing it over. The write side
-is :mod:`lightning_tracker.checkpoints`; this module imports neither torch nor Lightning.
+checks its size and sha256 against the manifest before handing it over. The manifest's
+shape is :mod:`lightning_tracker.format.documents`'s; this module imports neither torch
+nor Lightning, nor the writers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 from typing import Any
 
 from lightning_tracker.exceptions import CheckpointIntegrityError, RunNotFoundError
-from lightning_tracker.run import FORMAT_VERSION, MODELS_DIR, MODELS_FILE, loads
+from lightning_tracker.format.codec import loads
+from lightning_tracker.format.documents import new_manifest
+from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE
 from lightning_tracker.storage import Storage
 
 __all__ = ["CheckpointList", "CheckpointRef", "find_checkpoint", "list_checkpoints", "read_manifest"]
@@ -31,20 +34,20 @@ class CheckpointRef:
 
     Example:
         >>> import tempfile
-        >>> from types import SimpleNamespace
-        >>> from lightning_tracker.checkpoints import CheckpointUploader
-        >>> folder = tempfile.mkdtemp()
-        >>> path = os.path.join(folder, "last.ckpt")
-        >>> with open(path, "wb") as f:
-        ...     _ = f.write(b"weights")
-        >>> uploader = CheckpointUploader(Storage("memory://doc-ref"), "p/r1", folder)
-        >>> uploader.on_save(SimpleNamespace(last_model_path=path))
-        >>> uploader.close(timeout=30)
-        True
-        >>> ref = find_checkpoint(Storage("memory://doc-ref"), "p/r1", "latest")
+        >>> from lightning_tracker.format.codec import dumps
+        >>> from lightning_tracker.format.documents import manifest_entry, resolve_aliases
+        >>> storage = Storage("memory://doc-ref")  # a run with one stored checkpoint, as the writer leaves it
+        >>> storage.write_bytes("p/r1/models/last.ckpt", b"weights")
+        >>> manifest = new_manifest()
+        >>> manifest["checkpoints"].append(manifest_entry(
+        ...     "last.ckpt", "last.ckpt", 0, step=10, epoch=0, monitor=None, mode=None, score=None,
+        ...     size=7, sha256=hashlib.sha256(b"weights").hexdigest(), saved_time=None))
+        >>> resolve_aliases(manifest, {})
+        >>> storage.write_bytes("p/r1/models.json", dumps(manifest))
+        >>> ref = find_checkpoint(storage, "p/r1", "latest")
         >>> ref.name, ref.size, ref.aliases
         ('last.ckpt', 7, ['latest'])
-        >>> with open(ref.download(os.path.join(folder, "copy.ckpt")), "rb") as f:
+        >>> with open(ref.download(os.path.join(tempfile.mkdtemp(), "copy.ckpt")), "rb") as f:
         ...     f.read()
         b'weights'
     """
@@ -127,7 +130,7 @@ def _remove(path: str) -> None:
         pass
 
 
-class CheckpointList(list):  # type: ignore[type-arg]
+class CheckpointList(list[CheckpointRef]):
     """A run's stored checkpoints (:class:`CheckpointRef`), oldest first."""
 
     def to_frame(self) -> Any:
@@ -135,7 +138,7 @@ class CheckpointList(list):  # type: ignore[type-arg]
         import pandas as pd
 
         columns = ["name", "file", "step", "epoch", "monitor", "mode", "score", "size", "sha256", "aliases",
-                   "saved_time", "uploaded_time", "state"]  # fmt: skip
+                   "saved_time", "stored_time", "state"]  # fmt: skip
         return pd.DataFrame([{c: ref.entry.get(c) for c in columns} for ref in self], columns=columns)
 
 
@@ -144,7 +147,7 @@ def read_manifest(storage: Storage, run_path: str) -> dict[str, Any]:
     try:
         return loads(storage.read_bytes(f"{run_path}/{MODELS_FILE}"))
     except FileNotFoundError:
-        return {"format_version": FORMAT_VERSION, "checkpoints": [], "aliases": {}}
+        return new_manifest()
 
 
 def list_checkpoints(storage: Storage, run_path: str) -> CheckpointList:

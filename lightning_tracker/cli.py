@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import operator
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,66 +57,18 @@ def _fmt_duration(seconds: Any) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "==": operator.eq, "!=": operator.ne,
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}  # fmt: skip
-
-
-def _where(conditions: Sequence[str]) -> dict[str, Callable[[Any], bool]] | None:
-    """``["lr<0.01", "optimizer=adam", "summary.val/acc>=0.9"]`` as a ``Store.runs(where=...)`` mapping.
-
-    A value is read as JSON when it can be (numbers, ``true``, ``null``, quoted strings)
-    and as text otherwise; several conditions on one key must all hold.
-
-    Example:
-        >>> match = _where(["lr<0.01", "optimizer=adam"])
-        >>> match["lr"](0.001), match["lr"](0.1), match["optimizer"]("adam")
-        (True, False, True)
-    """
-    checks: dict[str, list[Callable[[Any], bool]]] = {}
-    for text in conditions:
-        found = _CONDITION.match(text)
-        if found is None or not found.group(3):
-            raise InvalidArgumentError(
-                f"--where={text!r} is not a condition; write KEY OP VALUE with OP one of "
-                "= != < <= > >=, e.g. --where 'lr<0.01' --where 'summary.val/acc>=0.9'"
-            )
-        key, op, raw = found.groups()
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        checks.setdefault(key, []).append(_condition(_COMPARE[op], value))
-    if not checks:
-        return None
-    return {key: (lambda v, fs=tuple(fs): all(f(v) for f in fs)) for key, fs in checks.items()}
-
-
-def _condition(compare: Callable[[Any, Any], bool], expected: Any) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        try:
-            return bool(compare(value, expected))
-        except TypeError:  # e.g. a text hyperparameter against a number: no match
-            return False
-
-    return check
-
-
 _STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "bold red"}
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    from lightning_tracker.api import Store
-
     from rich.progress import Progress
 
+    from lightning_tracker.api import Store
+
     store = Store(args.store, _storage_options(args.storage_options))
-    where = _where(args.where or [])
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"reading runs from {store.storage.url}", total=None)
-        table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=where,
+        table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=args.where,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     if table.empty:
         console.print(f"no runs in {store.storage.url}" + (f" (project {args.project!r})" if args.project else ""))
@@ -152,7 +102,7 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     for col in metric_cols:
         out.add_column(col[len("summary."):], justify="right", style="magenta")
     for row in table.itertuples(index=False):
-        rec = dict(zip(table.columns, row))
+        rec = dict(zip(table.columns, row, strict=True))
         cells = [rec["id"], rec["name"]]
         if not args.project:
             cells.append(rec["project"])
@@ -201,7 +151,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
-    from lightning_tracker.sync import find_spooled_runs, sync
+    from lightning_tracker.sync import sync
+    from lightning_tracker.writers.spool import find_spooled_runs
 
     if args.list:
         for path in find_spooled_runs(args.spool_dir):
@@ -247,7 +198,7 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
         values = [r.flat_config.get(key) for r in runs]
         cells = [_fmt(v) if v is not None else "—" for v in values]
         changed = [i > 0 and values[i] != values[0] for i in range(len(values))]
-        config.add_row(key, *[f"[bold yellow]{c}" if ch else c for c, ch in zip(cells, changed)])
+        config.add_row(key, *[f"[bold yellow]{c}" if ch else c for c, ch in zip(cells, changed, strict=True)])
     console.print(config if differ else f"the {len(runs)} runs share all {len(keys)} hyperparameters")
     metrics = Table(title="metrics (last value)", header_style="bold")
     metrics.add_column("metric")
@@ -362,9 +313,10 @@ def _parser() -> argparse.ArgumentParser:
     store_args(runs)
     runs.add_argument("--status", action="append", help="only runs in this status (repeatable)")
     runs.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
-    runs.add_argument("--where", "-w", action="append", metavar="CONDITION",
-                      help="only runs where a hyperparameter or summary.<metric> compares true, e.g. "
-                           "'lr<0.01', 'optimizer=adam', 'summary.val/acc>=0.9' (repeatable)")  # fmt: skip
+    runs.add_argument("--where", "-w", action="append", metavar="TERM",
+                      help="only runs where a hyperparameter, metric or field compares true, e.g. "
+                           "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
+                           "id, name, project, group, status or tags contain a word (repeatable)")  # fmt: skip
     runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
     runs.add_argument("--columns", help="comma-separated hyperparameters and metrics to show")
     runs.set_defaults(func=_cmd_runs)
@@ -384,7 +336,8 @@ def _parser() -> argparse.ArgumentParser:
 
     syn = sub.add_parser("sync", help="upload spooled runs (offline runs, outages, crashes)")
     syn.add_argument("paths", nargs="*", help="spool folders of runs (default: every spooled run)")
-    syn.add_argument("--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)")
+    syn.add_argument("--spool-dir",
+                     help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)")
     syn.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=_cmd_sync)

@@ -83,9 +83,9 @@ def _make_module(config: DemoConfig) -> Any:
         def configure_optimizers(self) -> Any:
             params = self.parameters()
             hp = self.hparams
-            if hp.optimizer == "adam":
-                return torch.optim.Adam(params, lr=hp.lr)
-            return torch.optim.SGD(params, lr=hp.lr, momentum=0.9)
+            if hp["optimizer"] == "adam":
+                return torch.optim.Adam(params, lr=hp["lr"])
+            return torch.optim.SGD(params, lr=hp["lr"], momentum=0.9)
 
     return DigitsClassifier(**asdict(config))
 

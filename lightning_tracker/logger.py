@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lightning_tracker._compat import Logger, override, rank_zero_experiment, rank_zero_only
-from lightning_tracker.checkpoints import CheckpointUploader
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.run import new_run_id, new_run_name, validate_path_name
+from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
 from lightning_tracker.storage import Storage
-from lightning_tracker.sync import spool_dir_for
-from lightning_tracker.writers.run_writer import RunWriter
+from lightning_tracker.writers.checkpoints import CheckpointProducer
+from lightning_tracker.writers.histograms import Capture
+from lightning_tracker.writers.run_writer import RunWriter, Sampler
+from lightning_tracker.writers.spool import spool_dir_for
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -45,14 +45,19 @@ def _job_run_id(index: int) -> str | None:
     return f"job-{safe}-{index}" if safe else None
 
 
+def _rank() -> int:
+    # Lightning sets `rank_zero_only.rank` at import; its type hints do not declare it
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def _shared_run_id(index: int, run_id: str | None) -> str:
     global _constructed
     _constructed += 1
     shared = json.loads(os.environ.get(_SHARED_IDS_ENV, "[]"))
-    if run_id is None and rank_zero_only.rank > 0 and index < len(shared):
+    if run_id is None and _rank() > 0 and index < len(shared):
         return shared[index]
     run_id = run_id or _job_run_id(index) or new_run_id()
-    if rank_zero_only.rank == 0:
+    if _rank() == 0:
         shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
         os.environ[_SHARED_IDS_ENV] = json.dumps(shared)
     return run_id
@@ -170,7 +175,7 @@ class TrackerLogger(Logger):
         self._finalize_timeout = float(finalize_timeout)
         self._writer: RunWriter | None = None
         self._log_model = log_model
-        self._checkpoints: CheckpointUploader | None = None
+        self._checkpoints: CheckpointProducer | None = None
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -194,8 +199,9 @@ class TrackerLogger(Logger):
         folder that mirrors it (Lightning's ``ModelCheckpoint`` writes there too, so it
         never writes to the network on the training thread).
         """
-        if self._storage.is_local:
-            return self._storage.root
+        local_path = getattr(self._storage, "local_path", None)
+        if local_path is not None:
+            return str(local_path())
         return spool_dir_for(self._storage, self._spool_root)
 
     @property
@@ -269,8 +275,41 @@ class TrackerLogger(Logger):
         """Buffers metrics in memory; the background writer stores them."""
         writer = self._writer if self._writer is not None and self._writer.pid == os.getpid() else self.experiment
         if self._prefix:
-            metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
+            metrics = {f"{self._metric_prefix}{k}": v for k, v in metrics.items()}
         writer.log_metrics(metrics, step)
+
+    @property
+    def _metric_prefix(self) -> str:
+        return f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
+
+    @rank_zero_only
+    def log_histograms(self, capture: Capture) -> None:
+        """Records one capture of histograms (what ``GradientMonitor`` hands over); memory only.
+
+        The capture is resolved on the background flusher (``capture.resolve()`` returns
+        the histogram columns and the norm metrics derived from them). Like every metric
+        this logger records, the norm metrics (``gradients/*``, ``parameters/*``) get
+        ``prefix``; tensor names in the histograms do not.
+        """
+        self.experiment.log_histograms(capture, self._metric_prefix)
+
+    @rank_zero_only
+    def add_sampler(self, name: str, sampler: Sampler, every_s: float) -> None:
+        """Calls ``sampler()`` on the background flusher every ``every_s`` seconds and logs
+        the ``(metrics, step)`` it returns (what ``SystemMonitor`` uses; ``prefix`` applies).
+
+        Args:
+            name: the sampler's name; adding a name again replaces the earlier sampler.
+            sampler: returns ``(metrics, step)``; ``step=None`` takes the next step.
+            every_s: seconds between calls (at most one call per flush).
+        """
+        self.experiment.add_sampler(name, sampler, every_s, self._metric_prefix)
+
+    @rank_zero_only
+    def remove_sampler(self, name: str) -> None:
+        """Stops calling the sampler ``name`` (no error when there is none)."""
+        if self._writer is not None:
+            self._writer.remove_sampler(name)
 
     @override
     @rank_zero_only
@@ -292,13 +331,7 @@ class TrackerLogger(Logger):
         """
         if not self._log_model:
             return
-        writer = self.experiment
-        if self._checkpoints is None or self._checkpoints.pid != os.getpid():  # none yet, or a forked child
-            self._checkpoints = CheckpointUploader(
-                self._storage, writer.prefix, writer.local_dir, log_model=self._log_model, offline=self._offline,
-                resume=self._resume,
-            )
-        self._checkpoints.on_save(checkpoint_callback)
+        self._checkpoints = self.experiment.save_checkpoint(checkpoint_callback, self._log_model)
 
     @rank_zero_only
     def add_checkpoint_alias(self, alias: str, checkpoint: str | os.PathLike[str] | None = None) -> None:
@@ -331,10 +364,7 @@ class TrackerLogger(Logger):
         if self._writer is None:
             return
         state = "failed" if status == "failed" else "finished"
-        deadline = time.monotonic() + self._finalize_timeout
         self._writer.close(state, timeout=self._finalize_timeout)
-        if self._checkpoints is not None:
-            self._checkpoints.close(max(0.0, deadline - time.monotonic()), progress=True)
 
     @rank_zero_only
     def flush(self) -> None:

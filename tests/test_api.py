@@ -46,9 +46,9 @@ def test_where_filters_by_hyperparameter_metric_and_predicate(store_target: tupl
     assert list(table["name"]) == ["run-1"] and table["config.model.width"].tolist() == [64]
 
 
-def test_where_rejects_a_value_that_is_neither_mapping_nor_predicate(tmp_path: Any) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"where='lr=0.1'.*where=\{'lr': 0.1\}"):
-        Store(str(tmp_path)).runs(where="lr=0.1")  # type: ignore[arg-type]
+def test_where_rejects_a_value_that_is_neither_query_mapping_nor_predicate(tmp_path: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"where=0.1 .*where=\{'lr': 0.1\}"):
+        Store(str(tmp_path)).runs(where=0.1)  # type: ignore[arg-type]
 
 
 def test_a_runs_table_reads_only_run_json_and_reports_progress(store_target: tuple[str, Any]) -> None:
@@ -62,28 +62,6 @@ def test_a_runs_table_reads_only_run_json_and_reports_progress(store_target: tup
     assert table["config.lr"].tolist() == [0.1, 0.01, 0.001]
     assert table["summary.val/acc"].tolist() == pytest.approx([0.6, 0.51, 0.501])
     assert calls == [(3, 3)]
-
-
-def test_format_1_runs_are_still_read(tmp_path: Any) -> None:
-    """Runs written before format 2 keep their summary in summary.json and params in config.json."""
-    run_dir = tmp_path / "old" / "20260101-000000-aaaaaaaa"
-    run_dir.mkdir(parents=True)
-    docs = {
-        "run.json": {"format_version": 1, "id": run_dir.name, "project": "old", "name": "v1", "tags": [],
-                     "status": "finished", "start_time": 1.0, "end_time": 2.0, "sessions": []},
-        "config.json": {"nested": {"lr": 0.5, "model": {"width": 8}}, "flat": {"lr": 0.5, "model.width": 8},
-                        "history": []},
-        "summary.json": {"format_version": 1, "metrics": {"loss": {"count": 2, "last": "NaN", "last_step": 1,
-                                                                    "min": 0.25, "max": 0.25}}},
-    }  # fmt: skip
-    for name, doc in docs.items():
-        (run_dir / name).write_text(json.dumps(doc))
-    store = Store(str(tmp_path))
-    run = store.run("v1")
-    assert run.config == {"lr": 0.5, "model": {"width": 8}} and math.isnan(run.summary["loss"]["last"])
-    table = store.table("old")
-    assert table.loc[0, "config.model.width"] == 8 and table.loc[0, "min.loss"] == 0.25
-    assert [r.name for r in store.runs(where={"lr": 0.5, "summary.loss": math.isnan})] == ["v1"]
 
 
 def test_system_returns_only_system_metrics_in_full(store_target: tuple[str, Any]) -> None:

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker._compat import Callback
 from lightning_tracker.cli import main as cli
-from lightning_tracker.run import live_chunks
+from lightning_tracker.format.layout import live_chunks
 from tests.conftest import S3Server
 from tests.helpers import TinyModel, loader, start_training, trainer
 
@@ -75,7 +75,7 @@ def test_sigkill_on_s3_during_event_file_rotation_then_sync(trial: int, tmp_path
     assert remote.status == "crashed"
     pd.testing.assert_frame_equal(remote.metrics(), local_history)
     download = tmp_path / "download"
-    remote.storage.fs.get(remote.storage.path(remote.path) + "/", str(download), recursive=True)
+    remote.storage.fs.get(f"{remote.storage.root}/{remote.path}/", str(download), recursive=True)
     assert len([n for n in os.listdir(download) if n.startswith("events.out")]) >= 2, "event files rotated"
     _assert_all_files_readable(str(download))
     # sync is idempotent
@@ -189,8 +189,7 @@ def test_resume_after_an_outage_keeps_the_spooled_session(tmp_path: Any) -> None
         first = TrackerLogger(url, name="p", storage_options=server.storage_options, finalize_timeout=1.0)
         first.log_metrics({"a": 0.0}, step=0)
         first.flush()
-        first.experiment._upload_wake.set()
-        time.sleep(0.5)
+        assert first.experiment.mirror.run_once().complete  # step 0 is in the store
         server.stop()
         for step in range(1, 5):
             first.log_metrics({"a": float(step)}, step=step)
@@ -286,7 +285,7 @@ def test_a_30_second_outage_keeps_memory_bounded_and_every_point_lands() -> None
                 worst_call = max(worst_call, time.perf_counter() - t0)
                 step += 1
                 if phase == "outage":
-                    max_buffered = max(max_buffered, len(writer._points) + len(writer._retry))
+                    max_buffered = max(max_buffered, len(writer.points))
                     max_chunks = max(max_chunks, len(os.listdir(metrics_dir)))
                 time.sleep(0.01)
         logger.finalize("success")
@@ -309,17 +308,17 @@ def test_a_full_spool_disk_warns_keeps_training_and_loses_nothing(
 ) -> None:
     import errno
 
-    from lightning_tracker.writers import metrics as metrics_module
+    from lightning_tracker.writers import chunks as chunks_module
 
-    real_write = metrics_module._write_table
+    real_write = chunks_module.write_chunk
     disk_full = {"on": False}
 
-    def write_table(table: Any, path: str) -> None:
+    def write_chunk(table: Any, path: str, schema: Any) -> None:
         if disk_full["on"]:
             raise OSError(errno.ENOSPC, "No space left on device", path)
-        real_write(table, path)
+        real_write(table, path, schema)
 
-    monkeypatch.setattr(metrics_module, "_write_table", write_table)
+    monkeypatch.setattr(chunks_module, "write_chunk", write_chunk)
     logger = TrackerLogger(tmp_path, name="p", flush_interval=300)
     for step in range(10):
         logger.log_metrics({"a": float(step)}, step=step)

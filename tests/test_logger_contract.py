@@ -4,6 +4,7 @@ under both Lightning packages (``pytorch_lightning`` and ``lightning.pytorch``).
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,28 @@ def test_prefix_is_joined_like_lightning_loggers(tmp_path: Any) -> None:
     logger.finalize("success")
     assert list(Store(tmp_path).run(logger.version).summary) == ["fold1-loss"]
 
+
+
+def test_prefix_applies_to_every_metric_the_logger_records(tmp_path: Any) -> None:
+    import numpy as np
+
+    class _Capture:
+        def resolve(self) -> tuple[dict[str, Any], list[tuple[str, int, float, float]]]:
+            columns = {"step": [3], "time": [0.0], "tensor": ["w"], "kind": ["gradient"], "numel": [2],
+                       "edges": [[0.0, 1.0]], "counts": [[2]], "norm": [1.0], "min": [0.0], "max": [1.0],
+                       "sum": [1.0], "zeros": [0], "nan": [0], "posinf": [0], "neginf": [0], "update_ratio": [np.nan]}
+            return columns, [("gradients/norm_total", 3, 0.0, 1.0)]
+
+    logger = TrackerLogger(tmp_path, name="p", prefix="fold1")
+    logger.log_histograms(_Capture())
+    logger.add_sampler("test", lambda: ({"system/cpu_percent": 5.0}, 3), every_s=0.01)
+    logger.flush()
+    time.sleep(0.1)
+    logger.remove_sampler("test")
+    logger.finalize("success")
+    run = Store(tmp_path).run(logger.version)
+    assert set(run.summary) == {"fold1-gradients/norm_total", "fold1-system/cpu_percent"}
+    assert list(run.histograms()["tensor"]) == ["w"]  # tensor names are not prefixed
 
 def test_finalize_failed_then_success_again(tmp_path: Any) -> None:
     logger = TrackerLogger(tmp_path, name="p")

@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.run import live_chunks, parse_chunk_name, run_state
-from lightning_tracker.writers.metrics import COMPACT_FANIN
+from lightning_tracker.format.documents import run_state
+from lightning_tracker.format.layout import live_chunks, parse_chunk_name
+from lightning_tracker.writers.chunks import COMPACT_FANIN
 
 
 def test_run_ids_are_unique_across_processes() -> None:
-    code = "from lightning_tracker.run import new_run_id\nfor _ in range(500): print(new_run_id())"
+    code = "from lightning_tracker.format.layout import new_run_id\nfor _ in range(500): print(new_run_id())"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(8)]
     ids = [line for p in procs for line in p.communicate(timeout=60)[0].split()]
     assert len(ids) == len(set(ids)) == 4000
@@ -40,7 +41,7 @@ def test_layout_and_files_are_readable_without_our_code(tmp_path: Any) -> None:
     assert {"run.json", "meta.json", "config.json", "metrics"} <= names
     assert any(n.startswith("events.out.tfevents.") for n in names)
     doc = json.loads((run_dir / "run.json").read_text())
-    assert doc["format_version"] == 2 and doc["name"] == "readable" and doc["status"] == "finished"
+    assert doc["format_version"] == 3 and doc["name"] == "readable" and doc["status"] == "finished"
     assert doc["params"] == {"lr": 0.1} and doc["summary"]["loss"]["last"] == pytest.approx(0.1)
     chunks = str(run_dir / "metrics" / "*.parquet")
     df = pd.read_parquet(run_dir / "metrics")
@@ -167,6 +168,26 @@ def test_resume_continues_one_history_and_supersedes_steps(store_target: tuple[s
     s = run.summary["loss"]
     assert (s["count"], s["last"], s["min"], s["min_step"], s["max"], s["max_step"]) == (15, 14.0, 6.0, 6, 15.0, 5)
 
+
+
+def test_the_live_summary_equals_the_final_one_after_a_resume_logs_steps_again(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    first = TrackerLogger(save_dir, name="p", storage_options=options)
+    for step in range(10):
+        first.log_metrics({"loss": 10.0 + step, "acc": float(step)}, step=step)
+    first.finalize("failed")
+    second = TrackerLogger(save_dir, name="p", version=first.version, storage_options=options, flush_interval=300)
+    live = []
+    for step in range(6, 15):
+        second.log_metrics({"loss": float(step)}, step=step)
+        if step in (7, 14):  # inside the overlap with the first session, and at the end, before finalize
+            second.flush()
+            live.append(dict(second.experiment.run_doc["summary"]))
+    second.finalize("success")
+    final = Store(save_dir, options).run(first.version).summary
+    assert live[0]["loss"]["count"] == 10 and live[0]["loss"]["min"] == 6.0  # steps 0-9; 6 and 7 replaced
+    assert live[1]["loss"] == final["loss"] and live[1]["acc"] == final["acc"]
+    assert (final["loss"]["count"], final["loss"]["max"], final["loss"]["max_step"]) == (15, 15.0, 5)
 
 @dataclass
 class _Optim:

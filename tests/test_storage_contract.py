@@ -19,7 +19,7 @@ from tests.servers import AzureServer, GCSServer  # sets the gcsfs environment f
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
 from lightning_tracker.cli import main as cli  # noqa: E402
-from lightning_tracker.run import live_chunks, parse_chunk_name  # noqa: E402
+from lightning_tracker.format.layout import live_chunks, parse_chunk_name  # noqa: E402
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
 

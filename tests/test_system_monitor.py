@@ -38,8 +38,8 @@ def test_samples_land_in_the_run_from_a_background_thread(pl_package: str, tmp_p
     writer.log_metrics = spy  # type: ignore[method-assign]
     t = trainer(logger, pl_package, callbacks=[_slow(pl_package), SystemMonitor(interval_s=0.05, gpu=False)])
     t.fit(tiny_model(pl_package))
-    assert threads == {"lightning-tracker-system"}, "sampled off the training thread"
-    assert not [th for th in threading.enumerate() if th.name == "lightning-tracker-system"], "stopped at fit end"
+    assert threads == {"lightning-tracker-flush"}, "sampled by the run's flusher, off the training thread"
+    assert not writer._samplers, "stopped at fit end"
     system = Store(tmp_path).run(logger.version).metrics(wide=False)
     system = system[system["key"].str.startswith("system/")]
     keys = set(system["key"])

@@ -63,7 +63,7 @@ def test_remote_event_files_rotate_and_each_is_uploaded_once(
         logger.log_metrics({"a": float(step)}, step=step)
         if step % 10 == 9:
             logger.flush()
-            writer._upload_wake.set()
+            writer.mirror.run_once()
     logger.finalize("success")
     event_puts = [p for p in puts if "events.out.tfevents" in p]
     assert len(event_puts) >= 3

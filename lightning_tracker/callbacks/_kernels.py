@@ -108,9 +108,9 @@ def _bin(a: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
         counts += found[: bins + 1]
         if len(found) > bins + 1:  # float rounding just above hi
             counts[bins] += found[bins + 1 :].sum()
-    found = counts.numpy()
-    found[bins - 1] += found[bins]  # the maximum itself
-    return found[:bins]
+    out = counts.numpy()
+    out[bins - 1] += out[bins]  # the maximum itself
+    return out[:bins]
 
 
 def _zeros(a: np.ndarray) -> int:
@@ -186,7 +186,7 @@ def _stats_loop_serial(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> t
     stats[:, _MIN], stats[:, _MAX] = lo, hi
     lo, hi, same = _safe_range(lo, hi)
     stats[:, _LO], stats[:, _HI] = lo, hi
-    for i, (a, a_lo, a_hi, one) in enumerate(zip(arrays, lo.tolist(), hi.tolist(), same.tolist())):
+    for i, (a, a_lo, a_hi, one) in enumerate(zip(arrays, lo.tolist(), hi.tolist(), same.tolist(), strict=True)):
         # zero is finite: a tensor whose finite values are all of one sign has none
         table[i, _ZEROS] = _zeros(a) if a.size and table[i, _MIN] <= 0.0 <= table[i, _MAX] else 0
         if one:
@@ -221,8 +221,10 @@ def _stats_segmented(
     device = ids.device
     flat = torch.cat([x.reshape(-1) for x in xs]).float() if n else torch.zeros(0, device=device)
     finite = torch.isfinite(flat)
-    lo = torch.full((n,), math.inf, device=device).scatter_reduce_(0, ids, torch.where(finite, flat, math.inf), "amin")
-    hi = torch.full((n,), -math.inf, device=device).scatter_reduce_(0, ids, torch.where(finite, flat, -math.inf), "amax")
+    lo = torch.full((n,), math.inf, device=device)
+    lo = lo.scatter_reduce_(0, ids, torch.where(finite, flat, math.inf), "amin")
+    hi = torch.full((n,), -math.inf, device=device)
+    hi = hi.scatter_reduce_(0, ids, torch.where(finite, flat, -math.inf), "amax")
     lo, hi = reduce.range(lo, hi)
     vmin, vmax = lo, hi
     lo, hi, same = _safe_range(lo, hi)

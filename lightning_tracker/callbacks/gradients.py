@@ -33,25 +33,17 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from lightning_tracker._compat import Callback, override
+from lightning_tracker.callbacks._capture import Capture, Part
 from lightning_tracker.callbacks._kernels import (
-    _HI,
-    _LO,
-    _MAX,
-    _MIN,
     _NORM2,
     _NSTATS,
-    _NUMEL,
-    _SUM,
-    _ZEROS,
     _norm_dtype,
     _Reducer,
     _Segments,
@@ -61,6 +53,7 @@ from lightning_tracker.callbacks._kernels import (
     one_thread,
     tensor_histograms,
 )
+from lightning_tracker.callbacks._logger import find_logger
 from lightning_tracker.exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -85,91 +78,6 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return to_local() if to_local is not None else t
 
 
-class _Part:
-    """Results of one kind on one device: small tensors, on the host once copied."""
-
-    def __init__(
-        self, kind: str, names: list[str], stats: torch.Tensor, counts: torch.Tensor, share: torch.Tensor | None
-    ) -> None:
-        self.kind, self.names, self.stats, self.counts, self.share = kind, names, stats, counts, share
-        self.update2: torch.Tensor | None = None  # squared norms of the optimizer's update
-
-
-def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
-    if t.device.type == "cpu":
-        return t
-    if t.device.type != "cuda":
-        return t.cpu()
-    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-    host.copy_(t, non_blocking=True)  # asynchronous: the flusher waits on the event
-    event = torch.cuda.Event()
-    event.record(torch.cuda.current_stream(t.device))
-    events.append(event)
-    return host
-
-
-class _Capture:
-    """One captured optimizer step; resolved into table columns on the flusher thread."""
-
-    def __init__(self, step: int, bins: int) -> None:
-        self.step, self.time, self.bins = step, time.time(), bins
-        self.parts: list[_Part] = []
-        self.events: list[Any] = []
-
-    def to_host(self) -> None:
-        for part in self.parts:
-            part.stats = _to_host(part.stats, self.events)
-            part.counts = _to_host(part.counts, self.events)
-            if part.update2 is not None:
-                part.update2 = _to_host(part.update2, self.events)
-
-    def resolve(self) -> dict[str, Any]:
-        for event in self.events:
-            event.synchronize()
-        bins = self.bins
-        names = [n for part in self.parts for n in part.names]
-        kinds = [part.kind for part in self.parts for _ in part.names]
-        stats = np.concatenate([part.stats.numpy() for part in self.parts] or [np.zeros((0, _NSTATS))])
-        counts = np.rint(np.concatenate([part.counts.numpy() for part in self.parts] or [np.zeros((0, bins + 3))]))
-        counts = counts.astype(np.int64)
-        update2 = np.concatenate([
-            part.update2.numpy() if part.update2 is not None else np.full(len(part.names), np.nan)
-            for part in self.parts
-        ] or [np.zeros(0)])  # fmt: skip
-        norm = np.sqrt(stats[:, _NORM2])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)
-        steps = np.linspace(0.0, 1.0, bins + 1)
-        n = len(names)
-        return {
-            "step": np.full(n, self.step, dtype=np.int64),
-            "time": np.full(n, self.time),
-            "tensor": names,
-            "kind": kinds,
-            "numel": stats[:, _NUMEL].astype(np.int64),
-            "edges": stats[:, _LO, None] + (stats[:, _HI] - stats[:, _LO])[:, None] * steps,
-            "counts": counts[:, :bins],
-            "norm": norm,
-            "min": np.where(np.isfinite(stats[:, _MIN]), stats[:, _MIN], np.nan),
-            "max": np.where(np.isfinite(stats[:, _MAX]), stats[:, _MAX], np.nan),
-            "sum": stats[:, _SUM],
-            "zeros": stats[:, _ZEROS].astype(np.int64),
-            "nan": counts[:, bins],
-            "posinf": counts[:, bins + 1],
-            "neginf": counts[:, bins + 2],
-            "update_ratio": ratio,
-        }
-
-
-def _find_writer(trainer: Trainer) -> Any:
-    # duck typing: works for TrackerLogger under either Lightning package
-    for logger in trainer.loggers:
-        experiment = getattr(logger, "experiment", None)
-        if callable(getattr(type(experiment), "log_histograms", None)):
-            return experiment
-    return None
-
-
 def _is_sharded(trainer: Trainer, pl_module: nn.Module) -> bool:
     strategy = type(getattr(trainer, "strategy", None)).__name__
     if "FSDP" in strategy or "ModelParallel" in strategy:
@@ -179,9 +87,10 @@ def _is_sharded(trainer: Trainer, pl_module: nn.Module) -> bool:
 
 def _replicas(p: torch.Tensor, strategy: str, world: int) -> int:
     """On how many ranks each element of ``p``'s local part also lives (summing over ranks divides by it)."""
-    placements = getattr(p, "placements", None)
-    if placements is not None:  # a DTensor: replicated along some mesh dimensions (HSDP, tensor parallel)
-        return math.prod(p.device_mesh.size(i) for i, pl in enumerate(placements) if pl.is_replicate())
+    # a DTensor: replicated along some mesh dimensions (HSDP, tensor parallel)
+    placements, mesh = getattr(p, "placements", None), getattr(p, "device_mesh", None)
+    if placements is not None and mesh is not None:
+        return math.prod(mesh.size(i) for i, pl in enumerate(placements) if pl.is_replicate())
     return 1 if "FSDP" in strategy else world  # FSDP1: a view of this rank's flat shard; else a whole copy
 
 
@@ -261,14 +170,14 @@ class GradientMonitor(Callback):
         self.modules = modules
         self._selectors = selectors
         self._kinds = _LOG_KINDS[log]
-        self._writer: Any = None
+        self._logger: Any = None
         self._named: list[tuple[str, nn.Parameter]] = []
         self._sharded = False
         self._segments: dict[Any, _Segments] = {}
         self._buffers: dict[Any, list[torch.Tensor]] = {}
         self._replicas: dict[str, int] = {}
         self._shares: dict[Any, torch.Tensor] = {}
-        self._pending: list[tuple[_Capture, list[tuple[_Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
+        self._pending: list[tuple[Capture, list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
 
     def _matches(self, name: str, module: nn.Module) -> bool:
         if not self._selectors:
@@ -292,13 +201,13 @@ class GradientMonitor(Callback):
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Finds the run writer (rank 0) and the parameters to record."""
+        """Finds the ``TrackerLogger`` (rank 0) and the parameters to record."""
         if stage != "fit":
             return
-        self._writer = None
+        self._logger = None
         if trainer.global_rank == 0:
-            self._writer = _find_writer(trainer)
-            if self._writer is None:
+            self._logger = find_logger(trainer)
+            if self._logger is None:
                 raise InvalidArgumentError(
                     "GradientMonitor found no logger that stores histograms in Trainer(logger=...); "
                     "add one, for example Trainer(logger=TrackerLogger(...), callbacks=[GradientMonitor()])."
@@ -327,7 +236,7 @@ class GradientMonitor(Callback):
             self._shares[key] = _to_device([1.0 / r for r in replicas], torch.float64, device)
         return self._shares[key]
 
-    def _compute(self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer) -> list[_Part]:
+    def _compute(self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer) -> list[Part]:
         by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for i, x in enumerate(xs):
             by_device.setdefault((x.device, x.dtype), []).append(i)
@@ -349,7 +258,7 @@ class GradientMonitor(Callback):
                 both = reduce.sum(both * share[:, None] if share is not None else both)
                 stats = torch.cat([stats[:, :_NORM2], both[:, : _NSTATS - _NORM2]], dim=1)
                 counts = both[:, _NSTATS - _NORM2 :]
-            parts.append(_Part(kind, own, stats, counts, share))
+            parts.append(Part(kind, own, stats, counts, share))
         return parts
 
     @override
@@ -362,8 +271,8 @@ class GradientMonitor(Callback):
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
         named = [(n, p) for n, p in self._named if id(p) in in_optimizer]
         reduce = _Reducer(self._sharded)
-        capture = _Capture(trainer.global_step, self.bins)
-        updates: list[tuple[_Part, list[torch.Tensor], list[torch.Tensor]]] = []
+        capture = Capture(trainer.global_step, self.bins)
+        updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
         if "gradient" in self._kinds:
             # sharded: every rank must take part for every tensor, even without a local shard
             pairs = [(n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0)) for n, p in named
@@ -388,7 +297,7 @@ class GradientMonitor(Callback):
         fresh pages each step costs more than the copy); on accelerators the caching
         allocator makes a fresh copy cheap and the memory returns between captures."""
         if not tensors or tensors[0].device.type != "cpu":
-            return torch._foreach_mul(tensors, 1.0) if tensors else []
+            return list(torch._foreach_mul(tensors, 1.0)) if tensors else []
         key = tuple((t.shape, t.dtype) for t in tensors)
         buffers = self._buffers.get(key)
         if buffers is None:
@@ -408,23 +317,23 @@ class GradientMonitor(Callback):
             for part, now, before in updates:
                 with one_thread():
                     torch._foreach_sub_(before, now)
-                    norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else []
+                    norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else ()
                 update2 = torch.stack(norms).double() ** 2 if norms else torch.zeros(0, dtype=torch.float64)
                 part.update2 = reduce.sum(update2 * part.share if part.share is not None else update2)
             self._submit(capture)
 
-    def _submit(self, capture: _Capture) -> None:
-        if self._writer is None:
+    def _submit(self, capture: Capture) -> None:
+        if self._logger is None:
             return  # a rank > 0 that only took part in the reductions
         capture.to_host()
-        self._writer.log_histograms(capture)
+        self._logger.log_histograms(capture)
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Drops references to the model and the writer."""
+        """Drops references to the model and the logger."""
         self._pending.clear()
         self._named = []
         self._segments.clear()
         self._shares.clear()
         self._buffers.clear()
-        self._writer = None
+        self._logger = None

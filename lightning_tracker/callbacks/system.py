@@ -1,21 +1,21 @@
-"""``SystemMonitor``: CPU, memory, disk, network and GPU metrics sampled on a background thread.
+"""``SystemMonitor``: CPU, memory, disk, network and GPU metrics sampled in the background.
 
-Samples go through the run writer's ``log_metrics`` as ``system/<name>`` at the Trainer's
-``global_step`` of the moment (each point also carries its wall time), so they line up
-with training metrics and ``Run.system()`` reads them back. The training thread never
-waits for a sample: it only starts and stops the thread.
+The monitor adds a sampler to the ``TrackerLogger`` (:meth:`TrackerLogger.add_sampler`),
+which the run's flusher thread calls every ``interval_s`` seconds; samples are logged as
+``system/<name>`` at the Trainer's ``global_step`` of the moment (each point also carries
+its wall time), so they line up with training metrics and ``Run.system()`` reads them
+back. The training thread never waits for a sample.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from lightning_tracker._compat import Callback, override
-from lightning_tracker.callbacks.gradients import _find_writer
+from lightning_tracker.callbacks._logger import find_logger
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ __all__ = ["SystemMonitor"]
 log = logging.getLogger(__name__)
 
 _MIN_INTERVAL_S = 0.05
+_SAMPLER = "system"
 
 
 def _load_nvml() -> Any:
@@ -120,7 +121,8 @@ class SystemMonitor(Callback):
     """
 
     def __init__(self, interval_s: float = 10.0, gpu: bool | None = None) -> None:
-        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not interval_s >= _MIN_INTERVAL_S:
+        is_number = isinstance(interval_s, (int, float)) and not isinstance(interval_s, bool)
+        if not is_number or not interval_s >= _MIN_INTERVAL_S:
             raise InvalidArgumentError(
                 f"interval_s={interval_s!r} must be a number of seconds >= {_MIN_INTERVAL_S}; 10.0 is a good default."
             )
@@ -128,7 +130,7 @@ class SystemMonitor(Callback):
             raise InvalidArgumentError(f"gpu={gpu!r} must be None (automatic), True or False.")
         if gpu:
             try:
-                import pynvml  # noqa: F401
+                import pynvml  # noqa: F401 - only checks that it is installed
             except ImportError:
                 raise MissingDependencyError(
                     "SystemMonitor(gpu=True) reads GPUs through NVML, which needs nvidia-ml-py; "
@@ -136,8 +138,7 @@ class SystemMonitor(Callback):
                 ) from None
         self.interval_s = float(interval_s)
         self.gpu = gpu
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._logger: Any = None
 
     def _nvml(self) -> Any:
         if self.gpu is False or (self.gpu is None and not _gpu_present()):
@@ -146,7 +147,7 @@ class SystemMonitor(Callback):
             return _load_nvml()
         except ImportError:
             log.warning('GPU metrics are not recorded: install nvidia-ml-py (pip install "lightning-tracker[gpu]")')
-        except Exception as err:  # noqa: BLE001 - NVML missing from the driver, for example
+        except Exception as err:  # NVML missing from the driver, for example (re-raised if gpu=True)
             if self.gpu:
                 raise
             log.warning("GPU metrics are not recorded: NVML failed (%s: %s)", type(err).__name__, err)
@@ -154,48 +155,39 @@ class SystemMonitor(Callback):
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Starts the sampling thread on rank 0."""
-        if trainer.global_rank != 0 or self._thread is not None:
+        """Adds the sampler to the run's flusher (rank 0): sampling never runs on the training thread."""
+        if trainer.global_rank != 0:
             return
-        writer = _find_writer(trainer)
-        if writer is None:
+        logger = find_logger(trainer)
+        if logger is None:
             raise InvalidArgumentError(
                 "SystemMonitor found no TrackerLogger in Trainer(logger=...); add one, for example "
                 "Trainer(logger=TrackerLogger(...), callbacks=[SystemMonitor()])."
             )
         sampler = _Sampler(self._nvml())
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, args=(trainer, writer, sampler), name="lightning-tracker-system", daemon=True
-        )
-        self._thread.start()
 
-    def _loop(self, trainer: Trainer, writer: Any, sampler: _Sampler) -> None:
-        while True:
-            try:
-                writer.log_metrics(sampler.sample(), step=int(trainer.global_step))
-            except Exception:  # noqa: BLE001 - monitoring must never break training
-                log.exception("lightning_tracker: a system metrics sample failed")
-            if self._stop.wait(self.interval_s):
-                return
+        def sample() -> tuple[dict[str, float], int]:
+            return sampler.sample(), int(trainer.global_step)
+
+        self._logger = logger
+        logger.add_sampler(_SAMPLER, sample, self.interval_s)
 
     def _shutdown(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join(timeout=5.0)
+        logger, self._logger = self._logger, None
+        if logger is not None:
+            logger.remove_sampler(_SAMPLER)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Stops the sampling thread."""
+        """Stops sampling."""
         self._shutdown()
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        """Stops the sampling thread when training fails."""
+        """Stops sampling when training fails."""
         self._shutdown()
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Stops the sampling thread (if fitting ended without ``on_fit_end``)."""
+        """Stops sampling (if fitting ended without ``on_fit_end``)."""
         self._shutdown()

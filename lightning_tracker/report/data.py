@@ -4,6 +4,11 @@ Histories are read in full through :class:`~lightning_tracker.api.Run`; only wha
 drawn is reduced: a series longer than ``max_points`` becomes ``max_points`` buckets of
 equal point counts, each drawn at its mean with its min/max as an envelope, so a spike
 never disappears from a chart. The data itself is never sampled.
+
+The live dashboard refreshes through :func:`payload_bytes`: what is drawn of a run (its
+series, histograms and checkpoints) is kept as JSON text in the store's
+:class:`~lightning_tracker.read_cache.ReadCache` and built again only when the run's live
+chunks, its checkpoint manifest or its start time change.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import pandas as pd
 
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.format.layout import HISTOGRAMS_DIR, METRICS_DIR, MODELS_FILE, live_chunks
 
-__all__ = ["DEFAULT_MAX_POINTS", "build_payload", "downsample", "payload_json"]
+__all__ = ["DEFAULT_MAX_POINTS", "build_payload", "downsample", "payload_bytes", "payload_json"]
 
 DEFAULT_MAX_POINTS = 500
 PAYLOAD_VERSION = 1
@@ -123,6 +129,63 @@ def _run_record(run: Run) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _drawn(run: Run, max_points: int) -> dict[str, Any]:
+    """What is drawn of a run besides its record: decided by its files alone (see :func:`_inputs`)."""
+    return {"series": _series(run, max_points), "histograms": _histograms(run), "checkpoints": _checkpoints(run)}
+
+
+def _inputs(run: Run) -> tuple[Any, ...]:
+    """Everything :func:`_drawn` depends on, from one listing of the run and at most one small read.
+
+    Chunks never change under their name, so their live names stand for their content; a
+    compaction that has written its covering chunk changes them, its deletions do not.
+    """
+    files = run.storage.find(run.path)
+    chunks = [
+        tuple(live_chunks([path[len(folder) + 1 :] for path in files if path.startswith(f"{folder}/")]))
+        for folder in (METRICS_DIR, HISTOGRAMS_DIR)
+    ]
+    try:
+        models = run.storage.read_bytes(f"{run.path}/{MODELS_FILE}") if MODELS_FILE in files else None
+    except FileNotFoundError:
+        models = None
+    return (run.start_time, *chunks, models)
+
+
+class _Json(str):
+    """JSON text made by :func:`payload_json`, which copies it into a payload as it is."""
+
+
+def _payload(
+    store: Store, runs: Sequence[Run] | None, project: str | None, title: str | None,
+    on_run: Callable[[Run], None] | None, drawn: Callable[[Run], dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    if runs is None:
+        runs = store.runs(project)
+    payload: dict[str, Any] = {
+        "version": PAYLOAD_VERSION,
+        "title": title or f"Runs in {store.storage.url}",
+        "store": store.storage.url,
+        "generated": time.time(),
+        "runs": [],
+        "series": {},
+        "histograms": {},
+        "checkpoints": {},
+    }
+    for run in runs:
+        key = f"{run.project}/{run.id}"
+        payload["runs"].append(_run_record(run))
+        parts = drawn(run)
+        payload["series"][key] = parts["series"]
+        if parts["histograms"]:
+            payload["histograms"][key] = parts["histograms"]
+        if parts["checkpoints"]:
+            payload["checkpoints"][key] = parts["checkpoints"]
+        if on_run is not None:
+            on_run(run)
+    return payload
+
+
 def build_payload(
     store: Store,
     runs: Sequence[Run] | None = None,
@@ -152,31 +215,54 @@ def build_payload(
         >>> payload["runs"][0]["config"], payload["series"]["p/r1"]["loss"]["y"].tolist()
         ({'lr': 0.1}, [1.0])
     """
-    if runs is None:
-        runs = store.runs(project)
-    payload: dict[str, Any] = {
-        "version": PAYLOAD_VERSION,
-        "title": title or f"Runs in {store.storage.url}",
-        "store": store.storage.url,
-        "generated": time.time(),
-        "runs": [],
-        "series": {},
-        "histograms": {},
-        "checkpoints": {},
-    }
-    for run in runs:
-        key = f"{run.project}/{run.id}"
-        payload["runs"].append(_run_record(run))
-        payload["series"][key] = _series(run, max_points)
-        hist = _histograms(run)
-        if hist:
-            payload["histograms"][key] = hist
-        ckpts = _checkpoints(run)
-        if ckpts:
-            payload["checkpoints"][key] = ckpts
-        if on_run is not None:
-            on_run(run)
-    return payload
+    return _payload(store, runs, project, title, on_run, lambda run: _drawn(run, max_points))
+
+
+def payload_bytes(
+    store: Store, *, project: str | None = None, max_points: int = DEFAULT_MAX_POINTS, title: str | None = None
+) -> bytes:
+    """``payload_json(build_payload(...))`` as UTF-8, for the live dashboard's refreshes.
+
+    With a :class:`~lightning_tracker.read_cache.ReadCache` in ``store.cache``, what is
+    drawn of a run is built again only when its inputs (live chunk names, checkpoint
+    manifest, start time) changed, and then from the new chunks only; an unchanged run
+    costs one listing and at most one small read. Only the run records (status, duration,
+    summary) are made anew each time.
+
+    Example:
+        >>> import json
+        >>> from lightning_tracker import TrackerLogger
+        >>> from lightning_tracker.read_cache import ReadCache
+        >>> def log(step, loss):  # a session of run r1 (the second one resumes it)
+        ...     logger = TrackerLogger("memory://doc-bytes", name="p", version="r1", tensorboard=False)
+        ...     logger.log_metrics({"loss": loss}, step=step)
+        ...     logger.finalize("success")
+        >>> log(0, 1.0)
+        >>> store = Store("memory://doc-bytes", cache=ReadCache())
+        >>> json.loads(payload_bytes(store))["series"]["p/r1"]["loss"]["y"]  # 5 significant digits: enough to draw
+        [1]
+        >>> log(1, 0.5)
+        >>> json.loads(payload_bytes(store))["series"]["p/r1"]["loss"]["y"]
+        [1, 0.5]
+    """
+    cache = store.cache
+    if cache is None:
+        payload = build_payload(store, project=project, max_points=max_points, title=title)
+        return payload_json(payload).encode("utf-8")
+    shown: set[str] = set()
+
+    def drawn(run: Run) -> dict[str, Any]:
+        shown.add(run.path)
+
+        def build() -> dict[str, Any]:
+            # empty parts stay as they are: the payload leaves them out
+            return {name: _Json(payload_json(part)) if part else part for name, part in _drawn(run, max_points).items()}
+
+        return cache.memo(("report", run.path, max_points), _inputs(run), build)
+
+    payload = _payload(store, None, project, title, None, drawn)
+    cache.forget(lambda key: not (isinstance(key, tuple) and key[0] == "report") or key[1] in shown)
+    return payload_json(payload).encode("utf-8")
 
 
 def _array(arr: np.ndarray, digits: int) -> str:
@@ -195,6 +281,8 @@ def payload_json(obj: Any, digits: int = 5) -> str:
         >>> payload_json({"y": np.array([1 / 3, np.nan]), "s": np.array([1, 2]), "n": float("inf")}, digits=3)
         '{"y":[0.333,null],"s":[1,2],"n":null}'
     """
+    if isinstance(obj, _Json):
+        return str(obj)
     if isinstance(obj, dict):
         return "{" + ",".join(f"{json.dumps(str(k))}:{payload_json(v, digits)}" for k, v in obj.items()) + "}"
     if isinstance(obj, np.ndarray):

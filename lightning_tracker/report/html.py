@@ -12,7 +12,7 @@ import gzip
 import html
 import os
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -23,9 +23,9 @@ from lightning_tracker.report.data import DEFAULT_MAX_POINTS, build_payload, pay
 __all__ = ["render_page", "write_report"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _asset(name: str) -> str:
-    return resources.files("lightning_tracker.report").joinpath("assets", name).read_text("utf-8")
+    return (resources.files("lightning_tracker.report") / "assets" / name).read_text("utf-8")
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +62,9 @@ def render_page(payload: dict[str, Any] | None, *, live_interval: float = 0.0, t
     name = html.escape(title or (payload or {}).get("title") or "lightning-tracker")
     page = _asset("page.html")
     # the placeholders are filled in one pass so no inserted text is scanned again
-    parts = {"TITLE": name, "CSS": _asset("app.css"), "PLOTLY": _plotly_js(), "APP": _asset("app.js"), "DATA": data}
+    # query.js (the filter grammar, also require()d by the tests) goes first: app.js uses it
+    app = f"{_asset('query.js')}\n;\n{_asset('app.js')}"
+    parts = {"TITLE": name, "CSS": _asset("app.css"), "PLOTLY": _plotly_js(), "APP": app, "DATA": data}
     out, rest = [], page
     while "{{" in rest:
         head, _, tail = rest.partition("{{")

@@ -5,10 +5,15 @@ A stdlib HTTP server in a thread answers exactly two paths: ``/`` (the page) and
 serves no files, so no request can reach a path outside the store, and it accepts only
 ``GET`` and ``HEAD``. It binds ``127.0.0.1`` unless told otherwise, and then answers
 only requests addressed to a loopback name (a web page cannot read it by DNS rebinding).
+
+A refresh reads only what is new: the dashboard keeps a
+:class:`~lightning_tracker.read_cache.ReadCache` of parsed chunks and of what it drew of
+each run (see :func:`~lightning_tracker.report.data.payload_bytes`).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from http import HTTPStatus
@@ -18,7 +23,8 @@ from urllib.parse import urlsplit
 
 from lightning_tracker.api import Store
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.report.data import DEFAULT_MAX_POINTS, build_payload, payload_json
+from lightning_tracker.read_cache import ReadCache
+from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes
 from lightning_tracker.report.html import render_page
 
 __all__ = ["Dashboard"]
@@ -61,6 +67,9 @@ class Dashboard:
         if not refresh > 0:
             raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
         self.store = store
+        # a copy that shares the storage and carries the cache: the caller's store stays as it was
+        self._reader = copy.copy(store)
+        self._reader.cache = store.cache if store.cache is not None else ReadCache()
         self.project = project
         self.refresh = refresh
         self.max_points = max_points
@@ -70,20 +79,20 @@ class Dashboard:
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._serving = False
 
     @property
     def url(self) -> str:
         """The address to open in a browser."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
 
     def data(self) -> bytes:
         """The payload as JSON bytes, rebuilt when older than ``refresh`` seconds."""
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] >= self.refresh:
-                payload = build_payload(self.store, project=self.project, max_points=self.max_points)
-                self._cached = (now, payload_json(payload).encode("utf-8"))
+                self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
             return self._cached[1]
 
     def _host_allowed(self, host_header: str) -> bool:
@@ -119,7 +128,7 @@ class Dashboard:
                 elif path == "/api/data":
                     try:
                         body = dashboard.data()
-                    except Exception as exc:  # shown in the page; the server keeps serving
+                    except Exception as exc:  # noqa: BLE001 - shown in the page; the server keeps serving
                         msg = f"reading {dashboard.store.storage.url} failed: {exc}".encode()
                         self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
                         return
@@ -127,10 +136,10 @@ class Dashboard:
                 else:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
 
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
+            def do_GET(self) -> None:  # the stdlib's naming
                 self._route(head=False)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._route(head=True)
 
             def _read_only(self) -> None:
@@ -138,24 +147,28 @@ class Dashboard:
 
             do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
                 pass  # only the CLI prints
 
         return Handler
 
     def start(self) -> Dashboard:
         """Starts serving in a daemon thread; returns self."""
+        self._serving = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="lt-dashboard", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serves in the calling thread until interrupted."""
+        self._serving = True
         self._server.serve_forever()
 
     def stop(self) -> None:
-        """Stops serving and closes the socket."""
-        self._server.shutdown()
+        """Stops serving and closes the socket (also when it never served)."""
+        if self._serving:  # shutdown() waits for a serve_forever loop: without one it never returns
+            self._server.shutdown()
+            self._serving = False
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -14,7 +14,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_tracker.run import CONFIG_FILE, DATA_DIRS, META_FILE, RUN_FILE, live_chunks, loads, parse_chunk_name
+from lightning_tracker.format.codec import loads
+from lightning_tracker.format.layout import (
+    CONFIG_FILE,
+    DATA_DIRS,
+    META_FILE,
+    MODELS_FILE,
+    RUN_FILE,
+    live_chunks,
+    parse_chunk_name,
+)
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = ["Existing", "load_existing", "next_session"]
@@ -50,7 +59,7 @@ def load_existing(storage: Storage, prefix: str, local_dir: str, *, probe_remote
 
     Example:
         >>> import tempfile
-        >>> from lightning_tracker.run import dumps
+        >>> from lightning_tracker.format.codec import dumps
         >>> d = tempfile.mkdtemp()
         >>> with open(os.path.join(d, RUN_FILE), "wb") as f:
         ...     _ = f.write(dumps({"id": "r", "sessions": [{"index": 0}]}))
@@ -76,7 +85,7 @@ def load_existing(storage: Storage, prefix: str, local_dir: str, *, probe_remote
     if remote_doc is not None:
         try:
             _download(storage, prefix, local_dir, overwrite_docs=use_remote, downloaded=downloaded)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - a partial download must not stop training
             log.warning("could not download run %s from %s (%s); its summary may be incomplete",
                         prefix, storage.url, err)  # fmt: skip
     doc = remote_doc if use_remote else local_doc
@@ -86,7 +95,7 @@ def load_existing(storage: Storage, prefix: str, local_dir: str, *, probe_remote
 
 def _download(storage: Storage, prefix: str, local_dir: str, *, overwrite_docs: bool, downloaded: list[str]) -> None:
     """Brings a remote run's documents and live chunks into the spool, so a resume is exact."""
-    wanted = [CONFIG_FILE, RUN_FILE, META_FILE]  # the summary is recomputed from the chunks
+    wanted = [CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE]  # the summary is recomputed from the chunks
     wanted = [rel for rel in wanted if overwrite_docs or not os.path.exists(os.path.join(local_dir, rel))]
     for folder in DATA_DIRS:
         remote = storage.find(f"{prefix}/{folder}")

@@ -1,14 +1,14 @@
-"""The run writer: buffering on the caller's thread, writing and uploading in the background.
+"""The run writer: one run as a pipeline of producers, one flusher and one mirror.
 
-The caller's thread only appends ``(key, step, time, value)`` tuples to a list. A
-flusher thread turns them into Parquet chunks, TensorBoard events and the summary every
-``flush_interval`` seconds; for remote storage an uploader thread mirrors the local
-spool folder to the store, so a slow or unreachable store never blocks training and the
-backlog lives on disk, not in memory.
-
-The parts it drives live beside it: value checks in ``points``, resuming in ``resume``,
-chunk writing in ``metrics`` and ``histograms``, events in ``tensorboard`` and upload
-rounds in ``uploader``.
+The caller's thread only appends to memory: ``(key, step, time, value)`` points, histogram
+captures, checkpoint snapshots (a hard link). One *flusher* thread drains the producers
+every ``flush_interval`` seconds, each writing immutable files into the run's local
+folder — metric chunks, histogram chunks, TensorBoard events, stored checkpoints — and
+then the documents that describe them (``config.json``, ``models.json``, ``run.json``).
+One *mirror* thread (:mod:`.mirror`) publishes the folder to a remote store, objects
+before documents, so a slow or unreachable store never blocks training and the backlog
+lives on disk. For a local ``save_dir`` the run folder is the store's folder: the same
+files, nothing to mirror. Samplers (``SystemMonitor``) are called by the flusher too.
 """
 
 from __future__ import annotations
@@ -20,28 +20,23 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_tracker import _config, _environment
-from lightning_tracker.run import (
-    CONFIG_FILE,
-    FORMAT_VERSION,
-    GIT_DIFF_FILE,
-    META_FILE,
-    RUN_FILE,
-    SPOOL_FILE,
-    dumps,
-    writer_identity,
-)
+from lightning_tracker import _environment
+from lightning_tracker.format.codec import dumps
+from lightning_tracker.format.documents import VERSIONS, writer_identity
+from lightning_tracker.format.layout import GIT_DIFF_FILE, META_FILE
 from lightning_tracker.storage import Storage, atomic_write
-from lightning_tracker.sync import spool_dir_for
-from lightning_tracker.writers.histograms import HistogramWriter, norm_points, to_table
-from lightning_tracker.writers.metrics import MetricsWriter
-from lightning_tracker.writers.points import Warner, coerce_step, coerce_value, storable, to_float
+from lightning_tracker.writers.checkpoints import CheckpointProducer
+from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_table
+from lightning_tracker.writers.metrics import MetricsProducer
+from lightning_tracker.writers.mirror import Mirror, MirrorReport
+from lightning_tracker.writers.points import PointBuffer, Warner
 from lightning_tracker.writers.resume import load_existing, next_session
+from lightning_tracker.writers.run_info import RunInfo
+from lightning_tracker.writers.spool import spool_dir_for, write_spool
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
-from lightning_tracker.writers.uploader import Uploader, UploadReport
 
 __all__ = ["RunWriter"]
 
@@ -49,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # remote stores: close and upload the event file this often (each closed file is uploaded once)
 _TB_ROTATE_S = float(os.environ.get("LIGHTNING_TRACKER_TB_ROTATE_S", "120"))
+
+Sampler = Callable[[], "tuple[Mapping[str, Any], int | None]"]  # () -> (metrics, step)
 
 
 class RunWriter:
@@ -91,111 +88,81 @@ class RunWriter:
         self.storage = storage
         self.prefix = f"{project}/{run_id}"
         self.remote = not storage.is_local
+        local_path = getattr(storage, "local_path", None)
         self.local_dir = (
             os.path.join(spool_dir_for(storage, spool_root), project, run_id)
-            if self.remote
-            else storage.path(self.prefix)
+            if local_path is None
+            else local_path(self.prefix)
         )
         self.offline = offline
         self.flush_interval = float(flush_interval)
-        self.run_doc: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "id": run_id,
-            "name": name or default_name,
-            "project": project,
-            "group": group,
-            "tags": list(tags or []),
-            "notes": notes,
-            "status": "running",
-            "start_time": time.time(),
-            "end_time": None,
-            "heartbeat": None,
-            "heartbeat_interval_s": self.flush_interval,
-            "sessions": [],
-            "writer": writer_identity(),
-            "url": storage.full_url(self.prefix),
-        }
-        self.config: dict[str, Any] = {"format_version": FORMAT_VERSION, "nested": {}, "flat": {}, "history": []}
-        self._config_dirty = False
-        self._warned_config: set[str] = set()
-        self._points: list[tuple[Any, ...]] = []
-        self._captures: list[Any] = []  # histogram captures, resolved on the flusher thread
-        self._retry: list[tuple[Any, ...]] = []
-        self._auto_step = 0
+        self.info = RunInfo(run_id, project, name, default_name, group, list(tags or []), notes,
+                            self.flush_interval, storage.full_url(self.prefix))  # fmt: skip
         self._warn = Warner(log)
+        self.points = PointBuffer(self._warn)
+        self._captures: list[tuple[Capture, str]] = []  # resolved on the flusher thread
+        self._samplers: dict[str, tuple[Sampler, float, float, str]] = {}  # name -> (fn, every_s, due, prefix)
         self._io_lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._upload_wake = threading.Event()
+        self._mirror_wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._last_report: UploadReport | None = None
+        self._last_report: MirrorReport | None = None
         self._tb_opened_at = time.monotonic()
         self._open = False
         self.pid = os.getpid()
-        self._explicit = {"name": name, "group": group, "notes": notes}
         probe_remote = resume and self.remote and not offline
         existing = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote)
         self._resumed = existing is not None
-        self._downloaded = existing.downloaded if existing is not None else []
         if existing is not None:
-            for key in ("start_time", "sessions", "name", "group", "notes"):
-                if existing.doc.get(key) is not None and self._explicit.get(key) is None:
-                    self.run_doc[key] = existing.doc[key]
-            self.run_doc["tags"] = sorted(set(existing.doc.get("tags") or []) | set(self.run_doc["tags"]))
-            self.config = existing.config or self.config
-        self.session = next_session(self.local_dir, len(self.run_doc["sessions"]))
-        self.metrics = MetricsWriter(self.local_dir, self.session)
-        self.histograms = HistogramWriter(self.local_dir, self.session)
+            self.info.adopt(existing.doc, existing.config)
+        self.session = next_session(self.local_dir, len(self.info.doc["sessions"]))
+        self.metrics = MetricsProducer(self.local_dir, self.session)
+        self.histograms = HistogramProducer(self.local_dir, self.session)
         if self._resumed:
-            self.metrics.recompute_summary()
-            steps = [s["last_step"] for s in self.metrics.summary.values() if s.get("last_step") is not None]
-            self._auto_step = max(steps, default=-1) + 1
+            self.metrics.load_summary()
+            steps = [s["high_step"] for s in self.metrics.summary.values()]
+            self.points.next_step = max(steps, default=-1) + 1
         self.tensorboard = TensorBoardWriter(self.local_dir, session=self.session) if tensorboard else None
-        self.uploader = (
-            Uploader(self.local_dir, storage, self.prefix, self.session, skip=self._growing)
-            if self.remote
-            else None
-        )
-        if self.uploader is not None:
-            self.uploader.load_state()
-            for rel in self._downloaded:
-                self.uploader.mark_uploaded(rel)
+        self.checkpoints: CheckpointProducer | None = None
+        self.mirror = Mirror(self.local_dir, storage, self.prefix, skip=self._growing)
+        for rel in existing.downloaded if existing is not None else []:
+            self.mirror.mark_published(rel)
         self._start_session()
         _install_excepthook()
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    # -- opening ----------------------------------------------------------------------
+    @property
+    def run_doc(self) -> dict[str, Any]:
+        """The run's ``run.json`` document as it is in memory."""
+        return self.info.doc
+
+    # -- opening ------------------------------------------------------------------------
     def _start_session(self) -> None:
         os.makedirs(self.local_dir, exist_ok=True)
         meta, diff = _environment.collect()
         session = {"index": self.session, "start_time": time.time(), **writer_identity(),
                    "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")}  # fmt: skip
-        self.run_doc["sessions"].append(session)
-        if self.remote:
-            atomic_write(
-                os.path.join(self.local_dir, SPOOL_FILE),
-                dumps({"format_version": FORMAT_VERSION, "url": self.storage.url, "prefix": self.prefix,
-                       "session": self.session, "offline": self.offline}),  # fmt: skip
-            )
+        self.info.doc["sessions"].append(session)
+        if not self.mirror.in_place:
+            write_spool(self.local_dir, self.storage, self.prefix, self.session, self.offline)
         if not self._resumed:
-            atomic_write(os.path.join(self.local_dir, META_FILE), dumps({"format_version": FORMAT_VERSION, **meta}))
+            meta_doc = dumps({"format_version": VERSIONS[META_FILE], **meta})
+            atomic_write(os.path.join(self.local_dir, META_FILE), meta_doc)
             if diff:
                 atomic_write(os.path.join(self.local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
-        self._config_dirty = True
-        self._write_run_doc()
         self._start_threads()
+        self.info.write(self.local_dir, self.metrics.summary)
 
     def _start_threads(self) -> None:
         self._stop.clear()
         self._open = True
-        self.run_doc["status"] = "running"
-        self.run_doc["end_time"] = None
-        flusher = threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)
-        self._threads = [flusher]
-        if self.uploader is not None and not self.offline:
-            self._threads.append(
-                threading.Thread(target=self._upload_loop, name="lightning-tracker-upload", daemon=True)
-            )
+        self.info.set_info(status="running", end_time=None)
+        self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
+        if not self.offline and not self.mirror.in_place:
+            self._threads.append(threading.Thread(
+                target=self.mirror.serve, args=(self._stop, self._mirror_wake, self._warn),
+                name="lightning-tracker-mirror", daemon=True))  # fmt: skip
         for thread in self._threads:
             thread.start()
 
@@ -205,96 +172,64 @@ class RunWriter:
             with self._io_lock:
                 if not self._open:
                     self._start_threads()
-                    self._write_run_doc()
+                    self.info.write(self.local_dir, self.metrics.summary)
 
-    # -- the caller's thread ----------------------------------------------------------
+    # -- the caller's thread ------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None) -> None:
         """Buffers one value per metric; touches memory only."""
         if not self._open:
             self.ensure_open()
-        now = time.time()
-        if step is None:
-            step = self._auto_step
-        elif type(step) is not int:
-            step = coerce_step(step, self._auto_step, self._warn)
-        if step >= self._auto_step:
-            self._auto_step = step + 1
-        append = self._points.append
-        for key, value in metrics.items():
-            kind = type(value)
-            if kind is float:
-                append((key if type(key) is str else str(key), step, now, value))
-            elif kind is int:
-                append((key if type(key) is str else str(key), step, now, float(value)))
-            else:
-                value = coerce_value(key, value, self._warn)
-                if value is not None:
-                    append((str(key), step, now, value))
+        self.points.add(metrics, step)
 
-    def log_histograms(self, capture: Any) -> None:
-        """Buffers one histogram capture (``GradientMonitor``); touches memory only.
+    def log_histograms(self, capture: Capture, metric_prefix: str = "") -> None:
+        """Buffers one histogram capture; touches memory only.
 
-        ``capture.resolve()`` is called on the flusher thread: it waits for the capture's
-        device work and returns the columns of
-        :data:`lightning_tracker.writers.histograms.SCHEMA`.
+        ``capture.resolve()`` runs on the flusher thread: it waits for the capture's device
+        work and returns the histogram columns and the metric points derived from them,
+        whose keys get ``metric_prefix``.
         """
         if not self._open:
             self.ensure_open()
-        self._captures.append(capture)
-
-    def _write_histograms(self) -> None:
-        n = len(self._captures)
-        captures = self._captures[:n]
-        del self._captures[:n]
-        tables = [to_table(c.resolve()) for c in captures]
-        self.histograms.write_tables(tables)
-        for table in tables:
-            self._points.extend(norm_points(table))  # taken by this same flush
-            if self.tensorboard is not None:
-                self.tensorboard.write_histograms(table)
+        self._captures.append((capture, metric_prefix))
 
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
         if not self._open:
             self.ensure_open()
-        plain = _config.to_plain(params, self._warned_config)
-        if not isinstance(plain, dict):
-            plain = {"value": plain}
-        with self._io_lock:
-            nested = _config.merge(self.config["nested"], plain)
-            flat = _config.flatten(nested)
-            changes = _config.diff_flat(self.config["flat"], flat)
-            if not changes:
-                return
-            if self.config["flat"]:
-                self.config["history"].append({"time": time.time(), "step": self._auto_step, "changes": changes})
-            self.config["nested"], self.config["flat"] = nested, flat
-            self._config_dirty = True
-        self._wake.set()
+        if self.info.log_config(params, self.points.next_step):
+            self._wake.set()
 
     def set_info(self, **fields: Any) -> None:
         """Updates run fields such as ``tags``, ``notes`` or ``group``."""
-        with self._io_lock:
-            self.run_doc.update(fields)
+        self.info.set_info(**fields)
         self._wake.set()
 
-    # -- background work --------------------------------------------------------------
-    def _take_points(self) -> list[tuple[Any, ...]]:
-        points = self._points
-        n = len(points)
-        batch = self._retry + points[:n]
-        del points[:n]
-        self._retry = []
-        if any(type(p[3]) is not float for p in batch):
-            batch = [p if type(p[3]) is float else (p[0], p[1], p[2], to_float(p[3])) for p in batch]
-        return batch
+    def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer:
+        """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher."""
+        if not self._open:
+            self.ensure_open()
+        if self.checkpoints is None:
+            self.checkpoints = CheckpointProducer(self.local_dir, log_model)
+        self.checkpoints.on_save(callback)
+        self._wake.set()  # stored by the next flush, now: ModelCheckpoint may replace it soon
+        return self.checkpoints
 
+    def add_sampler(self, name: str, sampler: Sampler, every_s: float, metric_prefix: str = "") -> None:
+        """Calls ``sampler()`` on the flusher thread every ``every_s`` seconds and logs what it returns."""
+        self._samplers[name] = (sampler, float(every_s), time.monotonic(), metric_prefix)
+        self._wake.set()  # the flusher's wait was planned without it
+
+    def remove_sampler(self, name: str) -> None:
+        """Stops calling the sampler ``name``."""
+        self._samplers.pop(name, None)
+
+    # -- the flusher thread -------------------------------------------------------------
     def flush(self) -> None:
         """Writes everything buffered so far; returns when it is on local disk."""
         with self._io_lock:
             self._flush_once()
 
-    def _guard(self, stage: str, fn: Any, *args: Any) -> Any:
+    def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs one stage of a flush; a failure is warned about and never stops the others."""
         try:
             return fn(*args)
@@ -303,84 +238,76 @@ class RunWriter:
                        stage, self.local_dir, type(err).__name__, err)  # fmt: skip
             return None
 
-    def _write_points(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        try:
-            self.metrics.write(batch)
-            return batch
-        except OSError as err:
-            self._retry = batch + self._retry
-            self._warn("write", "could not write metrics to %s (%s); %d points kept in memory "
-                       "and retried at the next flush", self.local_dir, err, len(self._retry))  # fmt: skip
-            return []
-        except Exception:  # noqa: BLE001 - a point the columnar format cannot hold
-            good = [p for p in batch if storable(p)]
-            for key, step, _, value in (p for p in batch if not storable(p)):
-                self._warn(f"bad:{key!r}", "metric %r at step %r with value %r cannot be stored; skipped",
-                           key, step, value)  # fmt: skip
-            if len(good) == len(batch):
-                raise
-            return self._write_points(good) if good else []
+    def _sample(self) -> None:
+        now = time.monotonic()
+        for name, (sampler, every, due, prefix) in list(self._samplers.items()):
+            if now >= due:
+                self._samplers[name] = (sampler, every, now + every, prefix)
+                metrics, step = sampler()
+                self.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step)
+
+    def _write_histograms(self) -> None:
+        n = len(self._captures)
+        captures, self._captures[:n] = self._captures[:n], []
+        tables = []
+        for capture, prefix in captures:
+            columns, points = capture.resolve()
+            tables.append(to_table(columns))
+            self.points.extend((f"{prefix}{k}", s, t, v) for k, s, t, v in points)  # taken by this flush
+        self.histograms.write(tables)
+        if self.tensorboard is not None:
+            for table in tables:
+                self.tensorboard.write_histograms(table)
 
     def _flush_once(self) -> None:
         if self._captures:
             self._guard("write histograms", self._write_histograms)
             self._guard("compact histograms", self.histograms.compact)
-        batch = self._take_points()
+        batch = self.points.take()
         if batch:
-            batch = self._write_points(batch)
+            batch = self.points.write(batch, self.metrics.write, self.local_dir)
         if batch and self.tensorboard is not None:
             self._guard("write TensorBoard events", self.tensorboard.write_scalars, batch)
             self._guard("flush TensorBoard events", self.tensorboard.flush)
-        if self._config_dirty:
-            self._guard("write the config", self._write_config)
         if batch:
             self._guard("compact metrics", self.metrics.compact)
-        self._guard("write the run document", self._write_run_doc)
-        if self.remote and self.tensorboard is not None:
-            if time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
-                self._guard("rotate TensorBoard events", self.tensorboard.rotate)
-                self._tb_opened_at = time.monotonic()
-        self._upload_wake.set()
-
-    def _write_config(self) -> None:
-        atomic_write(os.path.join(self.local_dir, CONFIG_FILE), dumps(self.config))
-        self._config_dirty = False
-
-    def _write_run_doc(self) -> None:
-        # the summary and the flat hyperparameters ride in run.json: one read per run for a runs table
-        self.run_doc["heartbeat"] = time.time()
-        self.run_doc["params"] = self.config["flat"]
-        self.run_doc["summary"] = self.metrics.summary
-        atomic_write(os.path.join(self.local_dir, RUN_FILE), dumps(self.run_doc))
+        if self.checkpoints is not None:
+            self._guard("store checkpoints", self.checkpoints.flush)
+        self._guard("write the run documents", self.info.write, self.local_dir, self.metrics.summary)
+        if self.remote and self.tensorboard is not None and time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
+            self._guard("rotate TensorBoard events", self.tensorboard.rotate)
+            self._tb_opened_at = time.monotonic()
+        self._mirror_wake.set()
 
     def _flush_loop(self) -> None:
+        next_flush = time.monotonic() + self.flush_interval
         while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
+            # samplers keep their own cadence between flushes: a sample only appends to memory
+            due = min([next_flush, *(s[2] for s in list(self._samplers.values()))])
+            woken = self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                with self._io_lock:
-                    if self._open:
-                        self._flush_once()
-            except Exception:  # noqa: BLE001 - the writer must never die silently
+                if self._samplers:
+                    self._guard("sample", self._sample)
+                if woken or time.monotonic() >= next_flush:
+                    with self._io_lock:
+                        if self._open:
+                            self._flush_once()
+                    next_flush = time.monotonic() + self.flush_interval
+            except Exception:  # the writer must never die silently
                 log.exception("lightning_tracker: background flush failed; retrying")
 
     def _growing(self, path: str) -> bool:
         return self.tensorboard is not None and path == self.tensorboard.active_file
 
-    def _upload_loop(self) -> None:
-        def on_report(report: UploadReport) -> None:
-            self._last_report = report
-
-        self.uploader.serve(self._stop, self._upload_wake, on_report, self._warn)  # type: ignore[union-attr]
-
-    # -- closing ----------------------------------------------------------------------
-    def close(self, status: str = "finished", timeout: float = 60.0) -> UploadReport | None:
-        """Flushes, compacts, writes the final status and uploads within ``timeout`` seconds.
+    # -- closing ------------------------------------------------------------------------
+    def close(self, status: str = "finished", timeout: float = 60.0) -> MirrorReport | None:
+        """Flushes, compacts, writes the final status and publishes within ``timeout`` seconds.
 
         Returns:
-            For remote storage, what the last upload round did (``complete`` or not).
+            For a remote store, what the last mirror round did (``complete`` or not).
         """
         if not self._open:
             return self._last_report
@@ -391,18 +318,17 @@ class RunWriter:
                 self._guard("flush", self._flush_once)
                 self._guard("compact metrics", self.metrics.compact, True)
                 self._guard("compact histograms", self.histograms.compact, True)
-                self._guard("summarize metrics", self.metrics.recompute_summary)
                 if self.tensorboard is not None:
                     last = {k: s["last"] for k, s in self.metrics.summary.items()}
-                    self._guard("write TensorBoard hparams", self.tensorboard.write_hparams, self.config["flat"], last)
+                    flat = self.info.config["flat"]
+                    self._guard("write TensorBoard hparams", self.tensorboard.write_hparams, flat, last)
                     self._guard("close TensorBoard events", self.tensorboard.close)
             finally:
-                self.run_doc["status"] = status
-                self.run_doc["end_time"] = time.time()
-                self._guard("write the run document", self._write_run_doc)
+                self.info.set_info(status=status, end_time=time.time())
+                self._guard("write the run documents", self.info.write, self.local_dir, self.metrics.summary)
                 self._open = False
         self._join_threads(deadline)
-        if self.uploader is None:
+        if self.mirror.in_place:
             return None
         if self.offline:
             log.warning("run %s is offline: its files are in %s; upload them with: lightning-tracker sync %s",
@@ -413,13 +339,14 @@ class RunWriter:
     def _signal_stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._upload_wake.set()
+        self._mirror_wake.set()
 
     def _join_threads(self, deadline: float) -> None:
-        """Waits for the background threads, at most 5 s each and never past ``deadline``."""
+        """Waits for the background threads, at most 5 s in all and never past ``deadline``."""
+        end = min(deadline, time.monotonic() + 5.0)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(max(0.0, min(5.0, deadline - time.monotonic())))
+                thread.join(max(0.0, end - time.monotonic()))
 
     def suspend(self) -> None:
         """Hands the run over to another process (``ddp_spawn``): writes what is buffered and
@@ -429,14 +356,15 @@ class RunWriter:
         with self._io_lock:
             self._signal_stop()
             self._guard("flush", self._flush_once)
-            self._guard("close TensorBoard events", self.tensorboard.close if self.tensorboard else lambda: None)
+            if self.tensorboard is not None:
+                self._guard("close TensorBoard events", self.tensorboard.close)
             self._open = False
         self._join_threads(time.monotonic() + 5.0)
-        if self.uploader is not None and not self.offline:
-            self.uploader.run_once()
+        if not self.offline:
+            self.mirror.run_once()
 
-    def _final_upload(self, deadline: float) -> UploadReport:
-        report, finished = self.uploader.upload_until(deadline)  # type: ignore[union-attr]
+    def _final_upload(self, deadline: float) -> MirrorReport:
+        report, finished = self.mirror.upload_until(deadline, progress=True)
         self._last_report = report
         if finished:
             log.info("run %s uploaded to %s", self.prefix, self.storage.full_url(self.prefix))
@@ -462,7 +390,7 @@ def _install_excepthook() -> None:
         _uncaught.append(value)
         previous(kind, value, tb)
 
-    hook._lightning_tracker = True  # type: ignore[attr-defined]
+    hook._lightning_tracker = True  # type: ignore[attr-defined]  # a marker on a function object
     sys.excepthook = hook
 
 
@@ -471,5 +399,5 @@ def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
     if writer is not None and writer._open:
         try:
             writer.close("failed" if _uncaught else "finished", timeout=30.0)
-        except Exception:  # noqa: BLE001 - never raise during interpreter exit
+        except Exception:  # never raise during interpreter exit
             log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)

@@ -102,7 +102,7 @@ class TensorBoardWriter:
         """
         writer = None
         values: list[bytes] = []
-        cur_step, cur_time = None, 0.0
+        cur_step, cur_time = 0, 0.0  # read only once a value is held, and set with it
         tags = self._tags
         for key, step, t, value in points:
             if step != cur_step and values:
@@ -144,7 +144,8 @@ class TensorBoardWriter:
         if not n:
             return
         steps, times = table.column("step").to_pylist(), table.column("time").to_pylist()
-        tags = [f"{k}s/{t}" for k, t in zip(table.column("kind").to_pylist(), table.column("tensor").to_pylist())]
+        kinds, tensors = table.column("kind").to_pylist(), table.column("tensor").to_pylist()
+        tags = [f"{k}s/{t}" for k, t in zip(kinds, tensors, strict=True)]
         edges = table.column("edges").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
         counts = table.column("counts").combine_chunks().flatten().to_numpy().reshape(n, -1).astype("<f8")
         norm = table.column("norm").to_numpy(zero_copy_only=False)

@@ -44,41 +44,44 @@
   const varying = (runs, keys, get) => keys.filter((k) => runs.length < 2 ||
     new Set(runs.map((r) => JSON.stringify(get(r, k) ?? null))).size > 1);
 
+  // a run as query.js (the twin of lightning_tracker/format/query.py) reads it, the record
+  // Store.runs(where=...) builds: the filter box and the CLI's --where share one grammar
+  const Q = LightningQuery;
+  const queryRecord = (run) => ({ id: run.id, name: run.name, project: run.project, group: run.group,
+    status: run.status, tags: run.tags || [], notes: run.notes, params: run.config, summary: run.summary });
+  let query = Q.parse("");
+
+  // a column's value: start and duration, or what a query key names ("config.lr", "val/acc")
   function field(run, key) {
-    if (key in run.config) return run.config[key];
-    if (key in run.summary) return run.summary[key];
-    if (key.startsWith("config.")) return run.config[key.slice(7)];
-    if (key.startsWith("summary.")) return run.summary[key.slice(8)];
-    return run[key];
+    if (key === "start" || key === "duration") return run[key];
+    const value = Q.resolve(queryRecord(run), key);
+    return value === Q.MISSING ? undefined : value;
   }
 
-  // "lr<0.01 status=finished adam": comparisons on any column, other words match text
-  function matches(run, filter) {
-    const terms = filter.trim().split(/\s+/).filter(Boolean);
-    return terms.every((term) => {
-      const m = term.match(/^([^<>=!]+)(<=|>=|!=|=|<|>)(.*)$/);
-      if (!m) {
-        const text = [run.name, run.id, run.project, run.group, run.status, ...(run.tags || [])]
-          .join(" ").toLowerCase();
-        return text.includes(term.toLowerCase());
-      }
-      const value = field(run, m[1]);
-      if (value === undefined || value === null) return false;
-      const num = Number(m[3]);
-      const a = typeof value === "number" && !isNaN(num) ? value : String(value);
-      const b = typeof value === "number" && !isNaN(num) ? num : m[3];
-      switch (m[2]) {
-        case "=": return a == b;
-        case "!=": return a != b;
-        case "<": return a < b;
-        case ">": return a > b;
-        case "<=": return a <= b;
-        default: return a >= b;
-      }
-    });
+  // "lr<0.01 status=finished adam": an invalid query (or a key no run has) is shown beside the
+  // box while the last valid one keeps filtering
+  function setFilter(text) {
+    let problem = "";
+    try {
+      const parsed = Q.parse(text);
+      const records = state.data ? state.data.runs.map(queryRecord) : [];
+      if (records.length) Q.checkKeys(parsed, Q.knownKeys(records));
+      query = parsed;
+    } catch (err) {
+      problem = err.message;
+    }
+    state.filter = text;
+    let note = $("filter-error");
+    if (!note) {
+      note = el("span", { id: "filter-error", role: "alert" });
+      note.style.color = "#b00020";
+      $("filter").after(note);
+    }
+    note.textContent = problem;
+    $("filter").setAttribute("aria-invalid", problem ? "true" : "false");
   }
 
-  const shownRuns = () => state.data.runs.filter((r) => matches(r, state.filter));
+  const shownRuns = () => state.data.runs.filter((r) => query.matches(queryRecord(r)));
   const plottedRuns = () => shownRuns().filter((r) => state.selected.has(r.key));
 
   // -- runs table ----------------------------------------------------------------------
@@ -351,7 +354,7 @@
   }
 
   function bind() {
-    $("filter").addEventListener("input", (e) => { state.filter = e.target.value; renderViews(); });
+    $("filter").addEventListener("input", (e) => { setFilter(e.target.value); renderViews(); });
     $("select-all").addEventListener("click", () => { shownRuns().forEach((r) => state.selected.add(r.key)); renderViews(); });
     $("select-none").addEventListener("click", () => { state.selected.clear(); renderViews(); });
     $("xaxis").addEventListener("change", (e) => { state.xaxis = e.target.value; renderViews(); });

@@ -1,0 +1,179 @@
+"""The JSON documents of a run, each with its own ``format_version``, and the status rule.
+
+A document is a plain dict written with :func:`lightning_tracker.format.codec.dumps`.
+The constructors here are the only place each shape is spelled out; ``docs/format.md``
+lists the same fields. Readers ignore fields they do not know; a change that breaks
+existing readers increments that document's version in :data:`VERSIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from lightning_tracker.format.layout import CONFIG_FILE, META_FILE, MIRROR_FILE, MODELS_FILE, RUN_FILE, SPOOL_FILE
+
+__all__ = [
+    "VERSIONS",
+    "manifest_entry",
+    "manifest_without",
+    "new_config",
+    "new_manifest",
+    "new_run",
+    "resolve_aliases",
+    "run_state",
+    "writer_identity",
+]
+
+VERSIONS = {
+    RUN_FILE: 3,  # 3: one summary algorithm live and final (adds high_step); per-document versions
+    CONFIG_FILE: 1,
+    META_FILE: 1,
+    MODELS_FILE: 1,
+    SPOOL_FILE: 1,
+    MIRROR_FILE: 1,
+}
+RESERVED_ALIASES = ("best", "latest")  # maintained by the writer, with "best:<monitor>"
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def writer_identity() -> dict[str, Any]:
+    """Who writes the run now: host, pid and boot id (for crash detection)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot": _boot_id()}
+
+
+# -- run.json -----------------------------------------------------------------------------
+def new_run(
+    run_id: str, project: str, name: str, *, group: str | None, tags: list[str], notes: str | None,
+    heartbeat_interval_s: float, url: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A new ``run.json``: status ``running``, no sessions yet, empty params and summary.
+
+    Example:
+        >>> doc = new_run("r1", "p", "first", group=None, tags=[], notes=None, heartbeat_interval_s=2.0, url="/x")
+        >>> doc["format_version"], doc["status"], doc["summary"]
+        (3, 'running', {})
+    """
+    return {
+        "format_version": VERSIONS[RUN_FILE],
+        "id": run_id, "name": name, "project": project, "group": group, "tags": list(tags), "notes": notes,
+        "status": "running", "start_time": time.time(), "end_time": None,
+        "heartbeat": None, "heartbeat_interval_s": heartbeat_interval_s,
+        "sessions": [], "writer": writer_identity(), "url": url,
+        "params": {}, "summary": {},
+    }  # fmt: skip
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(run: dict[str, Any], now: float | None = None) -> str:
+    """The status a reader shows for a ``run.json`` document.
+
+    ``running`` turns into ``crashed`` when the writing process is gone (same host) or its
+    heartbeat is older than three heartbeat intervals plus ten seconds.
+
+    Example:
+        >>> run_state({"status": "finished"})
+        'finished'
+        >>> run_state({"status": "running", "heartbeat": 0.0, "heartbeat_interval_s": 2.0}, now=100.0)
+        'crashed'
+    """
+    status = run.get("status", "running")
+    if status != "running":
+        return str(status)
+    now = time.time() if now is None else now
+    beat = float(run.get("heartbeat") or run.get("start_time") or 0.0)
+    interval = float(run.get("heartbeat_interval_s") or 10.0)
+    if now - beat > 3 * interval + 10.0:
+        return "crashed"
+    writer = run.get("writer") or {}
+    if writer.get("host") == socket.gethostname() and writer.get("pid") and writer.get("boot") == _boot_id():
+        if not _pid_alive(int(writer["pid"])):
+            return "crashed"
+    return "running"
+
+
+# -- config.json ------------------------------------------------------------------------
+def new_config() -> dict[str, Any]:
+    """An empty ``config.json``: nested and flat hyperparameters and their change history."""
+    return {"format_version": VERSIONS[CONFIG_FILE], "nested": {}, "flat": {}, "history": []}
+
+
+# -- models.json ------------------------------------------------------------------------
+def new_manifest() -> dict[str, Any]:
+    """An empty checkpoint manifest ``models.json``."""
+    return {"format_version": VERSIONS[MODELS_FILE], "next_seq": 0, "checkpoints": [], "aliases": {}}
+
+
+def manifest_entry(
+    name: str, file: str, seq: int, *, step: int | None, epoch: int | None, monitor: str | None,
+    mode: str | None, score: float | None, size: int, sha256: str, saved_time: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One stored checkpoint in ``models.json`` (its aliases are filled by :func:`resolve_aliases`).
+
+    Example:
+        >>> e = manifest_entry("last.ckpt", "last.ckpt", 0, step=10, epoch=0, monitor=None, mode=None,
+        ...                    score=None, size=7, sha256="ab", saved_time=1.0)
+        >>> e["state"], e["aliases"]
+        ('stored', [])
+    """
+    return {"name": name, "file": file, "seq": seq, "step": step, "epoch": epoch, "monitor": monitor,
+            "mode": mode, "score": score, "size": size, "sha256": sha256, "saved_time": saved_time,
+            "stored_time": time.time(), "state": "stored", "aliases": []}  # fmt: skip
+
+
+def resolve_aliases(manifest: dict[str, Any], wanted: dict[str, str]) -> None:
+    """Sets the manifest's aliases: ``wanted`` (alias → name) where that name is listed,
+    earlier aliases whose checkpoint is still listed, and ``latest`` = the newest entry.
+
+    Example:
+        >>> m = new_manifest()
+        >>> m["checkpoints"] = [{"name": "a", "seq": 0}, {"name": "b", "seq": 1}]
+        >>> resolve_aliases(m, {"best": "a", "prod": "gone"})
+        >>> m["aliases"], m["checkpoints"][0]["aliases"]
+        ({'best': 'a', 'latest': 'b'}, ['best'])
+    """
+    names = {e["name"] for e in manifest["checkpoints"]}
+    aliases = {a: n for a, n in manifest.get("aliases", {}).items() if n in names}
+    aliases.update({a: n for a, n in wanted.items() if n in names})
+    aliases.pop("latest", None)
+    if manifest["checkpoints"]:
+        aliases["latest"] = max(manifest["checkpoints"], key=lambda e: e["seq"])["name"]
+    manifest["aliases"] = dict(sorted(aliases.items()))
+    for entry in manifest["checkpoints"]:
+        entry["aliases"] = sorted(a for a, n in aliases.items() if n == entry["name"])
+
+
+def manifest_without(manifest: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The manifest as a store may show it while the objects ``names`` are not in it yet:
+    without their entries, and without aliases that name them.
+
+    Example:
+        >>> m = new_manifest()
+        >>> m["checkpoints"] = [{"name": "a", "seq": 0}, {"name": "b", "seq": 1}]
+        >>> resolve_aliases(m, {"best": "b"})
+        >>> partial = manifest_without(m, {"b"})
+        >>> [e["name"] for e in partial["checkpoints"]], partial["aliases"]
+        (['a'], {'latest': 'a'})
+    """
+    out = {**manifest, "checkpoints": [dict(e) for e in manifest["checkpoints"] if e["name"] not in names]}
+    out["aliases"] = {a: n for a, n in manifest.get("aliases", {}).items() if n not in names}
+    resolve_aliases(out, {})
+    return out

@@ -1,0 +1,202 @@
+"""Where a run's files live and what their names mean: the layout, chunk names, coverage.
+
+A run is the folder ``<save_dir>/<project>/<run_id>/``. Writers and readers import every
+name and naming rule from here; ``docs/format.md`` is the same page for people.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from lightning_tracker.exceptions import InvalidArgumentError
+
+__all__ = [
+    "CONFIG_FILE",
+    "DATA_DIRS",
+    "DOCUMENTS",
+    "EVENTS_PREFIX",
+    "GIT_DIFF_FILE",
+    "HISTOGRAMS_DIR",
+    "META_FILE",
+    "METRICS_DIR",
+    "MIRROR_FILE",
+    "MODELS_DIR",
+    "MODELS_FILE",
+    "RUN_FILE",
+    "SPOOL_FILE",
+    "STAGING_DIR",
+    "chunk_name",
+    "covered_chunks",
+    "is_private",
+    "live_chunks",
+    "new_run_id",
+    "new_run_name",
+    "parse_chunk_name",
+    "validate_path_name",
+]
+
+# -- published files (what a reader of the store sees) --------------------------------
+RUN_FILE = "run.json"  # identity, status, heartbeat, sessions, params, summary
+META_FILE = "meta.json"  # environment of the first session (written once)
+CONFIG_FILE = "config.json"  # hyperparameters: nested, flat, change history
+GIT_DIFF_FILE = "git.diff"  # uncommitted changes when started in a dirty repository
+METRICS_DIR = "metrics"  # immutable Parquet chunks of metric points
+HISTOGRAMS_DIR = "histograms"  # immutable Parquet chunks of histograms (GradientMonitor)
+MODELS_DIR = "models"  # stored checkpoints (log_model), one immutable object each
+MODELS_FILE = "models.json"  # the checkpoint manifest
+EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files, in the run folder itself
+
+DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR)  # folders of chunk files, compacted alike
+# the mutable documents, in the order they are committed after the objects they describe
+DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
+
+# -- local-only files (in the run's local folder, never published) ----------------------
+SPOOL_FILE = "spool.json"  # in a spool folder: where the run is uploaded to
+MIRROR_FILE = ".mirror.json"  # what the mirror has uploaded (size and mtime per file)
+STAGING_DIR = ".checkpoints"  # checkpoint snapshots waiting to be stored, and their state
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_CHUNK_RE = re.compile(r"^(\d{3,})-(\d{8,})-(\d{8,})\.parquet$")
+
+_ADJECTIVES = (
+    "amber bold brave bright calm clever cosmic crisp daring dawn eager early fancy fierce "
+    "fluent gentle glad golden grand happy hardy hidden honest humble icy jolly keen kind "
+    "lively lucky lunar merry misty noble odd patient plucky polar proud quick quiet rapid "
+    "rare rosy royal rustic shiny silent silver sleek smooth snowy solar spry stellar "
+    "sunny swift tidy vivid warm wild wise witty young zesty"
+).split()
+_NOUNS = (
+    "aurora badger bay breeze brook canyon cedar cloud comet coral crane dawn delta dune "
+    "eagle ember falcon fern field fjord flame forest galaxy glade grove harbor hawk heron "
+    "hill island lake lark leaf meadow mesa moon mountain nebula oak ocean orbit otter "
+    "owl pine planet pond prairie quasar rain reef river sea shadow sky snow spark star "
+    "stone storm sun thunder tide valley wave willow wind"
+).split()
+
+
+def is_private(name: str) -> bool:
+    """Whether a file or folder name is local bookkeeping that is never published or read.
+
+    Temporary files (``.tmp-*.part``), the staging folder and the mirror's state start
+    with a dot; ``spool.json`` names the remote copy and stays in the spool.
+
+    Example:
+        >>> is_private(".tmp-x.part"), is_private("spool.json"), is_private("run.json")
+        (True, True, False)
+    """
+    return name.startswith(".") or name == SPOOL_FILE or name.endswith(".part")
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Returns a new run id: UTC start time plus 8 random base-36 characters (about 41 bits).
+
+    Ids sort by start time and need no coordination between processes or machines
+    (no "list the folder and take max + 1" race).
+
+    Example:
+        >>> len(new_run_id(0.0)), new_run_id(0.0)[:15]
+        (24, '19700101-000000')
+    """
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    suffix = "".join(secrets.choice(alphabet) for _ in range(8))
+    return f"{stamp:%Y%m%d-%H%M%S}-{suffix}"
+
+
+def new_run_name() -> str:
+    """Returns a readable random name such as ``"swift-otter-42"``."""
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(100)}"
+
+
+def validate_path_name(arg: str, value: Any) -> str:
+    """Checks that ``value`` can be a single folder name inside ``save_dir``.
+
+    Raises:
+        InvalidArgumentError: ``value`` is empty, too long, contains ``/``, ``..``,
+            control characters or starts with a dot.
+
+    Example:
+        >>> validate_path_name("name", "mnist")
+        'mnist'
+        >>> validate_path_name("name", "../etc")
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: name='../etc' ...
+    """
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _NAME_RE.match(text):
+        raise InvalidArgumentError(
+            f"{arg}={value!r} cannot be used as a folder name inside save_dir; use 1 to 128 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(for example 'mnist-baseline')."
+        )
+    return text
+
+
+# -- chunks -----------------------------------------------------------------------------
+def chunk_name(session: int, first: int, last: int) -> str:
+    """File name of a chunk holding flush sequence numbers ``first..last`` of a session.
+
+    Example:
+        >>> chunk_name(0, 3, 3)
+        '000-00000003-00000003.parquet'
+    """
+    return f"{session:03d}-{first:08d}-{last:08d}.parquet"
+
+
+def parse_chunk_name(name: str) -> tuple[int, int, int] | None:
+    """Returns ``(session, first, last)`` of a chunk file name, or None for other files.
+
+    Example:
+        >>> parse_chunk_name("001-00000002-00000017.parquet"), parse_chunk_name("run.json")
+        ((1, 2, 17), None)
+    """
+    match = _CHUNK_RE.match(name)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def _split(names: list[str]) -> tuple[list[str], list[str]]:
+    """The coverage rule, the only copy: (live chunks in read order, covered chunks).
+
+    Chunk X covers chunk Y when both belong to the same session and X's range contains
+    Y's. A compacted chunk is written before the chunks it replaces are deleted, so a
+    listing taken at any moment, without its covered chunks, holds every point once.
+    """
+    parsed = sorted(((p, n) for n in names if (p := parse_chunk_name(n)) is not None), key=lambda x: x[0])
+    live: list[tuple[tuple[int, int, int], str]] = []
+    covered: list[str] = []
+    # widest ranges first, so a chunk is kept only if nothing wider covers it
+    for (session, first, last), name in sorted(parsed, key=lambda x: (x[0][0], x[0][1], -x[0][2])):
+        if any(s == session and lo <= first and last <= hi for (s, lo, hi), _ in live):
+            covered.append(name)
+        else:
+            live.append(((session, first, last), name))
+    return [name for _, name in sorted(live)], sorted(covered)
+
+
+def live_chunks(names: list[str]) -> list[str]:
+    """The chunks a reader reads, in read order: every chunk no other chunk covers.
+
+    Other names in ``names`` are ignored.
+
+    Example:
+        >>> live_chunks([chunk_name(0, 1, 1), chunk_name(0, 0, 1), chunk_name(0, 2, 2), "x.json"])
+        ['000-00000000-00000001.parquet', '000-00000002-00000002.parquet']
+    """
+    return _split(names)[0]
+
+
+def covered_chunks(names: list[str]) -> list[str]:
+    """The chunks another chunk in ``names`` covers: garbage, safe to delete.
+
+    Example:
+        >>> covered_chunks([chunk_name(0, 1, 1), chunk_name(0, 0, 1), chunk_name(1, 1, 1)])
+        ['000-00000001-00000001.parquet']
+    """
+    return _split(names)[1]

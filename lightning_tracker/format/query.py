@@ -1,0 +1,296 @@
+"""The one query grammar: ``lr<0.01``, ``val/acc>=0.9``, ``tags=baseline``, ``adam``.
+
+``Store.runs(where=...)``, the CLI's ``--where`` and the report's filter box all use it;
+the report runs ``report/assets/query.js``, a twin of this module that ``tests/test_query.py``
+checks case by case (errors and their messages included) against this one.
+
+A query is a list of terms that must all hold. A term is ``KEY OP VALUE`` (OP one of
+``<= >= != == = < >``, the first operator after the key) or a bare word: a
+case-insensitive substring of the id, name, project, group, status or a tag.
+
+- VALUE is JSON when it parses as JSON (``0.01``, ``true``, ``null``, ``"quoted text"``),
+  else text. A list or object (value or field) compares as its JSON text.
+- KEY is ``config.K``/``params.K`` (a hyperparameter), ``summary.K`` (a metric's last
+  value), one of :data:`FIELDS`, or a bare ``K``: the hyperparameter ``K`` if the run has
+  one, else the metric ``K``. A run without the key fails the term.
+- Numbers (not booleans) compare numerically; text with text exactly, ordered by code
+  point; anything else is unequal and unordered. NaN fails every comparison but ``!=``.
+- ``tags=x``: x is one of the tags; ``tags!=x``: it is not.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import numbers
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lightning_tracker.exceptions import InvalidArgumentError
+
+__all__ = ["FIELDS", "MISSING", "Query", "Term", "check_keys", "known_keys", "parse", "resolve", "split"]
+
+FIELDS = ("id", "name", "project", "group", "status", "notes", "tags")
+SEARCHED = ("id", "name", "project", "group", "status", "tags")  # what a bare word looks in
+SECTIONS = (("config.", "params"), ("params.", "params"), ("summary.", "summary"))
+OPERATORS = ("<=", ">=", "!=", "==", "=", "<", ">")  # two-character ones first: longest match wins
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
+_SWAPPED = {"=<": "<=", "=>": ">=", "=!": "!="}  # operators typed the wrong way round
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What :func:`resolve` returns for a key the record does not have."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term: ``key``/``op``/``value`` of a comparison, or ``word`` (lower case) of a search."""
+
+    text: str
+    key: str | None = None
+    op: str | None = None
+    value: Any = None
+    word: str | None = None
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        """Whether the term holds for one run record."""
+        if self.key is None:
+            found = [record.get(f) for f in SEARCHED]
+            texts = [t for f in found for t in (f if isinstance(f, list) else [f]) if t is not None]
+            return any(str(self.word) in str(t).lower() for t in texts)
+        field = resolve(record, self.key)
+        if field is MISSING:
+            return False
+        if self.key == "tags" and isinstance(field, list):
+            return any(_equal(_text(t), self.value) for t in field) == (self.op != "!=")
+        return _compare(_text(field), self.op or "=", self.value)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Terms that must all hold; build one with :func:`parse`."""
+
+    terms: tuple[Term, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys the comparisons name, in order, each once."""
+        return tuple(dict.fromkeys(t.key for t in self.terms if t.key is not None))
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        """Whether every term holds for ``record`` (``{id, name, ..., params, summary}``).
+
+        Example:
+            >>> run = {"name": "a", "tags": ["x"], "params": {"lr": 0.01}, "summary": {"val/acc": 0.93}}
+            >>> parse("lr<0.05 val/acc>=0.9 tags=x").matches(run), parse("lr>0.05").matches(run)
+            (True, False)
+        """
+        return all(t.matches(record) for t in self.terms)
+
+
+def split(text: str) -> list[str]:
+    """Splits ``text`` into terms at whitespace outside double quotes (quotes are kept).
+
+    Example:
+        >>> split('lr<0.01  name="my run"')
+        ['lr<0.01', 'name="my run"']
+    """
+    terms, current, quoted, escaped = [], "", False, False
+    for ch in text:
+        if quoted:
+            quoted = escaped or ch != '"'
+            escaped = not escaped and ch == "\\"
+        elif ch == '"':
+            quoted = True
+        elif ch.isspace():
+            if current:
+                terms.append(current)
+            current = ""
+            continue
+        current += ch
+    if current:
+        terms.append(current)
+    return terms
+
+
+def parse(terms: str | Sequence[str]) -> Query:
+    """A query from a string (split at whitespace outside quotes) or from one term per item.
+
+    Raises:
+        InvalidArgumentError: a term has no key or no value, a value that starts with an
+            operator, or orders (``<``) by something that is neither a number nor quoted text.
+
+    Example:
+        >>> parse(["lr < 0.01", "optimizer=adam"]).keys
+        ('lr', 'optimizer')
+        >>> parse("lr=<0.01")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: where term 'lr=<0.01' has a value ... e.g. 'lr<=0.01'
+    """
+    if isinstance(terms, str):
+        items = split(terms)
+    else:
+        items = list(terms)
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidArgumentError(
+                    f"where term {item!r} is not text; pass strings such as ['lr<0.01', 'optimizer=adam']"
+                )
+    return Query(tuple(_term(t.strip()) for t in items if t.strip()))
+
+
+def _term(text: str) -> Term:
+    at, op = _find_operator(text)
+    if op is None:
+        word = _json(text)
+        return Term(text, word=(word if isinstance(word, str) else text).lower())
+    key, raw = text[:at].strip(), text[at + len(op) :].strip()
+
+    def fail(problem: str, fix: str, example: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"where term '{text}'{problem}; {fix}, e.g. '{example}'")
+
+    if not key:
+        raise fail(f" has no key before '{op}'", "write KEY OP VALUE", f"lr{op}{raw or '0.01'}")
+    if not raw:
+        raise fail(f" has no value after '{op}'", "write KEY OP VALUE", f"{key}{op}0.01")
+    if raw[0] in "<>=!":
+        rest = raw.lstrip("<>=!").strip() or "0.01"
+        example = f"{key}{_SWAPPED.get(op + raw[0], op)}{rest}"
+        raise fail(f" has a value that starts with '{raw[0]}'", "write one operator between key and value", example)
+    value = _json(raw)
+    quoted = isinstance(value, str)
+    value = raw if value is MISSING else _text(value)
+    if op in _ORDER and key == "tags":
+        raise fail(f" orders tags with '{op}'", "tags takes = (one of the tags) or != (none of them)", "tags=baseline")
+    if op in _ORDER and not (_is_number(value) or quoted):
+        raise fail(f": '{op}' compares numbers", "write a number, or quote text as JSON", f"{key}{op}0.01")
+    return Term(text, key=key, op="=" if op == "==" else op, value=value)
+
+
+def _find_operator(text: str) -> tuple[int, str | None]:
+    """The first operator outside double quotes (so ``"lr=0.1"`` is a word to search)."""
+    quoted = escaped = False
+    for at, ch in enumerate(text):
+        if quoted:
+            quoted = escaped or ch != '"'
+            escaped = not escaped and ch == "\\"
+        elif ch == '"':
+            quoted = True
+        else:
+            op = next((op for op in OPERATORS if text.startswith(op, at)), None)
+            if op is not None:
+                return at, op
+    return -1, None
+
+
+def _json(raw: str) -> Any:
+    """JSON as JavaScript's ``JSON.parse`` reads it (no NaN or Infinity), or MISSING."""
+
+    def reject(name: str) -> Any:
+        raise ValueError(name)
+
+    try:
+        return json.loads(raw, parse_constant=reject)
+    except ValueError:
+        return MISSING
+
+
+def _text(value: Any) -> Any:
+    """A list or object as its JSON text (the report's payload carries them so); others as they are."""
+    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if _is_number(value) else "text" if isinstance(value, str) else "other"
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return _kind(a) == _kind(b) and a == b  # NaN == NaN is False, as wanted
+
+
+def _compare(field: Any, op: str, value: Any) -> bool:
+    if op == "=":
+        return _equal(field, value)
+    if op == "!=":
+        return not _equal(field, value)
+    both = _kind(field) == _kind(value) and _kind(value) in ("number", "text")
+    return both and _ORDER[op](field, value)  # NaN orders False
+
+
+def resolve(record: Mapping[str, Any], key: str) -> Any:
+    """The value ``key`` names in a run record, or :data:`MISSING`.
+
+    Example:
+        >>> run = {"name": "a", "params": {"lr": 0.1}, "summary": {"lr": 0.09, "val/acc": 0.9}}
+        >>> resolve(run, "lr"), resolve(run, "summary.lr"), resolve(run, "val/acc"), resolve(run, "x")
+        (0.1, 0.09, 0.9, MISSING)
+    """
+    for prefix, section in SECTIONS:
+        if key.startswith(prefix):
+            return (record.get(section) or {}).get(key[len(prefix) :], MISSING)
+    if key in FIELDS:
+        return record.get(key, MISSING)
+    for section in ("params", "summary"):
+        values = record.get(section) or {}
+        if key in values:
+            return values[key]
+    return MISSING
+
+
+def known_keys(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every key that names something in at least one record: fields, names and their spellings.
+
+    Example:
+        >>> sorted(known_keys([{"params": {"lr": 0.1}, "summary": {"loss": 1.0}}]) - set(FIELDS))
+        ['config.lr', 'loss', 'lr', 'params.lr', 'summary.loss']
+    """
+    known = set(FIELDS)
+    for record in records:
+        for name in record.get("params") or {}:
+            known.update((name, f"config.{name}", f"params.{name}"))
+        for name in record.get("summary") or {}:
+            known.update((name, f"summary.{name}"))
+    return known
+
+
+def check_keys(query: Query, known: Iterable[str]) -> None:
+    """Raises for a key of ``query`` that is not in ``known`` (see :func:`known_keys`).
+
+    Raises:
+        InvalidArgumentError: naming the key and the closest known keys.
+
+    Example:
+        >>> check_keys(parse("lrr<0.01"), known_keys([{"params": {"lr": 0.1}}]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: ... names 'lrr', which no run has; did you mean 'lr'?
+    """
+    names = set(known)
+    for term in query.terms:
+        if term.key is None or term.key in names:
+            continue
+        close = difflib.get_close_matches(term.key, sorted(names), n=3, cutoff=0.6)
+        if close:
+            hint = "did you mean " + " or ".join(f"'{k}'" for k in close) + "?"
+        else:
+            plain = [k for k in sorted(names) if not k.startswith(("config.", "params.", "summary."))]
+            hint = "known keys are " + ", ".join(plain[:12]) + (" …" if len(plain) > 12 else "")
+        raise InvalidArgumentError(f"where term '{term.text}' names '{term.key}', which no run has; {hint}")

@@ -1,0 +1,150 @@
+"""Reading a run's chunk folders, and a cache of what stays valid between reads.
+
+A chunk file (``metrics/*.parquet``, ``histograms/*.parquet``) never gets new content
+under its name, so once parsed its table stays right for as long as the name is listed.
+:func:`read_chunks` lists a folder, keeps the live chunks (the coverage rule of
+:mod:`lightning_tracker.format.layout`) and reads each one, through a :class:`ReadCache`
+when given one: a second read of an unchanged folder then costs one listing and opens
+no file. The live dashboard holds one cache; ``Store(url, cache=ReadCache())`` gives one
+to any reader. The cache is not bounded: it holds the tables of the live chunks of every
+run read (a compaction drops the tables of the chunks it replaced), plus one memo per key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lightning_tracker.exceptions import RunNotFoundError
+from lightning_tracker.format.layout import live_chunks
+from lightning_tracker.storage import Storage
+
+__all__ = ["ReadCache", "read_chunks"]
+
+_T = TypeVar("_T")
+_ATTEMPTS = 5  # listings tried when compaction deletes chunks between listing and reading
+
+
+class ReadCache:
+    """Parsed chunk tables by (store, folder, chunk name), and memos of results built from them.
+
+    Thread-safe; share one between the readers of one store.
+
+    Example:
+        >>> cache = ReadCache()
+        >>> builds = []
+        >>> def build():
+        ...     builds.append(1)
+        ...     return "built"
+        >>> cache.memo("part", ("sig", 1), build), cache.memo("part", ("sig", 1), build), len(builds)
+        ('built', 'built', 1)
+        >>> _ = cache.memo("part", ("sig", 2), build)
+        >>> len(builds)
+        2
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[tuple[str, str], dict[str, pa.Table]] = {}
+        self._memos: dict[Hashable, tuple[Hashable, Any]] = {}
+
+    def __repr__(self) -> str:
+        chunks = sum(len(t) for t in self._tables.values())
+        return f"ReadCache({chunks} chunks in {len(self._tables)} folders, {len(self._memos)} memos)"
+
+    def tables(
+        self, storage: Storage, folder: str, names: list[str], read: Callable[[str], pa.Table]
+    ) -> list[pa.Table]:
+        """The tables of the chunks ``names`` of ``folder``, reading (``read(name)``) only new ones.
+
+        ``names`` is the folder's live listing: cached tables of other chunks (covered by
+        a compaction, or deleted) are dropped.
+        """
+        key = (storage.url, folder)
+        with self._lock:
+            known = self._tables.get(key, {})
+        fresh = {name: known[name] if name in known else read(name) for name in names}
+        with self._lock:
+            self._tables[key] = fresh
+        return list(fresh.values())
+
+    def memo(self, key: Hashable, signature: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, reused while ``signature`` (everything the result depends on) is unchanged.
+
+        One result is kept per ``key``: a new signature replaces the old result.
+        """
+        with self._lock:
+            held = self._memos.get(key)
+        if held is not None and held[0] == signature:
+            return held[1]  # stored by this method for this key, as _T
+        value = build()
+        with self._lock:
+            self._memos[key] = (signature, value)
+        return value
+
+    def forget(self, keep: Callable[[Hashable], bool]) -> None:
+        """Drops the memos whose key ``keep`` rejects (for example, runs no longer listed)."""
+        with self._lock:
+            self._memos = {k: v for k, v in self._memos.items() if keep(k)}
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly the columns of ``schema``: cast, and null where a chunk lacks one.
+
+    Example:
+        >>> from lightning_tracker.format.schemas import METRICS
+        >>> t = conform(pa.table({"step": [1], "key": ["a"], "value": [2.0]}), METRICS)
+        >>> t.column_names, t.column("time").to_pylist(), t.schema.field("key").type
+        (['step', 'time', 'key', 'value'], [None], DictionaryType(dictionary<values=string, indices=int32, ordered=0>))
+    """
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_chunks(
+    storage: Storage, folder: str, schema: pa.Schema, cache: ReadCache | None = None, *, what: str = "chunks"
+) -> pa.Table:
+    """Every live chunk of ``folder`` in read order, as one table of ``schema``.
+
+    Args:
+        storage: the store.
+        folder: the chunk folder, relative to the store (``"p/r1/metrics"``).
+        schema: the schema to cast each chunk to (see :mod:`lightning_tracker.format.schemas`).
+        cache: reuse the tables of chunks read before, and keep the new ones.
+        what: names the data in the error message.
+
+    Raises:
+        RunNotFoundError: chunks kept disappearing between listing and reading.
+
+    Example:
+        >>> import io
+        >>> from lightning_tracker.format.layout import chunk_name
+        >>> from lightning_tracker.format.schemas import METRICS
+        >>> storage, buf = Storage("memory://doc-chunks"), io.BytesIO()
+        >>> pq.write_table(pa.table({"step": [0], "time": [0.0], "key": ["loss"], "value": [1.0]}), buf)
+        >>> storage.write_bytes(f"p/r1/metrics/{chunk_name(0, 0, 0)}", buf.getvalue())
+        >>> read_chunks(storage, "p/r1/metrics", METRICS).column("value").to_pylist()
+        [1.0]
+    """
+
+    def read(name: str) -> pa.Table:
+        with storage.open(f"{folder}/{name}") as f:
+            return conform(pq.read_table(f), schema)
+
+    for _attempt in range(_ATTEMPTS):
+        names = live_chunks(storage.listdir(folder))
+        try:
+            tables = cache.tables(storage, folder, names, read) if cache is not None else [read(n) for n in names]
+        except FileNotFoundError:
+            continue  # compacted between listing and reading: list again
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+    raise RunNotFoundError(
+        f"the {what} at {storage.full_url(folder)} kept changing while being read ({_ATTEMPTS} listings); try again"
+    )

@@ -1,0 +1,148 @@
+"""The storage base: a root location and the seven primitives every backend implements.
+
+A backend (a local folder, any fsspec filesystem) subclasses :class:`Storage` and
+implements ``read_bytes``, ``open``, ``write_bytes``, ``put_file``, ``rm``, ``listdir``
+and ``find``; everything else the tracker needs is built here on those. Paths given to
+the methods are relative to the root and always use ``/``.
+
+``Storage(url)`` picks the backend, the way ``pathlib.Path`` does: a local folder gives a
+``LocalStorage``, anything else an ``FsspecStorage``. The backend modules are imported
+only when one is built, so importing this package never imports fsspec.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any
+
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.storage.urls import parse_url
+
+__all__ = ["Storage"]
+
+
+class Storage:
+    """A root URL (a local folder or any fsspec URL) and the primitives to use it.
+
+    Args:
+        url: a local folder (``"./runs"``, ``"file:///data/runs"``) or any fsspec URL
+            (``"memory://exp"``, ``"s3://bucket/exp"``); ``user:password@`` in the URL
+            is moved into ``storage_options``.
+        storage_options: options for the backend (credentials, endpoint); kept in
+            memory only, never printed or written.
+
+    Attributes:
+        url: the printable location (credentials removed; the absolute folder for local).
+        protocol: ``"file"`` for a local folder, else the URL scheme.
+        is_local: whether the location is a folder on this machine.
+        root: the absolute folder for local; ``bucket/path`` for a URL.
+
+    Raises:
+        InvalidArgumentError: ``url`` is empty or not a string or path.
+        MissingDependencyError: (on first use) the package for the URL's protocol is not
+            installed.
+
+    Example:
+        >>> store = Storage("memory://doc-storage")
+        >>> store.write_bytes("a/b.json", b"{}")
+        >>> store.read_bytes("a/b.json")
+        b'{}'
+        >>> store.is_local, store.url, store.full_url("a/b.json")
+        (False, 'memory://doc-storage', 'memory://doc-storage/a/b.json')
+        >>> store.read_many(["a/b.json", "a/missing.json"])
+        {'a/b.json': b'{}'}
+        >>> import tempfile
+        >>> Storage(tempfile.mkdtemp()).is_local
+        True
+    """
+
+    url: str
+    protocol: str
+    is_local: bool
+    root: str
+
+    def __new__(cls, url: Any = None, storage_options: dict[str, Any] | None = None) -> Storage:
+        # a backend built directly (or unpickled, which passes no arguments) is itself
+        if cls is Storage:
+            if parse_url(url).is_local:
+                from lightning_tracker.storage.local import LocalStorage
+
+                cls = LocalStorage
+            else:
+                from lightning_tracker.storage.remote import FsspecStorage
+
+                cls = FsspecStorage
+        return super().__new__(cls)
+
+    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+        parsed = parse_url(url)
+        if parsed.is_local != self.is_local:
+            raise InvalidArgumentError(
+                f"save_dir={parsed.url!r} cannot be opened by {type(self).__name__}; "
+                "use Storage(save_dir), which picks the backend for the URL."
+            )
+        self.protocol, self.root, self.url = parsed.protocol, parsed.root, parsed.url
+        self._options: dict[str, Any] = {**parsed.credentials, **(storage_options or {})}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def full_url(self, rel: str = "") -> str:
+        """Returns the printable URL of ``rel`` (credentials removed)."""
+        return f"{self.url.rstrip('/')}/{rel}" if rel else self.url
+
+    def exists(self, rel: str) -> bool:
+        """Whether a file or folder named ``rel`` exists (one listing of its parent).
+
+        The root itself counts as existing once it holds anything: object stores have no
+        empty folders.
+        """
+        parent, _, name = rel.strip("/").rpartition("/")
+        return name in self.listdir(parent) if name else bool(self.listdir())
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+        """Reads many small files; the missing ones are left out of the result."""
+        out: dict[str, bytes] = {}
+        for rel in rels:
+            try:
+                out[rel] = self.read_bytes(rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return out
+
+    # -- the primitives each backend implements ---------------------------------------
+    # Not abstract methods: ``Storage(url)`` is also the factory, and a type checker
+    # rejects constructing an abstract class (our callers' and our users' alike).
+    def read_bytes(self, rel: str) -> bytes:
+        """Returns the content of ``rel``; raises ``FileNotFoundError`` when missing."""
+        raise NotImplementedError
+
+    def open(self, rel: str) -> IO[bytes]:
+        """Opens ``rel`` for reading, as a binary file object."""
+        raise NotImplementedError
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Writes ``data`` to ``rel`` in one step: a reader sees the old or the new content."""
+        raise NotImplementedError
+
+    def put_file(self, local_path: str, rel: str) -> None:
+        """Stores the local file ``local_path`` at ``rel``, streamed.
+
+        The file must not change afterwards: a local store hard-links it where it can.
+        """
+        raise NotImplementedError
+
+    def rm(self, rel: str) -> None:
+        """Deletes the file ``rel``; a missing file is not an error."""
+        raise NotImplementedError
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Sorted names (not paths) of the entries directly under ``rel``; empty when missing."""
+        raise NotImplementedError
+
+    def find(self, rel: str = "") -> dict[str, int]:
+        """Every file below ``rel``, as ``/`` paths relative to ``rel`` mapped to their sizes.
+
+        Empty when ``rel`` is missing.
+        """
+        raise NotImplementedError

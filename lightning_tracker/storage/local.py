@@ -1,0 +1,136 @@
+"""The local-folder backend, and the one atomic write for local files.
+
+Every local file the tracker writes goes through :func:`atomic_write`: a temporary file
+in the same folder, then ``os.replace``, so a reader or a crash sees the old or the new
+file, never half of one. Temporary names start with ``.`` and readers skip such names.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from typing import IO, Any
+
+from lightning_tracker.storage.base import Storage
+
+__all__ = ["LocalStorage", "atomic_write"]
+
+_COPY_CHUNK = 1 << 22
+_TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
+
+# what atomic_write accepts: the bytes, or a function that writes into a binary file
+Content = bytes | Callable[[IO[bytes]], Any]
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write(path: str, data: Content) -> None:
+    """Writes a local file so that a reader or a crash never sees it half written.
+
+    Args:
+        path: the file to write; missing parent folders are created.
+        data: the content, or a function that writes it into the binary file object it
+            is given (``lambda f: pq.write_table(table, f)``).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "a", "b.txt")
+        >>> atomic_write(path, b"one")
+        >>> atomic_write(path, lambda f: f.write(b"two"))
+        >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))
+        (b'two', ['b.txt'])
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                data(f)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+class LocalStorage(Storage):
+    """A folder on this machine. Build it with ``Storage(path)``.
+
+    Example:
+        >>> import tempfile
+        >>> store = Storage(tempfile.mkdtemp())
+        >>> store.write_bytes("p/r/run.json", b"{}")
+        >>> store.listdir("p"), store.find("p")
+        (['r'], {'r/run.json': 2})
+        >>> store.local_path("p/r") == f"{store.root}/p/r"
+        True
+    """
+
+    is_local = True
+
+    def local_path(self, rel: str = "") -> str:
+        """Returns the operating-system path of ``rel``."""
+        return os.path.join(self.root, *rel.split("/")) if rel else self.root
+
+    def read_bytes(self, rel: str) -> bytes:
+        with open(self.local_path(rel), "rb") as f:
+            return f.read()
+
+    def open(self, rel: str) -> IO[bytes]:
+        return open(self.local_path(rel), "rb")
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        atomic_write(self.local_path(rel), data)
+
+    def put_file(self, local_path: str, rel: str) -> None:
+        dest = self.local_path(rel)
+        folder = os.path.dirname(dest)
+        os.makedirs(folder, exist_ok=True)
+        # a fresh name every time: os.link refuses an existing one, so a link a crashed
+        # attempt left behind is never written through
+        tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}{_TMP_SUFFIX}")
+        try:
+            os.link(local_path, tmp)
+        except OSError:  # another filesystem, or no hard links there: copy
+            with open(local_path, "rb") as src:
+                atomic_write(dest, lambda dst: shutil.copyfileobj(src, dst, _COPY_CHUNK))
+            return
+        try:
+            os.replace(tmp, dest)
+        finally:
+            # renaming onto another name of the same file does nothing and keeps tmp
+            _remove_quietly(tmp)
+
+    def rm(self, rel: str) -> None:
+        try:
+            os.remove(self.local_path(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+
+    def listdir(self, rel: str = "") -> list[str]:
+        try:
+            return sorted(os.listdir(self.local_path(rel)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def find(self, rel: str = "") -> dict[str, int]:
+        base = self.local_path(rel)
+        out: dict[str, int] = {}
+        for folder, _, names in os.walk(base):
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    out[os.path.relpath(path, base).replace(os.sep, "/")] = os.path.getsize(path)
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+        return out

@@ -1,0 +1,167 @@
+"""Storage URLs as text: which backend, where, and the credentials kept out of print.
+
+Pure string handling (no fsspec), so modules that only need to print or redact a URL
+(hyperparameters, the environment record) import nothing heavy.
+
+Credentials never leave memory: user info embedded in a URL (``s3://key:secret@bucket``)
+is moved into the storage options under the name the protocol's fsspec backend expects,
+and only the redacted form is ever printed or written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+from urllib.parse import unquote
+
+from lightning_tracker.exceptions import InvalidArgumentError
+
+__all__ = ["ParsedUrl", "install_hint", "parse_url", "redact_url"]
+
+# protocol -> (pip extra, the package that implements it)
+_EXTRAS = {
+    "s3": ("s3", "s3fs"),
+    "s3a": ("s3", "s3fs"),
+    "gs": ("gcs", "gcsfs"),
+    "gcs": ("gcs", "gcsfs"),
+    "az": ("azure", "adlfs"),
+    "abfs": ("azure", "adlfs"),
+    "abfss": ("azure", "adlfs"),
+}
+# the option each protocol expects for the user:password part of a URL
+_URL_CREDENTIALS = {
+    "s3": ("key", "secret"),
+    "s3a": ("key", "secret"),
+    "az": ("account_name", "account_key"),
+    "abfs": ("account_name", "account_key"),
+    "abfss": ("account_name", "account_key"),
+}
+_LOCAL_PROTOCOLS = ("file", "local")
+_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+
+
+class ParsedUrl(NamedTuple):
+    """A storage location taken apart by :func:`parse_url`."""
+
+    protocol: str
+    """``"file"`` for a local folder, else the URL scheme (``"s3"``, ``"memory"`` …)."""
+    root: str
+    """The absolute folder for local; ``bucket/path`` (no protocol, no trailing ``/``) otherwise."""
+    url: str
+    """The printable form: credentials removed; the absolute folder for local."""
+    credentials: dict[str, str]
+    """Storage options taken from the URL's ``user:password@`` part (empty when none)."""
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the location is a folder on this machine."""
+        return self.protocol == "file"
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """Splits ``scheme://userinfo@host/path`` into (scheme, userinfo, host/path).
+
+    Secrets often hold an unencoded ``/`` (AWS keys do), so the user info runs to the
+    last ``@`` before the path when the text before that ``@`` has a ``user:`` part.
+    """
+    match = _URL_RE.match(url)
+    if match is None:
+        return None
+    scheme, rest = match["scheme"], match["rest"]
+    host = rest.split("/", 1)[0]
+    if "@" in host:
+        info, _, tail = host.rpartition("@")
+        return scheme, info, tail + rest[len(host) :]
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        info, _, tail = rest.rpartition("@")
+        if ":" in info.split("/", 1)[0]:
+            return scheme, info, tail
+    return None
+
+
+def redact_url(url: str) -> str:
+    """Returns ``url`` without the ``user:password@`` part, safe to print and store.
+
+    Example:
+        >>> redact_url("s3://AKIA:hunter2@bucket/exp")
+        's3://bucket/exp'
+        >>> redact_url("s3://AKIA:abc/def+ghi@bucket/exp")
+        's3://bucket/exp'
+        >>> redact_url("./runs")
+        './runs'
+    """
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}://{parts[2]}"
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    parts = _userinfo(url)
+    if parts is None:
+        return url, {}
+    scheme, info, tail = parts
+    user, _, password = info.partition(":")
+    names = _URL_CREDENTIALS.get(scheme, ("username", "password"))
+    creds = {names[0]: unquote(user)}
+    if password:
+        creds[names[1]] = unquote(password)
+    return f"{scheme}://{tail}", creds
+
+
+def parse_url(url: str | os.PathLike[str]) -> ParsedUrl:
+    """Takes a ``save_dir`` (a local path or any fsspec URL) apart.
+
+    Args:
+        url: a local folder (``"./runs"``, ``"file:///data/runs"``, ``"local://runs"``) or
+            a URL such as ``"s3://bucket/exp"``, optionally with ``user:password@``.
+
+    Returns:
+        The protocol, root, printable URL and the credentials found in the URL.
+
+    Raises:
+        InvalidArgumentError: ``url`` is empty or neither a string nor a path.
+
+    Example:
+        >>> parsed = parse_url("s3://AKIA:abc%2Bd/ef@bucket/exp/")
+        >>> parsed.protocol, parsed.root, parsed.url
+        ('s3', 'bucket/exp', 's3://bucket/exp')
+        >>> parsed.credentials
+        {'key': 'AKIA', 'secret': 'abc+d/ef'}
+        >>> parse_url("az://acct:k3y@container/runs").credentials
+        {'account_name': 'acct', 'account_key': 'k3y'}
+        >>> parse_url("https://me:pw@example.com/runs").credentials
+        {'username': 'me', 'password': 'pw'}
+        >>> parsed = parse_url("file:///data/runs")
+        >>> parsed.protocol, parsed.root, parsed.is_local
+        ('file', '/data/runs', True)
+        >>> parse_url("")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: save_dir='' is not a folder or URL; pass a path such as ...
+    """
+    text = os.fspath(url) if isinstance(url, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text:
+        raise InvalidArgumentError(
+            f"save_dir={url!r} is not a folder or URL; pass a path such as './runs' "
+            "or a URL such as 's3://bucket/experiments'."
+        )
+    text, creds = _split_credentials(text)
+    protocol, sep, rest = text.partition("://")
+    if not sep or protocol in _LOCAL_PROTOCOLS:
+        root = os.path.abspath(rest if sep else text)
+        return ParsedUrl("file", root, root, creds)
+    root = rest.rstrip("/")
+    return ParsedUrl(protocol, root, f"{protocol}://{root}", creds)
+
+
+def install_hint(protocol: str) -> tuple[str, str]:
+    """Returns the package behind ``protocol`` and the command that installs it.
+
+    Example:
+        >>> install_hint("s3")
+        ('s3fs', 'pip install "lightning-tracker[s3]"')
+        >>> install_hint("hf")
+        ('hf', 'pip install hf')
+    """
+    extra, package = _EXTRAS.get(protocol, (None, protocol))
+    return package, f'pip install "lightning-tracker[{extra}]"' if extra else f"pip install {package}"

@@ -1,0 +1,105 @@
+"""The run's own documents: ``run.json`` (identity, status, heartbeat, summary) and ``config.json``.
+
+The caller's thread changes them in memory (:meth:`RunInfo.log_config`,
+:meth:`RunInfo.set_info`); the flusher writes them into the run's local folder, after the
+chunks they describe, and the mirror commits them to the store in that order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from lightning_tracker import _config
+from lightning_tracker.format.codec import dumps
+from lightning_tracker.format.documents import new_config, new_run
+from lightning_tracker.format.layout import CONFIG_FILE, RUN_FILE
+from lightning_tracker.storage import atomic_write
+
+__all__ = ["RunInfo"]
+
+_KEPT_ON_RESUME = ("start_time", "sessions", "name", "group", "notes")
+
+
+class RunInfo:
+    """``run.json`` and ``config.json`` of one run, in memory, written by the flusher.
+
+    Args:
+        run_id: the run id.
+        project: the project folder.
+        name: the name given, or None (on resume: keep the stored one).
+        default_name: the name of a new run when ``name`` is None.
+        group: optional group.
+        tags: labels.
+        notes: free text.
+        heartbeat_interval_s: the writer's flush interval.
+        url: where the run lives, without credentials.
+
+    Example:
+        >>> import tempfile
+        >>> info = RunInfo("r1", "p", None, "calm-otter-1", None, ["a"], None, 2.0, "/x")
+        >>> info.log_config({"lr": 0.1}, step=0)
+        True
+        >>> info.log_config({"lr": 0.2}, step=5)
+        True
+        >>> folder = tempfile.mkdtemp()
+        >>> info.write(folder, summary={})
+        >>> info.config["history"][0]["changes"], sorted(os.listdir(folder))
+        ({'lr': [0.1, 0.2]}, ['config.json', 'run.json'])
+    """
+
+    def __init__(
+        self, run_id: str, project: str, name: str | None, default_name: str, group: str | None,
+        tags: list[str], notes: str | None, heartbeat_interval_s: float, url: str,
+    ) -> None:  # fmt: skip
+        self.doc = new_run(run_id, project, name or default_name, group=group, tags=tags, notes=notes,
+                           heartbeat_interval_s=heartbeat_interval_s, url=url)  # fmt: skip
+        self.config: dict[str, Any] = new_config()
+        self.explicit = {"name": name, "group": group, "notes": notes}
+        self.lock = threading.RLock()
+        self._config_dirty = True
+        self._warned: set[str] = set()
+
+    def adopt(self, stored: dict[str, Any], config: dict[str, Any] | None) -> None:
+        """Continues a stored run: its start, sessions and (unless given now) name, group and notes."""
+        for key in _KEPT_ON_RESUME:
+            if stored.get(key) is not None and self.explicit.get(key) is None:
+                self.doc[key] = stored[key]
+        self.doc["tags"] = sorted(set(stored.get("tags") or []) | set(self.doc["tags"]))
+        if config is not None:
+            self.config = {**new_config(), **config}
+
+    def log_config(self, params: Any, step: int) -> bool:
+        """Merges hyperparameters; a changed value is recorded in the history. Returns whether anything changed."""
+        plain = _config.to_plain(params, self._warned)
+        if not isinstance(plain, dict):
+            plain = {"value": plain}
+        with self.lock:
+            nested = _config.merge(self.config["nested"], plain)
+            flat = _config.flatten(nested)
+            changes = _config.diff_flat(self.config["flat"], flat)
+            if not changes:
+                return False
+            if self.config["flat"]:
+                self.config["history"].append({"time": time.time(), "step": step, "changes": changes})
+            self.config["nested"], self.config["flat"] = nested, flat
+            self._config_dirty = True
+        return True
+
+    def set_info(self, **fields: Any) -> None:
+        """Updates run fields such as ``tags``, ``notes`` or ``group``."""
+        with self.lock:
+            self.doc.update(fields)
+
+    def write(self, local_dir: str, summary: dict[str, Any]) -> None:
+        """Writes ``config.json`` when it changed, then ``run.json`` with a new heartbeat."""
+        with self.lock:
+            if self._config_dirty:
+                atomic_write(os.path.join(local_dir, CONFIG_FILE), dumps(self.config))
+                self._config_dirty = False
+            # the summary and the flat hyperparameters ride in run.json: one read per run for a runs table
+            self.doc.update(heartbeat=time.time(), params=self.config["flat"], summary=summary)
+            data = dumps(self.doc)
+        atomic_write(os.path.join(local_dir, RUN_FILE), data)
