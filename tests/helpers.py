@@ -103,7 +103,8 @@ def trainer(logger: Any, package: str = "pytorch_lightning", **kwargs: Any) -> A
     return lightning(package).Trainer(logger=logger, **defaults)
 
 
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "train.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+TRAIN_SCRIPT = os.path.join(REPO, "tests", "scripts", "train.py")
 
 
 def start_training(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subprocess.Popen, str]:

@@ -35,6 +35,7 @@ LAYER_OF = [
     ("lightning_tracker.api", "read"),
     ("lightning_tracker.checkpoint_refs", "read"),
     ("lightning_tracker.read_cache", "read"),
+    ("lightning_tracker.run_reader", "read"),
     ("lightning_tracker.logger", "integration"),
     ("lightning_tracker.callbacks", "integration"),
     ("lightning_tracker.report", "integration"),
@@ -51,7 +52,8 @@ FORMAT_THIRD_PARTY = ("numpy", "pyarrow")
 STORAGE_THIRD_PARTY = ("numpy", "pyarrow", "fsspec")
 FSSPEC_MODULE = "lightning_tracker.storage.remote"
 TORCH_FREE = ("lightning_tracker.format", "lightning_tracker.storage", "lightning_tracker.api",
-              "lightning_tracker.checkpoint_refs", "lightning_tracker.read_cache")  # fmt: skip
+              "lightning_tracker.checkpoint_refs", "lightning_tracker.read_cache",
+              "lightning_tracker.run_reader")  # fmt: skip
 
 
 @dataclass(frozen=True)

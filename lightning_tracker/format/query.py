@@ -1,7 +1,7 @@
 """The one query grammar: ``lr<0.01``, ``val/acc>=0.9``, ``tags=baseline``, ``adam``.
 
 ``Store.runs(where=...)``, the CLI's ``--where`` and the report's filter box all use it;
-the report runs ``report/assets/query.js``, a twin of this module that ``tests/test_query.py``
+the report runs ``report/assets/query.js``, a twin of this module that ``tests/format/test_query.py``
 checks case by case (errors and their messages included) against this one.
 
 A query is a list of terms that must all hold. A term is ``KEY OP VALUE`` (OP one of

@@ -302,8 +302,10 @@ class CheckpointProducer:
             order = int(self.manifest.get("next_seq", 0))
             taken = {e["name"] for e in self.manifest["checkpoints"]} | set(self.stages.values())
             name = _unique_name(meta["file"], taken, order)
-        os.makedirs(os.path.join(self.local_dir, MODELS_DIR), exist_ok=True)
-        os.replace(blob, os.path.join(self.local_dir, MODELS_DIR, name))  # same folder tree: a rename
+        target = os.path.join(self.local_dir, MODELS_DIR, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _remove(target)  # left by a crash before the manifest named it: the same bytes again
+        os.link(blob, target)  # the snapshot stays until the manifest names the object
         entry = manifest_entry(name, meta["file"], order, step=step if step is not None else meta.get("step"),
                                epoch=epoch, monitor=meta.get("monitor"), mode=meta.get("mode"), score=meta.get("score"),
                                size=size, sha256=digest, saved_time=meta.get("time"))  # fmt: skip

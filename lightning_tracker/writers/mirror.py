@@ -40,6 +40,7 @@ from lightning_tracker.format.documents import VERSIONS, manifest_without
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
+    DOCUMENTS,
     MIRROR_FILE,
     MODELS_DIR,
     MODELS_FILE,
@@ -190,11 +191,15 @@ class Mirror:
         documents = self._read_documents()  # before listing: they describe only files listed next
         local = self._local_files()
         for rel, sig in local.items():
-            if rel not in documents and rel not in (CONFIG_FILE, RUN_FILE, MODELS_FILE) and listing.get(rel) == sig[0]:
+            if rel not in DOCUMENTS and listing.get(rel) == sig[0]:
                 self._done.setdefault(rel, sig)  # already remote (sync after a crash)
-        todo = sorted(rel for rel, sig in local.items() if self._done.get(rel) != sig and rel not in documents)
+        todo = sorted(rel for rel, sig in local.items() if self._done.get(rel) != sig and rel not in DOCUMENTS)
         models = [rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")]
-        self._upload(report, [rel for rel in todo if rel not in models], local)
+        data = [rel for rel in todo if rel not in models]
+        # only checkpoints the manifest read above lists: one stored since waits for the next round
+        listed = _listed(documents)
+        models = [rel for rel in models if rel.split("/", 1)[1] in listed]
+        self._upload(report, data, local)
         for name in (CONFIG_FILE, RUN_FILE):
             self._commit(report, name, documents)
         for i, rel in enumerate(models):
@@ -274,7 +279,8 @@ class Mirror:
             # each covered chunk is covered by a chunk already in the store
             doomed += [f"{folder}/{name}" for name in covered_chunks(names) if f"{folder}/{name}" not in local]
         if MODELS_FILE in documents and self._done.get(MODELS_FILE) == documents[MODELS_FILE][1]:
-            listed = {e["name"] for e in loads(documents[MODELS_FILE][0])["checkpoints"]}
+            # every object uploaded was listed when it was uploaded: unlisted now means retired
+            listed = _listed(documents)
             doomed += [rel for rel in self._done if rel.startswith(f"{MODELS_DIR}/")
                        and rel.split("/", 1)[1] not in listed and rel not in local]  # fmt: skip
         for rel in doomed:
@@ -351,6 +357,13 @@ class Mirror:
                 bar(None)
         report = result[-1] if result else MirrorReport(pending=self.pending())
         return report, report.complete and not worker.is_alive()
+
+
+def _listed(documents: dict[str, tuple[bytes, list[int]]]) -> set[str]:
+    """Names of the checkpoints the manifest snapshot lists."""
+    if MODELS_FILE not in documents:
+        return set()
+    return {e["name"] for e in loads(documents[MODELS_FILE][0])["checkpoints"]}
 
 
 def _background_priority() -> None:

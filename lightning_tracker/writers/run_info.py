@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-from lightning_tracker import _config
+from lightning_tracker import _config, _environment
 from lightning_tracker.format.codec import dumps
-from lightning_tracker.format.documents import new_config, new_run
-from lightning_tracker.format.layout import CONFIG_FILE, RUN_FILE
+from lightning_tracker.format.documents import VERSIONS, new_config, new_run, writer_identity
+from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, META_FILE, RUN_FILE
 from lightning_tracker.storage import atomic_write
 
 __all__ = ["RunInfo"]
@@ -70,6 +70,18 @@ class RunInfo:
         self.doc["tags"] = sorted(set(stored.get("tags") or []) | set(self.doc["tags"]))
         if config is not None:
             self.config = {**new_config(), **config}
+
+    def start_session(self, local_dir: str, session: int, first: bool) -> None:
+        """Records a new session (who, where, which command and commit); the first one
+        also writes ``meta.json`` and, in a dirty work tree, ``git.diff``."""
+        meta, diff = _environment.collect()
+        with self.lock:
+            self.doc["sessions"].append({"index": session, "start_time": time.time(), **writer_identity(),
+                                         "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")})
+        if first:
+            atomic_write(os.path.join(local_dir, META_FILE), dumps({"format_version": VERSIONS[META_FILE], **meta}))
+            if diff:
+                atomic_write(os.path.join(local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
 
     def log_config(self, params: Any, step: int) -> bool:
         """Merges hyperparameters; a changed value is recorded in the history. Returns whether anything changed."""

@@ -23,11 +23,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_tracker import _environment
-from lightning_tracker.format.codec import dumps
-from lightning_tracker.format.documents import VERSIONS, writer_identity
-from lightning_tracker.format.layout import GIT_DIFF_FILE, META_FILE
-from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_table
 from lightning_tracker.writers.metrics import MetricsProducer
@@ -140,17 +136,9 @@ class RunWriter:
     # -- opening ------------------------------------------------------------------------
     def _start_session(self) -> None:
         os.makedirs(self.local_dir, exist_ok=True)
-        meta, diff = _environment.collect()
-        session = {"index": self.session, "start_time": time.time(), **writer_identity(),
-                   "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")}  # fmt: skip
-        self.info.doc["sessions"].append(session)
         if not self.mirror.in_place:
             write_spool(self.local_dir, self.storage, self.prefix, self.session, self.offline)
-        if not self._resumed:
-            meta_doc = dumps({"format_version": VERSIONS[META_FILE], **meta})
-            atomic_write(os.path.join(self.local_dir, META_FILE), meta_doc)
-            if diff:
-                atomic_write(os.path.join(self.local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
+        self.info.start_session(self.local_dir, self.session, first=not self._resumed)
         self._start_threads()
         self.info.write(self.local_dir, self.metrics.summary)
 

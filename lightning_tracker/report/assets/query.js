@@ -1,5 +1,5 @@
 // The report's twin of lightning_tracker/format/query.py: the same grammar, the same results and
-// the same error messages (tests/test_query.py runs one table of cases through both). Read the
+// the same error messages (tests/format/test_query.py runs one table of cases through both). Read the
 // Python module's docstring for the grammar; change the two together.
 (function (root) {
   "use strict";

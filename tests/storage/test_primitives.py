@@ -20,9 +20,10 @@ from tests.servers import AzureServer, GCSServer  # sets the gcsfs environment f
 
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError  # noqa: E402
 from lightning_tracker.storage import Storage, atomic_write  # noqa: E402
+from tests.helpers import REPO
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(REPO)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.report import Dashboard
 from tests.conftest import free_port
-from tests.test_report import ARTIFACTS
+from tests.report.test_report import ARTIFACTS
 
 
 def _log_run(save_dir: str, name: str, steps: int, options: Any = None, finalize: bool = True) -> TrackerLogger:

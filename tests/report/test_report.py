@@ -13,8 +13,9 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.report import build_payload, write_report
 from lightning_tracker.report.data import downsample
+from tests.helpers import REPO
 
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+ARTIFACTS = os.path.join(REPO, "test-artifacts")
 LONG = 3000  # steps of train/loss: more than the 500 points drawn per line
 
 

@@ -20,6 +20,7 @@ from tests.servers import AzureServer, GCSServer  # sets the gcsfs environment f
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
 from lightning_tracker.cli import main as cli  # noqa: E402
 from lightning_tracker.format.layout import live_chunks, parse_chunk_name  # noqa: E402
+from tests.helpers import REPO  # noqa: E402
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
 
@@ -161,7 +162,7 @@ def test_eight_processes_write_into_one_store_at_once(kind: str, tmp_path: Path,
     else:
         server = request.getfixturevalue("s3_server")
         save_dir, options = f"s3://{server.new_bucket()}/exp", server.storage_options
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": REPO}
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, save_dir, json.dumps(options), str(i)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip

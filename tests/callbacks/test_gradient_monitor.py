@@ -19,9 +19,8 @@ from lightning_tracker import GradientMonitor, Store, TrackerLogger
 from lightning_tracker.callbacks.gradients import tensor_histograms
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import InvalidArgumentError
-from tests.helpers import lightning, tiny_model, trainer
+from tests.helpers import REPO, lightning, tiny_model, trainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _reference(x: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ import pytest
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format import query
+from tests.helpers import REPO
 
-QUERY_JS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "lightning_tracker", "report", "assets", "query.js")
+QUERY_JS = os.path.join(REPO, "lightning_tracker", "report", "assets", "query.js")
 NAN = float("nan")
 
 BASE = {

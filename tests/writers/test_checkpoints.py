@@ -21,7 +21,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.exceptions import CheckpointIntegrityError, InvalidArgumentError, RunNotFoundError
 from tests.conftest import S3Server
-from tests.helpers import lightning, tiny_model, tiny_model_class, trainer
+from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
 
 def _sha(path: str) -> str:
@@ -342,7 +342,7 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
     url = f"s3://{bucket}/exp"
     proxy = _SlowProxy(s3_server.port, rate=3e6)
     slow = {**s3_server.storage_options, "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO
     script = _KILL_SCRIPT.format(root=root, package=pl_package, url=url, options=slow)
     spool = tmp_path / "spool"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

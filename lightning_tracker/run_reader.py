@@ -1,0 +1,297 @@
+"""One recorded run, read: its documents, full histories, histograms and checkpoints.
+
+:class:`~lightning_tracker.api.Store` builds each :class:`Run` from its ``run.json``;
+every other file is read when first asked for. Chunks are read through
+:func:`~lightning_tracker.read_cache.read_chunks` (with the store's cache, if any) and
+reduced to one value per (key, step) by :func:`~lightning_tracker.format.summary.keep_last`.
+Imports neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lightning_tracker.checkpoint_refs import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
+from lightning_tracker.format.codec import decode_number, loads
+from lightning_tracker.format.documents import new_config, run_state
+from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, HISTOGRAMS_DIR, META_FILE, METRICS_DIR
+from lightning_tracker.format.schemas import HISTOGRAMS, METRICS
+from lightning_tracker.format.summary import keep_last
+from lightning_tracker.read_cache import ReadCache, read_chunks
+from lightning_tracker.storage import Storage
+
+__all__ = ["Run"]
+
+
+class Run:
+    """One recorded run. Documents are read on first access and cached.
+
+    Built by :class:`~lightning_tracker.api.Store`; ``run.json`` (identity, status, params,
+    summary) is read by then, every other file when first asked for.
+
+    Attributes:
+        id: the run id (its folder name).
+        project: the project (folder) it belongs to.
+        path: ``<project>/<id>``, relative to the store.
+        doc: the raw ``run.json`` document.
+        cache: the store's :class:`~lightning_tracker.read_cache.ReadCache`, or None.
+    """
+
+    def __init__(self, storage: Storage, path: str, doc: dict[str, Any], *, cache: ReadCache | None = None) -> None:
+        self.storage = storage
+        self.path = path
+        self.doc = doc
+        self.cache = cache
+        self.project, self.id = path.split("/", 1)
+
+    def __repr__(self) -> str:
+        return f"Run({self.project}/{self.id}, name={self.name!r}, status={self.status!r})"
+
+    def _doc(self, name: str) -> Any:
+        try:
+            return loads(self.storage.read_bytes(f"{self.path}/{name}"))
+        except FileNotFoundError:
+            return None
+
+    @property
+    def name(self) -> str:
+        """The readable name."""
+        return self.doc.get("name") or self.id
+
+    @property
+    def group(self) -> str | None:
+        """The group, if any."""
+        return self.doc.get("group")
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags."""
+        return list(self.doc.get("tags") or [])
+
+    @property
+    def notes(self) -> str | None:
+        """The notes."""
+        return self.doc.get("notes")
+
+    @property
+    def status(self) -> str:
+        """``running``, ``finished``, ``failed`` or ``crashed`` (heartbeat stopped)."""
+        return run_state(self.doc)
+
+    @property
+    def start_time(self) -> float | None:
+        """Start, in Unix seconds."""
+        return self.doc.get("start_time")
+
+    @property
+    def end_time(self) -> float | None:
+        """End, in Unix seconds (None while running or after a crash)."""
+        return self.doc.get("end_time")
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or to the last heartbeat."""
+        start = self.start_time
+        end = self.end_time or self.doc.get("heartbeat") or (time.time() if self.status == "running" else None)
+        return None if start is None or end is None else float(end) - float(start)
+
+    @property
+    def url(self) -> str:
+        """Where the run lives."""
+        return self.storage.full_url(self.path)
+
+    @cached_property
+    def _config_doc(self) -> dict[str, Any]:
+        return self._doc(CONFIG_FILE) or new_config()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Hyperparameters, nested as logged."""
+        return self._config_doc.get("nested", {})
+
+    @property
+    def flat_config(self) -> dict[str, Any]:
+        """Hyperparameters as ``{"dotted.key": value}`` (from ``run.json``: no other read)."""
+        return dict(self.doc.get("params") or {})
+
+    @property
+    def config_history(self) -> list[dict[str, Any]]:
+        """Every change to a hyperparameter after it was first logged."""
+        return self._config_doc.get("history", [])
+
+    @cached_property
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per metric: ``count``, ``last``, ``last_step``, ``last_time``, ``min``, ``min_step``,
+        ``max``, ``max_step``, ``high_step`` (the fields of
+        :data:`~lightning_tracker.format.summary.SUMMARY_FIELDS`; older runs may lack some)."""
+        metrics = self.doc.get("summary") or {}
+        return {k: {f: decode_number(v) for f, v in s.items()} for k, s in metrics.items()}
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        """Host, user, command, versions, GPUs and git state of the first session."""
+        return self._doc(META_FILE) or {}
+
+    @property
+    def git_diff(self) -> str:
+        """Uncommitted changes when the run started ('' when clean or outside git)."""
+        try:
+            return self.storage.read_bytes(f"{self.path}/{GIT_DIFF_FILE}").decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def _metrics_table(self) -> pa.Table:
+        return read_chunks(self.storage, f"{self.path}/{METRICS_DIR}", METRICS, self.cache, what="metrics")
+
+    def metrics(self, keys: Iterable[str] | None = None, *, wide: bool = True) -> pd.DataFrame:
+        """The full history: every point, one value per metric and step.
+
+        Args:
+            keys: metric names to return (default: all).
+            wide: one row per step with ``step``, ``time`` and a column per metric
+                (``time`` is the latest wall time at that step); False gives the long
+                form ``step, time, key, value``.
+        """
+        return self._history(None if keys is None else set(keys).__contains__, wide)
+
+    def system(self, *, wide: bool = True) -> pd.DataFrame:
+        """The system metrics (keys starting with ``system/``), full history like :meth:`metrics`.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-system", name="p", version="r1")
+            >>> logger.log_metrics({"loss": 1.0, "system/cpu_percent": 40.0}, step=0)
+            >>> logger.finalize("success")
+            >>> list(Store("memory://doc-system").run("r1").system().columns)
+            ['step', 'time', 'system/cpu_percent']
+        """
+        return self._history(lambda key: key.startswith("system/"), wide)
+
+    def _history(self, select: Callable[[str], bool] | None, wide: bool) -> pd.DataFrame:
+        table = self._metrics_table()
+        # decide per distinct key, not per point: a history may hold millions of points
+        names, codes = _codes(table.column("key"), select)
+        steps, times, values = (table.column(c).to_numpy() for c in ("step", "time", "value"))
+        keep = keep_last([codes], steps) & (codes >= 0)
+        if not keep.all():  # copies only when some rows go
+            steps, codes, times, values = steps[keep], codes[keep], times[keep], values[keep]
+        if not wide:
+            order = np.lexsort((steps, codes))  # codes follow the sorted names
+            key = pd.Series(np.asarray(names, dtype=object)[codes[order]], dtype=str)
+            return pd.DataFrame({"step": steps[order], "time": times[order], "key": key, "value": values[order]})
+        if not len(steps):
+            return pd.DataFrame({"step": pd.Series([], dtype="int64"), "time": pd.Series([], dtype="float64")})
+        # one cell per (step, key), now unique: a grid assignment is much faster than pivot
+        used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+        column = np.full(len(names), -1)
+        column[used] = np.arange(len(used))
+        uniq, row = _distinct(steps)
+        grid = np.full((len(uniq), len(used)), np.nan)
+        grid[row, column[codes]] = values
+        latest = np.full(len(uniq), np.nan)  # the latest wall time at each step, NaN ignored
+        np.fmax.at(latest, row, times)
+        out = pd.DataFrame(grid, columns=[names[i] for i in used])
+        out.insert(0, "step", uniq)
+        out.insert(1, "time", latest)
+        return out
+
+    @property
+    def checkpoints(self) -> CheckpointList:
+        """The stored checkpoints (``log_model``), oldest first; ``.to_frame()`` gives a table.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-ckpts", name="p", version="r1", log_model=True)
+            >>> logger.log_metrics({"loss": 1.0}, step=0)
+            >>> logger.finalize("success")
+            >>> Store("memory://doc-ckpts").run("r1").checkpoints
+            []
+        """
+        return list_checkpoints(self.storage, self.path)
+
+    def checkpoint(self, key: str = "latest") -> CheckpointRef:
+        """One stored checkpoint, by alias (``"best"``, ``"latest"``, a user alias) or name.
+
+        ``run.checkpoint("best").download("best.ckpt")`` verifies the sha256 before the
+        file appears, so ``Trainer.fit(ckpt_path="best.ckpt")`` never loads a bad object.
+
+        Raises:
+            RunNotFoundError: no checkpoint has that alias or name.
+        """
+        return find_checkpoint(self.storage, self.path, key)
+
+    def histograms(self, name: str | None = None) -> pd.DataFrame:
+        """Histograms recorded by ``GradientMonitor``: one row per step, tensor and kind.
+
+        Args:
+            name: a tensor name (``"encoder.0.weight"``) or an fnmatch pattern
+                (``"encoder.*"``); None for every tensor.
+
+        Returns:
+            Columns ``step, time, tensor, kind`` (``"gradient"`` or ``"parameter"``),
+            ``numel``, ``edges`` (``bins + 1`` floats, this step's own range) and
+            ``counts`` (``bins`` ints; NaN and ±inf are not in them), ``norm`` (L2), ``min``
+            and ``max`` (finite), ``sum`` (finite), ``zeros``, ``nan``, ``posinf``,
+            ``neginf`` and ``update_ratio`` (weights: norm of the optimizer's update over
+            the norm of the weights before it; NaN for gradients). Sorted by tensor, kind
+            and step; a step recorded twice keeps the last.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-hist", name="p", version="r1")
+            >>> logger.log_metrics({"loss": 1.0}, step=0)
+            >>> logger.finalize("success")
+            >>> Store("memory://doc-hist").run("r1").histograms().empty
+            True
+        """
+        import fnmatch
+
+        table = read_chunks(self.storage, f"{self.path}/{HISTOGRAMS_DIR}", HISTOGRAMS, self.cache, what="histograms")
+        tensors, tensor = _codes(table.column("tensor"))
+        kinds, kind = _codes(table.column("kind"))
+        steps = table.column("step").to_numpy()
+        keep = keep_last([tensor, kind], steps)
+        if name is not None:
+            keep &= np.array([fnmatch.fnmatchcase(t, name) for t in tensors], dtype=bool)[tensor]
+        rows = np.flatnonzero(keep)
+        rows = rows[np.lexsort((steps[rows], kind[rows], tensor[rows]))]  # codes follow the sorted names
+        df = table.take(rows).to_pandas()
+        df["tensor"] = pd.Series(np.asarray(tensors, dtype=object)[tensor[rows]], dtype=str)
+        df["kind"] = pd.Series(np.asarray(kinds, dtype=object)[kind[rows]], dtype=str)
+        return df
+
+
+def _distinct(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(steps, return_inverse=True)``, without a sort when the steps are dense."""
+    low, high = int(steps.min()), int(steps.max())
+    if high - low > 4 * len(steps):
+        return np.unique(steps, return_inverse=True)
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[steps - low] = True
+    return np.flatnonzero(present) + low, (np.cumsum(present) - 1)[steps - low]
+
+
+def _codes(column: pa.ChunkedArray, select: Callable[[str], bool] | None = None) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct names of a dictionary column, and each row's index into them.
+
+    With ``select``, only the names it accepts; the rows of the others get -1. Decided per
+    distinct name: a chunk's dictionary holds each name once, however many rows use it.
+    """
+    chunks = [c for c in column.chunks if len(c)]
+    found = {str(n) for c in chunks for n in c.dictionary.to_pylist()}
+    names = sorted(n for n in found if select is None or select(n))
+    position = {n: i for i, n in enumerate(names)}
+    parts = [
+        np.array([position.get(str(n), -1) for n in c.dictionary.to_pylist()], dtype=np.int64)[
+            c.indices.to_numpy(zero_copy_only=False)
+        ]
+        for c in chunks
+    ]
+    return names, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
