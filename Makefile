@@ -37,6 +37,8 @@ test: $(VENV)/.installed tools browser
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/logger_overhead.py
+	$(PY) benchmarks/write_cost.py
+	$(PY) benchmarks/bytes_per_point.py
 	$(PY) benchmarks/checkpoint_stall.py
 	$(PY) benchmarks/gradient_overhead.py
 	$(PY) benchmarks/read_scale.py

@@ -170,6 +170,63 @@ def concurrent(tmp: Path) -> dict[str, Any]:
             "recover_s": [time.perf_counter() - t0]}  # fmt: skip
 
 
+_RESUMER = (
+    "import os, sys, time\nfrom lightning_tracker import TrackerLogger\n"
+    "lg = TrackerLogger(sys.argv[1], name='r', version=sys.argv[2], flush_interval=0.05, spool_dir=sys.argv[5],\n"
+    "                   storage_options={'key': 'testing', 'secret': 'testing', 'endpoint_url': sys.argv[6]})\n"
+    "lg.log_metrics({sys.argv[3]: -1.0}, step=0)\n"
+    "while not os.path.exists(sys.argv[4]): time.sleep(0.01)\n"
+    "[lg.log_metrics({sys.argv[3]: float(s)}, step=s) for s in range(1, 301)]\nlg.finalize('success')\n"
+)
+
+
+def concurrent_resume(tmp: Path, server: S3Server) -> dict[str, Any]:
+    """Two processes on two machines (separate spools) resume one S3 run at the same moment."""
+    url = f"s3://{server.new_bucket()}/exp"
+    first = TrackerLogger(url, name="r", storage_options=server.storage_options, spool_dir=tmp / "resume-spool-0")
+    first.log_metrics({"a": 0.0, "b": 0.0}, step=0)
+    first.finalize("success")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    go = tmp / "resume-go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RESUMER, url, first.version, key, str(go),
+                               str(tmp / f"resume-spool-{i + 1}"), server.endpoint], env=env)
+             for i, key in enumerate(("a", "b"))]  # fmt: skip
+    time.sleep(8)  # both have opened their session
+    go.touch()
+    for p in procs:
+        p.wait()
+    t0 = time.perf_counter()
+    history = Store(url, server.storage_options).run(first.version).metrics(wide=False)
+    recovered = int((history["step"] > 0).sum())
+    return {"fault": "2 processes (separate spools) resume one S3 run at once, 300 points each", "trials": 1,
+            "written": 600, "flushed": 600, "recovered": recovered, "unreadable": 0,
+            "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+
+
+def hung_store(tmp: Path) -> dict[str, Any]:
+    """A store that accepts connections and never answers, when a named run starts."""
+    from tests.servers import GatedProxy
+
+    proxy = GatedProxy()
+    try:
+        options = {"key": "k", "secret": "s", "endpoint_url": proxy.endpoint,
+                   "config_kwargs": {"retries": {"max_attempts": 1}, "read_timeout": 600}}  # fmt: skip
+        t0 = time.perf_counter()
+        logger = TrackerLogger("s3://hung/exp", name="h", version="named", storage_options=options,
+                               spool_dir=tmp / "hung-spool", finalize_timeout=1.0)  # fmt: skip
+        logger.log_metrics({"a": 0.0}, step=0)
+        first_step = time.perf_counter() - t0
+        for step in range(1, 1000):
+            logger.log_metrics({"a": float(step)}, step=step)
+        logger.finalize("success")
+        kept = len(Store(logger.save_dir).run("named").metrics(wide=False))
+    finally:
+        proxy.close()
+    return {"fault": f"store hangs (accepts, never answers) when a named run starts: first step after "
+                     f"{first_step:.1f} s", "trials": 1, "written": 1000, "flushed": 1000, "recovered": kept,
+            "unreadable": 0, "recover_s": [first_step]}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=10)
@@ -186,6 +243,8 @@ def main() -> None:
             rows.append(outage(args.outage, server))
             rows.append(down_until_after(server, tmp))
             rows.append(concurrent(tmp))
+            rows.append(concurrent_resume(tmp, server))
+            rows.append(hung_store(tmp))
     finally:
         server.stop()
     print("| fault | trials | points logged | flushed before the fault | points readable after | files unreadable | time to recover |")

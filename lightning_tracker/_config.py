@@ -7,9 +7,11 @@ redacted, and anything we cannot represent is stored as its ``repr`` with one wa
 
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 import logging
 import math
+import os
 import re
 from argparse import Namespace
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from typing import Any
 
 from lightning_tracker.storage.urls import redact_url
 
-__all__ = ["REDACTED", "diff_flat", "flatten", "is_secret_key", "merge", "to_plain"]
+__all__ = ["REDACTED", "diff_flat", "flatten", "is_secret_key", "merge", "redact_secrets", "to_plain"]
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +29,56 @@ _SECRET_WORDS = {
     "credential", "credentials", "auth", "authorization", "cookie", "signature", "sas",
     "dsn",
 }  # fmt: skip
+# secret words that also end a one-word key (dbpassword, hftoken, clientsecret); "key", "sas"
+# and "auth" do not (monkey, kansas, oauth), and a word merely starting with one is no
+# secret (tokenizer, secretary, author)
+_SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "credential", "credentials",
+                   "apikey", "pwd", "cookie", "signature", "dsn")  # fmt: skip
+# "<qualifier>key" as one word is a secret (secretkey, privatekey); other words ending in key are not
+_KEY_QUALIFIERS = {
+    "api", "secret", "private", "access", "auth", "client", "pass", "master", "signing", "encryption",
+    "session", "account", "ssh", "hmac", "license", "storage", "service", "shared", "sas",
+}  # fmt: skip
+# tokenizer vocabulary, not credentials: pad_token, eos_token, mask_token ...
+_VOCAB_ROLES = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "start", "end", "special"}
 _WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_ENV_RE = re.compile(r"\$\{\s*(?:oc\.)?env\s*:\s*([^,}\s]+)")  # OmegaConf's oc.env (and the old env)
 _MAX_DEPTH = 64
+
+
+def _secret_word(word: str) -> bool:
+    if word in _SECRET_WORDS:
+        return True
+    if word.endswith("key"):
+        return word[:-3] in _KEY_QUALIFIERS
+    if word.endswith("token"):
+        return word[:-5] not in _VOCAB_ROLES  # padtoken is vocabulary
+    return word.endswith(_SECRET_ENDINGS)
 
 
 def is_secret_key(key: str) -> bool:
     """Whether a key name looks like it holds a secret.
+
+    Keys are split into lowercase words (at non-letters, camelCase and digits). A word is
+    secret when it is a secret word (``key``, ``token``, ``password`` ...), when it ends
+    with one of the unambiguous ones (``dbpassword``, ``hftoken``), or when it is
+    ``<qualifier>key`` (``secretkey``, ``privatekey``, not ``monkey``). A ``token`` after a
+    tokenizer role (``pad_token``, ``eos_token``) is vocabulary, not a credential.
 
     Example:
         >>> is_secret_key("api_key"), is_secret_key("AWS_SECRET_ACCESS_KEY"), is_secret_key("lr")
         (True, True, False)
         >>> is_secret_key("hf-Token"), is_secret_key("api_keys"), is_secret_key("steps")
         (True, True, False)
+        >>> [is_secret_key(k) for k in ("dbpassword", "hftoken", "secretkey", "keyboard", "monkey", "tokenizer")]
+        [True, True, True, False, False, False]
     """
-    words = {w.lower() for w in _WORD_RE.findall(str(key))}
-    words |= {w[:-1] for w in words if w.endswith("s")}  # plurals: api_keys, tokens
-    return bool(words & _SECRET_WORDS)
+    words = [w.lower() for w in _WORD_RE.findall(str(key))]
+    for prev, word in zip(["", *words], words, strict=False):
+        for w in (word, word[:-1]) if word.endswith("s") else (word,):  # plurals: api_keys, tokens
+            if not (w == "token" and prev in _VOCAB_ROLES) and _secret_word(w):
+                return True
+    return False
 
 
 def _is_omegaconf(obj: Any) -> bool:
@@ -99,12 +135,7 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     elif _is_omegaconf(obj):
-        from omegaconf import OmegaConf  # only when the user already has it
-
-        try:
-            obj = OmegaConf.to_container(obj, resolve=True)
-        except Exception:  # noqa: BLE001 - unresolvable interpolation
-            obj = OmegaConf.to_container(obj, resolve=False)
+        obj = _omegaconf_level(obj, path, warned)
     stack = stack | {id(obj)}
     if isinstance(obj, Mapping):
         out: dict[str, Any] = {}
@@ -129,12 +160,136 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
     return _as_repr(obj, path, warned, f"{type(obj).__name__} is not JSON-serializable")
 
 
+def _omegaconf_level(obj: Any, path: str, warned: set[str]) -> Any:
+    """One level of an OmegaConf container as a dict or list, each value resolved on its own.
+
+    Child containers stay OmegaConf objects (resolved level by level as the walk reaches
+    them). An interpolation that reads the environment (``${oc.env:HF_TOKEN}``), or whose
+    resolved text contains a value read that way, is kept as written; one that cannot be
+    resolved is kept as written with a warning; ``???`` (missing) stays ``???``.
+    """
+    from omegaconf import DictConfig, OmegaConf  # only when the user already has it
+
+    try:
+        raw: Any = OmegaConf.to_container(obj, resolve=False)
+    except Exception:  # noqa: BLE001 - a container OmegaConf itself cannot read (a None config)
+        return None
+    keys = list(raw) if isinstance(obj, DictConfig) else range(len(raw))
+    out: Any = [None] * len(raw) if isinstance(raw, list) else {}
+    for key in keys:
+        text = raw[key]
+        if OmegaConf.is_missing(obj, key) or (OmegaConf.is_interpolation(obj, key) and _ENV_RE.search(str(text))):
+            out[key] = text
+            continue
+        try:
+            value = obj[key]
+        except Exception as err:  # noqa: BLE001 - one unresolvable interpolation leaves the others resolved
+            where = f"{path}[{key}]" if isinstance(raw, list) else f"{path}.{key}" if path else str(key)
+            if where not in warned:
+                warned.add(where)
+                log.warning("hyperparameter %r: %s cannot be resolved (%s); stored as written",
+                            where, text, (str(err).splitlines() or [""])[0])  # fmt: skip
+            value = text
+        if isinstance(value, str) and value != text and _reads_environment(obj, value):
+            value = text  # ${token} where token is ${oc.env:HF_TOKEN}
+        out[key] = value
+    return out
+
+
+def _reads_environment(node: Any, value: str) -> bool:
+    """Whether ``value`` contains the value of an environment variable that ``node``'s config
+    reads with ``oc.env`` (values shorter than 4 characters, such as ``WORLD_SIZE``, are ignored)."""
+    from omegaconf import OmegaConf
+
+    root = node._get_root() if hasattr(node, "_get_root") else node  # the whole config interpolates
+    names: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            for v in item.values():
+                walk(v)
+        elif isinstance(item, list):
+            for v in item:
+                walk(v)
+        elif isinstance(item, str) and "env" in item:
+            names.extend(_ENV_RE.findall(item))
+
+    walk(OmegaConf.to_container(root, resolve=False))
+    return any(len(env) >= 4 and env in value for env in (os.environ.get(n, "") for n in names))
+
+
+def redact_secrets(obj: Any, _depth: int = 0) -> Any:
+    """``obj`` with the values :func:`to_plain` would redact replaced, its types kept
+    (dicts, ``AttributeDict``, ``Namespace``, dataclasses, lists, tuples, OmegaConf); ``obj``
+    itself when nothing needs redacting. For objects such as a checkpoint's ``hyper_parameters``
+    that must still load.
+
+    Example:
+        >>> from argparse import Namespace
+        >>> redact_secrets(Namespace(lr=0.1, db={"password": "hunter2"}))
+        Namespace(lr=0.1, db={'password': '***REDACTED***'})
+        >>> params = {"lr": 0.1}
+        >>> redact_secrets(params) is params
+        True
+    """
+    if _depth >= _MAX_DEPTH or isinstance(obj, (str, bytes, int, float, type(None))):
+        return obj
+    if _is_omegaconf(obj):
+        from omegaconf import OmegaConf
+
+        raw = OmegaConf.to_container(obj, resolve=False)
+        red = redact_secrets(raw, _depth + 1)
+        return obj if red is raw else OmegaConf.create(red)
+    if isinstance(obj, Namespace):
+        red = redact_secrets(vars(obj), _depth + 1)
+        return obj if red is vars(obj) else Namespace(**red)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        red = redact_secrets(fields, _depth + 1)
+        if red is fields:
+            return obj
+        copy = copy_module.copy(obj)
+        for name, value in red.items():
+            object.__setattr__(copy, name, value)  # frozen dataclasses too
+        return copy
+    if isinstance(obj, Mapping):
+        changed = {}
+        for key, value in obj.items():
+            secret = is_secret_key(str(key))
+            if secret and _secret_value(value):
+                changed[key] = REDACTED
+            elif secret and isinstance(value, Mapping):
+                red = _redact_strings(redact_secrets(value, _depth + 1))
+                if red is not value:
+                    changed[key] = red
+            else:
+                red = redact_secrets(value, _depth + 1)
+                if red is not value:
+                    changed[key] = red
+        if not changed:
+            return obj
+        out = copy_module.copy(obj) if isinstance(obj, dict) else dict(obj)
+        out.update(changed)
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [redact_secrets(v, _depth + 1) for v in obj]
+        if all(a is b for a, b in zip(items, obj, strict=True)):
+            return obj
+        if isinstance(obj, list):
+            return items
+        return getattr(obj, "_make")(items) if hasattr(obj, "_make") else tuple(items)  # noqa: B009 - a namedtuple
+    return obj
+
+
 def _redact_strings(value: Any) -> Any:
-    """Every string below a secret-looking key (``credentials: {id: ..., value: ...}``)."""
+    """Every string below a secret-looking key (``credentials: {id: ..., value: ...}``);
+    ``value`` itself when it holds none."""
     if isinstance(value, dict):
-        return {k: _redact_strings(v) for k, v in value.items()}
+        items = {k: _redact_strings(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
     if isinstance(value, list):
-        return [_redact_strings(v) for v in value]
+        seq = [_redact_strings(v) for v in value]
+        return value if all(a is b for a, b in zip(seq, value, strict=True)) else seq
     return REDACTED if isinstance(value, str) and value else value
 
 
@@ -162,21 +317,43 @@ def _as_repr(obj: Any, path: str, warned: set[str], why: str, use_repr: bool = T
 def flatten(nested: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
     """The flat dotted view of nested hyperparameters (lists stay values).
 
+    Two paths can join to one name (``{"a.b": 1, "a": {"b": 2}}``): the path with fewer
+    parts (the key written with the dot) keeps the name, the others are named
+    ``<name>~1``, ``<name>~2`` … in the order they appear, so no value is lost.
+
     Example:
         >>> flatten({"model": {"width": 64, "act": "relu"}, "lr": 0.1})
         {'model.width': 64, 'model.act': 'relu', 'lr': 0.1}
+        >>> flatten({"a": {"b": 2}, "a.b": 1})
+        {'a.b~1': 2, 'a.b': 1}
     """
-    out: dict[str, Any] = {}
+    paths: list[tuple[str, int, Any]] = []  # (joined name, number of parts, value)
 
-    def walk(prefix: str, value: Any) -> None:
+    def walk(prefix: str, parts: int, value: Any) -> None:
         if isinstance(value, Mapping) and value:
             for k, v in value.items():
-                walk(f"{prefix}{sep}{k}" if prefix else str(k), v)
+                walk(f"{prefix}{sep}{k}", parts + 1, v)
         else:
-            out[prefix] = value
+            paths.append((prefix, parts, value))
 
     for key, value in nested.items():
-        walk(str(key), value)
+        walk(str(key), 1, value)
+    names = [name for name, _, _ in paths]
+    if len(set(names)) == len(names):
+        return {name: value for name, _, value in paths}
+    winner: dict[str, int] = {}  # name -> index of the path that keeps it
+    for i, (name, parts, _) in enumerate(paths):
+        if name not in winner or parts < paths[winner[name]][1]:
+            winner[name] = i
+    taken, out = set(names), {}
+    for i, (name, _, value) in enumerate(paths):
+        if winner[name] != i:
+            n = 1
+            while f"{name}~{n}" in taken:
+                n += 1
+            name = f"{name}~{n}"
+            taken.add(name)
+        out[name] = value
     return out
 
 

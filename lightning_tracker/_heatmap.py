@@ -3,14 +3,52 @@
 Each step has its own edges; the counts are spread onto one value grid shared by all
 steps through each step's cumulative distribution (linear inside a bin), so columns are
 comparable and no count is lost. Uses matplotlib's object API (no pyplot global state).
+File names come from stored tensor names and kinds, so :func:`write_heatmaps` makes each
+one a single safe name inside the output folder.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import os
+import re
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["regrid", "render_heatmap"]
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.storage import atomic_write
+
+if TYPE_CHECKING:
+    from lightning_tracker.run_reader import Run
+
+__all__ = ["png_name", "regrid", "render_heatmap", "write_heatmaps"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+
+
+def png_name(kind: str, tensor: str) -> str:
+    """A file name for the heatmap of ``tensor``'s ``kind`` histograms: one name, no folders.
+
+    Characters other than letters, digits and ``._=+-`` become ``_``; a name that needed
+    that gets a short hash of the original, so ``cls/head`` and ``cls_head`` stay apart.
+
+    Example:
+        >>> png_name("gradient", "encoder.0.weight")
+        'gradient-encoder.0.weight.png'
+        >>> png_name("gradient", "cls/head"), png_name("../..", "x")
+        ('gradient-cls_head-9c30e84f.png', '_._..-x-2977886c.png')
+    """
+    stem = f"{kind}-{tensor}"
+    safe = _UNSAFE.sub("_", stem)[:120]
+    if safe.startswith("."):  # never a hidden file, nor "." or ".."
+        safe = f"_{safe[1:]}"
+    if safe != stem:
+        safe = f"{safe}-{hashlib.sha256(stem.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return f"{safe}.png"
 
 
 def regrid(edges: np.ndarray, counts: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -69,6 +107,49 @@ def render_heatmap(df: pd.DataFrame, path: str, title: str, rows: int = 128) -> 
     fig.colorbar(mesh, ax=ax, label="count")
     ax.set_xlabel("step")
     ax.set_ylabel("value")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    # stored names are text: no mathtext to parse, and control characters drawn as escapes
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in title.replace("$", r"\$"))
+    ax.set_title(shown)
+    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box, not reported
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        fig.tight_layout()
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+def write_heatmaps(hist: pd.DataFrame, out: str, run: Run, *, pattern: str = "*", kind: str | None = None) -> list[str]:
+    """Writes one heatmap per tensor and kind of ``hist`` (``run.histograms()``) into the folder ``out``.
+
+    Args:
+        hist: the run's histograms.
+        out: the folder to write into (created if missing).
+        run: the run (its id and name label the plots and the errors).
+        pattern: the tensors to draw (fnmatch pattern).
+        kind: only ``"gradient"`` or only ``"parameter"`` histograms; None for both.
+
+    Returns:
+        The paths written, each directly inside ``out`` (see :func:`png_name`).
+
+    Raises:
+        InvalidArgumentError: ``pattern`` matches no tensor, or a path would leave ``out``
+            (never, with :func:`png_name`: checked again right before writing).
+    """
+    if kind:
+        hist = hist[hist["kind"] == kind]
+    tensors = sorted(set(hist["tensor"]))
+    selected = [t for t in tensors if fnmatch.fnmatchcase(t, pattern)]
+    if not selected:
+        known = ", ".join(map(repr, tensors[:10])) + (" …" if len(tensors) > 10 else "")
+        raise InvalidArgumentError(
+            f"PATTERN={pattern!r} matches no tensor with histograms in run {run.id}"
+            + (f"; its tensors are: {known}" if tensors else "; record some with callbacks=[GradientMonitor()]")
+        )
+    os.makedirs(out, exist_ok=True)
+    folder = os.path.realpath(out)
+    paths = []
+    for (tensor, which), rows in hist[hist["tensor"].isin(selected)].groupby(["tensor", "kind"], sort=True):
+        path = os.path.join(folder, png_name(str(which), str(tensor)))
+        if os.path.dirname(os.path.abspath(path)) != folder:
+            raise InvalidArgumentError(f"refusing to write {path!r}: it is not directly inside --out={out!r}")
+        render_heatmap(rows, path, f"{which} {tensor} ({run.name})")
+        paths.append(path)
+    return paths

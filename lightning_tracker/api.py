@@ -76,11 +76,15 @@ class Store:
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
 
+        A run whose ``run.json`` is not a valid document (not JSON, the wrong shape, a
+        field of the wrong type) is listed with status ``damaged`` and the reason in
+        :attr:`Run.damage`; the other runs read normally.
+
         Args:
             project: a project name; None for every project.
             tags: keep runs that have all of these tags.
             status: keep runs in this status (``running``, ``finished``, ``failed``,
-                ``crashed``) or any of these statuses.
+                ``crashed``, ``damaged``) or any of these statuses.
             group: keep runs of this group.
             where: a query of :mod:`~lightning_tracker.format.query`, the grammar of the
                 CLI's ``--where`` and the report's filter box: a string of terms
@@ -128,12 +132,12 @@ class Store:
         runs = []
         for rel in rels:
             if rel not in docs:
-                continue
+                continue  # a folder without run.json is not a run (yet)
             try:
-                doc = loads(docs[rel])
-            except ValueError:
-                continue
-            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc, cache=self.cache))
+                doc, problems = loads(docs[rel]), []
+            except ValueError as err:  # not JSON, or not UTF-8: listed as damaged, not hidden
+                doc, problems = {}, [f"{RUN_FILE}: not JSON ({err})"]
+            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc, cache=self.cache, problems=problems))
         wanted_tags = set(tags or [])
         statuses = {status} if isinstance(status, str) else set(status or [])
         runs = [
@@ -171,9 +175,11 @@ class Store:
     def table(self, project: str | None = None, **filters: Any) -> pd.DataFrame:
         """One row per run: identity, status, times, every hyperparameter and metric summary.
 
-        Columns: ``id, name, project, group, tags, status, start, duration_s``, then
+        Columns: ``id, name, project, group, tags, status, start, duration_s``,
+        ``damage`` (why a run's status is ``damaged``, else None), then
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
+        Reads only each run's ``run.json``.
         """
         runs = self.runs(project, **filters)
         rows = []
@@ -182,7 +188,7 @@ class Store:
                 "id": r.id, "name": r.name, "project": r.project, "group": r.group,
                 "tags": ",".join(r.tags), "status": r.status,
                 "start": pd.Timestamp(r.start_time, unit="s", tz="UTC") if r.start_time else pd.NaT,
-                "duration_s": r.duration,
+                "duration_s": r.duration, "damage": r.damage,
             }  # fmt: skip
             for key, value in r.flat_config.items():
                 row[f"config.{key}"] = value if not isinstance(value, (list, dict)) else repr(value)

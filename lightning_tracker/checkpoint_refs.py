@@ -14,10 +14,11 @@ import hashlib
 import os
 from typing import Any
 
-from lightning_tracker.exceptions import CheckpointIntegrityError, RunNotFoundError
+from lightning_tracker.exceptions import CheckpointIntegrityError, RunNotFoundError, StorageError
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import new_manifest
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE
+from lightning_tracker.format.validate import check_manifest
 from lightning_tracker.storage import Storage
 
 __all__ = ["CheckpointList", "CheckpointRef", "find_checkpoint", "list_checkpoints", "read_manifest"]
@@ -143,11 +144,28 @@ class CheckpointList(list[CheckpointRef]):
 
 
 def read_manifest(storage: Storage, run_path: str) -> dict[str, Any]:
-    """The manifest of a run; an empty one when it stored no checkpoint."""
+    """The manifest of a run; an empty one when it stored no checkpoint.
+
+    Raises:
+        StorageError: the manifest is not JSON or not of the format's shape (the message
+            names the file and what is wrong); no checkpoint of it is trusted.
+    """
     try:
-        return loads(storage.read_bytes(f"{run_path}/{MODELS_FILE}"))
+        data = storage.read_bytes(f"{run_path}/{MODELS_FILE}")
     except FileNotFoundError:
         return new_manifest()
+    try:
+        manifest = loads(data)
+    except ValueError as err:  # not JSON, or not UTF-8
+        problems = [f"not JSON ({err})"]
+    else:
+        problems = check_manifest(manifest)
+    if problems:
+        raise StorageError(
+            f"the checkpoint manifest {storage.full_url(f'{run_path}/{MODELS_FILE}')} is damaged: "
+            f"{'; '.join(problems)}; its checkpoints cannot be listed (the objects are in {MODELS_DIR}/)"
+        )
+    return dict(manifest)
 
 
 def list_checkpoints(storage: Storage, run_path: str) -> CheckpointList:

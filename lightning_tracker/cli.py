@@ -1,6 +1,9 @@
 """The ``lightning-tracker`` command: list, show and sync runs, and run the demo.
 
-This is the only module that prints.
+This is the only module that prints. Text read from a store (names, tags, metric keys,
+hyperparameters) is printed as plain text: never as rich markup, and with control
+characters shown as escapes (``\x1b``), so stored data cannot restyle or take over the
+terminal.
 """
 
 from __future__ import annotations
@@ -9,13 +12,16 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from lightning_tracker.exceptions import InvalidArgumentError, TrackerError
 
@@ -40,6 +46,20 @@ def _storage_options(text: str | None) -> dict[str, Any] | None:
     return options
 
 
+# C0, DEL and C1 controls (ESC, CSI, OSC...), and the bidirectional overrides that reorder text
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(value: Any) -> str:
+    """Stored text as it may reach a terminal: every control character shown as an escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 256 else f"\\u{ord(m[0]):04x}", str(value))
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """Stored text as a rich ``Text``: printed as it is, never read as markup."""
+    return Text(_visible(value), style=style)
+
+
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -57,7 +77,11 @@ def _fmt_duration(seconds: Any) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-_STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "bold red"}
+_STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "bold red", "damaged": "bold red"}
+
+
+def _status(status: str) -> Text:
+    return _text(status, _STATUS_STYLE.get(status, ""))
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -67,11 +91,12 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
     store = Store(args.store, _storage_options(args.storage_options))
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"reading runs from {store.storage.url}", total=None)
+        task = bar.add_task(f"reading runs from {escape(_visible(store.storage.url))}", total=None)
         table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=args.where,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     if table.empty:
-        console.print(f"no runs in {store.storage.url}" + (f" (project {args.project!r})" if args.project else ""))
+        where = f" (project {args.project!r})" if args.project else ""
+        console.print(_text(f"no runs in {store.storage.url}{where}"))
         return 0
     config_cols = [c for c in table.columns if c.startswith("config.")]
     if len(table) > 1:
@@ -90,26 +115,21 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
                 + ", ".join(["start", "duration_s", *[c.split(".", 1)[1] for c in metric_cols + config_cols]])
             )
         table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
-    out = Table(title=f"{len(table)} runs in {store.storage.url}", header_style="bold")
-    out.add_column("id", no_wrap=True, style="dim")
-    out.add_column("name")
-    if not args.project:
-        out.add_column("project")
-    out.add_column("status")
+    damaged = bool(table["damage"].notna().any())
+    out = Table(title=_text(f"{len(table)} runs in {store.storage.url}"), header_style="bold")
+    fields = ["id", "name", *([] if args.project else ["project"]), "status", *(["damage"] if damaged else [])]
+    for col in fields:
+        out.add_column(col, no_wrap=col == "id", style={"id": "dim", "damage": "red"}.get(col, ""))
     out.add_column("duration", justify="right")
     for col in config_cols:
-        out.add_column(col[len("config."):], justify="right", style="yellow")
+        out.add_column(_text(col[len("config."):]), justify="right", style="yellow")
     for col in metric_cols:
-        out.add_column(col[len("summary."):], justify="right", style="magenta")
+        out.add_column(_text(col[len("summary."):]), justify="right", style="magenta")
     for row in table.itertuples(index=False):
         rec = dict(zip(table.columns, row, strict=True))
-        cells = [rec["id"], rec["name"]]
-        if not args.project:
-            cells.append(rec["project"])
-        status = rec["status"]
-        cells += [f"[{_STATUS_STYLE.get(status, '')}]{status}[/]", _fmt_duration(rec["duration_s"])]
-        cells += [_fmt(rec[c]) for c in config_cols + metric_cols]
-        out.add_row(*cells)
+        cells = [_status(rec[c]) if c == "status" else _text(rec[c] or "") for c in fields]
+        cells.append(_text(_fmt_duration(rec["duration_s"])))
+        out.add_row(*cells, *(_text(_fmt(rec[c])) for c in config_cols + metric_cols))
     console.print(out)
     return 0
 
@@ -119,31 +139,32 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 
     store = Store(args.store, _storage_options(args.storage_options))
     run = store.run(args.run, args.project)
+    meta, flat, summary = run.meta, run.flat_config, run.summary  # read first: the status shows their damage
     info = Table.grid(padding=(0, 2))
     start = datetime.fromtimestamp(run.start_time).isoformat(" ", "seconds") if run.start_time else "—"
-    git = run.meta.get("git") or {}
+    git = meta.get("git") or {}
+    git_text = f"{str(git.get('commit') or '')[:12]} {git.get('branch') or ''}{' (dirty)' if git.get('dirty') else ''}"
     for key, value in [
         ("id", run.id), ("name", run.name), ("project", run.project), ("group", run.group or "—"),
-        ("tags", ", ".join(run.tags) or "—"), ("status", run.status), ("start", start),
-        ("duration", _fmt_duration(run.duration)), ("url", run.url),
-        ("host", run.meta.get("host", "—")), ("command", " ".join(run.meta.get("command") or [])),
-        ("git", f"{git.get('commit', '')[:12]} {git.get('branch', '')}{' (dirty)' if git.get('dirty') else ''}"
-         if git else "—"),
+        ("tags", ", ".join(run.tags) or "—"), ("status", _status(run.status)), ("damage", run.damage),
+        ("start", start), ("duration", _fmt_duration(run.duration)), ("url", run.url),
+        ("host", meta.get("host") or "—"), ("command", " ".join(meta.get("command") or [])),
+        ("git", git_text if git else "—"),
     ]:  # fmt: skip
-        info.add_row(f"[bold]{key}", str(value))
+        if value is not None:
+            info.add_row(Text(key, style="bold"), value if isinstance(value, Text) else _text(value))
     console.print(info)
     config = Table(title="hyperparameters", header_style="bold")
     config.add_column("key")
     config.add_column("value")
-    for key, value in sorted(run.flat_config.items()):
-        config.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
+    for key, value in sorted(flat.items()):
+        config.add_row(_text(key), _text(json.dumps(value) if not isinstance(value, str) else value))
     console.print(config)
     metrics = Table(title="metrics", header_style="bold")
     for col in ("metric", "last", "step", "min", "max", "points"):
         metrics.add_column(col, justify="left" if col == "metric" else "right")
-    for key, s in sorted(run.summary.items()):
-        metrics.add_row(key, _fmt(s.get("last")), _fmt(s.get("last_step")), _fmt(s.get("min")),
-                        _fmt(s.get("max")), _fmt(s.get("count")))  # fmt: skip
+    for key, s in sorted(summary.items()):
+        metrics.add_row(_text(key), *(_text(_fmt(s.get(f))) for f in ("last", "last_step", "min", "max", "count")))
     console.print(metrics)
     return 0
 
@@ -151,15 +172,13 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
-    from lightning_tracker.sync import sync
-    from lightning_tracker.writers.spool import find_spooled_runs
+    from lightning_tracker.sync import spooled_runs, sync
 
     if args.list:
-        for path in find_spooled_runs(args.spool_dir):
-            console.print(path)
+        for path in spooled_runs(None, args.spool_dir):
+            console.print(_text(path))
         return 0
-    targets = args.paths or None
-    dirs = [d for t in targets for d in find_spooled_runs(t)] if targets else find_spooled_runs(args.spool_dir)
+    dirs = spooled_runs(args.paths or None, args.spool_dir)
     failed = 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("syncing runs", total=len(dirs))
@@ -168,12 +187,13 @@ def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
             nonlocal failed
             progress.advance(task)
             if report.complete:
-                progress.console.print(f"[green]✓[/] {path}: {len(report.uploaded)} files uploaded")
+                progress.console.print(Text.assemble(("✓ ", "green"), _text(path),
+                                                     f": {len(report.uploaded)} files uploaded"))  # fmt: skip
             else:
                 failed += 1
-                progress.console.print(
-                    f"[red]✗[/] {path}: {len(report.pending)} files not uploaded ({report.error}); run sync again"
-                )
+                progress.console.print(Text.assemble(
+                    ("✗ ", "red"), _text(path), f": {len(report.pending)} files not uploaded (",
+                    _text(report.error), "); run sync again"))  # fmt: skip
 
         sync(dirs, storage_options=_storage_options(args.storage_options), on_run=on_run)
     if not dirs:
@@ -185,7 +205,7 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from lightning_tracker.api import Store
 
     store = Store(args.store, _storage_options(args.storage_options))
-    with console.status(f"reading runs from {store.storage.url} …"):
+    with console.status(_text(f"reading runs from {store.storage.url} …")):
         runs = [store.run(run_id, args.project) for run_id in args.runs]
         keys = sorted({k for r in runs for k in r.flat_config})
         summaries = [r.summary for r in runs]
@@ -193,21 +213,22 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     config = Table(title=f"hyperparameters that differ ({len(differ)} of {len(keys)})", header_style="bold")
     config.add_column("key")
     for r in runs:
-        config.add_column(f"{r.name}\n[dim]{r.id}", justify="right")
+        config.add_column(Text.assemble(_visible(r.name), "\n", (_visible(r.id), "dim")), justify="right")
     for key in differ:
         values = [r.flat_config.get(key) for r in runs]
-        cells = [_fmt(v) if v is not None else "—" for v in values]
-        changed = [i > 0 and values[i] != values[0] for i in range(len(values))]
-        config.add_row(key, *[f"[bold yellow]{c}" if ch else c for c, ch in zip(cells, changed, strict=True)])
+        styles = ["bold yellow" if i > 0 and v != values[0] else "" for i, v in enumerate(values)]
+        config.add_row(_text(key), *(_text(_fmt(v), style) for v, style in zip(values, styles, strict=True)))
     console.print(config if differ else f"the {len(runs)} runs share all {len(keys)} hyperparameters")
     metrics = Table(title="metrics (last value)", header_style="bold")
     metrics.add_column("metric")
     for r in runs:
-        metrics.add_column(r.name, justify="right")
-    metrics.add_row("status", *[f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]" for r in runs])
+        metrics.add_column(_text(r.name), justify="right")
+    metrics.add_row("status", *[_status(r.status) for r in runs])
+    if any(r.damage for r in runs):
+        metrics.add_row("damage", *[_text(r.damage or "", "red") for r in runs])
     metrics.add_row("duration", *[_fmt_duration(r.duration) for r in runs])
     for key in sorted({k for s in summaries for k in s if not k.startswith("system/")}):
-        metrics.add_row(key, *[_fmt(s.get(key, {}).get("last")) for s in summaries])
+        metrics.add_row(_text(key), *[_text(_fmt(s.get(key, {}).get("last"))) for s in summaries])
     console.print(metrics)
     return 0
 
@@ -217,7 +238,7 @@ def _write_report(store: Any, runs: Any, output: str, console: Console, project:
 
     from lightning_tracker.report import write_report
 
-    with console.status(f"listing runs in {store.storage.url} …"):
+    with console.status(_text(f"listing runs in {store.storage.url} …")):
         runs = runs if runs is not None else store.runs(project)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("reading runs", total=len(runs))
@@ -230,7 +251,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     store = Store(args.store, _storage_options(args.storage_options))
     runs = [store.run(run_id, args.project) for run_id in args.runs] if args.runs else None
     path = _write_report(store, runs, args.output, console, args.project)
-    console.print(f"report written to {path} ({os.path.getsize(path) / 1e6:.1f} MB); open it in a browser")
+    console.print(_text(f"report written to {path} ({os.path.getsize(path) / 1e6:.1f} MB); open it in a browser"))
     return 0
 
 
@@ -246,7 +267,8 @@ def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
             f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
             "pass another --port, or --port 0 for any free one"
         ) from None
-    console.print(f"serving {store.storage.url} at [bold]{dashboard.url}[/] (read-only; Ctrl+C to stop)")
+    console.print(Text.assemble("serving ", _visible(store.storage.url), " at ", (dashboard.url, "bold"),
+                                " (read-only; Ctrl+C to stop)"))  # fmt: skip
     try:
         dashboard.serve_forever()
     finally:
@@ -255,38 +277,22 @@ def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_hist(args: argparse.Namespace, console: Console) -> int:
-    import fnmatch
-
-    from lightning_tracker._heatmap import render_heatmap
+    from lightning_tracker._heatmap import write_heatmaps
     from lightning_tracker.api import Store
 
     store = Store(args.store, _storage_options(args.storage_options))
     run = store.run(args.run, args.project)
-    with console.status(f"reading the histograms of {run.id} …"):
+    with console.status(_text(f"reading the histograms of {run.id} …")):
         hist = run.histograms()
-    if args.kind:
-        hist = hist[hist["kind"] == args.kind]
-    tensors = sorted(set(hist["tensor"]))
-    selected = [t for t in tensors if fnmatch.fnmatchcase(t, args.pattern)]
-    if not selected:
-        known = ", ".join(tensors[:10]) + (" …" if len(tensors) > 10 else "")
-        raise InvalidArgumentError(
-            f"PATTERN={args.pattern!r} matches no tensor with histograms in run {run.id}"
-            + (f"; its tensors are: {known}" if tensors else "; record some with callbacks=[GradientMonitor()]")
-        )
-    out = args.out or f"histograms-{run.id}"
-    os.makedirs(out, exist_ok=True)
-    for (tensor, kind), rows in hist[hist["tensor"].isin(selected)].groupby(["tensor", "kind"], sort=True):
-        path = os.path.join(out, f"{kind}-{tensor}.png")
-        render_heatmap(rows, path, f"{kind} {tensor} ({run.name})")
-        console.print(path, soft_wrap=True)
+    for path in write_heatmaps(hist, args.out or f"histograms-{run.id}", run, pattern=args.pattern, kind=args.kind):
+        console.print(_text(path), soft_wrap=True)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from lightning_tracker.demo import DEFAULT_CONFIGS, run_demo
 
-    console.print(f"training {len(DEFAULT_CONFIGS)} configurations of a digits classifier into {args.save_dir} …")
+    console.print(_text(f"training {len(DEFAULT_CONFIGS)} configurations of a digit classifier into {args.save_dir} …"))
     run_demo(args.save_dir, args.project, storage_options=_storage_options(args.storage_options))
     ns = argparse.Namespace(store=args.save_dir, project=args.project, storage_options=args.storage_options,
                             tag=None, status=None, where=None, sort="-val/acc", columns=None)  # fmt: skip
@@ -295,8 +301,8 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     store = Store(args.save_dir, _storage_options(args.storage_options))
     path = _write_report(store, None, args.report, console, args.project)
-    console.print(f"report written to [bold]{path}[/]")
-    console.print(f"watch runs live with: lightning-tracker serve {args.save_dir}")
+    console.print(Text.assemble("report written to ", (_visible(path), "bold")))
+    console.print(_text(f"watch runs live with: lightning-tracker serve {args.save_dir}"))
     return 0
 
 
@@ -342,19 +348,20 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=_cmd_sync)
 
+    def store_option(p: argparse.ArgumentParser) -> None:  # the store as an option: the runs come first
+        p.add_argument("--store", "-s", default="./runs", help="folder or URL of the runs (default ./runs)")
+        p.add_argument("--project", "-p", help="only this project")
+        p.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
+
     compare = sub.add_parser("compare", help="runs side by side: hyperparameters that differ, final metrics")
     compare.add_argument("runs", nargs="+", help="run ids, id prefixes or names")
-    compare.add_argument("--store", "-s", default="./runs", help="folder or URL of the runs (default ./runs)")
-    compare.add_argument("--project", "-p", help="only this project")
-    compare.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
+    store_option(compare)
     compare.set_defaults(func=_cmd_compare)
 
     report = sub.add_parser("report", help="write one self-contained HTML report (opens offline)")
     report.add_argument("runs", nargs="*", help="run ids, id prefixes or names (default: every run)")
-    report.add_argument("--store", "-s", default="./runs", help="folder or URL of the runs (default ./runs)")
-    report.add_argument("--project", "-p", help="only this project")
+    store_option(report)
     report.add_argument("--output", "-o", default="report.html", help="the HTML file to write (default report.html)")
-    report.add_argument("--storage-options", help=f"fsspec options as JSON (or ${_OPTIONS_ENV})")
     report.set_defaults(func=_cmd_report)
 
     serve = sub.add_parser("serve", help="live dashboard in the browser, updating while runs train")
@@ -382,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except TrackerError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(Text.assemble(("error:", "red"), " ", _visible(exc)))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -8,25 +8,34 @@ when given one: a second read of an unchanged folder then costs one listing and 
 no file. The live dashboard holds one cache; ``Store(url, cache=ReadCache())`` gives one
 to any reader. The cache is not bounded: it holds the tables of the live chunks of every
 run read (a compaction drops the tables of the chunks it replaced), plus one memo per key.
+A chunk that cannot be decoded (truncated, not Parquet) is an error naming it, or, when the
+caller asks, left out and reported while the other chunks read.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lightning_tracker.exceptions import RunNotFoundError
+from lightning_tracker.exceptions import RunNotFoundError, StorageError
 from lightning_tracker.format.layout import live_chunks
+from lightning_tracker.format.validate import decode_chunk
 from lightning_tracker.storage import Storage
 
-__all__ = ["ReadCache", "read_chunks"]
+__all__ = ["Damaged", "ReadCache", "read_chunks"]
 
 _T = TypeVar("_T")
 _ATTEMPTS = 5  # listings tried when compaction deletes chunks between listing and reading
+
+
+class Damaged(NamedTuple):
+    """A chunk that could not be decoded, and why (cached like a table: a chunk never changes)."""
+
+    name: str
+    reason: str
 
 
 class ReadCache:
@@ -49,7 +58,7 @@ class ReadCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tables: dict[tuple[str, str], dict[str, pa.Table]] = {}
+        self._tables: dict[tuple[str, str], dict[str, pa.Table | Damaged]] = {}
         self._memos: dict[Hashable, tuple[Hashable, Any]] = {}
 
     def __repr__(self) -> str:
@@ -57,12 +66,13 @@ class ReadCache:
         return f"ReadCache({chunks} chunks in {len(self._tables)} folders, {len(self._memos)} memos)"
 
     def tables(
-        self, storage: Storage, folder: str, names: list[str], read: Callable[[str], pa.Table]
-    ) -> list[pa.Table]:
+        self, storage: Storage, folder: str, names: list[str], read: Callable[[str], pa.Table | Damaged]
+    ) -> list[pa.Table | Damaged]:
         """The tables of the chunks ``names`` of ``folder``, reading (``read(name)``) only new ones.
 
         ``names`` is the folder's live listing: cached tables of other chunks (covered by
-        a compaction, or deleted) are dropped.
+        a compaction, or deleted) are dropped. A damaged chunk is remembered as such, so
+        a refresh does not download it again.
         """
         key = (storage.url, folder)
         with self._lock:
@@ -92,24 +102,14 @@ class ReadCache:
             self._memos = {k: v for k, v in self._memos.items() if keep(k)}
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly the columns of ``schema``: cast, and null where a chunk lacks one.
-
-    Example:
-        >>> from lightning_tracker.format.schemas import METRICS
-        >>> t = conform(pa.table({"step": [1], "key": ["a"], "value": [2.0]}), METRICS)
-        >>> t.column_names, t.column("time").to_pylist(), t.schema.field("key").type
-        (['step', 'time', 'key', 'value'], [None], DictionaryType(dictionary<values=string, indices=int32, ordered=0>))
-    """
-    columns = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
 def read_chunks(
-    storage: Storage, folder: str, schema: pa.Schema, cache: ReadCache | None = None, *, what: str = "chunks"
+    storage: Storage,
+    folder: str,
+    schema: pa.Schema,
+    cache: ReadCache | None = None,
+    *,
+    what: str = "chunks",
+    on_damaged: Callable[[str], None] | None = None,
 ) -> pa.Table:
     """Every live chunk of ``folder`` in read order, as one table of ``schema``.
 
@@ -119,12 +119,18 @@ def read_chunks(
         schema: the schema to cast each chunk to (see :mod:`lightning_tracker.format.schemas`).
         cache: reuse the tables of chunks read before, and keep the new ones.
         what: names the data in the error message.
+        on_damaged: called with a message naming each chunk that cannot be decoded
+            (:func:`~lightning_tracker.format.validate.decode_chunk`), which is then left
+            out; None raises instead.
 
     Raises:
         RunNotFoundError: chunks kept disappearing between listing and reading.
+        StorageError: a chunk is damaged (truncated, not Parquet, rows without a step or
+            name) and ``on_damaged`` is None; the message names the chunk.
 
     Example:
         >>> import io
+        >>> import pyarrow.parquet as pq
         >>> from lightning_tracker.format.layout import chunk_name
         >>> from lightning_tracker.format.schemas import METRICS
         >>> storage, buf = Storage("memory://doc-chunks"), io.BytesIO()
@@ -134,16 +140,30 @@ def read_chunks(
         [1.0]
     """
 
-    def read(name: str) -> pa.Table:
+    def read(name: str) -> pa.Table | Damaged:
         with storage.open(f"{folder}/{name}") as f:
-            return conform(pq.read_table(f), schema)
+            data = f.read()  # a network error is raised here, not taken for damage
+        try:
+            return decode_chunk(data, schema)
+        except StorageError as err:
+            return Damaged(name, str(err))
 
     for _attempt in range(_ATTEMPTS):
         names = live_chunks(storage.listdir(folder))
         try:
-            tables = cache.tables(storage, folder, names, read) if cache is not None else [read(n) for n in names]
+            parts = cache.tables(storage, folder, names, read) if cache is not None else [read(n) for n in names]
         except FileNotFoundError:
             continue  # compacted between listing and reading: list again
+        for part in parts:
+            if isinstance(part, Damaged):
+                message = f"the {what} chunk {storage.full_url(f'{folder}/{part.name}')} is damaged: {part.reason}"
+                if on_damaged is None:
+                    raise StorageError(
+                        f"{message}; the other chunks are intact: read them with skip_damaged=True, "
+                        "or move the damaged file out of the run folder"
+                    )
+                on_damaged(message)
+        tables = [p for p in parts if not isinstance(p, Damaged)]
         return pa.concat_tables(tables) if tables else schema.empty_table()
     raise RunNotFoundError(
         f"the {what} at {storage.full_url(folder)} kept changing while being read ({_ATTEMPTS} listings); try again"

@@ -9,6 +9,7 @@ Imports neither torch nor Lightning.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from functools import cached_property
@@ -21,44 +22,87 @@ import pyarrow as pa
 from lightning_tracker.checkpoint_refs import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.format.codec import decode_number, loads
 from lightning_tracker.format.documents import new_config, run_state
-from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, HISTOGRAMS_DIR, META_FILE, METRICS_DIR
+from lightning_tracker.format.layout import (
+    CONFIG_FILE,
+    GIT_DIFF_FILE,
+    HISTOGRAMS_DIR,
+    META_FILE,
+    METRICS_DIR,
+    RUN_FILE,
+)
 from lightning_tracker.format.schemas import HISTOGRAMS, METRICS
 from lightning_tracker.format.summary import keep_last
+from lightning_tracker.format.validate import check_document, check_run
 from lightning_tracker.read_cache import ReadCache, read_chunks
 from lightning_tracker.storage import Storage
 
 __all__ = ["Run"]
+
+log = logging.getLogger(__name__)
 
 
 class Run:
     """One recorded run. Documents are read on first access and cached.
 
     Built by :class:`~lightning_tracker.api.Store`; ``run.json`` (identity, status, params,
-    summary) is read by then, every other file when first asked for.
+    summary) is read by then, every other file when first asked for. Each document is
+    checked against the format (:mod:`~lightning_tracker.format.validate`) as it is read:
+    a field of the wrong type reads as empty, the problem is added to ``problems`` and
+    the run's status becomes ``damaged``; everything else of the run reads normally.
 
     Attributes:
         id: the run id (its folder name).
         project: the project (folder) it belongs to.
         path: ``<project>/<id>``, relative to the store.
-        doc: the raw ``run.json`` document.
+        doc: the ``run.json`` document, with any field of the wrong type emptied.
+        problems: what was found damaged so far: ``run.json`` when listed, the other
+            documents and chunks when read (``metrics(skip_damaged=True)``).
         cache: the store's :class:`~lightning_tracker.read_cache.ReadCache`, or None.
+
+    Example:
+        >>> from lightning_tracker import Store
+        >>> from lightning_tracker.storage import Storage
+        >>> Storage("memory://doc-damaged").write_bytes("p/r1/run.json", b'{"format_version": 3, "status": 7}')
+        >>> run = Store("memory://doc-damaged").run("r1")
+        >>> run.status, run.damage
+        ('damaged', "run.json: field 'status' is 7; expected 'running' or 'finished' or 'failed'")
     """
 
-    def __init__(self, storage: Storage, path: str, doc: dict[str, Any], *, cache: ReadCache | None = None) -> None:
+    def __init__(
+        self, storage: Storage, path: str, doc: Any, *, cache: ReadCache | None = None, problems: Iterable[str] = ()
+    ) -> None:
         self.storage = storage
         self.path = path
-        self.doc = doc
+        self.doc, found = check_run(doc)
+        self.problems: list[str] = [*problems, *(f"{RUN_FILE}: {p}" for p in found)]
         self.cache = cache
         self.project, self.id = path.split("/", 1)
 
     def __repr__(self) -> str:
         return f"Run({self.project}/{self.id}, name={self.name!r}, status={self.status!r})"
 
-    def _doc(self, name: str) -> Any:
+    def _note(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def _doc(self, name: str) -> dict[str, Any] | None:
+        """A document of the run, checked: None when missing; its problems are noted (unreadable: empty)."""
         try:
-            return loads(self.storage.read_bytes(f"{self.path}/{name}"))
+            data = self.storage.read_bytes(f"{self.path}/{name}")
         except FileNotFoundError:
             return None
+        try:
+            doc, found = check_document(name, loads(data))
+        except ValueError as err:  # not JSON, or not UTF-8
+            doc, found = {}, [f"not JSON ({err})"]
+        for problem in found:
+            self._note(f"{name}: {problem}")
+        return doc
+
+    @property
+    def damage(self) -> str | None:
+        """What is damaged in the run (``problems`` joined), or None."""
+        return "; ".join(self.problems) or None
 
     @property
     def name(self) -> str:
@@ -82,8 +126,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``running``, ``finished``, ``failed`` or ``crashed`` (heartbeat stopped)."""
-        return run_state(self.doc)
+        """``running``, ``finished``, ``failed``, ``crashed`` (heartbeat stopped) or ``damaged`` (see ``damage``)."""
+        return "damaged" if self.problems else run_state(self.doc)
 
     @property
     def start_time(self) -> float | None:
@@ -147,10 +191,17 @@ class Run:
         except FileNotFoundError:
             return ""
 
-    def _metrics_table(self) -> pa.Table:
-        return read_chunks(self.storage, f"{self.path}/{METRICS_DIR}", METRICS, self.cache, what="metrics")
+    def _chunks(self, folder: str, schema: pa.Schema, what: str, skip_damaged: bool) -> pa.Table:
+        def skip(problem: str) -> None:
+            log.warning("%s; it is left out", problem)
+            self._note(problem)
 
-    def metrics(self, keys: Iterable[str] | None = None, *, wide: bool = True) -> pd.DataFrame:
+        on_damaged = skip if skip_damaged else None
+        return read_chunks(self.storage, f"{self.path}/{folder}", schema, self.cache, what=what, on_damaged=on_damaged)
+
+    def metrics(
+        self, keys: Iterable[str] | None = None, *, wide: bool = True, skip_damaged: bool = False
+    ) -> pd.DataFrame:
         """The full history: every point, one value per metric and step.
 
         Args:
@@ -158,10 +209,16 @@ class Run:
             wide: one row per step with ``step``, ``time`` and a column per metric
                 (``time`` is the latest wall time at that step); False gives the long
                 form ``step, time, key, value``.
-        """
-        return self._history(None if keys is None else set(keys).__contains__, wide)
+            skip_damaged: leave out a chunk that cannot be read (truncated, not Parquet)
+                with a warning, and name it in ``problems``, instead of raising.
 
-    def system(self, *, wide: bool = True) -> pd.DataFrame:
+        Raises:
+            StorageError: a chunk is damaged (the message names it) and ``skip_damaged``
+                is False: a history with a hole is never returned silently.
+        """
+        return self._history(None if keys is None else set(keys).__contains__, wide, skip_damaged)
+
+    def system(self, *, wide: bool = True, skip_damaged: bool = False) -> pd.DataFrame:
         """The system metrics (keys starting with ``system/``), full history like :meth:`metrics`.
 
         Example:
@@ -172,10 +229,10 @@ class Run:
             >>> list(Store("memory://doc-system").run("r1").system().columns)
             ['step', 'time', 'system/cpu_percent']
         """
-        return self._history(lambda key: key.startswith("system/"), wide)
+        return self._history(lambda key: key.startswith("system/"), wide, skip_damaged)
 
-    def _history(self, select: Callable[[str], bool] | None, wide: bool) -> pd.DataFrame:
-        table = self._metrics_table()
+    def _history(self, select: Callable[[str], bool] | None, wide: bool, skip_damaged: bool) -> pd.DataFrame:
+        table = self._chunks(METRICS_DIR, METRICS, "metrics", skip_damaged)
         # decide per distinct key, not per point: a history may hold millions of points
         names, codes = _codes(table.column("key"), select)
         steps, times, values = (table.column(c).to_numpy() for c in ("step", "time", "value"))
@@ -227,12 +284,13 @@ class Run:
         """
         return find_checkpoint(self.storage, self.path, key)
 
-    def histograms(self, name: str | None = None) -> pd.DataFrame:
+    def histograms(self, name: str | None = None, *, skip_damaged: bool = False) -> pd.DataFrame:
         """Histograms recorded by ``GradientMonitor``: one row per step, tensor and kind.
 
         Args:
             name: a tensor name (``"encoder.0.weight"``) or an fnmatch pattern
                 (``"encoder.*"``); None for every tensor.
+            skip_damaged: as in :meth:`metrics`.
 
         Returns:
             Columns ``step, time, tensor, kind`` (``"gradient"`` or ``"parameter"``),
@@ -253,7 +311,7 @@ class Run:
         """
         import fnmatch
 
-        table = read_chunks(self.storage, f"{self.path}/{HISTOGRAMS_DIR}", HISTOGRAMS, self.cache, what="histograms")
+        table = self._chunks(HISTOGRAMS_DIR, HISTOGRAMS, "histograms", skip_damaged)
         tensors, tensor = _codes(table.column("tensor"))
         kinds, kind = _codes(table.column("kind"))
         steps = table.column("step").to_numpy()

@@ -22,7 +22,7 @@ from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 from lightning_tracker.writers.spool import default_spool_root, find_spooled_runs, read_spool
 
-__all__ = ["sync", "sync_run"]
+__all__ = ["spooled_runs", "sync", "sync_run"]
 
 
 def _is_live(local_dir: str) -> bool:
@@ -73,6 +73,34 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     return mirror.run_once(remote_listing=listing)
 
 
+def spooled_runs(targets: Iterable[str] | None = None, spool_root: str | None = None) -> list[str]:
+    """The spool folders of runs that ``targets`` name or hold; None: every run below ``spool_root``.
+
+    Raises:
+        InvalidArgumentError: a target is not a folder, or holds no spooled run (a run of a
+            local store is written in place and needs no sync).
+
+    Example:
+        >>> spooled_runs([])
+        []
+    """
+    if targets is None:
+        return find_spooled_runs(spool_root or default_spool_root())
+    dirs: list[str] = []
+    for target in targets:
+        if not os.path.isdir(target):
+            raise InvalidArgumentError(f"sync target {target!r} is not a folder; pass a spool folder of a run, "
+                                       "or nothing to sync every spooled run.")  # fmt: skip
+        found = find_spooled_runs(target)
+        if not found:
+            raise InvalidArgumentError(
+                f"sync target {target!r} holds no spooled run (no spool.json below it); only runs of remote "
+                "stores are spooled: list them with `lightning-tracker sync --list`."
+            )
+        dirs += found
+    return dirs
+
+
 def sync(
     targets: Iterable[str] | None = None,
     *,
@@ -83,8 +111,8 @@ def sync(
     """Uploads spooled runs.
 
     Args:
-        targets: spool folders of runs, or folders holding them; None: every run below
-            ``spool_root``. An empty list syncs nothing.
+        targets: spool folders of runs, or folders holding them (each must hold one); None:
+            every run below ``spool_root``. An empty list syncs nothing.
         spool_root: where to look when ``targets`` is None.
         storage_options: fsspec options (credentials, endpoint) for the remote store.
         on_run: called after each run with its folder and report (progress display).
@@ -92,17 +120,15 @@ def sync(
     Returns:
         Each run folder mapped to its report; ``report.complete`` says it is all remote.
 
+    Raises:
+        InvalidArgumentError: a target is not a folder or holds no spooled run.
+
     Example:
         >>> sync([])
         {}
     """
-    dirs: list[str] = []
-    for target in [spool_root or default_spool_root()] if targets is None else targets:
-        if not os.path.isdir(target):
-            raise InvalidArgumentError(f"sync target {target!r} is not a folder; pass a spool folder of a run.")
-        dirs += find_spooled_runs(target)
     results = {}
-    for local_dir in dirs:
+    for local_dir in spooled_runs(targets, spool_root):
         report = sync_run(local_dir, storage_options)
         results[local_dir] = report
         if on_run is not None:

@@ -111,3 +111,67 @@ class AzureServer(_Process):
         name = f"c-{uuid.uuid4().hex[:12]}"
         adlfs.AzureBlobFileSystem(**self.storage_options, skip_instance_cache=True).mkdir(name)
         return name
+
+
+class GatedProxy:
+    """A TCP proxy on 127.0.0.1 that accepts connections and forwards nothing until opened.
+
+    Closed, it is a store that accepts connections and never answers (a hung endpoint);
+    ``open()`` lets every held and later connection through to ``upstream``.
+    """
+
+    def __init__(self, upstream: int | None = None) -> None:
+        import threading
+
+        self.upstream = upstream
+        self.gate = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self._held.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+
+        self.gate.wait()
+        if self.upstream is None:
+            return
+        try:
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            client.close()
+            return
+        threading.Thread(target=_pipe, args=(up, client), daemon=True).start()
+        _pipe(client, up)
+
+    def close(self) -> None:
+        self.sock.close()
+        for client in self._held:
+            client.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(1 << 16):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

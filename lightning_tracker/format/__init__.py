@@ -9,4 +9,5 @@ same rules for people, and a test checks the two against a real run.
 - :mod:`~lightning_tracker.format.summary`: one value per (key, step), and the one summary.
 - :mod:`~lightning_tracker.format.documents`: the JSON documents, each with its version.
 - :mod:`~lightning_tracker.format.query`: the one query grammar (``lr<0.01``, ``val/acc>=0.9``).
+- :mod:`~lightning_tracker.format.validate`: what a reader checks before trusting a document or a chunk.
 """

@@ -8,14 +8,19 @@ existing readers increments that document's version in :data:`VERSIONS`.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
+from itertools import islice
 from typing import Any
 
+from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.layout import CONFIG_FILE, META_FILE, MIRROR_FILE, MODELS_FILE, RUN_FILE, SPOOL_FILE
 
 __all__ = [
+    "ELLIPSIS",
+    "PARAM_MAX_CHARS",
     "VERSIONS",
     "manifest_entry",
     "manifest_without",
@@ -23,6 +28,7 @@ __all__ = [
     "new_manifest",
     "new_run",
     "resolve_aliases",
+    "run_params",
     "run_state",
     "writer_identity",
 ]
@@ -71,6 +77,37 @@ def new_run(
         "sessions": [], "writer": writer_identity(), "url": url,
         "params": {}, "summary": {},
     }  # fmt: skip
+
+
+PARAM_MAX_CHARS = 256  # a value in run.json's params; config.json keeps the whole value
+ELLIPSIS = "\u2026"
+
+
+def run_params(flat: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``'s ``params``: the flat hyperparameters, each value capped for a runs table.
+
+    A string longer than :data:`PARAM_MAX_CHARS` characters is cut to its first 255 and
+    ``…`` (U+2026); a list or object whose JSON text (``json.dumps``, non-finite numbers
+    as the strings the codec writes) is longer becomes that text, cut the same way.
+    ``run.json`` is rewritten at every flush; ``config.json`` keeps every value whole.
+
+    Example:
+        >>> p = run_params({"lr": 0.1, "prompt": "x" * 1000, "layers": list(range(500))})
+        >>> p["lr"], len(p["prompt"]), p["prompt"][-2:], p["layers"][:12]
+        (0.1, 256, 'x…', '[0, 1, 2, 3,')
+    """
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if isinstance(value, (list, dict)):
+            # the first PARAM_MAX_CHARS items already give more text than is kept
+            head = value[:PARAM_MAX_CHARS] if isinstance(value, list) else dict(islice(value.items(), PARAM_MAX_CHARS))
+            text = json.dumps(loads(dumps(head)), ensure_ascii=False)  # NaN as the documents write it
+            if len(head) < len(value) or len(text) > PARAM_MAX_CHARS:
+                value = text
+        if isinstance(value, str) and len(value) > PARAM_MAX_CHARS:
+            value = value[: PARAM_MAX_CHARS - 1] + ELLIPSIS
+        out[key] = value
+    return out
 
 
 def _pid_alive(pid: int) -> bool:

@@ -10,12 +10,13 @@ import re
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from lightning_tracker.exceptions import InvalidArgumentError
 
 __all__ = [
     "CONFIG_FILE",
+    "ChunkId",
     "DATA_DIRS",
     "DOCUMENTS",
     "EVENTS_PREFIX",
@@ -35,6 +36,7 @@ __all__ = [
     "live_chunks",
     "new_run_id",
     "new_run_name",
+    "new_writer_key",
     "parse_chunk_name",
     "validate_path_name",
 ]
@@ -60,7 +62,7 @@ MIRROR_FILE = ".mirror.json"  # what the mirror has uploaded (size and mtime per
 STAGING_DIR = ".checkpoints"  # checkpoint snapshots waiting to be stored, and their state
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_CHUNK_RE = re.compile(r"^(\d{3,})-(\d{8,})-(\d{8,})\.parquet$")
+_CHUNK_RE = re.compile(r"^(\d{3,})-(?:([a-z]{1,16})-)?(\d{8,})-(\d{8,})\.parquet\Z")
 
 _ADJECTIVES = (
     "amber bold brave bright calm clever cosmic crisp daring dawn eager early fancy fierce "
@@ -128,7 +130,7 @@ def validate_path_name(arg: str, value: Any) -> str:
         lightning_tracker.exceptions.InvalidArgumentError: name='../etc' ...
     """
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not _NAME_RE.match(text):
+    if not isinstance(text, str) or not _NAME_RE.fullmatch(text):  # match's $ accepts a final newline
         raise InvalidArgumentError(
             f"{arg}={value!r} cannot be used as a folder name inside save_dir; use 1 to 128 "
             "letters, digits, '.', '_' or '-', starting with a letter or digit "
@@ -138,45 +140,67 @@ def validate_path_name(arg: str, value: Any) -> str:
 
 
 # -- chunks -----------------------------------------------------------------------------
-def chunk_name(session: int, first: int, last: int) -> str:
-    """File name of a chunk holding flush sequence numbers ``first..last`` of a session.
+class ChunkId(NamedTuple):
+    """What a chunk's name says: its session, its flush sequence range, and its writer's key."""
+
+    session: int
+    first: int
+    last: int
+    writer: str = ""
+
+
+def new_writer_key() -> str:
+    """A session's writer key: 8 random letters in its chunk names, so two processes that
+    open the same session of a run at once never write the same name. Letters sort after
+    the digits of a name without a key, so name order stays read order.
 
     Example:
-        >>> chunk_name(0, 3, 3)
-        '000-00000003-00000003.parquet'
+        >>> len(new_writer_key())
+        8
     """
-    return f"{session:03d}-{first:08d}-{last:08d}.parquet"
+    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
 
 
-def parse_chunk_name(name: str) -> tuple[int, int, int] | None:
-    """Returns ``(session, first, last)`` of a chunk file name, or None for other files.
+def chunk_name(session: int, first: int, last: int, writer: str = "") -> str:
+    """File name of a chunk holding flush sequence numbers ``first..last`` of a session's writer.
 
     Example:
-        >>> parse_chunk_name("001-00000002-00000017.parquet"), parse_chunk_name("run.json")
-        ((1, 2, 17), None)
+        >>> chunk_name(0, 3, 3, "kqfbxzab"), chunk_name(1, 0, 15)
+        ('000-kqfbxzab-00000003-00000003.parquet', '001-00000000-00000015.parquet')
+    """
+    return f"{session:03d}-{writer + '-' if writer else ''}{first:08d}-{last:08d}.parquet"
+
+
+def parse_chunk_name(name: str) -> ChunkId | None:
+    """Returns the :class:`ChunkId` of a chunk file name, or None for other files.
+
+    Example:
+        >>> parse_chunk_name("001-kqfbxzab-00000002-00000017.parquet"), parse_chunk_name("run.json")
+        (ChunkId(session=1, first=2, last=17, writer='kqfbxzab'), None)
     """
     match = _CHUNK_RE.match(name)
     if match is None:
         return None
-    return int(match[1]), int(match[2]), int(match[3])
+    return ChunkId(int(match[1]), int(match[3]), int(match[4]), match[2] or "")
 
 
 def _split(names: list[str]) -> tuple[list[str], list[str]]:
     """The coverage rule, the only copy: (live chunks in read order, covered chunks).
 
-    Chunk X covers chunk Y when both belong to the same session and X's range contains
-    Y's. A compacted chunk is written before the chunks it replaces are deleted, so a
-    listing taken at any moment, without its covered chunks, holds every point once.
+    Chunk X covers chunk Y when both belong to the same session and writer and X's range
+    contains Y's. A compacted chunk is written before the chunks it replaces are
+    deleted, so a listing taken at any moment, without its covered chunks, holds every
+    point once. Read order: session, then writer, then range.
     """
-    parsed = sorted(((p, n) for n in names if (p := parse_chunk_name(n)) is not None), key=lambda x: x[0])
-    live: list[tuple[tuple[int, int, int], str]] = []
+    parsed = [(p, n) for n in names if (p := parse_chunk_name(n)) is not None]
+    live: list[tuple[tuple[int, str, int, int], str]] = []
     covered: list[str] = []
     # widest ranges first, so a chunk is kept only if nothing wider covers it
-    for (session, first, last), name in sorted(parsed, key=lambda x: (x[0][0], x[0][1], -x[0][2])):
-        if any(s == session and lo <= first and last <= hi for (s, lo, hi), _ in live):
+    for c, name in sorted(parsed, key=lambda x: (x[0].session, x[0].writer, x[0].first, -x[0].last)):
+        if any(s == c.session and w == c.writer and lo <= c.first and c.last <= hi for (s, w, lo, hi), _ in live):
             covered.append(name)
         else:
-            live.append(((session, first, last), name))
+            live.append(((c.session, c.writer, c.first, c.last), name))
     return [name for _, name in sorted(live)], sorted(covered)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lightning_tracker.api import Run, Store
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, METRICS_DIR, MODELS_FILE, live_chunks
 
 __all__ = ["DEFAULT_MAX_POINTS", "build_payload", "downsample", "payload_bytes", "payload_json"]
@@ -67,7 +67,7 @@ def downsample(steps: np.ndarray, times: np.ndarray, values: np.ndarray, max_poi
 
 
 def _series(run: Run, max_points: int) -> dict[str, Any]:
-    long = run.metrics(wide=False)
+    long = run.metrics(wide=False, skip_damaged=True)
     if long.empty:
         return {}
     start = run.start_time if run.start_time is not None else float(long["time"].min())
@@ -86,14 +86,10 @@ MAX_HISTOGRAM_STEPS = 200  # columns of a heatmap; more steps are thinned for dr
 def _histograms(run: Run) -> dict[str, Any] | None:
     """Histograms per tensor and kind as ``{"step": [...], "edges": [[...]], "counts": [[...]]}``.
 
-    Drawn where the installed ``Run`` has ``histograms()`` (``GradientMonitor``'s data);
-    a heatmap shows at most ``MAX_HISTOGRAM_STEPS`` steps, evenly spread.
+    A heatmap shows at most ``MAX_HISTOGRAM_STEPS`` steps, evenly spread.
     """
-    reader = getattr(run, "histograms", None)
-    if not callable(reader):
-        return None
-    frame = reader()
-    if not isinstance(frame, pd.DataFrame) or frame.empty:
+    frame = run.histograms(skip_damaged=True)
+    if frame.empty:
         return None
     out: dict[str, Any] = {}
     for (tensor, kind), group in frame.groupby(["tensor", "kind"], sort=True):
@@ -112,26 +108,47 @@ _CHECKPOINT_COLUMNS = ("name", "step", "epoch", "monitor", "score", "size", "ali
 
 
 def _checkpoints(run: Run) -> list[dict[str, Any]] | None:
-    """Checkpoints with their aliases, where the installed ``Run`` has ``checkpoints``."""
-    if not hasattr(type(run), "checkpoints"):
-        return None
-    refs = run.checkpoints
-    return [{c: ref.entry.get(c) for c in _CHECKPOINT_COLUMNS if c in ref.entry} for ref in refs]
+    """Checkpoints with their aliases."""
+    return [{c: ref.entry.get(c) for c in _CHECKPOINT_COLUMNS if c in ref.entry} for ref in run.checkpoints]
 
 
-def _run_record(run: Run) -> dict[str, Any]:
+def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
+    """A run's row; ``damage`` adds what drawing it found damaged to what its documents showed."""
+    problems = [*run.problems, *(d for d in damage if d not in run.problems)]
     return {
         "key": f"{run.project}/{run.id}", "id": run.id, "name": run.name, "project": run.project,
-        "group": run.group, "tags": run.tags, "status": run.status, "start": run.start_time,
+        "group": run.group, "tags": run.tags, "status": "damaged" if problems else run.status,
+        "damage": "; ".join(problems) or None, "start": run.start_time,
         "duration": run.duration, "notes": run.notes,
         "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},
         "summary": {k: s.get("last") for k, s in run.summary.items()},
     }  # fmt: skip
 
 
+# what damaged data raises while a run is drawn (a network error is none of these and fails the read)
+_DAMAGE = (StorageError, ValueError, TypeError, KeyError, IndexError)
+
+
 def _drawn(run: Run, max_points: int) -> dict[str, Any]:
-    """What is drawn of a run besides its record: decided by its files alone (see :func:`_inputs`)."""
-    return {"series": _series(run, max_points), "histograms": _histograms(run), "checkpoints": _checkpoints(run)}
+    """What is drawn of a run besides its record: decided by its files alone (see :func:`_inputs`).
+
+    A damaged chunk is left out and a part that cannot be built from damaged data is left
+    empty; either is named in ``damage``, so one damaged run never hides the others.
+    """
+    known = len(run.problems)
+    builds: dict[str, Callable[[], Any]] = {
+        "series": lambda: _series(run, max_points), "histograms": lambda: _histograms(run),
+        "checkpoints": lambda: _checkpoints(run),
+    }  # fmt: skip
+    parts: dict[str, Any] = {"series": {}, "histograms": None, "checkpoints": None}
+    damage: list[str] = []
+    for name, build in builds.items():
+        try:
+            parts[name] = build()
+        except _DAMAGE as err:
+            damage.append(f"{name}: {err}")
+    parts["damage"] = [*run.problems[known:], *damage]
+    return parts
 
 
 def _inputs(run: Run) -> tuple[Any, ...]:
@@ -174,8 +191,8 @@ def _payload(
     }
     for run in runs:
         key = f"{run.project}/{run.id}"
-        payload["runs"].append(_run_record(run))
         parts = drawn(run)
+        payload["runs"].append(_run_record(run, parts["damage"]))
         payload["series"][key] = parts["series"]
         if parts["histograms"]:
             payload["histograms"][key] = parts["histograms"]
@@ -255,8 +272,11 @@ def payload_bytes(
         shown.add(run.path)
 
         def build() -> dict[str, Any]:
-            # empty parts stay as they are: the payload leaves them out
-            return {name: _Json(payload_json(part)) if part else part for name, part in _drawn(run, max_points).items()}
+            # empty parts stay as they are: the payload leaves them out; damage joins the record
+            return {
+                name: _Json(payload_json(part)) if part and name != "damage" else part
+                for name, part in _drawn(run, max_points).items()
+            }
 
         return cache.memo(("report", run.path, max_points), _inputs(run), build)
 

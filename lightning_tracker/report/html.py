@@ -19,6 +19,7 @@ from typing import Any
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
 from lightning_tracker.report.data import DEFAULT_MAX_POINTS, build_payload, payload_json
+from lightning_tracker.storage import atomic_write
 
 __all__ = ["render_page", "write_report"]
 
@@ -119,10 +120,7 @@ def write_report(
             f"{os.path.join(os.fspath(path), 'report.html')!r}"
         )
     payload = build_payload(store, runs, project=project, max_points=max_points, title=title, on_run=on_run)
-    page = render_page(payload)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, target)
+    # a temporary file created exclusively next to the target, then renamed over it: a link
+    # planted at a predictable temporary name is never followed, and a reader never sees half a page
+    atomic_write(target, render_page(payload).encode("utf-8"))
     return target

@@ -14,6 +14,7 @@ each run (see :func:`~lightning_tracker.report.data.payload_bytes`).
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from http import HTTPStatus
@@ -30,6 +31,15 @@ from lightning_tracker.report.html import render_page
 __all__ = ["Dashboard"]
 
 _LOOPBACK = ("127.0.0.1", "::1")
+log = logging.getLogger(__name__)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that went silent or away mid-answer: logged, never printed (only the CLI prints)
+        log.debug("connection from %s failed", client_address, exc_info=True)
 
 
 class Dashboard:
@@ -42,9 +52,11 @@ class Dashboard:
         port: the port (0 picks a free one).
         refresh: seconds between page reloads and between rebuilds of the data.
         max_points: the most points drawn per line.
+        idle_timeout: seconds a connection may stay silent (mid-request or before one)
+            before it is closed, so idle or stalled clients cannot hold a thread each.
 
     Raises:
-        InvalidArgumentError: ``refresh`` is not positive.
+        InvalidArgumentError: ``refresh`` or ``idle_timeout`` is not positive.
 
     Example:
         >>> import urllib.request
@@ -63,9 +75,13 @@ class Dashboard:
         port: int = 8765,
         refresh: float = 5.0,
         max_points: int = DEFAULT_MAX_POINTS,
+        idle_timeout: float = 30.0,
     ) -> None:
         if not refresh > 0:
             raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
+        if not idle_timeout > 0:
+            raise InvalidArgumentError(f"idle_timeout={idle_timeout!r} must be a positive number of seconds, e.g. 30")
+        self.idle_timeout = idle_timeout
         self.store = store
         # a copy that shares the storage and carries the cache: the caller's store stays as it was
         self._reader = copy.copy(store)
@@ -76,8 +92,7 @@ class Dashboard:
         self._page = render_page(None, live_interval=refresh, title=f"Live: {store.storage.url}").encode("utf-8")
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler())
         self._thread: threading.Thread | None = None
         self._serving = False
 
@@ -107,6 +122,7 @@ class Dashboard:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "lightning-tracker"
+            timeout = dashboard.idle_timeout  # the socket timeout: a silent client is disconnected
 
             def _send(self, status: HTTPStatus, body: bytes, kind: str, head: bool = False) -> None:
                 self.send_response(status)

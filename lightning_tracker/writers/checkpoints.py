@@ -6,11 +6,12 @@ deletion or overwrite by ``ModelCheckpoint`` cannot touch that snapshot (Lightni
 16770). Where a hard link is impossible (another filesystem) the copy is left to the
 flusher thread. Nothing here ever raises into training.
 
-On the flusher thread, :meth:`CheckpointProducer.flush` hashes each snapshot, reads its
-step and epoch, moves it to ``models/<name>`` in the run folder and lists it in
-``models.json``; with ``log_model=True`` a checkpoint ``ModelCheckpoint`` deleted or
-replaced is unlisted, then its file removed. The mirror publishes both to a remote store
-(objects before the manifest). Neither torch nor Lightning is imported at module level.
+On the flusher thread, :meth:`CheckpointProducer.flush` reads each snapshot's step and
+epoch (rewriting it without secret-looking ``hyper_parameters`` when it has some), hashes
+it, moves it to ``models/<name>`` in the run folder and lists it in ``models.json``; with
+``log_model=True`` a checkpoint ``ModelCheckpoint`` deleted or replaced is unlisted, then
+its file removed. The mirror publishes both to a remote store (objects before the manifest).
+Neither torch nor Lightning is imported at module level.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from lightning_tracker import _config
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import (
@@ -71,14 +74,30 @@ def _unique_name(file: str, used: set[str], seq: int) -> str:
     return f"{stem}~{seq}.{ext}" if dot and stem else f"{file}~{seq}"
 
 
-def _read_step_epoch(path: str) -> tuple[int | None, int | None]:
-    """Lightning's ``global_step`` and ``epoch`` from a checkpoint (tensors stay memory-mapped)."""
+_HPARAM_FIELDS = ("hyper_parameters", "datamodule_hyper_parameters")  # what save_hyperparameters() puts there
+
+
+def _read_and_redact(path: str) -> tuple[int | None, int | None]:
+    """Lightning's ``global_step`` and ``epoch`` from a checkpoint (tensors stay memory-mapped).
+
+    When its hyperparameters hold secret-looking values (``api_key``), ``path`` is first
+    replaced by a copy without them (a new file: the hard link to Lightning's own file is
+    broken, that file stays as it is). Raises OSError when that copy cannot be written:
+    the snapshot is then retried, never stored with the secret.
+    """
     try:
         import torch
 
         ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-        return int(ckpt["global_step"]), int(ckpt["epoch"])
     except Exception:  # noqa: BLE001 - a foreign file: the manifest simply lacks these fields
+        return None, None
+    if isinstance(ckpt, dict):
+        redacted = {k: _config.redact_secrets(ckpt[k]) for k in _HPARAM_FIELDS if k in ckpt}
+        if any(redacted[k] is not ckpt[k] for k in redacted):
+            atomic_write(path, lambda out: torch.save({**ckpt, **redacted}, out))
+    try:
+        return int(ckpt["global_step"]), int(ckpt["epoch"])
+    except Exception:  # noqa: BLE001 - not a Lightning checkpoint
         return None, None
 
 
@@ -103,6 +122,8 @@ class CheckpointProducer:
         local_dir: the run's local folder (the store's folder, or a spool folder).
         log_model: ``True`` mirrors ``ModelCheckpoint``'s retention; ``"all"`` keeps every
             checkpoint ever saved.
+        on_object: called when a checkpoint is in ``models/`` (before its hash is done):
+            the run's mirror wakes and uploads it meanwhile.
 
     Example:
         >>> import tempfile
@@ -122,8 +143,11 @@ class CheckpointProducer:
         ['epoch=0-step=10.ckpt']
     """
 
-    def __init__(self, local_dir: str, log_model: bool | str = True) -> None:
+    def __init__(
+        self, local_dir: str, log_model: bool | str = True, on_object: Callable[[], None] | None = None
+    ) -> None:
         self.local_dir = local_dir
+        self._on_object = on_object or (lambda: None)
         self.staging = os.path.join(local_dir, STAGING_DIR)
         self.keep_all = log_model == "all"
         self.manifest: dict[str, Any] = new_manifest()
@@ -296,8 +320,7 @@ class CheckpointProducer:
         if not os.path.exists(blob) or (not self.keep_all and not alive):
             self._drop(seq)  # deleted or replaced before it was stored: nothing to keep
             return
-        digest, size = _sha256(blob), os.path.getsize(blob)
-        step, epoch = _read_step_epoch(blob)
+        step, epoch = _read_and_redact(blob)  # first: the object stored, hashed and sized is the redacted copy
         with self._lock:
             order = int(self.manifest.get("next_seq", 0))
             taken = {e["name"] for e in self.manifest["checkpoints"]} | set(self.stages.values())
@@ -306,6 +329,8 @@ class CheckpointProducer:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         _remove(target)  # left by a crash before the manifest named it: the same bytes again
         os.link(blob, target)  # the snapshot stays until the manifest names the object
+        self._on_object()  # the mirror may upload it while it is hashed here
+        digest, size = _sha256(blob), os.path.getsize(blob)
         entry = manifest_entry(name, meta["file"], order, step=step if step is not None else meta.get("step"),
                                epoch=epoch, monitor=meta.get("monitor"), mode=meta.get("mode"), score=meta.get("score"),
                                size=size, sha256=digest, saved_time=meta.get("time"))  # fmt: skip

@@ -68,22 +68,23 @@ class HistogramProducer:
     Args:
         run_dir: the run's local folder.
         session: the session number (0 for a new run, +1 at each resume).
+        writer: the session's writer key, in its chunk names.
 
     Example:
         >>> import tempfile
         >>> d = tempfile.mkdtemp()
-        >>> w = HistogramProducer(d, session=0)
+        >>> w = HistogramProducer(d, session=0, writer="kqfbxzab")
         >>> w.write([to_table({"step": [0], "time": [0.0], "tensor": ["w"], "kind": ["gradient"],
         ...     "numel": [2], "edges": [[0.0, 1.0]], "counts": [[2]], "norm": [1.0], "min": [0.0],
         ...     "max": [1.0], "sum": [1.0], "zeros": [1], "nan": [0], "posinf": [0], "neginf": [0],
         ...     "update_ratio": [None]})])
-        '000-00000000-00000000.parquet'
+        '000-kqfbxzab-00000000-00000000.parquet'
         >>> sorted(os.listdir(os.path.join(d, "histograms")))
-        ['000-00000000-00000000.parquet']
+        ['000-kqfbxzab-00000000-00000000.parquet']
     """
 
-    def __init__(self, run_dir: str, session: int) -> None:
-        self.chunks = ChunkFolder(os.path.join(run_dir, HISTOGRAMS_DIR), SCHEMA, session)
+    def __init__(self, run_dir: str, session: int, writer: str) -> None:
+        self.chunks = ChunkFolder(os.path.join(run_dir, HISTOGRAMS_DIR), SCHEMA, session, writer)
 
     def write(self, tables: Sequence[pa.Table]) -> str | None:
         """Writes ``tables`` (of the histogram schema) as one chunk.

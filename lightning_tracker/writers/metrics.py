@@ -54,20 +54,21 @@ class MetricsProducer:
     Args:
         run_dir: the run's local folder.
         session: the session number (0 for a new run, +1 at each resume).
+        writer: the session's writer key, in its chunk names.
 
     Example:
         >>> import tempfile
-        >>> metrics = MetricsProducer(tempfile.mkdtemp(), session=0)
+        >>> metrics = MetricsProducer(tempfile.mkdtemp(), session=0, writer="kqfbxzab")
         >>> metrics.write([("loss", 0, 0.0, 3.0), ("loss", 1, 1.0, 2.0)])
-        '000-00000000-00000000.parquet'
+        '000-kqfbxzab-00000000-00000000.parquet'
         >>> metrics.write([("loss", 1, 2.0, 9.0)])  # step 1 again: it supersedes 2.0
-        '000-00000001-00000001.parquet'
+        '000-kqfbxzab-00000001-00000001.parquet'
         >>> metrics.summary["loss"]["count"], metrics.summary["loss"]["max"]
         (2, 9.0)
     """
 
-    def __init__(self, run_dir: str, session: int) -> None:
-        self.chunks = ChunkFolder(os.path.join(run_dir, METRICS_DIR), METRICS, session)
+    def __init__(self, run_dir: str, session: int, writer: str) -> None:
+        self.chunks = ChunkFolder(os.path.join(run_dir, METRICS_DIR), METRICS, session, writer)
         self.summary: dict[str, dict[str, Any]] = {}
 
     def load_summary(self) -> None:

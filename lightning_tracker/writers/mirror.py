@@ -4,22 +4,22 @@ Producers write immutable files (chunks, closed event files, stored checkpoints)
 documents into the run's local folder. A mirror *round* publishes them in the order that
 keeps every remote reader consistent:
 
-1. read the documents (``config.json``, ``run.json``, ``models.json``) as they are now;
-2. upload the immutable files that are new, except checkpoints; only live chunks (a chunk
+1. upload the immutable files that are new, except checkpoints; only live chunks (a chunk
    another local chunk covers is garbage of a compaction);
-3. commit ``config.json`` and ``run.json`` as read in step 1, so they describe only files
-   that are already remote;
-4. upload new checkpoints (``models/*``) one by one, removing the local file once it is
-   remote (the store keeps it; the spool does not grow with every checkpoint), and after
-   each commit ``models.json`` without the entries still to upload, so an entry never
-   names a half-uploaded object and each stored checkpoint is listed at once;
-5. retire: delete remote chunks that an uploaded chunk covers and remote checkpoints the
-   committed manifest no longer lists.
+2. commit ``config.json`` and ``run.json``, each as it is on disk at that moment;
+3. upload new checkpoints (``models/*``) one by one — also one the flusher is still
+   hashing, so hashing and uploading overlap — and after each commit ``models.json``
+   without the entries whose object is not in the store yet, so an entry never names a
+   half-uploaded object and each stored checkpoint is listed at once; then remove the
+   local copies of the checkpoints the committed manifest lists (the store keeps them;
+   the spool does not grow with every checkpoint);
+4. retire: delete remote chunks that an uploaded chunk covers and remote checkpoints the
+   committed manifest no longer lists and that are gone locally.
 
 A failed step ends the round; the next round starts over and skips what is done. What is
 remote is recorded in the folder's ``.mirror.json`` (size and mtime per file), the only
 state file. The same class serves the live run (a thread with back-off), ``finalize``
-(rounds until a deadline) and ``lightning-tracker sync``. When the run folder is the
+(rounds until a deadline; both in :mod:`.mirror_loops`) and ``lightning-tracker sync``. When the run folder is the
 store's own folder (a local ``save_dir``), there is nothing to publish and a round does
 nothing.
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,7 +54,6 @@ __all__ = ["Mirror", "MirrorReport"]
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0  # the longest wait between failed rounds of a live run
 _PUBLISHED_DIRS = (*DATA_DIRS, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
 
 
@@ -112,6 +110,7 @@ class Mirror:
         self._done: dict[str, list[int]] = {}  # rel -> [size, mtime_ns] as published
         self._partial_manifest = b""  # the last models.json committed without entries still to upload
         self._lock = threading.Lock()  # one round at a time (live thread, finalize, sync)
+        self.active = True  # False once the run's final upload is over: a late round puts nothing
         self._load_state()
 
     # -- state --------------------------------------------------------------------------
@@ -188,41 +187,37 @@ class Mirror:
         return report
 
     def _round(self, report: MirrorReport, listing: dict[str, int]) -> None:
-        documents = self._read_documents()  # before listing: they describe only files listed next
         local = self._local_files()
         for rel, sig in local.items():
             if rel not in DOCUMENTS and listing.get(rel) == sig[0]:
                 self._done.setdefault(rel, sig)  # already remote (sync after a crash)
         todo = sorted(rel for rel, sig in local.items() if self._done.get(rel) != sig and rel not in DOCUMENTS)
-        models = [rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")]
-        data = [rel for rel in todo if rel not in models]
-        # only checkpoints the manifest read above lists: one stored since waits for the next round
-        listed = _listed(documents)
-        models = [rel for rel in models if rel.split("/", 1)[1] in listed]
-        self._upload(report, data, local)
+        listed = {e["name"] for e in self._manifest()[0]["checkpoints"]}
+        models = sorted((rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")),
+                        key=lambda rel: rel.split("/", 1)[1] not in listed)  # listed ones first  # fmt: skip
+        self._upload(report, [rel for rel in todo if rel not in models], local)
         for name in (CONFIG_FILE, RUN_FILE):
-            self._commit(report, name, documents)
-        for i, rel in enumerate(models):
-            self._upload(report, [rel], local, evict=True)
-            self._commit_manifest(report, documents, {m.split("/", 1)[1] for m in models[i + 1 :]})
-        self._commit_manifest(report, documents, set())
-        self._retire(report, listing, documents)
+            self._commit(report, name)
+        for rel in models:
+            self._upload(report, [rel], local)
+            self._commit_manifest(report)  # lists each checkpoint as soon as it is in the store
+        self._retire(report, listing, self._commit_manifest(report))
 
-    def _read_documents(self) -> dict[str, tuple[bytes, list[int]]]:
-        out = {}
-        for name in (CONFIG_FILE, RUN_FILE, MODELS_FILE):
-            path = os.path.join(self.local_dir, name)
-            if self.skip(path):
-                continue
-            try:
-                with open(path, "rb") as f:
-                    st = os.fstat(f.fileno())
-                    out[name] = (f.read(), [st.st_size, st.st_mtime_ns])
-            except FileNotFoundError:
-                continue
-        return out
+    def _read(self, name: str) -> tuple[bytes, list[int]] | None:
+        """A document as it is on disk now, with its signature (None: absent, or not ours to send)."""
+        path = os.path.join(self.local_dir, name)
+        if self.skip(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                return f.read(), [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            return None
 
     def _put(self, report: MirrorReport, rel: str, send: Callable[[], Any]) -> None:
+        if not self.active:
+            raise _Stop  # the run's final upload is over: what is left is for sync
         try:
             send()
         except FileNotFoundError as err:
@@ -235,42 +230,80 @@ class Mirror:
             raise _Stop from err
         report.uploaded.append(rel)
 
-    def _upload(self, report: MirrorReport, rels: list[str], local: dict[str, list[int]], evict: bool = False) -> None:
+    def _upload(self, report: MirrorReport, rels: list[str], local: dict[str, list[int]]) -> None:
         for rel in rels:
             path = os.path.join(self.local_dir, *rel.split("/"))
             self._put(report, rel, partial(self.storage.put_file, path, f"{self.prefix}/{rel}"))
             self._done[rel] = local[rel]
-            if evict:
-                try:
-                    os.remove(path)  # the store keeps the only copy; the staging folder keeps none
-                except FileNotFoundError:
-                    pass
-                self._save_state()
 
-    def _commit(self, report: MirrorReport, name: str, documents: dict[str, tuple[bytes, list[int]]]) -> None:
-        if name not in documents or self._done.get(name) == documents[name][1]:
+    def _commit(self, report: MirrorReport, name: str) -> None:
+        """Commits a document as it is on disk at this moment (never an older copy)."""
+        found = self._read(name)
+        if found is None or self._done.get(name) == found[1]:
             return
-        data, sig = documents[name]
+        data, sig = found
         self._put(report, name, lambda: self.storage.write_bytes(f"{self.prefix}/{name}", data))
         self._done[name] = sig
 
-    def _commit_manifest(
-        self, report: MirrorReport, documents: dict[str, tuple[bytes, list[int]]], pending: set[str]
-    ) -> None:
-        """Commits ``models.json`` as read, or without the entries whose objects are still to upload."""
-        if not pending:
-            self._commit(report, MODELS_FILE, documents)
-            return
-        if MODELS_FILE not in documents:
-            return
-        data = dumps(manifest_without(loads(documents[MODELS_FILE][0]), pending))
+    def _manifest(self) -> tuple[dict[str, Any], bytes, list[int] | None]:
+        """``models.json`` as it is now, its bytes and signature (an empty manifest when there is none)."""
+        found = self._read(MODELS_FILE)
+        if found is not None:
+            try:
+                return loads(found[0]), found[0], found[1]
+            except ValueError:
+                pass  # written whole or not at all: only a foreign file is not JSON
+        return {"checkpoints": []}, b"", None
+
+    def _unpublished(self, manifest: dict[str, Any]) -> set[str]:
+        """Checkpoints the manifest lists whose object is still only in the local folder."""
+        out = set()
+        for entry in manifest["checkpoints"]:
+            rel = f"{MODELS_DIR}/{entry['name']}"
+            try:
+                st = os.stat(os.path.join(self.local_dir, MODELS_DIR, entry["name"]))
+            except FileNotFoundError:
+                continue  # in the store already (its local copy was evicted)
+            if self._done.get(rel) != [st.st_size, st.st_mtime_ns]:
+                out.add(entry["name"])
+        return out
+
+    def _commit_manifest(self, report: MirrorReport) -> dict[str, Any] | None:
+        """Commits ``models.json`` without the entries whose object is not in the store yet.
+
+        Returns:
+            The manifest, when the store now holds it whole (every object it lists).
+        """
+        manifest, whole, sig = self._manifest()
+        if sig is None:
+            return None
+        if self._done.get(MODELS_FILE) == sig:
+            return manifest
+        pending = self._unpublished(manifest)
+        if not pending:  # these very bytes: a newer manifest may list an object not uploaded yet
+            self._put(report, MODELS_FILE, lambda: self.storage.write_bytes(f"{self.prefix}/{MODELS_FILE}", whole))
+            self._done[MODELS_FILE] = sig
+            self._evict(manifest)
+            return manifest
+        partial_manifest = manifest_without(manifest, pending)
+        data = dumps(partial_manifest)
         if data != self._partial_manifest:
             self._put(report, MODELS_FILE, lambda: self.storage.write_bytes(f"{self.prefix}/{MODELS_FILE}", data))
             self._partial_manifest = data
+        self._evict(partial_manifest)
+        return None
 
-    def _retire(
-        self, report: MirrorReport, listing: dict[str, int], documents: dict[str, tuple[bytes, list[int]]]
-    ) -> None:
+    def _evict(self, committed: dict[str, Any]) -> None:
+        """Removes the local copies of the stored checkpoints a manifest the store holds lists."""
+        for entry in committed["checkpoints"]:
+            rel, path = f"{MODELS_DIR}/{entry['name']}", os.path.join(self.local_dir, MODELS_DIR, entry["name"])
+            try:
+                if self._done.get(rel) == [(st := os.stat(path)).st_size, st.st_mtime_ns]:
+                    os.remove(path)  # the store keeps the only copy
+            except FileNotFoundError:
+                continue
+
+    def _retire(self, report: MirrorReport, listing: dict[str, int], committed: dict[str, Any] | None) -> None:
         local = set(self._local_files())
         remote = set(self._done) | set(listing)
         doomed: list[str] = []
@@ -278,9 +311,10 @@ class Mirror:
             names = [rel.split("/", 1)[1] for rel in remote if rel.startswith(f"{folder}/")]
             # each covered chunk is covered by a chunk already in the store
             doomed += [f"{folder}/{name}" for name in covered_chunks(names) if f"{folder}/{name}" not in local]
-        if MODELS_FILE in documents and self._done.get(MODELS_FILE) == documents[MODELS_FILE][1]:
-            # every object uploaded was listed when it was uploaded: unlisted now means retired
-            listed = _listed(documents)
+        if committed is not None:
+            # a checkpoint leaves the folder only when a committed manifest lists it (evicted) or when
+            # the producer unlists it: uploaded, gone and not listed means retired
+            listed = {e["name"] for e in committed["checkpoints"]}
             doomed += [rel for rel in self._done if rel.startswith(f"{MODELS_DIR}/")
                        and rel.split("/", 1)[1] not in listed and rel not in local]  # fmt: skip
         for rel in doomed:
@@ -291,105 +325,3 @@ class Mirror:
                 raise _Stop from err
             self._done.pop(rel, None)
             report.deleted.append(rel)
-
-    # -- engines ------------------------------------------------------------------------
-    def serve(self, stop: threading.Event, wake: threading.Event, warn: Callable[..., None]) -> None:
-        """The live run's mirror thread: a round each time ``wake`` is set, until ``stop`` is.
-
-        A failed round is retried with exponential back-off (at most 30 s) and reported
-        through ``warn(key, message, *args)``; training never waits for any of it.
-        """
-        _background_priority()
-        failures = 0
-        while not stop.is_set():
-            wake.wait()
-            wake.clear()
-            if stop.is_set():
-                break
-            report = self.run_once()
-            if report.error is None:
-                failures = 0
-                continue
-            failures += 1
-            delay = min(MAX_BACKOFF_S, 0.5 * 2**failures)
-            warn("upload", "could not upload to %s (%s: %s); %d files wait in %s, retrying in %.0f s",
-                 self.storage.url, type(report.error).__name__, report.error, len(report.pending), self.local_dir,
-                 delay)  # fmt: skip
-            stop.wait(delay)
-            wake.set()
-
-    def upload_until(self, deadline: float, progress: bool = False) -> tuple[MirrorReport, bool]:
-        """Rounds with back-off until everything is published or ``time.monotonic()`` passes ``deadline``.
-
-        The rounds run on a daemon thread, so a store call that hangs cannot hold the
-        caller past the deadline.
-
-        Args:
-            deadline: a ``time.monotonic()`` value.
-            progress: show the checkpoint bytes left on a terminal while waiting.
-
-        Returns:
-            The last round's report, and whether everything is published.
-        """
-        result: list[MirrorReport] = []
-
-        def rounds() -> None:
-            delay = 0.2
-            while True:
-                report = self.run_once()
-                result.append(report)
-                if report.complete or time.monotonic() >= deadline:
-                    return
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 5.0)
-
-        worker = threading.Thread(target=rounds, name="lightning-tracker-final-upload", daemon=True)
-        total = self.pending_bytes() if progress else 0
-        bar = _progress_bar(total) if total else None
-        worker.start()
-        try:
-            while worker.is_alive() and time.monotonic() < deadline:
-                worker.join(min(0.2, max(0.0, deadline - time.monotonic())))
-                if bar is not None:
-                    bar(total - self.pending_bytes())
-        finally:
-            if bar is not None:
-                bar(None)
-        report = result[-1] if result else MirrorReport(pending=self.pending())
-        return report, report.complete and not worker.is_alive()
-
-
-def _listed(documents: dict[str, tuple[bytes, list[int]]]) -> set[str]:
-    """Names of the checkpoints the manifest snapshot lists."""
-    if MODELS_FILE not in documents:
-        return set()
-    return {e["name"] for e in loads(documents[MODELS_FILE][0])["checkpoints"]}
-
-
-def _background_priority() -> None:
-    """Lowers this thread's CPU priority (Linux: per thread), so training keeps its cores."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
-def _progress_bar(total: int) -> Callable[[int | None], None] | None:
-    import sys
-
-    if not sys.stderr.isatty():
-        return None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    bar = Progress(TextColumn("uploading checkpoints"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   transient=True)  # fmt: skip
-    task = bar.add_task("upload", total=total)
-    bar.start()
-
-    def update(done: int | None) -> None:
-        if done is None:
-            bar.stop()
-        else:
-            bar.update(task, completed=done)
-
-    return update

@@ -3,19 +3,22 @@
 :class:`PointBuffer` stores Python floats and ints directly; everything else comes
 through :func:`coerce_value` (booleans, NumPy and torch scalars, device tensors copied
 without a host sync) or is skipped with a rate-limited warning, never raised into
-training. Text is never parsed as a number.
+training. Text is never parsed as a number, a complex number never loses its imaginary
+part, and a finite number never becomes infinity; a step outside int64 is replaced by the
+automatic step, which therefore never leaves int64 either.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import numbers
 import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["PointBuffer", "Warner", "coerce_step", "coerce_value", "storable", "to_float"]
+__all__ = ["STEP_MAX", "STEP_MIN", "PointBuffer", "Warner", "coerce_step", "coerce_value", "storable", "to_float"]
 
 Warn = Callable[..., None]  # Warner: (key, message, *args)
 
@@ -41,53 +44,98 @@ class Warner:
             self._log.warning(msg, *args)
 
 
+_EXACT_INT = 2**1023  # ints this small convert to float without OverflowError (the fast path)
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1  # the int64 step column
+
+
 def coerce_step(step: Any, next_step: int, warn: Warn) -> int:
     """An integer step from NumPy or torch integers or integral floats; else ``next_step``, with a warning.
+
+    A step outside int64 ``[STEP_MIN, STEP_MAX]`` is replaced by ``next_step`` too: kept,
+    it would push every later automatic step out of the range the format can hold.
 
     Example:
         >>> import numpy as np
         >>> coerce_step(np.int64(7), 3, print), coerce_step(4.0, 3, print)
         (7, 4)
+        >>> coerce_step(2**64, 3, lambda *args: None), coerce_step(1e300, 3, lambda *args: None)
+        (3, 3)
     """
+    value: int | None
     try:
-        return operator.index(step)  # numpy and torch integers
-    except TypeError:
-        pass
-    try:
-        if float(step).is_integer():
-            return int(step)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    warn(f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead", step, next_step)
-    return next_step
+        value = operator.index(step)  # numpy and torch integers
+    except Exception:  # noqa: BLE001 - not an integer type (a float, a tensor of several elements)
+        try:
+            value = int(step) if float(step).is_integer() else None
+        except Exception:  # noqa: BLE001 - whatever cannot be read as a number is not a step
+            value = None
+    if value is None:
+        warn(f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead",
+             step, next_step)  # fmt: skip
+        return next_step
+    if not STEP_MIN <= value <= STEP_MAX:
+        warn("step:range", "step=%r is outside the steps the format can hold (%d to %d); using the next "
+             "step %d instead", step, STEP_MIN, STEP_MAX, next_step)  # fmt: skip
+        return next_step
+    return value
+
+
+def _is_complex(value: Any) -> bool:
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return True  # complex, numpy complex scalars
+    dtype = getattr(value, "dtype", None)  # numpy arrays (kind "c") and torch tensors (is_complex)
+    return dtype is not None and (getattr(dtype, "kind", None) == "c" or getattr(dtype, "is_complex", False) is True)
+
+
+def _to_float(value: Any) -> float:
+    """``float(value)``, or ValueError when it would not be the value (a complex, a finite
+    number beyond float64's range such as ``10**400`` or ``Decimal("1e400")``)."""
+    if _is_complex(value):
+        raise ValueError("a complex number has no single float value")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("text is not a number")  # "inf" or "1e3" would parse: never guess
+    result = float(value)  # OverflowError for huge ints and Fractions
+    if math.isinf(result) and value != result:  # a finite Decimal or longdouble overflowed
+        raise OverflowError("beyond the range of float64")
+    return result
 
 
 def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
     """A float for a loggable value, a queued device scalar (converted later by :func:`to_float`), or None.
 
+    Never raises: a value that cannot be stored as the float it is (text, a complex number,
+    a number beyond float64's range, a tensor of several elements) is skipped with one
+    warning per key.
+
     Example:
         >>> coerce_value("acc", True, print), coerce_value("loss", "0.5", lambda *a: None)
         (1.0, None)
+        >>> coerce_value("z", 1 + 2j, lambda *a: None), coerce_value("big", 10**400, lambda *a: None)
+        (None, None)
     """
-    if isinstance(value, bool):
-        return float(value)
-    numel = getattr(value, "numel", None)
-    if numel is not None and hasattr(value, "detach"):  # a torch tensor
-        if value.numel() != 1:
-            warn(f"shape:{key}", "metric %r is a tensor of shape %s; log a scalar (for example .mean()). "
-                 "Value skipped.", key, tuple(value.shape))  # fmt: skip
-            return None
-        if value.device.type == "cpu":
-            return float(value.item())
-        # an asynchronous device copy (no host sync here); the writer thread converts it
-        return value.detach().reshape(()).clone()
     try:
-        if isinstance(value, (str, bytes, bytearray)):
-            raise TypeError("text is not a number")  # "inf" or "1e3" would parse: never guess
-        return float(value)
-    except (TypeError, ValueError):
-        warn(f"type:{key}", "metric %r has value %r of type %s, which is not a number; log numbers only "
-             "(log text as a hyperparameter). Value skipped.", key, value, type(value).__name__)  # fmt: skip
+        if isinstance(value, bool):
+            return float(value)
+        if getattr(value, "numel", None) is not None and hasattr(value, "detach"):  # a torch tensor
+            if value.numel() != 1:
+                warn(f"value:{key}", "metric %r is a tensor of shape %s; log a scalar (for example .mean()). "
+                     "Value skipped.", key, tuple(value.shape))  # fmt: skip
+                return None
+            if value.is_complex():
+                raise ValueError("a complex tensor has no single float value")
+            if value.device.type == "cpu":
+                return _to_float(value.item())
+            # an asynchronous device copy (no host sync here); the writer thread converts it
+            return value.detach().reshape(()).clone()
+        return _to_float(value)
+    except Exception as err:  # noqa: BLE001 - a metric value must never stop training
+        try:
+            shown = repr(value)[:200]
+        except Exception:  # noqa: BLE001 - a broken __repr__
+            shown = f"<{type(value).__name__}>"
+        warn(f"value:{key}", "metric %r has value %s of type %s, which cannot be stored as a number (%s); "
+             "log real numbers only (log text as a hyperparameter). Value skipped.",
+             key, shown, type(value).__name__, err)  # fmt: skip
         return None
 
 
@@ -111,7 +159,7 @@ def storable(point: tuple[Any, ...]) -> bool:
         key.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return type(step) is int and -(2**63) <= step < 2**63 and type(value) is float and type(t) is float
+    return type(step) is int and STEP_MIN <= step <= STEP_MAX and type(value) is float and type(t) is float
 
 
 class PointBuffer:
@@ -139,20 +187,25 @@ class PointBuffer:
         return len(self._points) + len(self._retry)
 
     def add(self, metrics: Mapping[str, Any], step: Any) -> None:
-        """Appends one point per metric at ``step`` (None: the automatic step)."""
+        """Appends one point per metric at ``step`` (None: the automatic step).
+
+        Never raises into training: a step that is not an integer the format can hold is
+        replaced by the automatic step, a value that cannot be stored is skipped (each
+        with a rate-limited warning).
+        """
         now = time.time()
         if step is None:
             step = self.next_step
-        elif type(step) is not int:
+        elif type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = coerce_step(step, self.next_step, self._warn)
         if step >= self.next_step:
-            self.next_step = step + 1
+            self.next_step = step + 1 if step < STEP_MAX else STEP_MAX  # at the top it stays there
         append = self._points.append
         for key, value in metrics.items():
             kind = type(value)
             if kind is float:
                 append((key if type(key) is str else str(key), step, now, value))
-            elif kind is int:
+            elif kind is int and -_EXACT_INT <= value <= _EXACT_INT:
                 append((key if type(key) is str else str(key), step, now, float(value)))
             else:
                 value = coerce_value(key, value, self._warn)

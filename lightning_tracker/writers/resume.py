@@ -2,19 +2,26 @@
 
 The copy with more sessions wins (a spool can hold sessions the store never got, after
 an outage or an offline run). A remote run's documents and live chunks are brought into
-the spool first, so the resumed writer recomputes an exact summary and never re-uploads
-what the store has. The new session is numbered after every session either copy knows,
-so no chunk file name is ever reused.
+the spool first, so the resumed writer computes an exact summary and never re-uploads
+what the store has. The new session is numbered after every session either copy knows.
+
+The store is asked on a daemon thread (:class:`RemoteProbe`) and waited for at most
+``timeout`` seconds: a store that accepts connections and never answers cannot hold
+training. A late answer is merged into the live run by the flusher
+(:meth:`RemoteProbe.take`). Chunk names carry each session's writer key, so a session
+numbered without the store's answer can never overwrite a stored chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_tracker.format.codec import loads
+from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
@@ -26,9 +33,12 @@ from lightning_tracker.format.layout import (
 )
 from lightning_tracker.storage import Storage, atomic_write
 
-__all__ = ["Existing", "load_existing", "next_session"]
+__all__ = ["PROBE_TIMEOUT_S", "Existing", "RemoteProbe", "load_existing", "next_session", "warn_if_written_now"]
 
 log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = float(os.environ.get("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "5"))
+_DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE)  # the summary is computed from the chunks
 
 
 @dataclass
@@ -43,19 +53,104 @@ class Existing:
 def _read_doc(local_dir: str, rel: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(local_dir, *rel.split("/")), "rb") as f:
-            return loads(f.read())
+            doc = loads(f.read())
     except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _rank(doc: dict[str, Any] | None) -> tuple[int, float]:
-    return (-1, 0.0) if doc is None else (len(doc.get("sessions") or []), float(doc.get("heartbeat") or 0))
+    if doc is None:
+        return (-1, 0.0)
+    sessions = doc.get("sessions")
+    try:
+        beat = float(doc.get("heartbeat") or 0)
+    except (TypeError, ValueError):
+        beat = 0.0
+    return (len(sessions) if isinstance(sessions, list) else 0, beat)
 
 
-def load_existing(storage: Storage, prefix: str, local_dir: str, *, probe_remote: bool) -> Existing | None:
-    """The existing run at ``prefix`` (in the spool ``local_dir`` and, if ``probe_remote``, the store), or None.
+class RemoteProbe:
+    """Reads a run's stored copy on a daemon thread: its documents into memory, its live
+    chunks into the spool (immutable, so safe to write beside a live writer).
 
-    An unreachable store is logged and the spool's copy used: resuming never stops training.
+    Args:
+        storage: where the run lives.
+        prefix: the run's path in ``storage``.
+        local_dir: the run's spool folder.
+    """
+
+    def __init__(self, storage: Storage, prefix: str, local_dir: str) -> None:
+        self.storage, self.prefix, self.local_dir = storage, prefix, local_dir
+        self.documents: dict[str, bytes] = {}
+        self.downloaded: list[str] = []  # chunk paths now in the spool as they are in the store
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._taken = False
+        threading.Thread(target=self._run, name="lightning-tracker-resume", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            try:
+                self.documents[RUN_FILE] = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
+            except FileNotFoundError:
+                return  # a new run: nothing stored yet
+            others = [f"{self.prefix}/{name}" for name in _DOCUMENTS if name != RUN_FILE]
+            self.documents.update({rel.rsplit("/", 1)[1]: data for rel, data in self.storage.read_many(others).items()})
+            for folder in DATA_DIRS:
+                remote = self.storage.find(f"{self.prefix}/{folder}")
+                for name in live_chunks(list(remote)):
+                    rel = f"{folder}/{name}"
+                    local = os.path.join(self.local_dir, folder, name)
+                    if not os.path.exists(local):
+                        atomic_write(local, self.storage.read_bytes(f"{self.prefix}/{rel}"))
+                    self.downloaded.append(rel)
+        except Exception as err:  # noqa: BLE001 - an unreachable store must not stop training
+            self.error = err
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the probe finished within ``timeout`` seconds."""
+        return self._done.wait(timeout)
+
+    @property
+    def doc(self) -> dict[str, Any] | None:
+        """The stored ``run.json``, if the store has the run and it is a document."""
+        try:
+            doc = loads(self.documents[RUN_FILE]) if RUN_FILE in self.documents else None
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def take(self) -> RemoteProbe | None:
+        """This probe once, when it has finished (the flusher's late merge); else None."""
+        if self._taken or not self._done.is_set():
+            return None
+        self._taken = True
+        return self
+
+    def write_documents(self, overwrite: bool) -> list[str]:
+        """Puts the stored documents into the spool (all of them, or only missing ones)."""
+        written = []
+        for name, data in self.documents.items():
+            path = os.path.join(self.local_dir, name)
+            if overwrite or not os.path.exists(path):
+                atomic_write(path, data)
+                written.append(name)
+        return written
+
+
+def load_existing(
+    storage: Storage, prefix: str, local_dir: str, *, probe_remote: bool, timeout: float | None = None
+) -> tuple[Existing | None, RemoteProbe | None]:
+    """The existing run at ``prefix`` (in the spool ``local_dir`` and, if ``probe_remote``, the store).
+
+    Returns:
+        What is known of the run (None for a new run), and the probe of the store when it
+        has not answered within ``timeout`` seconds (default :data:`PROBE_TIMEOUT_S`): the
+        caller merges its answer later.
+        A store that fails is logged and the spool's copy used: resuming never stops training.
 
     Example:
         >>> import tempfile
@@ -63,54 +158,56 @@ def load_existing(storage: Storage, prefix: str, local_dir: str, *, probe_remote
         >>> d = tempfile.mkdtemp()
         >>> with open(os.path.join(d, RUN_FILE), "wb") as f:
         ...     _ = f.write(dumps({"id": "r", "sessions": [{"index": 0}]}))
-        >>> load_existing(Storage(d), "p/r", d, probe_remote=False).doc["sessions"]
+        >>> load_existing(Storage(d), "p/r", d, probe_remote=False)[0].doc["sessions"]
         [{'index': 0}]
-        >>> load_existing(Storage(d), "p/r", tempfile.mkdtemp(), probe_remote=False) is None
-        True
+        >>> load_existing(Storage(d), "p/r", tempfile.mkdtemp(), probe_remote=False)
+        (None, None)
     """
     local_doc = _read_doc(local_dir, RUN_FILE)
+    probe = RemoteProbe(storage, prefix, local_dir) if probe_remote else None
     remote_doc = None
-    if probe_remote:
-        try:
-            remote_doc = loads(storage.read_bytes(f"{prefix}/{RUN_FILE}"))
-        except FileNotFoundError:
-            pass
-        except Exception as err:  # noqa: BLE001 - an unreachable store must not stop training
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
+    if probe is not None:
+        if not probe.wait(timeout):
+            log.warning("the store %s did not answer within %.0f s while resuming run %s; training goes on from "
+                        "the local spool %s and the stored copy is merged when the store answers",
+                        storage.url, timeout, prefix, local_dir)  # fmt: skip
+            return _local(local_dir, local_doc), probe
+        if probe.error is not None:
             log.warning("could not read run %s from %s (%s: %s); continuing from the local spool %s",
-                        prefix, storage.url, type(err).__name__, err, local_dir)  # fmt: skip
+                        prefix, storage.url, type(probe.error).__name__, probe.error, local_dir)  # fmt: skip
+        remote_doc = probe.doc
     if local_doc is None and remote_doc is None:
-        return None
+        return None, None
     use_remote = remote_doc is not None and _rank(remote_doc) > _rank(local_doc)
     downloaded: list[str] = []
-    if remote_doc is not None:
+    if probe is not None and remote_doc is not None:
         try:
-            _download(storage, prefix, local_dir, overwrite_docs=use_remote, downloaded=downloaded)
-        except Exception as err:  # noqa: BLE001 - a partial download must not stop training
-            log.warning("could not download run %s from %s (%s); its summary may be incomplete",
-                        prefix, storage.url, err)  # fmt: skip
+            downloaded = [*probe.write_documents(overwrite=use_remote), *probe.downloaded]
+        except OSError as err:
+            log.warning("could not copy run %s into the spool %s (%s); its summary may be incomplete",
+                        prefix, local_dir, err)  # fmt: skip
     doc = remote_doc if use_remote else local_doc
     assert doc is not None
-    return Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE), downloaded=downloaded)
+    return Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE), downloaded=downloaded), None
 
 
-def _download(storage: Storage, prefix: str, local_dir: str, *, overwrite_docs: bool, downloaded: list[str]) -> None:
-    """Brings a remote run's documents and live chunks into the spool, so a resume is exact."""
-    wanted = [CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE]  # the summary is recomputed from the chunks
-    wanted = [rel for rel in wanted if overwrite_docs or not os.path.exists(os.path.join(local_dir, rel))]
-    for folder in DATA_DIRS:
-        remote = storage.find(f"{prefix}/{folder}")
-        wanted += [f"{folder}/{n}" for n in live_chunks(list(remote))]
-    for rel in wanted:
-        local = os.path.join(local_dir, *rel.split("/"))
-        if "/" in rel and os.path.exists(local):
-            downloaded.append(rel)  # an immutable chunk: the same on both sides
-            continue
-        try:
-            data = storage.read_bytes(f"{prefix}/{rel}")
-        except FileNotFoundError:
-            continue
-        atomic_write(local, data)
-        downloaded.append(rel)
+def _local(local_dir: str, doc: dict[str, Any] | None) -> Existing | None:
+    return None if doc is None else Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE))
+
+
+def warn_if_written_now(doc: dict[str, Any], prefix: str) -> None:
+    """Warns when another process is writing the run being resumed (its heartbeat is fresh)."""
+    writer = doc.get("writer")
+    if run_state(doc) != "running" or not isinstance(writer, dict):
+        return
+    me = writer_identity()
+    if (writer.get("host"), writer.get("pid")) == (me["host"], me["pid"]):
+        return
+    log.warning("run %s is being written right now by another process (host %s, pid %s); this process writes "
+                "its own session beside it, so no point is lost, but the run's status and summary follow "
+                "whichever process writes last. Give each process its own version to keep them apart.",
+                prefix, writer.get("host"), writer.get("pid"))  # fmt: skip
 
 
 def next_session(local_dir: str, known_sessions: int) -> int:
@@ -130,5 +227,5 @@ def next_session(local_dir: str, known_sessions: int) -> int:
             names = os.listdir(os.path.join(local_dir, folder))
         except FileNotFoundError:
             continue
-        known += [parsed[0] + 1 for n in names if (parsed := parse_chunk_name(n)) is not None]
+        known += [parsed.session + 1 for n in names if (parsed := parse_chunk_name(n)) is not None]
     return max(known)

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from lightning_tracker import _config, _environment
-from lightning_tracker.format.codec import dumps
-from lightning_tracker.format.documents import VERSIONS, new_config, new_run, writer_identity
+from lightning_tracker.format.codec import dumps, loads
+from lightning_tracker.format.documents import VERSIONS, new_config, new_run, run_params, writer_identity
 from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, META_FILE, RUN_FILE
 from lightning_tracker.storage import atomic_write
 
@@ -61,6 +61,8 @@ class RunInfo:
         self.lock = threading.RLock()
         self._config_dirty = True
         self._warned: set[str] = set()
+        self._params: dict[str, Any] = {}  # run.json's capped params, computed from the flat dict _params_of
+        self._params_of: dict[str, Any] | None = None
 
     def adopt(self, stored: dict[str, Any], config: dict[str, Any] | None) -> None:
         """Continues a stored run: its start, sessions and (unless given now) name, group and notes."""
@@ -71,17 +73,40 @@ class RunInfo:
         if config is not None:
             self.config = {**new_config(), **config}
 
-    def start_session(self, local_dir: str, session: int, first: bool) -> None:
+    def start_session(self, local_dir: str, session: int, writer_key: str, first: bool) -> None:
         """Records a new session (who, where, which command and commit); the first one
         also writes ``meta.json`` and, in a dirty work tree, ``git.diff``."""
         meta, diff = _environment.collect()
         with self.lock:
-            self.doc["sessions"].append({"index": session, "start_time": time.time(), **writer_identity(),
+            self.doc["sessions"].append({"index": session, "writer_key": writer_key, "start_time": time.time(),
+                                         **writer_identity(),
                                          "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")})
         if first:
             atomic_write(os.path.join(local_dir, META_FILE), dumps({"format_version": VERSIONS[META_FILE], **meta}))
             if diff:
                 atomic_write(os.path.join(local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
+
+    def merge(self, stored: dict[str, Any], config: bytes | None) -> None:
+        """Merges a stored copy that arrived after this session started (a late answer of the
+        store): its earlier sessions, tags and start, and its hyperparameters under ours."""
+        with self.lock:
+            ours = self.doc["sessions"]
+            known = {(s.get("index"), s.get("start_time")) for s in ours}
+            earlier = [s for s in stored.get("sessions") or [] if isinstance(s, dict)
+                       and (s.get("index"), s.get("start_time")) not in known]  # fmt: skip
+            self.doc["sessions"] = earlier + ours
+            self.adopt({k: v for k, v in stored.items() if k != "sessions"}, None)
+            starts = [float(s.get("start_time") or self.doc["start_time"]) for s in self.doc["sessions"]]
+            self.doc["start_time"] = min(starts)
+            try:
+                stored_config = loads(config) if config is not None else None
+            except ValueError:
+                stored_config = None
+            if isinstance(stored_config, dict) and isinstance(stored_config.get("nested"), dict):
+                nested = _config.merge(stored_config["nested"], self.config["nested"])
+                history = list(stored_config.get("history") or []) + self.config["history"]
+                self.config.update(nested=nested, flat=_config.flatten(nested), history=history)
+                self._config_dirty = True
 
     def log_config(self, params: Any, step: int) -> bool:
         """Merges hyperparameters; a changed value is recorded in the history. Returns whether anything changed."""
@@ -112,6 +137,9 @@ class RunInfo:
                 atomic_write(os.path.join(local_dir, CONFIG_FILE), dumps(self.config))
                 self._config_dirty = False
             # the summary and the flat hyperparameters ride in run.json: one read per run for a runs table
-            self.doc.update(heartbeat=time.time(), params=self.config["flat"], summary=summary)
+            flat = self.config["flat"]
+            if self._params_of is not flat:  # a change assigns a new flat dict
+                self._params, self._params_of = run_params(flat), flat
+            self.doc.update(heartbeat=time.time(), params=self._params, summary=summary)
             data = dumps(self.doc)
         atomic_write(os.path.join(local_dir, RUN_FILE), data)

@@ -13,23 +13,23 @@ files, nothing to mirror. Samplers (``SystemMonitor``) are called by the flusher
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
+from lightning_tracker.writers import mirror_loops
+from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_table
 from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 from lightning_tracker.writers.points import PointBuffer, Warner
-from lightning_tracker.writers.resume import load_existing, next_session
+from lightning_tracker.writers.resume import RemoteProbe, load_existing, next_session, warn_if_written_now
 from lightning_tracker.writers.run_info import RunInfo
 from lightning_tracker.writers.spool import spool_dir_for, write_spool
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
@@ -108,13 +108,15 @@ class RunWriter:
         self._open = False
         self.pid = os.getpid()
         probe_remote = resume and self.remote and not offline
-        existing = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote)
+        existing, self._probe = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote)
         self._resumed = existing is not None
         if existing is not None:
+            warn_if_written_now(existing.doc, self.prefix)
             self.info.adopt(existing.doc, existing.config)
         self.session = next_session(self.local_dir, len(self.info.doc["sessions"]))
-        self.metrics = MetricsProducer(self.local_dir, self.session)
-        self.histograms = HistogramProducer(self.local_dir, self.session)
+        self.writer_key = new_writer_key()  # in this session's chunk names: no other process writes them
+        self.metrics = MetricsProducer(self.local_dir, self.session, self.writer_key)
+        self.histograms = HistogramProducer(self.local_dir, self.session, self.writer_key)
         if self._resumed:
             self.metrics.load_summary()
             steps = [s["high_step"] for s in self.metrics.summary.values()]
@@ -125,8 +127,7 @@ class RunWriter:
         for rel in existing.downloaded if existing is not None else []:
             self.mirror.mark_published(rel)
         self._start_session()
-        _install_excepthook()
-        atexit.register(_close_at_exit, weakref.ref(self))
+        close_at_exit(self)
 
     @property
     def run_doc(self) -> dict[str, Any]:
@@ -138,7 +139,7 @@ class RunWriter:
         os.makedirs(self.local_dir, exist_ok=True)
         if not self.mirror.in_place:
             write_spool(self.local_dir, self.storage, self.prefix, self.session, self.offline)
-        self.info.start_session(self.local_dir, self.session, first=not self._resumed)
+        self.info.start_session(self.local_dir, self.session, self.writer_key, first=not self._resumed)
         self._start_threads()
         self.info.write(self.local_dir, self.metrics.summary)
 
@@ -149,7 +150,7 @@ class RunWriter:
         self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
         if not self.offline and not self.mirror.in_place:
             self._threads.append(threading.Thread(
-                target=self.mirror.serve, args=(self._stop, self._mirror_wake, self._warn),
+                target=mirror_loops.serve, args=(self.mirror, self._stop, self._mirror_wake, self._warn),
                 name="lightning-tracker-mirror", daemon=True))  # fmt: skip
         for thread in self._threads:
             thread.start()
@@ -159,6 +160,7 @@ class RunWriter:
         if not self._open:
             with self._io_lock:
                 if not self._open:
+                    self.mirror.active = True
                     self._start_threads()
                     self.info.write(self.local_dir, self.metrics.summary)
 
@@ -197,7 +199,7 @@ class RunWriter:
         if not self._open:
             self.ensure_open()
         if self.checkpoints is None:
-            self.checkpoints = CheckpointProducer(self.local_dir, log_model)
+            self.checkpoints = CheckpointProducer(self.local_dir, log_model, on_object=self._mirror_wake.set)
         self.checkpoints.on_save(callback)
         self._wake.set()  # stored by the next flush, now: ModelCheckpoint may replace it soon
         return self.checkpoints
@@ -248,6 +250,8 @@ class RunWriter:
                 self.tensorboard.write_histograms(table)
 
     def _flush_once(self) -> None:
+        if self._probe is not None and (late := self._probe.take()) is not None:
+            self._guard("merge the stored run", self._merge_stored, late)
         if self._captures:
             self._guard("write histograms", self._write_histograms)
             self._guard("compact histograms", self.histograms.compact)
@@ -266,6 +270,21 @@ class RunWriter:
             self._guard("rotate TensorBoard events", self.tensorboard.rotate)
             self._tb_opened_at = time.monotonic()
         self._mirror_wake.set()
+
+    def _merge_stored(self, probe: RemoteProbe) -> None:
+        """The store answered after training started: merge its copy of the run into this one."""
+        self._probe = None
+        stored = probe.doc
+        if probe.error is not None or stored is None:
+            return
+        probe.write_documents(overwrite=False)  # documents this run has not written yet (meta.json)
+        self.info.merge(stored, probe.documents.get(CONFIG_FILE))
+        for rel in probe.downloaded:
+            self.mirror.mark_published(rel)
+        self.metrics.load_summary()  # now over the stored sessions' chunks too
+        steps = [s["high_step"] for s in self.metrics.summary.values()]
+        self.points.next_step = max([self.points.next_step, *(s + 1 for s in steps)])
+        log.info("merged the stored copy of run %s (%d sessions)", self.prefix, len(stored.get("sessions") or []))
 
     def _flush_loop(self) -> None:
         next_flush = time.monotonic() + self.flush_interval
@@ -352,7 +371,8 @@ class RunWriter:
             self.mirror.run_once()
 
     def _final_upload(self, deadline: float) -> MirrorReport:
-        report, finished = self.mirror.upload_until(deadline, progress=True)
+        report, finished = mirror_loops.upload_until(self.mirror, deadline, progress=True)
+        self.mirror.active = False  # a round still running (a hung request) puts nothing more: the rest is sync's
         self._last_report = report
         if finished:
             log.info("run %s uploaded to %s", self.prefix, self.storage.full_url(self.prefix))
@@ -364,28 +384,3 @@ class RunWriter:
                 self.prefix, self.storage.url, why, len(report.pending) or 1, self.local_dir, self.local_dir,
             )  # fmt: skip
         return report
-
-
-_uncaught: list[BaseException] = []
-
-
-def _install_excepthook() -> None:
-    previous = sys.excepthook
-    if getattr(previous, "_lightning_tracker", False):
-        return
-
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        _uncaught.append(value)
-        previous(kind, value, tb)
-
-    hook._lightning_tracker = True  # type: ignore[attr-defined]  # a marker on a function object
-    sys.excepthook = hook
-
-
-def _close_at_exit(ref: weakref.ref[RunWriter]) -> None:
-    writer = ref()
-    if writer is not None and writer._open:
-        try:
-            writer.close("failed" if _uncaught else "finished", timeout=30.0)
-        except Exception:  # never raise during interpreter exit
-            log.exception("lightning_tracker: closing run %s at exit failed", writer.prefix)

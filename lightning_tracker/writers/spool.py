@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import VERSIONS
 from lightning_tracker.format.layout import SPOOL_FILE
@@ -27,14 +28,29 @@ def default_spool_root() -> str:
 
 
 def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
-    """The local spool folder mirroring ``storage``'s root.
+    """The local spool folder mirroring ``storage``'s root, always inside the spool root.
+
+    The root's ``/``-separated parts become folders; a part that a file system would read
+    as a way up or out (``..``, ``.``) is written ``%2E%2E``/``%2E``, so
+    ``s3://bucket/a/../../x`` gets a folder of its own below the spool root, as its
+    objects do in the bucket.
 
     Example:
         >>> spool_dir_for(Storage("memory://exp/a"), "/spool")
         '/spool/memory/exp/a'
+        >>> spool_dir_for(Storage("memory://b/a/../../x"), "/spool")
+        '/spool/memory/b/a/%2E%2E/%2E%2E/x'
     """
     safe = storage.root.replace(":", "_").strip("/")
-    return os.path.join(spool_root or default_spool_root(), storage.protocol, *safe.split("/"))
+    parts = [p.replace(".", "%2E") if p in (".", "..") else p for p in safe.split("/") if p]
+    root = os.path.abspath(spool_root or default_spool_root())
+    path = os.path.join(root, storage.protocol, *parts)
+    if os.path.commonpath([root, os.path.normpath(path)]) != root:  # never expected: the parts hold no way up
+        raise InvalidArgumentError(
+            f"save_dir={storage.url!r} would be spooled outside the spool folder {root!r}; "
+            "pass a URL without '..' parts."
+        )
+    return path
 
 
 def write_spool(local_dir: str, storage: Storage, prefix: str, session: int, offline: bool) -> None:

@@ -1,24 +1,32 @@
 """TensorBoard event files next to the run's own data: the only module importing tensorboardX.
 
-Scalars are grouped into one event per step and written synchronously from the
-background writer (never from the training thread). On object stores the file is
-rotated so that every closed file is immutable and uploaded once; TensorBoard reads
-the files of a folder in name order, which is the order they were written.
+Scalars are grouped into one event per step and written from the background writer
+(never from the training thread). On object stores the file is rotated so that every
+closed file is immutable and uploaded once; TensorBoard reads the files of a folder in
+name order, which is the order they were written.
+
+An event file only ever ends with a whole record. TensorBoard stops reading a file at
+the first broken record, so events are framed in memory and written at :meth:`flush`;
+when a write or its ``fsync`` fails (a full disk), the file is cut back to the last
+record known to be on disk and the events are written again at the next flush.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.summary import hparams
+
+from lightning_tracker.format.layout import EVENTS_PREFIX
 
 __all__ = ["TensorBoardWriter"]
 
@@ -63,18 +71,46 @@ def _scalar_event(wall_time: float, step: int, values: list[bytes]) -> bytes:
     return b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step) + b"\x2a" + _varint(len(summary)) + summary
 
 
+def _record(event: bytes) -> bytes:
+    """One TFRecord: length, its masked CRC-32C, the event, its masked CRC-32C."""
+    header = struct.pack("<Q", len(event))
+    return header + struct.pack("<I", masked_crc32c(header)) + event + struct.pack("<I", masked_crc32c(event))
+
+
+def _write_at(fd: int, offset: int, data: bytes) -> None:
+    """Writes ``data`` at ``offset`` and makes it durable; raises OSError (``ENOSPC``) otherwise."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+    os.fsync(fd)
+
+
 class TensorBoardWriter:
     """Writes scalars and hyperparameters of a run as TensorBoard event files.
 
     Args:
         run_dir: the local folder the event files go into (the run folder or its spool).
         session: the run's session number, part of each file name (resumes never reuse one).
+
+    Example:
+        >>> import tempfile
+        >>> tb = TensorBoardWriter(tempfile.mkdtemp())
+        >>> tb.write_scalars([("loss", 0, 0.0, 0.5), ("loss", 1, 0.0, 0.25)])
+        >>> tb.flush()
+        >>> os.path.basename(tb.rotate()).startswith("events.out.tfevents.")
+        True
     """
 
     def __init__(self, run_dir: str, session: int = 0) -> None:
         self.run_dir = run_dir
         self.session = session
-        self._writer: EventsWriter | None = None
+        self._fd: int | None = None
+        self._path: str | None = None
+        self._durable = 0  # bytes of the open file known to be whole records on disk
+        self._torn = False  # a failed write may have left a partial record after _durable
+        self._pending = bytearray()  # framed records not on disk yet, in order
+        self._header = b""
         self._count = 0
         self._tags: dict[str, bytes] = {}
         self._histo_tags: dict[str, bytes] = {}
@@ -82,16 +118,23 @@ class TensorBoardWriter:
     @property
     def active_file(self) -> str | None:
         """The event file still being appended to (never uploaded while it grows)."""
-        return None if self._writer is None else self._writer._file_name
+        return self._path
 
-    def _events(self) -> EventsWriter:
-        if self._writer is None:
+    def _open(self) -> int:
+        if self._fd is None:
             os.makedirs(self.run_dir, exist_ok=True)
             # the suffix keeps names unique and ordered when two files start in one second
-            suffix = f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt"
-            self._writer = EventsWriter(os.path.join(self.run_dir, "events"), suffix)
+            path = os.path.join(self.run_dir, f"{EVENTS_PREFIX}{str(time.time())[:10]}.{socket.gethostname()}"
+                                f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt")  # fmt: skip
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self._path, self._durable, self._torn = path, 0, False
             self._count += 1
-        return self._writer
+            # every file starts with its version record, written with the first events
+            self._header = _record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        return self._fd
+
+    def _event(self, event: bytes) -> None:
+        self._pending += _record(event)
 
     def write_scalars(self, points: Iterable[tuple[str, int, float, float]]) -> None:
         """Writes points ``(key, step, time, value)``, one event per consecutive step.
@@ -100,14 +143,12 @@ class TensorBoardWriter:
         ``Summary`` of ``simple_value`` entries): building message objects per point costs
         several times more, on a thread that shares the cores with training.
         """
-        writer = None
         values: list[bytes] = []
         cur_step, cur_time = 0, 0.0  # read only once a value is held, and set with it
         tags = self._tags
         for key, step, t, value in points:
             if step != cur_step and values:
-                writer = writer or self._events()
-                writer._write_serialized_event(_scalar_event(cur_time, cur_step, values))
+                self._event(_scalar_event(cur_time, cur_step, values))
                 values = []
             cur_step, cur_time = step, t
             prefix = tags.get(key)
@@ -115,8 +156,7 @@ class TensorBoardWriter:
                 prefix = tags[key] = _tag_prefix(key)
             values.append(prefix + _pack_float32(value))
         if values:
-            writer = writer or self._events()
-            writer._write_serialized_event(_scalar_event(cur_time, cur_step, values))
+            self._event(_scalar_event(cur_time, cur_step, values))
 
     def write_hparams(self, flat_config: Mapping[str, Any], last_metrics: Mapping[str, float]) -> None:
         """Writes the HParams plugin's experiment, session start and end in this run.
@@ -127,10 +167,9 @@ class TensorBoardWriter:
         hp = {k: _hparam_value(v) for k, v in flat_config.items() if v is not None}
         metrics = {k: v for k, v in last_metrics.items() if isinstance(v, float) and not math.isnan(v)}
         exp, ssi, sei = hparams(hp, metrics)
-        writer = self._events()
         now = time.time()
         for summary in (exp, ssi, sei):
-            writer.write_event(Event(wall_time=now, summary=summary))
+            self._event(Event(wall_time=now, summary=summary).SerializeToString())
 
     def write_histograms(self, table: Any) -> None:
         """Writes histogram rows (a table of ``writers.histograms.SCHEMA``) as ``HistogramProto`` values.
@@ -154,11 +193,10 @@ class TensorBoardWriter:
         head = np.stack([edges[:, 0], edges[:, -1], counts.sum(axis=1), total, norm * norm], axis=1).astype("<f8")
         limits_key = b"\x32" + _varint(8 * (edges.shape[1] - 1))
         bucket_key = b"\x3a" + _varint(8 * counts.shape[1])
-        writer = self._events()
         values: list[bytes] = []
         for i in range(n):
             if i and steps[i] != steps[i - 1]:
-                writer._write_serialized_event(_scalar_event(times[i - 1], steps[i - 1], values))
+                self._event(_scalar_event(times[i - 1], steps[i - 1], values))
                 values = []
             row = head[i].tobytes()
             histo = b"".join((
@@ -169,20 +207,56 @@ class TensorBoardWriter:
             if tag is None:
                 tag = self._histo_tags[tags[i]] = _tag_prefix(tags[i])[:-1]  # the tag field alone
             values.append(tag + b"\x2a" + _varint(len(histo)) + histo)
-        writer._write_serialized_event(_scalar_event(times[-1], steps[-1], values))
+        self._event(_scalar_event(times[-1], steps[-1], values))
 
     def flush(self) -> None:
-        """Makes what was written durable (fsync)."""
-        if self._writer is not None:
-            self._writer.flush()
+        """Writes the events held in memory and makes them durable (fsync).
+
+        Raises:
+            OSError: the disk is full (or failing). The file then ends at its last whole
+                record again, and the events stay in memory for the next flush.
+        """
+        if not self._pending:
+            return
+        fd = self._open()
+        n = len(self._pending)
+        data = (self._header if self._durable == 0 else b"") + self._pending[:n]
+        try:
+            if self._torn:
+                os.ftruncate(fd, self._durable)
+                self._torn = False
+            _write_at(fd, self._durable, data)
+        except OSError:
+            try:
+                os.ftruncate(fd, self._durable)  # shrinking needs no free space
+            except OSError:
+                self._torn = True  # cut before the next write instead
+            raise
+        self._durable += len(data)
+        del self._pending[:n]
 
     def rotate(self) -> str | None:
-        """Closes the current file (now immutable) and returns its path; the next write opens a new one."""
-        if self._writer is None:
+        """Flushes and closes the current file (now immutable) and returns its path; the next
+        write opens a new one. Events a failed flush kept go into that next file."""
+        if self._fd is None and not self._pending:
             return None
-        path = self._writer._file_name
-        self._writer.close()
-        self._writer = None
+        try:
+            self.flush()
+        finally:
+            path, empty = self._path, self._durable == 0
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = self._path = None
+            if path is not None and empty:  # nothing reached the disk: leave no empty file behind
+                _remove(path)
+                path = None
         return path
 
     close = rotate
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass

@@ -20,6 +20,7 @@ import torch
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.exceptions import CheckpointIntegrityError, InvalidArgumentError, RunNotFoundError
+from lightning_tracker.writers.mirror_loops import upload_until
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
@@ -148,7 +149,7 @@ def test_aliases_follow_the_best_score_with_several_model_checkpoints(s3_server:
 
         def on_train_end(self, trainer: Any, module: Any) -> None:
             logger.flush()  # store what was saved, then let the background upload catch up
-            assert logger.experiment.mirror.upload_until(time.monotonic() + 30)[1]
+            assert upload_until(logger.experiment.mirror, time.monotonic() + 30)[1]
             best_per_epoch.append(store.run(logger.version).checkpoint("best").epoch)
 
     by_score = pl.callbacks.ModelCheckpoint(monitor="score", mode="max", save_top_k=2, filename="s-{epoch}")

@@ -38,6 +38,9 @@
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
     return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
   };
+  // stored text goes into Plotly (titles, legends, hover, ticks) as text: Plotly reads a
+  // subset of HTML there, so "<a href=...>" in a run or metric name would become a link
+  const plain = (v) => String(v ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const runColor = (run) => COLORS[state.data.runs.indexOf(run) % COLORS.length];
   const configKeys = (runs) => [...new Set(runs.flatMap((r) => Object.keys(r.config)))].sort();
   const metricKeys = (runs) => [...new Set(runs.flatMap((r) => Object.keys(r.summary)))].sort();
@@ -53,7 +56,7 @@
 
   // a column's value: start and duration, or what a query key names ("config.lr", "val/acc")
   function field(run, key) {
-    if (key === "start" || key === "duration") return run[key];
+    if (key === "start" || key === "duration" || key === "damage") return run[key];
     const value = Q.resolve(queryRecord(run), key);
     return value === Q.MISSING ? undefined : value;
   }
@@ -85,18 +88,20 @@
   const plottedRuns = () => shownRuns().filter((r) => state.selected.has(r.key));
 
   // -- runs table ----------------------------------------------------------------------
+  const TEXT_COLS = ["name", "project", "status", "damage", "tags"];
   function renderTable() {
     const runs = state.data.runs;
     const cfg = varying(runs, configKeys(runs), (r, k) => r.config[k]).map((k) => "config." + k);
     const met = metricKeys(runs).filter((k) => !k.startsWith("system/")).map((k) => "summary." + k);
-    const cols = ["name", "project", "status", "tags", "start", "duration", ...cfg, ...met];
+    const damaged = runs.some((r) => r.damage) ? ["damage"] : [];
+    const cols = ["name", "project", "status", ...damaged, "tags", "start", "duration", ...cfg, ...met];
     const table = $("runs-table");
     table.replaceChildren();
     const head = el("tr");
     head.appendChild(el("th", { class: "text" }, ""));
     cols.forEach((c) => {
       const label = c.replace(/^(config|summary)\./, "");
-      const th = el("th", { "data-col": c, class: ["name", "project", "status", "tags"].includes(c) ? "text" : "" }, label);
+      const th = el("th", { "data-col": c, class: TEXT_COLS.includes(c) ? "text" : "" }, label);
       if (c === state.sortCol) th.classList.add(state.sortAsc ? "sorted-asc" : "sorted-desc");
       th.addEventListener("click", () => {
         state.sortAsc = state.sortCol === c ? !state.sortAsc : true;
@@ -134,8 +139,10 @@
         if (c === "tags") value = (run.tags || []).join(", ");
         if (c === "start") value = run.start ? new Date(run.start * 1000).toISOString().slice(0, 19).replace("T", " ") : null;
         if (c === "duration") value = duration(run.duration);
-        const cell = el("td", { class: ["name", "project", "status", "tags"].includes(c) ? "text" : "" }, fmt(value));
+        const cell = el("td", { class: TEXT_COLS.includes(c) ? "text" : "" }, fmt(value));
+        if (c === "damage") cell.classList.add("damage");
         if (c === "status") cell.classList.add("status-" + run.status);
+        if (c === "status" && run.damage) cell.title = run.damage;
         tr.appendChild(cell);
       });
       body.appendChild(tr);
@@ -186,11 +193,17 @@
     });
   }
 
-  function chartDiv(container, id, title) {
-    let div = document.getElementById(id);
+  // each container keeps its charts by metric name: no element id is derived from a name, so
+  // no two names share a chart ("a/b" and "a_b", "损失" and "精度") and none reaches another element
+  const charts = new Map();
+  function chartDiv(container, metric) {
+    if (!charts.has(container)) charts.set(container, new Map());
+    const byMetric = charts.get(container);
+    let div = byMetric.get(metric);
     if (!div) {
-      div = el("div", { id: id, class: "chart", "data-metric": title });
+      div = el("div", { class: "chart", "data-metric": metric });
       container.appendChild(div);
+      byMetric.set(metric, div);
     }
     return div;
   }
@@ -207,24 +220,28 @@
           fillcolor: color, opacity: 0.2, line: { width: 0 }, hoverinfo: "skip", showlegend: false,
           type: "scatter", mode: "lines", meta: { run: run.key, kind: "envelope" } });
       }
-      traces.push({ x: x, y: smooth(s.y, state.smoothing), name: run.name, type: "scatter",
+      traces.push({ x: x, y: smooth(s.y, state.smoothing), name: plain(run.name), type: "scatter",
         mode: s.y.length <= 60 ? "lines+markers" : "lines", marker: { size: 5, color: color },
         line: { color: color, width: 1.5 }, meta: { run: run.key, kind: "line", points: s.n } });
     });
     return traces;
   }
 
-  function renderLines(container, keys, prefix) {
+  function renderLines(container, keys) {
     const runs = plottedRuns();
-    const wanted = new Set(keys.map((k) => prefix + k.replace(/[^A-Za-z0-9_-]/g, "_")));
-    [...container.children].forEach((c) => { if (!wanted.has(c.id)) { Plotly.purge(c); c.remove(); } });
+    const wanted = new Set(keys);
+    const byMetric = charts.get(container) || new Map();
+    byMetric.forEach((div, metric) => {
+      if (!wanted.has(metric)) { Plotly.purge(div); div.remove(); byMetric.delete(metric); }
+    });
+    container.querySelectorAll(":scope > p.empty").forEach((p) => p.remove());
     if (!keys.length) {
-      container.appendChild(el("p", { class: "empty", id: prefix + "none" }, "No metrics recorded."));
+      container.appendChild(el("p", { class: "empty" }, "No metrics recorded."));
       return;
     }
     keys.forEach((metric) => {
-      const div = chartDiv(container, prefix + metric.replace(/[^A-Za-z0-9_-]/g, "_"), metric);
-      const layout = { title: { text: metric, font: { size: 14 } }, margin: { t: 36, r: 12, b: 40, l: 56 },
+      const div = chartDiv(container, metric);
+      const layout = { title: { text: plain(metric), font: { size: 14 } }, margin: { t: 36, r: 12, b: 40, l: 56 },
         xaxis: { title: { text: state.xaxis === "t" ? "time (s)" : "step" } },
         yaxis: { type: state.log ? "log" : "linear" }, showlegend: runs.length <= 12, legend: { font: { size: 10 } } };
       Plotly.react(div, lineTraces(runs, metric), layout, { displaylogo: false, responsive: true });
@@ -237,10 +254,11 @@
   function dimension(runs, label, get) {
     const values = runs.map(get);
     if (values.every((v) => typeof v === "number" || v === null || v === undefined)) {
-      return { label: label, values: values.map((v) => (v === null || v === undefined ? NaN : v)) };
+      return { label: plain(label), values: values.map((v) => (v === null || v === undefined ? NaN : v)) };
     }
     const cats = [...new Set(values.map((v) => fmt(v)))].sort();
-    return { label: label, values: values.map((v) => cats.indexOf(fmt(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
+    return { label: plain(label), values: values.map((v) => cats.indexOf(fmt(v))), tickvals: cats.map((_, i) => i),
+      ticktext: cats.map(plain) };
   }
 
   function fillSelect(select, options, current) {
@@ -267,14 +285,15 @@
     const metricDim = dimension(runs, m, (r) => r.summary[m]);
     Plotly.react($("parallel-chart"), [{ type: "parcoords", dimensions: [...dims, metricDim],
       line: { color: metricDim.values, colorscale: "Viridis", showscale: true }, meta: { kind: "parcoords" } }],
-    { ...layout, title: { text: "hyperparameters vs " + m, font: { size: 14 } } }, { displaylogo: false, responsive: true });
+    { ...layout, title: { text: "hyperparameters vs " + plain(m), font: { size: 14 } } }, { displaylogo: false, responsive: true });
     const x = state.scatterX;
     Plotly.react($("scatter-chart"), [{ type: "scatter", mode: "markers+text",
-      x: runs.map((r) => r.config[x] ?? null), y: runs.map((r) => r.summary[m] ?? null),
-      text: runs.map((r) => r.name), textposition: "top center", textfont: { size: 9 },
+      x: runs.map((r) => (typeof r.config[x] === "string" ? plain(r.config[x]) : r.config[x] ?? null)),
+      y: runs.map((r) => r.summary[m] ?? null),
+      text: runs.map((r) => plain(r.name)), textposition: "top center", textfont: { size: 9 },
       marker: { size: 10, color: runs.map(runColor) }, meta: { kind: "scatter" } }],
-    { ...layout, title: { text: m + " vs " + (x || "—"), font: { size: 14 } }, xaxis: { title: { text: x || "" } },
-      yaxis: { title: { text: m } } }, { displaylogo: false, responsive: true });
+    { ...layout, title: { text: plain(m) + " vs " + plain(x || "—"), font: { size: 14 } },
+      xaxis: { title: { text: plain(x) } }, yaxis: { title: { text: plain(m) } } }, { displaylogo: false, responsive: true });
   }
 
   // -- histograms and checkpoints (drawn only when the payload has them) -----------------
@@ -301,7 +320,7 @@
       container.appendChild(div);
       Plotly.newPlot(div, [{ type: "heatmap", x: h.step, y: z.map((_, i) => lo + (i + 0.5) * width), z: z,
         colorscale: "Viridis", meta: { run: run.key, kind: "histogram" } }],
-      { title: { text: run.name + " · " + state.histTensor, font: { size: 13 } }, margin: { t: 36, r: 12, b: 40, l: 56 },
+      { title: { text: plain(run.name + " · " + state.histTensor), font: { size: 13 } }, margin: { t: 36, r: 12, b: 40, l: 56 },
         xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } } }, { displaylogo: false, responsive: true });
     });
   }
@@ -335,8 +354,8 @@
     renderTable();
     renderDiff();
     const keys = seriesKeys();
-    renderLines($("metric-charts"), keys.filter((k) => !k.startsWith("system/")), "metric-");
-    renderLines($("system-charts"), keys.filter((k) => k.startsWith("system/")), "system-");
+    renderLines($("metric-charts"), keys.filter((k) => !k.startsWith("system/")));
+    renderLines($("system-charts"), keys.filter((k) => k.startsWith("system/")));
     renderParallel();
     renderHistograms();
     renderCheckpoints();
