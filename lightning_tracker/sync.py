@@ -59,7 +59,9 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     storage = Storage(spool["url"], storage_options)
     live = _is_live(local_dir)
     if not live and os.path.isdir(os.path.join(local_dir, STAGING_DIR)):
-        CheckpointProducer(local_dir).flush()  # snapshots a crashed run staged but never stored
+        # snapshots a crashed run staged but never stored; its Lightning folder may be gone since,
+        # so nothing is unlisted here (retention is the live run's business)
+        CheckpointProducer(local_dir, retention=False).flush()
     # beside a live run, its own mirror sends the documents (an older copy sent by a slow
     # sync must never land after the live run's final one) and the growing event file,
     # decided per file at the moment it is looked at

@@ -124,6 +124,9 @@ class CheckpointProducer:
             checkpoint ever saved.
         on_object: called when a checkpoint is in ``models/`` (before its hash is done):
             the run's mirror wakes and uploads it meanwhile.
+        retention: follow ``ModelCheckpoint``'s deletions (``log_model=True``); False (``sync``
+            of a crashed run, whose Lightning folder may be gone) stores what was staged and
+            unlists nothing.
 
     Example:
         >>> import tempfile
@@ -144,9 +147,14 @@ class CheckpointProducer:
     """
 
     def __init__(
-        self, local_dir: str, log_model: bool | str = True, on_object: Callable[[], None] | None = None
+        self,
+        local_dir: str,
+        log_model: bool | str = True,
+        on_object: Callable[[], None] | None = None,
+        retention: bool = True,
     ) -> None:
         self.local_dir = local_dir
+        self.retention = retention
         self._on_object = on_object or (lambda: None)
         self.staging = os.path.join(local_dir, STAGING_DIR)
         self.keep_all = log_model == "all"
@@ -164,6 +172,12 @@ class CheckpointProducer:
         self._load()
 
     # -- state --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Reads ``models.json`` again (the store's copy, merged into a resumed run)."""
+        with self._lock:
+            self._written = b""
+            self._load()
+
     def _load(self) -> None:
         try:
             with open(os.path.join(self.local_dir, MODELS_FILE), "rb") as f:
@@ -317,7 +331,7 @@ class CheckpointProducer:
                            meta["source"][0], self.staging, err)  # fmt: skip
                 self._drop(seq)
                 return
-        if not os.path.exists(blob) or (not self.keep_all and not alive):
+        if not os.path.exists(blob) or (self.retention and not self.keep_all and not alive):
             self._drop(seq)  # deleted or replaced before it was stored: nothing to keep
             return
         step, epoch = _read_and_redact(blob)  # first: the object stored, hashed and sized is the redacted copy
@@ -347,7 +361,7 @@ class CheckpointProducer:
             _remove(os.path.join(self.staging, f"{seq:06d}{ext}"))
 
     def _unlist_deleted(self) -> list[str]:
-        if self.keep_all:
+        if self.keep_all or not self.retention:
             return []
         with self._lock:
             gone = [e["name"] for e in self.manifest["checkpoints"]

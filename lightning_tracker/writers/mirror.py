@@ -6,7 +6,8 @@ keeps every remote reader consistent:
 
 1. upload the immutable files that are new, except checkpoints; only live chunks (a chunk
    another local chunk covers is garbage of a compaction);
-2. commit ``config.json`` and ``run.json``, each as it is on disk at that moment;
+2. commit ``config.json`` and ``run.json`` as they were read before the listing in step 1
+   (so a final ``run.json`` never reaches the store before the chunks it describes);
 3. upload new checkpoints (``models/*``) one by one — also one the flusher is still
    hashing, so hashing and uploading overlap — and after each commit ``models.json``
    without the entries whose object is not in the store yet, so an entry never names a
@@ -182,11 +183,16 @@ class Mirror:
                 self._round(report, remote_listing or {})
             except _Stop:
                 pass
+            except Exception as err:  # noqa: BLE001 - a local surprise must not end the mirror thread
+                report.error = err
             report.pending = self.pending()
             self._save_state()
         return report
 
     def _round(self, report: MirrorReport, listing: dict[str, int]) -> None:
+        # read before listing: run.json (a final status, a summary) never reaches the store
+        # before the chunks it describes
+        documents = {name: found for name in (CONFIG_FILE, RUN_FILE) if (found := self._read(name)) is not None}
         local = self._local_files()
         for rel, sig in local.items():
             if rel not in DOCUMENTS and listing.get(rel) == sig[0]:
@@ -196,8 +202,8 @@ class Mirror:
         models = sorted((rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")),
                         key=lambda rel: rel.split("/", 1)[1] not in listed)  # listed ones first  # fmt: skip
         self._upload(report, [rel for rel in todo if rel not in models], local)
-        for name in (CONFIG_FILE, RUN_FILE):
-            self._commit(report, name)
+        for name, (data, sig) in documents.items():
+            self._commit(report, name, data, sig)
         for rel in models:
             self._upload(report, [rel], local)
             self._commit_manifest(report)  # lists each checkpoint as soon as it is in the store
@@ -215,35 +221,35 @@ class Mirror:
         except FileNotFoundError:
             return None
 
-    def _put(self, report: MirrorReport, rel: str, send: Callable[[], Any]) -> None:
+    def _put(self, report: MirrorReport, rel: str, send: Callable[[], Any]) -> bool:
+        """Sends one object; returns False when its local file vanished (compacted away meanwhile)."""
         if not self.active:
             raise _Stop  # the run's final upload is over: what is left is for sync
         try:
             send()
         except FileNotFoundError as err:
             if not os.path.exists(os.path.join(self.local_dir, *rel.split("/"))):
-                return  # compacted away meanwhile; its replacement comes in a later round
+                return False  # its replacement comes in a later round; it is not in the store
             report.error = err  # the bucket or container is missing
             raise _Stop from err
         except Exception as err:  # the store is down: retry next round
             report.error = err
             raise _Stop from err
         report.uploaded.append(rel)
+        return True
 
     def _upload(self, report: MirrorReport, rels: list[str], local: dict[str, list[int]]) -> None:
         for rel in rels:
             path = os.path.join(self.local_dir, *rel.split("/"))
-            self._put(report, rel, partial(self.storage.put_file, path, f"{self.prefix}/{rel}"))
-            self._done[rel] = local[rel]
+            if self._put(report, rel, partial(self.storage.put_file, path, f"{self.prefix}/{rel}")):
+                self._done[rel] = local[rel]  # only what is really in the store may cover a chunk
 
-    def _commit(self, report: MirrorReport, name: str) -> None:
-        """Commits a document as it is on disk at this moment (never an older copy)."""
-        found = self._read(name)
-        if found is None or self._done.get(name) == found[1]:
+    def _commit(self, report: MirrorReport, name: str, data: bytes, sig: list[int]) -> None:
+        """Commits a document as the round read it (rounds are serialised: a later round commits a newer copy)."""
+        if self._done.get(name) == sig:
             return
-        data, sig = found
-        self._put(report, name, lambda: self.storage.write_bytes(f"{self.prefix}/{name}", data))
-        self._done[name] = sig
+        if self._put(report, name, lambda: self.storage.write_bytes(f"{self.prefix}/{name}", data)):
+            self._done[name] = sig
 
     def _manifest(self) -> tuple[dict[str, Any], bytes, list[int] | None]:
         """``models.json`` as it is now, its bytes and signature (an empty manifest when there is none)."""
@@ -281,8 +287,7 @@ class Mirror:
             return manifest
         pending = self._unpublished(manifest)
         if not pending:  # these very bytes: a newer manifest may list an object not uploaded yet
-            self._put(report, MODELS_FILE, lambda: self.storage.write_bytes(f"{self.prefix}/{MODELS_FILE}", whole))
-            self._done[MODELS_FILE] = sig
+            self._commit(report, MODELS_FILE, whole, sig)
             self._evict(manifest)
             return manifest
         partial_manifest = manifest_without(manifest, pending)
@@ -318,6 +323,8 @@ class Mirror:
             doomed += [rel for rel in self._done if rel.startswith(f"{MODELS_DIR}/")
                        and rel.split("/", 1)[1] not in listed and rel not in local]  # fmt: skip
         for rel in doomed:
+            if not self.active:
+                raise _Stop
             try:
                 self.storage.rm(f"{self.prefix}/{rel}")
             except Exception as err:  # retry next round

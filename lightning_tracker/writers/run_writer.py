@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
+from lightning_tracker.format.layout import new_writer_key
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
@@ -29,7 +29,14 @@ from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_
 from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 from lightning_tracker.writers.points import PointBuffer, Warner
-from lightning_tracker.writers.resume import RemoteProbe, load_existing, next_session, warn_if_written_now
+from lightning_tracker.writers.resume import (
+    PROBE_TIMEOUT_S,
+    RemoteProbe,
+    load_existing,
+    merge_stored,
+    next_session,
+    warn_if_written_now,
+)
 from lightning_tracker.writers.run_info import RunInfo
 from lightning_tracker.writers.spool import spool_dir_for, write_spool
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
@@ -124,6 +131,7 @@ class RunWriter:
         self.tensorboard = TensorBoardWriter(self.local_dir, session=self.session) if tensorboard else None
         self.checkpoints: CheckpointProducer | None = None
         self.mirror = Mirror(self.local_dir, storage, self.prefix, skip=self._growing)
+        self.mirror.active = self._probe is None
         for rel in existing.downloaded if existing is not None else []:
             self.mirror.mark_published(rel)
         self._start_session()
@@ -160,7 +168,7 @@ class RunWriter:
         if not self._open:
             with self._io_lock:
                 if not self._open:
-                    self.mirror.active = True
+                    self.mirror.active = self._probe is None
                     self._start_threads()
                     self.info.write(self.local_dir, self.metrics.summary)
 
@@ -234,7 +242,8 @@ class RunWriter:
             if now >= due:
                 self._samplers[name] = (sampler, every, now + every, prefix)
                 metrics, step = sampler()
-                self.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step)
+                # memory only, never ensure_open: a sample taken while close() runs must not reopen the run
+                self.points.add({f"{prefix}{k}": v for k, v in metrics.items()}, step)
 
     def _write_histograms(self) -> None:
         n = len(self._captures)
@@ -251,7 +260,10 @@ class RunWriter:
 
     def _flush_once(self) -> None:
         if self._probe is not None and (late := self._probe.take()) is not None:
-            self._guard("merge the stored run", self._merge_stored, late)
+            self._probe = None if late.error is None else RemoteProbe(self.storage, self.prefix, self.local_dir)
+            if late.error is None:
+                self._guard("merge the stored run", merge_stored, self, late)
+                self.mirror.active = True  # held until now: nothing stored was overwritten
         if self._captures:
             self._guard("write histograms", self._write_histograms)
             self._guard("compact histograms", self.histograms.compact)
@@ -263,28 +275,13 @@ class RunWriter:
             self._guard("flush TensorBoard events", self.tensorboard.flush)
         if batch:
             self._guard("compact metrics", self.metrics.compact)
-        if self.checkpoints is not None:
+        if self.checkpoints is not None and self._probe is None:  # names follow the stored manifest
             self._guard("store checkpoints", self.checkpoints.flush)
         self._guard("write the run documents", self.info.write, self.local_dir, self.metrics.summary)
         if self.remote and self.tensorboard is not None and time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
             self._guard("rotate TensorBoard events", self.tensorboard.rotate)
             self._tb_opened_at = time.monotonic()
         self._mirror_wake.set()
-
-    def _merge_stored(self, probe: RemoteProbe) -> None:
-        """The store answered after training started: merge its copy of the run into this one."""
-        self._probe = None
-        stored = probe.doc
-        if probe.error is not None or stored is None:
-            return
-        probe.write_documents(overwrite=False)  # documents this run has not written yet (meta.json)
-        self.info.merge(stored, probe.documents.get(CONFIG_FILE))
-        for rel in probe.downloaded:
-            self.mirror.mark_published(rel)
-        self.metrics.load_summary()  # now over the stored sessions' chunks too
-        steps = [s["high_step"] for s in self.metrics.summary.values()]
-        self.points.next_step = max([self.points.next_step, *(s + 1 for s in steps)])
-        log.info("merged the stored copy of run %s (%d sessions)", self.prefix, len(stored.get("sessions") or []))
 
     def _flush_loop(self) -> None:
         next_flush = time.monotonic() + self.flush_interval
@@ -319,10 +316,19 @@ class RunWriter:
         if not self._open:
             return self._last_report
         deadline = time.monotonic() + timeout
+        if self._probe is not None:  # a last chance for the store's answer, within the deadline
+            self._probe.wait(max(0.0, min(PROBE_TIMEOUT_S, deadline - time.monotonic())))
         with self._io_lock:
             self._signal_stop()
             try:
                 self._guard("flush", self._flush_once)
+                if self._probe is not None:
+                    log.warning("the store %s never answered for run %s: its stored copy is not merged; what this "
+                                "session wrote is published as is", self.storage.url, self.prefix)  # fmt: skip
+                    self._probe = None
+                    self.mirror.active = True
+                    if self.checkpoints is not None:
+                        self._guard("store checkpoints", self.checkpoints.flush)
                 self._guard("compact metrics", self.metrics.compact, True)
                 self._guard("compact histograms", self.histograms.compact, True)
                 if self.tensorboard is not None:
@@ -367,8 +373,8 @@ class RunWriter:
                 self._guard("close TensorBoard events", self.tensorboard.close)
             self._open = False
         self._join_threads(time.monotonic() + 5.0)
-        if not self.offline:
-            self.mirror.run_once()
+        if not self.offline:  # bounded: pickling for ddp_spawn must not wait on a hung store
+            mirror_loops.upload_until(self.mirror, time.monotonic() + 5.0)
 
     def _final_upload(self, deadline: float) -> MirrorReport:
         report, finished = mirror_loops.upload_until(self.mirror, deadline, progress=True)
