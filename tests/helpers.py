@@ -120,3 +120,11 @@ def start_training(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subpro
         if line.startswith("STEP 20"):
             return proc, run_id
     raise RuntimeError(f"the training script ended early with {proc.wait()}")
+
+
+def local_or_s3(target: str, tmp_path: Any, request: Any) -> tuple[str, dict[str, Any] | None]:
+    """``(save_dir, storage_options)`` of a fresh store: a local folder, or a new bucket on the test S3 server."""
+    if target == "local":
+        return str(tmp_path / "runs"), None
+    server = request.getfixturevalue("s3_server")
+    return f"s3://{server.new_bucket()}/exp", server.storage_options

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.helpers import local_or_s3
+
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import StorageError
@@ -166,11 +168,7 @@ def test_a_truncated_chunk_is_named_by_the_reader_and_skipped_by_the_report(stor
 def test_a_run_with_a_truncated_chunk_resumes_with_a_warning_naming_it(
     target: str, tmp_path: Any, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if target == "local":
-        save_dir, options = str(tmp_path / "runs"), None
-    else:
-        server = request.getfixturevalue("s3_server")
-        save_dir, options = f"s3://{server.new_bucket()}/exp", server.storage_options
+    save_dir, options = local_or_s3(target, tmp_path, request)
     run_id, _, chunk = _two_sessions(save_dir, options)
     shutil.rmtree(tmp_path / "spool", ignore_errors=True)  # resumed elsewhere: the chunks come from the store
     with caplog.at_level(logging.WARNING, logger="lightning_tracker.writers.chunks"):

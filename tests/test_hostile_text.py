@@ -29,7 +29,7 @@ from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import new_run
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, RUN_FILE, chunk_name
 from lightning_tracker.storage import Storage
-from tests.helpers import REPO
+from tests.helpers import REPO, local_or_s3
 
 # rich markup, a hyperlink, clear screen, an OSC 8 link, a window title, a cursor report and a C1 CSI
 HOSTILE = ("[/]x [link=http://evil.example]click[/link] [bold red]loud "
@@ -116,11 +116,7 @@ def _in_terminal(argv: list[str], columns: int) -> tuple[int, bytes]:
 def test_in_a_terminal_no_escape_sequence_from_the_store_reaches_the_screen(
     target: str, columns: int, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    if target == "local":
-        save_dir, options = str(tmp_path / "runs"), None
-    else:
-        server = request.getfixturevalue("s3_server")
-        save_dir, options = f"s3://{server.new_bucket()}/exp", server.storage_options
+    save_dir, options = local_or_s3(target, tmp_path, request)
     hostile, plain = _hostile_store(save_dir, options)
     for argv in _commands(save_dir, hostile, plain):
         status, out = _in_terminal([*argv, *_opts(options)], columns)

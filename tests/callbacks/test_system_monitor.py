@@ -28,14 +28,14 @@ def test_samples_land_in_the_run_from_a_background_thread(pl_package: str, tmp_p
     logger = TrackerLogger(tmp_path, name="p")
     writer = logger.experiment
     threads: set[str] = set()
-    original = writer.log_metrics
+    original = writer.points.add
 
     def spy(metrics: Any, step: Any = None) -> None:
         if any(k.startswith("system/") for k in metrics):
             threads.add(threading.current_thread().name)
         original(metrics, step)
 
-    writer.log_metrics = spy  # type: ignore[method-assign]
+    writer.points.add = spy  # type: ignore[method-assign]
     t = trainer(logger, pl_package, callbacks=[_slow(pl_package), SystemMonitor(interval_s=0.05, gpu=False)])
     t.fit(tiny_model(pl_package))
     assert threads == {"lightning-tracker-flush"}, "sampled by the run's flusher, off the training thread"

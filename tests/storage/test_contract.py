@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from tests.servers import AzureServer, GCSServer  # sets the gcsfs environment first
+import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
 from lightning_tracker.cli import main as cli  # noqa: E402
@@ -23,24 +22,6 @@ from lightning_tracker.format.layout import live_chunks, parse_chunk_name  # noq
 from tests.helpers import REPO  # noqa: E402
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
-
-
-@pytest.fixture(scope="module")
-def gcs_server() -> Iterator[GCSServer]:
-    server = GCSServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
-    server = AzureServer(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=TARGETS)

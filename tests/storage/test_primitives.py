@@ -10,13 +10,12 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers import AzureServer, GCSServer  # sets the gcsfs environment first
+import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
 
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError  # noqa: E402
 from lightning_tracker.storage import Storage, atomic_write  # noqa: E402
@@ -24,24 +23,6 @@ from tests.helpers import REPO
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
 ROOT = Path(REPO)
-
-
-@pytest.fixture(scope="module")
-def gcs_server() -> Iterator[GCSServer]:
-    server = GCSServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
-    server = AzureServer(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=TARGETS)
