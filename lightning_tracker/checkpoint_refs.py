@@ -19,7 +19,7 @@ from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import new_manifest
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE
 from lightning_tracker.format.validate import check_manifest
-from lightning_tracker.storage import Storage
+from lightning_tracker.storage import Storage, remove_file
 
 __all__ = ["CheckpointList", "CheckpointRef", "find_checkpoint", "list_checkpoints", "read_manifest"]
 
@@ -101,13 +101,13 @@ class CheckpointRef:
                     out.write(block)
                     size += len(block)
         except FileNotFoundError:
-            _remove(tmp)
+            remove_file(tmp)
             raise RunNotFoundError(
                 f"checkpoint {self.name!r} is listed but missing at {self.url} (deleted since the list was "
                 "read?); list the run's checkpoints again with run.checkpoints"
             ) from None
         except BaseException:
-            _remove(tmp)
+            remove_file(tmp)
             raise
         problem = None
         if size != self.size:
@@ -115,20 +115,13 @@ class CheckpointRef:
         elif digest.hexdigest() != self.sha256:
             problem = f"is corrupted: sha256 {digest.hexdigest()}, the manifest says {self.sha256}"
         if problem is not None:
-            _remove(tmp)
+            remove_file(tmp)
             raise CheckpointIntegrityError(
                 f"checkpoint {self.name!r} at {self.url} {problem}; it was not loaded. "
                 "Download it again, or pick another one from run.checkpoints."
             )
         os.replace(tmp, dest)
         return dest
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class CheckpointList(list[CheckpointRef]):

@@ -9,7 +9,7 @@ a URL does.
 from __future__ import annotations
 
 from lightning_tracker.storage.base import Storage
-from lightning_tracker.storage.local import atomic_write
+from lightning_tracker.storage.local import atomic_write, remove_file
 from lightning_tracker.storage.urls import redact_url
 
-__all__ = ["Storage", "atomic_write", "redact_url"]
+__all__ = ["Storage", "atomic_write", "redact_url", "remove_file"]

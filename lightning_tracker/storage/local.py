@@ -25,7 +25,8 @@ _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
 Content = bytes | Callable[[IO[bytes]], Any]
 
 
-def _remove_quietly(path: str) -> None:
+def remove_file(path: str) -> None:
+    """Deletes a local file; a file already gone is not an error."""
     try:
         os.remove(path)
     except FileNotFoundError:
@@ -59,7 +60,7 @@ def atomic_write(path: str, data: Content) -> None:
                 data(f)
         os.replace(tmp, path)
     except BaseException:
-        _remove_quietly(tmp)
+        remove_file(tmp)
         raise
 
 
@@ -109,7 +110,7 @@ class LocalStorage(Storage):
             os.replace(tmp, dest)
         finally:
             # renaming onto another name of the same file does nothing and keeps tmp
-            _remove_quietly(tmp)
+            remove_file(tmp)
 
     def rm(self, rel: str) -> None:
         try:

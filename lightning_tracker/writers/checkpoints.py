@@ -35,7 +35,7 @@ from lightning_tracker.format.documents import (
     resolve_aliases,
 )
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE, STAGING_DIR
-from lightning_tracker.storage import atomic_write
+from lightning_tracker.storage import atomic_write, remove_file
 from lightning_tracker.writers.points import Warner
 
 __all__ = ["CheckpointProducer"]
@@ -106,13 +106,6 @@ def _score(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class CheckpointProducer:
@@ -313,7 +306,7 @@ class CheckpointProducer:
         gone = self._unlist_deleted()
         self._write_manifest()
         for name in gone:  # unlisted first, removed second: a listed object always exists
-            _remove(os.path.join(self.local_dir, MODELS_DIR, name))
+            remove_file(os.path.join(self.local_dir, MODELS_DIR, name))
 
     def _store(self, seq: int) -> None:
         meta = self._sidecar(seq)
@@ -341,7 +334,7 @@ class CheckpointProducer:
             name = _unique_name(meta["file"], taken, order)
         target = os.path.join(self.local_dir, MODELS_DIR, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        _remove(target)  # left by a crash before the manifest named it: the same bytes again
+        remove_file(target)  # left by a crash before the manifest named it: the same bytes again
         os.link(blob, target)  # the snapshot stays until the manifest names the object
         self._on_object()  # the mirror may upload it while it is hashed here
         digest, size = _sha256(blob), os.path.getsize(blob)
@@ -358,7 +351,7 @@ class CheckpointProducer:
 
     def _drop(self, seq: int) -> None:
         for ext in (".ckpt", ".json"):
-            _remove(os.path.join(self.staging, f"{seq:06d}{ext}"))
+            remove_file(os.path.join(self.staging, f"{seq:06d}{ext}"))
 
     def _unlist_deleted(self) -> list[str]:
         if self.keep_all or not self.retention:

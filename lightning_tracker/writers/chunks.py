@@ -19,7 +19,7 @@ from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.layout import ChunkId, chunk_name, live_chunks, parse_chunk_name
 from lightning_tracker.format.schemas import PARQUET_OPTIONS
 from lightning_tracker.format.validate import decode_chunk
-from lightning_tracker.storage import atomic_write
+from lightning_tracker.storage import atomic_write, remove_file
 
 __all__ = ["COMPACT_FANIN", "ChunkFolder"]
 
@@ -129,10 +129,7 @@ class ChunkFolder:
             first, last = _span(group[0])[1], _span(group[-1])[2]
             write_chunk(merged, os.path.join(self.dir, chunk_name(self.session, first, last, self.writer)), self.schema)
             for name in group:
-                try:
-                    os.remove(os.path.join(self.dir, name))
-                except FileNotFoundError:
-                    pass
+                remove_file(os.path.join(self.dir, name))
             deleted += group
             if final:
                 break
