@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lightning_tracker._version import __version__
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import TrackerError
 
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
     from lightning_tracker.logger import TrackerLogger
 
 __all__ = ["GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"]
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

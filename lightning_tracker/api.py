@@ -165,7 +165,7 @@ class Store:
         if not matches:
             raise RunNotFoundError(
                 f"no run {run_id!r} in {where}{self.storage.url}; "
-                f"list runs with: lightning-tracker runs {self.storage.url}"
+                f"list runs with: lightning-tracker runs -s {self.storage.url}"
             )
         raise RunNotFoundError(
             f"{run_id!r} matches {len(matches)} runs in {where}{self.storage.url} "
@@ -176,7 +176,8 @@ class Store:
         """One row per run: identity, status, times, every hyperparameter and metric summary.
 
         Columns: ``id, name, project, group, tags, status, start, duration_s``,
-        ``damage`` (why a run's status is ``damaged``, else None), then
+        ``damage`` (why a run's status is ``damaged``, else None), ``monitor`` (the metric
+        the run's ``ModelCheckpoint`` monitors, else None), then
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
         Reads only each run's ``run.json``.
@@ -189,6 +190,7 @@ class Store:
                 "tags": ",".join(r.tags), "status": r.status,
                 "start": pd.Timestamp(r.start_time, unit="s", tz="UTC") if r.start_time else pd.NaT,
                 "duration_s": r.duration, "damage": r.damage,
+                "monitor": (r.monitor or {}).get("name"),
             }  # fmt: skip
             for key, value in r.flat_config.items():
                 row[f"config.{key}"] = value if not isinstance(value, (list, dict)) else repr(value)

@@ -125,6 +125,12 @@ class Run:
         return self.doc.get("notes")
 
     @property
+    def monitor(self) -> dict[str, Any] | None:
+        """The metric the run's first ``ModelCheckpoint`` monitors, ``{"name": ..., "mode": "min"|"max"}``, or None."""
+        monitor = self.doc.get("monitor")
+        return dict(monitor) if isinstance(monitor, dict) and isinstance(monitor.get("name"), str) else None
+
+    @property
     def status(self) -> str:
         """``running``, ``finished``, ``failed``, ``crashed`` (heartbeat stopped) or ``damaged`` (see ``damage``)."""
         return "damaged" if self.problems else run_state(self.doc)

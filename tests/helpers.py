@@ -128,3 +128,38 @@ def local_or_s3(target: str, tmp_path: Any, request: Any) -> tuple[str, dict[str
         return str(tmp_path / "runs"), None
     server = request.getfixturevalue("s3_server")
     return f"s3://{server.new_bucket()}/exp", server.storage_options
+
+
+def in_terminal(argv: list[str], columns: int, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Runs the CLI in a pseudo-terminal ``columns`` wide; returns its status and every byte it wrote."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {**os.environ, **(env or {}), "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_tracker.cli", *argv], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, cwd=REPO, close_fds=True)  # fmt: skip
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    return proc.wait(timeout=30), out

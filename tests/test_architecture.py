@@ -26,6 +26,7 @@ MAX_LINES = 400
 # (module, or package with everything below it) -> layer; the first match wins
 LAYER_OF = [
     ("lightning_tracker.exceptions", "exceptions"),
+    ("lightning_tracker._version", "exceptions"),
     ("lightning_tracker.format", "format"),
     ("lightning_tracker.storage", "storage"),
     ("lightning_tracker.writers", "writers"),

@@ -11,12 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
 import re
-import select
-import subprocess
 import sys
-import time
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +25,7 @@ from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import new_run
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, RUN_FILE, chunk_name
 from lightning_tracker.storage import Storage
-from tests.helpers import REPO, local_or_s3
+from tests.helpers import in_terminal, local_or_s3
 
 # rich markup, a hyperlink, clear screen, an OSC 8 link, a window title, a cursor report and a C1 CSI
 HOSTILE = ("[/]x [link=http://evil.example]click[/link] [bold red]loud "
@@ -79,38 +75,6 @@ def test_stored_markup_and_escape_sequences_print_as_plain_text(
     assert "\x1b" not in err and "\\x1b[2J[/]nope" in err
 
 
-def _in_terminal(argv: list[str], columns: int) -> tuple[int, bytes]:
-    """Runs the CLI in a pseudo-terminal ``columns`` wide; returns its status and every byte it wrote."""
-    import fcntl
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = {**os.environ, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_tracker.cli", *argv], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, cwd=REPO, close_fds=True)  # fmt: skip
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1.0)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        out += data
-    os.close(master)
-    return proc.wait(timeout=30), out
-
-
 @pytest.mark.parametrize("columns", [80, 120])
 @pytest.mark.parametrize("target", ["local", "s3"])
 def test_in_a_terminal_no_escape_sequence_from_the_store_reaches_the_screen(
@@ -119,7 +83,7 @@ def test_in_a_terminal_no_escape_sequence_from_the_store_reaches_the_screen(
     save_dir, options = local_or_s3(target, tmp_path, request)
     hostile, plain = _hostile_store(save_dir, options)
     for argv in _commands(save_dir, hostile, plain):
-        status, out = _in_terminal([*argv, *_opts(options)], columns)
+        status, out = in_terminal([*argv, *_opts(options)], columns)
         assert status == 0 and b"Traceback" not in out, (argv, out[-2000:])
         assert RICH_OWN.search(out), "a terminal gets rich's styles: the test sees a real terminal"
         foreign = RICH_OWN.sub(b"", out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.storage.urls import parse_url
 
 __all__ = ["Storage"]
@@ -99,6 +99,19 @@ class Storage:
         """
         parent, _, name = rel.strip("/").rpartition("/")
         return name in self.listdir(parent) if name else bool(self.listdir())
+
+    def sign(self, rel: str, expires_s: int) -> str:
+        """A time-limited https link to ``rel`` that needs no credentials to open.
+
+        Raises:
+            StorageError: the backend cannot sign (a local folder, ``memory://``, or a
+                filesystem whose credentials cannot sign).
+        """
+        raise StorageError(
+            f"{self.full_url(rel)} cannot be shared by a signed link: {self.protocol} storage has no "
+            "signed https links; write it to s3://, gs:// (service-account credentials) or az:// "
+            "(an account key) to get one, or send the file itself"
+        )
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Reads many small files; the missing ones are left out of the result."""

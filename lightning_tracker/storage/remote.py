@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import fsspec
 
-from lightning_tracker.exceptions import MissingDependencyError
+from lightning_tracker.exceptions import MissingDependencyError, StorageError
 from lightning_tracker.storage.base import Storage
 from lightning_tracker.storage.urls import install_hint
 
@@ -103,6 +103,17 @@ class FsspecStorage(Storage):
             for path, info in found.items()
             if info.get("type", "file") == "file"
         }
+
+    def sign(self, rel: str, expires_s: int) -> str:
+        try:
+            return str(self.fs.sign(self._path(rel), expiration=int(expires_s)))
+        except NotImplementedError:
+            return super().sign(rel, expires_s)
+        except Exception as err:  # each backend fails its own way (no key to sign with, no SAS)
+            raise StorageError(
+                f"{self.full_url(rel)} cannot be shared by a signed link: {type(err).__name__}: {err}; "
+                "signing needs credentials that can sign (S3 keys, a GCS service account, an Azure account key)"
+            ) from err
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Reads many small files concurrently; the missing ones are left out of the result."""

@@ -1,0 +1,155 @@
+"""The ``lightning-tracker`` command: list, show, compare and sync runs, write reports, serve.
+
+This package is the only part of lightning_tracker that prints. Exit statuses: 0 when a
+command did what was asked, 1 when a valid query matched nothing or a store failed
+(one line naming the store, the cause and the fix), 2 for usage errors (a bad
+argument, an unknown key, a run that does not exist). ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from lightning_tracker._version import __version__
+from lightning_tracker.cli.failures import describe
+from lightning_tracker.cli.stores import OPTIONS_ENV, STORE_ENV
+from lightning_tracker.cli.terminal import console_for, visible
+from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, RunNotFoundError, TrackerError
+
+__all__ = ["main"]
+
+_STORE_HELP = f"folder or URL of the runs (default ${STORE_ENV} or ./runs)"
+
+
+def _common(debug_default: object) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=debug_default, help="show tracebacks of errors")
+    return common
+
+
+def _store_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-s", "--store", help=_STORE_HELP)
+    p.add_argument("-p", "--project", help="only this project")
+    p.add_argument("--storage-options", metavar="JSON",
+                   help=f"fsspec options as JSON, such as credentials (or ${OPTIONS_ENV}); the backend's own "
+                        "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*) works too")  # fmt: skip
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    from lightning_tracker.cli import producing, reading
+
+    parser = argparse.ArgumentParser(prog="lightning-tracker", description="Self-hosted experiment tracking.",
+                                     parents=[_common(False)])  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"lightning-tracker {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # a subcommand's --debug must not reset one given before the command
+    parents = [_store_parent(), _common(argparse.SUPPRESS)]
+
+    runs = sub.add_parser("runs", parents=parents, help="list runs as a table (or the projects of a store)")
+    runs.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    runs.add_argument("--status", action="append", help="only runs in this status (repeatable)")
+    runs.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
+    runs.add_argument("--where", "-w", action="append", metavar="TERM",
+                      help="only runs where a hyperparameter, metric or field compares true, e.g. "
+                           "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
+                           "id, name, project, group, status or tags contain a word (repeatable)")  # fmt: skip
+    runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
+    runs.add_argument("--columns", "-c", action="append", metavar="NAMES",
+                      help="hyperparameters and metrics to show, comma-separated; patterns work ('system/*')")
+    runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
+    runs.set_defaults(func=reading.cmd_runs)
+
+    show = sub.add_parser("show", parents=parents, help="one run: metadata, hyperparameters, metric summary")
+    show.add_argument("targets", nargs="+", metavar="RUN", help="run id, id prefix or name")
+    show.set_defaults(func=reading.cmd_show)
+
+    compare = sub.add_parser("compare", parents=parents,
+                             help="runs side by side: hyperparameters that differ, final metrics")  # fmt: skip
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
+    compare.add_argument("--all", action="store_true", help="monitor metrics (gradients/, system/ …) too")
+    compare.set_defaults(func=reading.cmd_compare)
+
+    hist = sub.add_parser("hist", parents=parents,
+                          help="PNG heatmaps (steps x values) of a run's gradient and weight histograms")  # fmt: skip
+    hist.add_argument("targets", nargs="+", metavar="RUN [PATTERN]",
+                      help="run id, id prefix or name; then tensors to draw, an fnmatch pattern (default: all)")
+    hist.add_argument("--out", help="folder for the PNG files (default ./histograms-<run id>)")
+    hist.add_argument("--kind", choices=("gradient", "parameter"), help="only gradients or only weights")
+    hist.set_defaults(func=reading.cmd_hist)
+
+    report = sub.add_parser("report", parents=parents, help="write one self-contained HTML report (opens offline)")
+    report.add_argument("runs", nargs="*", metavar="RUN", help="run ids, id prefixes or names (default: every run)")
+    report.add_argument("--output", "-o", default="report.html",
+                        help="the HTML file to write: a path or any fsspec URL (default report.html)")
+    report.add_argument("--share", type=float, metavar="DAYS",
+                        help="print a signed https link to the report, valid DAYS days (s3://, gs://, az:// only)")
+    report.set_defaults(func=producing.cmd_report)
+
+    serve = sub.add_parser("serve", parents=parents, help="live dashboard in the browser, updating while runs train")
+    serve.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
+    serve.set_defaults(func=producing.cmd_serve)
+
+    syn = sub.add_parser("sync", parents=[_common(argparse.SUPPRESS)],
+                         help="upload spooled runs (offline runs, outages, crashes)")  # fmt: skip
+    syn.add_argument("paths", nargs="*", help="spool folders of runs (default: every spooled run)")
+    syn.add_argument("--spool-dir",
+                     help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)")
+    syn.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
+    syn.add_argument("--list", action="store_true", help="only list spooled runs")
+    syn.set_defaults(func=producing.cmd_sync)
+
+    demo = sub.add_parser("demo", parents=[_common(argparse.SUPPRESS)],
+                          help="train several configurations and record them")  # fmt: skip
+    demo.add_argument("--save-dir", default="./runs", help="folder or URL for the runs (default ./runs)")
+    demo.add_argument("--project", default="demo")
+    demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
+    demo.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
+    demo.set_defaults(func=producing.cmd_demo)
+    return parser
+
+
+def _store_url(args: argparse.Namespace) -> tuple[str, str]:
+    from lightning_tracker.cli.stores import pick_store
+    from lightning_tracker.storage.urls import parse_url
+
+    try:
+        url = pick_store(getattr(args, "store", None), getattr(args, "store_arg", None))
+        parsed = parse_url(url)
+        return parsed.url, parsed.protocol
+    except TrackerError:
+        return "the store", ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    out, err = console_for(sys.stdout), console_for(sys.stderr)
+
+    def fail(message: str, status: int) -> int:
+        if args.debug:
+            err.print(Text(traceback.format_exc()))
+        err.print(Text.assemble(("error:", "red"), " ", visible(message)))
+        return status
+
+    try:
+        return int(args.func(args, out))
+    except (InvalidArgumentError, RunNotFoundError, MissingDependencyError) as exc:
+        return fail(str(exc), 2)
+    except TrackerError as exc:
+        return fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `lightning-tracker runs | head`: the reader has all it wanted
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a store's failure arrives as any backend's own exception type
+        return fail(describe(exc, *_store_url(args)), 1)

@@ -1,0 +1,151 @@
+"""The commands that make something: ``report``, ``serve``, ``sync`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from lightning_tracker.api import Store
+from lightning_tracker.cli.reading import cmd_runs, store_of
+from lightning_tracker.cli.stores import diagnose, split_store, storage_options
+from lightning_tracker.cli.terminal import fmt_bytes, plural, text, visible
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.storage import Storage
+
+__all__ = ["cmd_demo", "cmd_report", "cmd_serve", "cmd_sync", "command_name"]
+
+
+def command_name() -> str:
+    """How to call ``lightning-tracker`` from a new shell: the bare name only when it is on its ``PATH``.
+
+    An activated virtual environment is not active in a new shell, so its script is named
+    by its path (relative to the working folder when it is below it).
+    """
+    script = Path(sys.executable).parent / "lightning-tracker"
+    on_path = shutil.which("lightning-tracker")
+    if not script.exists() or (on_path and Path(on_path) == script and not os.environ.get("VIRTUAL_ENV")):
+        return "lightning-tracker"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _write_report(store: Store, runs: Any, output: str, out: Console, project: str | None,
+                  output_options: dict[str, Any] | None) -> str:  # fmt: skip
+    from rich.progress import Progress
+
+    from lightning_tracker.report import write_report
+
+    with out.status(text(f"listing runs in {store.storage.url} …")):
+        runs = runs if runs is not None else store.runs(project)
+    if not runs:
+        where = f" (project {project})" if project else ""
+        problem = diagnose(store, project) or f"no runs in {store.storage.url}{where}"
+        raise InvalidArgumentError(f"{problem}; no report written")
+    with Progress(console=out, transient=True, disable=not out.is_terminal) as progress:
+        task = progress.add_task("reading runs", total=len(runs))
+        return write_report(store, output, runs, on_run=lambda _run: progress.advance(task),
+                            storage_options=output_options)  # fmt: skip
+
+
+def _output_options(store: Store, output: str, options_text: str | None) -> dict[str, Any] | None:
+    """The credentials for the report's URL: ``--storage-options`` when the store is local or on the same service."""
+    target = Storage(output)
+    if target.is_local or not (store.storage.is_local or target.protocol == store.storage.protocol):
+        return None
+    return storage_options(options_text)
+
+
+def cmd_report(args: argparse.Namespace, out: Console) -> int:
+    rest, positional = split_store(args.runs)
+    store = store_of(args, positional)
+    runs = [store.run(run_id, args.project) for run_id in rest] if rest else None
+    options = _output_options(store, args.output, args.storage_options)
+    path = _write_report(store, runs, args.output, out, args.project, options)
+    target = Storage(path if "://" in path else os.path.dirname(os.path.abspath(path)), options)
+    size = os.path.getsize(path) if target.is_local else None
+    out.print(text(f"report written to {path}" + (f" ({fmt_bytes(size)}); open it in a browser" if size else "")))
+    if args.share is None:
+        return 0
+    if args.share <= 0 or args.share > 7:
+        raise InvalidArgumentError(f"--share={args.share} days: a signed link lasts 1 to 7 days (S3's limit)")
+    parent, name = path.rsplit("/", 1) if "://" in path else (os.path.dirname(os.path.abspath(path)), Path(path).name)
+    link = Storage(parent, options).sign(name, int(args.share * 86400))
+    out.print(Text.assemble("share this link (valid ", plural(int(args.share), "day"), "): ", (link, "bold")))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker.report import Dashboard
+
+    store = store_of(args, args.store_arg)
+    try:
+        dashboard = Dashboard(store, project=args.project, host=args.host, port=args.port, refresh=args.refresh)
+    except OSError as err:
+        raise InvalidArgumentError(
+            f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
+            "pass another --port, or --port 0 for any free one"
+        ) from None
+    out.print(Text.assemble("serving ", visible(store.storage.url), " at ", (dashboard.url, "bold"),
+                            " (read-only; Ctrl+C to stop)"))  # fmt: skip
+    try:
+        dashboard.serve_forever()
+    finally:
+        dashboard.stop()
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, out: Console) -> int:
+    from rich.progress import Progress
+
+    from lightning_tracker.sync import spooled_runs, sync
+
+    if args.list:
+        for path in spooled_runs(None, args.spool_dir):
+            out.print(text(path))
+        return 0
+    dirs = spooled_runs(args.paths or None, args.spool_dir)
+    failed = 0
+    with Progress(console=out, transient=True, disable=not out.is_terminal) as progress:
+        task = progress.add_task("syncing runs", total=len(dirs))
+
+        def on_run(path: str, report: Any) -> None:
+            nonlocal failed
+            progress.advance(task)
+            if report.complete:
+                progress.console.print(Text.assemble(("✓ ", "green"), text(path),
+                                                     f": {plural(len(report.uploaded), 'file')} uploaded"))  # fmt: skip
+            else:
+                failed += 1
+                progress.console.print(Text.assemble(
+                    ("✗ ", "red"), text(path), f": {plural(len(report.pending), 'file')} not uploaded (",
+                    text(report.error), "); run sync again"))  # fmt: skip
+
+        sync(dirs, storage_options=storage_options(args.storage_options), on_run=on_run)
+    if not dirs:
+        out.print("nothing to sync")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker.demo import DEFAULT_CONFIGS, run_demo
+
+    out.print(text(f"training {len(DEFAULT_CONFIGS)} configurations of a digit classifier into {args.save_dir} …"))
+    run_demo(args.save_dir, args.project, storage_options=storage_options(args.storage_options))
+    runs_args = argparse.Namespace(store=args.save_dir, store_arg=None, project=args.project, tag=None, status=None,
+                                   where=None, sort="-val/acc", columns=None, all=False,
+                                   storage_options=args.storage_options)  # fmt: skip
+    cmd_runs(runs_args, out)
+    store = store_of(runs_args)
+    path = _write_report(store, None, args.report, out, args.project, None)
+    out.print(Text.assemble("report written to ", (visible(path), "bold")))
+    out.print(text(f"watch runs live with: {command_name()} serve {args.save_dir}"))
+    return 0

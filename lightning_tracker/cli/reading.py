@@ -1,0 +1,199 @@
+"""The commands that read runs: ``runs``, ``show``, ``compare`` and ``hist``.
+
+Each returns the exit status: 0 when it found what was asked, 1 when a valid query
+matched nothing (said plainly); usage errors raise ``InvalidArgumentError`` (status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lightning_tracker.api import Run, Store
+from lightning_tracker.cli import runs_table
+from lightning_tracker.cli.stores import diagnose, open_store, pick_store, project_counts, split_store
+from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text, visible
+from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
+from lightning_tracker.format.validate import STATUSES
+
+__all__ = ["cmd_compare", "cmd_hist", "cmd_runs", "cmd_show", "store_of"]
+
+RUN_STATES = (*STATUSES, "crashed", "damaged")  # stored ones, then the ones a reader derives
+
+
+def store_of(args: argparse.Namespace, positional: str | None = None) -> Store:
+    """The store a command names (``-s``, a positional path, the environment or ``./runs``)."""
+    return open_store(pick_store(args.store, positional), args.storage_options)
+
+
+def _check_statuses(statuses: list[str] | None) -> None:
+    for status in statuses or []:
+        if status not in RUN_STATES:
+            raise InvalidArgumentError(f"--status={status!r} is not a run state; use one of: {', '.join(RUN_STATES)}")
+
+
+def _projects(store: Store, out: Console) -> int:
+    counts = project_counts(store)
+    out.print(text(f"{plural(len(counts), 'project')} in {store.storage.url}"))
+    listing = Table(header_style="bold", show_edge=False, box=box.SIMPLE_HEAD if out.is_terminal else None)
+    listing.add_column("project")
+    listing.add_column("runs", justify="right")
+    for name, count in counts.items():
+        listing.add_row(text(name), str(count))
+    out.print(listing)
+    out.print(text(f"list one project's runs with: lightning-tracker runs -s {store.storage.url} -p PROJECT"))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace, out: Console) -> int:
+    from rich.progress import Progress
+
+    store = store_of(args, args.store_arg)
+    _check_statuses(args.status)
+    filtered = bool(args.where or args.status or args.tag)
+    if args.project is None and not filtered and len(store.projects()) > 1:
+        return _projects(store, out)
+    problem = diagnose(store, args.project) if args.project is not None or not store.projects() else None
+    if problem:
+        if store.projects() and args.project is not None:
+            raise InvalidArgumentError(problem)
+        out.print(text(problem))
+        return 1
+    with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
+        task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
+        table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=args.where,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
+    where = f" (project {args.project})" if args.project else ""
+    if table.empty:
+        asked = " ".join([*(f"--where {w!r}" for w in args.where or []), *(f"--status {s}" for s in args.status or []),
+                          *(f"--tag {t}" for t in args.tag or [])])  # fmt: skip
+        out.print(text(f"no runs match {asked} in {store.storage.url}{where}"))
+        return 1
+    if args.sort:
+        key = args.sort.lstrip("-")
+        col = next((c for c in (key, f"summary.{key}", f"config.{key}") if c in table.columns), None)
+        if col is None:
+            known = ["start", "duration_s", *(c.split(".", 1)[1] for c in table.columns
+                                              if c.startswith(("summary.", "config.")))]  # fmt: skip
+            raise InvalidArgumentError(f"--sort={args.sort!r} is not a column; use one of: {', '.join(known)}")
+        table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
+    columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
+    layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
+    every_id = [f"{p}/{n}" for p in table["project"].unique() for n in store.storage.listdir(p)]
+    ids = runs_table.short_ids(list(table["id"]), [i.split("/", 1)[1] for i in every_id])
+    rendered = runs_table.render(table, layout, width=out.width, ids=ids, framed=out.is_terminal)
+    out.print(text(f"{plural(len(table), 'run')} in {store.storage.url}{where}"))
+    out.print(rendered)
+    for note in runs_table.left_out_notes(layout):
+        out.print(text(note, "dim"))
+    return 0
+
+
+def _one_run(args: argparse.Namespace) -> tuple[Store, list[str]]:
+    rest, positional = split_store(args.targets)
+    return store_of(args, positional), rest
+
+
+def _find(store: Store, run_id: str, project: str | None) -> Run:
+    try:
+        return store.run(run_id, project)
+    except RunNotFoundError:
+        problem = diagnose(store, project)
+        if problem:
+            raise InvalidArgumentError(problem) from None
+        raise
+
+
+def cmd_show(args: argparse.Namespace, out: Console) -> int:
+    store, rest = _one_run(args)
+    if len(rest) != 1:
+        raise InvalidArgumentError(f"show takes one run (an id, id prefix or name), got {len(rest)}: {rest}")
+    run = _find(store, rest[0], args.project)
+    meta, flat, summary = run.meta, run.flat_config, run.summary  # read first: the status shows their damage
+    info = Table.grid(padding=(0, 2))
+    start = datetime.fromtimestamp(run.start_time).isoformat(" ", "seconds") if run.start_time else "—"
+    git = meta.get("git") or {}
+    git_text = f"{str(git.get('commit') or '')[:12]} {git.get('branch') or ''}{' (dirty)' if git.get('dirty') else ''}"
+    monitor = run.monitor
+    for key, value in [
+        ("id", run.id), ("name", run.name), ("project", run.project), ("group", run.group or "—"),
+        ("tags", ", ".join(run.tags) or "—"), ("status", status_text(run.status)), ("damage", run.damage),
+        ("start", start), ("duration", fmt_duration(run.duration)), ("url", run.url),
+        ("monitor", f"{monitor['name']} ({monitor.get('mode') or 'min'})" if monitor else None),
+        ("host", meta.get("host") or "—"), ("command", " ".join(meta.get("command") or [])),
+        ("git", git_text if git else "—"),
+    ]:  # fmt: skip
+        if value is not None:
+            info.add_row(Text(key, style="bold"), value if isinstance(value, Text) else text(value))
+    out.print(info)
+    config = Table(title="hyperparameters", header_style="bold", title_justify="left")
+    config.add_column("key")
+    config.add_column("value", overflow="fold")
+    for key, value in sorted(flat.items()):
+        config.add_row(text(key), text(json.dumps(value) if not isinstance(value, str) else value))
+    out.print(config)
+    metrics = Table(title="metrics", header_style="bold", title_justify="left")
+    for col in ("metric", "last", "step", "min", "max", "points"):
+        metrics.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
+    for key, s in sorted(summary.items()):
+        metrics.add_row(text(key), *(text(fmt_value(s.get(f))) for f in ("last", "last_step", "min", "max", "count")))
+    out.print(metrics)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: Console) -> int:
+    rest, positional = split_store(args.runs)
+    store = store_of(args, positional)
+    if len(rest) < 2:
+        raise InvalidArgumentError(f"compare takes two runs or more (ids, id prefixes or names), got {rest}")
+    with out.status(text(f"reading runs from {store.storage.url} …")):
+        runs = [_find(store, run_id, args.project) for run_id in rest]
+        keys = sorted({k for r in runs for k in r.flat_config})
+        summaries = [r.summary for r in runs]
+    differ = [k for k in keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1]
+    config = Table(title=f"hyperparameters that differ ({len(differ)} of {len(keys)})", header_style="bold",
+                   title_justify="left")  # fmt: skip
+    config.add_column("key")
+    for r in runs:
+        config.add_column(Text.assemble(visible(r.name), "\n", (visible(r.id), "dim")), justify="right", no_wrap=True)
+    for key in differ:
+        values = [r.flat_config.get(key) for r in runs]
+        styles = ["bold yellow" if i > 0 and v != values[0] else "" for i, v in enumerate(values)]
+        config.add_row(text(key), *(text(fmt_value(v), style) for v, style in zip(values, styles, strict=True)))
+    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(keys), 'hyperparameter')}"))
+    metrics = Table(title="metrics (last value)", header_style="bold", title_justify="left")
+    metrics.add_column("metric")
+    for r in runs:
+        metrics.add_column(text(r.name), justify="right", no_wrap=True)
+    metrics.add_row("status", *[status_text(r.status) for r in runs])
+    if any(r.damage for r in runs):
+        metrics.add_row("damage", *[text(r.damage or "", "red") for r in runs])
+    metrics.add_row("duration", *[fmt_duration(r.duration) for r in runs])
+    hidden = runs_table.MONITOR_FAMILIES if not args.all else ()
+    for key in sorted({k for s in summaries for k in s if not k.startswith(hidden)}):
+        metrics.add_row(text(key), *[text(fmt_value(s.get(key, {}).get("last"))) for s in summaries])
+    out.print(metrics)
+    return 0
+
+
+def cmd_hist(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker._heatmap import write_heatmaps
+
+    rest, positional = split_store(args.targets)
+    if not 1 <= len(rest) <= 2:
+        raise InvalidArgumentError(f"hist takes a run and an optional tensor pattern, got {rest}")
+    store = store_of(args, positional)
+    run = _find(store, rest[0], args.project)
+    with out.status(text(f"reading the histograms of {run.id} …")):
+        hist = run.histograms()
+    pattern = rest[1] if len(rest) > 1 else "*"
+    for path in write_heatmaps(hist, args.out or f"histograms-{run.id}", run, pattern=pattern, kind=args.kind):
+        out.print(text(path), soft_wrap=True)
+    return 0

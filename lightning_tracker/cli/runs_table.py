@@ -1,0 +1,202 @@
+"""The ``runs`` table: which columns a person wants, fitted to the terminal whole.
+
+A person comparing runs reads the name and status, the hyperparameters that differ
+between the listed runs, then the main metrics: the monitored one (``ModelCheckpoint``'s
+``monitor``), then ``val*``, then the rest. The monitor families (``gradients/*``,
+``parameters/*``, ``system/*``) are hidden unless asked for. A cell is never cut: when the
+terminal is too narrow, whole columns are left out, by priority, and the table says how
+many and how to show them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from rich import box
+from rich.cells import cell_len
+from rich.console import OverflowMethod
+from rich.table import Table
+from rich.text import Text
+
+from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text
+from lightning_tracker.exceptions import InvalidArgumentError
+
+__all__ = ["MONITOR_FAMILIES", "Layout", "choose", "left_out_notes", "render", "short_ids"]
+
+MONITOR_FAMILIES = ("gradients/", "parameters/", "system/")
+_NAME_CAP = 24  # a long name is cut (it is text, not a number) before any other column is dropped
+_ROW_FIELDS = ("group", "tags", "start")  # identity fields a person may ask for by name
+
+
+@dataclass
+class Layout:
+    """The columns of one table: ``(header, frame column)`` in display order, and what was left out."""
+
+    columns: list[tuple[str, str]]
+    hidden_family: int = 0
+    dropped: list[str] = field(default_factory=list)
+
+
+def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
+    """The shortest prefix (8 characters at least) of each id that no other id in ``among`` shares.
+
+    Example:
+        >>> short_ids(["20261129-081203-aaaa", "20261129-081203-abcd"], ["20261129-081203-aaaa",
+        ...           "20261129-081203-abcd", "20261129-090000-zzzz"])
+        {'20261129-081203-aaaa': '20261129-081203-aa', '20261129-081203-abcd': '20261129-081203-ab'}
+    """
+    others = sorted(set(among) | set(ids))
+    out = {}
+    for run_id in ids:
+        n = 8
+        while n < len(run_id) and any(o != run_id and o.startswith(run_id[:n]) for o in others):
+            n += 1
+        out[run_id] = run_id[:n]
+    return out
+
+
+def _metric_rank(name: str, monitored: list[str]) -> tuple[int, int, str]:
+    if name in monitored:
+        return (0, monitored.index(name), name)
+    lower = name.lower()
+    group = next((i for i, p in enumerate(("val", "test", "train"), 1) if lower.startswith(p)), 4)
+    return (5 if name == "epoch" else group, 0, name)
+
+
+def _differing(table: pd.DataFrame, columns: list[str]) -> list[str]:
+    if len(table) <= 1:
+        return columns
+    return [c for c in columns if table[c].astype(str).nunique(dropna=False) > 1]
+
+
+def choose(table: pd.DataFrame, *, columns: Sequence[str] | None = None, show_all: bool = False,
+           multi_project: bool = False) -> Layout:  # fmt: skip
+    """The columns to show, in display order, before fitting them to a width.
+
+    Args:
+        table: :meth:`Store.table`'s frame (with a ``monitor`` column).
+        columns: names (``lr``, ``val/acc``, ``config.lr``, ``summary.val/acc``) or
+            patterns (``system/*``) to show instead of the chosen hyperparameters and metrics.
+        show_all: every hyperparameter and metric, the monitor families included.
+        multi_project: add a ``project`` column.
+
+    Raises:
+        InvalidArgumentError: a name in ``columns`` matches nothing; the closest ones are named.
+    """
+    config = [c for c in table.columns if c.startswith("config.")]
+    summary = [c for c in table.columns if c.startswith("summary.")]
+    fixed = [("id", "id"), ("name", "name"), *([("project", "project")] if multi_project else []),
+             ("status", "status")]  # fmt: skip
+    if "damage" in table and table["damage"].notna().any():
+        fixed.append(("damage", "damage"))
+    fixed.append(("duration", "duration_s"))
+    monitored = [m for m, _ in Counter(table["monitor"].dropna()).most_common()] if "monitor" in table else []
+    if columns:
+        return Layout(fixed + _requested(table, columns, config, summary))
+    metrics = summary if show_all else [c for c in summary if not c[len("summary."):].startswith(MONITOR_FAMILIES)]
+    metrics = sorted(metrics, key=lambda c: _metric_rank(c[len("summary."):], monitored))
+    params = config if show_all else _differing(table, config)
+    chosen = [(c[len("config."):], c) for c in params] + [(c[len("summary."):], c) for c in metrics]
+    return Layout(fixed + chosen, hidden_family=len(summary) - len(metrics))
+
+
+def _requested(
+    table: pd.DataFrame, names: Sequence[str], config: list[str], summary: list[str]
+) -> list[tuple[str, str]]:
+    known = {c.split(".", 1)[1]: c for c in summary} | {c.split(".", 1)[1]: c for c in config}
+    known |= {f: f for f in _ROW_FIELDS if f in table}
+    out: list[tuple[str, str]] = []
+    for raw in names:
+        name = raw.strip()
+        bare = name.split(".", 1)[1] if name.startswith(("config.", "summary.")) else name
+        if name in table.columns and name.startswith(("config.", "summary.")):
+            hits = [(bare, name)]
+        elif any(ch in bare for ch in "*?["):
+            hits = [(k, c) for k, c in known.items() if fnmatch.fnmatchcase(k, bare)]
+        else:
+            hits = [(bare, known[bare])] if bare in known else []
+        if not hits:
+            close = difflib.get_close_matches(bare, list(known), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            plain = sorted(k for k in known if not k.startswith(MONITOR_FAMILIES))
+            raise InvalidArgumentError(
+                f"--columns: {name!r} is not a hyperparameter or metric of these runs; {hint}"
+                f"known: {', '.join(plain[:12])}{' …' if len(plain) > 12 else ''} "
+                "(and patterns, such as 'system/*')"
+            )
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def _cell(column: str, value: object, ids: dict[str, str]) -> Text:
+    if column == "id":
+        return text(ids.get(str(value), value), "dim")
+    if column == "status":
+        return status_text(str(value))
+    if column == "duration_s":
+        return text(fmt_duration(value))
+    if column == "start":
+        return text("—" if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M"))
+    if column in ("name", "project", "group", "tags", "damage"):
+        return text(value or "")
+    return text(fmt_value(value))
+
+
+def render(table: pd.DataFrame, layout: Layout, *, width: int, ids: dict[str, str], framed: bool = True) -> Table:
+    """The table at most ``width`` cells wide; ``layout.dropped`` gets the columns left out.
+
+    Columns are kept by priority: id, name, project, status, damage, the first metric,
+    the hyperparameters, the duration, then the other metrics.
+    """
+    cells = {col: [_cell(col, v, ids) for v in table[col]] if col in table else [] for _, col in layout.columns}
+    natural = {col: max([cell_len(head), *(c.cell_len for c in cells[col])]) for head, col in layout.columns}
+    # each column: its cells, one space of padding on both sides, and one rule (or space) between two columns
+    budget = width + 1
+    first = [col for _, col in layout.columns if col in ("id", "name", "project", "status", "damage")]
+    rest = [col for _, col in layout.columns if col not in first and col != "duration_s"]
+    metric = next((c for c in rest if c.startswith("summary.")), None)
+    params = [c for c in rest if c.startswith("config.")]
+    others = [c for c in rest if c not in params and c != metric]
+    order = first + ([metric] if metric else []) + params + ["duration_s"] + others
+    want = {c: min(natural[c], _NAME_CAP) if c in ("name", "damage") else natural[c] for c in order}
+    kept, used = [], 0
+    for col in order:  # by priority, until one does not fit: what is left out is the least wanted
+        need = want[col] + 3
+        if used + need > budget and col not in ("id", "status"):
+            if col not in first:
+                break
+            continue
+        kept.append(col)
+        used += need
+    if "name" in kept:  # room left: the name grows back to its full width
+        want["name"] += min(natural["name"] - want["name"], max(0, budget - used))
+    layout.dropped = [head for head, col in layout.columns if col not in kept]
+    out = Table(header_style="bold", box=box.SIMPLE_HEAD if framed else None, show_edge=False, pad_edge=framed)
+    shown = [(head, col) for head, col in layout.columns if col in kept]
+    for head, col in shown:
+        numeric = col.startswith(("config.", "summary.")) or col == "duration_s"
+        style = "yellow" if col.startswith("config.") else "magenta" if col.startswith("summary.") else ""
+        overflow: OverflowMethod = "ellipsis" if col in ("name", "damage") else "fold"  # only text is shortened
+        out.add_column(text(head), justify="right" if numeric else "left", style=style, min_width=want[col],
+                       max_width=want[col], no_wrap=True, overflow=overflow)  # fmt: skip
+    for i in range(len(table)):
+        out.add_row(*(cells[col][i] for _, col in shown))
+    return out
+
+
+def left_out_notes(layout: Layout) -> list[str]:
+    """A line on the columns not shown and one on the hidden monitor metrics, with how to show them."""
+    parts = []
+    if layout.dropped:
+        names = ", ".join(layout.dropped[:4]) + (", …" if len(layout.dropped) > 4 else "")
+        parts.append(f"{plural(len(layout.dropped), 'column')} did not fit ({names}): "
+                     "widen the terminal or pick with --columns")  # fmt: skip
+    if layout.hidden_family:
+        parts.append(f"{plural(layout.hidden_family, 'monitor metric')} (gradients/, parameters/, system/) "
+                     "hidden: --all shows them")  # fmt: skip
+    return parts
