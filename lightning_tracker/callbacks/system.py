@@ -10,6 +10,7 @@ back. The training thread never waits for a sample.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -45,6 +46,38 @@ def _gpu_present() -> bool:
         return False
 
 
+def _cpu_busy_total(times: Any) -> tuple[float, float]:
+    """Busy and total CPU seconds of a ``psutil.cpu_times()`` reading, counted as psutil does."""
+    # guest time is already inside user and nice on Linux; iowait is idle time there
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total - times.idle - getattr(times, "iowait", 0.0), total
+
+
+class _CpuMeter:
+    """System CPU percent between two readings, with its own baseline.
+
+    ``psutil.cpu_percent(interval=None)`` keeps its baseline per calling thread and answers
+    0.0 when it has none or no time has passed: primed on the training thread and read on
+    the flusher thread, its first value was a false 0 %. Here the baseline belongs to the
+    meter, and a reading taken too soon after it gives no value rather than a wrong one.
+    """
+
+    def __init__(self, min_window_s: float) -> None:
+        self.min_window_s = min_window_s
+        self.since, self.base = time.monotonic(), _cpu_busy_total(psutil.cpu_times())
+
+    def percent(self) -> float | None:
+        now = time.monotonic()
+        if now - self.since < self.min_window_s:
+            return None  # too short to measure: a clock tick is 10 ms, a sample would be 0 or 100 %
+        busy, total = _cpu_busy_total(psutil.cpu_times())
+        if total <= self.base[1]:
+            return None
+        value = 100.0 * (busy - self.base[0]) / (total - self.base[1])
+        self.since, self.base = now, (busy, total)
+        return min(100.0, max(0.0, value))
+
+
 class _Sampler:
     """Reads the counters; disk and network bytes count from the first sample."""
 
@@ -52,13 +85,14 @@ class _Sampler:
         self.process = psutil.Process()
         self.nvml = nvml
         self.gpus = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())] if nvml else []
-        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+        self.cpu = _CpuMeter(_MIN_INTERVAL_S)
         self.disk0, self.net0 = psutil.disk_io_counters(), psutil.net_io_counters()
 
     def sample(self) -> dict[str, float]:
         vm = psutil.virtual_memory()
+        cpu = self.cpu.percent()
         out = {
-            "system/cpu_percent": float(psutil.cpu_percent(interval=None)),
+            **({"system/cpu_percent": cpu} if cpu is not None else {}),
             "system/ram_used_bytes": float(vm.total - vm.available),
             "system/ram_percent": float(vm.percent),
             "system/process_rss_bytes": float(self.process.memory_info().rss),
@@ -94,8 +128,9 @@ class _Sampler:
 class SystemMonitor(Callback):
     """Samples system metrics every ``interval_s`` seconds on its own thread, on rank 0.
 
-    Keys: ``system/cpu_percent``, ``system/ram_used_bytes``, ``system/ram_percent``,
-    ``system/process_rss_bytes``, ``system/disk_read_bytes``, ``system/disk_write_bytes``,
+    Keys: ``system/cpu_percent`` (the whole machine's, over the time since the sample
+    before; the sample taken as fitting starts has none), ``system/ram_used_bytes``,
+    ``system/ram_percent``, ``system/process_rss_bytes``, ``system/disk_read_bytes``, ``system/disk_write_bytes``,
     ``system/net_sent_bytes``, ``system/net_recv_bytes`` (bytes since fitting started) and,
     per GPU ``i`` (NVML index), ``system/gpu<i>/utilization_percent``,
     ``memory_used_bytes``, ``memory_total_bytes``, ``power_watts`` and ``temperature_c``.

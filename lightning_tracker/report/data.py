@@ -3,7 +3,10 @@
 Histories are read in full through :class:`~lightning_tracker.api.Run`; only what is
 drawn is reduced: a series longer than ``max_points`` becomes ``max_points`` buckets of
 equal point counts, each drawn at its mean with its min/max as an envelope, so a spike
-never disappears from a chart. The data itself is never sampled.
+never disappears from a chart. The data itself is never sampled. Cumulative counters
+(disk and network bytes) are drawn as per-second rates and byte series carry their unit
+(see :func:`rate` and :func:`unit_of`); a run's record names the metric its
+``ModelCheckpoint`` monitors, which the page opens on.
 
 The live dashboard refreshes through :func:`payload_bytes`: what is drawn of a run (its
 series, histograms and checkpoints) is kept as JSON text in the store's
@@ -26,7 +29,10 @@ from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, METRICS_DIR, MODELS_FILE, live_chunks
 
-__all__ = ["DEFAULT_MAX_POINTS", "build_payload", "downsample", "payload_bytes", "payload_json"]
+__all__ = [
+    "COUNTERS", "DEFAULT_MAX_POINTS", "build_payload", "downsample", "is_counter", "payload_bytes", "payload_json",
+    "rate", "unit_of",
+]  # fmt: skip
 
 DEFAULT_MAX_POINTS = 500
 PAYLOAD_VERSION = 1
@@ -66,6 +72,52 @@ def downsample(steps: np.ndarray, times: np.ndarray, values: np.ndarray, max_poi
     return {"step": steps[middle], "t": times[middle], "y": mean, "lo": lo, "hi": hi}
 
 
+# SystemMonitor (callbacks/system.py) records disk and network traffic as bytes counted since
+# fitting started (no traffic is lost between samples); drawn as they are, they are rising lines
+# that say little, so the report draws them as bytes per second. tests/report/test_units.py
+# checks that these are the counters SystemMonitor really writes.
+COUNTERS = ("system/disk_read_bytes", "system/disk_write_bytes", "system/net_sent_bytes", "system/net_recv_bytes")
+
+
+def is_counter(key: str) -> bool:
+    """Whether ``key`` is a cumulative counter drawn as a rate (also under a logger ``prefix``).
+
+    Example:
+        >>> is_counter("system/net_sent_bytes"), is_counter("fit-system/net_sent_bytes")
+        (True, True)
+        >>> is_counter("system/ram_used_bytes"), is_counter("mysystem/net_sent_bytes")
+        (False, False)
+    """
+    return any(key == c or key.endswith(("-" + c, "/" + c)) for c in COUNTERS)
+
+
+def unit_of(key: str) -> str | None:
+    """The unit a series is drawn in (the page labels its axis in KB, MB, GB): ``"B/s"``, ``"B"`` or None.
+
+    Example:
+        >>> unit_of("system/disk_read_bytes"), unit_of("system/gpu0/memory_used_bytes"), unit_of("val/loss")
+        ('B/s', 'B', None)
+    """
+    if is_counter(key):
+        return "B/s"
+    return "B" if key.endswith("_bytes") else None
+
+
+def rate(times: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-second rates of a cumulative counter, one for each sample after the first.
+
+    A sample where the counter went down (a resumed run counts from zero again) or the
+    clock did not advance gets NaN, a gap in the line, never a negative rate.
+
+    Example:
+        >>> rate(np.array([0.0, 2.0, 4.0, 5.0, 6.0]), np.array([0.0, 100.0, 300.0, 0.0, 50.0])).tolist()
+        [50.0, 100.0, nan, 50.0]
+    """
+    dv, dt = np.diff(np.asarray(values, dtype=np.float64)), np.diff(np.asarray(times, dtype=np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((dv >= 0) & (dt > 0), dv / np.where(dt > 0, dt, 1.0), np.nan)
+
+
 def _series(run: Run, max_points: int) -> dict[str, Any]:
     long = run.metrics(wide=False, skip_damaged=True)
     if long.empty:
@@ -73,10 +125,17 @@ def _series(run: Run, max_points: int) -> dict[str, Any]:
     start = run.start_time if run.start_time is not None else float(long["time"].min())
     out: dict[str, Any] = {}
     for key, group in long.groupby("key", sort=True):
-        reduced = downsample(
-            group["step"].to_numpy(), group["time"].to_numpy() - start, group["value"].to_numpy(), max_points
-        )
-        out[str(key)] = {"n": int(len(group)), **reduced}
+        steps, times, values = group["step"].to_numpy(), group["time"].to_numpy(), group["value"].to_numpy()
+        unit = unit_of(str(key))
+        if is_counter(str(key)):  # bytes since fitting started: drawn as bytes per second
+            order = np.argsort(times, kind="stable")
+            values = rate(times[order], values[order])
+            steps, times = steps[order][1:], times[order][1:]
+            if not len(values):
+                continue
+        out[str(key)] = {"n": int(len(values)), **downsample(steps, times - start, values, max_points)}
+        if unit is not None:
+            out[str(key)]["unit"] = unit
     return out
 
 
@@ -118,6 +177,7 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
     return {
         "key": f"{run.project}/{run.id}", "id": run.id, "name": run.name, "project": run.project,
         "group": run.group, "tags": run.tags, "status": "damaged" if problems else run.status,
+        "monitor": run.monitor,
         "damage": "; ".join(problems) or None, "start": run.start_time,
         "duration": run.duration, "notes": run.notes,
         "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -34,11 +35,18 @@ _LOOPBACK = ("127.0.0.1", "::1")
 log = logging.getLogger(__name__)
 
 
+# a browser tab closed (or reloaded) while its answer was being sent: routine, not a failure
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that went silent or away mid-answer: logged, never printed (only the CLI prints)
+        if isinstance(sys.exc_info()[1], _GONE):
+            log.debug("%s closed the connection before the answer was sent", client_address)
+            return
         log.debug("connection from %s failed", client_address, exc_info=True)
 
 

@@ -80,3 +80,29 @@ def test_a_trainer_without_tracker_logger_is_told_what_to_add(pl_package: str) -
     t = trainer(False, pl_package, max_steps=1, callbacks=[SystemMonitor(gpu=False)])
     with pytest.raises(InvalidArgumentError, match="SystemMonitor found no TrackerLogger"):
         t.fit(tiny_model(pl_package))
+
+
+def test_the_first_cpu_sample_is_a_measurement_not_a_false_zero(tmp_path: Any) -> None:
+    # psutil.cpu_percent() answers 0.0 on a thread's first call: the monitor once recorded that
+    # 0 % as its first CPU sample, while the machine was busy
+    stop = threading.Event()
+
+    def spin() -> None:  # keeps a core busy, so every real measurement is well above 0 %
+        while not stop.is_set():
+            sum(range(1000))
+
+    busy = threading.Thread(target=spin, daemon=True)
+    busy.start()
+    try:
+        logger = TrackerLogger(tmp_path, name="p")
+        trainer(logger, callbacks=[_slow("pytorch_lightning"), SystemMonitor(interval_s=0.05, gpu=False)]).fit(
+            tiny_model()
+        )
+    finally:
+        stop.set()
+        busy.join()
+    rows = Store(tmp_path).run(logger.version).metrics(wide=False)
+    cpu = rows[rows["key"] == "system/cpu_percent"].sort_values("time")["value"]
+    assert len(cpu) >= 2
+    assert cpu.iloc[0] > 5.0, f"the first CPU sample is a real measurement, not psutil's first-call 0.0: {cpu.tolist()}"
+    assert cpu.between(0, 100).all()

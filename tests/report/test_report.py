@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.report import build_payload, write_report
 from lightning_tracker.report.data import downsample
 from tests.helpers import REPO
+from tests.report.pages import open_page, open_section
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts")
 LONG = 3000  # steps of train/loss: more than the 500 points drawn per line
@@ -63,11 +65,6 @@ def test_payload_draws_at_most_max_points_while_the_data_stays_whole(store_targe
     assert len(store.run("run-0").metrics(["train/loss"])) == LONG, "the data is never sampled"
 
 
-def _open(page: Any, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-
-
 def _lines(page: Any, metric: str) -> list[dict[str, Any]]:
     """The line traces drawn in a metric's chart: run, drawn points, total points, x of the first point."""
     return page.evaluate(
@@ -80,9 +77,7 @@ def _lines(page: Any, metric: str) -> list[dict[str, Any]]:
     )
 
 
-def test_report_in_chromium_draws_selected_runs_and_filters(
-    tmp_path: Any, browser_page: tuple[Any, list[str]]
-) -> None:
+def test_report_in_chromium_draws_selected_runs_and_filters(tmp_path: Any, browser_page: tuple[Any, list[str]]) -> None:
     page, errors = browser_page
     save_dir = str(tmp_path / "runs")
     make_runs(save_dir)
@@ -90,13 +85,14 @@ def test_report_in_chromium_draws_selected_runs_and_filters(
     assert os.path.getsize(path) < 8_000_000
     requests: list[str] = []
     page.on("request", lambda req: requests.append(req.url))
-    _open(page, f"file://{path}")
+    open_page(page, f"file://{path}")
     assert requests == [f"file://{path}"], "the report loads nothing but itself"
 
     loss = _lines(page, "train/loss")
     assert [t["run"] for t in loss] == ["run-0", "run-1", "run-2"]
     assert all(t["drawn"] == 500 and t["points"] == LONG for t in loss)
     assert [t["drawn"] for t in _lines(page, "val/acc")] == [3, 3, 3]
+    open_section(page, "system")  # closed, so drawn only now
     assert [t["run"] for t in _lines(page, "system/memory_percent")] == ["run-0", "run-1", "run-2"]
     envelope_max = page.evaluate(
         """() => Math.max(...document.querySelector('[data-metric="train/loss"]').data
@@ -137,20 +133,22 @@ def test_report_shows_gradient_histograms_and_checkpoints_when_recorded(
     tmp_path: Any, browser_page: tuple[Any, list[str]]
 ) -> None:
     from lightning_tracker.callbacks import GradientMonitor
-    from tests.helpers import tiny_model, trainer
+    from tests.helpers import lightning, tiny_model, trainer
 
     page, errors = browser_page
     save_dir = str(tmp_path / "runs")
     logger = TrackerLogger(save_dir, name="grads", version="g1", log_model=True, tensorboard=False)
+    best = lightning().callbacks.ModelCheckpoint(monitor="train/loss", dirpath=str(tmp_path / "ckpt"))
     trainer(logger, max_epochs=2, enable_checkpointing=True, default_root_dir=str(tmp_path),
-            callbacks=[GradientMonitor(every_n_steps=1, bins=8)]).fit(tiny_model())  # fmt: skip
+            callbacks=[GradientMonitor(every_n_steps=1, bins=8), best]).fit(tiny_model())  # fmt: skip
     run = Store(save_dir).run("g1")
+    assert run.monitor == {"name": "train/loss", "mode": "min"}
     hist = run.histograms()
     assert not hist.empty and len(run.checkpoints) >= 1
     path = write_report(Store(save_dir), tmp_path / "report.html")
-    page.goto(f"file://{path}")
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    open_page(page, f"file://{path}")
     assert page.is_visible("#histograms-section") and page.is_visible("#checkpoints-section")
+    assert page.input_value("#pc-metric") == "train/loss", "the monitored metric, ahead of val/loss"
     tensors = page.eval_on_selector_all("#hist-tensor option", "opts => opts.map((o) => o.value)")
     first = sorted(f"{t} ({k})" for t, k in hist[["tensor", "kind"]].drop_duplicates().itertuples(index=False))[0]
     assert tensors[0] == first
@@ -160,6 +158,24 @@ def test_report_shows_gradient_histograms_and_checkpoints_when_recorded(
     assert heat_x == expected, "one heatmap column per recorded step"
     cells = page.inner_text("#checkpoints")
     assert run.checkpoints[-1].name in cells and "latest" in cells
+    # sizes read in KB/MB, aliases as chips, no JSON
+    chips = page.eval_on_selector_all("#checkpoints span.chip", "cs => cs.map((c) => c.textContent)")
+    assert chips.count("latest") == 1
+    sizes = page.evaluate(
+        """() => [...document.querySelectorAll('#checkpoints table')].flatMap((t) => {
+            const col = [...t.rows[0].cells].findIndex((c) => c.textContent === 'size');
+            return [...t.rows].slice(1).map((r) => r.cells[col].textContent); })"""
+    )
+    assert len(sizes) == len(run.checkpoints) and all(re.fullmatch(r"\d+(\.\d)? (B|KB|MB|GB)", s) for s in sizes), sizes
+    assert "[" not in cells and '"' not in cells
+    # the heatmap's colour is log(1 + count), and an empty bin is blank, not the lowest colour
+    heat = page.evaluate(
+        "(() => { const t = document.querySelector('#histogram-charts .chart').data[0]; "
+        "return {z: t.z, counts: t.customdata}; })()"
+    )
+    pairs = [(z, c) for zs, cs in zip(heat["z"], heat["counts"], strict=True) for z, c in zip(zs, cs, strict=True)]
+    assert any(z is None for z, _ in pairs) and all((z is None) == (c == 0) for z, c in pairs)
+    assert all(z == pytest.approx(math.log1p(c)) for z, c in pairs if z is not None)
     page.screenshot(path=os.path.join(ARTIFACTS, "report-histograms.png"), full_page=True)
     assert errors == []
 
@@ -173,8 +189,7 @@ def test_runs_without_histograms_or_checkpoints_leave_those_views_hidden(
     payload = build_payload(Store(save_dir))
     assert payload["histograms"] == {} and payload["checkpoints"] == {}
     path = write_report(Store(save_dir), tmp_path / "report.html")
-    page.goto(f"file://{path}")
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    open_page(page, f"file://{path}")
     assert not page.is_visible("#histograms-section") and not page.is_visible("#checkpoints-section")
     assert errors == []
 

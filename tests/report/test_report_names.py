@@ -16,6 +16,7 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.report import Dashboard, write_report
+from tests.report.pages import open_page, open_section
 
 LINK = '<a href="http://x">x</a>'
 METRICS = ["train/loss", "train_loss", "损失", "精度", "charts", LINK, "metric-charts", "system-charts"]
@@ -50,22 +51,28 @@ def test_every_metric_has_its_own_chart_and_no_name_becomes_a_link(
     page_url: str, browser_page: tuple[Any, list[str]]
 ) -> None:
     page, errors = browser_page
-    page.goto(page_url)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    open_page(page, page_url)
+    open_section(page, "system")  # closed, so drawn only now
     charts = page.evaluate(
-        """() => [...document.querySelectorAll('#metric-charts > .chart')].map((div) => ({
+        """() => [...document.querySelectorAll('#metric-charts .chart')].map((div) => ({
             metric: div.dataset.metric, title: div.querySelector('.gtitle').textContent,
+            section: div.closest('details').dataset.section,
             first: div.data.filter((t) => t.meta.kind === 'line').map((t) => t.y[0])}))"""
     )
+    system = [c for c in charts if c["section"] == "system"]
+    assert [c["metric"] for c in system] == ["system/" + LINK] and system[0]["title"] == "system/" + LINK
+    charts = [c for c in charts if c["section"] != "system"]
     assert sorted(c["metric"] for c in charts) == sorted(METRICS), "one chart per metric"
     for c in charts:
         i = METRICS.index(c["metric"])
         assert c["first"] == [i + 1, i + 1], (c, "each chart draws its own metric, for both runs")
         assert c["title"] == c["metric"], "the title is the name, as text"
-    containers = page.evaluate("['metric-charts', 'system-charts'].map((id) => document.getElementById(id).className)")
-    assert containers == ["charts", "charts"], "no chart took a container's place"
-    system = page.evaluate("[...document.querySelectorAll('#system-charts > .chart')].map((d) => d.dataset.metric)")
-    assert "system/" + LINK in system
+    sections = page.evaluate("[...document.querySelectorAll('#metric-charts > details')].map((d) => d.dataset.section)")
+    assert '<a href="http:' in sections, "a section named by a stored prefix, as text"
+    containers = page.evaluate(
+        "[...document.querySelectorAll('#metric-charts .charts')].map((g) => g.parentNode.nodeName)"
+    )
+    assert set(containers) == {"DETAILS"}, "no chart took a container's place"
     links = page.evaluate(
         """() => [...document.querySelectorAll('a')].map((a) => a.getAttribute('href')
             || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href') || '').filter((h) => h.includes('//x'))"""

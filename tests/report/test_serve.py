@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -129,3 +132,35 @@ def test_serve_command_binds_localhost_and_names_a_busy_port(tmp_path: Any) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_tab_closed_mid_answer_prints_nothing_and_the_server_keeps_serving(
+    tmp_path: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = str(tmp_path / "runs")
+    _log_run(save_dir, "run-0", 5)
+    # logging as a script with logging.basicConfig(level=logging.DEBUG) has it: all of it printed
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    dash = Dashboard(Store(save_dir), port=0).start()
+    try:
+        host, port = dash.url.split("//")[1].rstrip("/").split(":")
+        for _ in range(3):
+            tab = socket.create_connection((host, int(port)), timeout=10)
+            tab.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            tab.recv(64)  # the answer has started: the page (megabytes) is still being sent
+            # closed with unread data: the kernel answers the next write with a reset
+            tab.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            tab.close()
+        status, body = _get(dash.url)
+        assert status == 200 and body.startswith(b"<!DOCTYPE html>"), "the server still answers"
+    finally:
+        dash.stop()
+        root.removeHandler(handler)
+        root.setLevel(level)
+    err = capfd.readouterr().err
+    for word in ("Traceback", "BrokenPipeError", "ConnectionResetError", "Exception occurred"):
+        assert word not in err, err
