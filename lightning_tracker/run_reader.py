@@ -27,10 +27,11 @@ from lightning_tracker.format.layout import (
     GIT_DIFF_FILE,
     HISTOGRAMS_DIR,
     META_FILE,
+    MEDIA_DIR,
     METRICS_DIR,
     RUN_FILE,
 )
-from lightning_tracker.format.schemas import HISTOGRAMS, METRICS
+from lightning_tracker.format.schemas import HISTOGRAMS, MEDIA, METRICS
 from lightning_tracker.format.summary import keep_last
 from lightning_tracker.format.validate import check_document, check_run
 from lightning_tracker.read_cache import ReadCache, read_chunks
@@ -289,6 +290,42 @@ class Run:
             RunNotFoundError: no checkpoint has that alias or name.
         """
         return find_checkpoint(self.storage, self.path, key)
+
+    def media(self, key: str | None = None, *, skip_damaged: bool = False) -> pd.DataFrame:
+        """Images, texts and tables logged with ``log_image``, ``log_text`` and ``log_table``.
+
+        One row per object, sorted by key, step and index, with the columns ``step, key,
+        index, kind, caption, width, height`` (width and height are pixels, or columns and
+        rows of a text or table), then ``time, object, sha256, thumbnail``.
+
+        Example:
+            >>> import numpy as np
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-media", name="p", version="r1")
+            >>> logger.log_image("samples", [np.zeros((4, 6, 3), np.uint8)], step=2, caption=["zeros"])
+            >>> logger.finalize("success")
+            >>> run = Store("memory://doc-media").run("r1")
+            >>> run.media()[["step", "key", "index", "kind", "caption", "width", "height"]].values.tolist()
+            [[2, 'samples', 0, 'image', 'zeros', 6, 4]]
+            >>> run.read_media("samples", step=2).size
+            (6, 4)
+        """
+        from lightning_tracker.media_reader import media_index
+
+        return media_index(self._chunks(MEDIA_DIR, MEDIA, "media", skip_damaged), key)
+
+    def read_media(self, key: str, step: int, index: int = 0) -> Any:
+        """One logged object: a ``PIL.Image`` for an image, a DataFrame for a text or a table.
+
+        Raises:
+            RunNotFoundError: nothing was logged for ``key`` at ``step`` and ``index``
+                (the message lists the keys, or the key's steps).
+            StorageError: the object is missing or does not match its sha256.
+        """
+        from lightning_tracker.media_reader import pick, read_object
+
+        row = pick(self.media(key), key, step, index, f"run {self.id}")
+        return read_object(self.storage, self.path, row)
 
     def histograms(self, name: str | None = None, *, skip_damaged: bool = False) -> pd.DataFrame:
         """Histograms recorded by ``GradientMonitor``: one row per step, tensor and kind.

@@ -36,12 +36,14 @@ LAYER_OF = [
     ("lightning_tracker.api", "read"),
     ("lightning_tracker.checkpoint_refs", "read"),
     ("lightning_tracker.read_cache", "read"),
+    ("lightning_tracker.media_reader", "read"),
     ("lightning_tracker.run_reader", "read"),
     ("lightning_tracker.logger", "integration"),
     ("lightning_tracker.callbacks", "integration"),
     ("lightning_tracker.report", "integration"),
     ("lightning_tracker._heatmap", "integration"),
     ("lightning_tracker.demo", "integration"),
+    ("lightning_tracker.media_capture", "integration"),
     ("lightning_tracker._compat", "integration"),
     ("lightning_tracker.cli", "cli"),
 ]
@@ -53,7 +55,7 @@ FORMAT_THIRD_PARTY = ("numpy", "pyarrow")
 STORAGE_THIRD_PARTY = ("numpy", "pyarrow", "fsspec")
 FSSPEC_MODULE = "lightning_tracker.storage.remote"
 TORCH_FREE = ("lightning_tracker.format", "lightning_tracker.storage", "lightning_tracker.api",
-              "lightning_tracker.checkpoint_refs", "lightning_tracker.read_cache",
+              "lightning_tracker.checkpoint_refs", "lightning_tracker.read_cache", "lightning_tracker.media_reader",
               "lightning_tracker.run_reader")  # fmt: skip
 
 

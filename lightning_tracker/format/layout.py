@@ -23,6 +23,8 @@ __all__ = [
     "GIT_DIFF_FILE",
     "HISTOGRAMS_DIR",
     "META_FILE",
+    "MEDIA_DIR",
+    "MEDIA_FILES_DIR",
     "METRICS_DIR",
     "MIRROR_FILE",
     "MODELS_DIR",
@@ -49,10 +51,15 @@ GIT_DIFF_FILE = "git.diff"  # uncommitted changes when started in a dirty reposi
 METRICS_DIR = "metrics"  # immutable Parquet chunks of metric points
 HISTOGRAMS_DIR = "histograms"  # immutable Parquet chunks of histograms (GradientMonitor)
 MODELS_DIR = "models"  # stored checkpoints (log_model), one immutable object each
+MEDIA_DIR = "media"  # immutable Parquet chunks of the media index (log_image, log_text, log_table)
+# the media objects the index names, content-addressed (<sha256>.<ext>); the name sorts
+# before MEDIA_DIR, so a mirror round (which uploads in name order) stores an image
+# before the index chunk that lists it
+MEDIA_FILES_DIR = "media-files"
 MODELS_FILE = "models.json"  # the checkpoint manifest
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files, in the run folder itself
 
-DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR)  # folders of chunk files, compacted alike
+DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR, MEDIA_DIR)  # folders of chunk files, compacted alike
 # the mutable documents, in the order they are committed after the objects they describe
 DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
 

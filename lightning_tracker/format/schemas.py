@@ -1,4 +1,4 @@
-"""The Arrow schemas of the Parquet chunks: metric points and histograms.
+"""The Arrow schemas of the Parquet chunks: metric points, histograms and the media index.
 
 Writers build chunks with these schemas and readers cast what they read to them, so a
 column added later reads as null in older chunks.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["HISTOGRAMS", "METRICS", "PARQUET_OPTIONS"]
+__all__ = ["HISTOGRAMS", "MEDIA", "MEDIA_KINDS", "METRICS", "PARQUET_OPTIONS"]
 
 METRICS = pa.schema(
     [
@@ -40,8 +40,27 @@ HISTOGRAMS = pa.schema(
     ]
 )
 
+MEDIA_KINDS = ("image", "text", "table")  # the kinds of the media index
+
+MEDIA = pa.schema(
+    [
+        ("step", pa.int64()),  # the step given to log_image/log_text/log_table, or the last logged one
+        ("time", pa.float64()),
+        ("key", pa.dictionary(pa.int32(), pa.string())),  # the key given (e.g. "val/samples")
+        ("index", pa.int32()),  # position in the list of images logged together (0 for text and tables)
+        ("kind", pa.dictionary(pa.int32(), pa.string())),  # "image", "text" or "table"
+        ("caption", pa.string()),  # null when none was given
+        ("width", pa.int32()),  # pixels; columns for text and tables
+        ("height", pa.int32()),  # pixels; rows for text and tables
+        ("object", pa.string()),  # file name in media-files/: <sha256>.png | .webp | .parquet
+        ("sha256", pa.string()),  # of the object's bytes (hex)
+        ("thumbnail", pa.string()),  # file name in media-files/ of a preview at most 128 px wide and high
+    ]
+)
+
 # how every chunk is written: zstd, with the name columns dictionary-encoded
 PARQUET_OPTIONS: dict[pa.Schema, dict[str, object]] = {
     METRICS: {"compression": "zstd", "use_dictionary": ["key"]},
     HISTOGRAMS: {"compression": "zstd", "use_dictionary": ["tensor", "kind"]},
+    MEDIA: {"compression": "zstd", "use_dictionary": ["key", "kind"]},
 }

@@ -41,6 +41,7 @@ from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
     DOCUMENTS,
+    MEDIA_FILES_DIR,
     MIRROR_FILE,
     MODELS_DIR,
     MODELS_FILE,
@@ -55,7 +56,7 @@ __all__ = ["Mirror", "MirrorReport"]
 
 log = logging.getLogger(__name__)
 
-_PUBLISHED_DIRS = (*DATA_DIRS, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
+_PUBLISHED_DIRS = (*DATA_DIRS, MEDIA_FILES_DIR, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
 
 
 @dataclass

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.record_writer import masked_crc32c
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams
+from tensorboardX.summary import text as text_summary
 
 from lightning_tracker.format.layout import EVENTS_PREFIX
 
@@ -208,6 +210,17 @@ class TensorBoardWriter:
                 tag = self._histo_tags[tags[i]] = _tag_prefix(tags[i])[:-1]  # the tag field alone
             values.append(tag + b"\x2a" + _varint(len(histo)) + histo)
         self._event(_scalar_event(times[-1], steps[-1], values))
+
+    def write_image(self, tag: str, step: int, wall_time: float, png: bytes, height: int, width: int,
+                    channels: int) -> None:  # fmt: skip
+        """Writes one PNG-encoded image for TensorBoard's Images tab."""
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self._event(Event(wall_time=wall_time, step=step, summary=summary).SerializeToString())
+
+    def write_text(self, tag: str, step: int, wall_time: float, markdown: str) -> None:
+        """Writes Markdown (a text, a table) for TensorBoard's Text tab."""
+        self._event(Event(wall_time=wall_time, step=step, summary=text_summary(tag, markdown)).SerializeToString())
 
     def flush(self) -> None:
         """Writes the events held in memory and makes them durable (fsync).

@@ -1,0 +1,90 @@
+"""Reading a run's media: the index as a DataFrame, and one image, text or table.
+
+The index is read with the same coverage rule as metrics, and the same "last one wins"
+rule per (key, step, index) (:func:`~lightning_tracker.format.summary.keep_last`): an
+image logged again for a step (a resumed run) replaces the earlier one. Imports neither
+torch nor Lightning; Pillow is imported only to open an image.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lightning_tracker.exceptions import RunNotFoundError, StorageError
+from lightning_tracker.format.layout import MEDIA_FILES_DIR
+from lightning_tracker.format.summary import keep_last
+
+if TYPE_CHECKING:
+    from lightning_tracker.read_cache import ReadCache
+    from lightning_tracker.storage import Storage
+
+__all__ = ["COLUMNS", "media_index", "pick", "read_object"]
+
+COLUMNS = ["step", "key", "index", "kind", "caption", "width", "height"]  # what Run.media() shows
+
+
+def media_index(table: pa.Table, key: str | None = None) -> pd.DataFrame:
+    """The index rows (last one per key, step and index), sorted by key, step and index.
+
+    Besides :data:`COLUMNS`, keeps ``time``, ``object``, ``sha256`` and ``thumbnail`` for
+    the readers that fetch objects (the report, :func:`read_object`).
+    """
+    frame = table.to_pandas()
+    if key is not None:
+        frame = frame[frame["key"].astype(str) == key]
+    if frame.empty:
+        empty = pd.DataFrame({c: pd.Series([], dtype="int64" if c in ("step", "index", "width", "height") else object)
+                              for c in [*COLUMNS, "time", "object", "sha256", "thumbnail"]})  # fmt: skip
+        return empty
+    keys = frame["key"].astype(str).to_numpy()
+    codes = np.unique(keys, return_inverse=True)[1]
+    keep = keep_last([codes, frame["index"].to_numpy()], frame["step"].to_numpy())
+    frame = frame[keep].copy()
+    for col in ("key", "kind"):
+        frame[col] = frame[col].astype(str)
+    frame = frame.sort_values(["key", "step", "index"], kind="stable").reset_index(drop=True)
+    return frame[[*COLUMNS, "time", "object", "sha256", "thumbnail"]]
+
+
+def read_object(storage: Storage, run_path: str, row: pd.Series, cache: ReadCache | None = None) -> Any:
+    """The object an index row names: a ``PIL.Image`` for an image, a DataFrame for text or a table.
+
+    Raises:
+        StorageError: the object is missing or its bytes do not match the recorded sha256.
+    """
+    import hashlib
+
+    rel = f"{run_path}/{MEDIA_FILES_DIR}/{row['object']}"
+    try:
+        data = storage.read_bytes(rel)
+    except FileNotFoundError:
+        raise StorageError(f"{storage.full_url(rel)} is listed in the media index but missing") from None
+    if hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise StorageError(f"{storage.full_url(rel)} does not match its recorded sha256; it is damaged")
+    if row["kind"] == "image":
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def pick(index: pd.DataFrame, key: str, step: int, position: int, where: str) -> pd.Series:
+    """The index row of ``key`` at ``step`` and ``position``; the error lists what there is."""
+    rows = index[(index["key"] == key) & (index["step"] == step) & (index["index"] == position)]
+    if len(rows):
+        return rows.iloc[0]
+    keys = sorted(set(index["key"]))
+    if key not in keys:
+        raise RunNotFoundError(f"no media {key!r} in {where}; keys: {', '.join(keys) or 'none logged'}")
+    steps = sorted(set(index.loc[index["key"] == key, "step"].tolist()))
+    shown = ", ".join(map(str, steps[:10])) + (" …" if len(steps) > 10 else "")
+    raise RunNotFoundError(f"no media {key!r} at step {step} index {position} in {where}; its steps: {shown}")
+
