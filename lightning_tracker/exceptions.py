@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointIntegrityError",
     "InvalidArgumentError",
     "MissingDependencyError",
+    "RunExistsError",
     "RunNotFoundError",
     "StorageError",
     "TrackerError",
@@ -27,6 +28,10 @@ class InvalidArgumentError(TrackerError, ValueError):
 
 class RunNotFoundError(TrackerError, FileNotFoundError):
     """A run, project or file asked for does not exist in the store."""
+
+
+class RunExistsError(TrackerError, FileExistsError):
+    """A run that must be new (``TrackerLogger(resume="never")``) already exists in the store."""
 
 
 class StorageError(TrackerError, OSError):

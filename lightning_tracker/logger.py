@@ -15,6 +15,7 @@ from lightning_tracker.format.layout import new_run_id, new_run_name, validate_p
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
+from lightning_tracker.writers.resume import resume_mode
 from lightning_tracker.writers.run_writer import RunWriter, Sampler
 from lightning_tracker.writers.spool import spool_dir_for
 
@@ -76,6 +77,11 @@ class TrackerLogger(Logger):
         name: the project: the folder that groups related runs.
         version: the run id. A new unique id is generated when None; pass an existing
             id to resume that run.
+        resume: what a given ``version`` must name, checked when the run opens (at fit start,
+            before any step): ``"allow"`` resumes the run or starts one with that id (warning
+            once that it is new), ``"must"`` raises ``RunNotFoundError`` when the run does not
+            exist, ``"never"`` raises ``RunExistsError`` when it does. For a remote store both
+            wait for its answer; a store that cannot answer raises ``StorageError``.
         run_name: a readable name for tables; a random one (``"swift-otter-42"``) when None.
         group: groups runs, for example the members of a sweep.
         tags: labels to filter runs by.
@@ -131,6 +137,7 @@ class TrackerLogger(Logger):
         spool_dir: str | os.PathLike[str] | None = None,
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
+        resume: str = "allow",
     ) -> None:
         super().__init__()
         self._storage = Storage(save_dir, storage_options)
@@ -161,6 +168,8 @@ class TrackerLogger(Logger):
                 f"run_name={run_name!r} must be non-empty and free of control characters."
             )
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
+        # checked when this logger (or the one it was copied from) first opens the run, never again
+        self._require = resume_mode(resume, version)
         self._version = _shared_run_id(_constructed, version)
         self._run_name_arg = run_name
         self._run_name = run_name or new_run_name()
@@ -259,7 +268,9 @@ class TrackerLogger(Logger):
                 spool_root=self._spool_root,
                 offline=self._offline,
                 resume=self._resume,
+                require=self._require,
             )
+            self._require = None  # a forked child or a reopened run: this logger already opened it
         return self._writer
 
     # -- Lightning's calls ------------------------------------------------------------
@@ -327,8 +338,10 @@ class TrackerLogger(Logger):
         """Snapshots the checkpoint just saved for background upload (``log_model``).
 
         Only links the local file into the run's staging folder; the upload, the manifest
-        and the retention happen on a background thread.
+        and the retention happen on a background thread. Every save, with or without
+        ``log_model``, records the first monitoring callback's metric in ``run.json``.
         """
+        self.experiment.info.record_monitor(checkpoint_callback)
         if not self._log_model:
             return
         self._checkpoints = self.experiment.save_checkpoint(checkpoint_callback, self._log_model)

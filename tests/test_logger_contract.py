@@ -12,7 +12,7 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker._compat import rank_zero_only
-from tests.helpers import lightning, tiny_model, trainer
+from tests.helpers import lightning, local_or_s3, tiny_model, trainer
 
 STEPS_PER_EPOCH = 8  # 64 samples, batch 8
 
@@ -203,3 +203,45 @@ def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, m
     monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
     monkeypatch.setattr("lightning_tracker.logger._constructed", 0)
     assert TrackerLogger(tmp_path, name="p").version == "job-98765-0"
+
+
+@pytest.mark.parametrize("log_model", [False, True])
+@pytest.mark.parametrize("target", ["local", "s3"])
+def test_the_first_monitoring_checkpoint_callback_is_recorded_in_run_json(
+    target: str, log_model: bool, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    save_dir, options = local_or_s3(target, tmp_path, request)
+    callbacks = lightning().callbacks
+    logger = TrackerLogger(save_dir, name="p", storage_options=options, log_model=log_model)
+    trainer(logger, enable_checkpointing=True, callbacks=[
+        callbacks.ModelCheckpoint(filename="last-{epoch}"),  # monitors nothing: not the one recorded
+        callbacks.ModelCheckpoint(monitor="val/loss", mode="min", filename="a-{epoch}"),
+        callbacks.ModelCheckpoint(monitor="train/loss", mode="max", filename="b-{epoch}"),
+    ]).fit(tiny_model())  # fmt: skip
+    run = Store(save_dir, options).run(logger.version)
+    assert run.monitor == {"name": "val/loss", "mode": "min"}
+    assert run.doc["monitor"] == {"name": "val/loss", "mode": "min"}  # in run.json as stored
+    if log_model:
+        assert run.checkpoint("best").name.startswith("a-")  # "best" follows the same callback
+
+    resumed = TrackerLogger(save_dir, name="p", version=logger.version, storage_options=options, resume="must")
+    trainer(resumed, max_epochs=1).fit(tiny_model())  # no checkpoint callback this session
+    assert Store(save_dir, options).run(logger.version).monitor == {"name": "val/loss", "mode": "min"}
+    again = TrackerLogger(save_dir, name="p", version=logger.version, storage_options=options, resume="must")
+    trainer(again, max_epochs=1, enable_checkpointing=True,
+            callbacks=[callbacks.ModelCheckpoint(monitor="val/loss", mode="max")]).fit(tiny_model())  # fmt: skip
+    assert Store(save_dir, options).run(logger.version).monitor == {"name": "val/loss", "mode": "max"}
+
+
+@pytest.mark.parametrize("target", ["local", "s3"])
+def test_no_monitor_is_recorded_without_a_monitoring_checkpoint_callback(
+    target: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    save_dir, options = local_or_s3(target, tmp_path, request)
+    logger = TrackerLogger(save_dir, name="p", storage_options=options)
+    trainer(logger, enable_checkpointing=True).fit(tiny_model())  # Lightning's default ModelCheckpoint()
+    run = Store(save_dir, options).run(logger.version)
+    assert run.monitor is None and run.doc["monitor"] is None
+    plain = TrackerLogger(save_dir, name="p", storage_options=options)
+    trainer(plain).fit(tiny_model())  # no checkpointing at all
+    assert Store(save_dir, options).run(plain.version).monitor is None

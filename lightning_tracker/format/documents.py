@@ -3,7 +3,9 @@
 A document is a plain dict written with :func:`lightning_tracker.format.codec.dumps`.
 The constructors here are the only place each shape is spelled out; ``docs/format.md``
 lists the same fields. Readers ignore fields they do not know; a change that breaks
-existing readers increments that document's version in :data:`VERSIONS`.
+existing readers increments that document's version in :data:`VERSIONS`. A new optional
+field (null or absent when unknown, such as ``run.json``'s ``monitor``) breaks no reader
+and keeps the version: an older reader ignores it, a newer one reads its absence as null.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ def new_run(
     run_id: str, project: str, name: str, *, group: str | None, tags: list[str], notes: str | None,
     heartbeat_interval_s: float, url: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """A new ``run.json``: status ``running``, no sessions yet, empty params and summary.
+    """A new ``run.json``: status ``running``, no sessions yet, empty params and summary, no monitor.
+
+    ``monitor`` becomes ``{"name": <metric>, "mode": "min" | "max"}`` when the first
+    ``ModelCheckpoint`` that monitors a metric saves (``RunInfo.record_monitor``).
 
     Example:
         >>> doc = new_run("r1", "p", "first", group=None, tags=[], notes=None, heartbeat_interval_s=2.0, url="/x")
@@ -75,7 +80,7 @@ def new_run(
         "status": "running", "start_time": time.time(), "end_time": None,
         "heartbeat": None, "heartbeat_interval_s": heartbeat_interval_s,
         "sessions": [], "writer": writer_identity(), "url": url,
-        "params": {}, "summary": {},
+        "params": {}, "summary": {}, "monitor": None,
     }  # fmt: skip
 
 

@@ -72,6 +72,12 @@ def _writer(v: Any) -> bool:
     return texts and _count(v.get("pid"))
 
 
+def _monitor(v: Any) -> bool:  # null, or the metric the first ModelCheckpoint monitors
+    if v is None:
+        return True
+    return _object(v) and isinstance(v.get("name"), str) and isinstance(v.get("mode", ""), (str, type(None)))
+
+
 # a field's kind: what it must be (for the message) and the test
 _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "version": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
@@ -87,6 +93,7 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "object?": ("an object or null", lambda v: v is None or _object(v)),
     "count?": ("a whole number or null", _count),
     "writer": ("null or an object of host (text), pid (whole number) and boot (text)", _writer),
+    "monitor": ("null or an object of name (text) and mode (text or null)", _monitor),
 }
 
 # every field new_run writes, with its kind (a test checks the two agree)
@@ -96,7 +103,7 @@ RUN_FIELDS: dict[str, str] = {
     "status": "status", "start_time": "time", "end_time": "time?",
     "heartbeat": "time?", "heartbeat_interval_s": "seconds?",
     "sessions": "objects", "writer": "writer", "url": "text",
-    "params": "object", "summary": "object",
+    "params": "object", "summary": "object", "monitor": "monitor",
 }  # fmt: skip
 # the fields of config.json and meta.json that readers use
 DOCUMENT_FIELDS: dict[str, dict[str, str]] = {

@@ -8,8 +8,15 @@ what the store has. The new session is numbered after every session either copy 
 The store is asked on a daemon thread (:class:`RemoteProbe`) and waited for at most
 ``timeout`` seconds: a store that accepts connections and never answers cannot hold
 training. A late answer is merged into the live run by the flusher
-(:meth:`RemoteProbe.take`). Chunk names carry each session's writer key, so a session
-numbered without the store's answer can never overwrite a stored chunk.
+(:meth:`RemoteProbe.take`, then :mod:`.late_merge`). Chunk names carry each session's
+writer key, so a session numbered without the store's answer can never overwrite a
+stored chunk.
+
+``TrackerLogger(resume=...)`` says what a given id must name (:data:`RESUME_MODES`):
+``"allow"`` resumes the run or starts it (with one warning: the id may be mistyped);
+``"must"`` and ``"never"`` wait for the store's answer to "does it exist?" (at most
+:data:`CHECK_TIMEOUT_S`) and raise before anything is written when the answer is wrong
+or does not come.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
@@ -28,25 +36,30 @@ from lightning_tracker.format.layout import (
     META_FILE,
     MODELS_FILE,
     RUN_FILE,
-    chunk_name,
     live_chunks,
     parse_chunk_name,
 )
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = [
+    "CHECK_TIMEOUT_S",
     "PROBE_TIMEOUT_S",
+    "RESUME_MODES",
     "Existing",
     "RemoteProbe",
     "load_existing",
-    "merge_stored",
     "next_session",
+    "resume_mode",
     "warn_if_written_now",
+    "warn_new_run",
 ]
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = float(os.environ.get("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "5"))
+# resume="must" | "never": how long to wait for the store to say whether the run exists
+CHECK_TIMEOUT_S = float(os.environ.get("LIGHTNING_TRACKER_CHECK_TIMEOUT_S", "30"))
+RESUME_MODES = ("allow", "must", "never")
 _DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE)  # the summary is computed from the chunks
 
 
@@ -87,13 +100,17 @@ class RemoteProbe:
         storage: where the run lives.
         prefix: the run's path in ``storage``.
         local_dir: the run's spool folder.
+        fetch: after ``run.json``, also read the other documents and the chunks (False:
+            only answer whether the run exists; nothing is written into the spool).
     """
 
-    def __init__(self, storage: Storage, prefix: str, local_dir: str) -> None:
+    def __init__(self, storage: Storage, prefix: str, local_dir: str, fetch: bool = True) -> None:
         self.storage, self.prefix, self.local_dir = storage, prefix, local_dir
+        self.fetch = fetch  # set to False by a caller that gave up: a late answer then writes nothing
         self.documents: dict[str, bytes] = {}
         self.downloaded: list[str] = []  # chunk paths now in the spool as they are in the store
         self.error: BaseException | None = None
+        self._answered = threading.Event()  # run.json read, found missing, or the read failed
         self._done = threading.Event()
         self._taken = False
         threading.Thread(target=self._run, name="lightning-tracker-resume", daemon=True).start()
@@ -104,11 +121,16 @@ class RemoteProbe:
                 self.documents[RUN_FILE] = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
             except FileNotFoundError:
                 return  # a new run: nothing stored yet
+            self._answered.set()
+            if not self.fetch:
+                return
             others = [f"{self.prefix}/{name}" for name in _DOCUMENTS if name != RUN_FILE]
             self.documents.update({rel.rsplit("/", 1)[1]: data for rel, data in self.storage.read_many(others).items()})
             for folder in DATA_DIRS:
                 remote = self.storage.find(f"{self.prefix}/{folder}")
                 for name in live_chunks(list(remote)):
+                    if not self.fetch:
+                        return
                     rel = f"{folder}/{name}"
                     local = os.path.join(self.local_dir, folder, name)
                     if not os.path.exists(local):
@@ -117,11 +139,21 @@ class RemoteProbe:
         except Exception as err:  # noqa: BLE001 - an unreachable store must not stop training
             self.error = err
         finally:
+            self._answered.set()
             self._done.set()
 
     def wait(self, timeout: float) -> bool:
         """Whether the probe finished within ``timeout`` seconds."""
         return self._done.wait(timeout)
+
+    def exists(self, timeout: float) -> bool | None:
+        """Whether the store holds the run; None when it did not say within ``timeout`` seconds
+        (it failed, or has not answered)."""
+        if not self._answered.wait(timeout):
+            return None
+        if RUN_FILE in self.documents:
+            return True
+        return False if self.error is None else None
 
     @property
     def doc(self) -> dict[str, Any] | None:
@@ -151,15 +183,30 @@ class RemoteProbe:
 
 
 def load_existing(
-    storage: Storage, prefix: str, local_dir: str, *, probe_remote: bool, timeout: float | None = None
-) -> tuple[Existing | None, RemoteProbe | None]:
+    storage: Storage, prefix: str, local_dir: str, *, probe_remote: bool, timeout: float | None = None,
+    require: str | None = None,
+) -> tuple[Existing | None, RemoteProbe | None]:  # fmt: skip
     """The existing run at ``prefix`` (in the spool ``local_dir`` and, if ``probe_remote``, the store).
+
+    Args:
+        storage: where the run lives.
+        prefix: ``<project>/<run_id>``.
+        local_dir: the run's local folder (the store's folder, or its spool folder).
+        probe_remote: ask the store too (on a daemon thread).
+        timeout: how long to wait for the store (default :data:`PROBE_TIMEOUT_S`).
+        require: what the run id must name (:data:`RESUME_MODES`): ``"must"`` and ``"never"``
+            are checked here, before anything is written; ``"allow"`` warns once when the run
+            is new; None neither checks nor warns (a generated id, a run reopened).
 
     Returns:
         What is known of the run (None for a new run), and the probe of the store when it
-        has not answered within ``timeout`` seconds (default :data:`PROBE_TIMEOUT_S`): the
-        caller merges its answer later.
+        has not answered within ``timeout`` seconds: the caller merges its answer later.
         A store that fails is logged and the spool's copy used: resuming never stops training.
+
+    Raises:
+        RunNotFoundError: ``require="must"`` and neither the spool nor the store holds the run.
+        RunExistsError: ``require="never"`` and the spool or the store holds it.
+        StorageError: ``require`` is ``"must"`` or ``"never"`` and the store cannot say.
 
     Example:
         >>> import tempfile
@@ -171,9 +218,16 @@ def load_existing(
         [{'index': 0}]
         >>> load_existing(Storage(d), "p/r", tempfile.mkdtemp(), probe_remote=False)
         (None, None)
+        >>> load_existing(Storage(d), "p/r", d, probe_remote=False, require="never")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.RunExistsError: resume='never': run r already exists in ...
     """
     local_doc = _read_doc(local_dir, RUN_FILE)
-    probe = RemoteProbe(storage, prefix, local_dir) if probe_remote else None
+    # resume="never" never resumes: the probe only answers whether the run exists
+    probe = RemoteProbe(storage, prefix, local_dir, fetch=require != "never") if probe_remote else None
+    if require in ("must", "never"):
+        _check_exists(storage, prefix, local_dir, require, local_doc is not None, probe)
     remote_doc = None
     timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     if probe is not None:
@@ -187,6 +241,9 @@ def load_existing(
                         prefix, storage.url, type(probe.error).__name__, probe.error, local_dir)  # fmt: skip
         remote_doc = probe.doc
     if local_doc is None and remote_doc is None:
+        # only when the store said so: an offline or failed lookup does not know the run is new
+        if require == "allow" and (storage.is_local or (probe is not None and probe.error is None)):
+            warn_new_run(storage, prefix)
         return None, None
     use_remote = remote_doc is not None and _rank(remote_doc) > _rank(local_doc)
     downloaded: list[str] = []
@@ -201,52 +258,75 @@ def load_existing(
     return Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE), downloaded=downloaded), None
 
 
+def resume_mode(resume: object, version: object) -> str | None:
+    """Checks ``TrackerLogger``'s ``resume`` argument (at construction, never mid-training).
+
+    Returns:
+        What to check when the run opens (``load_existing``'s ``require``); None without a
+        ``version``: a generated id names a new run, there is nothing to check.
+
+    Example:
+        >>> resume_mode("must", "my-run"), resume_mode("never", None)
+        ('must', None)
+        >>> resume_mode("must", None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.InvalidArgumentError: resume='must' needs the id of the run to resume: ...
+    """
+    if not isinstance(resume, str) or resume not in RESUME_MODES:
+        raise InvalidArgumentError(
+            f"resume={resume!r} is not allowed; pass 'allow' (resume the run `version` names, or start it with that "
+            "id), 'must' (the run must exist: a mistyped id is an error) or 'never' (the run must be new)."
+        )
+    if resume == "must" and version is None:
+        raise InvalidArgumentError(
+            "resume='must' needs the id of the run to resume: pass version='<run id>' too (lightning-tracker runs "
+            "lists the ids), or leave resume='allow'."
+        )
+    return resume if version is not None else None
+
+
+def _check_exists(
+    storage: Storage, prefix: str, local_dir: str, require: str, in_spool: bool, probe: RemoteProbe | None
+) -> None:
+    """Raises unless the run's existence is what ``require`` asks; waits for the store's answer."""
+    project, run_id = prefix.rsplit("/", 1)
+    where = storage.full_url(project)
+    found: bool | None = in_spool
+    if not in_spool and not storage.is_local:  # for a local store the spool folder is the store's
+        asked = probe or RemoteProbe(storage, prefix, local_dir, fetch=False)  # offline: ask, fetch nothing
+        found = asked.exists(CHECK_TIMEOUT_S)
+        if found is None:
+            asked.fetch = False  # a late answer writes nothing
+            error = asked.error
+            why = f"{type(error).__name__}: {error}" if error else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+            raise StorageError(
+                f"resume={require!r} needs to know whether run {run_id} exists in {where}, but the store could not "
+                f"tell ({why}); check the store's address and credentials (storage_options), or pass "
+                "resume='allow' to start training without knowing."
+            )
+    if require == "must" and not found:
+        raise RunNotFoundError(
+            f"resume='must': there is no run {run_id} in {where}; check the id (lightning-tracker runs -s "
+            f"{storage.url} -p {project} lists them), or pass resume='allow' to start a new run with this id."
+        )
+    if require == "never" and found:
+        spooled = f" (this machine's spool holds it: {local_dir})" if in_spool and not storage.is_local else ""
+        raise RunExistsError(
+            f"resume='never': run {run_id} already exists in {where}; pass another version, version=None for a "
+            f"new generated id, or resume='allow' to continue that run{spooled}."
+        )
+
+
+def warn_new_run(storage: Storage, prefix: str) -> None:
+    """Warns that a run id given to resume names no run: the run starts new (the id may be mistyped)."""
+    project, run_id = prefix.rsplit("/", 1)
+    log.warning("no run %s in %s; starting a new run with that id (pass resume='must' to make a missing "
+                "run an error)", run_id, storage.full_url(project))  # fmt: skip
+
+
 def _local(local_dir: str, doc: dict[str, Any] | None) -> Existing | None:
     return None if doc is None else Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE))
-
-
-def merge_stored(writer: Any, probe: RemoteProbe) -> None:
-    """Merges a store's late answer into a live run (the flusher, while the mirror publishes nothing).
-
-    The stored sessions, tags, start and hyperparameters join the run's (:meth:`RunInfo.merge`);
-    the stored ``meta.json`` (the first session's environment) and ``models.json`` replace
-    this session's, so no stored document or checkpoint name is overwritten; a session
-    number the store already knows is renumbered (this session's chunks, found by its writer
-    key, are renamed: nothing of them is published yet); the summary covers every chunk.
-    """
-    stored = probe.doc
-    if stored is None:  # the run is new in the store too
-        return
-    for name in (META_FILE, MODELS_FILE):
-        if name in probe.documents:
-            atomic_write(os.path.join(writer.local_dir, name), probe.documents[name])
-    if writer.checkpoints is not None:
-        writer.checkpoints.reload()
-    writer.info.merge(stored, probe.documents.get(CONFIG_FILE))
-    taken = {s.get("index") for s in stored.get("sessions") or [] if isinstance(s, dict)}
-    if writer.session in taken:
-        _renumber(writer, max(i for i in taken if isinstance(i, int)) + 1)
-    for rel in probe.downloaded:
-        writer.mirror.mark_published(rel)
-    writer.metrics.load_summary()  # now over the stored sessions' chunks too
-    steps = [s["high_step"] for s in writer.metrics.summary.values()]
-    writer.points.next_step = max([writer.points.next_step, *(s + 1 for s in steps)])
-    log.info("merged the stored copy of run %s (%d sessions)", writer.prefix, len(stored.get("sessions") or []))
-
-
-def _renumber(writer: Any, session: int) -> None:
-    for producer in (writer.metrics, writer.histograms):
-        folder = producer.chunks.dir
-        for name in os.listdir(folder) if os.path.isdir(folder) else []:
-            chunk = parse_chunk_name(name)
-            if chunk is not None and chunk.writer == writer.writer_key:
-                new = chunk_name(session, chunk.first, chunk.last, chunk.writer)
-                os.replace(os.path.join(folder, name), os.path.join(folder, new))
-        producer.chunks.session = session
-    for entry in writer.info.doc["sessions"]:
-        if entry.get("writer_key") == writer.writer_key:
-            entry["index"] = session
-    writer.session = session
 
 
 def warn_if_written_now(doc: dict[str, Any], prefix: str) -> None:

@@ -20,7 +20,7 @@ from lightning_tracker.storage import atomic_write
 
 __all__ = ["RunInfo"]
 
-_KEPT_ON_RESUME = ("start_time", "sessions", "name", "group", "notes")
+_KEPT_ON_RESUME = ("start_time", "sessions", "name", "group", "notes", "monitor")
 
 
 class RunInfo:
@@ -57,7 +57,8 @@ class RunInfo:
         self.doc = new_run(run_id, project, name or default_name, group=group, tags=tags, notes=notes,
                            heartbeat_interval_s=heartbeat_interval_s, url=url)  # fmt: skip
         self.config: dict[str, Any] = new_config()
-        self.explicit = {"name": name, "group": group, "notes": notes}
+        # what this session says itself: a stored value never replaces it (the monitor once a callback saved)
+        self.explicit: dict[str, Any] = {"name": name, "group": group, "notes": notes, "monitor": None}
         self.lock = threading.RLock()
         self._config_dirty = True
         self._warned: set[str] = set()
@@ -124,6 +125,23 @@ class RunInfo:
             self.config["nested"], self.config["flat"] = nested, flat
             self._config_dirty = True
         return True
+
+    def record_monitor(self, callback: Any) -> None:
+        """Records the metric and mode of the first ``ModelCheckpoint`` that monitors one, once per session.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> info = RunInfo("r1", "p", None, "n", None, [], None, 2.0, "/x")
+            >>> info.record_monitor(SimpleNamespace(monitor=None, mode="min"))  # saves without a metric
+            >>> info.record_monitor(SimpleNamespace(monitor="val/loss", mode="min"))
+            >>> info.record_monitor(SimpleNamespace(monitor="val/acc", mode="max"))  # a second callback
+            >>> info.doc["monitor"]
+            {'name': 'val/loss', 'mode': 'min'}
+        """
+        name, mode = getattr(callback, "monitor", None), getattr(callback, "mode", None)
+        if self.explicit["monitor"] is None and isinstance(name, str) and name:
+            with self.lock:
+                self.explicit["monitor"] = self.doc["monitor"] = {"name": name, "mode": str(mode) if mode else None}
 
     def set_info(self, **fields: Any) -> None:
         """Updates run fields such as ``tags``, ``notes`` or ``group``."""

@@ -26,6 +26,7 @@ from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_table
+from lightning_tracker.writers.late_merge import merge_stored
 from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 from lightning_tracker.writers.points import PointBuffer, Warner
@@ -33,7 +34,6 @@ from lightning_tracker.writers.resume import (
     PROBE_TIMEOUT_S,
     RemoteProbe,
     load_existing,
-    merge_stored,
     next_session,
     warn_if_written_now,
 )
@@ -69,6 +69,8 @@ class RunWriter:
         offline: keep everything in the spool; upload later with ``lightning-tracker sync``.
         resume: look for an existing run with this id in the store (False for a freshly
             generated id: no request is made before training starts).
+        require: ``"allow"`` | ``"must"`` | ``"never"``: what the id must name, checked before anything is
+            written (raises as :func:`~lightning_tracker.writers.resume.load_existing`); None checks nothing.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class RunWriter:
         spool_root: str | None = None,
         offline: bool = False,
         resume: bool = True,
+        require: str | None = None,
     ) -> None:
         self.storage = storage
         self.prefix = f"{project}/{run_id}"
@@ -115,8 +118,10 @@ class RunWriter:
         self._open = False
         self.pid = os.getpid()
         probe_remote = resume and self.remote and not offline
-        existing, self._probe = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote)
+        existing, self._probe = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote,
+                                              require=require if resume else None)  # fmt: skip
         self._resumed = existing is not None
+        self.warn_if_new = require == "allow" and not self._resumed  # when the store answers late
         if existing is not None:
             warn_if_written_now(existing.doc, self.prefix)
             self.info.adopt(existing.doc, existing.config)

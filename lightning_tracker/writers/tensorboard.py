@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 from tensorboardX.proto.event_pb2 import Event
-from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.summary import hparams
 from tensorboardX.summary import text as text_summary
 

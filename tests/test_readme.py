@@ -1,0 +1,177 @@
+"""The README's first hour: its two set-up commands and every Python example it shows.
+
+``make demo`` installs the package (no setuptools warning, the report's assets shipped);
+``make test`` writes nothing into the user's home or the repository; every ```python
+block of README.md runs as given, in order, and records the runs it says it does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightning_tracker import Store
+from tests.conftest import S3Server
+from tests.helpers import REPO
+
+README = Path(REPO) / "README.md"
+HOME_DEFAULTS = ("LIGHTNING_TRACKER_SPOOL", "MPLCONFIGDIR", "IPYTHONDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+                 "XDG_DATA_HOME")  # fmt: skip
+SETUP_COMMANDS = """```bash
+make demo   # trains several configurations of a small classifier and lists the runs in ./runs
+make test   # installs everything into .venv and runs the whole test suite
+```
+"""
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_opens_with_the_two_set_up_commands() -> None:
+    assert README.read_text().startswith(SETUP_COMMANDS)
+
+
+def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server
+) -> None:
+    import s3fs
+
+    blocks = _python_blocks()
+    assert len(blocks) >= 6
+    assert not [b for b in blocks if "..." in b], "a README example holds a '...' placeholder"
+    # the S3 examples take their credentials and endpoint from the standard environment
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    buckets = sorted(set(re.findall(r"s3://([a-z0-9.-]+)/", "\n".join(blocks))))
+    assert buckets == ["my-bucket"]
+    s3 = s3fs.S3FileSystem(**s3_server.storage_options, skip_instance_cache=True)
+    for bucket in buckets:
+        if s3.exists(bucket):
+            s3.rm(bucket, recursive=True)
+        s3.mkdir(bucket)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"README.md, python block {number}", "exec"), namespace)  # as a reader runs them
+
+    local = Store("./runs")
+    assert local.projects() == ["demo"]
+    runs = {run.id: run for run in local.runs("demo")}
+    first = runs[namespace["run_id"]]
+    assert first.status == "finished" and first.tags == ["baseline"] and first.config == {"lr": 0.05}
+    assert len(first.doc["sessions"]) == 2, "resumed with resume='must'"
+    assert first.summary["val/loss"]["count"] >= 3
+    monitored = [run for run in runs.values() if not run.histograms().empty]
+    assert len(runs) == 2 and len(monitored) == 1, "the GradientMonitor example recorded histograms"
+
+    remote = Store("s3://my-bucket/experiments", s3_server.storage_options)
+    stored = remote.runs("demo")
+    assert len(stored) == 2 and {run.status for run in stored} == {"finished"}
+    with_checkpoints = [run for run in stored if run.checkpoints]
+    assert len(with_checkpoints) == 1
+    resumed = with_checkpoints[0]
+    assert resumed.monitor == {"name": "val/loss", "mode": "min"}
+    assert len(resumed.doc["sessions"]) == 2 and resumed.summary["val/loss"]["high_step"] == 6 * 8 - 1  # epoch 6
+    assert (tmp_path / "resume.ckpt").stat().st_size > 0
+
+
+def test_make_test_writes_nothing_into_the_home_or_the_repository(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # as on a user's machine: nothing points the spool or any cache away from the home
+    env = {k: v for k, v in os.environ.items() if k not in HOME_DEFAULTS}
+    env["HOME"] = str(home)
+    before = set(os.listdir(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--doctest-modules", "lightning_tracker", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert " passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not [p for p in written if "lightning_tracker" in p], written
+    assert written == [], f"the doctests wrote into the home folder: {written}"
+    new = set(os.listdir(REPO)) - before
+    assert not new & {"runs", "report.html"} and not [n for n in new if n.startswith("histograms-")], new
+
+
+def test_a_test_that_writes_into_the_repository_fails(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"  # a repository with our conftest.py, nothing else
+    repo.mkdir()
+    shutil.copy(Path(REPO) / "conftest.py", repo / "conftest.py")
+    (repo / "pytest.ini").write_text("[pytest]\naddopts = --doctest-modules -p no:cacheprovider\n")
+    seen = tmp_path / "seen.txt"
+    (repo / "test_writes.py").write_text(f"""
+import os
+
+def test_writes_a_report():
+    open("report.html", "w").close()
+
+def test_writes_into_tmp_path(tmp_path):
+    (tmp_path / "report.html").write_text("fine")
+    with open({str(seen)!r}, "w") as f:
+        f.write("\\n".join(os.environ[name] for name in {HOME_DEFAULTS!r}))
+""")
+    (repo / "module.py").write_text('''
+def f():
+    """
+    >>> import os; os.makedirs("runs/demo/r1")
+    """
+''')
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 1, out
+    assert "ERROR at teardown of test_writes_a_report" in out and "['report.html']" in out, out
+    assert "ERROR at teardown of [doctest] module.f" in out and "'runs/demo', 'runs/demo/r1'" in out, out
+    assert "3 passed, 2 errors" in out, out  # both pass, then fail at teardown
+    folders = seen.read_text().splitlines()
+    assert len(folders) == len(HOME_DEFAULTS) and not [f for f in folders if f.startswith(os.path.expanduser("~"))]
+    assert not [f for f in folders if os.path.exists(f)], "the session's temporary folder is removed at the end"
+
+
+def test_the_package_installs_without_setuptools_warnings_and_ships_its_assets(tmp_path: Path) -> None:
+    src = tmp_path / "src"  # built from a copy: a build writes build/ and *.egg-info/ beside the sources
+    shutil.copytree(Path(REPO) / "lightning_tracker", src / "lightning_tracker",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(Path(REPO) / name, src / name)
+    out = tmp_path / "wheel"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", str(src), "-w", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    editable = subprocess.run(  # what `pip install -e .` calls (PEP 660)
+        [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_editable({str(tmp_path)!r})"],
+        cwd=src, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    for build in (done, editable):
+        text = build.stdout + build.stderr
+        assert build.returncode == 0, text[-3000:]
+        assert "would be ignored" not in text and "absent from the `packages` configuration" not in text, text[-3000:]
+    (wheel,) = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = set(zf.namelist())
+    assets = Path(REPO) / "lightning_tracker" / "report" / "assets"
+    expected = {f"lightning_tracker/report/assets/{p.relative_to(assets).as_posix()}" for p in assets.rglob("*")
+                if p.is_file()}  # fmt: skip
+    assert {"lightning_tracker/report/assets/app.js", "lightning_tracker/report/assets/page.html"} <= expected
+    assert expected <= shipped, sorted(expected - shipped)
+    assert "lightning_tracker/py.typed" in shipped
+
+
+def test_what_the_readme_s_commands_write_is_ignored_by_git() -> None:
+    if shutil.which("git") is None or not (Path(REPO) / ".git").exists():
+        pytest.skip("not a git work tree")
+    written = ["runs/demo/r1/run.json", "report.html", "histograms-r1/net.0.weight.png", ".tools/node_modules/x"]
+    done = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout.split() == written, done.stdout + done.stderr
