@@ -8,7 +8,7 @@ twice). Measured per configuration, in one process, configurations interleaved:
 - CPU ms per call, all threads (process CPU time over the calls plus the final flush):
   the encoding our flusher does in the background is counted here;
 - bytes on disk per image after the run is closed (our objects and index; W&B's files;
-  TensorBoard's event file).
+  TensorBoard's event file); W&B's files are decoded to check that it kept the images.
 
 Configurations: ``TrackerLogger.log_image(key, list_of_16)`` (ours),
 ``WandbLogger(offline=True).log_image(key, list_of_16)``, TensorBoardLogger's
@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from lightning_tracker import TrackerLogger  # noqa: E402
 
 BATCH, SIDE = 16, 64
+WANDB_MAX_PIXEL: list[int] = []  # the brightest pixel W&B stored: 255 if it kept the images
 
 
 def batches(n: int, seed: int = 0) -> list[torch.Tensor]:
@@ -67,7 +68,7 @@ def folder_bytes(root: str, skip: Callable[[str], bool] = lambda p: False) -> in
 
 
 def run_ours(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callable[[], None], Callable[[], int]]:
-    logger = TrackerLogger(root, name="bench", tensorboard=False)
+    logger = TrackerLogger(root, name="bench")  # TensorBoard events too, as by default
     logger.log_metrics({"x": 0.0}, step=0)  # the run is open before the timed calls
     times = []
     for step, batch in enumerate(data):
@@ -100,7 +101,17 @@ def run_wandb(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callabl
 
         wandb.finish()
 
-    return times, close, lambda: folder_bytes(root, lambda p: "/media/" not in p.replace(os.sep, "/"))
+    def media_bytes() -> int:
+        import glob
+
+        import numpy as np
+        from PIL import Image
+
+        files = glob.glob(os.path.join(root, "wandb", "*", "files", "media", "images", "*.png"))
+        WANDB_MAX_PIXEL.append(int(max(np.asarray(Image.open(f)).max() for f in files[:16])))
+        return folder_bytes(root, lambda p: "/media/" not in p.replace(os.sep, "/"))
+
+    return times, close, media_bytes
 
 
 def run_tb(root: str, data: list[torch.Tensor], per_image: bool) -> tuple[list[float], Callable[[], None],
@@ -156,7 +167,11 @@ def main() -> None:
         us = statistics.median(r["us"])
         print(f"| {name} | {us:,.0f} | {us / ours:.1f}× | {statistics.median(r['cpu']):.1f} | "
               f"{statistics.median(r['bytes']):,.0f} |")
-    print(f"(raw pixels: {3 * SIDE * SIDE:,} bytes per image as uint8)")
+    print(f"(raw pixels: {3 * SIDE * SIDE:,} bytes per image as uint8; our bytes are the media objects and index, "
+          "besides which the TensorBoard event file holds a PNG copy)")
+    if WANDB_MAX_PIXEL and max(WANDB_MAX_PIXEL) < 128:
+        print(f"W&B stored these float images with pixels 0..{max(WANDB_MAX_PIXEL)} (not scaled to 0..255): "
+              "its bytes are those of nearly black images")
 
 
 if __name__ == "__main__":

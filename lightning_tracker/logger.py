@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from lightning_tracker._compat import Logger, override, rank_zero_experiment, rank_zero_only
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
+from lightning_tracker.media_capture import MediaLogging
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
@@ -64,7 +65,7 @@ def _shared_run_id(index: int, run_id: str | None) -> str:
     return run_id
 
 
-class TrackerLogger(Logger):
+class TrackerLogger(MediaLogging, Logger):
     """Records a run's hyperparameters, metrics, metadata and TensorBoard events.
 
     Files go to ``<save_dir>/<name>/<version>/`` (see ``docs/format.md``). For a remote

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lightning_tracker._compat import rank_zero_only
 from lightning_tracker.writers.media import MediaItem
 
-__all__ = ["ACCEPTED", "frame_snapshot", "image_snapshot"]
+__all__ = ["ACCEPTED", "MediaLogging", "frame_snapshot", "image_snapshot"]
 
 Warn = Callable[..., None]  # (key, message, *args), de-duplicated per key
 
@@ -136,7 +137,9 @@ def _figure_part(figure: Any) -> Callable[[], np.ndarray]:
         raise _Bad("a closed matplotlib figure (log it before plt.close)")
     canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
     canvas.draw()  # matplotlib is not thread-safe: the figure is drawn here, encoded later
-    pixels = np.array(canvas.buffer_rgba(), copy=True)
+    rgba = np.asarray(canvas.buffer_rgba())
+    # a figure's background is opaque unless made transparent: then RGB is the whole picture
+    pixels = np.array(rgba[:, :, :3] if (rgba[:, :, 3] == 255).all() else rgba, copy=True)
     return lambda: pixels
 
 
@@ -183,7 +186,8 @@ def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequen
         try:
             get = _part(value)
         except _Bad as bad:
-            warn(key, "log_image(%r): image %d is %s; it is skipped. Accepted: %s", key, index, bad, ACCEPTED)
+            # once per key and kind of mistake: a loop repeating it is not a flood
+            warn(f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s", key, index, bad, ACCEPTED)
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))
     return shot
@@ -241,3 +245,81 @@ def frame_snapshot(key: str, kind: str, step: int, warn: Warn, columns: Sequence
         return None
     table = pa.table({c: _column([r[i] for r in rows], as_text) for i, c in enumerate(cols)})
     return _Frame(MediaItem(key, step, time.time(), 0, kind, frame=table))
+
+
+class MediaLogging:
+    """``log_image``, ``log_text`` and ``log_table`` of :class:`~lightning_tracker.TrackerLogger`.
+
+    The signatures are ``WandbLogger``'s, so switching loggers is a rename. Rank zero only,
+    like every logger method; the training thread only takes a snapshot.
+    """
+
+    @property
+    def experiment(self) -> Any:  # the logger's RunWriter
+        raise NotImplementedError
+
+    def _media_step(self, step: Any) -> int:
+        from lightning_tracker.writers.points import coerce_step
+
+        writer = self.experiment
+        writer.ensure_open()
+        last = max(writer.points.next_step - 1, 0)  # the step metrics were last logged at
+        return last if step is None else coerce_step(step, last, writer.warn)
+
+    @rank_zero_only
+    def log_image(self, key: str, images: Any, step: int | None = None, caption: Sequence[Any] | None = None,
+                  **kwargs: Any) -> None:  # fmt: skip
+        """Logs images: stored losslessly under the run, shown in the report, the dashboard and TensorBoard.
+
+        Args:
+            key: the panel's name (``"val/samples"``).
+            images: a list of torch tensors (CHW or HW; float in [0, 1], uint8 or bool; on
+                any device), NumPy arrays (HWC or HW), ``PIL.Image``\\ s or matplotlib
+                figures; a 4-D tensor or array is a batch.
+            step: the step (default: the step metrics were last logged at).
+            caption: one caption per image.
+            kwargs: other ``WandbLogger.log_image`` options (``masks``, ``boxes``) are not
+                stored; a warning says so.
+
+        Example:
+            >>> import numpy as np
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-image", name="p", version="r1")
+            >>> logger.log_image("samples", [np.zeros((8, 8), np.uint8)] * 2, step=0, caption=["a", "b"])
+            >>> logger.finalize("success")
+        """
+        writer = self.experiment
+        if kwargs:
+            writer.warn(f"media:{key}:kwargs", "log_image(%r): %s not stored (only images and caption are)",
+                        key, ", ".join(sorted(kwargs)))  # fmt: skip
+        writer.log_media(image_snapshot(key, images, self._media_step(step), writer.warn, caption))
+
+    @rank_zero_only
+    def log_text(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
+                 dataframe: Any = None, step: int | None = None) -> None:  # fmt: skip
+        """Logs text as a table of strings (``columns`` and ``data`` rows, or a pandas ``dataframe``).
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-text", name="p", version="r1")
+            >>> logger.log_text("generated", columns=["prompt", "output"], data=[["2+2", "4"]], step=0)
+            >>> logger.finalize("success")
+        """
+        shot = frame_snapshot(key, "text", self._media_step(step), self.experiment.warn, columns, data, dataframe)
+        if shot is not None:
+            self.experiment.log_media(shot)
+
+    @rank_zero_only
+    def log_table(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
+                  dataframe: Any = None, step: int | None = None) -> None:  # fmt: skip
+        """Logs a table (``columns`` and ``data`` rows, or a pandas ``dataframe``); values keep their types.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-table", name="p", version="r1")
+            >>> logger.log_table("per_class", columns=["digit", "accuracy"], data=[[0, 0.98], [1, 0.95]], step=3)
+            >>> logger.finalize("success")
+        """
+        shot = frame_snapshot(key, "table", self._media_step(step), self.experiment.warn, columns, data, dataframe)
+        if shot is not None:
+            self.experiment.log_media(shot)

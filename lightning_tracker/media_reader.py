@@ -48,6 +48,7 @@ def media_index(table: pa.Table, key: str | None = None) -> pd.DataFrame:
     frame = frame[keep].copy()
     for col in ("key", "kind"):
         frame[col] = frame[col].astype(str)
+    frame["caption"] = frame["caption"].astype(object).where(frame["caption"].notna(), None)
     frame = frame.sort_values(["key", "step", "index"], kind="stable").reset_index(drop=True)
     return frame[[*COLUMNS, "time", "object", "sha256", "thumbnail"]]
 

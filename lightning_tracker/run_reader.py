@@ -26,8 +26,8 @@ from lightning_tracker.format.layout import (
     CONFIG_FILE,
     GIT_DIFF_FILE,
     HISTOGRAMS_DIR,
-    META_FILE,
     MEDIA_DIR,
+    META_FILE,
     METRICS_DIR,
     RUN_FILE,
 )
@@ -324,7 +324,7 @@ class Run:
         """
         from lightning_tracker.media_reader import pick, read_object
 
-        row = pick(self.media(key), key, step, index, f"run {self.id}")
+        row = pick(self.media(), key, step, index, f"run {self.id}")
         return read_object(self.storage, self.path, row)
 
     def histograms(self, name: str | None = None, *, skip_damaged: bool = False) -> pd.DataFrame:

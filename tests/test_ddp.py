@@ -42,3 +42,5 @@ def test_one_run_per_ddp_job(strategy: str, prefit: bool, pl_package: str, tmp_p
         assert [s["index"] for s in run.doc["sessions"]] == [0, 1]
     # 12 batches of 8 split over two ranks: 6 optimizer steps, logged once each by rank 0
     assert list(run.metrics()["step"]) == list(range(6))
+    media = run.media()  # log_image is rank zero only, like every logger method
+    assert media["caption"].tolist() == ["0"] and run.read_media("rank", int(media["step"][0])).getextrema() == (0, 0)

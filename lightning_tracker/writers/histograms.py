@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,9 @@ import pyarrow as pa
 from lightning_tracker.format.layout import HISTOGRAMS_DIR
 from lightning_tracker.format.schemas import HISTOGRAMS as SCHEMA
 from lightning_tracker.writers.chunks import ChunkFolder
+
+if TYPE_CHECKING:
+    from lightning_tracker.writers.tensorboard import TensorBoardWriter
 
 __all__ = ["Capture", "HistogramProducer", "to_table"]
 
@@ -83,8 +86,38 @@ class HistogramProducer:
         ['000-kqfbxzab-00000000-00000000.parquet']
     """
 
-    def __init__(self, run_dir: str, session: int, writer: str) -> None:
+    def __init__(self, run_dir: str, session: int, writer: str, tensorboard: TensorBoardWriter | None = None) -> None:
         self.chunks = ChunkFolder(os.path.join(run_dir, HISTOGRAMS_DIR), SCHEMA, session, writer)
+        self.tensorboard = tensorboard
+        self._captures: list[tuple[Capture, str]] = []  # resolved on the flusher thread
+
+    def add(self, capture: Capture, metric_prefix: str = "") -> None:
+        """Queues a capture (the training thread: memory only); its norm metrics get ``metric_prefix``."""
+        self._captures.append((capture, metric_prefix))
+
+    @property
+    def pending(self) -> bool:
+        """Whether captures wait for the next flush."""
+        return bool(self._captures)
+
+    def flush(self) -> list[tuple[str, int, float, float]]:
+        """Resolves the queued captures, writes them as one chunk (and to TensorBoard).
+
+        Returns:
+            The metric points ``(key, step, time, value)`` the captures derive (norms).
+        """
+        n = len(self._captures)
+        captures, self._captures[:n] = self._captures[:n], []
+        tables, points = [], []
+        for capture, prefix in captures:
+            columns, derived = capture.resolve()
+            tables.append(to_table(columns))
+            points += [(f"{prefix}{k}", s, t, v) for k, s, t, v in derived]
+        self.write(tables)
+        if self.tensorboard is not None:
+            for table in tables:
+                self.tensorboard.write_histograms(table)
+        return points
 
     def write(self, tables: Sequence[pa.Table]) -> str | None:
         """Writes ``tables`` (of the histogram schema) as one chunk.

@@ -90,11 +90,11 @@ def encode_image(pixels: np.ndarray) -> tuple[bytes, str, bytes]:
     buf = io.BytesIO()
     image.save(buf, "PNG", compress_level=6)
     png = buf.getvalue()
-    if pixels.shape[2] == 1:
-        return png, "png", png
+    if pixels.shape[2] == 1 or (pixels.shape[2] == 4 and bool((pixels[:, :, 3] == 255).all())):
+        return png, "png", png  # WebP has no grey mode, and drops an opaque alpha channel
     buf = io.BytesIO()
     # exact: keep the colour of fully transparent pixels (lossless means every channel)
-    image.save(buf, "WEBP", lossless=True, quality=80, method=4, exact=True)
+    image.save(buf, "WEBP", lossless=True, quality=50, method=2, exact=True)  # 6x faster than method 4, 1 % larger
     webp = buf.getvalue()
     return (webp, "webp", png) if len(webp) < len(png) else (png, "png", png)
 

@@ -25,8 +25,9 @@ from lightning_tracker.storage import Storage
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.checkpoints import CheckpointProducer
-from lightning_tracker.writers.histograms import Capture, HistogramProducer, to_table
+from lightning_tracker.writers.histograms import Capture, HistogramProducer
 from lightning_tracker.writers.late_merge import merge_stored
+from lightning_tracker.writers.media import MediaProducer, Snapshot
 from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 from lightning_tracker.writers.points import PointBuffer, Warner
@@ -104,9 +105,8 @@ class RunWriter:
         self.flush_interval = float(flush_interval)
         self.info = RunInfo(run_id, project, name, default_name, group, list(tags or []), notes,
                             self.flush_interval, storage.full_url(self.prefix))  # fmt: skip
-        self._warn = Warner(log)
-        self.points = PointBuffer(self._warn)
-        self._captures: list[tuple[Capture, str]] = []  # resolved on the flusher thread
+        self.warn = Warner(log)  # warnings for the user, at most one a minute per key
+        self.points = PointBuffer(self.warn)
         self._samplers: dict[str, tuple[Sampler, float, float, str]] = {}  # name -> (fn, every_s, due, prefix)
         self._io_lock = threading.RLock()
         self._stop = threading.Event()
@@ -128,12 +128,13 @@ class RunWriter:
         self.session = next_session(self.local_dir, len(self.info.doc["sessions"]))
         self.writer_key = new_writer_key()  # in this session's chunk names: no other process writes them
         self.metrics = MetricsProducer(self.local_dir, self.session, self.writer_key)
-        self.histograms = HistogramProducer(self.local_dir, self.session, self.writer_key)
         if self._resumed:
             self.metrics.load_summary()
             steps = [s["high_step"] for s in self.metrics.summary.values()]
             self.points.next_step = max(steps, default=-1) + 1
         self.tensorboard = TensorBoardWriter(self.local_dir, session=self.session) if tensorboard else None
+        self.histograms = HistogramProducer(self.local_dir, self.session, self.writer_key, self.tensorboard)
+        self.media = MediaProducer(self.local_dir, self.session, self.writer_key, self.tensorboard, self.warn)
         self.checkpoints: CheckpointProducer | None = None
         self.mirror = Mirror(self.local_dir, storage, self.prefix, skip=self._growing)
         self.mirror.active = self._probe is None
@@ -163,7 +164,7 @@ class RunWriter:
         self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
         if not self.offline and not self.mirror.in_place:
             self._threads.append(threading.Thread(
-                target=mirror_loops.serve, args=(self.mirror, self._stop, self._mirror_wake, self._warn),
+                target=mirror_loops.serve, args=(self.mirror, self._stop, self._mirror_wake, self.warn),
                 name="lightning-tracker-mirror", daemon=True))  # fmt: skip
         for thread in self._threads:
             thread.start()
@@ -193,8 +194,14 @@ class RunWriter:
         """
         if not self._open:
             self.ensure_open()
-        self._captures.append((capture, metric_prefix))
+        self.histograms.add(capture, metric_prefix)
 
+    def log_media(self, snapshot: Snapshot | None) -> None:
+        """Buffers a media snapshot (``log_image``, ``log_text``, ``log_table``); touches memory only."""
+        if snapshot is not None:
+            if not self._open:
+                self.ensure_open()
+            self.media.add(snapshot)
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
         if not self._open:
@@ -237,7 +244,7 @@ class RunWriter:
         try:
             return fn(*args)
         except Exception as err:  # noqa: BLE001 - the writer must never break training
-            self._warn(stage, "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
+            self.warn(stage, "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
                        stage, self.local_dir, type(err).__name__, err)  # fmt: skip
             return None
 
@@ -250,28 +257,18 @@ class RunWriter:
                 # memory only, never ensure_open: a sample taken while close() runs must not reopen the run
                 self.points.add({f"{prefix}{k}": v for k, v in metrics.items()}, step)
 
-    def _write_histograms(self) -> None:
-        n = len(self._captures)
-        captures, self._captures[:n] = self._captures[:n], []
-        tables = []
-        for capture, prefix in captures:
-            columns, points = capture.resolve()
-            tables.append(to_table(columns))
-            self.points.extend((f"{prefix}{k}", s, t, v) for k, s, t, v in points)  # taken by this flush
-        self.histograms.write(tables)
-        if self.tensorboard is not None:
-            for table in tables:
-                self.tensorboard.write_histograms(table)
-
     def _flush_once(self) -> None:
         if self._probe is not None and (late := self._probe.take()) is not None:
             self._probe = None if late.error is None else RemoteProbe(self.storage, self.prefix, self.local_dir)
             if late.error is None:
                 self._guard("merge the stored run", merge_stored, self, late)
                 self.mirror.active = True  # held until now: nothing stored was overwritten
-        if self._captures:
-            self._guard("write histograms", self._write_histograms)
+        if self.histograms.pending:
+            self.points.extend(self._guard("write histograms", self.histograms.flush) or [])  # taken by this flush
             self._guard("compact histograms", self.histograms.compact)
+        if self.media.pending:
+            self._guard("write media", self.media.flush)
+            self._guard("compact media", self.media.compact)
         batch = self.points.take()
         if batch:
             batch = self.points.write(batch, self.metrics.write, self.local_dir)
@@ -336,6 +333,7 @@ class RunWriter:
                         self._guard("store checkpoints", self.checkpoints.flush)
                 self._guard("compact metrics", self.metrics.compact, True)
                 self._guard("compact histograms", self.histograms.compact, True)
+                self._guard("compact media", self.media.compact, True)
                 if self.tensorboard is not None:
                     last = {k: s["last"] for k, s in self.metrics.summary.items()}
                     flat = self.info.config["flat"]

@@ -45,6 +45,11 @@ class Progress(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         if trainer.global_rank == 0:
             print(f"STEP {trainer.global_step}", flush=True)
+        if batch_idx == 0:  # every rank calls it; only rank 0's image is stored (rank zero only)
+            import numpy as np
+
+            shade = np.full((4, 4), 10 * trainer.global_rank, np.uint8)
+            trainer.logger.log_image("rank", [shade], step=trainer.global_step, caption=[str(trainer.global_rank)])
         if self.sleep:
             time.sleep(self.sleep)
 
