@@ -7,6 +7,7 @@ downloaded. Each configuration is one run recorded by :class:`TrackerLogger`.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,8 +75,22 @@ def _make_module(config: DemoConfig) -> Any:
         def training_step(self, batch: Any, _: int) -> torch.Tensor:
             return self._step(batch, "train")
 
-        def validation_step(self, batch: Any, _: int) -> None:
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
             self._step(batch, "val")
+            if batch_idx == 0 and self.logger is not None:
+                self._log_samples(*batch)
+
+        def _log_samples(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            """Sample predictions as images, and accuracy per digit as a table (the media panel)."""
+            pred = self(x).argmax(-1)
+            images = x[:8].reshape(-1, 1, 8, 8).repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+            captions = [f"predicted {p}, true {t}" for p, t in zip(pred[:8].tolist(), y[:8].tolist(), strict=True)]
+            step = self.global_step
+            self.logger.log_image("val/predictions", list(images), step=step, caption=captions)  # type: ignore[union-attr]
+            rows = [[d, round(float((pred[y == d] == d).float().mean()), 3), int((y == d).sum())]
+                    for d in range(10) if (y == d).any()]  # fmt: skip
+            self.logger.log_table("val/per_digit", columns=["digit", "accuracy", "count"], data=rows,  # type: ignore[union-attr]
+                                  step=step)  # fmt: skip
 
         def test_step(self, batch: Any, _: int) -> None:
             self._step(batch, "test")
@@ -128,7 +143,7 @@ def run_demo(
 
     import torch
 
-    from lightning_tracker._compat import Trainer, seed_everything
+    from lightning_tracker._compat import ModelCheckpoint, Trainer, seed_everything
     from lightning_tracker.logger import TrackerLogger
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
@@ -140,13 +155,14 @@ def run_demo(
     for config in configs:
         seed_everything(0, verbose=False)
         train, val, test = _loaders(config.batch_size)
-        logger = TrackerLogger(save_dir, name=project, tags=["demo"], group="digits-mlp",
+        logger = TrackerLogger(save_dir, name=project, tags=["demo"], group="digits-mlp", log_model=True,
                                storage_options=storage_options)  # fmt: skip
+        best = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="lt-demo-"), monitor="val/acc", mode="max")
         trainer = Trainer(
             max_epochs=config.epochs,
             logger=logger,
             log_every_n_steps=1,
-            enable_checkpointing=False,
+            callbacks=[best],
             enable_progress_bar=False,
             enable_model_summary=False,
             accelerator="cpu",

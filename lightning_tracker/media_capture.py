@@ -187,7 +187,8 @@ def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequen
             get = _part(value)
         except _Bad as bad:
             # once per key and kind of mistake: a loop repeating it is not a flood
-            warn(f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s", key, index, bad, ACCEPTED)
+            warn(f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s",
+                 key, index, bad, ACCEPTED)  # fmt: skip
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))
     return shot

@@ -43,7 +43,7 @@ class Layout:
 
 
 def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
-    """The shortest prefix (8 characters at least) of each id that no other id in ``among`` shares.
+    """The shortest prefix length (8 at least) at which no id shares its prefix with another id in ``among``.
 
     Example:
         >>> short_ids(["20261129-081203-aaaa", "20261129-081203-abcd"], ["20261129-081203-aaaa",
@@ -51,13 +51,11 @@ def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
         {'20261129-081203-aaaa': '20261129-081203-aa', '20261129-081203-abcd': '20261129-081203-ab'}
     """
     others = sorted(set(among) | set(ids))
-    out = {}
+    n = 8  # one length for the column: prefixes of different lengths read as different ids
     for run_id in ids:
-        n = 8
         while n < len(run_id) and any(o != run_id and o.startswith(run_id[:n]) for o in others):
             n += 1
-        out[run_id] = run_id[:n]
-    return out
+    return {run_id: run_id[:n] for run_id in ids}
 
 
 def _metric_rank(name: str, monitored: list[str]) -> tuple[int, int, str]:

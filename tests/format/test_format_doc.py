@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from lightning_tracker import GradientMonitor, Store, TrackerLogger
@@ -66,8 +68,13 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
     url = f"memory://format-doc-{os.getpid()}/exp"
     logger = TrackerLogger(url, name="p", spool_dir=tmp_path / "spool", log_model=True)
     ckpt = pl.callbacks.ModelCheckpoint(every_n_train_steps=4, save_top_k=2, monitor="step", mode="max")
+    class Media(pl.Callback):  # one of each kind of media, so media/ and media-files/ are written
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            trainer.logger.log_image("samples", [np.zeros((4, 4, 3), np.uint8)], caption=["zeros"])
+            trainer.logger.log_table("scores", columns=["a"], data=[[1]])
+
     trainer(logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True,
-            callbacks=[ckpt, GradientMonitor(every_n_steps=4)]).fit(tiny_model("pytorch_lightning"))  # fmt: skip
+            callbacks=[ckpt, GradientMonitor(every_n_steps=4), Media()]).fit(tiny_model("pytorch_lightning"))  # fmt: skip
     documented = _documented_files()
     store = Store(url)
     written = {"spool": _files(logger.log_dir),
