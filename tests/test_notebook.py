@@ -71,4 +71,9 @@ def test_quickstart_notebook_shows_charts_inline_and_writes_only_into_its_tempor
     assert f"working in {workdir}" in printed and str(workdir / "report.html") in printed
     assert "adam runs: [" in printed and "monitored: {'name': 'val/loss', 'mode': 'min'}" in printed
     assert "serves" in printed and "data of 3 runs" in printed
+    images = [o for cell in nb.cells for o in _outputs(cell) if "image/png" in o.get("data", {})]
+    assert len(images) == 1, "the logged figure, read back and shown inline"
+    assert "eval/predicted_vs_target" in printed and "eval/worst" in printed
+    evaluated = Store(str(workdir / "runs")).runs("quickstart-eval")[0]
+    assert evaluated.read_media("eval/worst", 0).shape == (5, 3)
     assert _entries() - before == set(), "the notebook wrote into the repository"

@@ -72,7 +72,10 @@ def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
     assert len(first.doc["sessions"]) == 2, "resumed with resume='must'"
     assert first.summary["val/loss"]["count"] >= 3
     monitored = [run for run in runs.values() if not run.histograms().empty]
-    assert len(runs) == 2 and len(monitored) == 1, "the GradientMonitor example recorded histograms"
+    assert len(runs) == 3 and len(monitored) == 1, "the GradientMonitor example recorded histograms"
+    media = namespace["media_run"].media()
+    assert set(media["key"]) == {"val/samples", "val/generated", "val/per_class"} and namespace["media_run"].tags == ["media"]
+    assert media.loc[media["key"] == "val/samples", "caption"].tolist()[-4:] == ["a", "b", "c", "d"]
 
     remote = Store("s3://my-bucket/experiments", s3_server.storage_options)
     stored = remote.runs("demo")
@@ -83,6 +86,40 @@ def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
     assert resumed.monitor == {"name": "val/loss", "mode": "min"}
     assert len(resumed.doc["sessions"]) == 2 and resumed.summary["val/loss"]["high_step"] == 6 * 8 - 1  # epoch 6
     assert (tmp_path / "resume.ckpt").stat().st_size > 0
+    _run_the_shell_examples(first.id, monitored[0].id)
+
+
+def _shell_lines() -> list[str]:
+    """The ``lightning-tracker`` command lines of the README's bash blocks, comments removed."""
+    blocks = re.findall(r"^```bash\n(.*?)^```$", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("lightning-tracker ")]
+
+
+def _run_the_shell_examples(run_id: str, monitored_id: str) -> None:
+    """Each command as a reader types it after the Python examples (RUN replaced by real ids)."""
+    import shlex
+
+    lines = _shell_lines()
+    assert {line.split()[1] for line in lines} >= {"runs", "show", "compare", "hist", "report", "serve", "sync"}
+    for line in lines:
+        argv = shlex.split(line.replace("RUN RUN", f"{run_id} {monitored_id}").replace("hist RUN", f"hist {monitored_id}")
+                           .replace("RUN", run_id))[1:]  # fmt: skip
+        command = [sys.executable, "-m", "lightning_tracker.cli", *argv]
+        if argv[0] == "serve":  # runs until stopped: it must start and answer
+            proc = subprocess.Popen([*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                started = proc.stdout.readline() if proc.stdout else ""
+                assert "serving" in started and "http://127.0.0.1:" in started, (line, started, proc.stderr)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            continue
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        nothing = done.returncode == 1 and "no runs match" in done.stdout  # a valid query may match nothing
+        assert done.returncode == 0 or nothing, (line, done.stdout[-2000:], done.stderr[-2000:])
+        assert "Traceback" not in done.stderr, line
+    assert os.path.exists("report.html") and os.listdir(f"histograms-{monitored_id}")
 
 
 def test_make_test_writes_nothing_into_the_home_or_the_repository(tmp_path: Path) -> None:
