@@ -43,3 +43,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/gradient_overhead.py
 	$(PY) benchmarks/read_scale.py
 	$(PY) benchmarks/reliability.py
+	$(PY) benchmarks/media_cost.py

@@ -58,14 +58,14 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     store = store_of(args, args.store_arg)
     _check_statuses(args.status)
     filtered = bool(args.where or args.status or args.tag)
-    if args.project is None and not filtered and len(store.projects()) > 1:
+    projects = store.projects()
+    if args.project is None and not filtered and len(projects) > 1:
         return _projects(store, out)
-    problem = diagnose(store, args.project) if args.project is not None or not store.projects() else None
-    if problem:
-        if store.projects() and args.project is not None:
-            raise InvalidArgumentError(problem)
-        out.print(text(problem))
+    if not projects:  # a valid store with nothing in it: nothing matched
+        out.print(text(diagnose(store) or f"no runs in {store.storage.url}"))
         return 1
+    if args.project is not None and args.project not in projects:
+        raise InvalidArgumentError(diagnose(store, args.project) or f"no project {args.project!r}")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
         table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=args.where,
