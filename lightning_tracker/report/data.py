@@ -9,9 +9,9 @@ never disappears from a chart. The data itself is never sampled. Cumulative coun
 ``ModelCheckpoint`` monitors, which the page opens on.
 
 The live dashboard refreshes through :func:`payload_bytes`: what is drawn of a run (its
-series, histograms and checkpoints) is kept as JSON text in the store's
-:class:`~lightning_tracker.read_cache.ReadCache` and built again only when the run's live
-chunks, its checkpoint manifest or its start time change.
+series, histograms, checkpoints and media index, see :mod:`~lightning_tracker.report.media`)
+is kept as JSON text in the store's :class:`~lightning_tracker.read_cache.ReadCache` and
+built again only when the run's live chunks, its checkpoint manifest or its start time change.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import pandas as pd
 
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
-from lightning_tracker.format.layout import HISTOGRAMS_DIR, METRICS_DIR, MODELS_FILE, live_chunks
+from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
+from lightning_tracker.report.media import EMBED_IMAGES, EMBED_ROWS, EMBED_STEPS, SERVE_ROWS, media_part
 
 __all__ = [
     "COUNTERS", "DEFAULT_MAX_POINTS", "build_payload", "downsample", "is_counter", "payload_bytes", "payload_json",
@@ -189,8 +190,11 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
 _DAMAGE = (StorageError, ValueError, TypeError, KeyError, IndexError)
 
 
-def _drawn(run: Run, max_points: int) -> dict[str, Any]:
+def _drawn(run: Run, max_points: int, embed: bool) -> dict[str, Any]:
     """What is drawn of a run besides its record: decided by its files alone (see :func:`_inputs`).
+
+    ``embed`` puts the media previews into the part ``files`` (the report); without, the
+    page loads them from the dashboard's server (see :mod:`lightning_tracker.report.media`).
 
     A damaged chunk is left out and a part that cannot be built from damaged data is left
     empty; either is named in ``damage``, so one damaged run never hides the others.
@@ -198,9 +202,9 @@ def _drawn(run: Run, max_points: int) -> dict[str, Any]:
     known = len(run.problems)
     builds: dict[str, Callable[[], Any]] = {
         "series": lambda: _series(run, max_points), "histograms": lambda: _histograms(run),
-        "checkpoints": lambda: _checkpoints(run),
+        "checkpoints": lambda: _checkpoints(run), "media": lambda: media_part(run, embed=embed),
     }  # fmt: skip
-    parts: dict[str, Any] = {"series": {}, "histograms": None, "checkpoints": None}
+    parts: dict[str, Any] = {"series": {}, "histograms": None, "checkpoints": None, "media": None}
     damage: list[str] = []
     for name, build in builds.items():
         try:
@@ -208,19 +212,22 @@ def _drawn(run: Run, max_points: int) -> dict[str, Any]:
         except _DAMAGE as err:
             damage.append(f"{name}: {err}")
     parts["damage"] = [*run.problems[known:], *damage]
+    parts["files"] = parts["media"].pop("files", {}) if parts["media"] else {}
+    parts["media"] = parts["media"]["keys"] if parts["media"] else None
     return parts
 
 
 def _inputs(run: Run) -> tuple[Any, ...]:
-    """Everything :func:`_drawn` depends on, from one listing of the run and at most one small read.
+    """Everything :func:`_drawn` depends on, from listings of the run and its chunk folders and one small read.
 
     Chunks never change under their name, so their live names stand for their content; a
-    compaction that has written its covering chunk changes them, its deletions do not.
+    compaction that has written its covering chunk changes them, its deletions do not. The
+    run is not listed recursively: its media objects and checkpoints may be many thousands.
     """
-    files = run.storage.find(run.path)
+    files = run.storage.listdir(run.path)
     chunks = [
-        tuple(live_chunks([path[len(folder) + 1 :] for path in files if path.startswith(f"{folder}/")]))
-        for folder in (METRICS_DIR, HISTOGRAMS_DIR)
+        tuple(live_chunks(run.storage.listdir(f"{run.path}/{folder}"))) if folder in files else ()
+        for folder in (METRICS_DIR, HISTOGRAMS_DIR, MEDIA_DIR)
     ]
     try:
         models = run.storage.read_bytes(f"{run.path}/{MODELS_FILE}") if MODELS_FILE in files else None
@@ -235,7 +242,7 @@ class _Json(str):
 
 def _payload(
     store: Store, runs: Sequence[Run] | None, project: str | None, title: str | None,
-    on_run: Callable[[Run], None] | None, drawn: Callable[[Run], dict[str, Any]],
+    on_run: Callable[[Run], None] | None, drawn: Callable[[Run], dict[str, Any]], embed: bool,
 ) -> dict[str, Any]:  # fmt: skip
     if runs is None:
         runs = store.runs(project)
@@ -248,6 +255,12 @@ def _payload(
         "series": {},
         "histograms": {},
         "checkpoints": {},
+        "media": {},
+        "files": {},  # media previews by object name (report only), each stored once
+        # what the report embeds of the media (stated in the page); the dashboard shows all
+        "media_limits": {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS}
+        if embed
+        else {"rows": SERVE_ROWS},
     }
     for run in runs:
         key = f"{run.project}/{run.id}"
@@ -258,6 +271,9 @@ def _payload(
             payload["histograms"][key] = parts["histograms"]
         if parts["checkpoints"]:
             payload["checkpoints"][key] = parts["checkpoints"]
+        if parts["media"]:
+            payload["media"][key] = parts["media"]
+        payload["files"].update(parts["files"])
         if on_run is not None:
             on_run(run)
     return payload
@@ -292,7 +308,7 @@ def build_payload(
         >>> payload["runs"][0]["config"], payload["series"]["p/r1"]["loss"]["y"].tolist()
         ({'lr': 0.1}, [1.0])
     """
-    return _payload(store, runs, project, title, on_run, lambda run: _drawn(run, max_points))
+    return _payload(store, runs, project, title, on_run, lambda run: _drawn(run, max_points, embed=True), True)
 
 
 def payload_bytes(
@@ -324,7 +340,7 @@ def payload_bytes(
     """
     cache = store.cache
     if cache is None:
-        payload = build_payload(store, project=project, max_points=max_points, title=title)
+        payload = _payload(store, None, project, title, None, lambda run: _drawn(run, max_points, False), False)
         return payload_json(payload).encode("utf-8")
     shown: set[str] = set()
 
@@ -335,12 +351,12 @@ def payload_bytes(
             # empty parts stay as they are: the payload leaves them out; damage joins the record
             return {
                 name: _Json(payload_json(part)) if part and name != "damage" else part
-                for name, part in _drawn(run, max_points).items()
+                for name, part in _drawn(run, max_points, embed=False).items()
             }
 
         return cache.memo(("report", run.path, max_points), _inputs(run), build)
 
-    payload = _payload(store, None, project, title, None, drawn)
+    payload = _payload(store, None, project, title, None, drawn, False)
     cache.forget(lambda key: not (isinstance(key, tuple) and key[0] == "report") or key[1] in shown)
     return payload_json(payload).encode("utf-8")
 

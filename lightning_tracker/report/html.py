@@ -4,6 +4,8 @@ Plotly's JavaScript comes from the installed ``plotly`` Python package and is in
 the data is embedded as gzip-compressed JSON (Base64) that the page unpacks with the
 browser's ``DecompressionStream``. The file opens offline, from disk or an attachment,
 and is written to a local path or any fsspec URL (through :class:`~lightning_tracker.storage.Storage`).
+Logged images are embedded as previews, capped per key and run, and texts and tables
+with a row cap (the page states both; see :mod:`lightning_tracker.report.media`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["render_page", "write_report"]
 
 # in load order: each file adds to the page's namespace what the later ones use; query.js
 # (the filter grammar, also require()d by the tests) first, app.js (which starts the page) last
-_SCRIPTS = ("query.js", "format.js", "charts.js", "views.js", "app.js")
+_SCRIPTS = ("query.js", "format.js", "charts.js", "views.js", "media.js", "app.js")
 
 
 @cache

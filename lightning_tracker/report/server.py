@@ -1,10 +1,13 @@
 """The live dashboard: the report's page, served with fresh data while runs train.
 
-A stdlib HTTP server in a thread answers exactly two paths: ``/`` (the page) and
-``/api/data`` (the payload as JSON, rebuilt at most every ``refresh`` seconds). It
-serves no files, so no request can reach a path outside the store, and it accepts only
-``GET`` and ``HEAD``. It binds ``127.0.0.1`` unless told otherwise, and then answers
-only requests addressed to a loopback name (a web page cannot read it by DNS rebinding).
+A stdlib HTTP server in a thread answers ``/`` (the page), ``/api/data`` (the payload as
+JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
+``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
+(a text or table as JSON). It serves no other file: a media object is answered only when
+the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
+another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds
+``127.0.0.1`` unless told otherwise, and then answers only requests addressed to a
+loopback name (a web page cannot read it by DNS rebinding).
 
 A refresh reads only what is new: the dashboard keeps a
 :class:`~lightning_tracker.read_cache.ReadCache` of parsed chunks and of what it drew of
@@ -21,13 +24,15 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from lightning_tracker.api import Store
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.format.layout import validate_path_name
 from lightning_tracker.read_cache import ReadCache
 from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes
 from lightning_tracker.report.html import render_page
+from lightning_tracker.report.media import MediaFiles
 
 __all__ = ["Dashboard"]
 
@@ -37,6 +42,29 @@ log = logging.getLogger(__name__)
 
 # a browser tab closed (or reloaded) while its answer was being sent: routine, not a failure
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_MEDIA_ROUTES = {"/media/": "media", "/api/table/": "table"}
+# media objects never change under their name (their sha256): the browser may keep them
+_IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _media_request(path: str) -> tuple[str, str, str, str] | None:
+    """``(route, project, run id, object name)`` of a media path; None when it is not one.
+
+    Example:
+        >>> _media_request("/media/p/r1/ab.png"), _media_request("/media/%2e%2e/r1/ab.png")
+        (('media', 'p', 'r1', 'ab.png'), None)
+    """
+    for prefix, route in _MEDIA_ROUTES.items():
+        if path.startswith(prefix):
+            parts = [unquote(p) for p in path[len(prefix) :].split("/")]
+            if len(parts) != 3:
+                return None
+            try:  # folder names only: no "..", no "/", nothing hidden
+                project, run_id = (validate_path_name("path", p) for p in parts[:2])
+            except InvalidArgumentError:
+                return None
+            return route, project, run_id, parts[2]
+    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -100,6 +128,7 @@ class Dashboard:
         self._page = render_page(None, live_interval=refresh, title=f"Live: {store.storage.url}").encode("utf-8")
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
+        self.media = MediaFiles(self._reader, project)
         self._server = _Server((host, port), self._handler())
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -132,11 +161,12 @@ class Dashboard:
             server_version = "lightning-tracker"
             timeout = dashboard.idle_timeout  # the socket timeout: a silent client is disconnected
 
-            def _send(self, status: HTTPStatus, body: bytes, kind: str, head: bool = False) -> None:
+            def _send(self, status: HTTPStatus, body: bytes, kind: str, head: bool = False,
+                      cache: str = "no-store") -> None:  # fmt: skip
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
+                self.send_header("Cache-Control", cache)
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.end_headers()
                 if not head:
@@ -157,8 +187,23 @@ class Dashboard:
                         self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
                         return
                     self._send(HTTPStatus.OK, body, "application/json", head)
+                elif path.startswith(tuple(_MEDIA_ROUTES)):
+                    self._media(path, head)
                 else:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+
+            def _media(self, path: str, head: bool) -> None:
+                request = _media_request(path)
+                try:
+                    found = dashboard.media.answer(*request[1:], route=request[0]) if request else None
+                except Exception as exc:  # noqa: BLE001 - a damaged object; the server keeps serving
+                    msg = f"reading {path} from {dashboard.store.storage.url} failed: {exc}".encode()
+                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
+                    return
+                if found is None:
+                    self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+                else:
+                    self._send(HTTPStatus.OK, found[0], found[1], head, cache=_IMMUTABLE)
 
             def do_GET(self) -> None:  # the stdlib's naming
                 self._route(head=False)

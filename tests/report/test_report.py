@@ -191,6 +191,9 @@ def test_runs_without_histograms_or_checkpoints_leave_those_views_hidden(
     path = write_report(Store(save_dir), tmp_path / "report.html")
     open_page(page, f"file://{path}")
     assert not page.is_visible("#histograms-section") and not page.is_visible("#checkpoints-section")
+    one = write_report(Store(save_dir), tmp_path / "one.html", runs=Store(save_dir).runs()[:1])
+    open_page(page, f"file://{one}")
+    assert " · 1 run · " in page.inner_text("#subtitle") and page.inner_text("#runs-count").startswith("1 of 1 run shown")
     assert errors == []
 
 

@@ -5,7 +5,7 @@
   "use strict";
   const state = { data: null, filter: "", sortCol: "start", sortAsc: true, selected: new Set(),
     known: new Set(), xaxis: "step", smoothing: 0, log: false, pcMetric: null, scatterX: null, histTensor: null,
-    search: "", open: new Map(), colors: new Map() };
+    search: "", open: new Map(), colors: new Map(), mediaStep: new Map() };
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs, text) => {
     const node = document.createElement(tag);
@@ -138,7 +138,7 @@
       });
       body.appendChild(tr);
     });
-    $("runs-count").textContent = shown.length + " of " + runs.length + " runs shown, " + plottedRuns().length + " selected";
+    $("runs-count").textContent = shown.length + " of " + LT.plural(runs.length, "run") + " shown, " + plottedRuns().length + " selected";
   }
 
   // -- config diff ---------------------------------------------------------------------
@@ -180,6 +180,7 @@
     LT.renderParallel();
     LT.renderHistograms();
     LT.renderCheckpoints();
+    LT.renderMedia();
   }
   const renderAll = renderViews;
 
@@ -192,7 +193,7 @@
     $("xaxis").querySelector("option[value='epoch']").disabled =
       !Object.values(data.series).some((s) => s.epoch);
     const when = new Date(data.generated * 1000).toISOString().slice(0, 19).replace("T", " ");
-    $("subtitle").textContent = data.store + " · " + data.runs.length + " runs · " +
+    $("subtitle").textContent = data.store + " · " + LT.plural(data.runs.length, "run") + " · " +
       ($("lt-data").dataset.live ? "live, updated " : "generated ") + when + " UTC";
   }
 

@@ -26,6 +26,7 @@
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(4).replace(/\.?0+$/, "");
     return String(v);
   };
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s"); // "1 run", "2 runs"
   const duration = (s) => {
     if (s === null || s === undefined) return "—";
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
@@ -102,6 +103,6 @@
   const chartOrder = (keys, main) => [...keys].sort((a, b) =>
     (b === main) - (a === main) || isVal(b) - isVal(a) || (a < b ? -1 : a > b ? 1 : 0));
 
-  Object.assign(LT, { PALETTE, colorIndex, color, fmt, duration, plain, byteUnit, bytes, isLogScale, logTicks,
+  Object.assign(LT, { PALETTE, colorIndex, color, fmt, plural, duration, plain, byteUnit, bytes, isLogScale, logTicks,
     sectionOf, isChart, isScore, mainMetric, sectionOrder, chartOrder, COLLAPSED });
 })(window.LT = window.LT || {});
