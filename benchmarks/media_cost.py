@@ -67,15 +67,21 @@ def folder_bytes(root: str, skip: Callable[[str], bool] = lambda p: False) -> in
     return total
 
 
-def run_ours(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callable[[], None], Callable[[], int]]:
-    logger = TrackerLogger(root, name="bench")  # TensorBoard events too, as by default
-    logger.log_metrics({"x": 0.0}, step=0)  # the run is open before the timed calls
+def timed_calls(log: Callable[[str, list[torch.Tensor], int], Any], data: list[torch.Tensor]) -> list[float]:
+    """Seconds each ``log(key, images, step)`` call took, one call per batch."""
     times = []
     for step, batch in enumerate(data):
         images = list(batch)
         t0 = time.perf_counter()
-        logger.log_image("samples", images, step=step)
+        log("samples", images, step)
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_ours(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callable[[], None], Callable[[], int]]:
+    logger = TrackerLogger(root, name="bench")  # TensorBoard events too, as by default
+    logger.log_metrics({"x": 0.0}, step=0)  # the run is open before the timed calls
+    times = timed_calls(lambda key, images, step: logger.log_image(key, images, step=step), data)
 
     def media_bytes() -> int:
         run_dir = os.path.join(root, "bench", logger.version)
@@ -89,12 +95,7 @@ def run_wandb(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callabl
 
     logger = WandbLogger(offline=True, save_dir=root, project="bench")
     logger.experiment  # noqa: B018 - starts the run before the timed calls
-    times = []
-    for step, batch in enumerate(data):
-        images = list(batch)
-        t0 = time.perf_counter()
-        logger.log_image("samples", images, step=step)
-        times.append(time.perf_counter() - t0)
+    times = timed_calls(lambda key, images, step: logger.log_image(key, images, step=step), data)
 
     def close() -> None:
         import wandb

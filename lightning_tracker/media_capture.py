@@ -306,9 +306,8 @@ class MediaLogging:
             >>> logger.log_text("generated", columns=["prompt", "output"], data=[["2+2", "4"]], step=0)
             >>> logger.finalize("success")
         """
-        shot = frame_snapshot(key, "text", self._media_step(step), self.experiment.warn, columns, data, dataframe)
-        if shot is not None:
-            self.experiment.log_media(shot)
+        writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
+        writer.log_media(frame_snapshot(key, "text", self._media_step(step), writer.warn, columns, data, dataframe))
 
     @rank_zero_only
     def log_table(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
@@ -321,6 +320,5 @@ class MediaLogging:
             >>> logger.log_table("per_class", columns=["digit", "accuracy"], data=[[0, 0.98], [1, 0.95]], step=3)
             >>> logger.finalize("success")
         """
-        shot = frame_snapshot(key, "table", self._media_step(step), self.experiment.warn, columns, data, dataframe)
-        if shot is not None:
-            self.experiment.log_media(shot)
+        writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
+        writer.log_media(frame_snapshot(key, "table", self._media_step(step), writer.warn, columns, data, dataframe))
