@@ -141,8 +141,10 @@ def in_terminal(argv: list[str], columns: int, env: dict[str, str] | None = None
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = {**os.environ, **(env or {}), "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
+    given = env or {}
+    env = {**os.environ, **given, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+    if "NO_COLOR" not in given:
+        env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "lightning_tracker.cli", *argv], stdin=slave, stdout=slave,
                             stderr=slave, env=env, cwd=REPO, close_fds=True)  # fmt: skip
     os.close(slave)

@@ -320,3 +320,24 @@ def test_serve_takes_the_store_as_every_command_does(form: list[str], tmp_path: 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _colours(raw: bytes) -> set[str]:
+    """The foreground colours (SGR 30–37, 38;…, 90–97) a terminal was sent."""
+    import re
+
+    found = set()
+    for params in re.findall(rb"\x1b\[([0-9;]*)m", raw):
+        codes = params.decode().split(";")
+        found |= {c for c in codes if c.isdigit() and (30 <= int(c) <= 38 or 90 <= int(c) <= 97)}
+    return found
+
+
+def test_colours_follow_the_terminal_and_no_color(tmp_path: Any) -> None:
+    save_dir = str(tmp_path / "runs")
+    _make_runs(save_dir, None)
+    status, coloured = in_terminal(["runs", "-s", save_dir, "-p", "cli"], 120)
+    assert status == 0 and _colours(coloured), "a terminal gets colours"
+    status, plain = in_terminal(["runs", "-s", save_dir, "-p", "cli"], 120, env={"NO_COLOR": "1"})
+    assert status == 0 and not _colours(plain), "NO_COLOR: no colours"
+    assert b"run-1" in plain and "─".encode() in plain, "still a table"
