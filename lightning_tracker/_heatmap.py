@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
 from lightning_tracker.storage import atomic_write
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ def write_heatmaps(hist: pd.DataFrame, out: str, run: Run, *, pattern: str = "*"
         The paths written, each directly inside ``out`` (see :func:`png_name`).
 
     Raises:
-        InvalidArgumentError: ``pattern`` matches no tensor, or a path would leave ``out``
+        NothingMatchedError: ``pattern`` matches no tensor.
+        InvalidArgumentError: a path would leave ``out``
             (never, with :func:`png_name`: checked again right before writing).
     """
     if kind:
@@ -139,7 +140,7 @@ def write_heatmaps(hist: pd.DataFrame, out: str, run: Run, *, pattern: str = "*"
     selected = [t for t in tensors if fnmatch.fnmatchcase(t, pattern)]
     if not selected:
         known = ", ".join(map(repr, tensors[:10])) + (" …" if len(tensors) > 10 else "")
-        raise InvalidArgumentError(
+        raise NothingMatchedError(
             f"PATTERN={pattern!r} matches no tensor with histograms in run {run.id}"
             + (f"; its tensors are: {known}" if tensors else "; record some with callbacks=[GradientMonitor()]")
         )

@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointIntegrityError",
     "InvalidArgumentError",
     "MissingDependencyError",
+    "NothingMatchedError",
     "RunExistsError",
     "RunNotFoundError",
     "StorageError",
@@ -24,6 +25,10 @@ class TrackerError(Exception):
 
 class InvalidArgumentError(TrackerError, ValueError):
     """An argument has a value we cannot accept; the message names it and the fix."""
+
+
+class NothingMatchedError(InvalidArgumentError):
+    """A valid query (a pattern, a filter) matched nothing; the message says what there is."""
 
 
 class RunNotFoundError(TrackerError, FileNotFoundError):

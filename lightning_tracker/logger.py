@@ -326,8 +326,9 @@ class TrackerLogger(MediaLogging, Logger):
     @override
     @rank_zero_only
     def log_graph(self, model: Module, input_array: Any = None) -> None:
-        """Starts the run (Lightning calls this when fitting starts); the graph itself is not stored."""
+        """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored)."""
         self.experiment.ensure_open()
+        self.experiment.info.record_monitors(getattr(model, "_trainer", None))
 
     @override
     def save(self) -> None:

@@ -100,7 +100,7 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
         host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
         host.copy_(t, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(t.device))  # the copy's stream, on the tensor's own device
 
         def resolve() -> np.ndarray:  # on the flusher: the only wait for the copy
             done.synchronize()
@@ -177,7 +177,7 @@ def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequen
         [(2, 3, 1)]
     """
     items = _batch(images)
-    captions = list(caption) if caption is not None else []
+    captions = [caption] if isinstance(caption, str) else list(caption) if caption is not None else []
     if caption is not None and len(captions) != len(items):
         warn(key, "log_image(%r): %d captions for %d images; captions are left out", key, len(captions), len(items))
         captions = []
@@ -185,7 +185,8 @@ def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequen
     for index, value in enumerate(items):
         try:
             get = _part(value)
-        except _Bad as bad:
+        except Exception as err:  # noqa: BLE001 - whatever it is, it must not stop training
+            bad = err if isinstance(err, _Bad) else f"unreadable ({type(value).__name__}, {type(err).__name__}: {err})"
             # once per key and kind of mistake: a loop repeating it is not a flood
             warn(f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s",
                  key, index, bad, ACCEPTED)  # fmt: skip
@@ -207,7 +208,7 @@ def _column(values: list[Any], as_text: bool) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: a column of text then
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types, huge ints: a column of text then
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
@@ -223,7 +224,19 @@ def frame_snapshot(key: str, kind: str, step: int, warn: Warn, columns: Sequence
         [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
     """
     name = f"log_{kind}({key!r})"
+    try:
+        return _frame(key, kind, step, warn, name, columns, data, dataframe)
+    except Exception as err:  # noqa: BLE001 - a table that cannot be read must not stop training
+        warn(f"{key}:{type(err).__name__}", "%s: the table cannot be stored (%s: %s); it is skipped",
+             name, type(err).__name__, err)  # fmt: skip
+        return None
+
+
+def _frame(key: str, kind: str, step: int, warn: Warn, name: str, columns: Sequence[Any] | None,
+           data: Any, dataframe: Any) -> _Frame | None:  # fmt: skip
     as_text = kind == "text"
+    if data is not None and not isinstance(data, (str, bytes, list, tuple)):
+        data = list(data)  # a generator is read once
     if dataframe is not None:
         if not hasattr(dataframe, "to_dict"):
             warn(key, "%s: dataframe is a %s, not a pandas DataFrame; it is skipped", name, type(dataframe).__name__)
@@ -290,6 +303,7 @@ class MediaLogging:
             >>> logger.finalize("success")
         """
         writer = self.experiment
+        key = str(key)  # the index stores text
         if kwargs:
             writer.warn(f"media:{key}:kwargs", "log_image(%r): %s not stored (only images and caption are)",
                         key, ", ".join(sorted(kwargs)))  # fmt: skip
@@ -307,7 +321,8 @@ class MediaLogging:
             >>> logger.finalize("success")
         """
         writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
-        writer.log_media(frame_snapshot(key, "text", self._media_step(step), writer.warn, columns, data, dataframe))
+        step = self._media_step(step)
+        writer.log_media(frame_snapshot(str(key), "text", step, writer.warn, columns, data, dataframe))
 
     @rank_zero_only
     def log_table(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
@@ -321,4 +336,5 @@ class MediaLogging:
             >>> logger.finalize("success")
         """
         writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
-        writer.log_media(frame_snapshot(key, "table", self._media_step(step), writer.warn, columns, data, dataframe))
+        step = self._media_step(step)
+        writer.log_media(frame_snapshot(str(key), "table", step, writer.warn, columns, data, dataframe))

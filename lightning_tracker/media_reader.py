@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightning_tracker.exceptions import RunNotFoundError, StorageError
-from lightning_tracker.format.layout import MEDIA_FILES_DIR
+from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.summary import keep_last
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ def read_object(storage: Storage, run_path: str, row: pd.Series, cache: ReadCach
     """
     import hashlib
 
+    if not isinstance(row["object"], str) or not MEDIA_OBJECT_RE.fullmatch(row["object"]):
+        raise StorageError(f"the media index of {run_path} names {row['object']!r}, not a media object name")
     rel = f"{run_path}/{MEDIA_FILES_DIR}/{row['object']}"
     try:
         data = storage.read_bytes(rel)

@@ -69,18 +69,16 @@ def test_runs_shows_the_columns_a_person_wants(store_target: tuple[str, Any], ca
 
 
 def test_runs_puts_the_monitored_metric_first(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    save_dir = str(tmp_path / "runs")
-    _make_runs(save_dir, None)
-    from lightning_tracker.storage import Storage
+    from tests.helpers import lightning, tiny_model, trainer
 
-    storage = Storage(save_dir)  # as the logger records a ModelCheckpoint's monitor
-    for rel in storage.find("cli"):
-        if rel.endswith("/run.json"):
-            doc = json.loads(storage.read_bytes(f"cli/{rel}"))
-            storage.write_bytes(f"cli/{rel}", json.dumps({**doc, "monitor": {"name": "train/loss", "mode": "min"}}).encode())
+    save_dir = str(tmp_path / "runs")
+    for lr in (0.05, 0.01):  # a real ModelCheckpoint: the logger records what it monitors
+        checkpoint = lightning().callbacks.ModelCheckpoint(dirpath=str(tmp_path / f"ck{lr}"), monitor="train/loss")
+        trainer(TrackerLogger(save_dir, name="cli"), max_epochs=1, limit_train_batches=2, enable_checkpointing=True,
+                callbacks=[checkpoint]).fit(tiny_model(lr=lr))  # fmt: skip
     assert main(["runs", "-s", save_dir, "-p", "cli"]) == 0
-    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id "))
-    assert header.split()[6:] == ["train/loss", "val/acc", "epoch"]
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id ")).split()
+    assert header[4:] == ["lr", "train/loss", "val/loss", "epoch"], "the monitored metric first, then val*"
 
 
 @pytest.mark.parametrize("columns", [80, 120])
@@ -105,8 +103,10 @@ def test_in_a_terminal_whole_columns_are_left_out_never_cut(tmp_path: Any, colum
         assert f" {lr:g} " in f"{line} "
     notes = " ".join(lines[lines.index(table[-1]) + 1:])  # rich wraps the note at the window's width
     assert "did not fit" in notes and "widen the terminal or pick with --columns" in " ".join(notes.split())
-    header = next(line for line in lines if line.lstrip().startswith("id "))
-    assert header.split()[:4] == ["id", "name", "status", "val/acc"] or "lr" in header.split()
+    header = next(line for line in lines if line.lstrip().startswith("id ")).split()
+    # by priority: identity, the main metric, then the differing hyperparameters from the left
+    assert header[:4] == ["id", "name", "status", "lr"] and "val/acc" in header and "duration" not in header
+    assert header[-1] == "val/acc" and all(h.startswith(("lr", "optimizer", "param_")) for h in header[3:-1])
 
 
 def test_every_command_names_its_store_the_same_way(
@@ -121,7 +121,7 @@ def test_every_command_names_its_store_the_same_way(
                  ["hist", a, save_dir, "--out", out_dir], ["hist", a, "*", "-s", save_dir, "--out", out_dir],
                  ["report", "-s", save_dir, "-o", str(tmp_path / "r.html")]):  # fmt: skip
         if argv[0] == "hist":  # the run is found; it has no histograms to draw
-            assert main(argv) == 2 and f"matches no tensor with histograms in run {a}" in capsys.readouterr().err
+            assert main(argv) == 1 and f"matches no tensor with histograms in run {a}" in capsys.readouterr().out
             continue
         assert main(argv) == 0, (argv, capsys.readouterr())
         assert a[:8] in capsys.readouterr().out or argv[0] == "report", argv
@@ -205,7 +205,10 @@ def test_exit_statuses_found_nothing_matched_usage(tmp_path: Any, capsys: pytest
     assert main(["runs", "-s", str(empty)]) == 1
     assert "no runs in" in capsys.readouterr().out
     assert main(["report", "-s", save_dir, "-p", "cli", "-o", str(tmp_path / "r.html"), "nope"]) == 2
-    assert not (tmp_path / "r.html").exists()
+    assert main(["report", "-s", str(empty), "-o", str(tmp_path / "r.html")]) == 1, "an empty store: nothing matched"
+    assert "no runs in" in capsys.readouterr().out and not (tmp_path / "r.html").exists()
+    assert main(["report", "-s", save_dir, "-o", str(tmp_path / "r.html"), "--share", "30"]) == 2
+    assert "--share=30 days" in capsys.readouterr().err and not (tmp_path / "r.html").exists(), "checked first"
 
 
 def test_a_store_with_several_projects_lists_them(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,6 +225,9 @@ def test_a_store_with_several_projects_lists_them(tmp_path: Any, capsys: pytest.
     assert main(["runs", "-s", save_dir, "-p", "beta"]) == 0
     out = capsys.readouterr().out
     assert "1 run in" in out and "1 runs" not in out
+    assert main(["runs", "-s", save_dir, "--sort", "loss"]) == 0, "a sort asks for runs: across the projects"
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id ")).split()
+    assert header[:4] == ["id", "name", "project", "status"]
 
 
 def test_a_storage_failure_is_one_line_with_the_fix(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,8 +272,11 @@ def test_the_command_the_demo_prints_works_in_a_new_shell(tmp_path: Any) -> None
 
 def test_a_closed_pipe_is_not_an_error(tmp_path: Any) -> None:
     save_dir = str(tmp_path / "runs")
-    _make_runs(save_dir, None)
-    cmd = f"{sys.executable} -m lightning_tracker.cli runs -s {save_dir} -p cli --all | head -c 10"
+    for i in range(3):  # 3 lines of 2,000 differing hyperparameters: far more than a pipe buffer holds
+        logger = TrackerLogger(save_dir, name="cli", tensorboard=False)
+        logger.log_hyperparams({f"param_{k:04d}": 1000.0 * i + k for k in range(2000)})
+        logger.finalize("success")
+    cmd = f"{sys.executable} -m lightning_tracker.cli runs -s {save_dir} -p cli | head -c 10"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
 

@@ -245,3 +245,17 @@ def test_no_monitor_is_recorded_without_a_monitoring_checkpoint_callback(
     plain = TrackerLogger(save_dir, name="p", storage_options=options)
     trainer(plain).fit(tiny_model())  # no checkpointing at all
     assert Store(save_dir, options).run(plain.version).monitor is None
+
+
+def test_an_early_stopping_monitor_is_recorded_when_no_checkpoint_callback_monitors(tmp_path: Any) -> None:
+    callbacks = lightning().callbacks
+    logger = TrackerLogger(str(tmp_path), name="p")
+    stop = callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=5)
+    trainer(logger, max_epochs=2, callbacks=[stop]).fit(tiny_model())
+    assert Store(str(tmp_path)).run(logger.version).monitor == {"name": "val/loss", "mode": "min"}
+    both = TrackerLogger(str(tmp_path), name="p")  # a monitoring ModelCheckpoint comes first
+    trainer(both, max_epochs=1, enable_checkpointing=True, callbacks=[
+        callbacks.EarlyStopping(monitor="val/loss", mode="min"),
+        callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ck"), monitor="train/loss", mode="min"),
+    ]).fit(tiny_model())  # fmt: skip
+    assert Store(str(tmp_path)).run(both.version).monitor == {"name": "train/loss", "mode": "min"}

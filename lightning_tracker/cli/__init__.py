@@ -1,7 +1,7 @@
 """The ``lightning-tracker`` command: list, show, compare and sync runs, write reports, serve.
 
 This package is the only part of lightning_tracker that prints. Exit statuses: 0 when a
-command did what was asked, 1 when a valid query matched nothing or a store failed
+command did what was asked, 1 when a valid query matched nothing (``NothingMatchedError``) or a store failed
 (one line naming the store, the cause and the fix), 2 for usage errors (a bad
 argument, an unknown key, a run that does not exist). ``--debug`` shows the traceback.
 """
@@ -19,7 +19,13 @@ from lightning_tracker._version import __version__
 from lightning_tracker.cli.failures import describe
 from lightning_tracker.cli.stores import OPTIONS_ENV, STORE_ENV
 from lightning_tracker.cli.terminal import console_for, visible
-from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, RunNotFoundError, TrackerError
+from lightning_tracker.exceptions import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    NothingMatchedError,
+    RunNotFoundError,
+    TrackerError,
+)
 
 __all__ = ["main"]
 
@@ -110,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[_common(argparse.SUPPRESS)],
                           help="train several configurations and record them")  # fmt: skip
-    demo.add_argument("--save-dir", default="./runs", help="folder or URL for the runs (default ./runs)")
+    demo.add_argument("-s", "--store", "--save-dir", dest="save_dir", metavar="STORE",
+                      help=f"folder or URL for the runs (default ${STORE_ENV} or ./runs)")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
     demo.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
@@ -138,11 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fail(message: str, status: int) -> int:
         if args.debug:
             err.print(Text(traceback.format_exc()))
-        err.print(Text.assemble(("error:", "red"), " ", visible(message)))
+        err.print(Text.assemble(("error:", "red"), " ", visible(message)), soft_wrap=True)  # one line, however long
         return status
 
     try:
         return int(args.func(args, out))
+    except NothingMatchedError as exc:  # a valid query that matched nothing: said plainly, status 1
+        out.print(Text(visible(exc)), soft_wrap=True)
+        return 1
     except (InvalidArgumentError, RunNotFoundError, MissingDependencyError) as exc:
         return fail(str(exc), 2)
     except TrackerError as exc:

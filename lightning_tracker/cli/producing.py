@@ -14,9 +14,9 @@ from rich.text import Text
 
 from lightning_tracker.api import Store
 from lightning_tracker.cli.reading import cmd_runs, store_of
-from lightning_tracker.cli.stores import diagnose, split_store, storage_options
+from lightning_tracker.cli.stores import diagnose, pick_store, split_store, storage_options
 from lightning_tracker.cli.terminal import fmt_bytes, plural, text, visible
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
 from lightning_tracker.storage import Storage
 
 __all__ = ["cmd_demo", "cmd_report", "cmd_serve", "cmd_sync", "command_name"]
@@ -48,8 +48,10 @@ def _write_report(store: Store, runs: Any, output: str, out: Console, project: s
         runs = runs if runs is not None else store.runs(project)
     if not runs:
         where = f" (project {project})" if project else ""
-        problem = diagnose(store, project) or f"no runs in {store.storage.url}{where}"
-        raise InvalidArgumentError(f"{problem}; no report written")
+        problem = diagnose(store, project)
+        if problem and "no runs in" not in problem:  # the store or project was misnamed
+            raise InvalidArgumentError(f"{problem}; no report written")
+        raise NothingMatchedError(f"{problem or f'no runs in {store.storage.url}{where}'}; no report written")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as progress:
         task = progress.add_task("reading runs", total=len(runs))
         return write_report(store, output, runs, on_run=lambda _run: progress.advance(task),
@@ -68,6 +70,9 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     rest, positional = split_store(args.runs)
     store = store_of(args, positional)
     runs = [store.run(run_id, args.project) for run_id in rest] if rest else None
+    if args.share is not None and not 0 < args.share <= 7:
+        raise InvalidArgumentError(f"--share={args.share:g} days: a signed link lasts more than 0 and at most 7 days "
+                                   "(S3's limit); pass --share 7 or less")  # fmt: skip
     options = _output_options(store, args.output, args.storage_options)
     path = _write_report(store, runs, args.output, out, args.project, options)
     target = Storage(path if "://" in path else os.path.dirname(os.path.abspath(path)), options)
@@ -75,11 +80,10 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     out.print(text(f"report written to {path}" + (f" ({fmt_bytes(size)}); open it in a browser" if size else "")))
     if args.share is None:
         return 0
-    if args.share <= 0 or args.share > 7:
-        raise InvalidArgumentError(f"--share={args.share} days: a signed link lasts 1 to 7 days (S3's limit)")
     parent, name = path.rsplit("/", 1) if "://" in path else (os.path.dirname(os.path.abspath(path)), Path(path).name)
     link = Storage(parent, options).sign(name, int(args.share * 86400))
-    out.print(Text.assemble("share this link (valid ", plural(int(args.share), "day"), "): ", (link, "bold")))
+    days = f"{args.share:g} day" + ("" if args.share == 1 else "s")
+    out.print(Text.assemble(f"share this link (valid {days}): ", (link, "bold")), soft_wrap=True)
     return 0
 
 
@@ -137,6 +141,8 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: Console) -> int:
     from lightning_tracker.demo import DEFAULT_CONFIGS, run_demo
+
+    args.save_dir = pick_store(args.save_dir, None)
 
     out.print(text(f"training {len(DEFAULT_CONFIGS)} configurations of a digit classifier into {args.save_dir} …"))
     run_demo(args.save_dir, args.project, storage_options=storage_options(args.storage_options))

@@ -57,7 +57,8 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
 
     store = store_of(args, args.store_arg)
     _check_statuses(args.status)
-    filtered = bool(args.where or args.status or args.tag)
+    # a filter, columns or a sort ask for runs: across the projects when none is named
+    filtered = bool(args.where or args.status or args.tag or args.columns or args.sort or args.all)
     projects = store.projects()
     if args.project is None and not filtered and len(projects) > 1:
         return _projects(store, out)
@@ -158,28 +159,48 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
         keys = sorted({k for r in runs for k in r.flat_config})
         summaries = [r.summary for r in runs]
     differ = [k for k in keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1]
-    config = Table(title=f"hyperparameters that differ ({len(differ)} of {len(keys)})", header_style="bold",
-                   title_justify="left")  # fmt: skip
-    config.add_column("key")
-    for r in runs:
-        config.add_column(Text.assemble(visible(r.name), "\n", (visible(r.id), "dim")), justify="right", no_wrap=True)
-    for key in differ:
-        values = [r.flat_config.get(key) for r in runs]
-        styles = ["bold yellow" if i > 0 and v != values[0] else "" for i, v in enumerate(values)]
-        config.add_row(text(key), *(text(fmt_value(v), style) for v, style in zip(values, styles, strict=True)))
-    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(keys), 'hyperparameter')}"))
-    metrics = Table(title="metrics (last value)", header_style="bold", title_justify="left")
-    metrics.add_column("metric")
-    for r in runs:
-        metrics.add_column(text(r.name), justify="right", no_wrap=True)
-    metrics.add_row("status", *[status_text(r.status) for r in runs])
-    if any(r.damage for r in runs):
-        metrics.add_row("damage", *[text(r.damage or "", "red") for r in runs])
-    metrics.add_row("duration", *[fmt_duration(r.duration) for r in runs])
     hidden = runs_table.MONITOR_FAMILIES if not args.all else ()
-    for key in sorted({k for s in summaries for k in s if not k.startswith(hidden)}):
-        metrics.add_row(text(key), *[text(fmt_value(s.get(key, {}).get("last"))) for s in summaries])
+    metric_keys = sorted({k for s in summaries for k in s if not k.startswith(hidden)})
+    params = [[fmt_value(r.flat_config.get(k)) for k in differ] for r in runs]
+    lasts = [[fmt_value(s.get(k, {}).get("last")) for k in metric_keys] for s in summaries]
+    ids = runs_table.short_ids([r.id for r in runs], [r.id for r in runs])
+    # the key column whole (up to 40 cells), then as many runs as fit, each column as wide as its widest cell
+    key_width = min(40, max(len(k) for k in ["metric", "duration", *differ, *metric_keys]))
+    widths = [max(8, min(24, len(r.name)), len(ids[r.id]), *map(len, p), *map(len, m))
+              for r, p, m in zip(runs, params, lasts, strict=True)]  # fmt: skip
+    shown, used = [], key_width + 3
+    for i, width in enumerate(widths):
+        if i >= 2 and used + width + 3 > out.width + 1:
+            break
+        shown.append(i)
+        used += width + 3
+
+    def table(title: str, first: str) -> Table:
+        out_table = Table(title=title, header_style="bold", title_justify="left")
+        out_table.add_column(first, no_wrap=True, min_width=key_width, max_width=key_width, overflow="ellipsis")
+        for i in shown:
+            header = Text.assemble(visible(runs[i].name), "\n", (ids[runs[i].id], "dim"))
+            out_table.add_column(header, justify="right", no_wrap=True, min_width=widths[i], max_width=widths[i],
+                                 overflow="ellipsis")  # fmt: skip
+        return out_table
+
+    config = table(f"hyperparameters that differ ({len(differ)} of {len(keys)})", "key")
+    for k, key in enumerate(differ):
+        styles = ["bold yellow" if params[i][k] != params[0][k] else "" for i in shown]
+        config.add_row(text(key), *(text(params[i][k], st) for i, st in zip(shown, styles, strict=True)))
+    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(keys), 'hyperparameter')}"))
+    metrics = table("metrics (last value)", "metric")
+    metrics.add_row("status", *[status_text(runs[i].status) for i in shown])
+    if any(r.damage for r in runs):
+        metrics.add_row("damage", *[text(runs[i].damage or "", "red") for i in shown])
+    metrics.add_row("duration", *[fmt_duration(runs[i].duration) for i in shown])
+    for k, key in enumerate(metric_keys):
+        metrics.add_row(text(key), *[text(lasts[i][k]) for i in shown])
     out.print(metrics)
+    if len(shown) < len(runs):
+        left = [runs[i].name for i in range(len(runs)) if i not in shown]
+        out.print(text(f"{plural(len(left), 'run')} did not fit ({', '.join(left)}): widen the terminal or "
+                       "compare fewer runs at once", "dim"))  # fmt: skip
     return 0
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "META_FILE",
     "MEDIA_DIR",
     "MEDIA_FILES_DIR",
+    "MEDIA_OBJECT_RE",
     "METRICS_DIR",
     "MIRROR_FILE",
     "MODELS_DIR",
@@ -56,6 +57,7 @@ MEDIA_DIR = "media"  # immutable Parquet chunks of the media index (log_image, l
 # before MEDIA_DIR, so a mirror round (which uploads in name order) stores an image
 # before the index chunk that lists it
 MEDIA_FILES_DIR = "media-files"
+MEDIA_OBJECT_RE = re.compile(r"[0-9a-f]{64}\.(png|webp|parquet)")  # <sha256 of the bytes>.<format>
 MODELS_FILE = "models.json"  # the checkpoint manifest
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files, in the run folder itself
 

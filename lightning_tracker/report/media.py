@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ import pandas as pd
 
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR
+from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.schemas import MEDIA
 from lightning_tracker.media_reader import media_index, read_object
 from lightning_tracker.read_cache import read_chunks
@@ -42,7 +41,7 @@ SERVE_ROWS = 10_000  # rows of a text or table the dashboard sends to the page
 
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
 # what the writer names an object: its sha256 and the extension of its format
-_OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.(png|webp|parquet)")
+_OBJECT_NAME = MEDIA_OBJECT_RE
 
 
 def even_steps(steps: Sequence[int], most: int) -> list[int]:

@@ -53,7 +53,7 @@ def merge_stored(writer: Any, probe: RemoteProbe) -> None:
 
 
 def _renumber(writer: Any, session: int) -> None:
-    for producer in (writer.metrics, writer.histograms):
+    for producer in (writer.metrics, writer.histograms, writer.media):
         folder = producer.chunks.dir
         for name in os.listdir(folder) if os.path.isdir(folder) else []:
             chunk = parse_chunk_name(name)

@@ -40,6 +40,7 @@ __all__ = ["THUMBNAIL_PX", "MediaItem", "MediaProducer", "Snapshot", "encode_ima
 log = logging.getLogger(__name__)
 
 THUMBNAIL_PX = 128  # a preview's longest side, in pixels
+_WEBP_MAX_PX = 16383  # WebP's largest side
 _TB_TABLE_ROWS = 100  # rows of a table shown in TensorBoard's Text tab (the stored table keeps all)
 
 
@@ -90,8 +91,9 @@ def encode_image(pixels: np.ndarray) -> tuple[bytes, str, bytes]:
     buf = io.BytesIO()
     image.save(buf, "PNG", compress_level=6)
     png = buf.getvalue()
-    if pixels.shape[2] == 1 or (pixels.shape[2] == 4 and bool((pixels[:, :, 3] == 255).all())):
-        return png, "png", png  # WebP has no grey mode, and drops an opaque alpha channel
+    if (pixels.shape[2] == 1 or max(pixels.shape[:2]) > _WEBP_MAX_PX
+            or (pixels.shape[2] == 4 and bool((pixels[:, :, 3] == 255).all()))):  # fmt: skip
+        return png, "png", png  # WebP has no grey mode, no side over 16383 px, and drops an opaque alpha
     buf = io.BytesIO()
     # exact: keep the colour of fully transparent pixels (lossless means every channel)
     image.save(buf, "WEBP", lossless=True, quality=50, method=2, exact=True)  # 6x faster than method 4, 1 % larger
@@ -226,7 +228,12 @@ class MediaProducer:
                 self._warn(f"media:{key}", "media %r could not be read (%s: %s); it is left out",
                            key, type(err).__name__, err)  # fmt: skip
                 continue
-            rows += [self._store(item) for item in items]
+            for item in items:
+                try:
+                    rows.append(self._store(item))
+                except Exception as err:  # noqa: BLE001 - one item that cannot be stored must not cost the others
+                    self._warn(f"media:{item.key}:store", "media %r at step %d could not be stored (%s: %s); "
+                               "it is left out", item.key, item.step, type(err).__name__, err)  # fmt: skip
         if not rows:
             return None
         columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}

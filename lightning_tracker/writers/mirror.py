@@ -141,7 +141,9 @@ class Mirror:
         for dirpath, dirnames, files in os.walk(self.local_dir):
             rel_dir = os.path.relpath(dirpath, self.local_dir).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir
-            dirnames[:] = [d for d in dirnames if not rel_dir and d in _PUBLISHED_DIRS]
+            # media/ before media-files/: every object a listed index chunk names is on disk already
+            dirnames[:] = sorted((d for d in dirnames if not rel_dir and d in _PUBLISHED_DIRS),
+                                 key=lambda d: d == MEDIA_FILES_DIR)  # fmt: skip
             names = [n for n in files if not is_private(n)]
             if rel_dir in DATA_DIRS:
                 names = live_chunks(names)

@@ -143,6 +143,12 @@ class RunInfo:
             with self.lock:
                 self.explicit["monitor"] = self.doc["monitor"] = {"name": name, "mode": str(mode) if mode else None}
 
+    def record_monitors(self, trainer: Any) -> None:
+        """Records what ``trainer``'s first monitoring ``ModelCheckpoint`` watches, else its first ``EarlyStopping``."""
+        callbacks = [*getattr(trainer, "checkpoint_callbacks", []), *getattr(trainer, "early_stopping_callbacks", [])]
+        for callback in callbacks:  # the first that monitors a metric is kept
+            self.record_monitor(callback)
+
     def set_info(self, **fields: Any) -> None:
         """Updates run fields such as ``tags``, ``notes`` or ``group``."""
         with self.lock:

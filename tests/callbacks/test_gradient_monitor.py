@@ -253,7 +253,9 @@ def test_hist_command_renders_one_png_heatmap_per_tensor(tmp_path: Any, capsys: 
     image = matplotlib.image.imread(out / files[1])
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert str(out / files[1]) in capsys.readouterr().out
-    assert main(["hist", logger.version, "nothing*", str(tmp_path / "runs"), "--out", str(out)]) == 2
+    # a pattern is a query: matching nothing is status 1, said plainly with the tensors there are
+    assert main(["hist", logger.version, "nothing*", str(tmp_path / "runs"), "--out", str(out)]) == 1
+    assert "PATTERN='nothing*' matches no tensor" in capsys.readouterr().out
 
 
 _DIST_SCRIPT = r'''

@@ -38,3 +38,21 @@ def test_payload_draws_counters_as_bytes_per_second_and_marks_byte_units(tmp_pat
     assert recv["unit"] == "B/s" and recv["step"].tolist() == [1, 2, 3, 4, 5], "no rate before the second sample"
     assert np.allclose(recv["y"], expected)
     assert series["system/ram_used_bytes"]["unit"] == "B" and "unit" not in series["loss"]
+
+
+def test_the_page_writes_numbers_whole() -> None:
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH")
+    script = Path(__file__).resolve().parents[2] / "lightning_tracker" / "report" / "assets" / "format.js"
+    values = [1200.4, 1000.3, 2999.96, 0.5, 0.123456, 123456.7, 3, 0.0001234, -12.5]
+    code = f"global.window = {{}}; require({str(script)!r}); console.log(JSON.stringify({values!r}.map(window.LT.fmt)))"
+    shown = json.loads(subprocess.run([node, "-e", code], capture_output=True, text=True, check=True).stdout)
+    assert shown == ["1200", "1000", "3000", "0.5", "0.1235", "1.235e+5", "3", "0.0001234", "-12.5"]

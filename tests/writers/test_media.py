@@ -208,10 +208,50 @@ def test_large_images_get_a_small_preview(tmp_path: Any) -> None:
 def test_a_cuda_tensor_is_copied_without_a_sync_and_read_back_exactly(tmp_path: Any) -> None:
     logger = TrackerLogger(str(tmp_path), name="m", tensorboard=False)
     images = FLOAT_CHW.cuda()
-    logger.log_image("gpu", [images, torch.from_numpy(UINT8_HW).cuda()], step=0)
+    logger.log_metrics({"x": 0.0}, step=0)  # the run is open: what follows is the per-call path only
+    torch.cuda.set_sync_debug_mode("error")  # any host synchronisation on this thread raises
+    try:
+        logger.log_image("gpu", [images, torch.from_numpy(UINT8_HW).cuda()], step=0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
     images.zero_()  # the snapshot owns its copy: a later change does not reach it
     logger.finalize("success")
     run = Store(str(tmp_path)).run(logger.version)
     assert np.array_equal(np.asarray(run.read_media("gpu", 0, 0)),
                           np.rint(FLOAT_CHW.permute(1, 2, 0).numpy() * 255).astype(np.uint8))  # fmt: skip
     assert np.array_equal(np.asarray(run.read_media("gpu", 0, 1)), UINT8_HW)
+
+
+def test_one_item_that_cannot_be_encoded_or_read_never_costs_the_others(tmp_path: Any) -> None:
+    from PIL import Image
+
+    closed = Image.fromarray(UINT8_HW)
+    closed.close()
+    wide = np.zeros((4, 17000, 3), np.uint8)  # wider than WebP allows: stored as PNG
+    wide[:, ::2] = 255
+    logger = TrackerLogger(str(tmp_path), name="m", tensorboard=False)
+    logger.log_image("wide", [wide], step=0)
+    logger.log_image("closed", [closed, UINT8_HW], step=0)  # a closed PIL image is skipped, not raised
+    logger.log_table("huge", columns=["n"], data=[[2**70], [1]], step=0)  # beyond int64: kept as text
+    logger.log_table("gen", columns=["a"], data=([i] for i in range(3)), step=0)  # a generator is read once
+    logger.log_text(7, data=[["key is not a string"]], step=0)
+    logger.finalize("success")
+    run = Store(str(tmp_path)).run(logger.version)
+    media = run.media()
+    assert sorted(media["key"]) == ["7", "closed", "gen", "huge", "wide"]
+    assert media.loc[media["key"] == "closed", "index"].tolist() == [1]
+    assert np.array_equal(np.asarray(run.read_media("wide", 0)), wide)
+    assert run.media("wide")["object"].iloc[0].endswith(".png")
+    assert run.read_media("huge", 0)["n"].tolist() == [str(2**70), "1"]
+    assert run.read_media("gen", 0)["a"].tolist() == [0, 1, 2]
+
+
+def test_an_index_row_naming_a_path_is_refused(tmp_path: Any) -> None:
+    from lightning_tracker.exceptions import StorageError
+    from lightning_tracker.media_reader import read_object
+    from lightning_tracker.storage import Storage
+
+    (tmp_path / "secret.parquet").write_bytes(b"x")
+    row = pd.Series({"object": "../../secret.parquet", "sha256": "0" * 64, "kind": "table"})
+    with pytest.raises(StorageError, match="not a media object name"):
+        read_object(Storage(str(tmp_path)), "p/r1", row)

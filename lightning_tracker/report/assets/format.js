@@ -23,7 +23,11 @@
 
   const fmt = (v) => {
     if (v === null || v === undefined) return "—";
-    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(4).replace(/\.?0+$/, "");
+    if (typeof v === "number") {
+      if (Number.isInteger(v)) return String(v);
+      const s = v.toPrecision(4); // "1200", "0.5000", "1.235e+5": only a decimal fraction loses its trailing zeros
+      return s.includes(".") && !s.includes("e") ? s.replace(/\.?0+$/, "") : s;
+    }
     return String(v);
   };
   const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s"); // "1 run", "2 runs"
