@@ -157,19 +157,22 @@ def run_demo(
         train, val, test = _loaders(config.batch_size)
         logger = TrackerLogger(save_dir, name=project, tags=["demo"], group="digits-mlp", log_model=True,
                                storage_options=storage_options)  # fmt: skip
-        best = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="lt-demo-"), monitor="val/acc", mode="max")
-        trainer = Trainer(
-            max_epochs=config.epochs,
-            logger=logger,
-            log_every_n_steps=1,
-            callbacks=[best],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            devices=1,
-        )
-        module = _make_module(config)
-        trainer.fit(module, train, val)
-        trainer.test(module, test, verbose=False)
+        # Lightning's own copy of the best checkpoint lives only while the run trains: the run keeps it (log_model)
+        with tempfile.TemporaryDirectory(prefix="lt-demo-") as checkpoints:
+            best = ModelCheckpoint(dirpath=checkpoints, monitor="val/acc", mode="max")
+            trainer = Trainer(
+                max_epochs=config.epochs,
+                logger=logger,
+                log_every_n_steps=1,
+                callbacks=[best],
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                accelerator="cpu",
+                devices=1,
+            )
+            module = _make_module(config)
+            trainer.fit(module, train, val)
+            trainer.test(module, test, verbose=False)
+            logger.finalize("success")  # stored before the folder goes
         ids.append(logger.version)
     return ids

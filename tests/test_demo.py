@@ -23,3 +23,9 @@ def test_demo_records_every_configuration(
     # the best configuration learns the task: well above the 10 % of chance
     assert table["summary.val/acc"].max() > 0.8
     assert "4 runs" in out and "val/acc" in out
+    run = Store(str(tmp_path / "runs")).run(table["id"].iloc[0])
+    assert run.monitor == {"name": "val/acc", "mode": "max"} and run.checkpoint("best").name.endswith(".ckpt")
+    media = run.media()
+    assert set(media["key"]) == {"val/predictions", "val/per_digit"}
+    assert media.loc[media["key"] == "val/predictions", "caption"].str.startswith("predicted ").all()
+    assert run.read_media("val/predictions", int(media["step"].max())).size == (32, 32)
