@@ -28,7 +28,7 @@ import pandas as pd
 from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
-from lightning_tracker.report.media import EMBED_IMAGES, EMBED_ROWS, EMBED_STEPS, SERVE_ROWS, media_part
+from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
     "COUNTERS", "DEFAULT_MAX_POINTS", "build_payload", "downsample", "is_counter", "payload_bytes", "payload_json",
@@ -257,10 +257,7 @@ def _payload(
         "checkpoints": {},
         "media": {},
         "files": {},  # media previews by object name (report only), each stored once
-        # what the report embeds of the media (stated in the page); the dashboard shows all
-        "media_limits": {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS}
-        if embed
-        else {"rows": SERVE_ROWS},
+        "media_limits": media_limits(embed),  # what the report embeds (stated in the page); the dashboard shows all
     }
     for run in runs:
         key = f"{run.project}/{run.id}"
@@ -276,6 +273,8 @@ def _payload(
         payload["files"].update(parts["files"])
         if on_run is not None:
             on_run(run)
+    if embed:  # one budget for the whole page: a sweep of many runs thins its media evenly
+        fit_budget(payload["media"], payload["files"])
     return payload
 
 

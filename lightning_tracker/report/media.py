@@ -30,18 +30,26 @@ from lightning_tracker.media_reader import media_index, read_object
 from lightning_tracker.read_cache import read_chunks
 
 __all__ = [
-    "CONTENT_TYPES", "EMBED_IMAGES", "EMBED_ROWS", "EMBED_STEPS", "SERVE_ROWS", "MediaFiles", "even_steps",
-    "media_part", "table_json",
+    "CONTENT_TYPES", "EMBED_BYTES", "EMBED_IMAGES", "EMBED_ROWS", "EMBED_STEPS", "SERVE_ROWS", "MediaFiles",
+    "even_steps", "fit_budget", "media_limits", "media_part", "table_json",
 ]  # fmt: skip
 
 EMBED_STEPS = 32  # steps of one key and run embedded in a report
 EMBED_IMAGES = 16  # images of one step embedded in a report (the first ones by index)
 EMBED_ROWS = 200  # rows of a text or table embedded in a report
+EMBED_BYTES = 30_000_000  # the previews of a whole report, as data URIs: past this every panel keeps fewer steps
 SERVE_ROWS = 10_000  # rows of a text or table the dashboard sends to the page
 
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
 # what the writer names an object: its sha256 and the extension of its format
 _OBJECT_NAME = MEDIA_OBJECT_RE
+
+
+def media_limits(embed: bool) -> dict[str, int]:
+    """The caps on what a report embeds (``embed``) or the dashboard sends, stated in the page."""
+    if embed:
+        return {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS, "bytes": EMBED_BYTES}
+    return {"rows": SERVE_ROWS}
 
 
 def even_steps(steps: Sequence[int], most: int) -> list[int]:
@@ -57,6 +65,38 @@ def even_steps(steps: Sequence[int], most: int) -> list[int]:
         return list(steps)
     picks = np.unique(np.rint(np.linspace(0, len(steps) - 1, most)).astype(np.int64))
     return [steps[i] for i in picks.tolist()]
+
+
+def fit_budget(media: dict[str, dict[str, Any]], files: dict[str, str], budget: int | None = None) -> None:
+    """Thins the embedded steps of every panel, evenly, until the previews fit ``budget`` characters
+    (default ``EMBED_BYTES``).
+
+    ``media`` maps a run to its panels (see :func:`media_part`) and ``files`` the preview
+    names to data URIs; both are changed in place, and previews no panel shows any more are
+    dropped. Each panel keeps its first and last step; its ``total_steps`` still counts all.
+
+    Example:
+        >>> panel = {"steps": [0, 1, 2, 3], "items": [[{"kind": "image", "thumb": f"t{i}"}] for i in range(4)]}
+        >>> files = {f"t{i}": "x" * 10 for i in range(4)}
+        >>> fit_budget({"p/r1": {"k": panel}}, files, budget=25)
+        >>> panel["steps"], sorted(files)
+        ([0, 3], ['t0', 't3'])
+    """
+
+    def shown() -> set[str]:
+        return {item.get("thumb") for panels in media.values() for panel in panels.values()
+                for step in panel["items"] for item in step}  # fmt: skip
+
+    budget = EMBED_BYTES if budget is None else budget
+    most = max((len(panel["steps"]) for panels in media.values() for panel in panels.values()), default=0)
+    while most > 2 and sum(len(files.get(name, "")) for name in shown() if name) > budget:
+        most = max(2, most // 2)
+        for panel in (panel for panels in media.values() for panel in panels.values()):
+            keep = set(even_steps(panel["steps"], most))
+            kept = [(step, items) for step, items in zip(panel["steps"], panel["items"], strict=True) if step in keep]
+            panel["steps"], panel["items"] = [s for s, _ in kept], [i for _, i in kept]
+    for name in set(files) - shown():
+        del files[name]
 
 
 def table_json(frame: pd.DataFrame, max_rows: int) -> dict[str, Any]:

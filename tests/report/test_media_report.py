@@ -189,7 +189,28 @@ def test_a_report_with_many_images_embeds_a_capped_share_and_says_what_is_left_o
     assert page.inner_text(".media-left") == f"{EMBED_STEPS} of 50 steps embedded; 488 of 1000 images left out"
     rows = f"{EMBED_ROWS} of {EMBED_ROWS + 50} rows embedded; lightning-tracker serve shows more"
     assert page.inner_text(".media-rows") == rows
+    assert "MB of previews in all" in page.inner_text("#media-note")
     assert errors == []
+
+
+def test_the_whole_report_keeps_to_one_budget_by_thinning_every_panel_evenly(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lightning_tracker.report.media as media
+
+    save_dir = str(tmp_path / "runs")
+    for name in ("a", "b", "c"):  # three runs of 20 steps × 4 images each
+        write_run(save_dir, "m", name, images("samples", list(range(20)), 4, name, size=(16, 16), noise=True))
+    full = _payload(open(write_report(Store(save_dir), tmp_path / "full.html"), "rb").read())
+    every = sum(len(uri) for uri in full["files"].values())
+    monkeypatch.setattr(media, "EMBED_BYTES", every // 3)
+    thin = _payload(open(write_report(Store(save_dir), tmp_path / "thin.html"), "rb").read())
+    assert sum(len(uri) for uri in thin["files"].values()) <= every // 3
+    panels = [thin["media"][run["key"]]["samples"] for run in thin["runs"]]
+    assert [len(p["steps"]) for p in panels] == [5, 5, 5] and all(p["steps"][::4] == [0, 19] for p in panels)
+    assert all(p["total_steps"] == 20 for p in panels), "the page can say how many were left out"
+    shown = {item["thumb"] for p in panels for step in p["items"] for item in step}
+    assert shown == set(thin["files"]), "only the previews a panel shows are embedded"
 
 
 def test_payloads_on_memory_embed_previews_for_a_report_and_name_objects_for_the_dashboard(tmp_path: Any) -> None:
@@ -201,7 +222,7 @@ def test_payloads_on_memory_embed_previews_for_a_report_and_name_objects_for_the
     key = {r["name"]: r["key"] for r in payload["runs"]}
     a, b = key["run-a"], key["run-b"]
     assert sorted(payload["media"]) == sorted([a, b]), "run-c logged no media"
-    assert payload["media_limits"] == {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS}
+    assert payload["media_limits"] == {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS, "bytes": 30_000_000}
     samples = payload["media"][a]["samples"]
     assert samples["steps"] == [0, 10, 20] and samples["total_items"] == 9
     first = samples["items"][0][0]

@@ -219,7 +219,9 @@
         limits.rows + " rows; click a column to sort."
       : "This report embeds previews (at most 128 px) of at most " + limits.steps + " steps (evenly spread, " +
         "the first and last among them) × " + limits.images + " images per key and run, and the first " +
-        limits.rows + " rows of each text or table; lightning-tracker serve shows all at full size. " +
+        limits.rows + " rows of each text or table, and at most " + Math.round(limits.bytes / 1e6) +
+        " MB of previews in all (past that, every key keeps fewer steps, evenly); lightning-tracker serve shows " +
+        "all at full size. " +
         "Click an image to enlarge it, a column to sort.";
     keys.forEach((key) => {
       const b = block(container, key);
