@@ -164,8 +164,8 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     params = [[fmt_value(r.flat_config.get(k)) for k in differ] for r in runs]
     lasts = [[fmt_value(s.get(k, {}).get("last")) for k in metric_keys] for s in summaries]
     ids = runs_table.short_ids([r.id for r in runs], [r.id for r in runs])
-    # the key column whole (up to 40 cells), then as many runs as fit, each column as wide as its widest cell
-    key_width = min(40, max(len(k) for k in ["metric", "duration", *differ, *metric_keys]))
+    # the key column (a long key folds onto more lines), then as many runs as fit, each as wide as its widest value
+    key_width = min(max(40, out.width // 3), max(len(k) for k in ["metric", "duration", *differ, *metric_keys]))
     widths = [max(8, min(24, len(r.name)), len(ids[r.id]), *map(len, p), *map(len, m))
               for r, p, m in zip(runs, params, lasts, strict=True)]  # fmt: skip
     shown, used = [], key_width + 3
@@ -177,11 +177,11 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
 
     def table(title: str, first: str) -> Table:
         out_table = Table(title=title, header_style="bold", title_justify="left")
-        out_table.add_column(first, no_wrap=True, min_width=key_width, max_width=key_width, overflow="ellipsis")
+        # text folds, never cut: a stored name shows whole (escapes included); numbers fit their column
+        out_table.add_column(first, min_width=key_width, max_width=key_width, overflow="fold")
         for i in shown:
             header = Text.assemble(visible(runs[i].name), "\n", (ids[runs[i].id], "dim"))
-            out_table.add_column(header, justify="right", no_wrap=True, min_width=widths[i], max_width=widths[i],
-                                 overflow="ellipsis")  # fmt: skip
+            out_table.add_column(header, justify="right", min_width=widths[i], max_width=widths[i], overflow="fold")
         return out_table
 
     config = table(f"hyperparameters that differ ({len(differ)} of {len(keys)})", "key")
