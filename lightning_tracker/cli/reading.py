@@ -87,8 +87,8 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
-    every_id = [f"{p}/{n}" for p in table["project"].unique() for n in store.storage.listdir(p)]
-    ids = runs_table.short_ids(list(table["id"]), [i.split("/", 1)[1] for i in every_id])
+    every_id = [name for project in table["project"].unique() for name in store.storage.listdir(project)]
+    ids = runs_table.short_ids(list(table["id"]), every_id)
     rendered = runs_table.render(table, layout, width=out.width, ids=ids, framed=out.is_terminal)
     out.print(text(f"{plural(len(table), 'run')} in {store.storage.url}{where}"))
     out.print(rendered)

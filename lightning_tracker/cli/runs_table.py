@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,10 +52,16 @@ def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
         {'20261129-081203-aaaa': '20261129-081203-aa', '20261129-081203-abcd': '20261129-081203-ab'}
     """
     others = sorted(set(among) | set(ids))
+    place = {run_id: i for i, run_id in enumerate(others)}
+
+    def common(a: str, b: str) -> int:
+        return len(os.path.commonprefix([a, b]))
+
     n = 8  # one length for the column: prefixes of different lengths read as different ids
-    for run_id in ids:
-        while n < len(run_id) and any(o != run_id and o.startswith(run_id[:n]) for o in others):
-            n += 1
+    for run_id in ids:  # the id sharing the longest prefix with it is a neighbour in sorted order
+        i = place[run_id]
+        shared = max([common(run_id, others[j]) for j in (i - 1, i + 1) if 0 <= j < len(others)], default=0)
+        n = max(n, min(len(run_id), shared + 1))
     return {run_id: run_id[:n] for run_id in ids}
 
 
