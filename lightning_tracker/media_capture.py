@@ -275,8 +275,7 @@ class MediaLogging:
     def _media_step(self, step: Any) -> int:
         from lightning_tracker.writers.points import coerce_step
 
-        writer = self.experiment
-        writer.ensure_open()
+        writer = self.experiment  # log_media opens the run
         last = max(writer.points.next_step - 1, 0)  # the step metrics were last logged at
         return last if step is None else coerce_step(step, last, writer.warn)
 

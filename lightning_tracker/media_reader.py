@@ -21,10 +21,9 @@ from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.summary import keep_last
 
 if TYPE_CHECKING:
-    from lightning_tracker.read_cache import ReadCache
     from lightning_tracker.storage import Storage
 
-__all__ = ["COLUMNS", "media_index", "pick", "read_object"]
+__all__ = ["COLUMNS", "media_index", "object_bytes", "pick", "read_object"]
 
 COLUMNS = ["step", "key", "index", "kind", "caption", "width", "height"]  # what Run.media() shows
 
@@ -53,23 +52,33 @@ def media_index(table: pa.Table, key: str | None = None) -> pd.DataFrame:
     return frame[[*COLUMNS, "time", "object", "sha256", "thumbnail"]]
 
 
-def read_object(storage: Storage, run_path: str, row: pd.Series, cache: ReadCache | None = None) -> Any:
+def object_bytes(storage: Storage, run_path: str, name: Any, sha256: str | None) -> bytes:
+    """The bytes of the media object ``name`` of a run, checked against ``sha256`` (None: a preview, unchecked).
+
+    Raises:
+        StorageError: ``name`` is not an object name, or the object is missing or damaged.
+    """
+    import hashlib
+
+    if not isinstance(name, str) or not MEDIA_OBJECT_RE.fullmatch(name):
+        raise StorageError(f"the media index of {run_path} names {name!r}, not a media object name")
+    rel = f"{run_path}/{MEDIA_FILES_DIR}/{name}"
+    try:
+        data = storage.read_bytes(rel)
+    except FileNotFoundError:
+        raise StorageError(f"{storage.full_url(rel)} is listed in the media index but missing") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise StorageError(f"{storage.full_url(rel)} does not match its recorded sha256; it is damaged")
+    return data
+
+
+def read_object(storage: Storage, run_path: str, row: pd.Series) -> Any:
     """The object an index row names: a ``PIL.Image`` for an image, a DataFrame for text or a table.
 
     Raises:
         StorageError: the object is missing or its bytes do not match the recorded sha256.
     """
-    import hashlib
-
-    if not isinstance(row["object"], str) or not MEDIA_OBJECT_RE.fullmatch(row["object"]):
-        raise StorageError(f"the media index of {run_path} names {row['object']!r}, not a media object name")
-    rel = f"{run_path}/{MEDIA_FILES_DIR}/{row['object']}"
-    try:
-        data = storage.read_bytes(rel)
-    except FileNotFoundError:
-        raise StorageError(f"{storage.full_url(rel)} is listed in the media index but missing") from None
-    if hashlib.sha256(data).hexdigest() != row["sha256"]:
-        raise StorageError(f"{storage.full_url(rel)} does not match its recorded sha256; it is damaged")
+    data = object_bytes(storage, run_path, row["object"], row["sha256"])
     if row["kind"] == "image":
         from PIL import Image
 

@@ -75,13 +75,14 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
                                    "(S3's limit); pass --share 7 or less")  # fmt: skip
     options = _output_options(store, args.output, args.storage_options)
     path = _write_report(store, runs, args.output, out, args.project, options)
-    target = Storage(path if "://" in path else os.path.dirname(os.path.abspath(path)), options)
+    # write_report returns a local file's absolute path, or the URL it wrote to
+    folder, name = path.rsplit("/", 1) if "://" in path else os.path.split(os.path.abspath(path))
+    target = Storage(folder, options)
     size = os.path.getsize(path) if target.is_local else None
     out.print(text(f"report written to {path}" + (f" ({fmt_bytes(size)}); open it in a browser" if size else "")))
     if args.share is None:
         return 0
-    parent, name = path.rsplit("/", 1) if "://" in path else (os.path.dirname(os.path.abspath(path)), Path(path).name)
-    link = Storage(parent, options).sign(name, int(args.share * 86400))
+    link = target.sign(name, int(args.share * 86400))
     days = f"{args.share:g} day" + ("" if args.share == 1 else "s")
     out.print(Text.assemble(f"share this link (valid {days}): ", (link, "bold")), soft_wrap=True)
     return 0

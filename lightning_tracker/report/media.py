@@ -26,7 +26,7 @@ from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.schemas import MEDIA
-from lightning_tracker.media_reader import media_index, read_object
+from lightning_tracker.media_reader import media_index, object_bytes, read_object
 from lightning_tracker.read_cache import read_chunks
 
 __all__ = [
@@ -286,12 +286,7 @@ class MediaFiles:
                 self._kept.move_to_end((run_path, name))
                 return body, kind
         if route == "media":
-            try:
-                body = self.store.storage.read_bytes(f"{run_path}/{MEDIA_FILES_DIR}/{name}")
-            except FileNotFoundError:
-                raise StorageError(f"{name} is listed in the media index of {run_path} but missing") from None
-            if listed[1] is not None and _sha256(body) != listed[1]:
-                raise StorageError(f"{name} of {run_path} does not match its recorded sha256; it is damaged")
+            body = object_bytes(self.store.storage, run_path, name, listed[1])
         else:
             row = pd.Series({"object": name, "sha256": listed[1], "kind": listed[0]})
             frame = read_object(self.store.storage, run_path, row)
@@ -299,8 +294,3 @@ class MediaFiles:
         self._keep((run_path, name), body)
         return body, kind
 
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
