@@ -1,7 +1,8 @@
 """The commands that read runs: ``runs``, ``show``, ``compare`` and ``hist``.
 
-Each returns the exit status: 0 when it found what was asked, 1 when a valid query
-matched nothing (said plainly); usage errors raise ``InvalidArgumentError`` (status 2).
+Each returns the exit status 0 when it found what was asked; a valid query that matched
+nothing raises ``NothingMatchedError`` (status 1, said plainly) and usage errors
+``InvalidArgumentError`` (status 2).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lightning_tracker.api import Run, Store
 from lightning_tracker.cli import runs_table
 from lightning_tracker.cli.stores import diagnose, open_store, pick_store, project_counts, split_store
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text, visible
-from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, RunNotFoundError
 from lightning_tracker.format.validate import STATUSES
 
 __all__ = ["cmd_compare", "cmd_hist", "cmd_runs", "cmd_show", "store_of"]
@@ -63,8 +64,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     if args.project is None and not filtered and len(projects) > 1:
         return _projects(store, out)
     if not projects:  # a valid store with nothing in it: nothing matched
-        out.print(text(diagnose(store) or f"no runs in {store.storage.url}"))
-        return 1
+        raise NothingMatchedError(diagnose(store) or f"no runs in {store.storage.url}")
     if args.project is not None and args.project not in projects:
         raise InvalidArgumentError(diagnose(store, args.project) or f"no project {args.project!r}")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
@@ -75,8 +75,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     if table.empty:
         asked = " ".join([*(f"--where {w!r}" for w in args.where or []), *(f"--status {s}" for s in args.status or []),
                           *(f"--tag {t}" for t in args.tag or [])])  # fmt: skip
-        out.print(text(f"no runs match {asked} in {store.storage.url}{where}"))
-        return 1
+        raise NothingMatchedError(f"no runs match {asked} in {store.storage.url}{where}")
     if args.sort:
         key = args.sort.lstrip("-")
         col = next((c for c in (key, f"summary.{key}", f"config.{key}") if c in table.columns), None)
