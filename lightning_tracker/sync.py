@@ -68,11 +68,15 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     documents = {os.path.join(local_dir, name) for name in DOCUMENTS}
     mirror = Mirror(local_dir, storage, spool["prefix"],
                     skip=lambda p: live and (p in documents or _growing_event_file(p)))  # fmt: skip
+    asked = set(mirror.pending())  # what there is to upload as the round starts
     try:
         listing = storage.find(spool["prefix"])
     except Exception as err:  # noqa: BLE001 - reported, not raised: sync goes on with other runs
         return MirrorReport(pending=mirror.pending(), error=err)
-    return mirror.run_once(remote_listing=listing)
+    report = mirror.run_once(remote_listing=listing)
+    if live:  # what the live run wrote during the round is its own mirror's to publish, not a failure of sync
+        report.pending = [rel for rel in report.pending if rel in asked]
+    return report
 
 
 def spooled_runs(targets: Iterable[str] | None = None, spool_root: str | None = None) -> list[str]:

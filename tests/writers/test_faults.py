@@ -360,3 +360,30 @@ def test_sync_beside_a_live_run_is_safe(s3_server: Any, monkeypatch: pytest.Monk
     assert run.metrics()["a"].tolist() == [float(s) for s in range(300)]
     events = [p for p in puts if "events.out.tfevents" in p]
     assert len(events) == len(set(events)), "a growing event file was uploaded, then uploaded again"
+
+
+def test_a_sync_beside_a_live_run_does_not_fail_on_files_the_run_writes_meanwhile(
+    s3_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning_tracker.storage.remote import FsspecStorage
+    from lightning_tracker.sync import sync_run
+
+    url = f"s3://{s3_server.new_bucket()}/exp"
+    logger = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, offline=True, tensorboard=False,
+                           spool_dir=str(tmp_path / "spool"))  # fmt: skip
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.flush()  # the run stays open: live, its heartbeat fresh
+    original, late = FsspecStorage.put_file, os.path.join(logger.log_dir, "metrics", "000-zz-00000099-00000099.parquet")
+
+    def put_while_the_run_writes(self: Any, local: str, rel: str) -> None:
+        if not os.path.exists(late):  # the live run's flusher writes a chunk during the sync round
+            with open(local, "rb") as src, open(late, "wb") as dst:
+                dst.write(src.read())
+        original(self, local, rel)
+
+    monkeypatch.setattr(FsspecStorage, "put_file", put_while_the_run_writes)
+    report = sync_run(logger.log_dir, s3_server.storage_options)
+    assert report.complete and report.uploaded, report
+    assert "metrics/000-zz-00000099-00000099.parquet" not in report.uploaded, "written after the round started"
+    monkeypatch.setattr(FsspecStorage, "put_file", original)
+    logger.finalize("success")
