@@ -31,7 +31,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/lightning-tracker demo
 
 test: $(VENV)/.installed tools browser
-	$(VENV)/bin/ruff check lightning_tracker
+	$(VENV)/bin/ruff format --check lightning_tracker tests benchmarks conftest.py
+	$(VENV)/bin/ruff check lightning_tracker tests benchmarks conftest.py
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 

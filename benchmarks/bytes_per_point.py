@@ -21,9 +21,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402 - after the path set-up above
+import numpy as np
 
-from lightning_tracker import TrackerLogger  # noqa: E402 - after the path set-up above
+from lightning_tracker import TrackerLogger
 
 
 def _size(folder: str, select: str = "") -> int:
@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    walk = np.cumsum(rng.normal(0, 0.01, size=(args.steps, args.keys)), axis=0) + rng.normal(0, 1, (args.steps, args.keys))
+    walk = np.cumsum(rng.normal(0, 0.01, size=(args.steps, args.keys)), axis=0) + rng.normal(
+        0, 1, (args.steps, args.keys)
+    )
     names = [f"train/metric_{i}" for i in range(args.keys)]
     with tempfile.TemporaryDirectory() as tmp:
         logger = TrackerLogger(tmp, name="bench", flush_interval=0.5)

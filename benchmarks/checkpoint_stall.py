@@ -45,12 +45,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from benchmarks._moto import MotoProcess  # noqa: E402
 from lightning_tracker import TrackerLogger  # noqa: E402
-from lightning_tracker._compat import LightningModule, Trainer  # noqa: E402
+from lightning_tracker.integration._compat import LightningModule, Trainer  # noqa: E402
 from lightning_tracker.storage import Storage  # noqa: E402
 from lightning_tracker.writers.checkpoints import CheckpointProducer  # noqa: E402
 from lightning_tracker.writers.mirror import Mirror  # noqa: E402
-from benchmarks._moto import MotoProcess  # noqa: E402
 
 try:
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -191,8 +191,10 @@ def main() -> None:
           f"{args.rounds} rounds ({len(stalls['ModelCheckpoint → local disk'])} saves per configuration); "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")  # fmt: skip
     local_rounds = per_round["ModelCheckpoint → local disk"]
-    print("| configuration | median stall per save | vs local disk (all saves) "
-          "| vs local disk (median of per-round ratios) |")
+    print(
+        "| configuration | median stall per save | vs local disk (all saves) "
+        "| vs local disk (median of per-round ratios) |"
+    )
     print("|---|---:|---:|---:|")
     for name, value in med.items():
         ratio = statistics.median(v / b for v, b in zip(per_round[name], local_rounds))

@@ -48,7 +48,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lightning_tracker import GradientMonitor, TrackerLogger  # noqa: E402
-from lightning_tracker._compat import Callback, LightningModule, Trainer  # noqa: E402
+from lightning_tracker.integration._compat import Callback, LightningModule, Trainer  # noqa: E402
 
 _SYNC_MESSAGE = "synchronizing CUDA operation"
 
@@ -172,13 +172,16 @@ def _configs(root: str, wandb_ok: bool) -> dict[str, Callable[[nn.Module], tuple
     configs: dict[str, Callable[[nn.Module], tuple[Any, list[Callback]]]] = {
         "no capture": lambda model: (False, []),
         "TrackerLogger alone (no capture)": lambda model: (
-            TrackerLogger(os.path.join(root, "alone"), name="bench"), []
+            TrackerLogger(os.path.join(root, "alone"), name="bench"),
+            [],
         ),
         'GradientMonitor(log="all") (ours)': lambda model: (
-            TrackerLogger(os.path.join(root, "tracker"), name="bench"), [GradientMonitor(log="all")]
+            TrackerLogger(os.path.join(root, "tracker"), name="bench"),
+            [GradientMonitor(log="all")],
         ),
         "tensorboardX add_histogram per tensor": lambda model: (
-            False, [TensorBoardXHistograms(tempfile.mkdtemp(dir=root))]
+            False,
+            [TensorBoardXHistograms(tempfile.mkdtemp(dir=root))],
         ),
         "torch.histc per tensor (floor)": lambda model: (False, [HistcFloor()]),
     }
@@ -248,7 +251,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared machine)"
+    )
     parser.add_argument("--only", help="comma-separated words: run only the configurations whose names contain one "
                         "(the no-capture reference and the floor always run)")  # fmt: skip
     args = parser.parse_args()
@@ -300,9 +305,11 @@ def main() -> None:
         if cuda:
             cells.append(f"{med(name, 'syncs'):.0f}")
         print("| " + " | ".join(cells) + " |")
-    print("\nCPU: this process (all threads) and its children; 'in capture hooks': CPU inside the capture "
-          "callbacks' on_before_optimizer_step and on_train_batch_end (wandb.watch works in backward hooks "
-          "instead, so it shows 0 there).")
+    print(
+        "\nCPU: this process (all threads) and its children; 'in capture hooks': CPU inside the capture "
+        "callbacks' on_before_optimizer_step and on_train_batch_end (wandb.watch works in backward hooks "
+        "instead, so it shows 0 there)."
+    )
     if not wandb_ok:
         print("\nwandb is not installed: wandb.watch was not measured (pip install wandb).")
 

@@ -35,7 +35,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lightning_tracker import TrackerLogger  # noqa: E402
-from lightning_tracker._compat import Callback, LightningModule, Logger, Trainer  # noqa: E402
+from lightning_tracker.integration._compat import Callback, LightningModule, Logger, Trainer  # noqa: E402
 
 
 class NullLogger(Logger):
@@ -170,11 +170,15 @@ def main() -> None:
         return statistics.median(r[name][i] / r["logger=False"][i] - 1 for r in rounds) * 100
 
     base = statistics.median(r["logger=False"][0] for r in rounds)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}")
-    print(f"(a) log_metrics + save of 8 scalars, median of {args.calls} calls; "
-          f"(b) MLP 784-256-256-10, batch 64, {args.steps} steps, median over {args.repeats} shuffled rounds "
-          "of the ratio to logger=False in the same round\n")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}"
+    )
+    print(
+        f"(a) log_metrics + save of 8 scalars, median of {args.calls} calls; "
+        f"(b) MLP 784-256-256-10, batch 64, {args.steps} steps, median over {args.repeats} shuffled rounds "
+        "of the ratio to logger=False in the same round\n"
+    )
     print("| logger | (a) µs/call | (a) CPU µs/call, all threads | (b) wall overhead | (b) CPU overhead |")
     print("|---|---:|---:|---:|---:|")
     print(f"| logger=False | — | — | {base:.2f} s | — |")

@@ -160,19 +160,27 @@ def main() -> None:
                 results[name]["cpu"].append(cpu / args.calls * 1e3)
                 results[name]["bytes"].append(size() / (args.calls * BATCH))
     ours = statistics.median(results["TrackerLogger.log_image (ours)"]["us"])
-    print(f"# log_image of {BATCH} images 3x{SIDE}x{SIDE} per call, {args.calls} calls x {args.rounds} rounds; "
-          f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, one torch thread")
+    print(
+        f"# log_image of {BATCH} images 3x{SIDE}x{SIDE} per call, {args.calls} calls x {args.rounds} rounds; "
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, one torch thread"
+    )
     print("| configuration | training thread µs/call | × ours | CPU ms/call, all threads | bytes on disk/image |")
     print("|---|---:|---:|---:|---:|")
     for name, r in results.items():
         us = statistics.median(r["us"])
-        print(f"| {name} | {us:,.0f} | {us / ours:.1f}× | {statistics.median(r['cpu']):.1f} | "
-              f"{statistics.median(r['bytes']):,.0f} |")
-    print(f"(raw pixels: {3 * SIDE * SIDE:,} bytes per image as uint8; our bytes are the media objects and index, "
-          "besides which the TensorBoard event file holds a PNG copy)")
+        print(
+            f"| {name} | {us:,.0f} | {us / ours:.1f}× | {statistics.median(r['cpu']):.1f} | "
+            f"{statistics.median(r['bytes']):,.0f} |"
+        )
+    print(
+        f"(raw pixels: {3 * SIDE * SIDE:,} bytes per image as uint8; our bytes are the media objects and index, "
+        "besides which the TensorBoard event file holds a PNG copy)"
+    )
     if WANDB_MAX_PIXEL and max(WANDB_MAX_PIXEL) < 128:
-        print(f"W&B stored these float images with pixels 0..{max(WANDB_MAX_PIXEL)} (not scaled to 0..255): "
-              "its bytes are those of nearly black images")
+        print(
+            f"W&B stored these float images with pixels 0..{max(WANDB_MAX_PIXEL)} (not scaled to 0..255): "
+            "its bytes are those of nearly black images"
+        )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.api import Store
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.documents import new_config, new_run
 from lightning_tracker.format.layout import CONFIG_FILE, METRICS_DIR, RUN_FILE, chunk_name
 from lightning_tracker.format.schemas import METRICS, PARQUET_OPTIONS
 from lightning_tracker.format.summary import summarize
+from lightning_tracker.read.store import Store
 from lightning_tracker.report import Dashboard, write_report
 
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
 from lightning_tracker.format.layout import live_chunks  # noqa: E402
-from lightning_tracker.sync import sync  # noqa: E402
+from lightning_tracker.writers.sync import sync  # noqa: E402
 from tests.conftest import S3Server  # noqa: E402
 from tests.helpers import start_training  # noqa: E402
 
@@ -247,12 +247,16 @@ def main() -> None:
             rows.append(hung_store(tmp))
     finally:
         server.stop()
-    print("| fault | trials | points logged | flushed before the fault | points readable after | files unreadable | time to recover |")
+    print(
+        "| fault | trials | points logged | flushed before the fault | points readable after | files unreadable | time to recover |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         worst = max(r["recover_s"])
-        print(f"| {r['fault']} | {r['trials']} | {r['written']} | {r['flushed']} | {r['recovered']} "
-              f"| {r['unreadable']} | {worst:.2f} s (worst) |")
+        print(
+            f"| {r['fault']} | {r['trials']} | {r['written']} | {r['flushed']} | {r['recovered']} "
+            f"| {r['unreadable']} | {worst:.2f} s (worst) |"
+        )
 
 
 if __name__ == "__main__":

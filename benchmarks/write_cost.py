@@ -22,7 +22,7 @@ import time
 if "PYTHONPATH" not in os.environ:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lightning_tracker import TrackerLogger  # noqa: E402 - after the path set-up above
+from lightning_tracker import TrackerLogger
 
 
 def per_call(calls: int = 20_000) -> float:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lightning_tracker._version import __version__
-from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import TrackerError
+from lightning_tracker.read import Run, Store
 
 if TYPE_CHECKING:
-    from lightning_tracker.callbacks import GradientMonitor, SystemMonitor
-    from lightning_tracker.logger import TrackerLogger
+    from lightning_tracker.integration.callbacks import GradientMonitor, SystemMonitor
+    from lightning_tracker.integration.logger import TrackerLogger
 
 __all__ = ["GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"]
 
@@ -22,11 +22,11 @@ __all__ = ["GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "
 def __getattr__(name: str) -> Any:
     # the logger needs torch and Lightning; importing it lazily keeps the read side light
     if name == "TrackerLogger":
-        from lightning_tracker.logger import TrackerLogger
+        from lightning_tracker.integration.logger import TrackerLogger
 
         return TrackerLogger
     if name in ("GradientMonitor", "SystemMonitor"):
-        from lightning_tracker import callbacks
+        from lightning_tracker.integration import callbacks
 
         return getattr(callbacks, name)
     raise AttributeError(f"module 'lightning_tracker' has no attribute {name!r}")

@@ -159,7 +159,9 @@ def test_project_and_run_names_never_escape_save_dir(name: str, tmp_path_factory
         assert real.startswith(str(root) + os.sep) and os.path.dirname(os.path.dirname(real)) == str(root)
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../x", "/etc", "a/b", "a\\\\b", "x\\n", "\\x00", "", "a" * 129, ".hidden"])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "../x", "/etc", "a/b", "a\\\\b", "x\\n", "\\x00", "", "a" * 129, ".hidden"]
+)
 def test_dangerous_names_are_rejected_with_the_fix(name: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="folder name inside save_dir"):
         TrackerLogger(tmp_path, name=name)

@@ -43,7 +43,9 @@ def _rows(out: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if "run-" in line]
 
 
-def test_runs_shows_the_columns_a_person_wants(store_target: tuple[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_shows_the_columns_a_person_wants(
+    store_target: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     save_dir, options = store_target
     loggers = _make_runs(save_dir, options)
     assert main(["runs", "-s", save_dir, "-p", "cli", "--sort=-val/acc", *_opts(options)]) == 0
@@ -63,7 +65,9 @@ def test_runs_shows_the_columns_a_person_wants(store_target: tuple[str, Any], ca
     assert main(["runs", "-s", save_dir, "-p", "cli", "--all", *_opts(options)]) == 0
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id "))
     assert "width" in header and "system/cpu_percent" in header and "gradients/total/norm" in header
-    assert main(["runs", "-s", save_dir, "-p", "cli", "--columns", "val/acc,system/*", "-c", "seed", *_opts(options)]) == 0
+    assert (
+        main(["runs", "-s", save_dir, "-p", "cli", "--columns", "val/acc,system/*", "-c", "seed", *_opts(options)]) == 0
+    )
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id "))
     assert header.split()[4:] == ["val/acc", "system/cpu_percent", "seed"]
 
@@ -101,7 +105,7 @@ def test_in_a_terminal_whole_columns_are_left_out_never_cut(tmp_path: Any, colum
         assert "…" not in line, "no cell is cut"
     for lr, line in zip(LRS, sorted(table, key=lambda ln: ln.split()[1]), strict=True):
         assert f" {lr:g} " in f"{line} "
-    notes = " ".join(lines[lines.index(table[-1]) + 1:])  # rich wraps the note at the window's width
+    notes = " ".join(lines[lines.index(table[-1]) + 1 :])  # rich wraps the note at the window's width
     assert "did not fit" in notes and "widen the terminal or pick with --columns" in " ".join(notes.split())
     header = next(line for line in lines if line.lstrip().startswith("id ")).split()
     # by priority: identity, the main metric, then the differing hyperparameters from the left
@@ -236,7 +240,16 @@ def test_a_storage_failure_is_one_line_with_the_fix(tmp_path: Any, monkeypatch: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "NO_COLOR": "1"}
     options = json.dumps({"endpoint_url": f"http://127.0.0.1:{free_port()}"})
-    base = [sys.executable, "-m", "lightning_tracker.cli", "runs", "-s", "s3://bucket/exp", "--storage-options", options]
+    base = [
+        sys.executable,
+        "-m",
+        "lightning_tracker.cli",
+        "runs",
+        "-s",
+        "s3://bucket/exp",
+        "--storage-options",
+        options,
+    ]
     done = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "no credentials for s3://bucket/exp" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr
@@ -263,7 +276,9 @@ def test_the_command_the_demo_prints_works_in_a_new_shell(tmp_path: Any) -> None
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if os.path.abspath(p) != venv_bin)
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": path}
     code = "from lightning_tracker.cli.producing import command_name; print(command_name())"
-    name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO).stdout.strip()
+    name = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    ).stdout.strip()
     if os.path.dirname(sys.executable).startswith(REPO):
         assert name == os.path.relpath(os.path.join(venv_bin, "lightning-tracker"), REPO)
     done = subprocess.run(["bash", "-c", f"{name} --version"], capture_output=True, text=True, env=env, cwd=REPO)
@@ -362,7 +377,7 @@ def test_compare_at_80_columns_keeps_keys_and_ids_readable(tmp_path: Any) -> Non
     lines = [line.rstrip("\r") for line in screen.splitlines()]
     assert status == 0 and all(len(line) <= 80 for line in lines)
     assert any(line.startswith("│ lr ") for line in lines) and any(line.startswith("│ val/acc ") for line in lines)
-    tables = screen[screen.index("hyperparameters that differ"):]  # after the "reading runs …" spinner
+    tables = screen[screen.index("hyperparameters that differ") :]  # after the "reading runs …" spinner
     assert "…" not in tables, "nothing is cut"
     from lightning_tracker.cli.runs_table import short_ids
 

@@ -18,8 +18,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.helpers import local_or_s3
-
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import StorageError
@@ -28,6 +26,7 @@ from lightning_tracker.format.documents import new_run
 from lightning_tracker.format.layout import METRICS_DIR, MODELS_FILE, RUN_FILE, live_chunks
 from lightning_tracker.report import Dashboard, build_payload
 from lightning_tracker.storage import Storage
+from tests.helpers import local_or_s3
 
 GOOD = {"format_version": 3, "status": "finished"}
 # run id -> what its run.json holds, and a word of the reason a reader gives

@@ -10,7 +10,13 @@ import lightning_tracker
 
 def test_all_is_exact_and_sorted() -> None:
     assert lightning_tracker.__all__ == [
-        "GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"
+        "GradientMonitor",
+        "Run",
+        "Store",
+        "SystemMonitor",
+        "TrackerError",
+        "TrackerLogger",
+        "__version__",
     ]
     assert lightning_tracker.__all__ == sorted(lightning_tracker.__all__)
     for name in lightning_tracker.__all__:
@@ -21,7 +27,7 @@ def test_read_side_imports_without_torch() -> None:
     code = (
         "import sys\n"
         "from lightning_tracker import Store, Run\n"
-        "import lightning_tracker.cli, lightning_tracker.sync\n"
+        "import lightning_tracker.cli, lightning_tracker.writers.sync\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
         "assert 'pytorch_lightning' not in sys.modules\n"
     )

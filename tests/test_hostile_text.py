@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import sys
 from typing import Any
 
 import pyarrow as pa

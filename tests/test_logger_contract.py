@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker._compat import rank_zero_only
+from lightning_tracker.integration._compat import rank_zero_only
 from tests.helpers import lightning, local_or_s3, tiny_model, trainer
 
 STEPS_PER_EPOCH = 8  # 64 samples, batch 8
@@ -71,15 +71,29 @@ def test_prefix_is_joined_like_lightning_loggers(tmp_path: Any) -> None:
     assert list(Store(tmp_path).run(logger.version).summary) == ["fold1-loss"]
 
 
-
 def test_prefix_applies_to_every_metric_the_logger_records(tmp_path: Any) -> None:
     import numpy as np
 
     class _Capture:
         def resolve(self) -> tuple[dict[str, Any], list[tuple[str, int, float, float]]]:
-            columns = {"step": [3], "time": [0.0], "tensor": ["w"], "kind": ["gradient"], "numel": [2],
-                       "edges": [[0.0, 1.0]], "counts": [[2]], "norm": [1.0], "min": [0.0], "max": [1.0],
-                       "sum": [1.0], "zeros": [0], "nan": [0], "posinf": [0], "neginf": [0], "update_ratio": [np.nan]}
+            columns = {
+                "step": [3],
+                "time": [0.0],
+                "tensor": ["w"],
+                "kind": ["gradient"],
+                "numel": [2],
+                "edges": [[0.0, 1.0]],
+                "counts": [[2]],
+                "norm": [1.0],
+                "min": [0.0],
+                "max": [1.0],
+                "sum": [1.0],
+                "zeros": [0],
+                "nan": [0],
+                "posinf": [0],
+                "neginf": [0],
+                "update_ratio": [np.nan],
+            }
             return columns, [("gradients/norm_total", 3, 0.0, 1.0)]
 
     logger = TrackerLogger(tmp_path, name="p", prefix="fold1")
@@ -92,6 +106,7 @@ def test_prefix_applies_to_every_metric_the_logger_records(tmp_path: Any) -> Non
     run = Store(tmp_path).run(logger.version)
     assert set(run.summary) == {"fold1-gradients/norm_total", "fold1-system/cpu_percent"}
     assert list(run.histograms()["tensor"]) == ["w"]  # tensor names are not prefixed
+
 
 def test_finalize_failed_then_success_again(tmp_path: Any) -> None:
     logger = TrackerLogger(tmp_path, name="p")
@@ -174,7 +189,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
 from lightning_tracker import TrackerLogger, Store
-from lightning_tracker import _compat
+from lightning_tracker.integration import _compat
 assert _compat.Logger.__module__.startswith({other.split(".")[0]!r}), _compat.Logger.__module__
 from tests.helpers import tiny_model, trainer
 logger = TrackerLogger({str(tmp_path)!r}, name="p")
@@ -195,13 +210,13 @@ def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, m
     for rank in (3, 0):  # each rank is a fresh process: nothing inherited from Lightning's launcher
         monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
         monkeypatch.setattr(rank_zero_only, "rank", rank)
-        monkeypatch.setattr("lightning_tracker.logger._constructed", 0)
+        monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
         ids.append(TrackerLogger(tmp_path, name="p").version)
     assert ids[0] == ids[1] == "job-a1b2c3-0"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     monkeypatch.setenv("SLURM_JOB_ID", "98765")
     monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
-    monkeypatch.setattr("lightning_tracker.logger._constructed", 0)
+    monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
     assert TrackerLogger(tmp_path, name="p").version == "job-98765-0"
 
 

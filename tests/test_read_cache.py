@@ -20,7 +20,7 @@ from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.documents import new_run
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, METRICS_DIR, RUN_FILE, chunk_name, live_chunks
 from lightning_tracker.format.schemas import METRICS
-from lightning_tracker.read_cache import ReadCache
+from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.report import Dashboard
 from lightning_tracker.storage import Storage
 

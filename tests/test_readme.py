@@ -74,7 +74,9 @@ def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
     monitored = [run for run in runs.values() if not run.histograms().empty]
     assert len(runs) == 3 and len(monitored) == 1, "the GradientMonitor example recorded histograms"
     media = namespace["media_run"].media()
-    assert set(media["key"]) == {"val/samples", "val/generated", "val/per_class"} and namespace["media_run"].tags == ["media"]
+    assert set(media["key"]) == {"val/samples", "val/generated", "val/per_class"} and namespace["media_run"].tags == [
+        "media"
+    ]
     assert media.loc[media["key"] == "val/samples", "caption"].tolist()[-4:] == ["a", "b", "c", "d"]
 
     remote = Store("s3://my-bucket/experiments", s3_server.storage_options)
@@ -107,7 +109,9 @@ def _run_the_shell_examples(run_id: str, monitored_id: str) -> None:
                            .replace("RUN", run_id))[1:]  # fmt: skip
         command = [sys.executable, "-m", "lightning_tracker.cli", *argv]
         if argv[0] == "serve":  # runs until stopped: it must start and answer
-            proc = subprocess.Popen([*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
             try:
                 started = proc.stdout.readline() if proc.stdout else ""
                 assert "serving" in started and "http://127.0.0.1:" in started, (line, started, proc.stderr)

@@ -42,17 +42,21 @@ def _store_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-s", "--store", help=_STORE_HELP)
     p.add_argument("-p", "--project", help="only this project")
-    p.add_argument("--storage-options", metavar="JSON",
-                   help=f"fsspec options as JSON, such as credentials (or ${OPTIONS_ENV}); the backend's own "
-                        "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*) works too")  # fmt: skip
+    p.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        help=f"fsspec options as JSON, such as credentials (or ${OPTIONS_ENV}); the backend's own "
+        "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*) works too",
+    )
     return p
 
 
 def _parser() -> argparse.ArgumentParser:
     from lightning_tracker.cli import producing, reading
 
-    parser = argparse.ArgumentParser(prog="lightning-tracker", description="Self-hosted experiment tracking.",
-                                     parents=[_common(False)])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="lightning-tracker", description="Self-hosted experiment tracking.", parents=[_common(False)]
+    )
     parser.add_argument("--version", action="version", version=f"lightning-tracker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # a subcommand's --debug must not reset one given before the command
@@ -62,13 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
     runs.add_argument("--status", action="append", help="only runs in this status (repeatable)")
     runs.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
-    runs.add_argument("--where", "-w", action="append", metavar="TERM",
-                      help="only runs where a hyperparameter, metric or field compares true, e.g. "
-                           "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
-                           "id, name, project, group, status or tags contain a word (repeatable)")  # fmt: skip
+    runs.add_argument(
+        "--where",
+        "-w",
+        action="append",
+        metavar="TERM",
+        help="only runs where a hyperparameter, metric or field compares true, e.g. "
+        "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
+        "id, name, project, group, status or tags contain a word (repeatable)",
+    )
     runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
-    runs.add_argument("--columns", "-c", action="append", metavar="NAMES",
-                      help="hyperparameters and metrics to show, comma-separated; patterns work ('system/*')")
+    runs.add_argument(
+        "--columns",
+        "-c",
+        action="append",
+        metavar="NAMES",
+        help="hyperparameters and metrics to show, comma-separated; patterns work ('system/*')",
+    )
     runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
     runs.set_defaults(func=reading.cmd_runs)
 
@@ -76,26 +90,40 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("targets", nargs="+", metavar="RUN", help="run id, id prefix or name")
     show.set_defaults(func=reading.cmd_show)
 
-    compare = sub.add_parser("compare", parents=parents,
-                             help="runs side by side: hyperparameters that differ, final metrics")  # fmt: skip
+    compare = sub.add_parser(
+        "compare", parents=parents, help="runs side by side: hyperparameters that differ, final metrics"
+    )
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
     compare.add_argument("--all", action="store_true", help="monitor metrics (gradients/, system/ …) too")
     compare.set_defaults(func=reading.cmd_compare)
 
-    hist = sub.add_parser("hist", parents=parents,
-                          help="PNG heatmaps (steps x values) of a run's gradient and weight histograms")  # fmt: skip
-    hist.add_argument("targets", nargs="+", metavar="RUN [PATTERN]",
-                      help="run id, id prefix or name; then tensors to draw, an fnmatch pattern (default: all)")
+    hist = sub.add_parser(
+        "hist", parents=parents, help="PNG heatmaps (steps x values) of a run's gradient and weight histograms"
+    )
+    hist.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RUN [PATTERN]",
+        help="run id, id prefix or name; then tensors to draw, an fnmatch pattern (default: all)",
+    )
     hist.add_argument("--out", help="folder for the PNG files (default ./histograms-<run id>)")
     hist.add_argument("--kind", choices=("gradient", "parameter"), help="only gradients or only weights")
     hist.set_defaults(func=reading.cmd_hist)
 
     report = sub.add_parser("report", parents=parents, help="write one self-contained HTML report (opens offline)")
     report.add_argument("runs", nargs="*", metavar="RUN", help="run ids, id prefixes or names (default: every run)")
-    report.add_argument("--output", "-o", default="report.html",
-                        help="the HTML file to write: a path or any fsspec URL (default report.html)")
-    report.add_argument("--share", type=float, metavar="DAYS",
-                        help="print a signed https link to the report, valid DAYS days (s3://, gs://, az:// only)")
+    report.add_argument(
+        "--output",
+        "-o",
+        default="report.html",
+        help="the HTML file to write: a path or any fsspec URL (default report.html)",
+    )
+    report.add_argument(
+        "--share",
+        type=float,
+        metavar="DAYS",
+        help="print a signed https link to the report, valid DAYS days (s3://, gs://, az:// only)",
+    )
     report.set_defaults(func=producing.cmd_report)
 
     serve = sub.add_parser("serve", parents=parents, help="live dashboard in the browser, updating while runs train")
@@ -105,19 +133,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
     serve.set_defaults(func=producing.cmd_serve)
 
-    syn = sub.add_parser("sync", parents=[_common(argparse.SUPPRESS)],
-                         help="upload spooled runs (offline runs, outages, crashes)")  # fmt: skip
+    syn = sub.add_parser(
+        "sync", parents=[_common(argparse.SUPPRESS)], help="upload spooled runs (offline runs, outages, crashes)"
+    )
     syn.add_argument("paths", nargs="*", help="spool folders of runs (default: every spooled run)")
-    syn.add_argument("--spool-dir",
-                     help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)")
+    syn.add_argument(
+        "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
+    )
     syn.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=producing.cmd_sync)
 
-    demo = sub.add_parser("demo", parents=[_common(argparse.SUPPRESS)],
-                          help="train several configurations and record them")  # fmt: skip
-    demo.add_argument("-s", "--store", "--save-dir", dest="save_dir", metavar="STORE",
-                      help=f"folder or URL for the runs (default ${STORE_ENV} or ./runs)")
+    demo = sub.add_parser(
+        "demo", parents=[_common(argparse.SUPPRESS)], help="train several configurations and record them"
+    )
+    demo.add_argument(
+        "-s",
+        "--store",
+        "--save-dir",
+        dest="save_dir",
+        metavar="STORE",
+        help=f"folder or URL for the runs (default ${STORE_ENV} or ./runs)",
+    )
     demo.add_argument("--project", default="demo")
     demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
     demo.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")

@@ -22,12 +22,27 @@ _FIX_CREDENTIALS = {
 }  # fmt: skip
 _SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "abfss": "az"}
 
-_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError",
-                   "ClientAuthenticationError", "CredentialRetrievalError")  # fmt: skip
+_NO_CREDENTIALS = (
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "DefaultCredentialsError",
+    "ClientAuthenticationError",
+    "CredentialRetrievalError",
+)
 _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "AuthorizationFailure")
-_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionRefusedError", "ConnectionError",
-                "ClientConnectorError", "ServiceRequestError", "ReadTimeoutError", "TimeoutError",
-                "gaierror", "NewConnectionError", "ServerTimeoutError")  # fmt: skip
+_UNREACHABLE = (
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionRefusedError",
+    "ConnectionError",
+    "ClientConnectorError",
+    "ServiceRequestError",
+    "ReadTimeoutError",
+    "TimeoutError",
+    "gaierror",
+    "NewConnectionError",
+    "ServerTimeoutError",
+)
 _NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "BucketNotFound")
 
 
@@ -71,6 +86,8 @@ def describe(exc: BaseException, store: str, scheme: str) -> str:
         where = "the folder" if kind == "file" else "the credentials"
         return f"access to {store} denied ({said}); check the permissions of {where}"
     if any(_said(e, _UNREACHABLE) for e in errors):
-        return (f"cannot reach the server of {store} ({said}); check endpoint_url in --storage-options "
-                "(or $AWS_ENDPOINT_URL), the network, and that the server is running")  # fmt: skip
+        return (
+            f"cannot reach the server of {store} ({said}); check endpoint_url in --storage-options "
+            "(or $AWS_ENDPOINT_URL), the network, and that the server is running"
+        )
     return f"cannot read {store} ({said}); rerun with --debug for the traceback"

@@ -12,11 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from lightning_tracker.api import Store
 from lightning_tracker.cli.reading import cmd_runs, store_of
 from lightning_tracker.cli.stores import diagnose, pick_store, split_store, storage_options
 from lightning_tracker.cli.terminal import fmt_bytes, plural, text, visible
 from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
+from lightning_tracker.read.store import Store
 from lightning_tracker.storage import Storage
 
 __all__ = ["cmd_demo", "cmd_report", "cmd_serve", "cmd_sync", "command_name"]
@@ -38,8 +38,9 @@ def command_name() -> str:
         return str(script)
 
 
-def _write_report(store: Store, runs: Any, output: str, out: Console, project: str | None,
-                  output_options: dict[str, Any] | None) -> str:  # fmt: skip
+def _write_report(
+    store: Store, runs: Any, output: str, out: Console, project: str | None, output_options: dict[str, Any] | None
+) -> str:
     from rich.progress import Progress
 
     from lightning_tracker.report import write_report
@@ -54,8 +55,9 @@ def _write_report(store: Store, runs: Any, output: str, out: Console, project: s
         raise NothingMatchedError(f"{problem or f'no runs in {store.storage.url}{where}'}; no report written")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as progress:
         task = progress.add_task("reading runs", total=len(runs))
-        return write_report(store, output, runs, on_run=lambda _run: progress.advance(task),
-                            storage_options=output_options)  # fmt: skip
+        return write_report(
+            store, output, runs, on_run=lambda _run: progress.advance(task), storage_options=output_options
+        )
 
 
 def _output_options(store: Store, output: str, options_text: str | None) -> dict[str, Any] | None:
@@ -71,8 +73,10 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     store = store_of(args, positional)
     runs = [store.run(run_id, args.project) for run_id in rest] if rest else None
     if args.share is not None and not 0 < args.share <= 7:
-        raise InvalidArgumentError(f"--share={args.share:g} days: a signed link lasts more than 0 and at most 7 days "
-                                   "(S3's limit); pass --share 7 or less")  # fmt: skip
+        raise InvalidArgumentError(
+            f"--share={args.share:g} days: a signed link lasts more than 0 and at most 7 days "
+            "(S3's limit); pass --share 7 or less"
+        )
     options = _output_options(store, args.output, args.storage_options)
     path = _write_report(store, runs, args.output, out, args.project, options)
     # write_report returns a local file's absolute path, or the URL it wrote to
@@ -99,8 +103,11 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
             f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
             "pass another --port, or --port 0 for any free one"
         ) from None
-    out.print(Text.assemble("serving ", visible(store.storage.url), " at ", (dashboard.url, "bold"),
-                            " (read-only; Ctrl+C to stop)"))  # fmt: skip
+    out.print(
+        Text.assemble(
+            "serving ", visible(store.storage.url), " at ", (dashboard.url, "bold"), " (read-only; Ctrl+C to stop)"
+        )
+    )
     try:
         dashboard.serve_forever()
     finally:
@@ -111,7 +118,7 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
 def cmd_sync(args: argparse.Namespace, out: Console) -> int:
     from rich.progress import Progress
 
-    from lightning_tracker.sync import spooled_runs, sync
+    from lightning_tracker.writers.sync import spooled_runs, sync
 
     if args.list:
         for path in spooled_runs(None, args.spool_dir):
@@ -126,13 +133,20 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
             nonlocal failed
             progress.advance(task)
             if report.complete:
-                progress.console.print(Text.assemble(("✓ ", "green"), text(path),
-                                                     f": {plural(len(report.uploaded), 'file')} uploaded"))  # fmt: skip
+                progress.console.print(
+                    Text.assemble(("✓ ", "green"), text(path), f": {plural(len(report.uploaded), 'file')} uploaded")
+                )
             else:
                 failed += 1
-                progress.console.print(Text.assemble(
-                    ("✗ ", "red"), text(path), f": {plural(len(report.pending), 'file')} not uploaded (",
-                    text(report.error), "); run sync again"))  # fmt: skip
+                progress.console.print(
+                    Text.assemble(
+                        ("✗ ", "red"),
+                        text(path),
+                        f": {plural(len(report.pending), 'file')} not uploaded (",
+                        text(report.error),
+                        "); run sync again",
+                    )
+                )
 
         sync(dirs, storage_options=storage_options(args.storage_options), on_run=on_run)
     if not dirs:
@@ -141,15 +155,24 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Console) -> int:
-    from lightning_tracker.demo import DEFAULT_CONFIGS, run_demo
+    from lightning_tracker.cli.demo import DEFAULT_CONFIGS, run_demo
 
     args.save_dir = pick_store(args.save_dir, None)
 
     out.print(text(f"training {len(DEFAULT_CONFIGS)} configurations of a digit classifier into {args.save_dir} …"))
     run_demo(args.save_dir, args.project, storage_options=storage_options(args.storage_options))
-    runs_args = argparse.Namespace(store=args.save_dir, store_arg=None, project=args.project, tag=None, status=None,
-                                   where=None, sort="-val/acc", columns=None, all=False,
-                                   storage_options=args.storage_options)  # fmt: skip
+    runs_args = argparse.Namespace(
+        store=args.save_dir,
+        store_arg=None,
+        project=args.project,
+        tag=None,
+        status=None,
+        where=None,
+        sort="-val/acc",
+        columns=None,
+        all=False,
+        storage_options=args.storage_options,
+    )
     cmd_runs(runs_args, out)
     store = store_of(runs_args)
     path = _write_report(store, None, args.report, out, args.project, None)

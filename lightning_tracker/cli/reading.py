@@ -17,12 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lightning_tracker.api import Run, Store
 from lightning_tracker.cli import runs_table
 from lightning_tracker.cli.stores import diagnose, open_store, pick_store, project_counts, split_store
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text, visible
 from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, RunNotFoundError
 from lightning_tracker.format.validate import STATUSES
+from lightning_tracker.read.store import Run, Store
 
 __all__ = ["cmd_compare", "cmd_hist", "cmd_runs", "cmd_show", "store_of"]
 
@@ -69,19 +69,32 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         raise InvalidArgumentError(diagnose(store, args.project) or f"no project {args.project!r}")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
-        table = store.table(args.project, tags=args.tag or None, status=args.status or None, where=args.where,
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
+        table = store.table(
+            args.project,
+            tags=args.tag or None,
+            status=args.status or None,
+            where=args.where,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     where = f" (project {args.project})" if args.project else ""
     if table.empty:
-        asked = " ".join([*(f"--where {w!r}" for w in args.where or []), *(f"--status {s}" for s in args.status or []),
-                          *(f"--tag {t}" for t in args.tag or [])])  # fmt: skip
+        asked = " ".join(
+            [
+                *(f"--where {w!r}" for w in args.where or []),
+                *(f"--status {s}" for s in args.status or []),
+                *(f"--tag {t}" for t in args.tag or []),
+            ]
+        )
         raise NothingMatchedError(f"no runs match {asked} in {store.storage.url}{where}")
     if args.sort:
         key = args.sort.lstrip("-")
         col = next((c for c in (key, f"summary.{key}", f"config.{key}") if c in table.columns), None)
         if col is None:
-            known = ["start", "duration_s", *(c.split(".", 1)[1] for c in table.columns
-                                              if c.startswith(("summary.", "config.")))]  # fmt: skip
+            known = [
+                "start",
+                "duration_s",
+                *(c.split(".", 1)[1] for c in table.columns if c.startswith(("summary.", "config."))),
+            ]
             raise InvalidArgumentError(f"--sort={args.sort!r} is not a column; use one of: {', '.join(known)}")
         table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
@@ -123,13 +136,21 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
     git_text = f"{str(git.get('commit') or '')[:12]} {git.get('branch') or ''}{' (dirty)' if git.get('dirty') else ''}"
     monitor = run.monitor
     for key, value in [
-        ("id", run.id), ("name", run.name), ("project", run.project), ("group", run.group or "—"),
-        ("tags", ", ".join(run.tags) or "—"), ("status", status_text(run.status)), ("damage", run.damage),
-        ("start", start), ("duration", fmt_duration(run.duration)), ("url", run.url),
+        ("id", run.id),
+        ("name", run.name),
+        ("project", run.project),
+        ("group", run.group or "—"),
+        ("tags", ", ".join(run.tags) or "—"),
+        ("status", status_text(run.status)),
+        ("damage", run.damage),
+        ("start", start),
+        ("duration", fmt_duration(run.duration)),
+        ("url", run.url),
         ("monitor", f"{monitor['name']} ({monitor.get('mode') or 'min'})" if monitor else None),
-        ("host", meta.get("host") or "—"), ("command", " ".join(meta.get("command") or [])),
+        ("host", meta.get("host") or "—"),
+        ("command", " ".join(meta.get("command") or [])),
         ("git", git_text if git else "—"),
-    ]:  # fmt: skip
+    ]:
         if value is not None:
             info.add_row(Text(key, style="bold"), value if isinstance(value, Text) else text(value))
     out.print(info)
@@ -165,8 +186,10 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     ids = runs_table.short_ids([r.id for r in runs], [r.id for r in runs])
     # the key column (a long key folds onto more lines), then as many runs as fit, each as wide as its widest value
     key_width = min(max(40, out.width // 3), max(len(k) for k in ["metric", "duration", *differ, *metric_keys]))
-    widths = [max(8, min(24, len(r.name)), len(ids[r.id]), *map(len, p), *map(len, m))
-              for r, p, m in zip(runs, params, lasts, strict=True)]  # fmt: skip
+    widths = [
+        max(8, min(24, len(r.name)), len(ids[r.id]), *map(len, p), *map(len, m))
+        for r, p, m in zip(runs, params, lasts, strict=True)
+    ]
     shown, used = [], key_width + 3
     for i, width in enumerate(widths):
         if i >= 2 and used + width + 3 > out.width + 1:
@@ -198,13 +221,18 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     out.print(metrics)
     if len(shown) < len(runs):
         left = [runs[i].name for i in range(len(runs)) if i not in shown]
-        out.print(text(f"{plural(len(left), 'run')} did not fit ({', '.join(left)}): widen the terminal or "
-                       "compare fewer runs at once", "dim"))  # fmt: skip
+        out.print(
+            text(
+                f"{plural(len(left), 'run')} did not fit ({', '.join(left)}): widen the terminal or "
+                "compare fewer runs at once",
+                "dim",
+            )
+        )
     return 0
 
 
 def cmd_hist(args: argparse.Namespace, out: Console) -> int:
-    from lightning_tracker._heatmap import write_heatmaps
+    from lightning_tracker.cli.heatmap import write_heatmaps
 
     rest, positional = split_store(args.targets)
     if not 1 <= len(rest) <= 2:

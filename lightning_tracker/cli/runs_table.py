@@ -79,8 +79,9 @@ def _differing(table: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if table[c].astype(str).nunique(dropna=False) > 1]
 
 
-def choose(table: pd.DataFrame, *, columns: Sequence[str] | None = None, show_all: bool = False,
-           multi_project: bool = False) -> Layout:  # fmt: skip
+def choose(
+    table: pd.DataFrame, *, columns: Sequence[str] | None = None, show_all: bool = False, multi_project: bool = False
+) -> Layout:
     """The columns to show, in display order, before fitting them to a width.
 
     Args:
@@ -95,18 +96,17 @@ def choose(table: pd.DataFrame, *, columns: Sequence[str] | None = None, show_al
     """
     config = [c for c in table.columns if c.startswith("config.")]
     summary = [c for c in table.columns if c.startswith("summary.")]
-    fixed = [("id", "id"), ("name", "name"), *([("project", "project")] if multi_project else []),
-             ("status", "status")]  # fmt: skip
+    fixed = [("id", "id"), ("name", "name"), *([("project", "project")] if multi_project else []), ("status", "status")]
     if "damage" in table and table["damage"].notna().any():
         fixed.append(("damage", "damage"))
     fixed.append(("duration", "duration_s"))
     monitored = [m for m, _ in Counter(table["monitor"].dropna()).most_common()] if "monitor" in table else []
     if columns:
         return Layout(fixed + _requested(table, columns, config, summary))
-    metrics = summary if show_all else [c for c in summary if not c[len("summary."):].startswith(MONITOR_FAMILIES)]
-    metrics = sorted(metrics, key=lambda c: _metric_rank(c[len("summary."):], monitored))
+    metrics = summary if show_all else [c for c in summary if not c[len("summary.") :].startswith(MONITOR_FAMILIES)]
+    metrics = sorted(metrics, key=lambda c: _metric_rank(c[len("summary.") :], monitored))
     params = config if show_all else _differing(table, config)
-    chosen = [(c[len("config."):], c) for c in params] + [(c[len("summary."):], c) for c in metrics]
+    chosen = [(c[len("config.") :], c) for c in params] + [(c[len("summary.") :], c) for c in metrics]
     return Layout(fixed + chosen, hidden_family=len(summary) - len(metrics))
 
 
@@ -187,8 +187,15 @@ def render(table: pd.DataFrame, layout: Layout, *, width: int, ids: dict[str, st
         numeric = col.startswith(("config.", "summary.")) or col == "duration_s"
         style = "yellow" if col.startswith("config.") else "magenta" if col.startswith("summary.") else ""
         overflow: OverflowMethod = "ellipsis" if col in ("name", "damage") else "fold"  # only text is shortened
-        out.add_column(text(head), justify="right" if numeric else "left", style=style, min_width=want[col],
-                       max_width=want[col], no_wrap=True, overflow=overflow)  # fmt: skip
+        out.add_column(
+            text(head),
+            justify="right" if numeric else "left",
+            style=style,
+            min_width=want[col],
+            max_width=want[col],
+            no_wrap=True,
+            overflow=overflow,
+        )
     for i in range(len(table)):
         out.add_row(*(cells[col][i] for _, col in shown))
     return out
@@ -199,9 +206,12 @@ def left_out_notes(layout: Layout) -> list[str]:
     parts = []
     if layout.dropped:
         names = ", ".join(layout.dropped[:4]) + (", …" if len(layout.dropped) > 4 else "")
-        parts.append(f"{plural(len(layout.dropped), 'column')} did not fit ({names}): "
-                     "widen the terminal or pick with --columns")  # fmt: skip
+        parts.append(
+            f"{plural(len(layout.dropped), 'column')} did not fit ({names}): widen the terminal or pick with --columns"
+        )
     if layout.hidden_family:
-        parts.append(f"{plural(layout.hidden_family, 'monitor metric')} (gradients/, parameters/, system/) "
-                     "hidden: --all shows them")  # fmt: skip
+        parts.append(
+            f"{plural(layout.hidden_family, 'monitor metric')} (gradients/, parameters/, system/) "
+            "hidden: --all shows them"
+        )
     return parts

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from lightning_tracker.api import Store
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.read.store import Store
 
 __all__ = ["OPTIONS_ENV", "STORE_ENV", "diagnose", "looks_like_store", "open_store", "pick_store", "split_store"]
 
@@ -96,8 +96,10 @@ def _misnamed(store: Store) -> str | None:
     """What ``store`` is instead of a store, if it is something else."""
     url = store.storage.url
     if store.storage.is_local and not os.path.exists(url):
-        return (f"the store {url} does not exist; pass the folder the runs were written to with -s PATH "
-                f"(default ${STORE_ENV} or {DEFAULT_STORE}), or run `lightning-tracker demo` to make one")
+        return (
+            f"the store {url} does not exist; pass the folder the runs were written to with -s PATH "
+            f"(default ${STORE_ENV} or {DEFAULT_STORE}), or run `lightning-tracker demo` to make one"
+        )
     if store.storage.is_local and not os.path.isdir(url):
         return f"the store {url} is a file, not a folder of runs; pass the folder with -s PATH"
     names = [n for n in store.projects() if n != "run.json"]

@@ -61,9 +61,16 @@ def writer_identity() -> dict[str, Any]:
 
 # -- run.json -----------------------------------------------------------------------------
 def new_run(
-    run_id: str, project: str, name: str, *, group: str | None, tags: list[str], notes: str | None,
-    heartbeat_interval_s: float, url: str,
-) -> dict[str, Any]:  # fmt: skip
+    run_id: str,
+    project: str,
+    name: str,
+    *,
+    group: str | None,
+    tags: list[str],
+    notes: str | None,
+    heartbeat_interval_s: float,
+    url: str,
+) -> dict[str, Any]:
     """A new ``run.json``: status ``running``, no sessions yet, empty params and summary, no monitor.
 
     ``monitor`` becomes ``{"name": <metric>, "mode": "min" | "max"}`` when the first
@@ -76,12 +83,24 @@ def new_run(
     """
     return {
         "format_version": VERSIONS[RUN_FILE],
-        "id": run_id, "name": name, "project": project, "group": group, "tags": list(tags), "notes": notes,
-        "status": "running", "start_time": time.time(), "end_time": None,
-        "heartbeat": None, "heartbeat_interval_s": heartbeat_interval_s,
-        "sessions": [], "writer": writer_identity(), "url": url,
-        "params": {}, "summary": {}, "monitor": None,
-    }  # fmt: skip
+        "id": run_id,
+        "name": name,
+        "project": project,
+        "group": group,
+        "tags": list(tags),
+        "notes": notes,
+        "status": "running",
+        "start_time": time.time(),
+        "end_time": None,
+        "heartbeat": None,
+        "heartbeat_interval_s": heartbeat_interval_s,
+        "sessions": [],
+        "writer": writer_identity(),
+        "url": url,
+        "params": {},
+        "summary": {},
+        "monitor": None,
+    }
 
 
 PARAM_MAX_CHARS = 256  # a value in run.json's params; config.json keeps the whole value
@@ -165,9 +184,19 @@ def new_manifest() -> dict[str, Any]:
 
 
 def manifest_entry(
-    name: str, file: str, seq: int, *, step: int | None, epoch: int | None, monitor: str | None,
-    mode: str | None, score: float | None, size: int, sha256: str, saved_time: float | None,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    file: str,
+    seq: int,
+    *,
+    step: int | None,
+    epoch: int | None,
+    monitor: str | None,
+    mode: str | None,
+    score: float | None,
+    size: int,
+    sha256: str,
+    saved_time: float | None,
+) -> dict[str, Any]:
     """One stored checkpoint in ``models.json`` (its aliases are filled by :func:`resolve_aliases`).
 
     Example:
@@ -176,9 +205,22 @@ def manifest_entry(
         >>> e["state"], e["aliases"]
         ('stored', [])
     """
-    return {"name": name, "file": file, "seq": seq, "step": step, "epoch": epoch, "monitor": monitor,
-            "mode": mode, "score": score, "size": size, "sha256": sha256, "saved_time": saved_time,
-            "stored_time": time.time(), "state": "stored", "aliases": []}  # fmt: skip
+    return {
+        "name": name,
+        "file": file,
+        "seq": seq,
+        "step": step,
+        "epoch": epoch,
+        "monitor": monitor,
+        "mode": mode,
+        "score": score,
+        "size": size,
+        "sha256": sha256,
+        "saved_time": saved_time,
+        "stored_time": time.time(),
+        "state": "stored",
+        "aliases": [],
+    }
 
 
 def resolve_aliases(manifest: dict[str, Any], wanted: dict[str, str]) -> None:

@@ -89,10 +89,15 @@ def summarize(table: pa.Table) -> dict[str, dict[str, Any]]:
         v, s = values[rows], steps[rows]
         entry: dict[str, Any] = {
             "count": int(end - start),
-            "last": float(v[-1]), "last_step": int(s[-1]), "last_time": float(times[rows[-1]]),
-            "min": None, "min_step": None, "max": None, "max_step": None,
+            "last": float(v[-1]),
+            "last_step": int(s[-1]),
+            "last_time": float(times[rows[-1]]),
+            "min": None,
+            "min_step": None,
+            "max": None,
+            "max_step": None,
             "high_step": int(s.max()),
-        }  # fmt: skip
+        }
         finite = np.flatnonzero(~np.isnan(v))
         if len(finite):
             lo, hi = finite[np.argmin(v[finite])], finite[np.argmax(v[finite])]
@@ -145,4 +150,3 @@ def fold(summary: dict[str, dict[str, Any]], batch: pa.Table) -> tuple[dict[str,
         else:
             out[key] = _merge(old, entry)
     return out, stale
-

@@ -116,8 +116,19 @@ DOCUMENT_FIELDS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 _REQUIRED = {RUN_FILE: ("format_version", "status")}  # without these a document is not a run.json
 # what a reader uses in place of a field that is wrong (a missing optional field reads alike)
-_EMPTY: dict[str, Any] = {"tags": [], "sessions": [], "params": {}, "summary": {}, "nested": {}, "flat": {},
-                          "history": [], "command": [], "versions": {}, "gpus": [], "env": {}}  # fmt: skip
+_EMPTY: dict[str, Any] = {
+    "tags": [],
+    "sessions": [],
+    "params": {},
+    "summary": {},
+    "nested": {},
+    "flat": {},
+    "history": [],
+    "command": [],
+    "versions": {},
+    "gpus": [],
+    "env": {},
+}
 
 
 def _shown(value: Any) -> str:
@@ -148,8 +159,10 @@ def check_document(name: str, doc: Any) -> tuple[dict[str, Any], list[str]]:
             clean[key] = _EMPTY.get(key)
     version = clean.get("format_version")
     if isinstance(version, int) and version > VERSIONS[name]:
-        problems.append(f"format_version {version} is newer than this reader's {VERSIONS[name]}; upgrade "
-                        "lightning-tracker to read it")  # fmt: skip
+        problems.append(
+            f"format_version {version} is newer than this reader's {VERSIONS[name]}; upgrade "
+            "lightning-tracker to read it"
+        )
     return clean, problems
 
 
@@ -213,9 +226,13 @@ def check_manifest(doc: Any) -> list[str]:
         problems.append(f"field 'aliases' is {_shown(aliases)}; expected an object of names")
     for i, entry in enumerate(checkpoints):
         fields = entry if _object(entry) else {}
-        if not (_file_name(fields.get("name")) and isinstance(fields.get("sha256"), str)
-                and _number(fields.get("size")) and _number(fields.get("seq"))
-                and _KINDS["texts"][1](fields.get("aliases", []))):  # fmt: skip
+        if not (
+            _file_name(fields.get("name"))
+            and isinstance(fields.get("sha256"), str)
+            and _number(fields.get("size"))
+            and _number(fields.get("seq"))
+            and _KINDS["texts"][1](fields.get("aliases", []))
+        ):
             shown = ", ".join(f"{f}={_shown(fields.get(f))}" for f in ("name", "size", "sha256", "seq"))
             problems.append(f"checkpoint {i} has {shown}; expected a file name, a sha256, a size and a seq")
     return problems

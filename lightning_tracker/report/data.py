@@ -1,6 +1,6 @@
 """The data behind the report and the dashboard: runs, configs and down-sampled series.
 
-Histories are read in full through :class:`~lightning_tracker.api.Run`; only what is
+Histories are read in full through :class:`~lightning_tracker.read.store.Run`; only what is
 drawn is reduced: a series longer than ``max_points`` becomes ``max_points`` buckets of
 equal point counts, each drawn at its mean with its min/max as an envelope, so a spike
 never disappears from a chart. The data itself is never sampled. Cumulative counters
@@ -10,7 +10,7 @@ never disappears from a chart. The data itself is never sampled. Cumulative coun
 
 The live dashboard refreshes through :func:`payload_bytes`: what is drawn of a run (its
 series, histograms, checkpoints and media index, see :mod:`~lightning_tracker.report.media`)
-is kept as JSON text in the store's :class:`~lightning_tracker.read_cache.ReadCache` and
+is kept as JSON text in the store's :class:`~lightning_tracker.read.cache.ReadCache` and
 built again only when the run's live chunks, its checkpoint manifest or its start time change.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
+from lightning_tracker.read.store import Run, Store
 from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
@@ -176,14 +176,21 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
     """A run's row; ``damage`` adds what drawing it found damaged to what its documents showed."""
     problems = [*run.problems, *(d for d in damage if d not in run.problems)]
     return {
-        "key": f"{run.project}/{run.id}", "id": run.id, "name": run.name, "project": run.project,
-        "group": run.group, "tags": run.tags, "status": "damaged" if problems else run.status,
+        "key": f"{run.project}/{run.id}",
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "group": run.group,
+        "tags": run.tags,
+        "status": "damaged" if problems else run.status,
         "monitor": run.monitor,
-        "damage": "; ".join(problems) or None, "start": run.start_time,
-        "duration": run.duration, "notes": run.notes,
+        "damage": "; ".join(problems) or None,
+        "start": run.start_time,
+        "duration": run.duration,
+        "notes": run.notes,
         "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},
         "summary": {k: s.get("last") for k, s in run.summary.items()},
-    }  # fmt: skip
+    }
 
 
 # what damaged data raises while a run is drawn (a network error is none of these and fails the read)
@@ -201,9 +208,11 @@ def _drawn(run: Run, max_points: int, embed: bool) -> dict[str, Any]:
     """
     known = len(run.problems)
     builds: dict[str, Callable[[], Any]] = {
-        "series": lambda: _series(run, max_points), "histograms": lambda: _histograms(run),
-        "checkpoints": lambda: _checkpoints(run), "media": lambda: media_part(run, embed=embed),
-    }  # fmt: skip
+        "series": lambda: _series(run, max_points),
+        "histograms": lambda: _histograms(run),
+        "checkpoints": lambda: _checkpoints(run),
+        "media": lambda: media_part(run, embed=embed),
+    }
     parts: dict[str, Any] = {"series": {}, "histograms": None, "checkpoints": None, "media": None}
     damage: list[str] = []
     for name, build in builds.items():
@@ -241,9 +250,14 @@ class _Json(str):
 
 
 def _payload(
-    store: Store, runs: Sequence[Run] | None, project: str | None, title: str | None,
-    on_run: Callable[[Run], None] | None, drawn: Callable[[Run], dict[str, Any]], embed: bool,
-) -> dict[str, Any]:  # fmt: skip
+    store: Store,
+    runs: Sequence[Run] | None,
+    project: str | None,
+    title: str | None,
+    on_run: Callable[[Run], None] | None,
+    drawn: Callable[[Run], dict[str, Any]],
+    embed: bool,
+) -> dict[str, Any]:
     if runs is None:
         runs = store.runs(project)
     payload: dict[str, Any] = {
@@ -315,7 +329,7 @@ def payload_bytes(
 ) -> bytes:
     """``payload_json(build_payload(...))`` as UTF-8, for the live dashboard's refreshes.
 
-    With a :class:`~lightning_tracker.read_cache.ReadCache` in ``store.cache``, what is
+    With a :class:`~lightning_tracker.read.cache.ReadCache` in ``store.cache``, what is
     drawn of a run is built again only when its inputs (live chunk names, checkpoint
     manifest, start time) changed, and then from the new chunks only; an unchanged run
     costs one listing and at most one small read. Only the run records (status, duration,
@@ -324,7 +338,7 @@ def payload_bytes(
     Example:
         >>> import json
         >>> from lightning_tracker import TrackerLogger
-        >>> from lightning_tracker.read_cache import ReadCache
+        >>> from lightning_tracker.read.cache import ReadCache
         >>> def log(step, loss):  # a session of run r1 (the second one resumes it)
         ...     logger = TrackerLogger("memory://doc-bytes", name="p", version="r1", tensorboard=False)
         ...     logger.log_metrics({"loss": loss}, step=step)

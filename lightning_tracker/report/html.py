@@ -19,8 +19,8 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
-from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
+from lightning_tracker.read.store import Run, Store
 from lightning_tracker.report.data import DEFAULT_MAX_POINTS, build_payload, payload_json
 from lightning_tracker.storage import Storage
 

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lightning_tracker.api import Run, Store
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.schemas import MEDIA
-from lightning_tracker.media_reader import media_index, object_bytes, read_object
-from lightning_tracker.read_cache import read_chunks
+from lightning_tracker.read.cache import read_chunks
+from lightning_tracker.read.media import media_index, object_bytes, read_object
+from lightning_tracker.read.store import Run, Store
 
 __all__ = [
     "CONTENT_TYPES", "EMBED_BYTES", "EMBED_IMAGES", "EMBED_ROWS", "EMBED_STEPS", "SERVE_ROWS", "MediaFiles",
@@ -84,8 +84,13 @@ def fit_budget(media: dict[str, dict[str, Any]], files: dict[str, str], budget: 
     """
 
     def shown() -> set[str]:
-        return {item.get("thumb") for panels in media.values() for panel in panels.values()
-                for step in panel["items"] for item in step}  # fmt: skip
+        return {
+            item.get("thumb")
+            for panels in media.values()
+            for panel in panels.values()
+            for step in panel["items"]
+            for item in step
+        }
 
     budget = EMBED_BYTES if budget is None else budget
     most = max((len(panel["steps"]) for panels in media.values() for panel in panels.values()), default=0)
@@ -219,7 +224,7 @@ class MediaFiles:
     """The media objects the live dashboard serves: only those the run's media index lists.
 
     A run's index is read once and read again (new chunks only, through the store's
-    :class:`~lightning_tracker.read_cache.ReadCache`) when a name is asked for that it
+    :class:`~lightning_tracker.read.cache.ReadCache`) when a name is asked for that it
     does not list, so a new image is found as soon as its index chunk is stored. Objects
     never change under their name: what was answered is kept (up to ``keep_bytes``).
 
@@ -243,8 +248,14 @@ class MediaFiles:
             found = self._listed.get(run_path, {}).get(name)
         if found is not None:
             return found
-        table = read_chunks(self.store.storage, f"{run_path}/{MEDIA_DIR}", MEDIA, self.store.cache, what="media",
-                            on_damaged=lambda problem: None)  # fmt: skip
+        table = read_chunks(
+            self.store.storage,
+            f"{run_path}/{MEDIA_DIR}",
+            MEDIA,
+            self.store.cache,
+            what="media",
+            on_damaged=lambda problem: None,
+        )
         listed: dict[str, tuple[str, str | None]] = {}
         for row in media_index(table).to_dict("records"):
             listed[row["object"]] = (str(row["kind"]), row["sha256"])
@@ -293,4 +304,3 @@ class MediaFiles:
             body = json.dumps(table_json(frame, SERVE_ROWS), separators=(",", ":")).encode("utf-8")
         self._keep((run_path, name), body)
         return body, kind
-

@@ -10,7 +10,7 @@ another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds
 loopback name (a web page cannot read it by DNS rebinding).
 
 A refresh reads only what is new: the dashboard keeps a
-:class:`~lightning_tracker.read_cache.ReadCache` of parsed chunks and of what it drew of
+:class:`~lightning_tracker.read.cache.ReadCache` of parsed chunks and of what it drew of
 each run (see :func:`~lightning_tracker.report.data.payload_bytes`).
 """
 
@@ -26,10 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from lightning_tracker.api import Store
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import validate_path_name
-from lightning_tracker.read_cache import ReadCache
+from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.store import Store
 from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes
 from lightning_tracker.report.html import render_page
 from lightning_tracker.report.media import MediaFiles
@@ -161,8 +161,9 @@ class Dashboard:
             server_version = "lightning-tracker"
             timeout = dashboard.idle_timeout  # the socket timeout: a silent client is disconnected
 
-            def _send(self, status: HTTPStatus, body: bytes, kind: str, head: bool = False,
-                      cache: str = "no-store") -> None:  # fmt: skip
+            def _send(
+                self, status: HTTPStatus, body: bytes, kind: str, head: bool = False, cache: str = "no-store"
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))

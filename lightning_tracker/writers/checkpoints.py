@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lightning_tracker import _config
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import (
@@ -36,6 +35,7 @@ from lightning_tracker.format.documents import (
 )
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE, STAGING_DIR
 from lightning_tracker.storage import atomic_write, remove_file
+from lightning_tracker.writers import hyperparams
 from lightning_tracker.writers.points import Warner
 
 __all__ = ["CheckpointProducer"]
@@ -92,7 +92,7 @@ def _read_and_redact(path: str) -> tuple[int | None, int | None]:
     except Exception:  # noqa: BLE001 - a foreign file: the manifest simply lacks these fields
         return None, None
     if isinstance(ckpt, dict):
-        redacted = {k: _config.redact_secrets(ckpt[k]) for k in _HPARAM_FIELDS if k in ckpt}
+        redacted = {k: hyperparams.redact_secrets(ckpt[k]) for k in _HPARAM_FIELDS if k in ckpt}
         if any(redacted[k] is not ckpt[k] for k in redacted):
             atomic_write(path, lambda out: torch.save({**ckpt, **redacted}, out))
     try:
@@ -221,14 +221,22 @@ class CheckpointProducer:
         try:
             self._on_save(callback)
         except Exception as err:  # noqa: BLE001 - a checkpoint we cannot keep must not stop training
-            self._warn("save", "log_model: could not keep the checkpoint just saved (%s: %s); training goes on",
-                       type(err).__name__, err)  # fmt: skip
+            self._warn(
+                "save",
+                "log_model: could not keep the checkpoint just saved (%s: %s); training goes on",
+                type(err).__name__,
+                err,
+            )
 
     def _on_save(self, callback: Any) -> None:
         key = str(getattr(callback, "state_key", None) or id(callback))
         best_k = dict(getattr(callback, "best_k_models", None) or {})
-        candidates = [getattr(callback, "_last_checkpoint_saved", ""), getattr(callback, "last_model_path", ""),
-                      getattr(callback, "best_model_path", ""), *best_k]  # fmt: skip
+        candidates = [
+            getattr(callback, "_last_checkpoint_saved", ""),
+            getattr(callback, "last_model_path", ""),
+            getattr(callback, "best_model_path", ""),
+            *best_k,
+        ]
         monitor = getattr(callback, "monitor", None)
         with self._lock:
             for path in dict.fromkeys(str(p) for p in candidates if p):
@@ -247,9 +255,13 @@ class CheckpointProducer:
 
     def _stage(self, path: str, callback: Any, monitor: str | None, score: Any) -> None:
         if "://" in path and not path.startswith("file://"):
-            self._warn("remote", "log_model: ModelCheckpoint writes to %s, not to a local folder, so its "
-                       "checkpoints are not stored; leave ModelCheckpoint(dirpath=None) to write into the run's "
-                       "folder", path)  # fmt: skip
+            self._warn(
+                "remote",
+                "log_model: ModelCheckpoint writes to %s, not to a local folder, so its "
+                "checkpoints are not stored; leave ModelCheckpoint(dirpath=None) to write into the run's "
+                "folder",
+                path,
+            )
             return
         path = os.path.abspath(path.removeprefix("file://"))
         try:
@@ -270,9 +282,17 @@ class CheckpointProducer:
         except OSError:
             copy = True  # another filesystem: the flusher copies it, off the training thread
         self._known[path] = [*ident, seq]
-        sidecar = {"seq": seq, "file": os.path.basename(path), "source": [path, *ident], "copy": copy,
-                   "monitor": monitor, "mode": getattr(callback, "mode", None), "score": _score(score),
-                   "time": time.time(), "step": getattr(callback, "_last_global_step_saved", None)}  # fmt: skip
+        sidecar = {
+            "seq": seq,
+            "file": os.path.basename(path),
+            "source": [path, *ident],
+            "copy": copy,
+            "monitor": monitor,
+            "mode": getattr(callback, "mode", None),
+            "score": _score(score),
+            "time": time.time(),
+            "step": getattr(callback, "_last_global_step_saved", None),
+        }
         atomic_write(os.path.join(self.staging, f"{seq:06d}.json"), dumps(sidecar))
         self.alias_seq["latest"] = seq
 
@@ -283,8 +303,14 @@ class CheckpointProducer:
             InvalidArgumentError: ``alias`` is reserved or not a short name, or nothing
                 was saved at ``path``.
         """
-        if not isinstance(alias, str) or not alias or alias in RESERVED_ALIASES or alias.startswith("best:") \
-                or len(alias) > 128 or any(ord(c) < 32 for c in alias):  # fmt: skip
+        if (
+            not isinstance(alias, str)
+            or not alias
+            or alias in RESERVED_ALIASES
+            or alias.startswith("best:")
+            or len(alias) > 128
+            or any(ord(c) < 32 for c in alias)
+        ):
             raise InvalidArgumentError(
                 f"alias={alias!r} cannot be used; pass a short name such as 'production' "
                 f"(not {', '.join(RESERVED_ALIASES)} or 'best:<metric>', which the tracker maintains)."
@@ -320,8 +346,13 @@ class CheckpointProducer:
                 with open(meta["source"][0], "rb") as src:
                     atomic_write(blob, lambda out: shutil.copyfileobj(src, out, _BLOCK))
             except OSError as err:
-                self._warn(f"copy:{seq}", "log_model: could not copy checkpoint %s into %s (%s); it is not stored",
-                           meta["source"][0], self.staging, err)  # fmt: skip
+                self._warn(
+                    f"copy:{seq}",
+                    "log_model: could not copy checkpoint %s into %s (%s); it is not stored",
+                    meta["source"][0],
+                    self.staging,
+                    err,
+                )
                 self._drop(seq)
                 return
         if not os.path.exists(blob) or (self.retention and not self.keep_all and not alive):
@@ -338,9 +369,19 @@ class CheckpointProducer:
         os.link(blob, target)  # the snapshot stays until the manifest names the object
         self._on_object()  # the mirror may upload it while it is hashed here
         digest, size = _sha256(blob), os.path.getsize(blob)
-        entry = manifest_entry(name, meta["file"], order, step=step if step is not None else meta.get("step"),
-                               epoch=epoch, monitor=meta.get("monitor"), mode=meta.get("mode"), score=meta.get("score"),
-                               size=size, sha256=digest, saved_time=meta.get("time"))  # fmt: skip
+        entry = manifest_entry(
+            name,
+            meta["file"],
+            order,
+            step=step if step is not None else meta.get("step"),
+            epoch=epoch,
+            monitor=meta.get("monitor"),
+            mode=meta.get("mode"),
+            score=meta.get("score"),
+            size=size,
+            sha256=digest,
+            saved_time=meta.get("time"),
+        )
         with self._lock:
             self.stages[seq] = name
             self.manifest["next_seq"] = order + 1
@@ -357,8 +398,11 @@ class CheckpointProducer:
         if self.keep_all or not self.retention:
             return []
         with self._lock:
-            gone = [e["name"] for e in self.manifest["checkpoints"]
-                    if e["name"] in self.sources and not _source_alive(self.sources[e["name"]])]  # fmt: skip
+            gone = [
+                e["name"]
+                for e in self.manifest["checkpoints"]
+                if e["name"] in self.sources and not _source_alive(self.sources[e["name"]])
+            ]
             self.manifest["checkpoints"] = [e for e in self.manifest["checkpoints"] if e["name"] not in gone]
             for name in gone:
                 self.sources.pop(name, None)
@@ -371,8 +415,12 @@ class CheckpointProducer:
             content = dumps(self.manifest)
             if content == self._written:
                 return
-            state = {"sources": self.sources, "alias_seq": self.alias_seq, "keep_all": self.keep_all,
-                     "stages": {str(k): v for k, v in self.stages.items()}}  # fmt: skip
+            state = {
+                "sources": self.sources,
+                "alias_seq": self.alias_seq,
+                "keep_all": self.keep_all,
+                "stages": {str(k): v for k, v in self.stages.items()},
+            }
             atomic_write(os.path.join(self.staging, _STATE_FILE), dumps(state))
             if self.manifest["checkpoints"] or os.path.exists(os.path.join(self.local_dir, MODELS_FILE)):
                 atomic_write(os.path.join(self.local_dir, MODELS_FILE), content)

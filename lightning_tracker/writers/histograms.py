@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Capture", "HistogramProducer", "to_table"]
 
+
 class Capture(Protocol):
     """What ``TrackerLogger.log_histograms`` takes: resolved on the flusher thread only."""
 

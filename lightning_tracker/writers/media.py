@@ -2,7 +2,7 @@
 
 The training thread only hands over a *snapshot* (a host copy of the pixels or the rows;
 for a CUDA tensor an asynchronous copy into pinned memory, see
-:mod:`lightning_tracker.media_capture`). On the flusher thread this producer resolves the
+:mod:`lightning_tracker.integration.media`). On the flusher thread this producer resolves the
 snapshots, encodes each image (PNG, or lossless WebP where that is smaller), makes a
 preview at most ``THUMBNAIL_PX`` wide and high, and stores every object under its content
 hash in ``media-files/`` (an image logged twice is stored once); text and tables become
@@ -91,8 +91,11 @@ def encode_image(pixels: np.ndarray) -> tuple[bytes, str, bytes]:
     buf = io.BytesIO()
     image.save(buf, "PNG", compress_level=6)
     png = buf.getvalue()
-    if (pixels.shape[2] == 1 or max(pixels.shape[:2]) > _WEBP_MAX_PX
-            or (pixels.shape[2] == 4 and bool((pixels[:, :, 3] == 255).all()))):  # fmt: skip
+    if (
+        pixels.shape[2] == 1
+        or max(pixels.shape[:2]) > _WEBP_MAX_PX
+        or (pixels.shape[2] == 4 and bool((pixels[:, :, 3] == 255).all()))
+    ):
         return png, "png", png  # WebP has no grey mode, no side over 16383 px, and drops an opaque alpha
     buf = io.BytesIO()
     # exact: keep the colour of fully transparent pixels (lossless means every channel)
@@ -163,8 +166,14 @@ class MediaProducer:
         ('samples', 3, 6, 4, 'a cat', 'webp')
     """
 
-    def __init__(self, run_dir: str, session: int, writer: str, tensorboard: TensorBoardWriter | None = None,
-                 warn: Callable[..., None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: str,
+        session: int,
+        writer: str,
+        tensorboard: TensorBoardWriter | None = None,
+        warn: Callable[..., None] | None = None,
+    ) -> None:
         self.files_dir = os.path.join(run_dir, MEDIA_FILES_DIR)
         self.chunks = ChunkFolder(os.path.join(run_dir, MEDIA_DIR), SCHEMA, session, writer)
         self.tensorboard = tensorboard
@@ -190,8 +199,14 @@ class MediaProducer:
         return name, digest
 
     def _store(self, item: MediaItem) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": item.step, "time": item.time, "key": item.key, "index": item.index,
-                               "kind": item.kind, "caption": item.caption}  # fmt: skip
+        row: dict[str, Any] = {
+            "step": item.step,
+            "time": item.time,
+            "key": item.key,
+            "index": item.index,
+            "kind": item.kind,
+            "caption": item.caption,
+        }
         if item.pixels is not None:
             data, ext, png = encode_image(item.pixels)
             row["object"], row["sha256"] = self._object(data, ext)
@@ -225,21 +240,32 @@ class MediaProducer:
                 items = snapshot.resolve()
             except Exception as err:  # noqa: BLE001 - one bad snapshot must not cost the others
                 key = getattr(snapshot, "key", "?")
-                self._warn(f"media:{key}", "media %r could not be read (%s: %s); it is left out",
-                           key, type(err).__name__, err)  # fmt: skip
+                self._warn(
+                    f"media:{key}", "media %r could not be read (%s: %s); it is left out", key, type(err).__name__, err
+                )
                 continue
             for item in items:
                 try:
                     rows.append(self._store(item))
                 except Exception as err:  # noqa: BLE001 - one item that cannot be stored must not cost the others
-                    self._warn(f"media:{item.key}:store", "media %r at step %d could not be stored (%s: %s); "
-                               "it is left out", item.key, item.step, type(err).__name__, err)  # fmt: skip
+                    self._warn(
+                        f"media:{item.key}:store",
+                        "media %r at step %d could not be stored (%s: %s); it is left out",
+                        item.key,
+                        item.step,
+                        type(err).__name__,
+                        err,
+                    )
         if not rows:
             return None
         columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
         table = pa.Table.from_pydict(
-            {name: pa.array(values, pa.string()).dictionary_encode() if pa.types.is_dictionary(SCHEMA.field(name).type)
-             else pa.array(values, SCHEMA.field(name).type) for name, values in columns.items()}  # fmt: skip
+            {
+                name: pa.array(values, pa.string()).dictionary_encode()
+                if pa.types.is_dictionary(SCHEMA.field(name).type)
+                else pa.array(values, SCHEMA.field(name).type)
+                for name, values in columns.items()
+            }
         ).cast(SCHEMA)
         return self.chunks.write(table)
 

@@ -142,8 +142,9 @@ class Mirror:
             rel_dir = os.path.relpath(dirpath, self.local_dir).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir
             # media/ before media-files/: every object a listed index chunk names is on disk already
-            dirnames[:] = sorted((d for d in dirnames if not rel_dir and d in _PUBLISHED_DIRS),
-                                 key=lambda d: d == MEDIA_FILES_DIR)  # fmt: skip
+            dirnames[:] = sorted(
+                (d for d in dirnames if not rel_dir and d in _PUBLISHED_DIRS), key=lambda d: d == MEDIA_FILES_DIR
+            )
             names = [n for n in files if not is_private(n)]
             if rel_dir in DATA_DIRS:
                 names = live_chunks(names)
@@ -202,8 +203,10 @@ class Mirror:
                 self._done.setdefault(rel, sig)  # already remote (sync after a crash)
         todo = sorted(rel for rel, sig in local.items() if self._done.get(rel) != sig and rel not in DOCUMENTS)
         listed = {e["name"] for e in self._manifest()[0]["checkpoints"]}
-        models = sorted((rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")),
-                        key=lambda rel: rel.split("/", 1)[1] not in listed)  # listed ones first  # fmt: skip
+        models = sorted(
+            (rel for rel in todo if rel.startswith(f"{MODELS_DIR}/")),
+            key=lambda rel: rel.split("/", 1)[1] not in listed,
+        )  # listed ones first
         self._upload(report, [rel for rel in todo if rel not in models], local)
         for name, (data, sig) in documents.items():
             self._commit(report, name, data, sig)
@@ -323,8 +326,11 @@ class Mirror:
             # a checkpoint leaves the folder only when a committed manifest lists it (evicted) or when
             # the producer unlists it: uploaded, gone and not listed means retired
             listed = {e["name"] for e in committed["checkpoints"]}
-            doomed += [rel for rel in self._done if rel.startswith(f"{MODELS_DIR}/")
-                       and rel.split("/", 1)[1] not in listed and rel not in local]  # fmt: skip
+            doomed += [
+                rel
+                for rel in self._done
+                if rel.startswith(f"{MODELS_DIR}/") and rel.split("/", 1)[1] not in listed and rel not in local
+            ]
         for rel in doomed:
             if not self.active:
                 raise _Stop

@@ -38,11 +38,19 @@ def serve(mirror: Mirror, stop: threading.Event, wake: threading.Event, warn: Ca
             continue
         failures += 1
         delay = min(MAX_BACKOFF_S, 0.5 * 2**failures)
-        warn("upload", "could not upload to %s (%s: %s); %d files wait in %s, retrying in %.0f s",
-             mirror.storage.url, type(report.error).__name__, report.error, len(report.pending), mirror.local_dir,
-             delay)  # fmt: skip
+        warn(
+            "upload",
+            "could not upload to %s (%s: %s); %d files wait in %s, retrying in %.0f s",
+            mirror.storage.url,
+            type(report.error).__name__,
+            report.error,
+            len(report.pending),
+            mirror.local_dir,
+            delay,
+        )
         stop.wait(delay)
         wake.set()
+
 
 def upload_until(mirror: Mirror, deadline: float, progress: bool = False) -> tuple[MirrorReport, bool]:
     """Rounds with back-off until everything is published or ``time.monotonic()`` passes ``deadline``.
@@ -100,8 +108,9 @@ def _progress_bar(total: int) -> Callable[[int | None], None] | None:
         return None
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    bar = Progress(TextColumn("uploading checkpoints"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   transient=True)  # fmt: skip
+    bar = Progress(
+        TextColumn("uploading checkpoints"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+    )
     task = bar.add_task("upload", total=total)
     bar.start()
 

@@ -70,12 +70,19 @@ def coerce_step(step: Any, next_step: int, warn: Warn) -> int:
         except Exception:  # noqa: BLE001 - whatever cannot be read as a number is not a step
             value = None
     if value is None:
-        warn(f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead",
-             step, next_step)  # fmt: skip
+        warn(
+            f"step:{type(step).__name__}", "step=%r is not an integer; using the next step %d instead", step, next_step
+        )
         return next_step
     if not STEP_MIN <= value <= STEP_MAX:
-        warn("step:range", "step=%r is outside the steps the format can hold (%d to %d); using the next "
-             "step %d instead", step, STEP_MIN, STEP_MAX, next_step)  # fmt: skip
+        warn(
+            "step:range",
+            "step=%r is outside the steps the format can hold (%d to %d); using the next step %d instead",
+            step,
+            STEP_MIN,
+            STEP_MAX,
+            next_step,
+        )
         return next_step
     return value
 
@@ -118,8 +125,12 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
             return float(value)
         if getattr(value, "numel", None) is not None and hasattr(value, "detach"):  # a torch tensor
             if value.numel() != 1:
-                warn(f"value:{key}", "metric %r is a tensor of shape %s; log a scalar (for example .mean()). "
-                     "Value skipped.", key, tuple(value.shape))  # fmt: skip
+                warn(
+                    f"value:{key}",
+                    "metric %r is a tensor of shape %s; log a scalar (for example .mean()). Value skipped.",
+                    key,
+                    tuple(value.shape),
+                )
                 return None
             if value.is_complex():
                 raise ValueError("a complex tensor has no single float value")
@@ -133,9 +144,15 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
             shown = repr(value)[:200]
         except Exception:  # noqa: BLE001 - a broken __repr__
             shown = f"<{type(value).__name__}>"
-        warn(f"value:{key}", "metric %r has value %s of type %s, which cannot be stored as a number (%s); "
-             "log real numbers only (log text as a hyperparameter). Value skipped.",
-             key, shown, type(value).__name__, err)  # fmt: skip
+        warn(
+            f"value:{key}",
+            "metric %r has value %s of type %s, which cannot be stored as a number (%s); "
+            "log real numbers only (log text as a hyperparameter). Value skipped.",
+            key,
+            shown,
+            type(value).__name__,
+            err,
+        )
         return None
 
 
@@ -239,14 +256,20 @@ class PointBuffer:
             return batch
         except OSError as err:
             self._retry = batch + self._retry
-            self._warn("write", "could not write metrics to %s (%s); %d points kept in memory "
-                       "and retried at the next flush", where, err, len(self._retry))  # fmt: skip
+            self._warn(
+                "write",
+                "could not write metrics to %s (%s); %d points kept in memory and retried at the next flush",
+                where,
+                err,
+                len(self._retry),
+            )
             return []
         except Exception:  # a point the columnar format cannot hold (re-raised if none is at fault)
             good = [p for p in batch if storable(p)]
             for key, step, _, value in (p for p in batch if not storable(p)):
-                self._warn(f"bad:{key!r}", "metric %r at step %r with value %r cannot be stored; skipped",
-                           key, step, value)  # fmt: skip
+                self._warn(
+                    f"bad:{key!r}", "metric %r at step %r with value %r cannot be stored; skipped", key, step, value
+                )
             if len(good) == len(batch):
                 raise
             return self.write(good, write, where) if good else []

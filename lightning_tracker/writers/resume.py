@@ -183,9 +183,14 @@ class RemoteProbe:
 
 
 def load_existing(
-    storage: Storage, prefix: str, local_dir: str, *, probe_remote: bool, timeout: float | None = None,
+    storage: Storage,
+    prefix: str,
+    local_dir: str,
+    *,
+    probe_remote: bool,
+    timeout: float | None = None,
     require: str | None = None,
-) -> tuple[Existing | None, RemoteProbe | None]:  # fmt: skip
+) -> tuple[Existing | None, RemoteProbe | None]:
     """The existing run at ``prefix`` (in the spool ``local_dir`` and, if ``probe_remote``, the store).
 
     Args:
@@ -232,13 +237,24 @@ def load_existing(
     timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     if probe is not None:
         if not probe.wait(timeout):
-            log.warning("the store %s did not answer within %.0f s while resuming run %s; training goes on from "
-                        "the local spool %s and the stored copy is merged when the store answers",
-                        storage.url, timeout, prefix, local_dir)  # fmt: skip
+            log.warning(
+                "the store %s did not answer within %.0f s while resuming run %s; training goes on from "
+                "the local spool %s and the stored copy is merged when the store answers",
+                storage.url,
+                timeout,
+                prefix,
+                local_dir,
+            )
             return _local(local_dir, local_doc), probe
         if probe.error is not None:
-            log.warning("could not read run %s from %s (%s: %s); continuing from the local spool %s",
-                        prefix, storage.url, type(probe.error).__name__, probe.error, local_dir)  # fmt: skip
+            log.warning(
+                "could not read run %s from %s (%s: %s); continuing from the local spool %s",
+                prefix,
+                storage.url,
+                type(probe.error).__name__,
+                probe.error,
+                local_dir,
+            )
         remote_doc = probe.doc
     if local_doc is None and remote_doc is None:
         # only when the store said so: an offline or failed lookup does not know the run is new
@@ -251,8 +267,9 @@ def load_existing(
         try:
             downloaded = [*probe.write_documents(overwrite=use_remote), *probe.downloaded]
         except OSError as err:
-            log.warning("could not copy run %s into the spool %s (%s); its summary may be incomplete",
-                        prefix, local_dir, err)  # fmt: skip
+            log.warning(
+                "could not copy run %s into the spool %s (%s); its summary may be incomplete", prefix, local_dir, err
+            )
     doc = remote_doc if use_remote else local_doc
     assert doc is not None
     return Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE), downloaded=downloaded), None
@@ -321,8 +338,11 @@ def _check_exists(
 def warn_new_run(storage: Storage, prefix: str) -> None:
     """Warns that a run id given to resume names no run: the run starts new (the id may be mistyped)."""
     project, run_id = prefix.rsplit("/", 1)
-    log.warning("no run %s in %s; starting a new run with that id (pass resume='must' to make a missing "
-                "run an error)", run_id, storage.full_url(project))  # fmt: skip
+    log.warning(
+        "no run %s in %s; starting a new run with that id (pass resume='must' to make a missing run an error)",
+        run_id,
+        storage.full_url(project),
+    )
 
 
 def _local(local_dir: str, doc: dict[str, Any] | None) -> Existing | None:
@@ -337,10 +357,14 @@ def warn_if_written_now(doc: dict[str, Any], prefix: str) -> None:
     me = writer_identity()
     if (writer.get("host"), writer.get("pid")) == (me["host"], me["pid"]):
         return
-    log.warning("run %s is being written right now by another process (host %s, pid %s); this process writes "
-                "its own session beside it, so no point is lost, but the run's status and summary follow "
-                "whichever process writes last. Give each process its own version to keep them apart.",
-                prefix, writer.get("host"), writer.get("pid"))  # fmt: skip
+    log.warning(
+        "run %s is being written right now by another process (host %s, pid %s); this process writes "
+        "its own session beside it, so no point is lost, but the run's status and summary follow "
+        "whichever process writes last. Give each process its own version to keep them apart.",
+        prefix,
+        writer.get("host"),
+        writer.get("pid"),
+    )
 
 
 def next_session(local_dir: str, known_sessions: int) -> int:

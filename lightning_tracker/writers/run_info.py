@@ -12,11 +12,11 @@ import threading
 import time
 from typing import Any
 
-from lightning_tracker import _config, _environment
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import VERSIONS, new_config, new_run, run_params, writer_identity
 from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, META_FILE, RUN_FILE
 from lightning_tracker.storage import atomic_write
+from lightning_tracker.writers import environment, hyperparams
 
 __all__ = ["RunInfo"]
 
@@ -51,11 +51,27 @@ class RunInfo:
     """
 
     def __init__(
-        self, run_id: str, project: str, name: str | None, default_name: str, group: str | None,
-        tags: list[str], notes: str | None, heartbeat_interval_s: float, url: str,
-    ) -> None:  # fmt: skip
-        self.doc = new_run(run_id, project, name or default_name, group=group, tags=tags, notes=notes,
-                           heartbeat_interval_s=heartbeat_interval_s, url=url)  # fmt: skip
+        self,
+        run_id: str,
+        project: str,
+        name: str | None,
+        default_name: str,
+        group: str | None,
+        tags: list[str],
+        notes: str | None,
+        heartbeat_interval_s: float,
+        url: str,
+    ) -> None:
+        self.doc = new_run(
+            run_id,
+            project,
+            name or default_name,
+            group=group,
+            tags=tags,
+            notes=notes,
+            heartbeat_interval_s=heartbeat_interval_s,
+            url=url,
+        )
         self.config: dict[str, Any] = new_config()
         # what this session says itself: a stored value never replaces it (the monitor once a callback saved)
         self.explicit: dict[str, Any] = {"name": name, "group": group, "notes": notes, "monitor": None}
@@ -77,11 +93,18 @@ class RunInfo:
     def start_session(self, local_dir: str, session: int, writer_key: str, first: bool) -> None:
         """Records a new session (who, where, which command and commit); the first one
         also writes ``meta.json`` and, in a dirty work tree, ``git.diff``."""
-        meta, diff = _environment.collect()
+        meta, diff = environment.collect()
         with self.lock:
-            self.doc["sessions"].append({"index": session, "writer_key": writer_key, "start_time": time.time(),
-                                         **writer_identity(),
-                                         "command": meta["command"], "git_commit": (meta["git"] or {}).get("commit")})
+            self.doc["sessions"].append(
+                {
+                    "index": session,
+                    "writer_key": writer_key,
+                    "start_time": time.time(),
+                    **writer_identity(),
+                    "command": meta["command"],
+                    "git_commit": (meta["git"] or {}).get("commit"),
+                }
+            )
         if first:
             atomic_write(os.path.join(local_dir, META_FILE), dumps({"format_version": VERSIONS[META_FILE], **meta}))
             if diff:
@@ -93,8 +116,11 @@ class RunInfo:
         with self.lock:
             ours = self.doc["sessions"]
             known = {(s.get("index"), s.get("start_time")) for s in ours}
-            earlier = [s for s in stored.get("sessions") or [] if isinstance(s, dict)
-                       and (s.get("index"), s.get("start_time")) not in known]  # fmt: skip
+            earlier = [
+                s
+                for s in stored.get("sessions") or []
+                if isinstance(s, dict) and (s.get("index"), s.get("start_time")) not in known
+            ]
             self.doc["sessions"] = earlier + ours
             self.adopt({k: v for k, v in stored.items() if k != "sessions"}, None)
             starts = [float(s.get("start_time") or self.doc["start_time"]) for s in self.doc["sessions"]]
@@ -104,20 +130,20 @@ class RunInfo:
             except ValueError:
                 stored_config = None
             if isinstance(stored_config, dict) and isinstance(stored_config.get("nested"), dict):
-                nested = _config.merge(stored_config["nested"], self.config["nested"])
+                nested = hyperparams.merge(stored_config["nested"], self.config["nested"])
                 history = list(stored_config.get("history") or []) + self.config["history"]
-                self.config.update(nested=nested, flat=_config.flatten(nested), history=history)
+                self.config.update(nested=nested, flat=hyperparams.flatten(nested), history=history)
                 self._config_dirty = True
 
     def log_config(self, params: Any, step: int) -> bool:
         """Merges hyperparameters; a changed value is recorded in the history. Returns whether anything changed."""
-        plain = _config.to_plain(params, self._warned)
+        plain = hyperparams.to_plain(params, self._warned)
         if not isinstance(plain, dict):
             plain = {"value": plain}
         with self.lock:
-            nested = _config.merge(self.config["nested"], plain)
-            flat = _config.flatten(nested)
-            changes = _config.diff_flat(self.config["flat"], flat)
+            nested = hyperparams.merge(self.config["nested"], plain)
+            flat = hyperparams.flatten(nested)
+            changes = hyperparams.diff_flat(self.config["flat"], flat)
             if not changes:
                 return False
             if self.config["flat"]:

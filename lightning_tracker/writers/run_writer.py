@@ -103,8 +103,17 @@ class RunWriter:
         )
         self.offline = offline
         self.flush_interval = float(flush_interval)
-        self.info = RunInfo(run_id, project, name, default_name, group, list(tags or []), notes,
-                            self.flush_interval, storage.full_url(self.prefix))  # fmt: skip
+        self.info = RunInfo(
+            run_id,
+            project,
+            name,
+            default_name,
+            group,
+            list(tags or []),
+            notes,
+            self.flush_interval,
+            storage.full_url(self.prefix),
+        )
         self.warn = Warner(log)  # warnings for the user, at most one a minute per key
         self.points = PointBuffer(self.warn)
         self._samplers: dict[str, tuple[Sampler, float, float, str]] = {}  # name -> (fn, every_s, due, prefix)
@@ -118,8 +127,9 @@ class RunWriter:
         self._open = False
         self.pid = os.getpid()
         probe_remote = resume and self.remote and not offline
-        existing, self._probe = load_existing(storage, self.prefix, self.local_dir, probe_remote=probe_remote,
-                                              require=require if resume else None)  # fmt: skip
+        existing, self._probe = load_existing(
+            storage, self.prefix, self.local_dir, probe_remote=probe_remote, require=require if resume else None
+        )
         self._resumed = existing is not None
         self.warn_if_new = require == "allow" and not self._resumed  # when the store answers late
         if existing is not None:
@@ -163,9 +173,14 @@ class RunWriter:
         self.info.set_info(status="running", end_time=None)
         self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
         if not self.offline and not self.mirror.in_place:
-            self._threads.append(threading.Thread(
-                target=mirror_loops.serve, args=(self.mirror, self._stop, self._mirror_wake, self.warn),
-                name="lightning-tracker-mirror", daemon=True))  # fmt: skip
+            self._threads.append(
+                threading.Thread(
+                    target=mirror_loops.serve,
+                    args=(self.mirror, self._stop, self._mirror_wake, self.warn),
+                    name="lightning-tracker-mirror",
+                    daemon=True,
+                )
+            )
         for thread in self._threads:
             thread.start()
 
@@ -202,6 +217,7 @@ class RunWriter:
             if not self._open:
                 self.ensure_open()
             self.media.add(snapshot)
+
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
         if not self._open:
@@ -244,8 +260,14 @@ class RunWriter:
         try:
             return fn(*args)
         except Exception as err:  # noqa: BLE001 - the writer must never break training
-            self.warn(stage, "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
-                       stage, self.local_dir, type(err).__name__, err)  # fmt: skip
+            self.warn(
+                stage,
+                "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
+                stage,
+                self.local_dir,
+                type(err).__name__,
+                err,
+            )
             return None
 
     def _sample(self) -> None:
@@ -325,8 +347,12 @@ class RunWriter:
             try:
                 self._guard("flush", self._flush_once)
                 if self._probe is not None:
-                    log.warning("the store %s never answered for run %s: its stored copy is not merged; what this "
-                                "session wrote is published as is", self.storage.url, self.prefix)  # fmt: skip
+                    log.warning(
+                        "the store %s never answered for run %s: its stored copy is not merged; what this "
+                        "session wrote is published as is",
+                        self.storage.url,
+                        self.prefix,
+                    )
                     self._probe = None
                     self.mirror.active = True
                     if self.checkpoints is not None:
@@ -347,8 +373,12 @@ class RunWriter:
         if self.mirror.in_place:
             return None
         if self.offline:
-            log.warning("run %s is offline: its files are in %s; upload them with: lightning-tracker sync %s",
-                        self.prefix, self.local_dir, self.local_dir)  # fmt: skip
+            log.warning(
+                "run %s is offline: its files are in %s; upload them with: lightning-tracker sync %s",
+                self.prefix,
+                self.local_dir,
+                self.local_dir,
+            )
             return None
         return self._final_upload(deadline)
 
@@ -390,6 +420,11 @@ class RunWriter:
             log.warning(
                 "could not upload everything of run %s to %s (%s); %d files are kept in the spool %s. "
                 "Upload them later with: lightning-tracker sync %s",
-                self.prefix, self.storage.url, why, len(report.pending) or 1, self.local_dir, self.local_dir,
-            )  # fmt: skip
+                self.prefix,
+                self.storage.url,
+                why,
+                len(report.pending) or 1,
+                self.local_dir,
+                self.local_dir,
+            )
         return report

@@ -55,8 +55,13 @@ def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
 
 def write_spool(local_dir: str, storage: Storage, prefix: str, session: int, offline: bool) -> None:
     """Writes ``spool.json``: where this spooled run is uploaded to."""
-    doc = {"format_version": VERSIONS[SPOOL_FILE], "url": storage.url, "prefix": prefix, "session": session,
-           "offline": offline}  # fmt: skip
+    doc = {
+        "format_version": VERSIONS[SPOOL_FILE],
+        "url": storage.url,
+        "prefix": prefix,
+        "session": session,
+        "offline": offline,
+    }
     atomic_write(os.path.join(local_dir, SPOOL_FILE), dumps(doc))
 
 

@@ -126,8 +126,11 @@ class TensorBoardWriter:
         if self._fd is None:
             os.makedirs(self.run_dir, exist_ok=True)
             # the suffix keeps names unique and ordered when two files start in one second
-            path = os.path.join(self.run_dir, f"{EVENTS_PREFIX}{str(time.time())[:10]}.{socket.gethostname()}"
-                                f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt")  # fmt: skip
+            path = os.path.join(
+                self.run_dir,
+                f"{EVENTS_PREFIX}{str(time.time())[:10]}.{socket.gethostname()}"
+                f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt",
+            )
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
             self._path, self._durable, self._torn = path, 0, False
             self._count += 1
@@ -201,18 +204,33 @@ class TensorBoardWriter:
                 self._event(_scalar_event(times[i - 1], steps[i - 1], values))
                 values = []
             row = head[i].tobytes()
-            histo = b"".join((
-                b"\x09", row[0:8], b"\x11", row[8:16], b"\x19", row[16:24], b"\x21", row[24:32], b"\x29", row[32:40],
-                limits_key, edges[i, 1:].tobytes(), bucket_key, counts[i].tobytes(),
-            ))  # fmt: skip
+            histo = b"".join(
+                (
+                    b"\x09",
+                    row[0:8],
+                    b"\x11",
+                    row[8:16],
+                    b"\x19",
+                    row[16:24],
+                    b"\x21",
+                    row[24:32],
+                    b"\x29",
+                    row[32:40],
+                    limits_key,
+                    edges[i, 1:].tobytes(),
+                    bucket_key,
+                    counts[i].tobytes(),
+                )
+            )
             tag = self._histo_tags.get(tags[i])
             if tag is None:
                 tag = self._histo_tags[tags[i]] = _tag_prefix(tags[i])[:-1]  # the tag field alone
             values.append(tag + b"\x2a" + _varint(len(histo)) + histo)
         self._event(_scalar_event(times[-1], steps[-1], values))
 
-    def write_image(self, tag: str, step: int, wall_time: float, png: bytes, height: int, width: int,
-                    channels: int) -> None:  # fmt: skip
+    def write_image(
+        self, tag: str, step: int, wall_time: float, png: bytes, height: int, width: int, channels: int
+    ) -> None:
         """Writes one PNG-encoded image for TensorBoard's Images tab."""
         image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
         summary = Summary(value=[Summary.Value(tag=tag, image=image)])

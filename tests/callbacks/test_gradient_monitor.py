@@ -16,11 +16,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_tracker import GradientMonitor, Store, TrackerLogger
-from lightning_tracker.callbacks.gradients import tensor_histograms
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.integration.callbacks.gradients import tensor_histograms
 from tests.helpers import REPO, lightning, tiny_model, trainer
-
 
 
 def _reference(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -70,7 +69,7 @@ def test_histograms_match_numpy_and_count_nonfinite_apart(segmented: bool) -> No
 
 
 def test_the_cpu_kernel_runs_on_one_thread_and_restores_the_thread_count() -> None:
-    from lightning_tracker.callbacks._kernels import one_thread
+    from lightning_tracker.integration.callbacks._kernels import one_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -203,7 +202,8 @@ def test_optimizer_steps_not_micro_batches_and_selection_by_module(pl_package: s
     t = trainer(by_type, pl_package, max_steps=1, callbacks=[GradientMonitor(modules=torch.nn.Linear)])
     t.fit(tiny_model(pl_package))
     assert Store(tmp_path).run(by_type.version).histograms("net.*.weight")["tensor"].tolist() == [
-        "net.0.weight", "net.2.weight"
+        "net.0.weight",
+        "net.2.weight",
     ]
 
 
@@ -258,7 +258,7 @@ def test_hist_command_renders_one_png_heatmap_per_tensor(tmp_path: Any, capsys: 
     assert "PATTERN='nothing*' matches no tensor" in capsys.readouterr().out
 
 
-_DIST_SCRIPT = r'''
+_DIST_SCRIPT = r"""
 import json, os, sys, warnings
 sys.path.insert(0, os.environ["REPO"])
 warnings.filterwarnings("ignore")
@@ -309,7 +309,7 @@ t.fit(Model())
 if t.global_rank == 0:
     with open(os.path.join(out_dir, "run.json"), "w") as f:
         json.dump({"version": logger.version, "sharded": t.callbacks[1]._sharded}, f)
-'''
+"""
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])

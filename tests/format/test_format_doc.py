@@ -60,7 +60,10 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
     pl = lightning("pytorch_lightning")
     repo = tmp_path / "repo"  # a dirty git work tree, so git.diff is written too
     repo.mkdir()
-    for cmd in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x"]):
+    for cmd in (
+        ["init", "-q"],
+        ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
         subprocess.run(["git", *cmd], cwd=repo, check=True)
     (repo / "train.py").write_text("print(1)\n")
     subprocess.run(["git", "add", "train.py"], cwd=repo, check=True)
@@ -68,6 +71,7 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
     url = f"memory://format-doc-{os.getpid()}/exp"
     logger = TrackerLogger(url, name="p", spool_dir=tmp_path / "spool", log_model=True)
     ckpt = pl.callbacks.ModelCheckpoint(every_n_train_steps=4, save_top_k=2, monitor="step", mode="max")
+
     class Media(pl.Callback):  # one of each kind of media, so media/ and media-files/ are written
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             trainer.logger.log_image("samples", [np.zeros((4, 4, 3), np.uint8)], caption=["zeros"])

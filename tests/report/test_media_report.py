@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.read_cache import ReadCache
+from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.report import build_payload, write_report
 from lightning_tracker.report.data import payload_bytes
 from lightning_tracker.report.media import EMBED_IMAGES, EMBED_ROWS, EMBED_STEPS
@@ -222,7 +222,12 @@ def test_payloads_on_memory_embed_previews_for_a_report_and_name_objects_for_the
     key = {r["name"]: r["key"] for r in payload["runs"]}
     a, b = key["run-a"], key["run-b"]
     assert sorted(payload["media"]) == sorted([a, b]), "run-c logged no media"
-    assert payload["media_limits"] == {"steps": EMBED_STEPS, "images": EMBED_IMAGES, "rows": EMBED_ROWS, "bytes": 30_000_000}
+    assert payload["media_limits"] == {
+        "steps": EMBED_STEPS,
+        "images": EMBED_IMAGES,
+        "rows": EMBED_ROWS,
+        "bytes": 30_000_000,
+    }
     samples = payload["media"][a]["samples"]
     assert samples["steps"] == [0, 10, 20] and samples["total_items"] == 9
     first = samples["items"][0][0]

@@ -132,7 +132,7 @@ def test_report_in_chromium_draws_selected_runs_and_filters(tmp_path: Any, brows
 def test_report_shows_gradient_histograms_and_checkpoints_when_recorded(
     tmp_path: Any, browser_page: tuple[Any, list[str]]
 ) -> None:
-    from lightning_tracker.callbacks import GradientMonitor
+    from lightning_tracker.integration.callbacks import GradientMonitor
     from tests.helpers import lightning, tiny_model, trainer
 
     page, errors = browser_page
@@ -193,14 +193,16 @@ def test_runs_without_histograms_or_checkpoints_leave_those_views_hidden(
     assert not page.is_visible("#histograms-section") and not page.is_visible("#checkpoints-section")
     one = write_report(Store(save_dir), tmp_path / "one.html", runs=Store(save_dir).runs()[:1])
     open_page(page, f"file://{one}")
-    assert " · 1 run · " in page.inner_text("#subtitle") and page.inner_text("#runs-count").startswith("1 of 1 run shown")
+    assert " · 1 run · " in page.inner_text("#subtitle") and page.inner_text("#runs-count").startswith(
+        "1 of 1 run shown"
+    )
     assert errors == []
 
 
 def test_demo_ends_by_writing_the_report_and_naming_the_serve_command(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import lightning_tracker.demo as demo
+    import lightning_tracker.cli.demo as demo
     from lightning_tracker.cli import main
 
     real = demo.run_demo

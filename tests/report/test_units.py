@@ -9,7 +9,7 @@ import numpy as np
 import psutil
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.callbacks.system import _Sampler
+from lightning_tracker.integration.callbacks.system import _Sampler
 from lightning_tracker.report import build_payload
 from lightning_tracker.report.data import COUNTERS, is_counter
 

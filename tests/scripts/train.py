@@ -34,7 +34,7 @@ class Progress(pl.Callback):
         self.sleep = sleep
         self.out_dir = out_dir
 
-    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_end(self, trainer, pl_module) -> None:
         # runs inside every worker, ddp_spawn included
         logger = trainer.logger
         os.makedirs(self.out_dir, exist_ok=True)
@@ -42,7 +42,7 @@ class Progress(pl.Callback):
             json.dump({"rank": trainer.global_rank, "version": logger.version, "log_dir": logger.log_dir,
                        "writer_opened": logger._writer is not None, "pid": os.getpid()}, f)  # fmt: skip
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_rank == 0:
             print(f"STEP {trainer.global_step}", flush=True)
         if batch_idx == 0:  # every rank calls it; only rank 0's image is stored (rank zero only)
@@ -59,7 +59,7 @@ class Model(tiny_model_class(PACKAGE)):  # type: ignore[misc]
         super().__init__()
         self.steps = steps
 
-    def train_dataloader(self):  # noqa: ANN201
+    def train_dataloader(self):
         return loader(8 * self.steps, 8)
 
 

@@ -15,11 +15,10 @@ import pandas as pd
 import pytest
 
 import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
-
-from lightning_tracker import Store, TrackerLogger  # noqa: E402
-from lightning_tracker.cli import main as cli  # noqa: E402
-from lightning_tracker.format.layout import live_chunks, parse_chunk_name  # noqa: E402
-from tests.helpers import REPO  # noqa: E402
+from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.cli import main as cli
+from lightning_tracker.format.layout import live_chunks, parse_chunk_name
+from tests.helpers import REPO
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
 
@@ -99,7 +98,9 @@ def test_offline_run_then_sync_equals_an_online_run(target: tuple[str, Any], tmp
     assert a.config == b.config and a.status == b.status == "finished"
 
 
-def test_secrets_never_reach_the_store(target: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_never_reach_the_store(
+    target: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     save_dir, options = target
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MY_SERVICE_TOKEN", "env-secret-31337")
@@ -109,7 +110,9 @@ def test_secrets_never_reach_the_store(target: tuple[str, Any], tmp_path: Path, 
     logger2.finalize("success")
     store = Store(save_dir, options)
     blobs = [store.storage.read_bytes(f"c/{logger.version}/{rel}") for rel in store.storage.find(f"c/{logger.version}")]
-    blobs += [store.storage.read_bytes(f"c/{logger2.version}/{rel}") for rel in store.storage.find(f"c/{logger2.version}")]
+    blobs += [
+        store.storage.read_bytes(f"c/{logger2.version}/{rel}") for rel in store.storage.find(f"c/{logger2.version}")
+    ]
     blobs += [p.read_bytes() for p in (tmp_path / "spool").rglob("*") if p.is_file()]
     planted = [b"env-secret-31337", b"hp-secret-31337"]
     for value in (options or {}).values():  # the storage credentials themselves
@@ -137,7 +140,9 @@ print(logger.version)
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
-def test_eight_processes_write_into_one_store_at_once(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_eight_processes_write_into_one_store_at_once(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if kind == "local":
         save_dir, options = str(tmp_path / "runs"), None
     else:
@@ -145,8 +150,13 @@ def test_eight_processes_write_into_one_store_at_once(kind: str, tmp_path: Path,
         save_dir, options = f"s3://{server.new_bucket()}/exp", server.storage_options
     env = {**os.environ, "PYTHONPATH": REPO}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, save_dir, json.dumps(options), str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, save_dir, json.dumps(options), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
         for i in range(8)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

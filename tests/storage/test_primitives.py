@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
-
-from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError  # noqa: E402
-from lightning_tracker.storage import Storage, atomic_write  # noqa: E402
+from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
+from lightning_tracker.storage import Storage, atomic_write
 from tests.helpers import REPO
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
@@ -207,7 +206,7 @@ def test_a_missing_backend_package_names_the_extra_to_install() -> None:
     assert issubclass(MissingDependencyError, ModuleNotFoundError)
 
 
-LIGHT_MODULES = ["lightning_tracker.storage", "lightning_tracker.storage.urls", "lightning_tracker._config"]
+LIGHT_MODULES = ["lightning_tracker.storage", "lightning_tracker.storage.urls", "lightning_tracker.writers.hyperparams"]
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)

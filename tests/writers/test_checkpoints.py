@@ -368,7 +368,9 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
     assert 0 < len(listed) < 4, f"the kill did not land mid-upload: {sorted(listed)}"
     assert all(local[name] == sha for name, sha in listed.items())
     # stored in the run's spool folder, waiting for upload (an uploaded checkpoint leaves the spool)
-    waiting = [n for n in os.listdir(run_dir / "models")] + [n for n in os.listdir(run_dir / ".checkpoints") if n.endswith(".ckpt")]
+    waiting = [n for n in os.listdir(run_dir / "models")] + [
+        n for n in os.listdir(run_dir / ".checkpoints") if n.endswith(".ckpt")
+    ]
     assert len(waiting) == 4 - len(listed)
 
     assert cli(["sync", str(spool), "--storage-options", json.dumps(s3_server.storage_options)]) == 0

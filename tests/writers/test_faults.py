@@ -15,11 +15,12 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker._compat import Callback
 from lightning_tracker.cli import main as cli
 from lightning_tracker.format.layout import live_chunks
+from lightning_tracker.integration._compat import Callback
 from tests.conftest import S3Server
 from tests.helpers import TinyModel, loader, start_training, trainer
+
 
 def _assert_all_files_readable(run_dir: str) -> None:
     for name in live_chunks(os.listdir(os.path.join(run_dir, "metrics"))):
@@ -100,7 +101,7 @@ def test_resume_after_a_crash_is_one_continuous_history(tmp_path: Any) -> None:
     history = run.metrics()
     assert run.status == "finished"
     assert list(history["step"]) == list(range(last + 30)), "one value per step, no gap"
-    assert (history["train/loss"].iloc[last - 10:] == [-float(s) for s in range(last - 10, last + 30)]).all()
+    assert (history["train/loss"].iloc[last - 10 :] == [-float(s) for s in range(last - 10, last + 30)]).all()
     assert (history["train/loss"].iloc[: last - 10] >= 0).all(), "earlier steps keep their first value"
 
 
@@ -366,7 +367,7 @@ def test_a_sync_beside_a_live_run_does_not_fail_on_files_the_run_writes_meanwhil
     s3_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lightning_tracker.storage.remote import FsspecStorage
-    from lightning_tracker.sync import sync_run
+    from lightning_tracker.writers.sync import sync_run
 
     url = f"s3://{s3_server.new_bucket()}/exp"
     logger = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, offline=True, tensorboard=False,

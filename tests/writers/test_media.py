@@ -147,8 +147,9 @@ def test_tensorboard_sees_the_images_and_the_text(tmp_path: Any) -> None:
     assert "val/samples" in images and "val/samples/3" in images and "val/batch/3" in images
     shot = acc.Images("val/samples/3")[-1]
     assert (shot.width, shot.height) == (30, 20)
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(shot.encoded_image_string))), UINT8_HWC)
     texts = [t for t in acc.Tags()["tensors"] if t.startswith("val/generated")]
@@ -248,7 +249,7 @@ def test_one_item_that_cannot_be_encoded_or_read_never_costs_the_others(tmp_path
 
 def test_an_index_row_naming_a_path_is_refused(tmp_path: Any) -> None:
     from lightning_tracker.exceptions import StorageError
-    from lightning_tracker.media_reader import read_object
+    from lightning_tracker.read.media import read_object
     from lightning_tracker.storage import Storage
 
     (tmp_path / "secret.parquet").write_bytes(b"x")

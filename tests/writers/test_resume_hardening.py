@@ -17,9 +17,9 @@ import pytest
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.sync import sync
 from lightning_tracker.writers import checkpoints as checkpoints_module
 from lightning_tracker.writers import resume
+from lightning_tracker.writers.sync import sync
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, trainer
 from tests.servers import GatedProxy

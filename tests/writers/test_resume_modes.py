@@ -153,8 +153,11 @@ def test_a_store_that_cannot_answer_is_an_error_naming_it(
                                storage_options=_hung_options(proxy), spool_dir=tmp_path / "spool")  # fmt: skip
         started = time.monotonic()
         _CountingModel.steps = 0
-        with pytest.raises(StorageError, match=rf"resume='{mode}' needs to know whether run some-run exists in "
-                                               r"s3://hung/exp/p, but the store could not tell \(no answer within"):
+        with pytest.raises(
+            StorageError,
+            match=rf"resume='{mode}' needs to know whether run some-run exists in "
+            r"s3://hung/exp/p, but the store could not tell \(no answer within",
+        ):
             trainer(logger, max_epochs=1).fit(_CountingModel())
         assert time.monotonic() - started < 10 and _CountingModel.steps == 0
     finally:
@@ -179,11 +182,25 @@ def test_offline_must_asks_the_store_and_fetches_nothing(s3_server: S3Server, tm
     logger.log_metrics({"a": 2.0}, step=1)
     logger.finalize("success")
     with pytest.raises(RunNotFoundError):
-        TrackerLogger(url, name="p", version="not-" + first.version, resume="must", offline=True,
-                      storage_options=s3_server.storage_options, spool_dir=tmp_path / "two").log_metrics({"a": 1.0})
+        TrackerLogger(
+            url,
+            name="p",
+            version="not-" + first.version,
+            resume="must",
+            offline=True,
+            storage_options=s3_server.storage_options,
+            spool_dir=tmp_path / "two",
+        ).log_metrics({"a": 1.0})
     with pytest.raises(RunExistsError, match="spool holds it"):  # offline, not uploaded yet
-        TrackerLogger(url, name="p", version=first.version, resume="never", offline=True,
-                      storage_options=s3_server.storage_options, spool_dir=tmp_path / "two").log_metrics({"a": 1.0})
+        TrackerLogger(
+            url,
+            name="p",
+            version=first.version,
+            resume="never",
+            offline=True,
+            storage_options=s3_server.storage_options,
+            spool_dir=tmp_path / "two",
+        ).log_metrics({"a": 1.0})
 
 
 def test_allow_warns_once_when_a_slow_store_answers_late_that_the_run_is_new(

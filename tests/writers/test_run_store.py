@@ -169,7 +169,6 @@ def test_resume_continues_one_history_and_supersedes_steps(store_target: tuple[s
     assert (s["count"], s["last"], s["min"], s["min_step"], s["max"], s["max_step"]) == (15, 14.0, 6.0, 6, 15.0, 5)
 
 
-
 def test_the_live_summary_equals_the_final_one_after_a_resume_logs_steps_again(store_target: tuple[str, Any]) -> None:
     save_dir, options = store_target
     first = TrackerLogger(save_dir, name="p", storage_options=options)
@@ -188,6 +187,7 @@ def test_the_live_summary_equals_the_final_one_after_a_resume_logs_steps_again(s
     assert live[0]["loss"]["count"] == 10 and live[0]["loss"]["min"] == 6.0  # steps 0-9; 6 and 7 replaced
     assert live[1]["loss"] == final["loss"] and live[1]["acc"] == final["acc"]
     assert (final["loss"]["count"], final["loss"]["max"], final["loss"]["max_step"]) == (15, 15.0, 5)
+
 
 @dataclass
 class _Optim:

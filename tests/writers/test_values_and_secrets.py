@@ -16,10 +16,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker._config import REDACTED, flatten, is_secret_key
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.documents import PARAM_MAX_CHARS
 from lightning_tracker.writers import tensorboard
+from lightning_tracker.writers.hyperparams import REDACTED, flatten, is_secret_key
 from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import lightning, tiny_model_class, trainer
@@ -136,8 +136,22 @@ def test_omegaconf_env_interpolations_are_stored_unresolved_and_the_rest_resolve
     assert any("no.such.key" in r.getMessage() for r in caplog.records)
 
 
-SECRET_KEYS = ["dbpassword", "hftoken", "apitoken", "secretkey", "privatekey", "clientsecret", "DBPASSWORD",
-               "myApiToken", "gcpcredentials", "sentrydsn", "accesskeys", "authtoken", "api_key", "hf_token"]
+SECRET_KEYS = [
+    "dbpassword",
+    "hftoken",
+    "apitoken",
+    "secretkey",
+    "privatekey",
+    "clientsecret",
+    "DBPASSWORD",
+    "myApiToken",
+    "gcpcredentials",
+    "sentrydsn",
+    "accesskeys",
+    "authtoken",
+    "api_key",
+    "hf_token",
+]
 ORDINARY_KEYS = ["keyboard", "monkey", "tokenizer", "passage", "author", "turkey", "hotkey", "secretary",
                  "keyframe", "tokenizer_name", "pad_token", "eos_token", "mask_token", "authors", "passes"]  # fmt: skip
 

@@ -15,8 +15,8 @@ import subprocess
 import sys
 from typing import Any
 
-from lightning_tracker._config import REDACTED, is_secret_key
 from lightning_tracker.storage import redact_url
+from lightning_tracker.writers.hyperparams import REDACTED, is_secret_key
 
 __all__ = ["collect", "git_state", "redact_argv"]
 
@@ -64,9 +64,7 @@ def _version(dist: str) -> str | None:
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", *args], capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
-        )
+        done = subprocess.run(["git", *args], capture_output=True, timeout=_GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0:
@@ -131,8 +129,15 @@ def collect() -> tuple[dict[str, Any], str]:
         "cpu_count": os.cpu_count(),
         "versions": {
             name: _version(name)
-            for name in ("torch", "pytorch-lightning", "lightning", "tensorboardX", "fsspec",
-                         "numpy", "lightning-tracker")
+            for name in (
+                "torch",
+                "pytorch-lightning",
+                "lightning",
+                "tensorboardX",
+                "fsspec",
+                "numpy",
+                "lightning-tracker",
+            )
         },
         "cuda": getattr(getattr(torch, "version", None), "cuda", None),
         "cudnn": torch.backends.cudnn.version() if torch is not None and torch.backends.cudnn.is_available() else None,

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lightning_tracker._compat import Callback, override
-from lightning_tracker.callbacks._capture import Capture, Part
-from lightning_tracker.callbacks._kernels import (
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.integration._compat import Callback, override
+from lightning_tracker.integration.callbacks._capture import Capture, Part
+from lightning_tracker.integration.callbacks._kernels import (
     _NORM2,
     _NSTATS,
     _norm_dtype,
@@ -53,11 +54,10 @@ from lightning_tracker.callbacks._kernels import (
     one_thread,
     tensor_histograms,
 )
-from lightning_tracker.callbacks._logger import find_logger
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.integration.callbacks._logger import find_logger
 
 if TYPE_CHECKING:
-    from lightning_tracker._compat import LightningModule, Trainer
+    from lightning_tracker.integration._compat import LightningModule, Trainer
 
 __all__ = ["GradientMonitor", "tensor_histograms"]
 
@@ -120,7 +120,7 @@ class GradientMonitor(Callback):
     Example:
         >>> import tempfile, torch
         >>> from lightning_tracker import Store, TrackerLogger
-        >>> from lightning_tracker._compat import LightningModule, Trainer
+        >>> from lightning_tracker.integration._compat import LightningModule, Trainer
         >>> class Model(LightningModule):
         ...     def __init__(self):
         ...         super().__init__()
@@ -275,8 +275,11 @@ class GradientMonitor(Callback):
         updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
         if "gradient" in self._kinds:
             # sharded: every rank must take part for every tensor, even without a local shard
-            pairs = [(n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0)) for n, p in named
-                     if p.grad is not None or self._sharded]  # fmt: skip
+            pairs = [
+                (n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0))
+                for n, p in named
+                if p.grad is not None or self._sharded
+            ]
             capture.parts += self._compute("gradient", [n for n, _ in pairs], [g.detach() for _, g in pairs], reduce)
         if "parameter" in self._kinds:
             names = [n for n, _ in named]

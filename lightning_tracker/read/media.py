@@ -38,8 +38,12 @@ def media_index(table: pa.Table, key: str | None = None) -> pd.DataFrame:
     if key is not None:
         frame = frame[frame["key"].astype(str) == key]
     if frame.empty:
-        empty = pd.DataFrame({c: pd.Series([], dtype="int64" if c in ("step", "index", "width", "height") else object)
-                              for c in [*COLUMNS, "time", "object", "sha256", "thumbnail"]})  # fmt: skip
+        empty = pd.DataFrame(
+            {
+                c: pd.Series([], dtype="int64" if c in ("step", "index", "width", "height") else object)
+                for c in [*COLUMNS, "time", "object", "sha256", "thumbnail"]
+            }
+        )
         return empty
     keys = frame["key"].astype(str).to_numpy()
     codes = np.unique(keys, return_inverse=True)[1]
@@ -99,4 +103,3 @@ def pick(index: pd.DataFrame, key: str, step: int, position: int, where: str) ->
     steps = sorted(set(index.loc[index["key"] == key, "step"].tolist()))
     shown = ", ".join(map(str, steps[:10])) + (" …" if len(steps) > 10 else "")
     raise RunNotFoundError(f"no media {key!r} at step {step} index {position} in {where}; its steps: {shown}")
-

@@ -20,15 +20,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lightning_tracker._compat import rank_zero_only
+from lightning_tracker.integration._compat import rank_zero_only
 from lightning_tracker.writers.media import MediaItem
 
 __all__ = ["ACCEPTED", "MediaLogging", "frame_snapshot", "image_snapshot"]
 
 Warn = Callable[..., None]  # (key, message, *args), de-duplicated per key
 
-ACCEPTED = ("torch tensors CHW or HW (float in [0, 1], uint8 or bool; any device; a 4-D NCHW tensor is a batch), "
-            "NumPy arrays HWC or HW (same dtypes; 4-D NHWC is a batch), PIL images and matplotlib figures")  # fmt: skip
+ACCEPTED = (
+    "torch tensors CHW or HW (float in [0, 1], uint8 or bool; any device; a 4-D NCHW tensor is a batch), "
+    "NumPy arrays HWC or HW (same dtypes; 4-D NHWC is a batch), PIL images and matplotlib figures"
+)
 _CHANNELS = (1, 3, 4)
 
 
@@ -82,8 +84,10 @@ class _Images:
         self.parts: list[tuple[int, str | None, Callable[[], np.ndarray]]] = []
 
     def resolve(self) -> list[MediaItem]:
-        return [MediaItem(self.key, self.step, self.time, index, "image", caption, pixels=get())
-                for index, caption, get in self.parts]  # fmt: skip
+        return [
+            MediaItem(self.key, self.step, self.time, index, "image", caption, pixels=get())
+            for index, caption, get in self.parts
+        ]
 
 
 def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
@@ -188,8 +192,9 @@ def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequen
         except Exception as err:  # noqa: BLE001 - whatever it is, it must not stop training
             bad = err if isinstance(err, _Bad) else f"unreadable ({type(value).__name__}, {type(err).__name__}: {err})"
             # once per key and kind of mistake: a loop repeating it is not a flood
-            warn(f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s",
-                 key, index, bad, ACCEPTED)  # fmt: skip
+            warn(
+                f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s", key, index, bad, ACCEPTED
+            )
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))
     return shot
@@ -212,8 +217,15 @@ def _column(values: list[Any], as_text: bool) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def frame_snapshot(key: str, kind: str, step: int, warn: Warn, columns: Sequence[Any] | None = None,
-                   data: Sequence[Sequence[Any]] | None = None, dataframe: Any = None) -> _Frame | None:  # fmt: skip
+def frame_snapshot(
+    key: str,
+    kind: str,
+    step: int,
+    warn: Warn,
+    columns: Sequence[Any] | None = None,
+    data: Sequence[Sequence[Any]] | None = None,
+    dataframe: Any = None,
+) -> _Frame | None:
     """Snapshots a text or a table (``columns`` and ``data`` rows, or a pandas ``dataframe``).
 
     Returns None, after one warning naming the problem, when the input is not a table.
@@ -227,13 +239,19 @@ def frame_snapshot(key: str, kind: str, step: int, warn: Warn, columns: Sequence
     try:
         return _frame(key, kind, step, warn, name, columns, data, dataframe)
     except Exception as err:  # noqa: BLE001 - a table that cannot be read must not stop training
-        warn(f"{key}:{type(err).__name__}", "%s: the table cannot be stored (%s: %s); it is skipped",
-             name, type(err).__name__, err)  # fmt: skip
+        warn(
+            f"{key}:{type(err).__name__}",
+            "%s: the table cannot be stored (%s: %s); it is skipped",
+            name,
+            type(err).__name__,
+            err,
+        )
         return None
 
 
-def _frame(key: str, kind: str, step: int, warn: Warn, name: str, columns: Sequence[Any] | None,
-           data: Any, dataframe: Any) -> _Frame | None:  # fmt: skip
+def _frame(
+    key: str, kind: str, step: int, warn: Warn, name: str, columns: Sequence[Any] | None, data: Any, dataframe: Any
+) -> _Frame | None:
     as_text = kind == "text"
     if data is not None and not isinstance(data, (str, bytes, list, tuple)):
         data = list(data)  # a generator is read once
@@ -251,8 +269,14 @@ def _frame(key: str, kind: str, step: int, warn: Warn, name: str, columns: Seque
         width = len(rows[0]) if rows else len(columns or [])
         cols = [str(c) for c in columns] if columns is not None else [f"column_{i}" for i in range(width)]
         if any(len(r) != len(cols) for r in rows):
-            warn(key, "%s: every row needs %d values (columns %s), got rows of %s; it is skipped", name, len(cols),
-                 cols, sorted({len(r) for r in rows}))  # fmt: skip
+            warn(
+                key,
+                "%s: every row needs %d values (columns %s), got rows of %s; it is skipped",
+                name,
+                len(cols),
+                cols,
+                sorted({len(r) for r in rows}),
+            )
             return None
     if len(set(cols)) != len(cols):
         warn(key, "%s: column names repeat (%s); it is skipped", name, cols)
@@ -280,8 +304,9 @@ class MediaLogging:
         return last if step is None else coerce_step(step, last, writer.warn)
 
     @rank_zero_only
-    def log_image(self, key: str, images: Any, step: int | None = None, caption: Sequence[Any] | None = None,
-                  **kwargs: Any) -> None:  # fmt: skip
+    def log_image(
+        self, key: str, images: Any, step: int | None = None, caption: Sequence[Any] | None = None, **kwargs: Any
+    ) -> None:
         """Logs images: stored losslessly under the run, shown in the report, the dashboard and TensorBoard.
 
         Args:
@@ -304,13 +329,23 @@ class MediaLogging:
         writer = self.experiment
         key = str(key)  # the index stores text
         if kwargs:
-            writer.warn(f"media:{key}:kwargs", "log_image(%r): %s not stored (only images and caption are)",
-                        key, ", ".join(sorted(kwargs)))  # fmt: skip
+            writer.warn(
+                f"media:{key}:kwargs",
+                "log_image(%r): %s not stored (only images and caption are)",
+                key,
+                ", ".join(sorted(kwargs)),
+            )
         writer.log_media(image_snapshot(key, images, self._media_step(step), writer.warn, caption))
 
     @rank_zero_only
-    def log_text(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
-                 dataframe: Any = None, step: int | None = None) -> None:  # fmt: skip
+    def log_text(
+        self,
+        key: str,
+        columns: Sequence[Any] | None = None,
+        data: Sequence[Sequence[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:
         """Logs text as a table of strings (``columns`` and ``data`` rows, or a pandas ``dataframe``).
 
         Example:
@@ -324,8 +359,14 @@ class MediaLogging:
         writer.log_media(frame_snapshot(str(key), "text", step, writer.warn, columns, data, dataframe))
 
     @rank_zero_only
-    def log_table(self, key: str, columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
-                  dataframe: Any = None, step: int | None = None) -> None:  # fmt: skip
+    def log_table(
+        self,
+        key: str,
+        columns: Sequence[Any] | None = None,
+        data: Sequence[Sequence[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:
         """Logs a table (``columns`` and ``data`` rows, or a pandas ``dataframe``); values keep their types.
 
         Example:

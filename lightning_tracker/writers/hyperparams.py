@@ -32,8 +32,20 @@ _SECRET_WORDS = {
 # secret words that also end a one-word key (dbpassword, hftoken, clientsecret); "key", "sas"
 # and "auth" do not (monkey, kansas, oauth), and a word merely starting with one is no
 # secret (tokenizer, secretary, author)
-_SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "credential", "credentials",
-                   "apikey", "pwd", "cookie", "signature", "dsn")  # fmt: skip
+_SECRET_ENDINGS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "credentials",
+    "apikey",
+    "pwd",
+    "cookie",
+    "signature",
+    "dsn",
+)
 # "<qualifier>key" as one word is a secret (secretkey, privatekey); other words ending in key are not
 _KEY_QUALIFIERS = {
     "api", "secret", "private", "access", "auth", "client", "pass", "master", "signing", "encryption",
@@ -187,8 +199,12 @@ def _omegaconf_level(obj: Any, path: str, warned: set[str]) -> Any:
             where = f"{path}[{key}]" if isinstance(raw, list) else f"{path}.{key}" if path else str(key)
             if where not in warned:
                 warned.add(where)
-                log.warning("hyperparameter %r: %s cannot be resolved (%s); stored as written",
-                            where, text, (str(err).splitlines() or [""])[0])  # fmt: skip
+                log.warning(
+                    "hyperparameter %r: %s cannot be resolved (%s); stored as written",
+                    where,
+                    text,
+                    (str(err).splitlines() or [""])[0],
+                )
             value = text
         if isinstance(value, str) and value != text and _reads_environment(obj, value):
             value = text  # ${token} where token is ${oc.env:HF_TOKEN}

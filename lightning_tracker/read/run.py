@@ -1,8 +1,8 @@
 """One recorded run, read: its documents, full histories, histograms and checkpoints.
 
-:class:`~lightning_tracker.api.Store` builds each :class:`Run` from its ``run.json``;
+:class:`~lightning_tracker.read.store.Store` builds each :class:`Run` from its ``run.json``;
 every other file is read when first asked for. Chunks are read through
-:func:`~lightning_tracker.read_cache.read_chunks` (with the store's cache, if any) and
+:func:`~lightning_tracker.read.cache.read_chunks` (with the store's cache, if any) and
 reduced to one value per (key, step) by :func:`~lightning_tracker.format.summary.keep_last`.
 Imports neither torch nor Lightning.
 """
@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lightning_tracker.checkpoint_refs import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.format.codec import decode_number, loads
 from lightning_tracker.format.documents import new_config, run_state
 from lightning_tracker.format.layout import (
@@ -34,7 +33,8 @@ from lightning_tracker.format.layout import (
 from lightning_tracker.format.schemas import HISTOGRAMS, MEDIA, METRICS
 from lightning_tracker.format.summary import keep_last
 from lightning_tracker.format.validate import check_document, check_run
-from lightning_tracker.read_cache import ReadCache, read_chunks
+from lightning_tracker.read.cache import ReadCache, read_chunks
+from lightning_tracker.read.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.storage import Storage
 
 __all__ = ["Run"]
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class Run:
     """One recorded run. Documents are read on first access and cached.
 
-    Built by :class:`~lightning_tracker.api.Store`; ``run.json`` (identity, status, params,
+    Built by :class:`~lightning_tracker.read.store.Store`; ``run.json`` (identity, status, params,
     summary) is read by then, every other file when first asked for. Each document is
     checked against the format (:mod:`~lightning_tracker.format.validate`) as it is read:
     a field of the wrong type reads as empty, the problem is added to ``problems`` and
@@ -58,7 +58,7 @@ class Run:
         doc: the ``run.json`` document, with any field of the wrong type emptied.
         problems: what was found damaged so far: ``run.json`` when listed, the other
             documents and chunks when read (``metrics(skip_damaged=True)``).
-        cache: the store's :class:`~lightning_tracker.read_cache.ReadCache`, or None.
+        cache: the store's :class:`~lightning_tracker.read.cache.ReadCache`, or None.
 
     Example:
         >>> from lightning_tracker import Store
@@ -310,7 +310,7 @@ class Run:
             >>> run.read_media("samples", step=2).size
             (6, 4)
         """
-        from lightning_tracker.media_reader import media_index
+        from lightning_tracker.read.media import media_index
 
         return media_index(self._chunks(MEDIA_DIR, MEDIA, "media", skip_damaged), key)
 
@@ -322,7 +322,7 @@ class Run:
                 (the message lists the keys, or the key's steps).
             StorageError: the object is missing or does not match its sha256.
         """
-        from lightning_tracker.media_reader import pick, read_object
+        from lightning_tracker.read.media import pick, read_object
 
         row = pick(self.media(), key, step, index, f"run {self.id}")
         return read_object(self.storage, self.path, row)

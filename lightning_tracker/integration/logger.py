@@ -9,10 +9,10 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lightning_tracker._compat import Logger, override, rank_zero_experiment, rank_zero_only
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
-from lightning_tracker.media_capture import MediaLogging
+from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.integration.media import MediaLogging
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
@@ -151,9 +151,7 @@ class TrackerLogger(MediaLogging, Logger):
                 "the default 2.0 keeps at most two seconds of points in memory."
             )
         if not isinstance(finalize_timeout, (int, float)) or finalize_timeout < 0:
-            raise InvalidArgumentError(
-                f"finalize_timeout={finalize_timeout!r} must be a number of seconds >= 0."
-            )
+            raise InvalidArgumentError(f"finalize_timeout={finalize_timeout!r} must be a number of seconds >= 0.")
         if log_model not in (False, True, "all") or not isinstance(log_model, (bool, str)):
             raise InvalidArgumentError(
                 f"log_model={log_model!r} is not allowed; pass False (no upload), True (upload and keep what "
@@ -165,9 +163,7 @@ class TrackerLogger(MediaLogging, Logger):
             if value is not None and not isinstance(value, str):
                 raise InvalidArgumentError(f"{arg}={value!r} must be a string or None.")
         if run_name is not None and (not run_name.strip() or any(ord(c) < 32 for c in run_name)):
-            raise InvalidArgumentError(
-                f"run_name={run_name!r} must be non-empty and free of control characters."
-            )
+            raise InvalidArgumentError(f"run_name={run_name!r} must be non-empty and free of control characters.")
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)

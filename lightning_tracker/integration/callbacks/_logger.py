@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lightning_tracker.logger import TrackerLogger
+from lightning_tracker.integration.logger import TrackerLogger
 
 if TYPE_CHECKING:
-    from lightning_tracker._compat import Trainer
+    from lightning_tracker.integration._compat import Trainer
 
 __all__ = ["find_logger"]
 

@@ -1,6 +1,6 @@
 """The read side: ``Store`` finds and filters runs; each is a :class:`Run` (configs, full histories).
 
-Imports neither torch nor Lightning. ``Run`` lives in :mod:`lightning_tracker.run_reader`
+Imports neither torch nor Lightning. ``Run`` lives in :mod:`lightning_tracker.read.run`
 and is exported here. Histories are never sampled: ``Run.metrics()`` returns every point,
 one value per metric and step (the last one written wins, so a resumed run that logs a
 step again supersedes the earlier value).
@@ -17,8 +17,8 @@ from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
 from lightning_tracker.format import query
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.layout import RUN_FILE
-from lightning_tracker.read_cache import ReadCache
-from lightning_tracker.run_reader import Run
+from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 
 __all__ = ["Run", "Store"]
@@ -37,7 +37,7 @@ class Store:
 
     Attributes:
         storage: the :class:`~lightning_tracker.storage.Storage` of ``url``.
-        cache: the :class:`~lightning_tracker.read_cache.ReadCache` given, or None.
+        cache: the :class:`~lightning_tracker.read.cache.ReadCache` given, or None.
 
     Example:
         >>> from lightning_tracker import TrackerLogger
@@ -141,11 +141,12 @@ class Store:
         wanted_tags = set(tags or [])
         statuses = {status} if isinstance(status, str) else set(status or [])
         runs = [
-            r for r in runs
+            r
+            for r in runs
             if wanted_tags <= set(r.tags)
             and (not statuses or r.status in statuses)
             and (group is None or r.group == group)
-        ]  # fmt: skip
+        ]
         if match is not None:
             runs = match(runs)
         return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
@@ -186,12 +187,17 @@ class Store:
         rows = []
         for r in runs:
             row: dict[str, Any] = {
-                "id": r.id, "name": r.name, "project": r.project, "group": r.group,
-                "tags": ",".join(r.tags), "status": r.status,
+                "id": r.id,
+                "name": r.name,
+                "project": r.project,
+                "group": r.group,
+                "tags": ",".join(r.tags),
+                "status": r.status,
                 "start": pd.Timestamp(r.start_time, unit="s", tz="UTC") if r.start_time else pd.NaT,
-                "duration_s": r.duration, "damage": r.damage,
+                "duration_s": r.duration,
+                "damage": r.damage,
                 "monitor": (r.monitor or {}).get("name"),
-            }  # fmt: skip
+            }
             for key, value in r.flat_config.items():
                 row[f"config.{key}"] = value if not isinstance(value, (list, dict)) else repr(value)
             for key, stats in r.summary.items():
@@ -205,10 +211,16 @@ class Store:
 def _query_record(run: Run) -> dict[str, Any]:
     """A run as :mod:`~lightning_tracker.format.query` reads it (the report builds the same)."""
     return {
-        "id": run.id, "name": run.name, "project": run.project, "group": run.group,
-        "status": run.status, "tags": run.tags, "notes": run.notes, "params": run.flat_config,
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "group": run.group,
+        "status": run.status,
+        "tags": run.tags,
+        "notes": run.notes,
+        "params": run.flat_config,
         "summary": {k: s.get("last") for k, s in run.summary.items()},
-    }  # fmt: skip
+    }
 
 
 def _where_predicate(where: Any) -> Callable[[list[Run]], list[Run]] | None:

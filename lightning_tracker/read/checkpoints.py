@@ -131,8 +131,21 @@ class CheckpointList(list[CheckpointRef]):
         """One row per checkpoint: ``name, step, epoch, monitor, score, size, sha256, aliases, ...``."""
         import pandas as pd
 
-        columns = ["name", "file", "step", "epoch", "monitor", "mode", "score", "size", "sha256", "aliases",
-                   "saved_time", "stored_time", "state"]  # fmt: skip
+        columns = [
+            "name",
+            "file",
+            "step",
+            "epoch",
+            "monitor",
+            "mode",
+            "score",
+            "size",
+            "sha256",
+            "aliases",
+            "saved_time",
+            "stored_time",
+            "state",
+        ]
         return pd.DataFrame([{c: ref.entry.get(c) for c in columns} for ref in self], columns=columns)
 
 

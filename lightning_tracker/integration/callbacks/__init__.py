@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_tracker.callbacks.gradients import GradientMonitor
-from lightning_tracker.callbacks.system import SystemMonitor
+from lightning_tracker.integration.callbacks.gradients import GradientMonitor
+from lightning_tracker.integration.callbacks.system import SystemMonitor
 
 __all__ = ["GradientMonitor", "SystemMonitor"]

@@ -66,8 +66,9 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     # sync must never land after the live run's final one) and the growing event file,
     # decided per file at the moment it is looked at
     documents = {os.path.join(local_dir, name) for name in DOCUMENTS}
-    mirror = Mirror(local_dir, storage, spool["prefix"],
-                    skip=lambda p: live and (p in documents or _growing_event_file(p)))  # fmt: skip
+    mirror = Mirror(
+        local_dir, storage, spool["prefix"], skip=lambda p: live and (p in documents or _growing_event_file(p))
+    )
     asked = set(mirror.pending())  # what there is to upload as the round starts
     try:
         listing = storage.find(spool["prefix"])
@@ -95,8 +96,10 @@ def spooled_runs(targets: Iterable[str] | None = None, spool_root: str | None = 
     dirs: list[str] = []
     for target in targets:
         if not os.path.isdir(target):
-            raise InvalidArgumentError(f"sync target {target!r} is not a folder; pass a spool folder of a run, "
-                                       "or nothing to sync every spooled run.")  # fmt: skip
+            raise InvalidArgumentError(
+                f"sync target {target!r} is not a folder; pass a spool folder of a run, "
+                "or nothing to sync every spooled run."
+            )
         found = find_spooled_runs(target)
         if not found:
             raise InvalidArgumentError(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_tracker.callbacks._kernels import _HI, _LO, _MAX, _MIN, _NORM2, _NSTATS, _NUMEL, _SUM, _ZEROS
+from lightning_tracker.integration.callbacks._kernels import _HI, _LO, _MAX, _MIN, _NORM2, _NSTATS, _NUMEL, _SUM, _ZEROS
 
 __all__ = ["Capture", "Part", "norm_points"]
 
@@ -105,10 +105,13 @@ class Capture:
         stats = np.concatenate([part.stats.numpy() for part in self.parts] or [np.zeros((0, _NSTATS))])
         counts = np.rint(np.concatenate([part.counts.numpy() for part in self.parts] or [np.zeros((0, bins + 3))]))
         counts = counts.astype(np.int64)
-        update2 = np.concatenate([
-            part.update2.numpy() if part.update2 is not None else np.full(len(part.names), np.nan)
-            for part in self.parts
-        ] or [np.zeros(0)])  # fmt: skip
+        update2 = np.concatenate(
+            [
+                part.update2.numpy() if part.update2 is not None else np.full(len(part.names), np.nan)
+                for part in self.parts
+            ]
+            or [np.zeros(0)]
+        )
         norm = np.sqrt(stats[:, _NORM2])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)

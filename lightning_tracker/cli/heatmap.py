@@ -23,7 +23,7 @@ from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedErr
 from lightning_tracker.storage import atomic_write
 
 if TYPE_CHECKING:
-    from lightning_tracker.run_reader import Run
+    from lightning_tracker.read.run import Run
 
 __all__ = ["png_name", "regrid", "render_heatmap", "write_heatmaps"]
 
@@ -102,8 +102,7 @@ def render_heatmap(df: pd.DataFrame, path: str, title: str, rows: int = 128) -> 
     ax = fig.add_subplot()
     masked = np.ma.masked_less_equal(image, 0)
     vmax = max(float(image.max()), 1.0)
-    mesh = ax.pcolormesh(x, grid, masked, norm=LogNorm(vmin=min(1.0, vmax), vmax=vmax), cmap="viridis",
-                         shading="flat")  # fmt: skip
+    mesh = ax.pcolormesh(x, grid, masked, norm=LogNorm(vmin=min(1.0, vmax), vmax=vmax), cmap="viridis", shading="flat")
     fig.colorbar(mesh, ax=ax, label="count")
     ax.set_xlabel("step")
     ax.set_ylabel("value")

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from lightning_tracker._compat import Callback, override
-from lightning_tracker.callbacks._logger import find_logger
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError
+from lightning_tracker.integration._compat import Callback, override
+from lightning_tracker.integration.callbacks._logger import find_logger
 
 if TYPE_CHECKING:
-    from lightning_tracker._compat import LightningModule, Trainer
+    from lightning_tracker.integration._compat import LightningModule, Trainer
 
 __all__ = ["SystemMonitor"]
 
@@ -146,7 +146,7 @@ class SystemMonitor(Callback):
 
     Example:
         >>> from lightning_tracker import TrackerLogger
-        >>> from lightning_tracker._compat import Trainer
+        >>> from lightning_tracker.integration._compat import Trainer
         >>> logger = TrackerLogger("memory://doc-system-monitor", name="p")
         >>> trainer = Trainer(logger=logger, callbacks=[SystemMonitor(interval_s=1.0, gpu=False)])
         >>> SystemMonitor(interval_s=0)

@@ -40,7 +40,7 @@ def _load_digits() -> Any:
         from sklearn.datasets import load_digits
     except ImportError as err:
         raise MissingDependencyError(
-            'the demo needs scikit-learn for its bundled digits data set; install it with: '
+            "the demo needs scikit-learn for its bundled digits data set; install it with: "
             'pip install "lightning-tracker[demo]"'
         ) from err
     return load_digits()
@@ -50,14 +50,15 @@ def _make_module(config: DemoConfig) -> Any:
     import torch
     from torch import nn
 
-    from lightning_tracker._compat import LightningModule
+    from lightning_tracker.integration._compat import LightningModule
 
     class DigitsClassifier(LightningModule):
         def __init__(self, lr: float, width: int, optimizer: str, **_: Any) -> None:
             super().__init__()
             self.save_hyperparameters()
-            self.net = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                                     nn.Linear(width, 10))  # fmt: skip
+            self.net = nn.Sequential(
+                nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x)
@@ -86,11 +87,19 @@ def _make_module(config: DemoConfig) -> Any:
             images = x[:8].reshape(-1, 1, 8, 8).repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
             captions = [f"predicted {p}, true {t}" for p, t in zip(pred[:8].tolist(), y[:8].tolist(), strict=True)]
             step = self.global_step
-            self.logger.log_image("val/predictions", list(images), step=step, caption=captions)  # type: ignore[union-attr]
-            rows = [[d, round(float((pred[y == d] == d).float().mean()), 3), int((y == d).sum())]
-                    for d in range(10) if (y == d).any()]  # fmt: skip
-            self.logger.log_table("val/per_digit", columns=["digit", "accuracy", "count"], data=rows,  # type: ignore[union-attr]
-                                  step=step)  # fmt: skip
+            logger: Any = self.logger  # the TrackerLogger the demo's Trainer was given
+            logger.log_image("val/predictions", list(images), step=step, caption=captions)
+            rows = [
+                [d, round(float((pred[y == d] == d).float().mean()), 3), int((y == d).sum())]
+                for d in range(10)
+                if (y == d).any()
+            ]
+            logger.log_table(
+                "val/per_digit",
+                columns=["digit", "accuracy", "count"],
+                data=rows,
+                step=step,
+            )
 
         def test_step(self, batch: Any, _: int) -> None:
             self._step(batch, "test")
@@ -143,8 +152,8 @@ def run_demo(
 
     import torch
 
-    from lightning_tracker._compat import ModelCheckpoint, Trainer, seed_everything
-    from lightning_tracker.logger import TrackerLogger
+    from lightning_tracker.integration._compat import ModelCheckpoint, Trainer, seed_everything
+    from lightning_tracker.integration.logger import TrackerLogger
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -155,8 +164,9 @@ def run_demo(
     for config in configs:
         seed_everything(0, verbose=False)
         train, val, test = _loaders(config.batch_size)
-        logger = TrackerLogger(save_dir, name=project, tags=["demo"], group="digits-mlp", log_model=True,
-                               storage_options=storage_options)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir, name=project, tags=["demo"], group="digits-mlp", log_model=True, storage_options=storage_options
+        )
         # Lightning's own copy of the best checkpoint lives only while the run trains: the run keeps it (log_model)
         with tempfile.TemporaryDirectory(prefix="lt-demo-") as checkpoints:
             best = ModelCheckpoint(dirpath=checkpoints, monitor="val/acc", mode="max")

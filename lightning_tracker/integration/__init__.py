@@ -1,0 +1,6 @@
+"""Lightning integration: the logger, its callbacks and the capture of media.
+
+These modules translate Lightning's events and a user's objects (tensors, images,
+figures, tables) into what the writers take; they need torch and Lightning, the read
+side never imports them.
+"""
