@@ -13,7 +13,7 @@ import pytest
 
 from lightning_tracker import Store
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train.py")
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "train.py")
 
 
 @pytest.mark.parametrize(("strategy", "prefit"), [("ddp", False), ("ddp_spawn", False), ("ddp_spawn", True)])

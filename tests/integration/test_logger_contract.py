@@ -187,7 +187,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name == {blocked!r} or name.startswith({blocked!r} + "."):
             raise ImportError("blocked for the test: " + name)
 sys.meta_path.insert(0, Block())
-sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from lightning_tracker import TrackerLogger, Store
 from lightning_tracker.integration import _compat
 assert _compat.Logger.__module__.startswith({other.split(".")[0]!r}), _compat.Logger.__module__
