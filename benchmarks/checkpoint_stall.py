@@ -197,7 +197,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|")
     for name, value in med.items():
-        ratio = statistics.median(v / b for v, b in zip(per_round[name], local_rounds))
+        ratio = statistics.median(v / b for v, b in zip(per_round[name], local_rounds, strict=True))
         print(f"| {name} | {value * 1000:.0f} ms | {value / base:.2f}× | {ratio:.2f}× |")
     mb = size / 1e6
     print(f"\n| upload of the same {mb:.0f} MB file | median time | throughput | vs raw |")

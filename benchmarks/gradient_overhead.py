@@ -281,11 +281,16 @@ def main() -> None:
                 results.setdefault(name, []).append(
                     {**m, "wall_over": m["wall"] - base["wall"], "cpu_over": m["cpu"] - base["cpu"]}
                 )
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k}: {v['cpu'] * 1e3:.0f} ms CPU, {v['wall'] * 1e3:.0f} "
-                  "ms wall" for k, v in times.items()), file=sys.stderr, flush=True)  # fmt: skip
-    print(f"\n{n_params / 1e6:.2f} M parameters in {n_tensors} tensors, batch {args.batch}x{args.seq}, "
-          f"{args.device}, {args.precision}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} torch thread(s) on {os.cpu_count()} cores; median over {args.rounds} rounds of {args.steps} steps\n")  # fmt: skip
+            spent = ", ".join(
+                f"{k}: {v['cpu'] * 1e3:.0f} ms CPU, {v['wall'] * 1e3:.0f} ms wall" for k, v in times.items()
+            )
+            print(f"round {r + 1}/{args.rounds}: {spent}", file=sys.stderr, flush=True)
+    print(
+        f"\n{n_params / 1e6:.2f} M parameters in {n_tensors} tensors, batch {args.batch}x{args.seq}, "
+        f"{args.device}, {args.precision}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{args.threads} torch thread(s) on {os.cpu_count()} cores; "
+        f"median over {args.rounds} rounds of {args.steps} steps\n"
+    )
     cuda = args.device == "cuda"
 
     def med(name: str, key: str) -> float:
@@ -299,9 +304,16 @@ def main() -> None:
     for name in sorted(results, key=lambda n: med(n, "cpu_over")):
         over, hooks = med(name, "cpu_over"), med(name, "hooks")
         none = name == "no capture"
-        cells = [name, f"{med(name, 'cpu') * 1e3:.1f}", f"{over * 1e3:+.1f}", f"{over / base * 100:+.0f} %",
-                 "—" if none else f"{over / floor:.2f}", f"{hooks * 1e3:.1f}",
-                 "—" if none or hooks == 0 else f"{hooks / floor_hooks:.2f}", f"{med(name, 'wall_over') * 1e3:+.1f}"]  # fmt: skip
+        cells = [
+            name,
+            f"{med(name, 'cpu') * 1e3:.1f}",
+            f"{over * 1e3:+.1f}",
+            f"{over / base * 100:+.0f} %",
+            "—" if none else f"{over / floor:.2f}",
+            f"{hooks * 1e3:.1f}",
+            "—" if none or hooks == 0 else f"{hooks / floor_hooks:.2f}",
+            f"{med(name, 'wall_over') * 1e3:+.1f}",
+        ]
         if cuda:
             cells.append(f"{med(name, 'syncs'):.0f}")
         print("| " + " | ".join(cells) + " |")

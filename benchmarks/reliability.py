@@ -248,7 +248,8 @@ def main() -> None:
     finally:
         server.stop()
     print(
-        "| fault | trials | points logged | flushed before the fault | points readable after | files unreadable | time to recover |"
+        "| fault | trials | points logged | flushed before the fault | points readable after | files unreadable "
+        "| time to recover |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -14,9 +14,19 @@ from lightning_tracker.read import Run, Store
 
 if TYPE_CHECKING:
     from lightning_tracker.integration.callbacks import GradientMonitor, SystemMonitor
+    from lightning_tracker.integration.experiment import LiveRun
     from lightning_tracker.integration.logger import TrackerLogger
 
-__all__ = ["GradientMonitor", "Run", "Store", "SystemMonitor", "TrackerError", "TrackerLogger", "__version__"]
+__all__ = [
+    "GradientMonitor",
+    "LiveRun",
+    "Run",
+    "Store",
+    "SystemMonitor",
+    "TrackerError",
+    "TrackerLogger",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from lightning_tracker.integration.logger import TrackerLogger
 
         return TrackerLogger
+    if name == "LiveRun":  # what `TrackerLogger.experiment` returns
+        from lightning_tracker.integration.experiment import LiveRun
+
+        return LiveRun
     if name in ("GradientMonitor", "SystemMonitor"):
         from lightning_tracker.integration import callbacks
 

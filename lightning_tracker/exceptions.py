@@ -1,21 +1,51 @@
-"""The errors lightning_tracker raises.
+"""The errors lightning_tracker raises: one meaning per type.
 
-Every error derives from :class:`TrackerError`; most also derive from the matching
-built-in (``ValueError``, ``FileNotFoundError``, ``ModuleNotFoundError``) so callers can
-catch either.
+Every error derives from :class:`TrackerError`; each also derives from the matching
+built-in (``ValueError``, ``LookupError``, ``FileNotFoundError``, ``OSError``,
+``ModuleNotFoundError``) so callers can catch either::
+
+    TrackerError
+    ├── InvalidArgumentError (ValueError)          a value we cannot accept
+    │   ├── NothingMatchedError                    a valid query matched nothing
+    │   └── AmbiguousRunError (LookupError)        an id prefix or name names several runs
+    ├── RunNotFoundError (FileNotFoundError)       no run has that id, id prefix or name
+    │   ├── ProjectNotFoundError                   no project of that name
+    │   ├── CheckpointNotFoundError (LookupError)  no checkpoint of that alias or name
+    │   ├── MediaNotFoundError (LookupError)       nothing logged for that key, step and index
+    │   └── ObjectMissingError (StorageError)      an object the run's index names is gone
+    ├── RunExistsError (FileExistsError)           a run that must be new exists
+    ├── StorageError (OSError)                     the store failed; trying again will not help
+    │   └── CheckpointIntegrityError               a checkpoint's bytes differ from its manifest
+    ├── TransientStoreError (OSError)              the store failed; trying again may help
+    │   ├── StoreChangedError                      the store kept changing while being read
+    │   └── StoreUnreachableError (ConnectionError) the store's server did not answer
+    └── MissingDependencyError (ModuleNotFoundError)
+
+The types below :class:`RunNotFoundError` are each their own meaning; they derive from it
+because ``Store.run``, ``Run.checkpoint``, ``Run.media`` and ``CheckpointRef.download``
+raised ``RunNotFoundError`` for all of them before, and ``except RunNotFoundError`` keeps
+catching them.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousRunError",
     "CheckpointIntegrityError",
+    "CheckpointNotFoundError",
     "InvalidArgumentError",
+    "MediaNotFoundError",
     "MissingDependencyError",
     "NothingMatchedError",
+    "ObjectMissingError",
+    "ProjectNotFoundError",
     "RunExistsError",
     "RunNotFoundError",
     "StorageError",
+    "StoreChangedError",
+    "StoreUnreachableError",
     "TrackerError",
+    "TransientStoreError",
 ]
 
 
@@ -31,8 +61,24 @@ class NothingMatchedError(InvalidArgumentError):
     """A valid query (a pattern, a filter) matched nothing; the message says what there is."""
 
 
+class AmbiguousRunError(InvalidArgumentError, LookupError):
+    """An id prefix or a name matches several runs; the message names them (give more of the id)."""
+
+
 class RunNotFoundError(TrackerError, FileNotFoundError):
-    """A run, project or file asked for does not exist in the store."""
+    """No run in the store has the id, id prefix or name asked for."""
+
+
+class ProjectNotFoundError(RunNotFoundError):
+    """The project asked for is not in the store; the message lists the projects there are."""
+
+
+class CheckpointNotFoundError(RunNotFoundError, LookupError):
+    """A run has no checkpoint with the alias, name or file name asked for."""
+
+
+class MediaNotFoundError(RunNotFoundError, LookupError):
+    """A run logged nothing for the media key, step and index asked for."""
 
 
 class RunExistsError(TrackerError, FileExistsError):
@@ -40,11 +86,27 @@ class RunExistsError(TrackerError, FileExistsError):
 
 
 class StorageError(TrackerError, OSError):
-    """The storage backend failed in a way we cannot retry."""
+    """The storage backend failed in a way that trying again will not mend (damaged data, a refusal)."""
+
+
+class ObjectMissingError(RunNotFoundError, StorageError):
+    """An object that a run's manifest or media index names is missing from the store (deleted since)."""
 
 
 class CheckpointIntegrityError(StorageError):
     """A stored checkpoint's size or sha256 differs from its manifest entry: it was not loaded."""
+
+
+class TransientStoreError(TrackerError, OSError):
+    """The store failed in a way that may pass: the same call, made again later, can succeed."""
+
+
+class StoreChangedError(TransientStoreError):
+    """A folder kept changing between listing and reading (compactions racing the read); read again."""
+
+
+class StoreUnreachableError(TransientStoreError, ConnectionError):
+    """The store's server could not be reached or did not answer in time."""
 
 
 class MissingDependencyError(TrackerError, ModuleNotFoundError):

@@ -11,6 +11,7 @@ import lightning_tracker
 def test_all_is_exact_and_sorted() -> None:
     assert lightning_tracker.__all__ == [
         "GradientMonitor",
+        "LiveRun",
         "Run",
         "Store",
         "SystemMonitor",

@@ -105,8 +105,8 @@ def _run_the_shell_examples(run_id: str, monitored_id: str) -> None:
     lines = _shell_lines()
     assert {line.split()[1] for line in lines} >= {"runs", "show", "compare", "hist", "report", "serve", "sync"}
     for line in lines:
-        argv = shlex.split(line.replace("RUN RUN", f"{run_id} {monitored_id}").replace("hist RUN", f"hist {monitored_id}")
-                           .replace("RUN", run_id))[1:]  # fmt: skip
+        ids = line.replace("RUN RUN", f"{run_id} {monitored_id}").replace("hist RUN", f"hist {monitored_id}")
+        argv = shlex.split(ids.replace("RUN", run_id))[1:]
         command = [sys.executable, "-m", "lightning_tracker.cli", *argv]
         if argv[0] == "serve":  # runs until stopped: it must start and answer
             proc = subprocess.Popen(

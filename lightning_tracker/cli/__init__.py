@@ -1,9 +1,12 @@
 """The ``lightning-tracker`` command: list, show, compare and sync runs, write reports, serve.
 
-This package is the only part of lightning_tracker that prints. Exit statuses: 0 when a
-command did what was asked, 1 when a valid query matched nothing (``NothingMatchedError``) or a store failed
-(one line naming the store, the cause and the fix), 2 for usage errors (a bad
-argument, an unknown key, a run that does not exist). ``--debug`` shows the traceback.
+This package is the only part of lightning_tracker that prints. The exit status follows
+the error's type (:data:`~lightning_tracker.cli.failures.EXIT_STATUSES`): 0 when a command
+did what was asked, 1 when a valid query matched nothing (``NothingMatchedError``) or the
+store failed (one line naming the store, the cause and the fix), 2 for usage errors (a bad
+argument, an unknown key, a run or project that does not exist), 3 when the store changed
+while being read or could not be reached (``TransientStoreError``: run the command again).
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -16,16 +19,10 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from lightning_tracker._version import __version__
-from lightning_tracker.cli.failures import describe
+from lightning_tracker.cli.failures import EXIT_STATUS_HELP, as_tracker_error, exit_status
 from lightning_tracker.cli.stores import OPTIONS_ENV, STORE_ENV
 from lightning_tracker.cli.terminal import console_for, visible
-from lightning_tracker.exceptions import (
-    InvalidArgumentError,
-    MissingDependencyError,
-    NothingMatchedError,
-    RunNotFoundError,
-    TrackerError,
-)
+from lightning_tracker.exceptions import NothingMatchedError, TrackerError
 
 __all__ = ["main"]
 
@@ -55,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     from lightning_tracker.cli import producing, reading
 
     parser = argparse.ArgumentParser(
-        prog="lightning-tracker", description="Self-hosted experiment tracking.", parents=[_common(False)]
+        prog="lightning-tracker",
+        description="Self-hosted experiment tracking.",
+        epilog=EXIT_STATUS_HELP,
+        parents=[_common(False)],
     )
     parser.add_argument("--version", action="version", version=f"lightning-tracker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -187,16 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args, out))
-    except NothingMatchedError as exc:  # a valid query that matched nothing: said plainly, status 1
+    except NothingMatchedError as exc:  # a valid query that matched nothing: said plainly, not an error
         out.print(Text(visible(exc)), soft_wrap=True)
-        return 1
-    except (InvalidArgumentError, RunNotFoundError, MissingDependencyError) as exc:
-        return fail(str(exc), 2)
-    except TrackerError as exc:
-        return fail(str(exc), 1)
+        return exit_status(exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `lightning-tracker runs | head`: the reader has all it wanted
         return 0
     except Exception as exc:  # noqa: BLE001 - a store's failure arrives as any backend's own exception type
-        return fail(describe(exc, *_store_url(args)), 1)
+        error = exc if isinstance(exc, TrackerError) else as_tracker_error(exc, *_store_url(args))
+        return fail(str(error), exit_status(error))

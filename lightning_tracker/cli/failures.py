@@ -1,4 +1,9 @@
-"""A storage failure as one line: which store, what went wrong, and the fix.
+"""What a failure means to the command line: its exit status, and one line for a store's failure.
+
+:data:`EXIT_STATUSES` maps each error type to the status the command exits with
+(:func:`exit_status`). A store's own failure becomes one of our types with
+:func:`as_tracker_error`, and one line with :func:`describe`: which store, what went wrong,
+and the fix.
 
 Backends fail in their own words (botocore's ``NoCredentialsError``, google-auth's
 ``DefaultCredentialsError``, azure-core's ``ClientAuthenticationError``, a plain
@@ -10,17 +15,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-__all__ = ["describe"]
+from lightning_tracker.exceptions import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    NothingMatchedError,
+    ObjectMissingError,
+    RunNotFoundError,
+    StorageError,
+    StoreUnreachableError,
+    TrackerError,
+    TransientStoreError,
+)
+from lightning_tracker.storage import protocol_family
 
-_FIX_CREDENTIALS = {
-    "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass "
-          "--storage-options '{\"key\": \"...\", \"secret\": \"...\"}'",
-    "gs": "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass "
-          "--storage-options '{\"token\": \"/path/key.json\"}'",
-    "az": "set AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY), "
-          "or pass --storage-options '{\"account_name\": \"...\", \"account_key\": \"...\"}'",
-}  # fmt: skip
-_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "abfss": "az"}
+__all__ = ["EXIT_STATUSES", "EXIT_STATUS_HELP", "as_tracker_error", "describe", "exit_status"]
+
+# the first type the error is an instance of decides: a subclass comes before its base
+EXIT_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (NothingMatchedError, 1),  # a valid query that matched nothing
+    (TransientStoreError, 3),  # the store changed while read, or did not answer: run the command again
+    (ObjectMissingError, 1),  # the store lost an object its index names
+    (InvalidArgumentError, 2),  # a bad argument, an id prefix naming several runs
+    (RunNotFoundError, 2),  # no such run, project, checkpoint or media key
+    (MissingDependencyError, 2),  # the command needs an extra: the message says which
+    (TrackerError, 1),  # the store failed: damaged data, no credentials, access denied
+)
+EXIT_STATUS_HELP = (
+    "exit statuses: 0 done; 1 nothing matched, or the store failed (damaged data, no credentials, "
+    "access denied); 2 usage error (a bad argument, no such run or project); 3 the store changed while "
+    "being read or could not be reached: run the command again; 130 interrupted"
+)
 
 _NO_CREDENTIALS = (
     "NoCredentialsError",
@@ -64,6 +88,40 @@ def _said(err: BaseException, names: tuple[str, ...]) -> bool:
     return type(err).__name__ in names or any(n in text for n in names)
 
 
+def exit_status(exc: BaseException) -> int:
+    """The status the command exits with after ``exc`` (see :data:`EXIT_STATUSES`).
+
+    Example:
+        >>> from lightning_tracker.exceptions import AmbiguousRunError, ProjectNotFoundError, StoreChangedError
+        >>> [exit_status(e("")) for e in (NothingMatchedError, AmbiguousRunError, ProjectNotFoundError)]
+        [1, 2, 2]
+        >>> [exit_status(e("")) for e in (StoreChangedError, StoreUnreachableError, StorageError)]
+        [3, 3, 1]
+    """
+    return next((status for kind, status in EXIT_STATUSES if isinstance(exc, kind)), 1)
+
+
+def as_tracker_error(exc: BaseException, store: str, scheme: str) -> TrackerError:
+    """``exc``, a backend's own failure while reading ``store``, as one of our types with one line.
+
+    A server that cannot be reached is :class:`StoreUnreachableError` (transient: run the
+    command again); every other failure (no credentials, access denied, no bucket) is a
+    :class:`StorageError`. Our own errors are returned as they are.
+
+    Example:
+        >>> err = as_tracker_error(ConnectionRefusedError(111, "Connection refused"), "s3://b/runs", "s3")
+        >>> type(err).__name__, exit_status(err)
+        ('StoreUnreachableError', 3)
+    """
+    if isinstance(exc, TrackerError):
+        return exc
+    errors = list(_chain(exc))
+    # describe() names the first that applies: credentials, bucket, access, then reachability
+    refused = any(_said(e, _NO_CREDENTIALS + _NO_BUCKET + _DENIED) for e in errors) or isinstance(exc, PermissionError)
+    unreachable = not refused and any(_said(e, _UNREACHABLE) for e in errors)
+    return (StoreUnreachableError if unreachable else StorageError)(describe(exc, store, scheme))
+
+
 def describe(exc: BaseException, store: str, scheme: str) -> str:
     """One line on a failure while reading ``store``: the cause and how to fix it.
 
@@ -73,17 +131,21 @@ def describe(exc: BaseException, store: str, scheme: str) -> str:
         >>> describe(PermissionError(13, "Permission denied"), "/data/runs", "file")  # doctest: +ELLIPSIS
         'access to /data/runs denied (PermissionError: ...); check the permissions of the folder'
     """
-    kind = _SCHEMES.get(scheme, scheme)
+    family = protocol_family(scheme)
     errors = list(_chain(exc))
     cause = next((e for e in reversed(errors) if str(e)), exc)
     said = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}".rstrip(": ")
     if any(_said(e, _NO_CREDENTIALS) for e in errors):
-        fix = _FIX_CREDENTIALS.get(kind, "pass credentials in --storage-options or $LIGHTNING_TRACKER_STORAGE_OPTIONS")
+        fix = (
+            f"{family.credentials_env}, or pass --storage-options '{family.credentials_options}'"
+            if family
+            else "pass credentials in --storage-options or $LIGHTNING_TRACKER_STORAGE_OPTIONS"
+        )
         return f"no credentials for {store} ({said}); {fix}"
     if any(_said(e, _NO_BUCKET) for e in errors):
         return f"the bucket or container of {store} does not exist ({said}); check the URL, or create it"
     if any(_said(e, _DENIED) for e in errors) or isinstance(exc, PermissionError):
-        where = "the folder" if kind == "file" else "the credentials"
+        where = "the folder" if scheme == "file" else "the credentials"
         return f"access to {store} denied ({said}); check the permissions of {where}"
     if any(_said(e, _UNREACHABLE) for e in errors):
         return (

@@ -20,13 +20,17 @@ from rich.text import Text
 from lightning_tracker.cli import runs_table
 from lightning_tracker.cli.stores import diagnose, open_store, pick_store, project_counts, split_store
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text, visible
-from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, RunNotFoundError
-from lightning_tracker.format.validate import STATUSES
+from lightning_tracker.exceptions import (
+    InvalidArgumentError,
+    NothingMatchedError,
+    ProjectNotFoundError,
+    RunNotFoundError,
+)
+from lightning_tracker.format import keys
+from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.store import Run, Store
 
 __all__ = ["cmd_compare", "cmd_hist", "cmd_runs", "cmd_show", "store_of"]
-
-RUN_STATES = (*STATUSES, "crashed", "damaged")  # stored ones, then the ones a reader derives
 
 
 def store_of(args: argparse.Namespace, positional: str | None = None) -> Store:
@@ -36,8 +40,8 @@ def store_of(args: argparse.Namespace, positional: str | None = None) -> Store:
 
 def _check_statuses(statuses: list[str] | None) -> None:
     for status in statuses or []:
-        if status not in RUN_STATES:
-            raise InvalidArgumentError(f"--status={status!r} is not a run state; use one of: {', '.join(RUN_STATES)}")
+        if status not in STATUSES:
+            raise InvalidArgumentError(f"--status={status!r} is not a run state; use one of: {', '.join(STATUSES)}")
 
 
 def _projects(store: Store, out: Console) -> int:
@@ -66,7 +70,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     if not projects:  # a valid store with nothing in it: nothing matched
         raise NothingMatchedError(diagnose(store) or f"no runs in {store.storage.url}")
     if args.project is not None and args.project not in projects:
-        raise InvalidArgumentError(diagnose(store, args.project) or f"no project {args.project!r}")
+        raise ProjectNotFoundError(diagnose(store, args.project) or f"no project {args.project!r}")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
         table = store.table(
@@ -87,15 +91,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         )
         raise NothingMatchedError(f"no runs match {asked} in {store.storage.url}{where}")
     if args.sort:
-        key = args.sort.lstrip("-")
-        col = next((c for c in (key, f"summary.{key}", f"config.{key}") if c in table.columns), None)
-        if col is None:
-            known = [
-                "start",
-                "duration_s",
-                *(c.split(".", 1)[1] for c in table.columns if c.startswith(("summary.", "config."))),
-            ]
-            raise InvalidArgumentError(f"--sort={args.sort!r} is not a column; use one of: {', '.join(known)}")
+        col = runs_table.sort_column(table, args.sort.lstrip("-"))
         table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
@@ -163,7 +159,8 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
     metrics = Table(title="metrics", header_style="bold", title_justify="left")
     for col in ("metric", "last", "step", "min", "max", "points"):
         metrics.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col != "metric")
-    for key, s in sorted(summary.items()):
+    for key in keys.metric_order(summary, keys.monitored([monitor["name"] if monitor else None])):
+        s = summary[key]
         metrics.add_row(text(key), *(text(fmt_value(s.get(f))) for f in ("last", "last_step", "min", "max", "count")))
     out.print(metrics)
     return 0
@@ -176,11 +173,13 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
         raise InvalidArgumentError(f"compare takes two runs or more (ids, id prefixes or names), got {rest}")
     with out.status(text(f"reading runs from {store.storage.url} …")):
         runs = [_find(store, run_id, args.project) for run_id in rest]
-        keys = sorted({k for r in runs for k in r.flat_config})
+        param_keys = sorted({k for r in runs for k in r.flat_config})
         summaries = [r.summary for r in runs]
-    differ = [k for k in keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1]
-    hidden = runs_table.MONITOR_FAMILIES if not args.all else ()
-    metric_keys = sorted({k for s in summaries for k in s if not k.startswith(hidden)})
+    differ = [
+        k for k in param_keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1
+    ]
+    monitored = keys.monitored((r.monitor or {}).get("name") for r in runs)
+    metric_keys = keys.metric_order({k for s in summaries for k in s if args.all or keys.family(k) is None}, monitored)
     params = [[fmt_value(r.flat_config.get(k)) for k in differ] for r in runs]
     lasts = [[fmt_value(s.get(k, {}).get("last")) for k in metric_keys] for s in summaries]
     ids = runs_table.short_ids([r.id for r in runs], [r.id for r in runs])
@@ -206,11 +205,11 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
             out_table.add_column(header, justify="right", min_width=widths[i], max_width=widths[i], overflow="fold")
         return out_table
 
-    config = table(f"hyperparameters that differ ({len(differ)} of {len(keys)})", "key")
+    config = table(f"hyperparameters that differ ({len(differ)} of {len(param_keys)})", "key")
     for k, key in enumerate(differ):
         styles = ["bold yellow" if params[i][k] != params[0][k] else "" for i in shown]
         config.add_row(text(key), *(text(params[i][k], st) for i, st in zip(shown, styles, strict=True)))
-    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(keys), 'hyperparameter')}"))
+    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(param_keys), 'hyperparameter')}"))
     metrics = table("metrics (last value)", "metric")
     metrics.add_row("status", *[status_text(runs[i].status) for i in shown])
     if any(r.damage for r in runs):

@@ -1,11 +1,13 @@
 """The ``runs`` table: which columns a person wants, fitted to the terminal whole.
 
 A person comparing runs reads the name and status, the hyperparameters that differ
-between the listed runs, then the main metrics: the monitored one (``ModelCheckpoint``'s
-``monitor``), then ``val*``, then the rest. The monitor families (``gradients/*``,
-``parameters/*``, ``system/*``) are hidden unless asked for. A cell is never cut: when the
-terminal is too narrow, whole columns are left out, by priority, and the table says how
-many and how to show them.
+between the listed runs, then the metrics in the order they matter, the monitor families
+(``gradients/*``, ``parameters/*``, ``system/*``, also under a logger prefix) hidden unless
+asked for: :mod:`~lightning_tracker.format.keys` decides both, for the page too, and how a
+key names a column and how a column is headed (``lr``, and ``summary.lr`` for a metric
+that shares a hyperparameter's name). A cell is never cut: when the terminal is too
+narrow, whole columns are left out, by priority, and the table says how many and how to
+show them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,10 +27,10 @@ from rich.text import Text
 
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.format import keys
 
-__all__ = ["MONITOR_FAMILIES", "Layout", "choose", "left_out_notes", "render", "short_ids"]
+__all__ = ["Layout", "choose", "left_out_notes", "render", "short_ids", "sort_column"]
 
-MONITOR_FAMILIES = ("gradients/", "parameters/", "system/")
 _NAME_CAP = 24  # a long name is cut (it is text, not a number) before any other column is dropped
 _ROW_FIELDS = ("group", "tags", "start")  # identity fields a person may ask for by name
 
@@ -65,14 +66,6 @@ def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
     return {run_id: run_id[:n] for run_id in ids}
 
 
-def _metric_rank(name: str, monitored: list[str]) -> tuple[int, int, str]:
-    if name in monitored:
-        return (0, monitored.index(name), name)
-    lower = name.lower()
-    group = next((i for i, p in enumerate(("val", "test", "train"), 1) if lower.startswith(p)), 4)
-    return (5 if name == "epoch" else group, 0, name)
-
-
 def _differing(table: pd.DataFrame, columns: list[str]) -> list[str]:
     if len(table) <= 1:
         return columns
@@ -100,35 +93,56 @@ def choose(
     if "damage" in table and table["damage"].notna().any():
         fixed.append(("damage", "damage"))
     fixed.append(("duration", "duration_s"))
-    monitored = [m for m, _ in Counter(table["monitor"].dropna()).most_common()] if "monitor" in table else []
+    params, metrics = _names(config), _names(summary)
+    heads = keys.labels(params, metrics)
     if columns:
-        return Layout(fixed + _requested(table, columns, config, summary))
-    metrics = summary if show_all else [c for c in summary if not c[len("summary.") :].startswith(MONITOR_FAMILIES)]
-    metrics = sorted(metrics, key=lambda c: _metric_rank(c[len("summary.") :], monitored))
-    params = config if show_all else _differing(table, config)
-    chosen = [(c[len("config.") :], c) for c in params] + [(c[len("summary.") :], c) for c in metrics]
-    return Layout(fixed + chosen, hidden_family=len(summary) - len(metrics))
+        return Layout(fixed + [(heads.get(c, c), c) for c in _requested(table, columns, params, metrics)])
+    monitored = keys.monitored(table["monitor"].dropna()) if "monitor" in table else []
+    shown = metrics if show_all else [m for m in metrics if keys.family(m) is None]
+    chosen = (config if show_all else _differing(table, config)) + [
+        f"summary.{m}" for m in keys.metric_order(shown, monitored)
+    ]
+    return Layout(fixed + [(heads[c], c) for c in chosen], hidden_family=len(metrics) - len(shown))
 
 
-def _requested(
-    table: pd.DataFrame, names: Sequence[str], config: list[str], summary: list[str]
-) -> list[tuple[str, str]]:
-    known = {c.split(".", 1)[1]: c for c in summary} | {c.split(".", 1)[1]: c for c in config}
-    known |= {f: f for f in _ROW_FIELDS if f in table}
-    out: list[tuple[str, str]] = []
+def _names(columns: list[str]) -> list[str]:
+    return [c.split(".", 1)[1] for c in columns]
+
+
+def sort_column(table: pd.DataFrame, key: str) -> str:
+    """The column of ``table`` that ``--sort KEY`` names: a key as ``--where`` resolves it, ``start`` or ``duration``.
+
+    Raises:
+        InvalidArgumentError: ``key`` names no column; the message lists what does.
+    """
+    params = _names([c for c in table.columns if c.startswith("config.")])
+    metrics = _names([c for c in table.columns if c.startswith("summary.")])
+    col = {"duration": "duration_s"}.get(key, key) if key in ("start", "duration", "duration_s") else None
+    col = col or keys.column(key, params, metrics)
+    if col is None or col not in table.columns:
+        known = ["start", "duration", *keys.labels(params, metrics).values()]
+        raise InvalidArgumentError(f"--sort={key!r} is not a column; use one of: {', '.join(known)}")
+    return col
+
+
+def _requested(table: pd.DataFrame, names: Sequence[str], params: list[str], metrics: list[str]) -> list[str]:
+    """The columns ``--columns`` names: keys as ``--where`` resolves them, or patterns of names."""
+    fields = [f for f in _ROW_FIELDS if f in table]
+    out: list[str] = []
     for raw in names:
         name = raw.strip()
-        bare = name.split(".", 1)[1] if name.startswith(("config.", "summary.")) else name
-        if name in table.columns and name.startswith(("config.", "summary.")):
-            hits = [(bare, name)]
-        elif any(ch in bare for ch in "*?["):
-            hits = [(k, c) for k, c in known.items() if fnmatch.fnmatchcase(k, bare)]
+        if name in fields:
+            hits = [name]
+        elif any(ch in name for ch in "*?["):
+            hits = _matching(name, params, metrics)
         else:
-            hits = [(bare, known[bare])] if bare in known else []
+            col = keys.column(name, params, metrics)
+            hits = [col] if col is not None and col in table.columns else []
         if not hits:
-            close = difflib.get_close_matches(bare, list(known), n=3, cutoff=0.5)
+            known = [*fields, *keys.labels(params, metrics).values()]
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            plain = sorted(k for k in known if not k.startswith(MONITOR_FAMILIES))
+            plain = [k for k in known if keys.family(k) is None]
             raise InvalidArgumentError(
                 f"--columns: {name!r} is not a hyperparameter or metric of these runs; {hint}"
                 f"known: {', '.join(plain[:12])}{' …' if len(plain) > 12 else ''} "
@@ -136,6 +150,18 @@ def _requested(
             )
         out += [h for h in hits if h not in out]
     return out
+
+
+def _matching(pattern: str, params: list[str], metrics: list[str]) -> list[str]:
+    """The columns a pattern names: ``config.*``/``summary.*`` one section; a bare one metrics first, as before."""
+    for prefix, section in keys.PREFIXES:
+        if pattern.startswith(prefix):
+            names = params if section == "params" else metrics
+            column = "config." if section == "params" else "summary."
+            return [column + n for n in names if fnmatch.fnmatchcase(n, pattern[len(prefix) :])]
+    return [f"summary.{n}" for n in metrics if fnmatch.fnmatchcase(n, pattern)] + [
+        f"config.{n}" for n in params if fnmatch.fnmatchcase(n, pattern)
+    ]
 
 
 def _cell(column: str, value: object, ids: dict[str, str]) -> Text:
@@ -210,8 +236,6 @@ def left_out_notes(layout: Layout) -> list[str]:
             f"{plural(len(layout.dropped), 'column')} did not fit ({names}): widen the terminal or pick with --columns"
         )
     if layout.hidden_family:
-        parts.append(
-            f"{plural(layout.hidden_family, 'monitor metric')} (gradients/, parameters/, system/) "
-            "hidden: --all shows them"
-        )
+        families = ", ".join(f"{f}/" for f in keys.FAMILIES)
+        parts.append(f"{plural(layout.hidden_family, 'monitor metric')} ({families}) hidden: --all shows them")
     return parts

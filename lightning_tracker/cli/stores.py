@@ -8,19 +8,19 @@ never contain ``/``, so an argument that looks like a path or URL is the store.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from lightning_tracker._settings import STORAGE_OPTIONS, STORE, json_object
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.read.store import Store
 
 __all__ = ["OPTIONS_ENV", "STORE_ENV", "diagnose", "looks_like_store", "open_store", "pick_store", "split_store"]
 
-STORE_ENV = "LIGHTNING_TRACKER_STORE"
-OPTIONS_ENV = "LIGHTNING_TRACKER_STORAGE_OPTIONS"
-DEFAULT_STORE = "./runs"
+STORE_ENV = STORE.name
+OPTIONS_ENV = STORAGE_OPTIONS.name
+DEFAULT_STORE = STORE.default
 
 
 def looks_like_store(arg: str) -> bool:
@@ -57,25 +57,20 @@ def pick_store(option: str | None, positional: str | None) -> str:
         raise InvalidArgumentError(
             f"two stores given: -s {option!r} and {positional!r}; give one (-s/--store is the usual form)"
         )
-    return option or positional or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return option or positional or STORE.get()
 
 
 def storage_options(text: str | None) -> dict[str, Any] | None:
     """``--storage-options`` (or ``$LIGHTNING_TRACKER_STORAGE_OPTIONS``) as a dict; None without either."""
-    source = "--storage-options" if text else f"${OPTIONS_ENV}"
-    text = text or os.environ.get(OPTIONS_ENV)
     if not text:
-        return None
+        return STORAGE_OPTIONS.get()
     try:
-        options = json.loads(text)
-    except json.JSONDecodeError as err:
+        return json_object(text)
+    except ValueError as err:  # the same rule as the variable's, with the flag's fix
         raise InvalidArgumentError(
-            f"{source}={text!r} is not JSON ({err}); pass an object such as "
+            f"--storage-options={text!r} {err}; pass an object such as "
             '\'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\''
         ) from None
-    if not isinstance(options, dict):
-        raise InvalidArgumentError(f"{source}={text!r} must be a JSON object, such as '{{\"anon\": true}}'")
-    return options
 
 
 def open_store(url: str, options_text: str | None) -> Store:

@@ -9,5 +9,7 @@ same rules for people, and a test checks the two against a real run.
 - :mod:`~lightning_tracker.format.summary`: one value per (key, step), and the one summary.
 - :mod:`~lightning_tracker.format.documents`: the JSON documents, each with its version.
 - :mod:`~lightning_tracker.format.query`: the one query grammar (``lr<0.01``, ``val/acc>=0.9``).
+- :mod:`~lightning_tracker.format.keys`: what a bare key names, the metric families, which metric matters first.
+- :mod:`~lightning_tracker.format.status`: the statuses a run is stored with and the ones a reader derives.
 - :mod:`~lightning_tracker.format.validate`: what a reader checks before trusting a document or a chunk.
 """

@@ -1,8 +1,11 @@
 """The JSON documents of a run, each with its own ``format_version``, and the status rule.
 
 A document is a plain dict written with :func:`lightning_tracker.format.codec.dumps`.
-The constructors here are the only place each shape is spelled out; ``docs/format.md``
-lists the same fields. Readers ignore fields they do not know; a change that breaks
+The constructors here are the only place each shape is spelled out, for the documents of
+the store and for the local ones (``spool.json``, ``.mirror.json``, the checkpoint staging
+files); ``docs/format.md`` lists the same fields and
+:mod:`~lightning_tracker.format.validate` checks them and turns what is read into typed
+objects. Readers ignore fields they do not know; a change that breaks
 existing readers increments that document's version in :data:`VERSIONS`. A new optional
 field (null or absent when unknown, such as ``run.json``'s ``monitor``) breaks no reader
 and keeps the version: an older reader ignores it, a newer one reads its absence as null.
@@ -18,22 +21,41 @@ from itertools import islice
 from typing import Any
 
 from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.layout import CONFIG_FILE, META_FILE, MIRROR_FILE, MODELS_FILE, RUN_FILE, SPOOL_FILE
+from lightning_tracker.format.layout import (
+    CONFIG_FILE,
+    META_FILE,
+    MIRROR_FILE,
+    MODELS_FILE,
+    RUN_FILE,
+    SPOOL_FILE,
+    STAGING_DIR,
+)
 
 __all__ = [
     "ELLIPSIS",
     "PARAM_MAX_CHARS",
+    "STAGED_CHECKPOINT",
+    "STAGING_STATE",
     "VERSIONS",
     "manifest_entry",
     "manifest_without",
     "new_config",
     "new_manifest",
+    "new_meta",
+    "new_mirror_state",
     "new_run",
+    "new_spool",
+    "new_staged_checkpoint",
+    "new_staging_state",
     "resolve_aliases",
     "run_params",
     "run_state",
     "writer_identity",
 ]
+
+# the checkpoint staging files (local only): a sidecar per snapshot, and what only this machine knows
+STAGED_CHECKPOINT = f"{STAGING_DIR}/<n>.json"
+STAGING_STATE = f"{STAGING_DIR}/state.json"
 
 VERSIONS = {
     RUN_FILE: 3,  # 3: one summary algorithm live and final (adds high_step); per-document versions
@@ -42,6 +64,8 @@ VERSIONS = {
     MODELS_FILE: 1,
     SPOOL_FILE: 1,
     MIRROR_FILE: 1,
+    STAGED_CHECKPOINT: 1,
+    STAGING_STATE: 1,
 }
 RESERVED_ALIASES = ("best", "latest")  # maintained by the writer, with "best:<monitor>"
 
@@ -177,6 +201,17 @@ def new_config() -> dict[str, Any]:
     return {"format_version": VERSIONS[CONFIG_FILE], "nested": {}, "flat": {}, "history": []}
 
 
+# -- meta.json --------------------------------------------------------------------------
+def new_meta(environment: dict[str, Any]) -> dict[str, Any]:
+    """``meta.json``: the environment of the first session (``writers.environment.collect``).
+
+    Example:
+        >>> new_meta({"host": "h", "cwd": "/w"})
+        {'format_version': 1, 'host': 'h', 'cwd': '/w'}
+    """
+    return {"format_version": VERSIONS[META_FILE], **environment}
+
+
 # -- models.json ------------------------------------------------------------------------
 def new_manifest() -> dict[str, Any]:
     """An empty checkpoint manifest ``models.json``."""
@@ -261,3 +296,99 @@ def manifest_without(manifest: dict[str, Any], names: set[str]) -> dict[str, Any
     out["aliases"] = {a: n for a, n in manifest.get("aliases", {}).items() if n not in names}
     resolve_aliases(out, {})
     return out
+
+
+# -- local documents: never uploaded ----------------------------------------------------
+def new_spool(url: str, prefix: str, session: int, offline: bool) -> dict[str, Any]:
+    """``spool.json``: where a spooled run is uploaded to (the store's URL, never its credentials).
+
+    Example:
+        >>> new_spool("s3://bucket/exp", "p/r1", 0, False)
+        {'format_version': 1, 'url': 's3://bucket/exp', 'prefix': 'p/r1', 'session': 0, 'offline': False}
+    """
+    return {
+        "format_version": VERSIONS[SPOOL_FILE],
+        "url": url,
+        "prefix": prefix,
+        "session": session,
+        "offline": offline,
+    }
+
+
+def new_mirror_state(published: dict[str, list[int]]) -> dict[str, Any]:
+    """``.mirror.json``: each published file (relative path) with its size and mtime (ns) as published.
+
+    Example:
+        >>> new_mirror_state({"run.json": [120, 1700000000000000000]})["published"]
+        {'run.json': [120, 1700000000000000000]}
+    """
+    return {"format_version": VERSIONS[MIRROR_FILE], "published": published}
+
+
+def new_staged_checkpoint(
+    seq: int,
+    file: str,
+    source: list[Any],
+    *,
+    copy: bool,
+    monitor: str | None,
+    mode: str | None,
+    score: float | None,
+    saved_time: float,
+    step: int | None,
+) -> dict[str, Any]:
+    """A staging sidecar ``.checkpoints/<n>.json``: one snapshot of a save, not stored yet.
+
+    Args:
+        seq: the staging number ``<n>`` (the snapshot is ``<n>.ckpt`` beside it).
+        file: the file name ``ModelCheckpoint`` gave it.
+        source: ``[path, dev, ino, size, mtime_ns]`` of the file Lightning saved.
+        copy: the flusher copies the source (a hard link was impossible).
+        monitor: the callback's monitored metric, or None.
+        mode: the callback's mode, or None.
+        score: its top-k score, or None.
+        saved_time: when it was staged, Unix seconds.
+        step: the callback's last saved global step, or None.
+
+    Example:
+        >>> doc = new_staged_checkpoint(0, "last.ckpt", ["/c/last.ckpt", 1, 2, 3, 4], copy=False, monitor=None,
+        ...                             mode=None, score=None, saved_time=1.0, step=7)
+        >>> doc["format_version"], doc["time"], doc["step"]
+        (1, 1.0, 7)
+    """
+    return {
+        "format_version": VERSIONS[STAGED_CHECKPOINT],
+        "seq": seq,
+        "file": file,
+        "source": list(source),
+        "copy": copy,
+        "monitor": monitor,
+        "mode": mode,
+        "score": score,
+        "time": saved_time,
+        "step": step,
+    }
+
+
+def new_staging_state(
+    sources: dict[str, list[Any]], alias_seq: dict[str, int], keep_all: bool, stages: dict[int, str]
+) -> dict[str, Any]:
+    """``.checkpoints/state.json``: what only this machine knows of the stored checkpoints.
+
+    Args:
+        sources: stored name → ``[path, dev, ino, size, mtime_ns]`` of the file Lightning saved.
+        alias_seq: alias → staging number of the save it names.
+        keep_all: ``log_model="all"``.
+        stages: staging number → stored name.
+
+    Example:
+        >>> new_staging_state({}, {"latest": 0}, False, {0: "last.ckpt"})["stages"]
+        {'0': 'last.ckpt'}
+    """
+    return {
+        "format_version": VERSIONS[STAGING_STATE],
+        "sources": sources,
+        "alias_seq": alias_seq,
+        "keep_all": keep_all,
+        "stages": {str(k): v for k, v in stages.items()},
+    }

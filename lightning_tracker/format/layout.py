@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -25,11 +26,13 @@ __all__ = [
     "META_FILE",
     "MEDIA_DIR",
     "MEDIA_FILES_DIR",
+    "MEDIA_KINDS",
     "MEDIA_OBJECT_RE",
     "METRICS_DIR",
     "MIRROR_FILE",
     "MODELS_DIR",
     "MODELS_FILE",
+    "MediaKind",
     "RUN_FILE",
     "SPOOL_FILE",
     "STAGING_DIR",
@@ -57,13 +60,44 @@ MEDIA_DIR = "media"  # immutable Parquet chunks of the media index (log_image, l
 # before MEDIA_DIR, so a mirror round (which uploads in name order) stores an image
 # before the index chunk that lists it
 MEDIA_FILES_DIR = "media-files"
-MEDIA_OBJECT_RE = re.compile(r"[0-9a-f]{64}\.(png|webp|parquet)")  # <sha256 of the bytes>.<format>
 MODELS_FILE = "models.json"  # the checkpoint manifest
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files, in the run folder itself
 
 DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR, MEDIA_DIR)  # folders of chunk files, compacted alike
 # the mutable documents, in the order they are committed after the objects they describe
 DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
+
+
+# -- media kinds ------------------------------------------------------------------------
+class MediaKind(NamedTuple):
+    """What one kind of logged media is on disk: the formats its objects are stored in.
+
+    The index's ``kind`` column holds a key of :data:`MEDIA_KINDS`. Each layer keeps one
+    table keyed by the same names, and ``tests/format/test_media_kinds.py`` checks that
+    none misses a kind. A new kind (audio, a segmentation mask) is an entry here plus:
+
+    - ``integration/media.py``: its snapshot in ``SNAPSHOTS`` (and a ``log_<kind>``
+      method on ``TrackerLogger`` that calls ``_log_media``);
+    - ``writers/media.py``: its encoder in ``ENCODERS``;
+    - ``read/media.py``: its reader in ``READERS``;
+    - ``report/media.py``: its renderer's name in ``RENDERERS``, and in
+      ``report/assets/media.js`` a renderer of that name unless an existing one fits.
+
+    A kind whose objects have the form of an existing one (a mask is an image) reuses
+    that kind's encoder, reader and renderer: one line in each table.
+    """
+
+    content_types: Mapping[str, str]  # object file extension -> media type (what a server answers with)
+
+
+_PARQUET = "application/vnd.apache.parquet"
+MEDIA_KINDS: dict[str, MediaKind] = {
+    "image": MediaKind({"png": "image/png", "webp": "image/webp"}),  # previews are images too
+    "text": MediaKind({"parquet": _PARQUET}),  # a table whose every cell is a string
+    "table": MediaKind({"parquet": _PARQUET}),
+}
+_EXTENSIONS = sorted({ext for kind in MEDIA_KINDS.values() for ext in kind.content_types})
+MEDIA_OBJECT_RE = re.compile(rf"[0-9a-f]{{64}}\.({'|'.join(_EXTENSIONS)})")  # <sha256 of the bytes>.<extension>
 
 # -- local-only files (in the run's local folder, never published) ----------------------
 SPOOL_FILE = "spool.json"  # in a spool folder: where the run is uploaded to

@@ -12,7 +12,9 @@ case-insensitive substring of the id, name, project, group, status or a tag.
   else text. A list or object (value or field) compares as its JSON text.
 - KEY is ``config.K``/``params.K`` (a hyperparameter), ``summary.K`` (a metric's last
   value), one of :data:`FIELDS`, or a bare ``K``: the hyperparameter ``K`` if the run has
-  one, else the metric ``K``. A run without the key fails the term.
+  one, else the metric ``K`` (:func:`~lightning_tracker.format.keys.locate`, the rule the
+  CLI's ``--sort`` and ``--columns`` and the page's columns follow too). A run without the
+  key fails the term.
 - Numbers (not booleans) compare numerically; text with text exactly, ordered by code
   point; anything else is unequal and unordered. NaN fails every comparison but ``!=``.
 - ``tags=x``: x is one of the tags; ``tags!=x``: it is not.
@@ -29,12 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.format.keys import FIELDS, PREFIXES, locate
 
 __all__ = ["FIELDS", "MISSING", "Query", "Term", "check_keys", "known_keys", "parse", "resolve", "split"]
 
-FIELDS = ("id", "name", "project", "group", "status", "notes", "tags")
 SEARCHED = ("id", "name", "project", "group", "status", "tags")  # what a bare word looks in
-SECTIONS = (("config.", "params"), ("params.", "params"), ("summary.", "summary"))
 OPERATORS = ("<=", ">=", "!=", "==", "=", "<", ">")  # two-character ones first: longest match wins
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -243,16 +244,12 @@ def resolve(record: Mapping[str, Any], key: str) -> Any:
         >>> resolve(run, "lr"), resolve(run, "summary.lr"), resolve(run, "val/acc"), resolve(run, "x")
         (0.1, 0.09, 0.9, MISSING)
     """
-    for prefix, section in SECTIONS:
-        if key.startswith(prefix):
-            return (record.get(section) or {}).get(key[len(prefix) :], MISSING)
-    if key in FIELDS:
-        return record.get(key, MISSING)
-    for section in ("params", "summary"):
-        values = record.get(section) or {}
-        if key in values:
-            return values[key]
-    return MISSING
+    sections = {"params": record.get("params") or {}, "summary": record.get("summary") or {}}
+    found = locate(key, sections["params"], sections["summary"])
+    if found is None:
+        return MISSING
+    section, name = found
+    return record.get(name, MISSING) if section == "field" else sections[section][name]
 
 
 def known_keys(records: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -291,6 +288,6 @@ def check_keys(query: Query, known: Iterable[str]) -> None:
         if close:
             hint = "did you mean " + " or ".join(f"'{k}'" for k in close) + "?"
         else:
-            plain = [k for k in sorted(names) if not k.startswith(("config.", "params.", "summary."))]
+            plain = [k for k in sorted(names) if not k.startswith(tuple(p for p, _ in PREFIXES))]
             hint = "known keys are " + ", ".join(plain[:12]) + (" …" if len(plain) > 12 else "")
         raise InvalidArgumentError(f"where term '{term.text}' names '{term.key}', which no run has; {hint}")

@@ -1,14 +1,33 @@
 """The Arrow schemas of the Parquet chunks: metric points, histograms and the media index.
 
 Writers build chunks with these schemas and readers cast what they read to them, so a
-column added later reads as null in older chunks.
+column added later reads as null in older chunks. Every chunk carries its format version
+in the Parquet schema metadata (:data:`CHUNK_VERSION_KEY`, written by
+:func:`with_chunk_version`): a change that breaks existing readers of chunks increments
+:data:`CHUNK_VERSION`, and a reader refuses a chunk newer than it knows
+(:func:`~lightning_tracker.format.validate.decode_chunk`). A chunk without the key
+(written before chunks were versioned) is version 1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 
-__all__ = ["HISTOGRAMS", "MEDIA", "MEDIA_KINDS", "METRICS", "PARQUET_OPTIONS"]
+__all__ = [
+    "CHUNK_VERSION",
+    "CHUNK_VERSION_KEY",
+    "HISTOGRAMS",
+    "MEDIA",
+    "METRICS",
+    "PARQUET_OPTIONS",
+    "chunk_version",
+    "with_chunk_version",
+]
+
+CHUNK_VERSION = 1  # of metrics/, histograms/ and media/ chunks: one number for the three schemas
+CHUNK_VERSION_KEY = b"lightning_tracker.format_version"  # in each chunk's Parquet schema metadata
 
 METRICS = pa.schema(
     [
@@ -40,15 +59,13 @@ HISTOGRAMS = pa.schema(
     ]
 )
 
-MEDIA_KINDS = ("image", "text", "table")  # the kinds of the media index
-
 MEDIA = pa.schema(
     [
         ("step", pa.int64()),  # the step given to log_image/log_text/log_table, or the last logged one
         ("time", pa.float64()),
         ("key", pa.dictionary(pa.int32(), pa.string())),  # the key given (e.g. "val/samples")
         ("index", pa.int32()),  # position in the list of images logged together (0 for text and tables)
-        ("kind", pa.dictionary(pa.int32(), pa.string())),  # "image", "text" or "table"
+        ("kind", pa.dictionary(pa.int32(), pa.string())),  # a key of layout.MEDIA_KINDS: "image", "text" or "table"
         ("caption", pa.string()),  # null when none was given
         ("width", pa.int32()),  # pixels; columns for text and tables
         ("height", pa.int32()),  # pixels; rows for text and tables
@@ -64,3 +81,31 @@ PARQUET_OPTIONS: dict[pa.Schema, dict[str, object]] = {
     HISTOGRAMS: {"compression": "zstd", "use_dictionary": ["tensor", "kind"]},
     MEDIA: {"compression": "zstd", "use_dictionary": ["key", "kind"]},
 }
+
+
+def with_chunk_version(table: pa.Table) -> pa.Table:
+    """``table`` stamped with this format's :data:`CHUNK_VERSION`, as every chunk is written.
+
+    Example:
+        >>> chunk_version(with_chunk_version(pa.table({"step": [0]})).schema.metadata)
+        1
+    """
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), CHUNK_VERSION_KEY: b"%d" % CHUNK_VERSION})
+
+
+def chunk_version(metadata: Mapping[bytes, bytes] | None) -> int:
+    """A chunk's format version from its Parquet schema metadata; 1 without the key (an older chunk).
+
+    Raises:
+        ValueError: the value is not a whole number (a reader does not guess what such a chunk holds).
+
+    Example:
+        >>> chunk_version(None), chunk_version({CHUNK_VERSION_KEY: b"2"})
+        (1, 2)
+    """
+    value = (metadata or {}).get(CHUNK_VERSION_KEY)
+    if value is None:
+        return 1
+    if not value.isdigit():
+        raise ValueError(f"chunk format version {value!r} is not a whole number")
+    return int(value)

@@ -6,13 +6,15 @@ import json
 import logging
 import os
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lightning_tracker._settings import RUN_IDS
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
 from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
-from lightning_tracker.integration.media import MediaLogging
+from lightning_tracker.integration.experiment import LiveRun
+from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # run ids created by this process, in construction order; processes that Lightning's
 # DDP launcher starts re-run the script with this variable inherited and take the same id
-_SHARED_IDS_ENV = "_LIGHTNING_TRACKER_RUN_IDS"
+_SHARED_IDS_ENV = RUN_IDS.name
 _constructed = 0
 
 
@@ -55,9 +57,9 @@ def _rank() -> int:
 def _shared_run_id(index: int, run_id: str | None) -> str:
     global _constructed
     _constructed += 1
-    shared = json.loads(os.environ.get(_SHARED_IDS_ENV, "[]"))
-    if run_id is None and _rank() > 0 and index < len(shared):
-        return shared[index]
+    shared = list(RUN_IDS.get())
+    if run_id is None and _rank() > 0 and index < len(shared) and (inherited := shared[index]) is not None:
+        return inherited
     run_id = run_id or _job_run_id(index) or new_run_id()
     if _rank() == 0:
         shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
@@ -65,7 +67,7 @@ def _shared_run_id(index: int, run_id: str | None) -> str:
     return run_id
 
 
-class TrackerLogger(MediaLogging, Logger):
+class TrackerLogger(Logger):
     """Records a run's hyperparameters, metrics, metadata and TensorBoard events.
 
     Files go to ``<save_dir>/<name>/<version>/`` (see ``docs/format.md``). For a remote
@@ -180,6 +182,7 @@ class TrackerLogger(MediaLogging, Logger):
         self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
         self._finalize_timeout = float(finalize_timeout)
         self._writer: RunWriter | None = None
+        self._live: LiveRun | None = None  # what `experiment` returns, around the current writer
         self._log_model = log_model
         self._checkpoints: CheckpointProducer | None = None
 
@@ -205,9 +208,9 @@ class TrackerLogger(MediaLogging, Logger):
         folder that mirrors it (Lightning's ``ModelCheckpoint`` writes there too, so it
         never writes to the network on the training thread).
         """
-        local_path = getattr(self._storage, "local_path", None)
+        local_path = self._storage.local_path()
         if local_path is not None:
-            return str(local_path())
+            return local_path
         return spool_dir_for(self._storage, self._spool_root)
 
     @property
@@ -231,7 +234,7 @@ class TrackerLogger(MediaLogging, Logger):
     def run_name(self) -> str:
         """The readable name of the run (the stored one once a resumed run is open)."""
         if self._writer is not None:
-            return self._writer.run_doc["name"]
+            return self._writer.name
         return self._run_name
 
     @property
@@ -242,15 +245,24 @@ class TrackerLogger(MediaLogging, Logger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> RunWriter:
-        """The run writer (rank 0); Lightning's dummy experiment on other ranks.
+    def experiment(self) -> LiveRun:
+        """The run this logger writes (rank 0; opened on first use); Lightning's dummy experiment on other ranks.
 
-        Its ``log_metrics``, ``log_config``, ``set_info`` and ``flush`` methods can be
-        called directly.
+        A :class:`~lightning_tracker.LiveRun`: the run's ``id``, ``name``, ``url`` and
+        ``local_dir``, and ``log_metrics``, ``log_hyperparams``, ``set_info`` and ``flush``
+        to call directly.
         """
-        if self._writer is not None and self._writer.pid != os.getpid():
+        writer = self._run_writer()
+        if self._live is None:
+            self._live = LiveRun(writer, self._version, self._name)
+        return self._live
+
+    def _run_writer(self) -> RunWriter:
+        """This process's run writer, created (the run opened) on first use; rank 0 only."""
+        if self._writer is not None and self._writer.forked:
             self._writer = None  # a forked child: resume the run in this process, as a new session
         if self._writer is None:
+            self._live = None
             self._writer = RunWriter(
                 self._storage,
                 self._name,
@@ -275,13 +287,13 @@ class TrackerLogger(MediaLogging, Logger):
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | Any, *args: Any, **kwargs: Any) -> None:
         """Records hyperparameters; nested structure is kept and changes are recorded."""
-        self.experiment.log_config(params)
+        self._run_writer().log_config(params)
 
     @override
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Buffers metrics in memory; the background writer stores them."""
-        writer = self._writer if self._writer is not None and self._writer.pid == os.getpid() else self.experiment
+        writer = self._run_writer()
         if self._prefix:
             metrics = {f"{self._metric_prefix}{k}": v for k, v in metrics.items()}
         writer.log_metrics(metrics, step)
@@ -299,7 +311,7 @@ class TrackerLogger(MediaLogging, Logger):
         this logger records, the norm metrics (``gradients/*``, ``parameters/*``) get
         ``prefix``; tensor names in the histograms do not.
         """
-        self.experiment.log_histograms(capture, self._metric_prefix)
+        self._run_writer().log_histograms(capture, self._metric_prefix)
 
     @rank_zero_only
     def add_sampler(self, name: str, sampler: Sampler, every_s: float) -> None:
@@ -311,7 +323,7 @@ class TrackerLogger(MediaLogging, Logger):
             sampler: returns ``(metrics, step)``; ``step=None`` takes the next step.
             every_s: seconds between calls (at most one call per flush).
         """
-        self.experiment.add_sampler(name, sampler, every_s, self._metric_prefix)
+        self._run_writer().add_sampler(name, sampler, every_s, self._metric_prefix)
 
     @rank_zero_only
     def remove_sampler(self, name: str) -> None:
@@ -323,8 +335,9 @@ class TrackerLogger(MediaLogging, Logger):
     @rank_zero_only
     def log_graph(self, model: Module, input_array: Any = None) -> None:
         """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored)."""
-        self.experiment.ensure_open()
-        self.experiment.info.record_monitors(getattr(model, "_trainer", None))
+        writer = self._run_writer()
+        writer.ensure_open()
+        writer.record_monitors(getattr(model, "_trainer", None))
 
     @override
     def save(self) -> None:
@@ -339,10 +352,11 @@ class TrackerLogger(MediaLogging, Logger):
         and the retention happen on a background thread. Every save, with or without
         ``log_model``, records the first monitoring callback's metric in ``run.json``.
         """
-        self.experiment.info.record_monitor(checkpoint_callback)
+        writer = self._run_writer()
+        writer.record_monitor(checkpoint_callback)
         if not self._log_model:
             return
-        self._checkpoints = self.experiment.save_checkpoint(checkpoint_callback, self._log_model)
+        self._checkpoints = writer.save_checkpoint(checkpoint_callback, self._log_model)
 
     @rank_zero_only
     def add_checkpoint_alias(self, alias: str, checkpoint: str | os.PathLike[str] | None = None) -> None:
@@ -383,6 +397,87 @@ class TrackerLogger(MediaLogging, Logger):
         if self._writer is not None:
             self._writer.flush()
 
+    # -- media: WandbLogger's signatures, so switching loggers is a rename -------------
+    @rank_zero_only
+    def log_image(
+        self, key: str, images: Any, step: int | None = None, caption: Sequence[Any] | None = None, **kwargs: Any
+    ) -> None:
+        """Logs images: stored losslessly under the run, shown in the report, the dashboard and TensorBoard.
+
+        The training thread only takes a snapshot (a CUDA tensor is copied asynchronously);
+        encoding and writing happen on the background flusher. An input that is not an
+        image is skipped with one warning per key; it never raises.
+
+        Args:
+            key: the panel's name (``"val/samples"``).
+            images: a list of torch tensors (CHW or HW; float in [0, 1], uint8 or bool; on
+                any device), NumPy arrays (HWC or HW), ``PIL.Image``\\ s or matplotlib
+                figures; a 4-D tensor or array is a batch.
+            step: the step (default: the step metrics were last logged at).
+            caption: one caption per image.
+            kwargs: other ``WandbLogger.log_image`` options (``masks``, ``boxes``) are not
+                stored; a warning says so.
+
+        Example:
+            >>> import numpy as np
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-image", name="p", version="r1")
+            >>> logger.log_image("samples", [np.zeros((8, 8), np.uint8)] * 2, step=0, caption=["a", "b"])
+            >>> logger.finalize("success")
+        """
+        if kwargs:
+            self._run_writer().warn(
+                f"media:{key}:kwargs",
+                "log_image(%r): %s not stored (only images and caption are)",
+                str(key),
+                ", ".join(sorted(kwargs)),
+            )
+        self._log_media("image", key, step, images=images, caption=caption)
+
+    @rank_zero_only
+    def log_text(
+        self,
+        key: str,
+        columns: Sequence[Any] | None = None,
+        data: Sequence[Sequence[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:
+        """Logs text as a table of strings (``columns`` and ``data`` rows, or a pandas ``dataframe``).
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-text", name="p", version="r1")
+            >>> logger.log_text("generated", columns=["prompt", "output"], data=[["2+2", "4"]], step=0)
+            >>> logger.finalize("success")
+        """
+        self._log_media("text", key, step, columns=columns, data=data, dataframe=dataframe)
+
+    @rank_zero_only
+    def log_table(
+        self,
+        key: str,
+        columns: Sequence[Any] | None = None,
+        data: Sequence[Sequence[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+    ) -> None:
+        """Logs a table (``columns`` and ``data`` rows, or a pandas ``dataframe``); values keep their types.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-log-table", name="p", version="r1")
+            >>> logger.log_table("per_class", columns=["digit", "accuracy"], data=[[0, 0.98], [1, 0.95]], step=3)
+            >>> logger.finalize("success")
+        """
+        self._log_media("table", key, step, columns=columns, data=data, dataframe=dataframe)
+
+    def _log_media(self, kind: str, key: Any, step: int | None, **inputs: Any) -> None:
+        """Hands the snapshot of ``kind`` to the run writer (None: nothing to store, warned about)."""
+        writer = self._run_writer()  # the first media opens the run
+        snapshot = SNAPSHOTS[kind](str(key), writer.media_step(step), writer.warn, **inputs)  # keys are stored as text
+        writer.log_media(snapshot)
+
     # -- pickling (ddp_spawn, Trainer copies) -----------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         if self._writer is not None:
@@ -390,6 +485,7 @@ class TrackerLogger(MediaLogging, Logger):
             self._writer.suspend()
         state = self.__dict__.copy()
         state["_writer"] = None
+        state["_live"] = None
         state["_checkpoints"] = None
         state["_resume"] = True
         return state

@@ -9,6 +9,8 @@ Conversion to pixels, encoding and writing happen on the flusher thread, in
 
 Input that is not an image (a wrong shape, dtype or type, a closed figure) is skipped with
 one warning per key naming what was received and what is accepted; it never raises.
+:data:`SNAPSHOTS` gives each kind of :data:`~lightning_tracker.format.layout.MEDIA_KINDS`
+its snapshot; ``TrackerLogger.log_<kind>`` takes it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lightning_tracker.integration._compat import rank_zero_only
-from lightning_tracker.writers.media import MediaItem
+from lightning_tracker.writers.media import MediaItem, Snapshot
 
-__all__ = ["ACCEPTED", "MediaLogging", "frame_snapshot", "image_snapshot"]
+__all__ = ["ACCEPTED", "SNAPSHOTS", "image_snapshot", "table_snapshot", "text_snapshot"]
 
 Warn = Callable[..., None]  # (key, message, *args), de-duplicated per key
 
@@ -169,13 +170,13 @@ def _batch(images: Any) -> list[Any]:
     return [images]
 
 
-def image_snapshot(key: str, images: Any, step: int, warn: Warn, caption: Sequence[Any] | None = None) -> _Images:
+def image_snapshot(key: str, step: int, warn: Warn, images: Any, caption: Sequence[Any] | None = None) -> _Images:
     """Snapshots images for ``log_image``; each bad one is skipped with a warning naming it.
 
     Example:
         >>> def warn(key, message, *args):
         ...     print(message % args)
-        >>> shot = image_snapshot("k", [np.zeros((2, 3), np.uint8), "nope"], 0, warn)  # doctest: +ELLIPSIS
+        >>> shot = image_snapshot("k", 0, warn, [np.zeros((2, 3), np.uint8), "nope"])  # doctest: +ELLIPSIS
         log_image('k'): image 1 is a builtins.str; it is skipped. Accepted: torch tensors CHW or HW ...
         >>> [item.pixels.shape for item in shot.resolve()]
         [(2, 3, 1)]
@@ -217,24 +218,52 @@ def _column(values: list[Any], as_text: bool) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def frame_snapshot(
+def table_snapshot(
     key: str,
-    kind: str,
     step: int,
     warn: Warn,
     columns: Sequence[Any] | None = None,
     data: Sequence[Sequence[Any]] | None = None,
     dataframe: Any = None,
 ) -> _Frame | None:
-    """Snapshots a text or a table (``columns`` and ``data`` rows, or a pandas ``dataframe``).
+    """Snapshots a table (``columns`` and ``data`` rows, or a pandas ``dataframe``); values keep their types.
 
     Returns None, after one warning naming the problem, when the input is not a table.
 
     Example:
-        >>> shot = frame_snapshot("t", "table", 0, print, columns=["a", "b"], data=[[1, "x"], [2, "y"]])
+        >>> shot = table_snapshot("t", 0, print, columns=["a", "b"], data=[[1, "x"], [2, "y"]])
         >>> shot.resolve()[0].frame.to_pylist()
         [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
     """
+    return _frame_snapshot(key, "table", step, warn, columns, data, dataframe)
+
+
+def text_snapshot(
+    key: str,
+    step: int,
+    warn: Warn,
+    columns: Sequence[Any] | None = None,
+    data: Sequence[Sequence[Any]] | None = None,
+    dataframe: Any = None,
+) -> _Frame | None:
+    """Snapshots text: a table as :func:`table_snapshot` takes it, every cell stored as a string.
+
+    Example:
+        >>> text_snapshot("t", 0, print, columns=["n"], data=[[1], [None]]).resolve()[0].frame.to_pylist()
+        [{'n': '1'}, {'n': None}]
+    """
+    return _frame_snapshot(key, "text", step, warn, columns, data, dataframe)
+
+
+def _frame_snapshot(
+    key: str,
+    kind: str,
+    step: int,
+    warn: Warn,
+    columns: Sequence[Any] | None,
+    data: Sequence[Sequence[Any]] | None,
+    dataframe: Any,
+) -> _Frame | None:
     name = f"log_{kind}({key!r})"
     try:
         return _frame(key, kind, step, warn, name, columns, data, dataframe)
@@ -285,96 +314,10 @@ def _frame(
     return _Frame(MediaItem(key, step, time.time(), 0, kind, frame=table))
 
 
-class MediaLogging:
-    """``log_image``, ``log_text`` and ``log_table`` of :class:`~lightning_tracker.TrackerLogger`.
-
-    The signatures are ``WandbLogger``'s, so switching loggers is a rename. Rank zero only,
-    like every logger method; the training thread only takes a snapshot.
-    """
-
-    @property
-    def experiment(self) -> Any:  # the logger's RunWriter
-        raise NotImplementedError
-
-    def _media_step(self, step: Any) -> int:
-        from lightning_tracker.writers.points import coerce_step
-
-        writer = self.experiment  # log_media opens the run
-        last = max(writer.points.next_step - 1, 0)  # the step metrics were last logged at
-        return last if step is None else coerce_step(step, last, writer.warn)
-
-    @rank_zero_only
-    def log_image(
-        self, key: str, images: Any, step: int | None = None, caption: Sequence[Any] | None = None, **kwargs: Any
-    ) -> None:
-        """Logs images: stored losslessly under the run, shown in the report, the dashboard and TensorBoard.
-
-        Args:
-            key: the panel's name (``"val/samples"``).
-            images: a list of torch tensors (CHW or HW; float in [0, 1], uint8 or bool; on
-                any device), NumPy arrays (HWC or HW), ``PIL.Image``\\ s or matplotlib
-                figures; a 4-D tensor or array is a batch.
-            step: the step (default: the step metrics were last logged at).
-            caption: one caption per image.
-            kwargs: other ``WandbLogger.log_image`` options (``masks``, ``boxes``) are not
-                stored; a warning says so.
-
-        Example:
-            >>> import numpy as np
-            >>> from lightning_tracker import TrackerLogger
-            >>> logger = TrackerLogger("memory://doc-log-image", name="p", version="r1")
-            >>> logger.log_image("samples", [np.zeros((8, 8), np.uint8)] * 2, step=0, caption=["a", "b"])
-            >>> logger.finalize("success")
-        """
-        writer = self.experiment
-        key = str(key)  # the index stores text
-        if kwargs:
-            writer.warn(
-                f"media:{key}:kwargs",
-                "log_image(%r): %s not stored (only images and caption are)",
-                key,
-                ", ".join(sorted(kwargs)),
-            )
-        writer.log_media(image_snapshot(key, images, self._media_step(step), writer.warn, caption))
-
-    @rank_zero_only
-    def log_text(
-        self,
-        key: str,
-        columns: Sequence[Any] | None = None,
-        data: Sequence[Sequence[Any]] | None = None,
-        dataframe: Any = None,
-        step: int | None = None,
-    ) -> None:
-        """Logs text as a table of strings (``columns`` and ``data`` rows, or a pandas ``dataframe``).
-
-        Example:
-            >>> from lightning_tracker import TrackerLogger
-            >>> logger = TrackerLogger("memory://doc-log-text", name="p", version="r1")
-            >>> logger.log_text("generated", columns=["prompt", "output"], data=[["2+2", "4"]], step=0)
-            >>> logger.finalize("success")
-        """
-        writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
-        step = self._media_step(step)
-        writer.log_media(frame_snapshot(str(key), "text", step, writer.warn, columns, data, dataframe))
-
-    @rank_zero_only
-    def log_table(
-        self,
-        key: str,
-        columns: Sequence[Any] | None = None,
-        data: Sequence[Sequence[Any]] | None = None,
-        dataframe: Any = None,
-        step: int | None = None,
-    ) -> None:
-        """Logs a table (``columns`` and ``data`` rows, or a pandas ``dataframe``); values keep their types.
-
-        Example:
-            >>> from lightning_tracker import TrackerLogger
-            >>> logger = TrackerLogger("memory://doc-log-table", name="p", version="r1")
-            >>> logger.log_table("per_class", columns=["digit", "accuracy"], data=[[0, 0.98], [1, 0.95]], step=3)
-            >>> logger.finalize("success")
-        """
-        writer = self.experiment  # None from frame_snapshot (not a table, warned about) is ignored
-        step = self._media_step(step)
-        writer.log_media(frame_snapshot(str(key), "table", step, writer.warn, columns, data, dataframe))
+# kind -> its snapshot ``(key, step, warn, **inputs) -> Snapshot | None`` (None: nothing to store,
+# warned about); one entry per kind of MEDIA_KINDS
+SNAPSHOTS: dict[str, Callable[..., Snapshot | None]] = {
+    "image": image_snapshot,
+    "text": text_snapshot,
+    "table": table_snapshot,
+}

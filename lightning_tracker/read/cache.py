@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 
-from lightning_tracker.exceptions import RunNotFoundError, StorageError
+from lightning_tracker.exceptions import StorageError, StoreChangedError
 from lightning_tracker.format.layout import live_chunks
 from lightning_tracker.format.validate import decode_chunk
 from lightning_tracker.storage import Storage
@@ -124,7 +124,7 @@ def read_chunks(
             out; None raises instead.
 
     Raises:
-        RunNotFoundError: chunks kept disappearing between listing and reading.
+        StoreChangedError: chunks kept disappearing between listing and reading (transient).
         StorageError: a chunk is damaged (truncated, not Parquet, rows without a step or
             name) and ``on_damaged`` is None; the message names the chunk.
 
@@ -165,6 +165,6 @@ def read_chunks(
                 on_damaged(message)
         tables = [p for p in parts if not isinstance(p, Damaged)]
         return pa.concat_tables(tables) if tables else schema.empty_table()
-    raise RunNotFoundError(
+    raise StoreChangedError(
         f"the {what} at {storage.full_url(folder)} kept changing while being read ({_ATTEMPTS} listings); try again"
     )

@@ -14,7 +14,12 @@ import hashlib
 import os
 from typing import Any
 
-from lightning_tracker.exceptions import CheckpointIntegrityError, RunNotFoundError, StorageError
+from lightning_tracker.exceptions import (
+    CheckpointIntegrityError,
+    CheckpointNotFoundError,
+    ObjectMissingError,
+    StorageError,
+)
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import new_manifest
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE
@@ -84,7 +89,7 @@ class CheckpointRef:
             The local file path, ready for ``Trainer.fit(ckpt_path=...)``.
 
         Raises:
-            RunNotFoundError: the object is missing (deleted since the manifest was read).
+            ObjectMissingError: the object is missing (deleted since the manifest was read).
             CheckpointIntegrityError: the object is truncated or corrupted.
         """
         dest = os.fspath(path)
@@ -102,7 +107,7 @@ class CheckpointRef:
                     size += len(block)
         except FileNotFoundError:
             remove_file(tmp)
-            raise RunNotFoundError(
+            raise ObjectMissingError(
                 f"checkpoint {self.name!r} is listed but missing at {self.url} (deleted since the list was "
                 "read?); list the run's checkpoints again with run.checkpoints"
             ) from None
@@ -184,7 +189,7 @@ def find_checkpoint(storage: Storage, run_path: str, key: str) -> CheckpointRef:
     """The checkpoint named by an alias (``"best"``, ``"latest"``, a user alias), a name or a file name.
 
     Raises:
-        RunNotFoundError: nothing matches ``key``.
+        CheckpointNotFoundError: nothing matches ``key``.
     """
     manifest = read_manifest(storage, run_path)
     entries = {e["name"]: e for e in manifest["checkpoints"]}
@@ -192,7 +197,7 @@ def find_checkpoint(storage: Storage, run_path: str, key: str) -> CheckpointRef:
     if name not in entries:
         same_file = [e for e in manifest["checkpoints"] if e.get("file") == key]
         if not same_file:
-            raise RunNotFoundError(
+            raise CheckpointNotFoundError(
                 f"no checkpoint {key!r} in run {storage.full_url(run_path)}; aliases: "
                 f"{sorted(manifest['aliases']) or 'none'}, names: {sorted(entries)[:10] or 'none'}"
             )

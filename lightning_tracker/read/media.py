@@ -9,6 +9,7 @@ torch nor Lightning; Pillow is imported only to open an image.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,14 +17,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.exceptions import RunNotFoundError, StorageError
+from lightning_tracker.exceptions import MediaNotFoundError, ObjectMissingError, StorageError
 from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_OBJECT_RE
 from lightning_tracker.format.summary import keep_last
 
 if TYPE_CHECKING:
     from lightning_tracker.storage import Storage
 
-__all__ = ["COLUMNS", "media_index", "object_bytes", "pick", "read_object"]
+__all__ = ["COLUMNS", "READERS", "media_index", "object_bytes", "pick", "read_object"]
 
 COLUMNS = ["step", "key", "index", "kind", "caption", "width", "height"]  # what Run.media() shows
 
@@ -60,7 +61,8 @@ def object_bytes(storage: Storage, run_path: str, name: Any, sha256: str | None)
     """The bytes of the media object ``name`` of a run, checked against ``sha256`` (None: a preview, unchecked).
 
     Raises:
-        StorageError: ``name`` is not an object name, or the object is missing or damaged.
+        StorageError: ``name`` is not an object name, or the object is damaged.
+        ObjectMissingError: the object is missing (a :class:`StorageError` too).
     """
     import hashlib
 
@@ -70,26 +72,47 @@ def object_bytes(storage: Storage, run_path: str, name: Any, sha256: str | None)
     try:
         data = storage.read_bytes(rel)
     except FileNotFoundError:
-        raise StorageError(f"{storage.full_url(rel)} is listed in the media index but missing") from None
+        raise ObjectMissingError(f"{storage.full_url(rel)} is listed in the media index but missing") from None
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise StorageError(f"{storage.full_url(rel)} does not match its recorded sha256; it is damaged")
     return data
+
+
+def _open_image(data: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _read_frame(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+# kind -> what an object's bytes are read as; one entry per kind of MEDIA_KINDS
+READERS: dict[str, Callable[[bytes], Any]] = {
+    "image": _open_image,  # a PIL.Image
+    "text": _read_frame,  # a DataFrame
+    "table": _read_frame,
+}
 
 
 def read_object(storage: Storage, run_path: str, row: pd.Series) -> Any:
     """The object an index row names: a ``PIL.Image`` for an image, a DataFrame for text or a table.
 
     Raises:
-        StorageError: the object is missing or its bytes do not match the recorded sha256.
+        StorageError: the object is missing, its bytes do not match the recorded sha256, or
+            its kind is one this version cannot read (a newer version logged it).
     """
     data = object_bytes(storage, run_path, row["object"], row["sha256"])
-    if row["kind"] == "image":
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    read = READERS.get(str(row["kind"]))
+    if read is None:
+        raise StorageError(
+            f"the media index of {run_path} lists {row['object']!r} as kind {row['kind']!r}, which this version "
+            f"cannot read (it reads {', '.join(READERS)}); upgrade lightning-tracker to read it"
+        )
+    return read(data)
 
 
 def pick(index: pd.DataFrame, key: str, step: int, position: int, where: str) -> pd.Series:
@@ -99,7 +122,7 @@ def pick(index: pd.DataFrame, key: str, step: int, position: int, where: str) ->
         return rows.iloc[0]
     keys = sorted(set(index["key"]))
     if key not in keys:
-        raise RunNotFoundError(f"no media {key!r} in {where}; keys: {', '.join(keys) or 'none logged'}")
+        raise MediaNotFoundError(f"no media {key!r} in {where}; keys: {', '.join(keys) or 'none logged'}")
     steps = sorted(set(index.loc[index["key"] == key, "step"].tolist()))
     shown = ", ".join(map(str, steps[:10])) + (" …" if len(steps) > 10 else "")
-    raise RunNotFoundError(f"no media {key!r} at step {step} index {position} in {where}; its steps: {shown}")
+    raise MediaNotFoundError(f"no media {key!r} at step {step} index {position} in {where}; its steps: {shown}")

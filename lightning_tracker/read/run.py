@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lightning_tracker.format.codec import decode_number, loads
+from lightning_tracker.format.codec import decode_number
 from lightning_tracker.format.documents import new_config, run_state
+from lightning_tracker.format.keys import family
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     GIT_DIFF_FILE,
@@ -31,8 +32,9 @@ from lightning_tracker.format.layout import (
     RUN_FILE,
 )
 from lightning_tracker.format.schemas import HISTOGRAMS, MEDIA, METRICS
+from lightning_tracker.format.status import DAMAGED
 from lightning_tracker.format.summary import keep_last
-from lightning_tracker.format.validate import check_document, check_run
+from lightning_tracker.format.validate import parse_document, parse_run
 from lightning_tracker.read.cache import ReadCache, read_chunks
 from lightning_tracker.read.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
 from lightning_tracker.storage import Storage
@@ -74,7 +76,8 @@ class Run:
     ) -> None:
         self.storage = storage
         self.path = path
-        self.doc, found = check_run(doc)
+        run = parse_run(doc)
+        self.doc, found = run.doc, run.problems
         self.problems: list[str] = [*problems, *(f"{RUN_FILE}: {p}" for p in found)]
         self.cache = cache
         self.project, self.id = path.split("/", 1)
@@ -92,13 +95,10 @@ class Run:
             data = self.storage.read_bytes(f"{self.path}/{name}")
         except FileNotFoundError:
             return None
-        try:
-            doc, found = check_document(name, loads(data))
-        except ValueError as err:  # not JSON, or not UTF-8
-            doc, found = {}, [f"not JSON ({err})"]
-        for problem in found:
+        parsed = parse_document(name, data)  # as the writer that resumes and sync read it
+        for problem in parsed.problems:
             self._note(f"{name}: {problem}")
-        return doc
+        return parsed.doc
 
     @property
     def damage(self) -> str | None:
@@ -134,7 +134,7 @@ class Run:
     @property
     def status(self) -> str:
         """``running``, ``finished``, ``failed``, ``crashed`` (heartbeat stopped) or ``damaged`` (see ``damage``)."""
-        return "damaged" if self.problems else run_state(self.doc)
+        return DAMAGED if self.problems else run_state(self.doc)
 
     @property
     def start_time(self) -> float | None:
@@ -222,11 +222,12 @@ class Run:
         Raises:
             StorageError: a chunk is damaged (the message names it) and ``skip_damaged``
                 is False: a history with a hole is never returned silently.
+            StoreChangedError: the chunks kept changing while being read; read again.
         """
         return self._history(None if keys is None else set(keys).__contains__, wide, skip_damaged)
 
     def system(self, *, wide: bool = True, skip_damaged: bool = False) -> pd.DataFrame:
-        """The system metrics (keys starting with ``system/``), full history like :meth:`metrics`.
+        """The system metrics (``system/*``, also under a logger ``prefix``), full history like :meth:`metrics`.
 
         Example:
             >>> from lightning_tracker import Store, TrackerLogger
@@ -236,7 +237,21 @@ class Run:
             >>> list(Store("memory://doc-system").run("r1").system().columns)
             ['step', 'time', 'system/cpu_percent']
         """
-        return self._history(lambda key: key.startswith("system/"), wide, skip_damaged)
+        return self._history(lambda key: family(key) == "system", wide, skip_damaged)
+
+    def gradients(self, *, wide: bool = True, skip_damaged: bool = False) -> pd.DataFrame:
+        """The norms ``GradientMonitor`` records (``gradients/*`` and ``parameters/*``, also under a
+        logger ``prefix``), full history like :meth:`metrics`; the histograms are :meth:`histograms`.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-gradients", name="p", version="r1", prefix="fit")
+            >>> logger.log_metrics({"loss": 1.0, "gradients/norm_total": 2.0}, step=0)
+            >>> logger.finalize("success")
+            >>> list(Store("memory://doc-gradients").run("r1").gradients().columns)
+            ['step', 'time', 'fit-gradients/norm_total']
+        """
+        return self._history(lambda key: family(key) in ("gradients", "parameters"), wide, skip_damaged)
 
     def _history(self, select: Callable[[str], bool] | None, wide: bool, skip_damaged: bool) -> pd.DataFrame:
         table = self._chunks(METRICS_DIR, METRICS, "metrics", skip_damaged)
@@ -287,7 +302,7 @@ class Run:
         file appears, so ``Trainer.fit(ckpt_path="best.ckpt")`` never loads a bad object.
 
         Raises:
-            RunNotFoundError: no checkpoint has that alias or name.
+            CheckpointNotFoundError: no checkpoint has that alias or name.
         """
         return find_checkpoint(self.storage, self.path, key)
 
@@ -318,9 +333,10 @@ class Run:
         """One logged object: a ``PIL.Image`` for an image, a DataFrame for a text or a table.
 
         Raises:
-            RunNotFoundError: nothing was logged for ``key`` at ``step`` and ``index``
+            MediaNotFoundError: nothing was logged for ``key`` at ``step`` and ``index``
                 (the message lists the keys, or the key's steps).
-            StorageError: the object is missing or does not match its sha256.
+            ObjectMissingError: the object is missing from the store.
+            StorageError: the object does not match its sha256.
         """
         from lightning_tracker.read.media import pick, read_object
 

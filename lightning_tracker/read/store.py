@@ -13,10 +13,16 @@ from typing import Any
 
 import pandas as pd
 
-from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
+from lightning_tracker.exceptions import (
+    AmbiguousRunError,
+    InvalidArgumentError,
+    ProjectNotFoundError,
+    RunNotFoundError,
+)
 from lightning_tracker.format import query
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.layout import RUN_FILE
+from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
@@ -83,8 +89,9 @@ class Store:
         Args:
             project: a project name; None for every project.
             tags: keep runs that have all of these tags.
-            status: keep runs in this status (``running``, ``finished``, ``failed``,
-                ``crashed``, ``damaged``) or any of these statuses.
+            status: keep runs in this status or any of these statuses (one of
+                :data:`~lightning_tracker.format.status.STATUSES`: ``running``,
+                ``finished``, ``failed``, ``crashed``, ``damaged``).
             group: keep runs of this group.
             where: a query of :mod:`~lightning_tracker.format.query`, the grammar of the
                 CLI's ``--where`` and the report's filter box: a string of terms
@@ -92,13 +99,16 @@ class Store:
                 hold; or a predicate of a ``Run``; or a mapping ``{key: expected}`` where
                 ``expected`` is a value to equal or a predicate of the value. A key names a
                 hyperparameter (``"lr"``, ``"config.model.width"``), a metric's last value
-                (``"val/acc"``, ``"summary.val/acc"``) or a field (``"status"``, ``"tags"``).
+                (``"val/acc"``, ``"summary.val/acc"``) or a field (``"status"``, ``"tags"``);
+                a bare key names a field, else a hyperparameter, else a metric
+                (:mod:`~lightning_tracker.format.keys`, as ``--sort`` and ``--columns`` do).
             progress: called as ``progress(done, total)`` while the runs are read (a
                 progress bar for big or remote stores).
 
         Raises:
             InvalidArgumentError: ``where`` is not a query, callable or mapping; a term is
-                malformed; or a term names a key that none of the runs has (a typo).
+                malformed; a term names a key that none of the runs has (a typo); or
+                ``status`` names no status.
 
         Example:
             >>> from lightning_tracker import TrackerLogger
@@ -120,6 +130,10 @@ class Store:
             lightning_tracker.exceptions.InvalidArgumentError: where term 'lrr<0.05' names 'lrr', ... did you mean 'lr'?
         """
         match = _where_predicate(where)
+        statuses = {status} if isinstance(status, str) else set(status or [])
+        unknown = sorted(statuses - set(STATUSES))
+        if unknown:
+            raise InvalidArgumentError(f"status={unknown[0]!r} is not a run status; use one of: {', '.join(STATUSES)}")
         projects = [project] if project is not None else self.projects()
         rels: list[str] = []
         for proj in projects:
@@ -139,7 +153,6 @@ class Store:
                 doc, problems = {}, [f"{RUN_FILE}: not JSON ({err})"]
             runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc, cache=self.cache, problems=problems))
         wanted_tags = set(tags or [])
-        statuses = {status} if isinstance(status, str) else set(status or [])
         runs = [
             r
             for r in runs
@@ -155,7 +168,9 @@ class Store:
         """One run by id (or by a unique id prefix or its exact name).
 
         Raises:
-            RunNotFoundError: no run, or more than one, matches.
+            RunNotFoundError: no run matches.
+            ProjectNotFoundError: ``project`` is not in the store.
+            AmbiguousRunError: more than one run matches; the message names them.
         """
         candidates = self.runs(project)
         exact = [r for r in candidates if r.id == run_id]
@@ -163,12 +178,15 @@ class Store:
         if len(matches) == 1:
             return matches[0]
         where = f"project {project!r} of " if project else ""
+        if not matches and project is not None and project not in self.projects():
+            names = ", ".join(self.projects()) or "none"
+            raise ProjectNotFoundError(f"no project {project!r} in {self.storage.url}; its projects: {names}")
         if not matches:
             raise RunNotFoundError(
                 f"no run {run_id!r} in {where}{self.storage.url}; "
                 f"list runs with: lightning-tracker runs -s {self.storage.url}"
             )
-        raise RunNotFoundError(
+        raise AmbiguousRunError(
             f"{run_id!r} matches {len(matches)} runs in {where}{self.storage.url} "
             f"({', '.join(r.id for r in matches[:5])}); give more of the id"
         )
@@ -181,7 +199,23 @@ class Store:
         the run's ``ModelCheckpoint`` monitors, else None), then
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
-        Reads only each run's ``run.json``.
+        Reads only each run's ``run.json``. The column a bare key names is
+        ``keys.column(key, params, metrics)`` (:mod:`~lightning_tracker.format.keys`:
+        a field, else the hyperparameter, else the metric), and ``keys.labels`` heads
+        the columns distinctly, as the CLI and the page do.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> from lightning_tracker.format import keys
+            >>> logger = TrackerLogger("memory://doc-table", name="p", version="r1")
+            >>> logger.log_hyperparams({"lr": 0.1})
+            >>> logger.log_metrics({"lr": 0.09}, step=0)
+            >>> logger.finalize("success")
+            >>> table = Store("memory://doc-table").table("p")
+            >>> [keys.column(key, ["lr"], ["lr"]) for key in ("lr", "summary.lr")]
+            ['config.lr', 'summary.lr']
+            >>> table["config.lr"].tolist(), table["summary.lr"].tolist(), keys.labels(["lr"], ["lr"])
+            ([0.1], [0.09], {'config.lr': 'lr', 'summary.lr': 'summary.lr'})
         """
         runs = self.runs(project, **filters)
         rows = []

@@ -6,7 +6,13 @@ equal point counts, each drawn at its mean with its min/max as an envelope, so a
 never disappears from a chart. The data itself is never sampled. Cumulative counters
 (disk and network bytes) are drawn as per-second rates and byte series carry their unit
 (see :func:`rate` and :func:`unit_of`); a run's record names the metric its
-``ModelCheckpoint`` monitors, which the page opens on.
+``ModelCheckpoint`` monitors. The payload's ``keys`` carry what
+:mod:`~lightning_tracker.format.keys` decides, so that the page asks the same owner as the
+CLI: ``order`` (every metric in the order it matters: the page opens on the first that
+is a score, and orders its sections, charts and table columns by it), ``families``
+(``{metric: family}`` for the monitor families, drawn in closed sections) and ``labels``
+(``{"config.K"|"summary.K": header}``, distinct when a hyperparameter and a metric share a
+name).
 
 The live dashboard refreshes through :func:`payload_bytes`: what is drawn of a run (its
 series, histograms, checkpoints and media index, see :mod:`~lightning_tracker.report.media`)
@@ -26,7 +32,10 @@ import numpy as np
 import pandas as pd
 
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
+from lightning_tracker.format import keys
+from lightning_tracker.format.keys import family, unprefixed
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
+from lightning_tracker.format.status import DAMAGED
 from lightning_tracker.read.store import Run, Store
 from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
@@ -88,8 +97,10 @@ def is_counter(key: str) -> bool:
         (True, True)
         >>> is_counter("system/ram_used_bytes"), is_counter("mysystem/net_sent_bytes")
         (False, False)
+        >>> is_counter("val/system/net_sent_bytes")
+        False
     """
-    return any(key == c or key.endswith(("-" + c, "/" + c)) for c in COUNTERS)
+    return family(key) == "system" and unprefixed(key) in COUNTERS
 
 
 def unit_of(key: str) -> str | None:
@@ -182,7 +193,7 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
         "project": run.project,
         "group": run.group,
         "tags": run.tags,
-        "status": "damaged" if problems else run.status,
+        "status": DAMAGED if problems else run.status,
         "monitor": run.monitor,
         "damage": "; ".join(problems) or None,
         "start": run.start_time,
@@ -190,6 +201,18 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
         "notes": run.notes,
         "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},
         "summary": {k: s.get("last") for k, s in run.summary.items()},
+    }
+
+
+def _keys(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What :mod:`~lightning_tracker.format.keys` decides for these runs, for the page to follow."""
+    params = list(dict.fromkeys(k for r in records for k in r["config"]))
+    metrics = list(dict.fromkeys(k for r in records for k in r["summary"]))
+    monitors = keys.monitored((r["monitor"] or {}).get("name") for r in records)
+    return {
+        "order": keys.metric_order(metrics, monitors),
+        "families": {k: f for k in metrics if (f := keys.family(k)) is not None},
+        "labels": keys.labels(params, metrics),
     }
 
 
@@ -287,6 +310,7 @@ def _payload(
         payload["files"].update(parts["files"])
         if on_run is not None:
             on_run(run)
+    payload["keys"] = _keys(payload["runs"])
     if embed:  # one budget for the whole page: a sweep of many runs thins its media evenly
         fit_budget(payload["media"], payload["files"])
     return payload

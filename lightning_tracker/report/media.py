@@ -7,7 +7,7 @@ at most 128 px, as ``data:`` URIs, each stored once however often it is shown), 
 first ``EMBED_ROWS`` rows of each text or table. The page states the caps and what each
 panel left out. The live dashboard lists every step and image by object name; the page
 loads them from the server (:class:`MediaFiles`), which answers only for names a run's
-media index lists.
+media index lists. :data:`RENDERERS` says how the page draws each kind.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_OBJECT_RE
+from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE
 from lightning_tracker.format.schemas import MEDIA
 from lightning_tracker.read.cache import read_chunks
 from lightning_tracker.read.media import media_index, object_bytes, read_object
 from lightning_tracker.read.store import Run, Store
 
 __all__ = [
-    "CONTENT_TYPES", "EMBED_BYTES", "EMBED_IMAGES", "EMBED_ROWS", "EMBED_STEPS", "SERVE_ROWS", "MediaFiles",
+    "EMBED_BYTES", "EMBED_IMAGES", "EMBED_ROWS", "EMBED_STEPS", "RENDERERS", "SERVE_ROWS", "MediaFiles",
     "even_steps", "fit_budget", "media_limits", "media_part", "table_json",
 ]  # fmt: skip
 
@@ -40,9 +40,22 @@ EMBED_ROWS = 200  # rows of a text or table embedded in a report
 EMBED_BYTES = 30_000_000  # the previews of a whole report, as data URIs: past this every panel keeps fewer steps
 SERVE_ROWS = 10_000  # rows of a text or table the dashboard sends to the page
 
-CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
+# kind -> the renderer that draws it, a name of RENDERERS in media.js; one entry per kind of MEDIA_KINDS.
+# "image": its preview, and the object itself by URL (route media/); "table": its rows (route api/table/)
+RENDERERS = {
+    "image": "image",
+    "text": "table",
+    "table": "table",
+}
+_ROUTES = {"image": "media", "table": "table"}  # renderer -> the dashboard's route that serves its objects
 # what the writer names an object: its sha256 and the extension of its format
 _OBJECT_NAME = MEDIA_OBJECT_RE
+
+
+def _content_type(kind: str, name: str) -> str | None:
+    """The media type of the object ``name`` of ``kind``; None when the kind has no such format."""
+    known = MEDIA_KINDS.get(kind)
+    return None if known is None else known.content_types.get(name.rsplit(".", 1)[-1])
 
 
 def media_limits(embed: bool) -> dict[str, int]:
@@ -133,13 +146,15 @@ def _cell(value: Any) -> Any:
 
 def _item(row: dict[str, Any], live: bool) -> dict[str, Any]:
     caption = row["caption"] if isinstance(row["caption"], str) else None
-    item: dict[str, Any] = {"index": int(row["index"]), "kind": str(row["kind"]), "caption": caption}
-    if item["kind"] == "image":
+    kind = str(row["kind"])
+    renderer = RENDERERS.get(kind)  # None: a kind this version cannot show (the page says so)
+    item: dict[str, Any] = {"index": int(row["index"]), "kind": kind, "renderer": renderer, "caption": caption}
+    if renderer == "image":
         thumb = row["thumbnail"] if isinstance(row["thumbnail"], str) else row["object"]
         item.update(width=int(row["width"]), height=int(row["height"]), thumb=thumb)
     else:
         item.update(columns=int(row["width"]), rows=int(row["height"]))
-    if live or item["kind"] != "image":
+    if live or renderer != "image":
         item["object"] = row["object"]
     return item
 
@@ -197,19 +212,19 @@ def media_part(run: Run, *, embed: bool) -> dict[str, Any]:
 def _embed(run: Run, index: pd.DataFrame, keys: dict[str, Any]) -> dict[str, str]:
     """Reads the previews and the tables the panels show; returns the previews as data URIs."""
     items = [item for panel in keys.values() for step in panel["items"] for item in step]
-    images = [item["thumb"] for item in items if item["kind"] == "image"]
-    thumbs = sorted({name for name in images if _OBJECT_NAME.fullmatch(name)})
+    images = {item["thumb"]: item["kind"] for item in items if item["renderer"] == "image"}
+    thumbs = sorted(name for name in images if _OBJECT_NAME.fullmatch(name) and _content_type(images[name], name))
     folder = f"{run.path}/{MEDIA_FILES_DIR}"
     found = run.storage.read_many([f"{folder}/{name}" for name in thumbs])
     files = {}
     for name in thumbs:
         data = found.get(f"{folder}/{name}")
         if data is not None:
-            ext = name.rsplit(".", 1)[1]
-            files[name] = f"data:{CONTENT_TYPES[ext]};base64,{base64.b64encode(data).decode('ascii')}"
+            content_type = _content_type(images[name], name)
+            files[name] = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
     rows = index.drop_duplicates("object").set_index("object", drop=False)
     for item in items:
-        if item["kind"] == "image":
+        if item["renderer"] == "image":
             if item["thumb"] not in files:
                 item["missing"] = "the preview is missing"
             continue
@@ -260,7 +275,7 @@ class MediaFiles:
         for row in media_index(table).to_dict("records"):
             listed[row["object"]] = (str(row["kind"]), row["sha256"])
             if isinstance(row["thumbnail"], str) and row["thumbnail"] not in listed:
-                listed[row["thumbnail"]] = ("image", None)  # a preview has no recorded sha256
+                listed[row["thumbnail"]] = (str(row["kind"]), None)  # a preview has no recorded sha256
         with self._lock:
             self._listed[run_path] = listed
         return listed.get(name)
@@ -277,25 +292,26 @@ class MediaFiles:
     def answer(self, project: str, run_id: str, name: str, route: str) -> tuple[bytes, str] | None:
         """``(body, content type)`` of an image (``route="media"``) or a table as JSON (``"table"``).
 
-        None when the run's media index does not list ``name`` as that kind (the server
-        answers 404); ``project`` and ``run_id`` must be checked folder names already.
+        None when the run's media index does not list ``name`` as a kind that route serves
+        (the server answers 404); ``project`` and ``run_id`` must be checked folder names already.
 
         Raises:
             StorageError: the object is listed but missing, or does not match its sha256.
         """
         if (self.project is not None and project != self.project) or not _OBJECT_NAME.fullmatch(name):
             return None
-        ext = name.rsplit(".", 1)[1]
         run_path = f"{project}/{run_id}"
         listed = self._lookup(run_path, name)
-        if listed is None or (route == "media") != (listed[0] == "image" and ext in CONTENT_TYPES):
+        if listed is None or _ROUTES.get(RENDERERS.get(listed[0], "")) != route:
             return None
-        kind = CONTENT_TYPES[ext] if route == "media" else "application/json"
+        content_type = _content_type(listed[0], name) if route == "media" else "application/json"
+        if content_type is None:
+            return None
         with self._lock:
             body = self._kept.get((run_path, name))
             if body is not None:
                 self._kept.move_to_end((run_path, name))
-                return body, kind
+                return body, content_type
         if route == "media":
             body = object_bytes(self.store.storage, run_path, name, listed[1])
         else:
@@ -303,4 +319,4 @@ class MediaFiles:
             frame = read_object(self.store.storage, run_path, row)
             body = json.dumps(table_json(frame, SERVE_ROWS), separators=(",", ":")).encode("utf-8")
         self._keep((run_path, name), body)
-        return body, kind
+        return body, content_type

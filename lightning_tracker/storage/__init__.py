@@ -1,15 +1,17 @@
 """Where runs are stored: a local folder or any fsspec URL, behind a few primitives.
 
 ``Storage(url, storage_options)`` is the entry point; :mod:`.base` defines the
-primitives, :mod:`.local` and :mod:`.remote` implement them, :mod:`.urls` parses and
-redacts URLs. Importing this package does not import fsspec: only building a storage for
-a URL does.
+primitives, :mod:`.local` and :mod:`.remote` implement them, :mod:`.registry` says which
+backend opens each protocol (:func:`register_storage` adds one) and what each protocol
+family needs, :mod:`.urls` parses and redacts URLs. Importing this package does not
+import fsspec: only building a storage for a URL does.
 """
 
 from __future__ import annotations
 
 from lightning_tracker.storage.base import Storage
 from lightning_tracker.storage.local import atomic_write, remove_file
+from lightning_tracker.storage.registry import protocol_family, register_storage
 from lightning_tracker.storage.urls import redact_url
 
-__all__ = ["Storage", "atomic_write", "redact_url", "remove_file"]
+__all__ = ["Storage", "atomic_write", "protocol_family", "redact_url", "register_storage", "remove_file"]

@@ -5,9 +5,12 @@ implements ``read_bytes``, ``open``, ``write_bytes``, ``put_file``, ``rm``, ``li
 and ``find``; everything else the tracker needs is built here on those. Paths given to
 the methods are relative to the root and always use ``/``.
 
-``Storage(url)`` picks the backend, the way ``pathlib.Path`` does: a local folder gives a
-``LocalStorage``, anything else an ``FsspecStorage``. The backend modules are imported
-only when one is built, so importing this package never imports fsspec.
+``Storage(url)`` picks the backend, the way ``pathlib.Path`` does: it asks the registry
+(:mod:`.registry`) which class opens the URL's protocol. A local folder gives a
+``LocalStorage``, a URL an ``FsspecStorage`` unless a backend registered its protocol with
+:func:`~lightning_tracker.storage.register_storage`. The base never imports a backend;
+the registry imports one when a URL first needs it, so importing this package never
+imports fsspec.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from typing import IO, Any
 
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
+from lightning_tracker.storage.registry import storage_class
 from lightning_tracker.storage.urls import parse_url
 
 __all__ = ["Storage"]
@@ -34,11 +38,11 @@ class Storage:
     Attributes:
         url: the printable location (credentials removed; the absolute folder for local).
         protocol: ``"file"`` for a local folder, else the URL scheme.
-        is_local: whether the location is a folder on this machine.
         root: the absolute folder for local; ``bucket/path`` for a URL.
 
     Raises:
-        InvalidArgumentError: ``url`` is empty or not a string or path.
+        InvalidArgumentError: ``url`` is empty or not a string or path, or its protocol
+            is one no backend opens.
         MissingDependencyError: (on first use) the package for the URL's protocol is not
             installed.
 
@@ -58,25 +62,17 @@ class Storage:
 
     url: str
     protocol: str
-    is_local: bool
     root: str
 
     def __new__(cls, url: Any = None, storage_options: dict[str, Any] | None = None) -> Storage:
         # a backend built directly (or unpickled, which passes no arguments) is itself
         if cls is Storage:
-            if parse_url(url).is_local:
-                from lightning_tracker.storage.local import LocalStorage
-
-                cls = LocalStorage
-            else:
-                from lightning_tracker.storage.remote import FsspecStorage
-
-                cls = FsspecStorage
+            cls = storage_class(parse_url(url).protocol)
         return super().__new__(cls)
 
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         parsed = parse_url(url)
-        if parsed.is_local != self.is_local:
+        if not isinstance(self, storage_class(parsed.protocol)):
             raise InvalidArgumentError(
                 f"save_dir={parsed.url!r} cannot be opened by {type(self).__name__}; "
                 "use Storage(save_dir), which picks the backend for the URL."
@@ -86,6 +82,24 @@ class Storage:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The backend's options, credentials from the URL included: pass them on, never print them."""
+        return self._options
+
+    def local_path(self, rel: str = "") -> str | None:
+        """The operating-system path of ``rel``, or ``None`` when the store is not a local folder.
+
+        The one way to ask whether a store is on this machine, and where: code that can
+        take a shortcut through the file system (hard links, writing in place) asks this.
+        """
+        return None
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a folder on this machine: ``local_path()`` is not ``None``."""
+        return self.local_path() is not None
 
     def full_url(self, rel: str = "") -> str:
         """Returns the printable URL of ``rel`` (credentials removed)."""

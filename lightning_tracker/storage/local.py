@@ -77,8 +77,6 @@ class LocalStorage(Storage):
         True
     """
 
-    is_local = True
-
     def local_path(self, rel: str = "") -> str:
         """Returns the operating-system path of ``rel``."""
         return os.path.join(self.root, *rel.split("/")) if rel else self.root

@@ -11,15 +11,18 @@ from typing import IO, Any
 
 import fsspec
 
-from lightning_tracker.exceptions import MissingDependencyError, StorageError
+from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, StorageError
 from lightning_tracker.storage.base import Storage
-from lightning_tracker.storage.urls import install_hint
+from lightning_tracker.storage.registry import install_hint
 
 __all__ = ["FsspecStorage"]
 
 
 class FsspecStorage(Storage):
     """A location on an fsspec filesystem. Build it with ``Storage(url, storage_options)``.
+
+    It opens every protocol fsspec knows that no other backend registered; a protocol
+    fsspec does not know is refused here, when the storage is built.
 
     The filesystem object is created on first use and dropped when pickled (it may hold
     sockets and threads); the unpickled copy creates its own.
@@ -33,10 +36,15 @@ class FsspecStorage(Storage):
         (FsspecStorage('memory://doc-remote'), ['src'], True)
     """
 
-    is_local = False
-
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         super().__init__(url, storage_options)
+        if self.protocol not in fsspec.available_protocols():
+            raise InvalidArgumentError(
+                f"save_dir={self.url!r} has the protocol {self.protocol!r}, which no storage backend opens; "
+                "use a local folder or a URL fsspec knows (s3://, gs://, az://, memory://, ...), install the "
+                f"fsspec implementation of {self.protocol}://, or register a backend for it with "
+                f"lightning_tracker.storage.register_storage({self.protocol!r}, YourStorage)"
+            )
         self._fs: Any = None
 
     def __getstate__(self) -> dict[str, Any]:

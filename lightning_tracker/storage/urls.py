@@ -16,28 +16,10 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.storage.registry import LOCAL_PROTOCOLS, protocol_family
 
-__all__ = ["ParsedUrl", "install_hint", "parse_url", "redact_url"]
+__all__ = ["ParsedUrl", "parse_url", "redact_url"]
 
-# protocol -> (pip extra, the package that implements it)
-_EXTRAS = {
-    "s3": ("s3", "s3fs"),
-    "s3a": ("s3", "s3fs"),
-    "gs": ("gcs", "gcsfs"),
-    "gcs": ("gcs", "gcsfs"),
-    "az": ("azure", "adlfs"),
-    "abfs": ("azure", "adlfs"),
-    "abfss": ("azure", "adlfs"),
-}
-# the option each protocol expects for the user:password part of a URL
-_URL_CREDENTIALS = {
-    "s3": ("key", "secret"),
-    "s3a": ("key", "secret"),
-    "az": ("account_name", "account_key"),
-    "abfs": ("account_name", "account_key"),
-    "abfss": ("account_name", "account_key"),
-}
-_LOCAL_PROTOCOLS = ("file", "local")
 _URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 
 
@@ -101,7 +83,8 @@ def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
         return url, {}
     scheme, info, tail = parts
     user, _, password = info.partition(":")
-    names = _URL_CREDENTIALS.get(scheme, ("username", "password"))
+    family = protocol_family(scheme)
+    names = family.url_credentials if family else ("username", "password")
     creds = {names[0]: unquote(user)}
     if password:
         creds[names[1]] = unquote(password)
@@ -147,21 +130,8 @@ def parse_url(url: str | os.PathLike[str]) -> ParsedUrl:
         )
     text, creds = _split_credentials(text)
     protocol, sep, rest = text.partition("://")
-    if not sep or protocol in _LOCAL_PROTOCOLS:
+    if not sep or protocol in LOCAL_PROTOCOLS:
         root = os.path.abspath(rest if sep else text)
         return ParsedUrl("file", root, root, creds)
     root = rest.rstrip("/")
     return ParsedUrl(protocol, root, f"{protocol}://{root}", creds)
-
-
-def install_hint(protocol: str) -> tuple[str, str]:
-    """Returns the package behind ``protocol`` and the command that installs it.
-
-    Example:
-        >>> install_hint("s3")
-        ('s3fs', 'pip install "lightning-tracker[s3]"')
-        >>> install_hint("hf")
-        ('hf', 'pip install hf')
-    """
-    extra, package = _EXTRAS.get(protocol, (None, protocol))
-    return package, f'pip install "lightning-tracker[{extra}]"' if extra else f"pip install {package}"

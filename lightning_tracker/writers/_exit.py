@@ -16,8 +16,10 @@ _uncaught: list[BaseException] = []
 
 
 class _Closable(Protocol):
-    prefix: str
-    _open: bool
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def is_open(self) -> bool: ...
 
     def close(self, status: str = ..., timeout: float = ...) -> Any: ...
 
@@ -43,7 +45,7 @@ def _install_excepthook() -> None:
 
 def _close_at_exit(ref: weakref.ref[_Closable]) -> None:
     writer = ref()
-    if writer is not None and writer._open:
+    if writer is not None and writer.is_open:
         try:
             writer.close("failed" if _uncaught else "finished", timeout=30.0)
         except Exception:  # never raise during interpreter exit

@@ -29,11 +29,16 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import (
     RESERVED_ALIASES,
+    STAGED_CHECKPOINT,
+    STAGING_STATE,
     manifest_entry,
     new_manifest,
+    new_staged_checkpoint,
+    new_staging_state,
     resolve_aliases,
 )
 from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE, STAGING_DIR
+from lightning_tracker.format.validate import parse_document
 from lightning_tracker.storage import atomic_write, remove_file
 from lightning_tracker.writers import hyperparams
 from lightning_tracker.writers.points import Warner
@@ -177,15 +182,13 @@ class CheckpointProducer:
                 self.manifest = loads(f.read())  # an earlier session's (a resume downloads the store's)
         except (OSError, ValueError):
             pass
-        try:
-            with open(os.path.join(self.staging, _STATE_FILE), "rb") as f:
-                state = loads(f.read())
-            self.sources = state.get("sources", {})
-            self.alias_seq = state.get("alias_seq", {})
-            self.stages = {int(k): v for k, v in state.get("stages", {}).items()}
-            self.keep_all = state.get("keep_all", self.keep_all)
-        except (OSError, ValueError):
-            pass
+        state = self._staging_document(STAGING_STATE, os.path.join(self.staging, _STATE_FILE))
+        if state is not None:
+            self.sources = state.get("sources") or {}
+            self.alias_seq = state.get("alias_seq") or {}
+            self.stages = {int(k): v for k, v in (state.get("stages") or {}).items() if k.isdigit()}
+            if isinstance(state.get("keep_all"), bool):
+                self.keep_all = state["keep_all"]
         numbers = {name: stage for stage, name in self.stages.items()}
         for name, source in self.sources.items():
             if name in numbers:
@@ -198,11 +201,25 @@ class CheckpointProducer:
                 self._seq = max(self._seq, seq + 1)
 
     def _sidecar(self, seq: int) -> dict[str, Any] | None:
+        return self._staging_document(STAGED_CHECKPOINT, os.path.join(self.staging, f"{seq:06d}.json"))
+
+    def _staging_document(self, kind: str, path: str) -> dict[str, Any] | None:
+        """A staging file, checked (:func:`~lightning_tracker.format.validate.parse_document`);
+        None when it is missing or damaged (a damaged one is named in a warning)."""
         try:
-            with open(os.path.join(self.staging, f"{seq:06d}.json"), "rb") as f:
-                return dict(loads(f.read()))
-        except (OSError, ValueError):
+            with open(path, "rb") as f:
+                parsed = parse_document(kind, f.read())
+        except OSError:
             return None
+        if parsed.damaged:
+            self._warn(
+                f"damaged:{path}",
+                "log_model: %s is damaged (%s); it is not used",
+                path,
+                "; ".join(parsed.problems),
+            )
+            return None
+        return parsed.doc
 
     def staged(self) -> list[int]:
         """Staging numbers of the snapshots not stored yet."""
@@ -282,17 +299,17 @@ class CheckpointProducer:
         except OSError:
             copy = True  # another filesystem: the flusher copies it, off the training thread
         self._known[path] = [*ident, seq]
-        sidecar = {
-            "seq": seq,
-            "file": os.path.basename(path),
-            "source": [path, *ident],
-            "copy": copy,
-            "monitor": monitor,
-            "mode": getattr(callback, "mode", None),
-            "score": _score(score),
-            "time": time.time(),
-            "step": getattr(callback, "_last_global_step_saved", None),
-        }
+        sidecar = new_staged_checkpoint(
+            seq,
+            os.path.basename(path),
+            [path, *ident],
+            copy=copy,
+            monitor=monitor,
+            mode=getattr(callback, "mode", None),
+            score=_score(score),
+            saved_time=time.time(),
+            step=getattr(callback, "_last_global_step_saved", None),
+        )
         atomic_write(os.path.join(self.staging, f"{seq:06d}.json"), dumps(sidecar))
         self.alias_seq["latest"] = seq
 
@@ -415,12 +432,7 @@ class CheckpointProducer:
             content = dumps(self.manifest)
             if content == self._written:
                 return
-            state = {
-                "sources": self.sources,
-                "alias_seq": self.alias_seq,
-                "keep_all": self.keep_all,
-                "stages": {str(k): v for k, v in self.stages.items()},
-            }
+            state = new_staging_state(self.sources, self.alias_seq, self.keep_all, self.stages)
             atomic_write(os.path.join(self.staging, _STATE_FILE), dumps(state))
             if self.manifest["checkpoints"] or os.path.exists(os.path.join(self.local_dir, MODELS_FILE)):
                 atomic_write(os.path.join(self.local_dir, MODELS_FILE), content)

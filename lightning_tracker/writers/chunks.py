@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.layout import ChunkId, chunk_name, live_chunks, parse_chunk_name
-from lightning_tracker.format.schemas import PARQUET_OPTIONS
+from lightning_tracker.format.schemas import PARQUET_OPTIONS, with_chunk_version
 from lightning_tracker.format.validate import decode_chunk
 from lightning_tracker.storage import atomic_write, remove_file
 
@@ -42,8 +42,10 @@ def _span(name: str) -> ChunkId:
 
 
 def write_chunk(table: pa.Table, path: str, schema: pa.Schema) -> None:
-    """Writes one chunk file whole (a reader or a crash never sees it half written)."""
-    atomic_write(path, lambda f: pq.write_table(table, f, **PARQUET_OPTIONS[schema]))
+    """Writes one chunk file whole (a reader or a crash never sees it half written), stamped
+    with the chunk format version (:func:`~lightning_tracker.format.schemas.with_chunk_version`)."""
+    stamped = with_chunk_version(table)
+    atomic_write(path, lambda f: pq.write_table(stamped, f, **PARQUET_OPTIONS[schema]))
 
 
 class ChunkFolder:

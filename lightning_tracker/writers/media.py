@@ -6,9 +6,10 @@ for a CUDA tensor an asynchronous copy into pinned memory, see
 snapshots, encodes each image (PNG, or lossless WebP where that is smaller), makes a
 preview at most ``THUMBNAIL_PX`` wide and high, and stores every object under its content
 hash in ``media-files/`` (an image logged twice is stored once); text and tables become
-one Parquet object per (key, step). One row per object goes into the index
-(``media/``, chunks named and compacted like metric chunks), written after the objects it
-names; the mirror uploads ``media-files/`` before ``media/`` for the same reason.
+one Parquet object per (key, step) (:data:`ENCODERS`: each kind's encoder). One row per
+object goes into the index (``media/``, chunks named and compacted like metric chunks),
+written after the objects it names; the mirror uploads ``media-files/`` before ``media/``
+for the same reason.
 
 This module imports neither torch nor Lightning.
 """
@@ -35,7 +36,16 @@ from lightning_tracker.writers.chunks import ChunkFolder
 if TYPE_CHECKING:
     from lightning_tracker.writers.tensorboard import TensorBoardWriter
 
-__all__ = ["THUMBNAIL_PX", "MediaItem", "MediaProducer", "Snapshot", "encode_image", "table_markdown"]
+__all__ = [
+    "ENCODERS",
+    "THUMBNAIL_PX",
+    "Encoded",
+    "MediaItem",
+    "MediaProducer",
+    "Snapshot",
+    "encode_image",
+    "table_markdown",
+]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +151,60 @@ def table_markdown(frame: pa.Table, max_rows: int = _TB_TABLE_ROWS) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Encoded:
+    """One item as stored: its object, its preview, its size and its TensorBoard form."""
+
+    data: bytes  # the object's bytes
+    ext: str  # its file extension, one of its kind's in MEDIA_KINDS
+    width: int  # pixels, or columns
+    height: int  # pixels, or rows
+    # (bytes, extension) of a smaller picture to list it by; True: the object is small
+    # enough to be its own; False: the kind has none
+    preview: tuple[bytes, str] | bool = False
+    tensorboard: Callable[[TensorBoardWriter], None] | None = None  # writes the item's TensorBoard form
+
+
+def _encode_image(item: MediaItem) -> Encoded:
+    pixels = item.pixels
+    if pixels is None:
+        raise ValueError(f"the image item {item.key!r} has no pixels")
+    data, ext, png = encode_image(pixels)
+    tag = item.key if item.index == 0 else f"{item.key}/{item.index}"
+    height, width = pixels.shape[:2]
+    return Encoded(
+        data,
+        ext,
+        width,
+        height,
+        preview=_thumbnail(pixels) or True,
+        tensorboard=lambda tb: tb.write_image(tag, item.step, item.time, png, *pixels.shape),
+    )
+
+
+def _encode_frame(item: MediaItem) -> Encoded:
+    frame = item.frame
+    if frame is None:
+        raise ValueError(f"the {item.kind} item {item.key!r} has no rows")
+    buf = io.BytesIO()
+    pq.write_table(frame, buf, compression="zstd")
+    return Encoded(
+        buf.getvalue(),
+        "parquet",
+        frame.num_columns,
+        frame.num_rows,
+        tensorboard=lambda tb: tb.write_text(item.key, item.step, item.time, table_markdown(frame)),
+    )
+
+
+# kind -> how an item of it becomes an object (on the flusher thread); one entry per kind of MEDIA_KINDS
+ENCODERS: dict[str, Callable[[MediaItem], Encoded]] = {
+    "image": _encode_image,
+    "text": _encode_frame,
+    "table": _encode_frame,
+}
+
+
 class MediaProducer:
     """Writes the media of one session of a run into its local folder.
 
@@ -199,6 +263,12 @@ class MediaProducer:
         return name, digest
 
     def _store(self, item: MediaItem) -> dict[str, Any]:
+        encode = ENCODERS.get(item.kind)
+        if encode is None:
+            raise ValueError(f"kind={item.kind!r} has no encoder; the kinds are {', '.join(ENCODERS)}")
+        encoded = encode(item)
+        name, digest = self._object(encoded.data, encoded.ext)
+        preview = encoded.preview
         row: dict[str, Any] = {
             "step": item.step,
             "time": item.time,
@@ -206,25 +276,14 @@ class MediaProducer:
             "index": item.index,
             "kind": item.kind,
             "caption": item.caption,
+            "object": name,
+            "sha256": digest,
+            "thumbnail": self._object(*preview)[0] if isinstance(preview, tuple) else name if preview else None,
+            "width": encoded.width,
+            "height": encoded.height,
         }
-        if item.pixels is not None:
-            data, ext, png = encode_image(item.pixels)
-            row["object"], row["sha256"] = self._object(data, ext)
-            thumb = _thumbnail(item.pixels)
-            row["thumbnail"] = self._object(*thumb)[0] if thumb else row["object"]
-            row["height"], row["width"] = item.pixels.shape[:2]
-            if self.tensorboard is not None:
-                tag = item.key if item.index == 0 else f"{item.key}/{item.index}"
-                self.tensorboard.write_image(tag, item.step, item.time, png, *item.pixels.shape)
-        else:
-            assert item.frame is not None
-            buf = io.BytesIO()
-            pq.write_table(item.frame, buf, compression="zstd")
-            row["object"], row["sha256"] = self._object(buf.getvalue(), "parquet")
-            row["thumbnail"] = None
-            row["width"], row["height"] = item.frame.num_columns, item.frame.num_rows
-            if self.tensorboard is not None:
-                self.tensorboard.write_text(item.key, item.step, item.time, table_markdown(item.frame))
+        if self.tensorboard is not None and encoded.tensorboard is not None:
+            encoded.tensorboard(self.tensorboard)  # after the objects: an item that could not be stored is not shown
         return row
 
     def flush(self) -> str | None:

@@ -36,7 +36,7 @@ from functools import partial
 from typing import Any
 
 from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.documents import VERSIONS, manifest_without
+from lightning_tracker.format.documents import manifest_without, new_mirror_state
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
@@ -50,6 +50,7 @@ from lightning_tracker.format.layout import (
     is_private,
     live_chunks,
 )
+from lightning_tracker.format.validate import parse_document
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = ["Mirror", "MirrorReport"]
@@ -106,9 +107,9 @@ class Mirror:
         self.storage = storage
         self.prefix = prefix
         self.skip = skip or (lambda _path: False)
-        local_path = getattr(storage, "local_path", None)
+        local_path = storage.local_path(prefix)
         # a local save_dir: the run folder is the store's own folder, already published
-        self.in_place = local_path is not None and os.path.abspath(local_path(prefix)) == os.path.abspath(local_dir)
+        self.in_place = local_path is not None and os.path.abspath(local_path) == os.path.abspath(local_dir)
         self._done: dict[str, list[int]] = {}  # rel -> [size, mtime_ns] as published
         self._partial_manifest = b""  # the last models.json committed without entries still to upload
         self._lock = threading.Lock()  # one round at a time (live thread, finalize, sync)
@@ -117,16 +118,20 @@ class Mirror:
 
     # -- state --------------------------------------------------------------------------
     def _load_state(self) -> None:
+        path = os.path.join(self.local_dir, MIRROR_FILE)
         try:
-            with open(os.path.join(self.local_dir, MIRROR_FILE), "rb") as f:
-                self._done.update(loads(f.read())["published"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no state yet: sync compares with the remote listing instead
+            with open(path, "rb") as f:
+                state = parse_document(MIRROR_FILE, f.read())
+        except OSError:
+            return  # no state yet: sync compares with the remote listing instead
+        if state.damaged:  # only an optimisation: comparing with the remote listing is always right
+            log.info("ignoring %s (%s); files are compared with the store's listing", path, "; ".join(state.problems))
+            return
+        self._done.update(state.doc["published"])
 
     def _save_state(self) -> None:
-        state = {"format_version": VERSIONS[MIRROR_FILE], "published": self._done}
         try:
-            atomic_write(os.path.join(self.local_dir, MIRROR_FILE), dumps(state))
+            atomic_write(os.path.join(self.local_dir, MIRROR_FILE), dumps(new_mirror_state(self._done)))
         except OSError:
             pass  # only an optimisation: the next round or sync compares again
 

@@ -15,7 +15,7 @@ stored chunk.
 ``TrackerLogger(resume=...)`` says what a given id must name (:data:`RESUME_MODES`):
 ``"allow"`` resumes the run or starts it (with one warning: the id may be mistyped);
 ``"must"`` and ``"never"`` wait for the store's answer to "does it exist?" (at most
-:data:`CHECK_TIMEOUT_S`) and raise before anything is written when the answer is wrong
+``$LIGHTNING_TRACKER_CHECK_TIMEOUT_S`` seconds) and raise before anything is written when the answer is wrong
 or does not come.
 """
 
@@ -27,8 +27,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_tracker._settings import CHECK_TIMEOUT_S, PROBE_TIMEOUT_S
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
-from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
@@ -39,11 +39,10 @@ from lightning_tracker.format.layout import (
     live_chunks,
     parse_chunk_name,
 )
+from lightning_tracker.format.validate import Document, RunDocument, parse_document, parse_run
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = [
-    "CHECK_TIMEOUT_S",
-    "PROBE_TIMEOUT_S",
     "RESUME_MODES",
     "Existing",
     "RemoteProbe",
@@ -56,40 +55,66 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S = float(os.environ.get("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "5"))
-# resume="must" | "never": how long to wait for the store to say whether the run exists
-CHECK_TIMEOUT_S = float(os.environ.get("LIGHTNING_TRACKER_CHECK_TIMEOUT_S", "30"))
 RESUME_MODES = ("allow", "must", "never")
 _DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE)  # the summary is computed from the chunks
+_REWRITTEN = (RUN_FILE, CONFIG_FILE, MODELS_FILE)  # what a resumed writer rewrites whole: never from a damaged copy
 
 
 @dataclass
 class Existing:
     """What is known of a run that already exists."""
 
-    doc: dict[str, Any]  # the run.json that wins (more sessions, then the later heartbeat)
-    config: dict[str, Any] | None  # config.json from the spool, after any download
+    run: RunDocument  # the run.json that wins (more sessions, then the later heartbeat), checked
+    config: dict[str, Any] | None  # config.json from the spool, after any download, checked
     downloaded: list[str] = field(default_factory=list)  # spool paths that are also remote, as they are
 
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The winning ``run.json`` as a document (legacy forms cast)."""
+        return self.run.doc
 
-def _read_doc(local_dir: str, rel: str) -> dict[str, Any] | None:
+
+def _read_local(local_dir: str, name: str) -> Document | None:
+    """A document of the spool (or of a local store's run folder), checked; None when it is not there."""
     try:
-        with open(os.path.join(local_dir, *rel.split("/")), "rb") as f:
-            doc = loads(f.read())
-    except (OSError, ValueError):
+        with open(os.path.join(local_dir, name), "rb") as f:
+            return parse_document(name, f.read())
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return doc if isinstance(doc, dict) else None
 
 
-def _rank(doc: dict[str, Any] | None) -> tuple[int, float]:
-    if doc is None:
+def _rank(run: RunDocument | None) -> tuple[int, float]:
+    if run is None:
         return (-1, 0.0)
-    sessions = doc.get("sessions")
-    try:
-        beat = float(doc.get("heartbeat") or 0)
-    except (TypeError, ValueError):
-        beat = 0.0
-    return (len(sessions) if isinstance(sessions, list) else 0, beat)
+    return (len(run.sessions), float(run.heartbeat or 0))
+
+
+def _check_copies(storage: Storage, prefix: str, local_dir: str, probe: RemoteProbe | None) -> None:
+    """Raises when a copy of a document the resumed writer rewrites is damaged; warns of legacy forms read.
+
+    Raises:
+        StorageError: naming the first damaged file, its problems and the fix.
+    """
+    copies: list[tuple[str, Document]] = []
+    for name in _REWRITTEN:
+        local = _read_local(local_dir, name)
+        if local is not None:
+            copies.append((os.path.join(local_dir, name), local))
+        if probe is not None and name in probe.documents:
+            copies.append((storage.full_url(f"{prefix}/{name}"), parse_document(name, probe.documents[name])))
+    for where, parsed in copies:
+        for repair in parsed.repairs:
+            log.warning("resuming run %s: in %s, %s (written back in that form)", prefix, where, repair)
+    damaged = [(where, parsed) for where, parsed in copies if parsed.damaged]
+    if damaged:
+        if probe is not None:
+            probe.fetch = False  # nothing more is brought into the spool
+        where, parsed = damaged[0]
+        raise StorageError(
+            f"cannot resume run {prefix}: {where} is damaged ({'; '.join(parsed.problems)}) and resuming would "
+            "rewrite it, losing what it holds; repair the file (lightning-tracker runs shows the same problem), "
+            "or pass another version to start a new run"
+        )
 
 
 class RemoteProbe:
@@ -156,13 +181,30 @@ class RemoteProbe:
         return False if self.error is None else None
 
     @property
+    def run(self) -> RunDocument | None:
+        """The stored ``run.json``, checked, if the store has the run."""
+        return parse_run(self.documents[RUN_FILE]) if RUN_FILE in self.documents else None
+
+    @property
     def doc(self) -> dict[str, Any] | None:
-        """The stored ``run.json``, if the store has the run and it is a document."""
-        try:
-            doc = loads(self.documents[RUN_FILE]) if RUN_FILE in self.documents else None
-        except ValueError:
+        """The stored ``run.json`` as a reader reads it (a field of the wrong type emptied), if the
+        store has the run and it is a document.
+
+        A damaged copy stops a resume (:func:`load_existing`); only a late answer, merged
+        into a run already training, gets here with one: that is logged as an error.
+        """
+        run = self.run
+        if run is None:
             return None
-        return doc if isinstance(doc, dict) else None
+        if run.damaged:
+            log.error(
+                "the stored %s of run %s answered after training started and is damaged (%s); the run goes on "
+                "and its next upload replaces what cannot be read",
+                RUN_FILE,
+                self.prefix,
+                "; ".join(run.problems),
+            )
+        return run.doc or None
 
     def take(self) -> RemoteProbe | None:
         """This probe once, when it has finished (the flusher's late merge); else None."""
@@ -198,7 +240,7 @@ def load_existing(
         prefix: ``<project>/<run_id>``.
         local_dir: the run's local folder (the store's folder, or its spool folder).
         probe_remote: ask the store too (on a daemon thread).
-        timeout: how long to wait for the store (default :data:`PROBE_TIMEOUT_S`).
+        timeout: how long to wait for the store (default ``$LIGHTNING_TRACKER_PROBE_TIMEOUT_S``).
         require: what the run id must name (:data:`RESUME_MODES`): ``"must"`` and ``"never"``
             are checked here, before anything is written; ``"allow"`` warns once when the run
             is new; None neither checks nor warns (a generated id, a run reopened).
@@ -211,14 +253,18 @@ def load_existing(
     Raises:
         RunNotFoundError: ``require="must"`` and neither the spool nor the store holds the run.
         RunExistsError: ``require="never"`` and the spool or the store holds it.
-        StorageError: ``require`` is ``"must"`` or ``"never"`` and the store cannot say.
+        StorageError: ``require`` is ``"must"`` or ``"never"`` and the store cannot say; or
+            a copy of ``run.json``, ``config.json`` or ``models.json`` is damaged (the
+            message names the file, the field, its value and the fix).
 
     Example:
         >>> import tempfile
         >>> from lightning_tracker.format.codec import dumps
+        >>> from lightning_tracker.format.documents import new_run
         >>> d = tempfile.mkdtemp()
+        >>> doc = new_run("r", "p", "one", group=None, tags=[], notes=None, heartbeat_interval_s=2.0, url=d)
         >>> with open(os.path.join(d, RUN_FILE), "wb") as f:
-        ...     _ = f.write(dumps({"id": "r", "sessions": [{"index": 0}]}))
+        ...     _ = f.write(dumps({**doc, "sessions": [{"index": 0}]}))
         >>> load_existing(Storage(d), "p/r", d, probe_remote=False)[0].doc["sessions"]
         [{'index': 0}]
         >>> load_existing(Storage(d), "p/r", tempfile.mkdtemp(), probe_remote=False)
@@ -228,13 +274,14 @@ def load_existing(
         ...
         lightning_tracker.exceptions.RunExistsError: resume='never': run r already exists in ...
     """
-    local_doc = _read_doc(local_dir, RUN_FILE)
+    local = _read_local(local_dir, RUN_FILE)
+    local_run = local if isinstance(local, RunDocument) else None
     # resume="never" never resumes: the probe only answers whether the run exists
     probe = RemoteProbe(storage, prefix, local_dir, fetch=require != "never") if probe_remote else None
     if require in ("must", "never"):
-        _check_exists(storage, prefix, local_dir, require, local_doc is not None, probe)
-    remote_doc = None
-    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
+        _check_exists(storage, prefix, local_dir, require, local_run is not None, probe)
+    remote_run = None
+    timeout = PROBE_TIMEOUT_S.get() if timeout is None else timeout
     if probe is not None:
         if not probe.wait(timeout):
             log.warning(
@@ -245,7 +292,8 @@ def load_existing(
                 prefix,
                 local_dir,
             )
-            return _local(local_dir, local_doc), probe
+            _check_copies(storage, prefix, local_dir, None)
+            return _local(local_dir, local_run), probe
         if probe.error is not None:
             log.warning(
                 "could not read run %s from %s (%s: %s); continuing from the local spool %s",
@@ -255,24 +303,25 @@ def load_existing(
                 probe.error,
                 local_dir,
             )
-        remote_doc = probe.doc
-    if local_doc is None and remote_doc is None:
+        remote_run = probe.run
+    _check_copies(storage, prefix, local_dir, probe)
+    if local_run is None and remote_run is None:
         # only when the store said so: an offline or failed lookup does not know the run is new
         if require == "allow" and (storage.is_local or (probe is not None and probe.error is None)):
             warn_new_run(storage, prefix)
         return None, None
-    use_remote = remote_doc is not None and _rank(remote_doc) > _rank(local_doc)
+    use_remote = remote_run is not None and _rank(remote_run) > _rank(local_run)
     downloaded: list[str] = []
-    if probe is not None and remote_doc is not None:
+    if probe is not None and remote_run is not None:
         try:
             downloaded = [*probe.write_documents(overwrite=use_remote), *probe.downloaded]
         except OSError as err:
             log.warning(
                 "could not copy run %s into the spool %s (%s); its summary may be incomplete", prefix, local_dir, err
             )
-    doc = remote_doc if use_remote else local_doc
-    assert doc is not None
-    return Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE), downloaded=downloaded), None
+    run = remote_run if use_remote else local_run
+    assert run is not None
+    return Existing(run=run, config=_config(local_dir), downloaded=downloaded), None
 
 
 def resume_mode(resume: object, version: object) -> str | None:
@@ -312,11 +361,12 @@ def _check_exists(
     found: bool | None = in_spool
     if not in_spool and not storage.is_local:  # for a local store the spool folder is the store's
         asked = probe or RemoteProbe(storage, prefix, local_dir, fetch=False)  # offline: ask, fetch nothing
-        found = asked.exists(CHECK_TIMEOUT_S)
+        wait_s = CHECK_TIMEOUT_S.get()
+        found = asked.exists(wait_s)
         if found is None:
             asked.fetch = False  # a late answer writes nothing
             error = asked.error
-            why = f"{type(error).__name__}: {error}" if error else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+            why = f"{type(error).__name__}: {error}" if error else f"no answer within {wait_s:.0f} s"
             raise StorageError(
                 f"resume={require!r} needs to know whether run {run_id} exists in {where}, but the store could not "
                 f"tell ({why}); check the store's address and credentials (storage_options), or pass "
@@ -345,8 +395,14 @@ def warn_new_run(storage: Storage, prefix: str) -> None:
     )
 
 
-def _local(local_dir: str, doc: dict[str, Any] | None) -> Existing | None:
-    return None if doc is None else Existing(doc=doc, config=_read_doc(local_dir, CONFIG_FILE))
+def _config(local_dir: str) -> dict[str, Any] | None:
+    """The spool's ``config.json``, checked (a damaged one stopped the resume before)."""
+    config = _read_local(local_dir, CONFIG_FILE)
+    return None if config is None else config.doc
+
+
+def _local(local_dir: str, run: RunDocument | None) -> Existing | None:
+    return None if run is None else Existing(run=run, config=_config(local_dir))
 
 
 def warn_if_written_now(doc: dict[str, Any], prefix: str) -> None:

@@ -12,13 +12,20 @@ import threading
 import time
 from typing import Any
 
-from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.documents import VERSIONS, new_config, new_run, run_params, writer_identity
+from lightning_tracker.format.codec import dumps
+from lightning_tracker.format.documents import new_config, new_meta, new_run, run_params, writer_identity
 from lightning_tracker.format.layout import CONFIG_FILE, GIT_DIFF_FILE, META_FILE, RUN_FILE
+from lightning_tracker.format.validate import RunDocument, parse_document, parse_run
 from lightning_tracker.storage import atomic_write
 from lightning_tracker.writers import environment, hyperparams
 
 __all__ = ["RunInfo"]
+
+
+def _seconds(value: Any, default: float) -> float:
+    """A session's start as a number (a stored one may be damaged: the run's start then)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
 
 _KEPT_ON_RESUME = ("start_time", "sessions", "name", "group", "notes", "monitor")
 
@@ -81,12 +88,26 @@ class RunInfo:
         self._params: dict[str, Any] = {}  # run.json's capped params, computed from the flat dict _params_of
         self._params_of: dict[str, Any] | None = None
 
-    def adopt(self, stored: dict[str, Any], config: dict[str, Any] | None) -> None:
-        """Continues a stored run: its start, sessions and (unless given now) name, group and notes."""
+    def adopt(self, stored: RunDocument | dict[str, Any], config: dict[str, Any] | None) -> None:
+        """Continues a stored run: its start, sessions and (unless given now) name, group and notes.
+
+        Args:
+            stored: the stored ``run.json``, checked (a plain document is checked here, by
+                :func:`~lightning_tracker.format.validate.parse_run`, so a legacy form such
+                as ``tags`` written as one string is read as the reader reads it).
+            config: the stored ``config.json``, checked, or None.
+
+        Example:
+            >>> info = RunInfo("r1", "p", None, "calm-otter-1", None, ["new"], None, 2.0, "/x")
+            >>> info.adopt({"format_version": 3, "status": "finished", "tags": "baseline"}, None)
+            >>> info.doc["tags"]
+            ['baseline', 'new']
+        """
+        run = stored if isinstance(stored, RunDocument) else parse_run(stored)
         for key in _KEPT_ON_RESUME:
-            if stored.get(key) is not None and self.explicit.get(key) is None:
-                self.doc[key] = stored[key]
-        self.doc["tags"] = sorted(set(stored.get("tags") or []) | set(self.doc["tags"]))
+            if run.doc.get(key) is not None and self.explicit.get(key) is None:
+                self.doc[key] = run.doc[key]
+        self.doc["tags"] = sorted(set(run.tags) | set(self.doc["tags"]))
         if config is not None:
             self.config = {**new_config(), **config}
 
@@ -106,32 +127,26 @@ class RunInfo:
                 }
             )
         if first:
-            atomic_write(os.path.join(local_dir, META_FILE), dumps({"format_version": VERSIONS[META_FILE], **meta}))
+            atomic_write(os.path.join(local_dir, META_FILE), dumps(new_meta(meta)))
             if diff:
                 atomic_write(os.path.join(local_dir, GIT_DIFF_FILE), diff.encode("utf-8"))
 
     def merge(self, stored: dict[str, Any], config: bytes | None) -> None:
         """Merges a stored copy that arrived after this session started (a late answer of the
         store): its earlier sessions, tags and start, and its hyperparameters under ours."""
+        run = parse_run(stored)
         with self.lock:
             ours = self.doc["sessions"]
             known = {(s.get("index"), s.get("start_time")) for s in ours}
-            earlier = [
-                s
-                for s in stored.get("sessions") or []
-                if isinstance(s, dict) and (s.get("index"), s.get("start_time")) not in known
-            ]
+            earlier = [s for s in run.sessions if (s.get("index"), s.get("start_time")) not in known]
             self.doc["sessions"] = earlier + ours
-            self.adopt({k: v for k, v in stored.items() if k != "sessions"}, None)
-            starts = [float(s.get("start_time") or self.doc["start_time"]) for s in self.doc["sessions"]]
+            self.adopt({k: v for k, v in run.doc.items() if k != "sessions"}, None)
+            starts = [_seconds(s.get("start_time"), self.doc["start_time"]) for s in self.doc["sessions"]]
             self.doc["start_time"] = min(starts)
-            try:
-                stored_config = loads(config) if config is not None else None
-            except ValueError:
-                stored_config = None
-            if isinstance(stored_config, dict) and isinstance(stored_config.get("nested"), dict):
-                nested = hyperparams.merge(stored_config["nested"], self.config["nested"])
-                history = list(stored_config.get("history") or []) + self.config["history"]
+            stored_config = parse_document(CONFIG_FILE, config) if config is not None else None
+            if stored_config is not None and "nested" in stored_config.doc:
+                nested = hyperparams.merge(stored_config.doc["nested"], self.config["nested"])
+                history = list(stored_config.doc.get("history") or []) + self.config["history"]
                 self.config.update(nested=nested, flat=hyperparams.flatten(nested), history=history)
                 self._config_dirty = True
 

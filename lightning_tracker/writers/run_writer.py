@@ -20,23 +20,24 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_tracker.format.layout import new_writer_key
+from lightning_tracker._settings import PROBE_TIMEOUT_S, TB_ROTATE_S
+from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture, HistogramProducer
-from lightning_tracker.writers.late_merge import merge_stored
+from lightning_tracker.writers.late_merge import adopt_documents, free_session, renumber_chunks
 from lightning_tracker.writers.media import MediaProducer, Snapshot
 from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
-from lightning_tracker.writers.points import PointBuffer, Warner
+from lightning_tracker.writers.points import PointBuffer, Warner, coerce_step
 from lightning_tracker.writers.resume import (
-    PROBE_TIMEOUT_S,
     RemoteProbe,
     load_existing,
     next_session,
     warn_if_written_now,
+    warn_new_run,
 )
 from lightning_tracker.writers.run_info import RunInfo
 from lightning_tracker.writers.spool import spool_dir_for, write_spool
@@ -46,14 +47,16 @@ __all__ = ["RunWriter"]
 
 log = logging.getLogger(__name__)
 
-# remote stores: close and upload the event file this often (each closed file is uploaded once)
-_TB_ROTATE_S = float(os.environ.get("LIGHTNING_TRACKER_TB_ROTATE_S", "120"))
 
 Sampler = Callable[[], "tuple[Mapping[str, Any], int | None]"]  # () -> (metrics, step)
 
 
 class RunWriter:
     """Writes one run. Created on rank 0 only; other ranks never touch storage.
+
+    The logger talks to it through its methods only: ``log_*`` append to memory on the
+    caller's thread, ``flush``, ``close`` and ``suspend`` drive the pipeline, and a few
+    read-only properties say where the run is. Its producers, flusher and mirror are its own.
 
     Args:
         storage: where the run lives.
@@ -92,18 +95,16 @@ class RunWriter:
         resume: bool = True,
         require: str | None = None,
     ) -> None:
-        self.storage = storage
-        self.prefix = f"{project}/{run_id}"
-        self.remote = not storage.is_local
-        local_path = getattr(storage, "local_path", None)
-        self.local_dir = (
-            os.path.join(spool_dir_for(storage, spool_root), project, run_id)
-            if local_path is None
-            else local_path(self.prefix)
+        self._storage = storage
+        self._prefix = f"{project}/{run_id}"
+        self._remote = not storage.is_local
+        local_path = storage.local_path(self._prefix)
+        self._local_dir = (
+            os.path.join(spool_dir_for(storage, spool_root), project, run_id) if local_path is None else local_path
         )
-        self.offline = offline
-        self.flush_interval = float(flush_interval)
-        self.info = RunInfo(
+        self._offline = offline
+        self._flush_interval = float(flush_interval)
+        self._info = RunInfo(
             run_id,
             project,
             name,
@@ -111,11 +112,11 @@ class RunWriter:
             group,
             list(tags or []),
             notes,
-            self.flush_interval,
-            storage.full_url(self.prefix),
+            self._flush_interval,
+            storage.full_url(self._prefix),
         )
-        self.warn = Warner(log)  # warnings for the user, at most one a minute per key
-        self.points = PointBuffer(self.warn)
+        self._warn = Warner(log)  # warnings for the user, at most one a minute per key
+        self._points = PointBuffer(self._warn)
         self._samplers: dict[str, tuple[Sampler, float, float, str]] = {}  # name -> (fn, every_s, due, prefix)
         self._io_lock = threading.RLock()
         self._stop = threading.Event()
@@ -124,59 +125,85 @@ class RunWriter:
         self._threads: list[threading.Thread] = []
         self._last_report: MirrorReport | None = None
         self._tb_opened_at = time.monotonic()
+        self._tb_rotate_s = TB_ROTATE_S.get()  # read once: a bad value fails here, not in the flusher
         self._open = False
-        self.pid = os.getpid()
-        probe_remote = resume and self.remote and not offline
+        self._pid = os.getpid()  # a forked child inherits the object, not the threads
+        probe_remote = resume and self._remote and not offline
         existing, self._probe = load_existing(
-            storage, self.prefix, self.local_dir, probe_remote=probe_remote, require=require if resume else None
+            storage, self._prefix, self._local_dir, probe_remote=probe_remote, require=require if resume else None
         )
         self._resumed = existing is not None
-        self.warn_if_new = require == "allow" and not self._resumed  # when the store answers late
+        self._warn_if_new = require == "allow" and not self._resumed  # when the store answers late
         if existing is not None:
-            warn_if_written_now(existing.doc, self.prefix)
-            self.info.adopt(existing.doc, existing.config)
-        self.session = next_session(self.local_dir, len(self.info.doc["sessions"]))
-        self.writer_key = new_writer_key()  # in this session's chunk names: no other process writes them
-        self.metrics = MetricsProducer(self.local_dir, self.session, self.writer_key)
+            warn_if_written_now(existing.doc, self._prefix)
+            self._info.adopt(existing.doc, existing.config)
+        self._session = next_session(self._local_dir, len(self._info.doc["sessions"]))
+        self._writer_key = new_writer_key()  # in this session's chunk names: no other process writes them
+        self._metrics = MetricsProducer(self._local_dir, self._session, self._writer_key)
         if self._resumed:
-            self.metrics.load_summary()
-            steps = [s["high_step"] for s in self.metrics.summary.values()]
-            self.points.next_step = max(steps, default=-1) + 1
-        self.tensorboard = TensorBoardWriter(self.local_dir, session=self.session) if tensorboard else None
-        self.histograms = HistogramProducer(self.local_dir, self.session, self.writer_key, self.tensorboard)
-        self.media = MediaProducer(self.local_dir, self.session, self.writer_key, self.tensorboard, self.warn)
-        self.checkpoints: CheckpointProducer | None = None
-        self.mirror = Mirror(self.local_dir, storage, self.prefix, skip=self._growing)
-        self.mirror.active = self._probe is None
+            self._metrics.load_summary()
+            self._points.next_step = self._next_step_after_summary()
+        self._tensorboard = TensorBoardWriter(self._local_dir, session=self._session) if tensorboard else None
+        self._histograms = HistogramProducer(self._local_dir, self._session, self._writer_key, self._tensorboard)
+        self._media = MediaProducer(self._local_dir, self._session, self._writer_key, self._tensorboard, self._warn)
+        self._checkpoints: CheckpointProducer | None = None
+        self._mirror = Mirror(self._local_dir, storage, self._prefix, skip=self._growing)
+        self._mirror.active = self._probe is None
         for rel in existing.downloaded if existing is not None else []:
-            self.mirror.mark_published(rel)
+            self._mirror.mark_published(rel)
         self._start_session()
         close_at_exit(self)
 
+    # -- where the run is ----------------------------------------------------------------
     @property
-    def run_doc(self) -> dict[str, Any]:
-        """The run's ``run.json`` document as it is in memory."""
-        return self.info.doc
+    def name(self) -> str:
+        """The run's readable name (the stored one once a resumed run's store answered)."""
+        return self._info.doc["name"]
+
+    @property
+    def prefix(self) -> str:
+        """``<project>/<run id>``: the run's folder in its store."""
+        return self._prefix
+
+    @property
+    def url(self) -> str:
+        """Where the run is stored, without credentials."""
+        return self._storage.full_url(self._prefix)
+
+    @property
+    def local_dir(self) -> str:
+        """The local folder written first: the store's own folder, or the remote store's spool."""
+        return self._local_dir
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the run is open: its threads run and ``close`` has work to do."""
+        return self._open
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a forked child's copy: its threads stayed in the parent, so it cannot write."""
+        return self._pid != os.getpid()
 
     # -- opening ------------------------------------------------------------------------
     def _start_session(self) -> None:
-        os.makedirs(self.local_dir, exist_ok=True)
-        if not self.mirror.in_place:
-            write_spool(self.local_dir, self.storage, self.prefix, self.session, self.offline)
-        self.info.start_session(self.local_dir, self.session, self.writer_key, first=not self._resumed)
+        os.makedirs(self._local_dir, exist_ok=True)
+        if not self._mirror.in_place:
+            write_spool(self._local_dir, self._storage, self._prefix, self._session, self._offline)
+        self._info.start_session(self._local_dir, self._session, self._writer_key, first=not self._resumed)
         self._start_threads()
-        self.info.write(self.local_dir, self.metrics.summary)
+        self._info.write(self._local_dir, self._metrics.summary)
 
     def _start_threads(self) -> None:
         self._stop.clear()
         self._open = True
-        self.info.set_info(status="running", end_time=None)
+        self._info.set_info(status="running", end_time=None)
         self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
-        if not self.offline and not self.mirror.in_place:
+        if not self._offline and not self._mirror.in_place:
             self._threads.append(
                 threading.Thread(
                     target=mirror_loops.serve,
-                    args=(self.mirror, self._stop, self._mirror_wake, self.warn),
+                    args=(self._mirror, self._stop, self._mirror_wake, self._warn),
                     name="lightning-tracker-mirror",
                     daemon=True,
                 )
@@ -189,16 +216,16 @@ class RunWriter:
         if not self._open:
             with self._io_lock:
                 if not self._open:
-                    self.mirror.active = self._probe is None
+                    self._mirror.active = self._probe is None
                     self._start_threads()
-                    self.info.write(self.local_dir, self.metrics.summary)
+                    self._info.write(self._local_dir, self._metrics.summary)
 
     # -- the caller's thread ------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None) -> None:
         """Buffers one value per metric; touches memory only."""
         if not self._open:
             self.ensure_open()
-        self.points.add(metrics, step)
+        self._points.add(metrics, step)
 
     def log_histograms(self, capture: Capture, metric_prefix: str = "") -> None:
         """Buffers one histogram capture; touches memory only.
@@ -209,36 +236,54 @@ class RunWriter:
         """
         if not self._open:
             self.ensure_open()
-        self.histograms.add(capture, metric_prefix)
+        self._histograms.add(capture, metric_prefix)
 
     def log_media(self, snapshot: Snapshot | None) -> None:
         """Buffers a media snapshot (``log_image``, ``log_text``, ``log_table``); touches memory only."""
         if snapshot is not None:
             if not self._open:
                 self.ensure_open()
-            self.media.add(snapshot)
+            self._media.add(snapshot)
 
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
         if not self._open:
             self.ensure_open()
-        if self.info.log_config(params, self.points.next_step):
+        if self._info.log_config(params, self._points.next_step):
             self._wake.set()
 
     def set_info(self, **fields: Any) -> None:
         """Updates run fields such as ``tags``, ``notes`` or ``group``."""
-        self.info.set_info(**fields)
+        self._info.set_info(**fields)
         self._wake.set()
+
+    def record_monitor(self, callback: Any) -> None:
+        """Records the metric a ``ModelCheckpoint`` monitors (the first one that monitors one wins)."""
+        self._info.record_monitor(callback)
+
+    def record_monitors(self, trainer: Any) -> None:
+        """Records the metric ``trainer``'s first monitoring callback watches."""
+        self._info.record_monitors(trainer)
+
+    def warn(self, key: str, message: str, *args: Any) -> None:
+        """Warns the user (``message % args``) at most once a minute per ``key``."""
+        self._warn(key, message, *args)
+
+    def media_step(self, step: Any) -> int:
+        """The step a media call is stored at: ``step`` as an integer (a bad one is warned about
+        and replaced), or the step metrics were last logged at when it is None."""
+        last = max(self._points.next_step - 1, 0)
+        return last if step is None else coerce_step(step, last, self._warn)
 
     def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer:
         """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher."""
         if not self._open:
             self.ensure_open()
-        if self.checkpoints is None:
-            self.checkpoints = CheckpointProducer(self.local_dir, log_model, on_object=self._mirror_wake.set)
-        self.checkpoints.on_save(callback)
+        if self._checkpoints is None:
+            self._checkpoints = CheckpointProducer(self._local_dir, log_model, on_object=self._mirror_wake.set)
+        self._checkpoints.on_save(callback)
         self._wake.set()  # stored by the next flush, now: ModelCheckpoint may replace it soon
-        return self.checkpoints
+        return self._checkpoints
 
     def add_sampler(self, name: str, sampler: Sampler, every_s: float, metric_prefix: str = "") -> None:
         """Calls ``sampler()`` on the flusher thread every ``every_s`` seconds and logs what it returns."""
@@ -249,22 +294,45 @@ class RunWriter:
         """Stops calling the sampler ``name``."""
         self._samplers.pop(name, None)
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Each metric's summary (``count``, ``min``, ``max``, ``last``, ...) as the last flush wrote it: a copy."""
+        with self._io_lock:  # the flusher replaces it
+            return {key: dict(stats) for key, stats in self._metrics.summary.items()}
+
+    def buffered_points(self) -> int:
+        """How many metric points wait in memory for the next flush (an outage keeps this bounded)."""
+        return len(self._points)
+
     # -- the flusher thread -------------------------------------------------------------
     def flush(self) -> None:
         """Writes everything buffered so far; returns when it is on local disk."""
         with self._io_lock:
             self._flush_once()
 
+    def upload(self, timeout: float) -> bool:
+        """Publishes what is on local disk now, retrying with back-off for at most ``timeout`` seconds.
+
+        The rounds run beside the background mirror's (one at a time: they share its lock).
+
+        Returns:
+            Whether the store holds everything the local folder held (always True for a local store).
+        """
+        return mirror_loops.upload_until(self._mirror, time.monotonic() + timeout)[1]
+
+    def pending_uploads(self) -> list[str]:
+        """The files, relative to the run folder, written locally and not yet in the store."""
+        return self._mirror.pending()
+
     def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs one stage of a flush; a failure is warned about and never stops the others."""
         try:
             return fn(*args)
         except Exception as err:  # noqa: BLE001 - the writer must never break training
-            self.warn(
+            self._warn(
                 stage,
                 "lightning_tracker could not %s in %s (%s: %s); retrying at the next flush",
                 stage,
-                self.local_dir,
+                self._local_dir,
                 type(err).__name__,
                 err,
             )
@@ -277,38 +345,39 @@ class RunWriter:
                 self._samplers[name] = (sampler, every, now + every, prefix)
                 metrics, step = sampler()
                 # memory only, never ensure_open: a sample taken while close() runs must not reopen the run
-                self.points.add({f"{prefix}{k}": v for k, v in metrics.items()}, step)
+                self._points.add({f"{prefix}{k}": v for k, v in metrics.items()}, step)
 
     def _flush_once(self) -> None:
         if self._probe is not None and (late := self._probe.take()) is not None:
-            self._probe = None if late.error is None else RemoteProbe(self.storage, self.prefix, self.local_dir)
+            self._probe = None if late.error is None else RemoteProbe(self._storage, self._prefix, self._local_dir)
             if late.error is None:
-                self._guard("merge the stored run", merge_stored, self, late)
-                self.mirror.active = True  # held until now: nothing stored was overwritten
-        if self.histograms.pending:
-            self.points.extend(self._guard("write histograms", self.histograms.flush) or [])  # taken by this flush
-            self._guard("compact histograms", self.histograms.compact)
-        if self.media.pending:
-            self._guard("write media", self.media.flush)
-            self._guard("compact media", self.media.compact)
-        batch = self.points.take()
+                self._guard("merge the stored run", self._merge_stored, late)
+                self._mirror.active = True  # held until now: nothing stored was overwritten
+        if self._histograms.pending:
+            self._points.extend(self._guard("write histograms", self._histograms.flush) or [])  # taken by this flush
+            self._guard("compact histograms", self._histograms.compact)
+        if self._media.pending:
+            self._guard("write media", self._media.flush)
+            self._guard("compact media", self._media.compact)
+        batch = self._points.take()
         if batch:
-            batch = self.points.write(batch, self.metrics.write, self.local_dir)
-        if batch and self.tensorboard is not None:
-            self._guard("write TensorBoard events", self.tensorboard.write_scalars, batch)
-            self._guard("flush TensorBoard events", self.tensorboard.flush)
+            batch = self._points.write(batch, self._metrics.write, self._local_dir)
+        if batch and self._tensorboard is not None:
+            self._guard("write TensorBoard events", self._tensorboard.write_scalars, batch)
+            self._guard("flush TensorBoard events", self._tensorboard.flush)
         if batch:
-            self._guard("compact metrics", self.metrics.compact)
-        if self.checkpoints is not None and self._probe is None:  # names follow the stored manifest
-            self._guard("store checkpoints", self.checkpoints.flush)
-        self._guard("write the run documents", self.info.write, self.local_dir, self.metrics.summary)
-        if self.remote and self.tensorboard is not None and time.monotonic() - self._tb_opened_at >= _TB_ROTATE_S:
-            self._guard("rotate TensorBoard events", self.tensorboard.rotate)
+            self._guard("compact metrics", self._metrics.compact)
+        if self._checkpoints is not None and self._probe is None:  # names follow the stored manifest
+            self._guard("store checkpoints", self._checkpoints.flush)
+        self._guard("write the run documents", self._info.write, self._local_dir, self._metrics.summary)
+        rotate_due = time.monotonic() - self._tb_opened_at >= self._tb_rotate_s
+        if self._remote and self._tensorboard is not None and rotate_due:
+            self._guard("rotate TensorBoard events", self._tensorboard.rotate)
             self._tb_opened_at = time.monotonic()
         self._mirror_wake.set()
 
     def _flush_loop(self) -> None:
-        next_flush = time.monotonic() + self.flush_interval
+        next_flush = time.monotonic() + self._flush_interval
         while not self._stop.is_set():
             # samplers keep their own cadence between flushes: a sample only appends to memory
             due = min([next_flush, *(s[2] for s in list(self._samplers.values()))])
@@ -323,12 +392,47 @@ class RunWriter:
                     with self._io_lock:
                         if self._open:
                             self._flush_once()
-                    next_flush = time.monotonic() + self.flush_interval
+                    next_flush = time.monotonic() + self._flush_interval
             except Exception:  # the writer must never die silently
                 log.exception("lightning_tracker: background flush failed; retrying")
 
+    def _merge_stored(self, probe: RemoteProbe) -> None:
+        """Merges a store's late answer into the live run (:mod:`.late_merge`; the mirror publishes nothing yet).
+
+        The stored sessions, tags, start, monitor and hyperparameters join the run's (:meth:`RunInfo.merge`);
+        the stored ``meta.json`` and ``models.json`` replace this session's; a session
+        number the store already knows is renumbered; the summary covers every chunk.
+        """
+        stored = probe.doc
+        if stored is None:  # the run is new in the store too
+            if self._warn_if_new:
+                warn_new_run(self._storage, self._prefix)
+            return
+        adopt_documents(self._local_dir, probe.documents)
+        if self._checkpoints is not None:
+            self._checkpoints.reload()
+        self._info.merge(stored, probe.documents.get(CONFIG_FILE))
+        session = free_session(stored, self._session)
+        if session is not None:
+            renumber_chunks(
+                (p.chunks for p in (self._metrics, self._histograms, self._media)), self._writer_key, session
+            )
+            for entry in self._info.doc["sessions"]:
+                if entry.get("writer_key") == self._writer_key:
+                    entry["index"] = session
+            self._session = session
+        for rel in probe.downloaded:
+            self._mirror.mark_published(rel)
+        self._metrics.load_summary()  # now over the stored sessions' chunks too
+        self._points.next_step = max(self._points.next_step, self._next_step_after_summary())
+        log.info("merged the stored copy of run %s (%d sessions)", self._prefix, len(stored.get("sessions") or []))
+
+    def _next_step_after_summary(self) -> int:
+        """One past the highest step the summary holds (0 for none)."""
+        return max((s["high_step"] for s in self._metrics.summary.values()), default=-1) + 1
+
     def _growing(self, path: str) -> bool:
-        return self.tensorboard is not None and path == self.tensorboard.active_file
+        return self._tensorboard is not None and path == self._tensorboard.active_file
 
     # -- closing ------------------------------------------------------------------------
     def close(self, status: str = "finished", timeout: float = 60.0) -> MirrorReport | None:
@@ -341,7 +445,7 @@ class RunWriter:
             return self._last_report
         deadline = time.monotonic() + timeout
         if self._probe is not None:  # a last chance for the store's answer, within the deadline
-            self._probe.wait(max(0.0, min(PROBE_TIMEOUT_S, deadline - time.monotonic())))
+            self._probe.wait(max(0.0, min(PROBE_TIMEOUT_S.get(), deadline - time.monotonic())))
         with self._io_lock:
             self._signal_stop()
             try:
@@ -350,34 +454,34 @@ class RunWriter:
                     log.warning(
                         "the store %s never answered for run %s: its stored copy is not merged; what this "
                         "session wrote is published as is",
-                        self.storage.url,
-                        self.prefix,
+                        self._storage.url,
+                        self._prefix,
                     )
                     self._probe = None
-                    self.mirror.active = True
-                    if self.checkpoints is not None:
-                        self._guard("store checkpoints", self.checkpoints.flush)
-                self._guard("compact metrics", self.metrics.compact, True)
-                self._guard("compact histograms", self.histograms.compact, True)
-                self._guard("compact media", self.media.compact, True)
-                if self.tensorboard is not None:
-                    last = {k: s["last"] for k, s in self.metrics.summary.items()}
-                    flat = self.info.config["flat"]
-                    self._guard("write TensorBoard hparams", self.tensorboard.write_hparams, flat, last)
-                    self._guard("close TensorBoard events", self.tensorboard.close)
+                    self._mirror.active = True
+                    if self._checkpoints is not None:
+                        self._guard("store checkpoints", self._checkpoints.flush)
+                self._guard("compact metrics", self._metrics.compact, True)
+                self._guard("compact histograms", self._histograms.compact, True)
+                self._guard("compact media", self._media.compact, True)
+                if self._tensorboard is not None:
+                    last = {k: s["last"] for k, s in self._metrics.summary.items()}
+                    flat = self._info.config["flat"]
+                    self._guard("write TensorBoard hparams", self._tensorboard.write_hparams, flat, last)
+                    self._guard("close TensorBoard events", self._tensorboard.close)
             finally:
-                self.info.set_info(status=status, end_time=time.time())
-                self._guard("write the run documents", self.info.write, self.local_dir, self.metrics.summary)
+                self._info.set_info(status=status, end_time=time.time())
+                self._guard("write the run documents", self._info.write, self._local_dir, self._metrics.summary)
                 self._open = False
         self._join_threads(deadline)
-        if self.mirror.in_place:
+        if self._mirror.in_place:
             return None
-        if self.offline:
+        if self._offline:
             log.warning(
                 "run %s is offline: its files are in %s; upload them with: lightning-tracker sync %s",
-                self.prefix,
-                self.local_dir,
-                self.local_dir,
+                self._prefix,
+                self._local_dir,
+                self._local_dir,
             )
             return None
         return self._final_upload(deadline)
@@ -402,29 +506,29 @@ class RunWriter:
         with self._io_lock:
             self._signal_stop()
             self._guard("flush", self._flush_once)
-            if self.tensorboard is not None:
-                self._guard("close TensorBoard events", self.tensorboard.close)
+            if self._tensorboard is not None:
+                self._guard("close TensorBoard events", self._tensorboard.close)
             self._open = False
         self._join_threads(time.monotonic() + 5.0)
-        if not self.offline:  # bounded: pickling for ddp_spawn must not wait on a hung store
-            mirror_loops.upload_until(self.mirror, time.monotonic() + 5.0)
+        if not self._offline:  # bounded: pickling for ddp_spawn must not wait on a hung store
+            mirror_loops.upload_until(self._mirror, time.monotonic() + 5.0)
 
     def _final_upload(self, deadline: float) -> MirrorReport:
-        report, finished = mirror_loops.upload_until(self.mirror, deadline, progress=True)
-        self.mirror.active = False  # a round still running (a hung request) puts nothing more: the rest is sync's
+        report, finished = mirror_loops.upload_until(self._mirror, deadline, progress=True)
+        self._mirror.active = False  # a round still running (a hung request) puts nothing more: the rest is sync's
         self._last_report = report
         if finished:
-            log.info("run %s uploaded to %s", self.prefix, self.storage.full_url(self.prefix))
+            log.info("run %s uploaded to %s", self._prefix, self._storage.full_url(self._prefix))
         else:
             why = f"{type(report.error).__name__}: {report.error}" if report.error else "timed out"
             log.warning(
                 "could not upload everything of run %s to %s (%s); %d files are kept in the spool %s. "
                 "Upload them later with: lightning-tracker sync %s",
-                self.prefix,
-                self.storage.url,
+                self._prefix,
+                self._storage.url,
                 why,
                 len(report.pending) or 1,
-                self.local_dir,
-                self.local_dir,
+                self._local_dir,
+                self._local_dir,
             )
         return report

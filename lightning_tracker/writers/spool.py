@@ -8,12 +8,13 @@ sync`` knows where to upload.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.documents import VERSIONS
+from lightning_tracker._settings import SPOOL
+from lightning_tracker.exceptions import InvalidArgumentError, StorageError
+from lightning_tracker.format.codec import dumps
+from lightning_tracker.format.documents import new_spool
 from lightning_tracker.format.layout import SPOOL_FILE
+from lightning_tracker.format.validate import SpoolDocument, parse_document
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = ["default_spool_root", "find_spooled_runs", "read_spool", "spool_dir_for", "write_spool"]
@@ -21,7 +22,7 @@ __all__ = ["default_spool_root", "find_spooled_runs", "read_spool", "spool_dir_f
 
 def default_spool_root() -> str:
     """The local folder for runs bound to remote storage (``$LIGHTNING_TRACKER_SPOOL``)."""
-    env = os.environ.get("LIGHTNING_TRACKER_SPOOL")
+    env = SPOOL.get()
     if env:
         return os.path.abspath(env)
     return os.path.join(os.path.expanduser("~"), ".cache", "lightning_tracker", "spool")
@@ -55,23 +56,37 @@ def spool_dir_for(storage: Storage, spool_root: str | None = None) -> str:
 
 def write_spool(local_dir: str, storage: Storage, prefix: str, session: int, offline: bool) -> None:
     """Writes ``spool.json``: where this spooled run is uploaded to."""
-    doc = {
-        "format_version": VERSIONS[SPOOL_FILE],
-        "url": storage.url,
-        "prefix": prefix,
-        "session": session,
-        "offline": offline,
-    }
-    atomic_write(os.path.join(local_dir, SPOOL_FILE), dumps(doc))
+    atomic_write(os.path.join(local_dir, SPOOL_FILE), dumps(new_spool(storage.url, prefix, session, offline)))
 
 
-def read_spool(local_dir: str) -> dict[str, Any] | None:
-    """The ``spool.json`` of a spooled run, or None when ``local_dir`` is not one."""
+def read_spool(local_dir: str) -> SpoolDocument | None:
+    """The ``spool.json`` of a spooled run, checked; None when ``local_dir`` is not one.
+
+    Raises:
+        StorageError: ``spool.json`` is damaged (not JSON, a field of the wrong type, or a
+            newer format): the message names the file, the field and the fix.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> write_spool(folder, Storage("memory://doc-spool"), "p/r1", 0, offline=True)
+        >>> spool = read_spool(folder)
+        >>> spool.url, spool.prefix, spool.offline
+        ('memory://doc-spool', 'p/r1', True)
+    """
+    path = os.path.join(local_dir, SPOOL_FILE)
     try:
-        with open(os.path.join(local_dir, SPOOL_FILE), "rb") as f:
-            return dict(loads(f.read()))
+        with open(path, "rb") as f:
+            parsed = parse_document(SPOOL_FILE, f.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
+    if parsed.damaged:
+        raise StorageError(
+            f"{path} is damaged ({'; '.join(parsed.problems)}); sync needs the store it names: repair the file, "
+            'for example {"format_version": 1, "url": "s3://bucket/exp", "prefix": "<project>/<run_id>"}'
+        )
+    assert isinstance(parsed, SpoolDocument)
+    return parsed
 
 
 def find_spooled_runs(root: str | None = None) -> list[str]:

@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.format.codec import loads
+from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.layout import DOCUMENTS, EVENTS_PREFIX, RUN_FILE, STAGING_DIR
+from lightning_tracker.format.validate import parse_run
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
@@ -26,12 +26,14 @@ __all__ = ["spooled_runs", "sync", "sync_run"]
 
 
 def _is_live(local_dir: str) -> bool:
-    """Whether the run in ``local_dir`` is still being written by a live process."""
+    """Whether the run in ``local_dir`` is still being written by a live process (as a reader
+    shows it: the same checked ``run.json``, fields of the wrong type read as empty)."""
     try:
         with open(os.path.join(local_dir, RUN_FILE), "rb") as f:
-            return run_state(loads(f.read())) == "running"
-    except (FileNotFoundError, ValueError):
+            run = parse_run(f.read())
+    except FileNotFoundError:
         return False
+    return bool(run.doc) and run_state(run.doc) == "running"
 
 
 def _growing_event_file(path: str) -> bool:
@@ -47,16 +49,22 @@ def _growing_event_file(path: str) -> bool:
 def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> MirrorReport:
     """Uploads one spooled run; returns what was uploaded and what is still pending.
 
+    A damaged ``spool.json`` is reported (``report.error``), not raised: sync goes on
+    with the other runs.
+
     Raises:
         InvalidArgumentError: ``local_dir`` is not a spool folder of a run.
     """
-    spool = read_spool(local_dir)
+    try:
+        spool = read_spool(local_dir)
+    except StorageError as err:
+        return MirrorReport(error=err)
     if spool is None:
         raise InvalidArgumentError(
             f"{local_dir!r} is not a spooled run (it has no spool.json); list spooled runs with: "
             "lightning-tracker sync --list"
         )
-    storage = Storage(spool["url"], storage_options)
+    storage = Storage(spool.url, storage_options)
     live = _is_live(local_dir)
     if not live and os.path.isdir(os.path.join(local_dir, STAGING_DIR)):
         # snapshots a crashed run staged but never stored; its Lightning folder may be gone since,
@@ -67,11 +75,11 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     # decided per file at the moment it is looked at
     documents = {os.path.join(local_dir, name) for name in DOCUMENTS}
     mirror = Mirror(
-        local_dir, storage, spool["prefix"], skip=lambda p: live and (p in documents or _growing_event_file(p))
+        local_dir, storage, spool.prefix, skip=lambda p: live and (p in documents or _growing_event_file(p))
     )
     asked = set(mirror.pending())  # what there is to upload as the round starts
     try:
-        listing = storage.find(spool["prefix"])
+        listing = storage.find(spool.prefix)
     except Exception as err:  # noqa: BLE001 - reported, not raised: sync goes on with other runs
         return MirrorReport(pending=mirror.pending(), error=err)
     report = mirror.run_once(remote_listing=listing)

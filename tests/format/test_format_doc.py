@@ -77,8 +77,9 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
             trainer.logger.log_image("samples", [np.zeros((4, 4, 3), np.uint8)], caption=["zeros"])
             trainer.logger.log_table("scores", columns=["a"], data=[[1]])
 
-    trainer(logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True,
-            callbacks=[ckpt, GradientMonitor(every_n_steps=4), Media()]).fit(tiny_model("pytorch_lightning"))  # fmt: skip
+    callbacks = [ckpt, GradientMonitor(every_n_steps=4), Media()]
+    t = trainer(logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True, callbacks=callbacks)
+    t.fit(tiny_model("pytorch_lightning"))
     documented = _documented_files()
     store = Store(url)
     written = {"spool": _files(logger.log_dir),

@@ -115,7 +115,8 @@ const revive = (k, v) => (v === "__nan__" ? NaN : v === "__inf__" ? Infinity : v
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"), revive);
 const run = (f) => { try { return { ok: f() }; } catch (err) { return { error: err.message }; } };
 const cases = input.cases.map(([terms, record]) => run(() => q.parse(terms).matches(record)));
-const checks = input.checks.map((terms) => run(() => { q.checkKeys(q.parse(terms), q.knownKeys(input.records)); return null; }));
+const checks = input.checks.map((terms) =>
+  run(() => { q.checkKeys(q.parse(terms), q.knownKeys(input.records)); return null; }));
 process.stdout.write(JSON.stringify({ cases, checks }));
 """
 

@@ -20,7 +20,6 @@ import torch
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.exceptions import CheckpointIntegrityError, InvalidArgumentError, RunNotFoundError
-from lightning_tracker.writers.mirror_loops import upload_until
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
@@ -149,7 +148,7 @@ def test_aliases_follow_the_best_score_with_several_model_checkpoints(s3_server:
 
         def on_train_end(self, trainer: Any, module: Any) -> None:
             logger.flush()  # store what was saved, then let the background upload catch up
-            assert upload_until(logger.experiment.mirror, time.monotonic() + 30)[1]
+            assert logger._writer is not None and logger._writer.upload(timeout=30)
             best_per_epoch.append(store.run(logger.version).checkpoint("best").epoch)
 
     by_score = pl.callbacks.ModelCheckpoint(monitor="score", mode="max", save_top_k=2, filename="s-{epoch}")
@@ -213,7 +212,8 @@ def test_storage_down_during_upload_then_back(pl_package: str, caplog: pytest.Lo
 
         def not_stored() -> int:  # checkpoints staged or stored locally but not yet in the store
             staged = logger._checkpoints.staged() if logger._checkpoints is not None else []
-            return len(staged) + len([r for r in logger.experiment.mirror.pending() if r.startswith("models/")])
+            assert logger._writer is not None
+            return len(staged) + len([r for r in logger._writer.pending_uploads() if r.startswith("models/")])
 
         class Outage(pl.Callback):
             def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
@@ -267,7 +267,7 @@ def test_resume_from_a_stored_checkpoint_matches_uninterrupted_training(
                           log_model=True)  # fmt: skip
     trainer(again, pl_package, max_epochs=4, enable_checkpointing=True,
             callbacks=[pl.callbacks.ModelCheckpoint()]).fit(resumed, ckpt_path=path)  # fmt: skip
-    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     # the resumed session continues the manifest; top-1 replaced the first session's file
     run = Store(url, s3_server.storage_options).run(logger.version)

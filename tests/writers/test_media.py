@@ -64,8 +64,8 @@ def _model(package: str = "pytorch_lightning") -> Any:
             step = self.global_step
             self.logger.log_image("val/samples", _images(), step=step, caption=[f"c{i}@{step}" for i in range(8)])
             self.logger.log_image("val/batch", torch.rand(4, 1, 8, 8), step=step)  # NCHW: a batch
-            self.logger.log_text("val/generated", columns=["prompt", "output"], data=[["2+2", "4"], ["a|b", "<b>x</b>"]],
-                                 step=step)  # fmt: skip
+            rows = [["2+2", "4"], ["a|b", "<b>x</b>"]]
+            self.logger.log_text("val/generated", columns=["prompt", "output"], data=rows, step=step)
             frame = pd.DataFrame({"digit": [0, 1, 2], "accuracy": [0.5, 0.25, float(step)]})
             self.logger.log_table("val/per_class", dataframe=frame, step=step)
 
@@ -123,8 +123,14 @@ def test_bad_input_is_skipped_with_one_warning_per_key_and_training_goes_on(
         logger.log_metrics({"loss": 1.0}, step=3)
     logger.finalize("success")
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    for needle in ("image 0 is shape (2, 5, 5)", "image 1 is dtype complex64", "image 2 is a closed matplotlib figure",
-                   "image 3 is a builtins.str", "image 4 is shape (0, 4)", "image 5 is shape (2, 3, 4, 5, 6)"):  # fmt: skip
+    for needle in (
+        "image 0 is shape (2, 5, 5)",
+        "image 1 is dtype complex64",
+        "image 2 is a closed matplotlib figure",
+        "image 3 is a builtins.str",
+        "image 4 is shape (0, 4)",
+        "image 5 is shape (2, 3, 4, 5, 6)",
+    ):
         assert sum(needle in m for m in said) == 1, (needle, said)
     assert all("Accepted: torch tensors CHW or HW" in m for m in said if "log_image('bad')" in m)
     assert any("log_image('other')" in m for m in said), "another key gets its own warning"

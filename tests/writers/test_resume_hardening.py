@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
+from lightning_tracker._settings import PROBE_TIMEOUT_S
 from lightning_tracker.cli import main as cli
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.writers import checkpoints as checkpoints_module
-from lightning_tracker.writers import resume
 from lightning_tracker.writers.sync import sync
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, trainer
@@ -93,7 +93,7 @@ def test_a_hung_store_never_blocks_a_named_run_from_starting(tmp_path: Path, cap
             logger.log_metrics({"a": 1.0}, step=0)  # the first step: the resume probe happens here
         first_step = time.monotonic() - started
         logger.finalize("success")
-        assert first_step < resume.PROBE_TIMEOUT_S + 10, f"the first step waited {first_step:.1f} s"
+        assert first_step < PROBE_TIMEOUT_S.get() + 10, f"the first step waited {first_step:.1f} s"
         assert "did not answer within" in caplog.text and caplog.text.count("did not answer within") == 1
         assert Store(logger.save_dir).run("given-name").summary["a"]["last"] == 1.0  # kept in the spool
     finally:
@@ -109,7 +109,7 @@ def test_a_stored_run_that_answers_late_is_merged_into_the_resumed_one(
     for step in range(10):
         first.log_metrics({"loss": float(10 - step)}, step=step)
     first.finalize("success")
-    monkeypatch.setattr(resume, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
     proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}

@@ -14,7 +14,6 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
-from lightning_tracker.writers import resume
 from tests.conftest import S3Server
 from tests.helpers import tiny_model_class, trainer
 from tests.servers import GatedProxy, free_port
@@ -146,7 +145,7 @@ def _hung_options(proxy: GatedProxy) -> dict[str, Any]:
 def test_a_store_that_cannot_answer_is_an_error_naming_it(
     mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resume, "CHECK_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("LIGHTNING_TRACKER_CHECK_TIMEOUT_S", "1")
     proxy = GatedProxy()  # accepts connections, never answers
     try:
         logger = TrackerLogger("s3://hung/exp", name="p", version="some-run", resume=mode,
@@ -207,7 +206,7 @@ def test_allow_warns_once_when_a_slow_store_answers_late_that_the_run_is_new(
     tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"s3://{s3_server.new_bucket()}/exp"
-    monkeypatch.setattr(resume, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
     proxy = GatedProxy(s3_server.port)  # hangs now, answers later
     run_id = f"late-{uuid.uuid4().hex[:6]}"
     try:
@@ -240,7 +239,7 @@ def test_the_monitor_survives_a_late_merge_and_a_session_s_own_monitor_wins(
     first = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, spool_dir=tmp_path / "machine-1")
     checkpoint = lightning().callbacks.ModelCheckpoint(monitor="val/loss", mode="min")
     trainer(first, max_epochs=1, enable_checkpointing=True, callbacks=[checkpoint]).fit(_CountingModel())
-    monkeypatch.setattr(resume, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
     proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}

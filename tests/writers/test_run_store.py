@@ -181,7 +181,7 @@ def test_the_live_summary_equals_the_final_one_after_a_resume_logs_steps_again(s
         second.log_metrics({"loss": float(step)}, step=step)
         if step in (7, 14):  # inside the overlap with the first session, and at the end, before finalize
             second.flush()
-            live.append(dict(second.experiment.run_doc["summary"]))
+            live.append(second.experiment.summary)
     second.finalize("success")
     final = Store(save_dir, options).run(first.version).summary
     assert live[0]["loss"]["count"] == 10 and live[0]["loss"]["min"] == 6.0  # steps 0-9; 6 and 7 replaced

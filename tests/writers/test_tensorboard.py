@@ -10,7 +10,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.writers import run_writer
 from tests.helpers import TinyModel, trainer
 
 
@@ -48,30 +47,32 @@ def test_scalars_and_hparams_in_the_same_run_folder(tmp_path: Any) -> None:
 def test_remote_event_files_rotate_and_each_is_uploaded_once(
     s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    monkeypatch.setattr(run_writer, "_TB_ROTATE_S", 0.0)  # rotate at every flush
+    monkeypatch.setenv("LIGHTNING_TRACKER_TB_ROTATE_S", "0")  # rotate at every flush
     bucket = s3_server.new_bucket()
     logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=s3_server.storage_options,
                            flush_interval=300)  # fmt: skip
     puts: list[str] = []
-    writer = logger.experiment
-    original = writer.storage.put_file
+    logger.experiment  # noqa: B018 - opens the run
+    storage, writer = logger._storage, logger._writer
+    assert writer is not None
+    original = storage.put_file
 
     def counting_put(local: str, rel: str) -> None:
         puts.append(rel)
         original(local, rel)
 
-    monkeypatch.setattr(writer.storage, "put_file", counting_put)
+    monkeypatch.setattr(storage, "put_file", counting_put)
     for step in range(30):
         logger.log_metrics({"a": float(step)}, step=step)
         if step % 10 == 9:
             logger.flush()
-            writer.mirror.run_once()
+            assert writer.upload(timeout=30)
     logger.finalize("success")
     event_puts = [p for p in puts if "events.out.tfevents" in p]
     assert len(event_puts) >= 3
     assert len(event_puts) == len(set(event_puts)), "an event file was uploaded twice"
     local = tmp_path / "download"
-    fs = writer.storage.fs
+    fs = storage.fs
     fs.get(f"{bucket}/exp/p/{logger.version}/", str(local), recursive=True)
     acc = _accumulator(str(local))
     assert [e.step for e in acc.Scalars("a")] == list(range(30))

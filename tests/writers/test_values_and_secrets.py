@@ -20,7 +20,6 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.documents import PARAM_MAX_CHARS
 from lightning_tracker.writers import tensorboard
 from lightning_tracker.writers.hyperparams import REDACTED, flatten, is_secret_key
-from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import lightning, tiny_model_class, trainer
 
@@ -216,7 +215,7 @@ def test_a_remote_save_dir_with_dot_dot_parts_stays_inside_the_spool(s3_server: 
     real = os.path.realpath(logger.log_dir)
     assert real.startswith(str(spool) + os.sep), real
     assert sorted(os.listdir(tmp_path)) == ["deep"] and os.listdir(tmp_path / "deep") == ["spool"]
-    assert os.path.commonpath([spool, spool_dir_for(logger.experiment.storage, str(spool))]) == str(spool)
+    assert os.path.commonpath([spool, logger.save_dir]) == str(spool)
 
 
 @pytest.mark.parametrize("name", ["mnist\n", "mnist\r\n", "\nmnist"])

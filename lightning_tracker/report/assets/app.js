@@ -32,11 +32,10 @@
   // -- helpers -------------------------------------------------------------------------
   const runColor = (run) => LT.color(state.colors.get(run.key) ?? 0);
   const configKeys = (runs) => [...new Set(runs.flatMap((r) => Object.keys(r.config)))].sort();
-  const metricKeys = (runs) => [...new Set(runs.flatMap((r) => Object.keys(r.summary)))].sort();
+  // in the order they matter (lightning_tracker/format/keys.py, through the payload)
+  const metricKeys = (runs) => LT.metricOrder([...new Set(runs.flatMap((r) => Object.keys(r.summary)))]);
   const varying = (runs, keys, get) => keys.filter((k) => runs.length < 2 ||
     new Set(runs.map((r) => JSON.stringify(get(r, k) ?? null))).size > 1);
-  // the metrics the runs' ModelCheckpoint monitors, in run order (the plotted runs by default)
-  const monitors = (runs) => (runs || plottedRuns()).map((r) => r.monitor && r.monitor.name).filter(Boolean);
 
   // a run as query.js (the twin of lightning_tracker/format/query.py) reads it, the record
   // Store.runs(where=...) builds: the filter box and the CLI's --where share one grammar
@@ -83,7 +82,7 @@
   function renderTable() {
     const runs = state.data.runs;
     const cfg = varying(runs, configKeys(runs), (r, k) => r.config[k]).map((k) => "config." + k);
-    const met = metricKeys(runs).filter((k) => !LT.COLLAPSED.includes(LT.sectionOf(k))).map((k) => "summary." + k);
+    const met = metricKeys(runs).filter((k) => !LT.familyOf(k)).map((k) => "summary." + k);
     const damaged = runs.some((r) => r.damage) ? ["damage"] : [];
     const cols = ["name", "project", "status", ...damaged, "tags", "start", "duration", ...cfg, ...met];
     const table = $("runs-table");
@@ -91,8 +90,7 @@
     const head = el("tr");
     head.appendChild(el("th", { class: "text" }, ""));
     cols.forEach((c) => {
-      const label = c.replace(/^(config|summary)\./, "");
-      const th = el("th", { "data-col": c, class: TEXT_COLS.includes(c) ? "text" : "" }, label);
+      const th = el("th", { "data-col": c, class: TEXT_COLS.includes(c) ? "text" : "" }, LT.label(c));
       if (c === state.sortCol) th.classList.add(state.sortAsc ? "sorted-asc" : "sorted-desc");
       th.addEventListener("click", () => {
         state.sortAsc = state.sortCol === c ? !state.sortAsc : true;
@@ -189,6 +187,7 @@
       if (!state.known.has(r.key)) { state.known.add(r.key); state.selected.add(r.key); }
     });
     state.data = data;
+    LT.setKeys(data.keys);
     state.colors = LT.colorIndex(data.runs);
     $("xaxis").querySelector("option[value='epoch']").disabled =
       !Object.values(data.series).some((s) => s.epoch);
@@ -226,6 +225,6 @@
       }, interval * 1000);
     }
   }
-  Object.assign(LT, { state, $, el, runColor, plottedRuns, monitors, metricKeys, configKeys, varying });
+  Object.assign(LT, { state, $, el, runColor, plottedRuns, metricKeys, configKeys, varying });
   main();
 })(window.LT = window.LT || {});

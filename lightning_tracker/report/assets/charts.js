@@ -91,11 +91,11 @@
   // no two names share a chart ("a/b" and "a_b", "损失" and "精度") and none reaches another element
   const sections = new Map(); // section name -> { details, grid, charts: Map(metric -> div) }
 
-  function section(container, name) {
+  function section(container, name, collapsed) {
     let s = sections.get(name);
     if (s) return s;
     const details = el("details", { class: "section", "data-section": name });
-    const open = !LT.COLLAPSED.includes(name);
+    const open = !collapsed;
     LT.state.open.set(name, LT.state.open.has(name) ? LT.state.open.get(name) : open);
     details.open = LT.state.open.get(name);
     const summary = details.appendChild(el("summary"));
@@ -122,7 +122,6 @@
 
   function renderLines(container) {
     const keys = [...new Set(Object.values(LT.state.data.series).flatMap((s) => Object.keys(s)))].filter(LT.isChart);
-    const main = LT.mainMetric(keys.sort(), LT.monitors());
     const bySection = new Map();
     keys.forEach((k) => {
       const name = LT.sectionOf(k);
@@ -138,10 +137,10 @@
     });
     container.querySelectorAll(":scope > p.empty").forEach((p) => p.remove());
     if (!keys.length) container.appendChild(el("p", { class: "empty" }, "No metrics recorded."));
-    LT.sectionOrder(bySection.keys(), main).forEach((name) => {
-      const s = section(container, name);
+    LT.sectionOrder(bySection).forEach((name) => {
+      const s = section(container, name, LT.isCollapsed(bySection.get(name)));
       container.appendChild(s.details); // appending again moves it into its place
-      const shown = LT.chartOrder(bySection.get(name), main).filter((metric) => {
+      const shown = LT.chartOrder(bySection.get(name)).filter((metric) => {
         let div = s.charts.get(metric);
         if (!div) {
           div = el("div", { class: "chart", "data-metric": metric });

@@ -75,9 +75,26 @@
   }
 
   // -- which metric is which ----------------------------------------------------------------
-  // "train/loss" is in section train; so is "train_loss" (Lightning's other habit)
+  // lightning_tracker/format/keys.py decides, and the payload's ``keys`` carry it (see
+  // report/data.py): ``order`` (every metric in the order it matters: monitored, val, train,
+  // test, others, epoch, the families), ``families`` ({metric: family}: gradients, parameters,
+  // system, also under a logger prefix) and ``labels`` (a column's header). Nothing here
+  // decides those again; a metric the payload does not name yet sorts last, by name.
+  let keyRules = { order: [], families: {}, labels: {} };
+  let rankOf = new Map();
+  function setKeys(rules) {
+    keyRules = { order: [], families: {}, labels: {}, ...(rules || {}) };
+    rankOf = new Map(keyRules.order.map((k, i) => [k, i]));
+  }
+  const rank = (key) => (rankOf.has(key) ? rankOf.get(key) : Infinity);
+  const byRank = (a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
+  const familyOf = (key) => keyRules.families[key];
+  // a column's header ("config.lr" is "lr"; the metric "lr" beside it is "summary.lr")
+  const label = (column) => keyRules.labels[column] ?? column.replace(/^(config|summary)\./, "");
+
+  // charts are grouped in sections by the part before the first "/"; "train_loss" is in
+  // section train too (Lightning's other habit); this grouping is the page's own
   const SPLITS = ["train", "val", "test"];
-  const COLLAPSED = ["gradients", "parameters", "system"]; // many charts, rarely looked at: drawn when opened
   function sectionOf(key) {
     const slash = key.indexOf("/");
     if (slash > 0) return key.slice(0, slash);
@@ -86,27 +103,21 @@
   }
   const isChart = (key) => key !== "epoch"; // epoch is an x-axis, not a metric to look at
   // what the parallel coordinates and the scatter may compare runs by
-  const isScore = (key) => isChart(key) && !COLLAPSED.includes(sectionOf(key));
-  const isVal = (key) => /^val/i.test(key);
+  const isScore = (key) => isChart(key) && !familyOf(key);
+  // a section of family metrics (many charts, rarely looked at) starts closed: drawn when opened
+  const isCollapsed = (keys) => keys.length > 0 && keys.every(familyOf);
 
-  // the metric runs are judged by: the monitored one (ModelCheckpoint's), else the first val*
-  // metric, else the first metric; ``monitors`` are the runs' recorded monitor names, in run order
-  function mainMetric(keys, monitors) {
-    const scores = keys.filter(isScore);
-    return monitors.find((m) => scores.includes(m)) || scores.find(isVal) || scores[0];
+  // the metric runs are judged by: the first score in the owner's order
+  const mainMetric = (keys) => [...keys].filter(isScore).sort(byRank)[0];
+  // sections in the order of their first metric; charts in a section in the owner's order
+  function sectionOrder(bySection) {
+    const first = (name) => [...bySection.get(name)].sort(byRank)[0];
+    return [...bySection.keys()].sort((a, b) => byRank(first(a), first(b)) || (a < b ? -1 : a > b ? 1 : 0));
   }
-
-  // sections in the order they are shown: the main metric's, then val, train, test, other
-  // prefixes (alphabetical), metrics without one, and last the collapsed ones
-  function sectionOrder(names, main) {
-    const rank = (s) => (main !== undefined && s === sectionOf(main) ? 0 : s === "val" ? 1 : SPLITS.includes(s) ? 2 + SPLITS.indexOf(s)
-      : COLLAPSED.includes(s) ? 7 + COLLAPSED.indexOf(s) : s === "" ? 6 : 5);
-    return [...names].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
-  }
-  // charts in a section: the main metric first, then val* ones, then by name
-  const chartOrder = (keys, main) => [...keys].sort((a, b) =>
-    (b === main) - (a === main) || isVal(b) - isVal(a) || (a < b ? -1 : a > b ? 1 : 0));
+  const chartOrder = (keys) => [...keys].sort(byRank);
+  const metricOrder = chartOrder;
 
   Object.assign(LT, { PALETTE, colorIndex, color, fmt, plural, duration, plain, byteUnit, bytes, isLogScale, logTicks,
-    sectionOf, isChart, isScore, mainMetric, sectionOrder, chartOrder, COLLAPSED });
+    setKeys, familyOf, label, sectionOf, isChart, isScore, isCollapsed, mainMetric, sectionOrder, chartOrder,
+    metricOrder });
 })(window.LT = window.LT || {});

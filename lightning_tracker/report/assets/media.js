@@ -119,6 +119,21 @@
     return fig;
   }
 
+  // an item whose object is a table: loaded (embedded or from the server), then drawn sortable
+  function tableBox(body, run, item, key, step, column, sig) {
+    const box = body.appendChild(el("div", { class: "media-table-box" }, "loading…"));
+    if (item.caption) body.appendChild(el("p", { class: "hint" }, item.caption));
+    const sortKey = key + "\n" + run.key;
+    tableOf(run, item).then((t) => { if (column.sig === sig) drawTable(box, t, sortKey); },
+      (err) => { box.textContent = "cannot show this table: " + err.message; });
+  }
+
+  // renderer name (an item's ``renderer``, from RENDERERS in report/media.py) -> how it is drawn
+  const RENDERERS = {
+    image: (body, run, item, key, step) => body.appendChild(figure(run, item, key, step)),
+    table: tableBox,
+  };
+
   // the run's items at the last step it has at or before ``step`` (null when it has none)
   function itemsAt(panel, step) {
     let at = -1;
@@ -143,18 +158,16 @@
     } else {
       if (found.step !== step) head.appendChild(el("span", { class: "media-at hint" }, " step " + found.step));
       found.items.forEach((item) => {
-        if (item.kind === "image") { body.appendChild(figure(run, item, key, found.step)); return; }
-        const box = body.appendChild(el("div", { class: "media-table-box" }, "loading…"));
-        if (item.caption) body.appendChild(el("p", { class: "hint" }, item.caption));
-        const sortKey = key + "\n" + run.key;
-        tableOf(run, item).then((t) => { if (column.sig === sig) drawTable(box, t, sortKey); },
-          (err) => { box.textContent = "cannot show this table: " + err.message; });
+        const render = RENDERERS[item.renderer];
+        if (render) { render(body, run, item, key, found.step, column, sig); return; }
+        body.appendChild(el("div", { class: "media-missing" },
+          "a " + item.kind + " cannot be shown by this version of lightning-tracker"));
       });
     }
     const left = [];
     if (panel.steps.length < panel.total_steps) left.push(panel.steps.length + " of " + panel.total_steps + " steps embedded");
     const items = panel.items.reduce((n, step) => n + step.length, 0);
-    const what = panel.items.flat().every((item) => item.kind === "image") ? " images" : " items";
+    const what = panel.items.flat().every((item) => item.renderer === "image") ? " images" : " items";
     if (items < panel.total_items) left.push((panel.total_items - items) + " of " + panel.total_items + what + " left out");
     node.replaceChildren(head, body);
     if (left.length) node.appendChild(el("p", { class: "hint media-left" }, left.join("; ")));

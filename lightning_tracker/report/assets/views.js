@@ -33,7 +33,7 @@
   function renderParallel() {
     const state = LT.state, runs = LT.plottedRuns();
     const metrics = LT.metricKeys(runs).filter(LT.isScore);
-    const metric = fillSelect(LT.$("pc-metric"), metrics, state.pcMetric, LT.mainMetric(metrics, LT.monitors(runs)));
+    const metric = fillSelect(LT.$("pc-metric"), metrics, state.pcMetric, LT.mainMetric(metrics));
     const keys = LT.varying(runs, LT.configKeys(runs), (r, k) => r.config[k]);
     const x = fillSelect(LT.$("scatter-x"), keys.length ? keys : LT.configKeys(runs), state.scatterX);
     const layout = { margin: { t: 80, r: 40, b: 50, l: 60 } };

@@ -158,7 +158,7 @@ def test_trainer_records_gradients_and_weights(pl_package: str, tmp_path: Any) -
     events = acc.Histograms("gradients/net.0.weight")
     stored = hist[(hist["tensor"] == "net.0.weight") & (hist["kind"] == "gradient")]
     assert [e.step for e in events] == list(stored["step"])
-    for event, row in zip(events, stored.itertuples()):
+    for event, row in zip(events, stored.itertuples(), strict=True):
         h = event.histogram_value
         assert list(h.bucket) == list(row.counts) and list(h.bucket_limit) == pytest.approx(list(row.edges[1:]))
         assert h.min == row.edges[0] and h.num == row.counts.sum()

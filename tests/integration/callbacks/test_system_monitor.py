@@ -24,22 +24,29 @@ def _slow(package: str) -> Any:
     return Slow()
 
 
-def test_samples_land_in_the_run_from_a_background_thread(pl_package: str, tmp_path: Any) -> None:
+def test_samples_land_in_the_run_from_a_background_thread(
+    pl_package: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logger = TrackerLogger(tmp_path, name="p")
-    writer = logger.experiment
-    threads: set[str] = set()
-    original = writer.points.add
+    threads: list[str] = []  # the thread of each call of the monitor's sampler
+    add_sampler = logger.add_sampler
 
-    def spy(metrics: Any, step: Any = None) -> None:
-        if any(k.startswith("system/") for k in metrics):
-            threads.add(threading.current_thread().name)
-        original(metrics, step)
+    def spying_add_sampler(name: str, sampler: Any, every_s: float) -> None:
+        def spy() -> Any:
+            threads.append(threading.current_thread().name)
+            return sampler()
 
-    writer.points.add = spy  # type: ignore[method-assign]
+        add_sampler(name, spy, every_s)
+
+    monkeypatch.setattr(logger, "add_sampler", spying_add_sampler)
     t = trainer(logger, pl_package, callbacks=[_slow(pl_package), SystemMonitor(interval_s=0.05, gpu=False)])
     t.fit(tiny_model(pl_package))
-    assert threads == {"lightning-tracker-flush"}, "sampled by the run's flusher, off the training thread"
-    assert not writer._samplers, "stopped at fit end"
+    assert threads and set(threads) == {"lightning-tracker-flush"}, "sampled on the flusher, off the training thread"
+    sampled_in_fit = len(threads)
+    logger.log_metrics({"after_fit": 1.0})  # reopens the run, as trainer.test() would
+    time.sleep(0.3)  # six sampling intervals
+    logger.finalize("success")
+    assert len(threads) == sampled_in_fit, "stopped at fit end: a run reopened later samples nothing"
     system = Store(tmp_path).run(logger.version).metrics(wide=False)
     system = system[system["key"].str.startswith("system/")]
     keys = set(system["key"])
