@@ -55,8 +55,10 @@ def main() -> None:
         points = args.keys * args.steps
         chunks = _size(os.path.join(run_dir, "metrics"))
         events = _size(run_dir, "events.out.tfevents")
-    print(f"Bytes on disk per logged scalar: {args.keys} noisy float metrics × {args.steps:,} steps "
-          f"= {points:,} points, logged in {elapsed:.1f} s\n")  # fmt: skip
+    print(
+        f"Bytes on disk per logged scalar: {args.keys} noisy float metrics × {args.steps:,} steps "
+        f"= {points:,} points, logged in {elapsed:.1f} s\n"
+    )
     print("| files | bytes | bytes per point |")
     print("|---|---:|---:|")
     print(f"| `metrics/*.parquet` (ours) | {chunks:,} | {chunks / points:.2f} |")

@@ -91,9 +91,16 @@ class TimedCheckpoint(ModelCheckpoint):
 def _fit(steps: int, logger: Any, callback: TimedCheckpoint) -> None:
     data = TensorDataset(torch.randn(steps * 8, WIDTH), torch.randn(steps * 8, 1))
     trainer = Trainer(
-        logger=logger, max_steps=steps, accelerator="cpu", devices=1, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[callback], log_every_n_steps=10, num_sanity_val_steps=0,
-    )  # fmt: skip
+        logger=logger,
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(MLP(), DataLoader(data, batch_size=8))
 
 
@@ -122,18 +129,33 @@ def main() -> None:
         return False, TimedCheckpoint(dirpath=f"s3://{bucket}/direct-{r}", every_n_train_steps=10, save_top_k=-1)
 
     def ours(r: int) -> tuple[Any, TimedCheckpoint]:
-        logger = TrackerLogger(f"s3://{bucket}/ours", name="bench", storage_options=options, log_model=True,
-                               tensorboard=False, finalize_timeout=600)  # fmt: skip
+        logger = TrackerLogger(
+            f"s3://{bucket}/ours",
+            name="bench",
+            storage_options=options,
+            log_model=True,
+            tensorboard=False,
+            finalize_timeout=600,
+        )
         return logger, TimedCheckpoint(every_n_train_steps=10, save_top_k=-1)
 
     def staging_only(r: int) -> tuple[Any, TimedCheckpoint]:
-        logger = TrackerLogger(f"s3://{bucket}/offline", name="bench", storage_options=options, log_model=True,
-                               tensorboard=False, offline=True)  # fmt: skip
+        logger = TrackerLogger(
+            f"s3://{bucket}/offline",
+            name="bench",
+            storage_options=options,
+            log_model=True,
+            tensorboard=False,
+            offline=True,
+        )
         return logger, TimedCheckpoint(every_n_train_steps=10, save_top_k=-1)
 
-    configs = {"ModelCheckpoint → local disk": local, "ModelCheckpoint → s3:// (moto)": direct,
-               "ours: TrackerLogger(s3://, log_model=True)": ours,
-               "ours, offline=True (staging only, no upload)": staging_only}  # fmt: skip
+    configs = {
+        "ModelCheckpoint → local disk": local,
+        "ModelCheckpoint → s3:// (moto)": direct,
+        "ours: TrackerLogger(s3://, log_model=True)": ours,
+        "ours, offline=True (staging only, no upload)": staging_only,
+    }
     stalls: dict[str, list[float]] = {name: [] for name in configs}
     per_round: dict[str, list[float]] = {name: [] for name in configs}  # median stall of each round
     finalize: list[float] = []
@@ -187,9 +209,11 @@ def main() -> None:
 
     med = {name: statistics.median(v) for name, v in stalls.items()}
     base = med["ModelCheckpoint → local disk"]
-    print(f"Checkpoint stall: {size / 1e6:.0f} MB state, a save every 10 steps, {args.steps} steps, "
-          f"{args.rounds} rounds ({len(stalls['ModelCheckpoint → local disk'])} saves per configuration); "
-          f"torch {torch.__version__}, {os.cpu_count()} CPUs\n")  # fmt: skip
+    print(
+        f"Checkpoint stall: {size / 1e6:.0f} MB state, a save every 10 steps, {args.steps} steps, "
+        f"{args.rounds} rounds ({len(stalls['ModelCheckpoint → local disk'])} saves per configuration); "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs\n"
+    )
     local_rounds = per_round["ModelCheckpoint → local disk"]
     print(
         "| configuration | median stall per save | vs local disk (all saves) "
@@ -204,8 +228,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     raw_med, ours_med = statistics.median(raw_s), statistics.median(ours_s)
     print(f"| raw s3fs `put_file` | {raw_med:.2f} s | {mb / raw_med:.0f} MB/s | 100 % |")
-    print(f"| ours (sha256 + upload + manifest) | {ours_med:.2f} s | {mb / ours_med:.0f} MB/s | "
-          f"{100 * raw_med / ours_med:.0f} % |")  # fmt: skip
+    print(
+        f"| ours (sha256 + upload + manifest) | {ours_med:.2f} s | {mb / ours_med:.0f} MB/s | "
+        f"{100 * raw_med / ours_med:.0f} % |"
+    )
     fit_s = statistics.median(finalize)
     print(f"\n(ours: whole fit including finalize's wait for the last uploads: median {fit_s:.1f} s)")
     server.stop()

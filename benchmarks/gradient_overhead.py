@@ -207,10 +207,17 @@ def run_once(args: argparse.Namespace, make: Callable[[nn.Module], tuple[Any, li
     clock = HookClock()
     start, end = clock.callbacks()
     trainer = Trainer(
-        logger=logger, max_epochs=1, accelerator=args.device, devices=1, precision=args.precision,
-        callbacks=[start, *callbacks, end, timer], enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, log_every_n_steps=1,
-    )  # fmt: skip
+        logger=logger,
+        max_epochs=1,
+        accelerator=args.device,
+        devices=1,
+        precision=args.precision,
+        callbacks=[start, *callbacks, end, timer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+    )
     syncs = float("nan")
     if args.device == "cuda":
         with warnings.catch_warnings(record=True) as caught:
@@ -254,8 +261,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared machine)"
     )
-    parser.add_argument("--only", help="comma-separated words: run only the configurations whose names contain one "
-                        "(the no-capture reference and the floor always run)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        help="comma-separated words: run only the configurations whose names contain one "
+        "(the no-capture reference and the floor always run)",
+    )
     args = parser.parse_args()
     try:
         import wandb  # noqa: F401
@@ -298,8 +308,10 @@ def main() -> None:
 
     floor_name = "torch.histc per tensor (floor)"
     floor, floor_hooks, base = med(floor_name, "cpu_over"), med(floor_name, "hooks"), med("no capture", "cpu")
-    print("| configuration | CPU/step (ms) | CPU overhead (ms) | CPU overhead | × floor | in capture hooks (ms) "
-          "| × floor | wall overhead (ms) |" + (" syncs/step |" if cuda else ""))  # fmt: skip
+    print(
+        "| configuration | CPU/step (ms) | CPU overhead (ms) | CPU overhead | × floor | in capture hooks (ms) "
+        "| × floor | wall overhead (ms) |" + (" syncs/step |" if cuda else "")
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else ""))
     for name in sorted(results, key=lambda n: med(n, "cpu_over")):
         over, hooks = med(name, "cpu_over"), med(name, "hooks")

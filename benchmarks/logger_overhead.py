@@ -129,10 +129,16 @@ def fit_time(make: Callable[[], Any] | None, data: DataLoader, steps: int) -> tu
     """Wall and process CPU seconds of the training loop."""
     timer = Timer()
     trainer = Trainer(
-        logger=make() if make else False, max_steps=steps, accelerator="cpu", devices=1,
-        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, callbacks=[timer],
-    )  # fmt: skip
+        logger=make() if make else False,
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[timer],
+    )
     torch.manual_seed(0)
     trainer.fit(MLP(), data)
     return timer.elapsed, timer.cpu

@@ -115,8 +115,9 @@ def run_wandb(root: str, data: list[torch.Tensor]) -> tuple[list[float], Callabl
     return times, close, media_bytes
 
 
-def run_tb(root: str, data: list[torch.Tensor], per_image: bool) -> tuple[list[float], Callable[[], None],
-                                                                           Callable[[], int]]:  # fmt: skip
+def run_tb(
+    root: str, data: list[torch.Tensor], per_image: bool
+) -> tuple[list[float], Callable[[], None], Callable[[], int]]:
     from pytorch_lightning.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(root, name="bench")

@@ -40,8 +40,9 @@ from lightning_tracker.read.store import Store
 from lightning_tracker.report import Dashboard, write_report
 
 
-def write_chunk(run_dir: str, seq: int, keys: list[str], steps: np.ndarray, start: float,
-                rng: np.random.Generator) -> pa.Table:  # fmt: skip
+def write_chunk(
+    run_dir: str, seq: int, keys: list[str], steps: np.ndarray, start: float, rng: np.random.Generator
+) -> pa.Table:
     """One metrics chunk (flush ``seq`` of session 0): every key at every step of ``steps``."""
     n = len(steps)
     values = [np.exp(-steps / (n / 3 + 1)) * (1 + k) + rng.normal(0, 0.01, n) for k in range(len(keys))]
@@ -70,10 +71,12 @@ def write_run(root: str, project: str, index: int, metrics: int, steps: int, rng
     # one chunk, as a finalized session leaves it
     table = write_chunk(run_dir, 0, [f"metric_{k}" for k in range(metrics)], np.arange(steps), start, rng)
     config = new_config()
-    config.update(nested={"lr": lr, "model": {"width": width, "depth": depth}, "optimizer": optimizer, "seed": index},
-                  flat=flat)  # fmt: skip
-    run = new_run(run_id, project, f"run-{index}", group=None, tags=["bench"], notes=None,
-                  heartbeat_interval_s=2.0, url=run_dir)  # fmt: skip
+    config.update(
+        nested={"lr": lr, "model": {"width": width, "depth": depth}, "optimizer": optimizer, "seed": index}, flat=flat
+    )
+    run = new_run(
+        run_id, project, f"run-{index}", group=None, tags=["bench"], notes=None, heartbeat_interval_s=2.0, url=run_dir
+    )
     end = start + steps * 0.1
     run.update(status="finished", start_time=start, end_time=end, heartbeat=end, params=flat, summary=summarize(table))
     for name, doc in ((CONFIG_FILE, config), (RUN_FILE, run)):
@@ -120,8 +123,14 @@ def main() -> int:
             root = make_store(os.path.join(tmp, f"runs{n}"), n)
             seconds, table = timed(lambda root=root: Store(root).table())
             assert len(table) == n
-            rows.append((f"runs table, {n:,} local runs", f"{seconds:.2f} s", f"< {target:g} s" if target else "—",
-                         _verdict(seconds, target)))  # fmt: skip
+            rows.append(
+                (
+                    f"runs table, {n:,} local runs",
+                    f"{seconds:.2f} s",
+                    f"< {target:g} s" if target else "—",
+                    _verdict(seconds, target),
+                )
+            )
         n = 1000 // scale
         server, url, options = s3_store(os.path.join(tmp, f"runs{n}"))
         try:
@@ -143,8 +152,14 @@ def main() -> int:
         out = os.path.join(tmp, "report.html")
         seconds, _ = timed(lambda: write_report(Store(report_root), out))
         size = os.path.getsize(out) / 1e6
-        rows.append((f"report, {100 // scale} runs x 10 metrics x 10,000 steps", f"{seconds:.2f} s", "< 10 s",
-                     _verdict(seconds, 10)))  # fmt: skip
+        rows.append(
+            (
+                f"report, {100 // scale} runs x 10 metrics x 10,000 steps",
+                f"{seconds:.2f} s",
+                "< 10 s",
+                _verdict(seconds, 10),
+            )
+        )
         rows.append(("report file size", f"{size:.1f} MB", "< 15 MB", _verdict(size, 15)))
         rows += dashboard_rows(report_root, 100 // scale)
     print("| measurement | result | target | |")

@@ -62,8 +62,15 @@ def _kill(proc: subprocess.Popen) -> int:
 
 def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
     rng = random.Random(0)
-    row = {"fault": "SIGKILL at a random moment, local folder", "trials": trials, "written": 0, "flushed": 0,
-           "recovered": 0, "unreadable": 0, "recover_s": []}  # fmt: skip
+    row = {
+        "fault": "SIGKILL at a random moment, local folder",
+        "trials": trials,
+        "written": 0,
+        "flushed": 0,
+        "recovered": 0,
+        "unreadable": 0,
+        "recover_s": [],
+    }
     for trial in range(trials):
         save_dir = tmp / f"kill{trial}"
         proc, run_id = start_training(str(save_dir), tmp / "out", dict(os.environ))
@@ -83,13 +90,24 @@ def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
 
 def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
     rng = random.Random(1)
-    row = {"fault": "SIGKILL at a random moment, S3 (event files rotating), then sync", "trials": trials,
-           "written": 0, "flushed": 0, "recovered": 0, "unreadable": 0, "recover_s": []}  # fmt: skip
+    row = {
+        "fault": "SIGKILL at a random moment, S3 (event files rotating), then sync",
+        "trials": trials,
+        "written": 0,
+        "flushed": 0,
+        "recovered": 0,
+        "unreadable": 0,
+        "recover_s": [],
+    }
     for trial in range(trials):
         bucket = server.new_bucket()
         spool = tmp / f"spool{trial}"
-        env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool), "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
-               "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(server.storage_options)}  # fmt: skip
+        env = {
+            **os.environ,
+            "LIGHTNING_TRACKER_SPOOL": str(spool),
+            "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
+            "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(server.storage_options),
+        }
         proc, run_id = start_training(f"s3://{bucket}/exp", tmp / "out", env)
         time.sleep(rng.uniform(0.3, 1.5))
         local_store = Store(str(spool / "s3" / bucket / "exp"))
@@ -110,8 +128,9 @@ def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
 
 def outage(seconds: float, server: S3Server) -> dict[str, Any]:
     bucket = server.new_bucket()
-    logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=server.storage_options,
-                           flush_interval=0.5, finalize_timeout=300)  # fmt: skip
+    logger = TrackerLogger(
+        f"s3://{bucket}/exp", name="p", storage_options=server.storage_options, flush_interval=0.5, finalize_timeout=300
+    )
     step, start = 0, time.monotonic()
     for phase_end, action in ((3.0, server.stop), (3.0 + seconds, server.start), (6.0 + seconds, None)):
         while time.monotonic() - start < phase_end:
@@ -124,15 +143,22 @@ def outage(seconds: float, server: S3Server) -> dict[str, Any]:
     logger.finalize("success")
     recover = time.perf_counter() - t0
     run = Store(f"s3://{bucket}/exp", server.storage_options).run(logger.version)
-    return {"fault": f"S3 server stopped {seconds:.0f} s mid-training, then restarted", "trials": 1,
-            "written": step * 8, "flushed": step * 8, "recovered": len(run.metrics(wide=False)), "unreadable": 0,
-            "recover_s": [recover]}  # fmt: skip
+    return {
+        "fault": f"S3 server stopped {seconds:.0f} s mid-training, then restarted",
+        "trials": 1,
+        "written": step * 8,
+        "flushed": step * 8,
+        "recovered": len(run.metrics(wide=False)),
+        "unreadable": 0,
+        "recover_s": [recover],
+    }
 
 
 def down_until_after(server: S3Server, tmp: Path) -> dict[str, Any]:
     bucket = server.new_bucket()
-    logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=server.storage_options,
-                           flush_interval=0.2, finalize_timeout=3)  # fmt: skip
+    logger = TrackerLogger(
+        f"s3://{bucket}/exp", name="p", storage_options=server.storage_options, flush_interval=0.2, finalize_timeout=3
+    )
     server.stop()
     for step in range(2000):
         logger.log_metrics({"a": float(step), "b": -float(step)}, step=step)
@@ -143,9 +169,15 @@ def down_until_after(server: S3Server, tmp: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     sync([logger.log_dir], storage_options=server.storage_options)
     run = Store(f"s3://{bucket}/exp", server.storage_options).run(logger.version)
-    return {"fault": f"S3 down until after training (finalize returned in {finalize_s:.1f} s), then sync",
-            "trials": 1, "written": 4000, "flushed": 4000, "recovered": len(run.metrics(wide=False)),
-            "unreadable": 0, "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+    return {
+        "fault": f"S3 down until after training (finalize returned in {finalize_s:.1f} s), then sync",
+        "trials": 1,
+        "written": 4000,
+        "flushed": 4000,
+        "recovered": len(run.metrics(wide=False)),
+        "unreadable": 0,
+        "recover_s": [time.perf_counter() - t0],
+    }
 
 
 def concurrent(tmp: Path) -> dict[str, Any]:
@@ -164,10 +196,15 @@ def concurrent(tmp: Path) -> dict[str, Any]:
     runs = Store(str(tmp / "conc")).runs("c")
     recovered = sum(len(r.metrics(wide=False)) for r in runs if r.status == "finished")
     unreadable = sum(_unreadable(tmp / "conc" / "c" / r.id) for r in runs)
-    return {"fault": f"8 processes writing runs into one local store at once ({elapsed:.0f} s)", "trials": 1,
-            "written": 8 * 200,
-            "flushed": 8 * 200, "recovered": recovered, "unreadable": unreadable,
-            "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+    return {
+        "fault": f"8 processes writing runs into one local store at once ({elapsed:.0f} s)",
+        "trials": 1,
+        "written": 8 * 200,
+        "flushed": 8 * 200,
+        "recovered": recovered,
+        "unreadable": unreadable,
+        "recover_s": [time.perf_counter() - t0],
+    }
 
 
 _RESUMER = (
@@ -188,9 +225,23 @@ def concurrent_resume(tmp: Path, server: S3Server) -> dict[str, Any]:
     first.finalize("success")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     go = tmp / "resume-go"
-    procs = [subprocess.Popen([sys.executable, "-c", _RESUMER, url, first.version, key, str(go),
-                               str(tmp / f"resume-spool-{i + 1}"), server.endpoint], env=env)
-             for i, key in enumerate(("a", "b"))]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _RESUMER,
+                url,
+                first.version,
+                key,
+                str(go),
+                str(tmp / f"resume-spool-{i + 1}"),
+                server.endpoint,
+            ],
+            env=env,
+        )
+        for i, key in enumerate(("a", "b"))
+    ]
     time.sleep(8)  # both have opened their session
     go.touch()
     for p in procs:
@@ -198,9 +249,15 @@ def concurrent_resume(tmp: Path, server: S3Server) -> dict[str, Any]:
     t0 = time.perf_counter()
     history = Store(url, server.storage_options).run(first.version).metrics(wide=False)
     recovered = int((history["step"] > 0).sum())
-    return {"fault": "2 processes (separate spools) resume one S3 run at once, 300 points each", "trials": 1,
-            "written": 600, "flushed": 600, "recovered": recovered, "unreadable": 0,
-            "recover_s": [time.perf_counter() - t0]}  # fmt: skip
+    return {
+        "fault": "2 processes (separate spools) resume one S3 run at once, 300 points each",
+        "trials": 1,
+        "written": 600,
+        "flushed": 600,
+        "recovered": recovered,
+        "unreadable": 0,
+        "recover_s": [time.perf_counter() - t0],
+    }
 
 
 def hung_store(tmp: Path) -> dict[str, Any]:
@@ -209,11 +266,21 @@ def hung_store(tmp: Path) -> dict[str, Any]:
 
     proxy = GatedProxy()
     try:
-        options = {"key": "k", "secret": "s", "endpoint_url": proxy.endpoint,
-                   "config_kwargs": {"retries": {"max_attempts": 1}, "read_timeout": 600}}  # fmt: skip
+        options = {
+            "key": "k",
+            "secret": "s",
+            "endpoint_url": proxy.endpoint,
+            "config_kwargs": {"retries": {"max_attempts": 1}, "read_timeout": 600},
+        }
         t0 = time.perf_counter()
-        logger = TrackerLogger("s3://hung/exp", name="h", version="named", storage_options=options,
-                               spool_dir=tmp / "hung-spool", finalize_timeout=1.0)  # fmt: skip
+        logger = TrackerLogger(
+            "s3://hung/exp",
+            name="h",
+            version="named",
+            storage_options=options,
+            spool_dir=tmp / "hung-spool",
+            finalize_timeout=1.0,
+        )
         logger.log_metrics({"a": 0.0}, step=0)
         first_step = time.perf_counter() - t0
         for step in range(1, 1000):
@@ -222,9 +289,15 @@ def hung_store(tmp: Path) -> dict[str, Any]:
         kept = len(Store(logger.save_dir).run("named").metrics(wide=False))
     finally:
         proxy.close()
-    return {"fault": f"store hangs (accepts, never answers) when a named run starts: first step after "
-                     f"{first_step:.1f} s", "trials": 1, "written": 1000, "flushed": 1000, "recovered": kept,
-            "unreadable": 0, "recover_s": [first_step]}  # fmt: skip
+    return {
+        "fault": f"store hangs (accepts, never answers) when a named run starts: first step after {first_step:.1f} s",
+        "trials": 1,
+        "written": 1000,
+        "flushed": 1000,
+        "recovered": kept,
+        "unreadable": 0,
+        "recover_s": [first_step],
+    }
 
 
 def main() -> None:

@@ -92,6 +92,16 @@ class Setting(Generic[T]):
                 f"or unset it for the default ({self.shown_default})"
             ) from None
 
+    def publish(self, text: str) -> None:
+        """Sets an internal variable for this process and the processes it starts.
+
+        Raises:
+            InvalidArgumentError: the variable is a user's setting, not an internal one.
+        """
+        if not self.internal:
+            raise InvalidArgumentError(f"${self.name} is the user's setting; lightning_tracker never sets it")
+        os.environ[self.name] = text
+
 
 def _seconds(text: str) -> float:
     try:

@@ -8,23 +8,24 @@ built-in (``ValueError``, ``LookupError``, ``FileNotFoundError``, ``OSError``,
     ├── InvalidArgumentError (ValueError)          a value we cannot accept
     │   ├── NothingMatchedError                    a valid query matched nothing
     │   └── AmbiguousRunError (LookupError)        an id prefix or name names several runs
-    ├── RunNotFoundError (FileNotFoundError)       no run has that id, id prefix or name
+    ├── NotFoundError (LookupError)                what was asked for is not in the store
+    │   ├── RunNotFoundError (FileNotFoundError)   no run has that id, id prefix or name
     │   ├── ProjectNotFoundError                   no project of that name
-    │   ├── CheckpointNotFoundError (LookupError)  no checkpoint of that alias or name
-    │   ├── MediaNotFoundError (LookupError)       nothing logged for that key, step and index
-    │   └── ObjectMissingError (StorageError)      an object the run's index names is gone
+    │   ├── CheckpointNotFoundError                no checkpoint of that alias or name
+    │   └── MediaNotFoundError                     nothing logged for that key, step and index
     ├── RunExistsError (FileExistsError)           a run that must be new exists
     ├── StorageError (OSError)                     the store failed; trying again will not help
+    │   ├── ObjectMissingError (FileNotFoundError) an object the run's index names is gone
     │   └── CheckpointIntegrityError               a checkpoint's bytes differ from its manifest
     ├── TransientStoreError (OSError)              the store failed; trying again may help
     │   ├── StoreChangedError                      the store kept changing while being read
     │   └── StoreUnreachableError (ConnectionError) the store's server did not answer
     └── MissingDependencyError (ModuleNotFoundError)
 
-The types below :class:`RunNotFoundError` are each their own meaning; they derive from it
-because ``Store.run``, ``Run.checkpoint``, ``Run.media`` and ``CheckpointRef.download``
-raised ``RunNotFoundError`` for all of them before, and ``except RunNotFoundError`` keeps
-catching them.
+A question about what is in the store (a run, a project, a checkpoint, a media item)
+that has no answer is a :class:`NotFoundError`, one subclass per thing asked for; an object
+that the store's own index names but that is gone is the store's failure
+(:class:`ObjectMissingError`, a :class:`StorageError`), not the caller's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidArgumentError",
     "MediaNotFoundError",
     "MissingDependencyError",
+    "NotFoundError",
     "NothingMatchedError",
     "ObjectMissingError",
     "ProjectNotFoundError",
@@ -65,19 +67,23 @@ class AmbiguousRunError(InvalidArgumentError, LookupError):
     """An id prefix or a name matches several runs; the message names them (give more of the id)."""
 
 
-class RunNotFoundError(TrackerError, FileNotFoundError):
+class NotFoundError(TrackerError, LookupError):
+    """What was asked for (a run, a project, a checkpoint, a media item) is not in the store."""
+
+
+class RunNotFoundError(NotFoundError, FileNotFoundError):
     """No run in the store has the id, id prefix or name asked for."""
 
 
-class ProjectNotFoundError(RunNotFoundError):
+class ProjectNotFoundError(NotFoundError):
     """The project asked for is not in the store; the message lists the projects there are."""
 
 
-class CheckpointNotFoundError(RunNotFoundError, LookupError):
+class CheckpointNotFoundError(NotFoundError):
     """A run has no checkpoint with the alias, name or file name asked for."""
 
 
-class MediaNotFoundError(RunNotFoundError, LookupError):
+class MediaNotFoundError(NotFoundError):
     """A run logged nothing for the media key, step and index asked for."""
 
 
@@ -89,7 +95,7 @@ class StorageError(TrackerError, OSError):
     """The storage backend failed in a way that trying again will not mend (damaged data, a refusal)."""
 
 
-class ObjectMissingError(RunNotFoundError, StorageError):
+class ObjectMissingError(StorageError, FileNotFoundError):
     """An object that a run's manifest or media index names is missing from the store (deleted since)."""
 
 

@@ -96,9 +96,14 @@ def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
 def trainer(logger: Any, package: str = "pytorch_lightning", **kwargs: Any) -> Any:
     """A quiet CPU trainer of ``package`` that logs every step."""
     defaults: dict[str, Any] = dict(
-        max_epochs=2, accelerator="cpu", devices=1, log_every_n_steps=1, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     defaults.update(kwargs)
     return lightning(package).Trainer(logger=logger, **defaults)
 
@@ -111,8 +116,11 @@ def start_training(save_dir: str, out: Any, env: dict[str, str]) -> tuple[subpro
     """Starts tests/scripts/train.py for a long run; returns it and its run id once 20 steps are done."""
     proc = subprocess.Popen(
         [sys.executable, TRAIN_SCRIPT, save_dir, str(out), "--steps", "5000", "--sleep", "0.004", "--flush", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     run_id = ""
     for line in proc.stdout:  # type: ignore[union-attr]
         if line.startswith("RUN "):
@@ -145,8 +153,15 @@ def in_terminal(argv: list[str], columns: int, env: dict[str, str] | None = None
     env = {**os.environ, **given, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
     if "NO_COLOR" not in given:
         env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_tracker.cli", *argv], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, cwd=REPO, close_fds=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_tracker.cli", *argv],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=REPO,
+        close_fds=True,
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 120

@@ -68,10 +68,25 @@ class GCSServer(_Process):
         binary = wrapper._get_binary_path()
         url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-             "-port", str(self.port), "-external-url", url, "-log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                str(binary),
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                url,
+                "-log-level",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait_for_port(self.port, self.proc, "fake-gcs-server")
         self.storage_options: dict[str, Any] = {"endpoint_url": url, "token": "anon", "project": "test"}
 
@@ -93,10 +108,22 @@ class AzureServer(_Process):
             raise RuntimeError("Azurite needs Node.js (node) on PATH")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--inMemoryPersistence",
-             "--skipApiVersionCheck", "--loose", "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=workdir,
-        )  # fmt: skip
+            [
+                str(AZURITE),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=workdir,
+        )
         _wait_for_port(self.port, self.proc, "azurite-blob")
         self.storage_options = {
             "connection_string": (

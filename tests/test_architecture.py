@@ -103,8 +103,10 @@ def _imports(module: str) -> list[Import]:
 
     def visit(node: ast.AST, in_function: bool, type_checking: bool) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.extend(Import(module, t, node.lineno, not (in_function or type_checking), type_checking)
-                         for t in _targets(module, node))  # fmt: skip
+            found.extend(
+                Import(module, t, node.lineno, not (in_function or type_checking), type_checking)
+                for t in _targets(module, node)
+            )
             return
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
@@ -243,9 +245,13 @@ def test_format_is_pure() -> None:
 
 @pytest.mark.parametrize("banned", ["fsspec", "torch", "pandas", "lightning", "pytorch_lightning"])
 def test_format_never_imports(banned: str) -> None:
-    broken = [f"{i.where()}: format/ must not import {banned}"
-              for m in MODULES if _within(m, "lightning_tracker.format")
-              for i in _third_party(m) if _top(i.target) == banned]  # fmt: skip
+    broken = [
+        f"{i.where()}: format/ must not import {banned}"
+        for m in MODULES
+        if _within(m, "lightning_tracker.format")
+        for i in _third_party(m)
+        if _top(i.target) == banned
+    ]
     assert not broken, "\n".join(broken)
 
 
@@ -271,9 +277,13 @@ def test_only_remote_imports_fsspec() -> None:
 
 
 def test_read_side_format_and_storage_never_import_torch_or_lightning() -> None:
-    broken = [f"{i.where()}: {m} is read-side or format/storage code and must import without torch or Lightning"
-              for m in MODULES if any(_within(m, p) for p in TORCH_FREE)
-              for i in _third_party(m) if _top(i.target) in TORCH_OR_LIGHTNING]  # fmt: skip
+    broken = [
+        f"{i.where()}: {m} is read-side or format/storage code and must import without torch or Lightning"
+        for m in MODULES
+        if any(_within(m, p) for p in TORCH_FREE)
+        for i in _third_party(m)
+        if _top(i.target) in TORCH_OR_LIGHTNING
+    ]
     assert not broken, "\n".join(broken)
 
 
@@ -301,8 +311,9 @@ def test_read_side_imports_without_torch_transitively() -> None:
                     while chain[-1] != start:
                         chain.append(reached[chain[-1]])
                     via = " <- ".join(chain)
-                    broken.append(f"{imp.where()} at import time, reached from {via}: the read side must import "
-                                  "without torch")  # fmt: skip
+                    broken.append(
+                        f"{imp.where()} at import time, reached from {via}: the read side must import without torch"
+                    )
     assert not broken, "\n".join(broken)
 
 
@@ -312,8 +323,12 @@ def _subclassed_bases() -> list[tuple[str, str, str]]:
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text("utf-8"))
         # the classes this module imports by name: `from lightning_tracker.x import Name`
-        origin = {(a.asname or a.name): _resolve(module, node) for node in ast.walk(tree)
-                  if isinstance(node, ast.ImportFrom) for a in node.names}  # fmt: skip
+        origin = {
+            (a.asname or a.name): _resolve(module, node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for a in node.names
+        }
         for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
             for base in cls.bases:
                 source = origin.get(base.id) if isinstance(base, ast.Name) else None
@@ -325,17 +340,23 @@ def _subclassed_bases() -> list[tuple[str, str, str]]:
 def test_a_base_module_never_imports_its_subclasses() -> None:
     # a registry names the backends instead (storage.registry): even a lazy import inside a
     # function ties the base to every backend and closes a cycle
-    broken = [f"{imp.where()}: {base} defines the base of {sub}.{name}, so it must not import {sub}"
-              for base, sub, name in _subclassed_bases()
-              for imp in IMPORTS[base] if imp.target == sub]  # fmt: skip
+    broken = [
+        f"{imp.where()}: {base} defines the base of {sub}.{name}, so it must not import {sub}"
+        for base, sub, name in _subclassed_bases()
+        for imp in IMPORTS[base]
+        if imp.target == sub
+    ]
     assert not broken, "\n".join(broken)
+
+
+FMT_SKIP = "# fmt" + ": skip"  # spelled in two parts so that this line is not itself a marker
 
 
 def _fmt_skip_outside_tables(path: Path) -> list[str]:
     source = path.read_text("utf-8")
-    marked = {n for n, line in enumerate(source.splitlines(), 1) if "# fmt: skip" in line}
+    marked = {n for n, line in enumerate(source.splitlines(), 1) if FMT_SKIP in line}
     tables = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.parse(source).body:  # module level only: a named table, not a packed call
         value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
         if isinstance(value, (ast.Dict, ast.List, ast.Tuple, ast.Set)) and node.end_lineno is not None:
             tables.add(node.end_lineno)
@@ -343,10 +364,11 @@ def _fmt_skip_outside_tables(path: Path) -> list[str]:
 
 
 def test_fmt_skip_only_on_tables() -> None:
-    # `ruff format` decides layout; a hand-aligned literal table (a dict, list or tuple assigned
-    # to a name) is the one thing it may skip
-    found = [where for path in sorted(ROOT.rglob("*.py")) for where in _fmt_skip_outside_tables(path)]
-    assert not found, "# fmt: skip outside a table (let ruff format lay it out): " + ", ".join(found)
+    # `ruff format` decides layout; a hand-aligned table (a literal dict, list or tuple given a
+    # name at module level) is the one thing it may skip, in the package, the tests and benchmarks
+    trees = (ROOT, ROOT.parent / "tests", ROOT.parent / "benchmarks")
+    found = [where for tree in trees for path in sorted(tree.rglob("*.py")) for where in _fmt_skip_outside_tables(path)]
+    assert not found, f"{FMT_SKIP} outside a table (let ruff format lay it out): " + ", ".join(found)
 
 
 def test_no_module_packs_past_the_size_of_one_idea() -> None:

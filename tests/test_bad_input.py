@@ -102,10 +102,16 @@ def test_any_metric_is_stored_faithfully_or_skipped_with_a_warning(
 
 def _hparams() -> st.SearchStrategy[Any]:
     leaves = st.one_of(
-        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), any_text,
-        st.binary(max_size=16), st.text(min_size=5000, max_size=20000),
-        st.floats(allow_nan=False).map(np.float64), st.integers(0, 100).map(lambda n: torch.arange(n % 5)),
-    )  # fmt: skip
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        any_text,
+        st.binary(max_size=16),
+        st.text(min_size=5000, max_size=20000),
+        st.floats(allow_nan=False).map(np.float64),
+        st.integers(0, 100).map(lambda n: torch.arange(n % 5)),
+    )
     keys = st.one_of(any_text, st.integers(), st.tuples(st.integers(), st.integers()), st.booleans())
     return st.recursive(
         leaves,
@@ -115,8 +121,11 @@ def _hparams() -> st.SearchStrategy[Any]:
 
 
 @SETTINGS
-@given(params=st.dictionaries(st.one_of(any_text, st.integers()), _hparams(), max_size=6), cyclic=st.booleans(),
-       depth=st.integers(0, 200))  # fmt: skip
+@given(
+    params=st.dictionaries(st.one_of(any_text, st.integers()), _hparams(), max_size=6),
+    cyclic=st.booleans(),
+    depth=st.integers(0, 200),
+)
 def test_any_hyperparameters_are_stored_as_strict_json(params: dict[Any, Any], cyclic: bool, depth: int) -> None:
     if cyclic:
         params["self"] = params

@@ -51,8 +51,9 @@ def _opts(options: Any) -> list[str]:
 
 
 def _log(save_dir: str, options: Any, steps: range, version: str | None = None) -> str:
-    logger = TrackerLogger(save_dir, name="p", run_name="good", version=version, storage_options=options,
-                           tensorboard=False)  # fmt: skip
+    logger = TrackerLogger(
+        save_dir, name="p", run_name="good", version=version, storage_options=options, tensorboard=False
+    )
     logger.log_hyperparams({"lr": 0.1})
     for step in steps:
         logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)

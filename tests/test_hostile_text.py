@@ -27,8 +27,10 @@ from lightning_tracker.storage import Storage
 from tests.helpers import in_terminal, local_or_s3
 
 # rich markup, a hyperlink, clear screen, an OSC 8 link, a window title, a cursor report and a C1 CSI
-HOSTILE = ("[/]x [link=http://evil.example]click[/link] [bold red]loud "
-           "\x1b[2J\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ \x1b]0;pwned\x07 \x1b[6n \x9b31m")  # fmt: skip
+HOSTILE = (
+    "[/]x [link=http://evil.example]click[/link] [bold red]loud "
+    "\x1b[2J\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ \x1b]0;pwned\x07 \x1b[6n \x9b31m"
+)
 # what rich itself sends a terminal: colours, cursor hide/show, line erase and moves of its live displays
 RICH_OWN = re.compile(rb"\x1b\[[0-9;]*m|\x1b\[\?25[lh]|\x1b\[[0-9]*[ABCDGK]")
 
@@ -41,8 +43,9 @@ def _hostile_store(save_dir: str, options: Any) -> tuple[str, str]:
     """Two runs: one whose name, tag, metric names and hyperparameters are hostile, one plain."""
     ids = []
     for name, lr in ((HOSTILE, 0.1), ("plain", 0.2)):
-        logger = TrackerLogger(save_dir, name="p", run_name="placeholder", tags=[HOSTILE], storage_options=options,
-                               tensorboard=False)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir, name="p", run_name="placeholder", tags=[HOSTILE], storage_options=options, tensorboard=False
+        )
         logger.log_hyperparams({"lr": lr, "note": HOSTILE, "[/]": "[link=http://evil.example]x[/link]"})
         logger.log_metrics({HOSTILE: lr, "[/]": 2.0, "loss": lr}, step=0)
         logger.finalize("success")
@@ -94,11 +97,16 @@ def _write_histograms(storage: Storage, tensors: list[tuple[str, str]]) -> None:
     doc = new_run("r1", "p", "r1", group=None, tags=[], notes=None, heartbeat_interval_s=2.0, url="x")
     storage.write_bytes(f"p/r1/{RUN_FILE}", dumps({**doc, "status": "finished"}))
     rows = [(t, k, step) for t, k in tensors for step in range(3)]
-    table = pa.table({
-        "step": [s for _, _, s in rows], "time": [0.0] * len(rows),
-        "tensor": [t for t, _, _ in rows], "kind": [k for _, k, _ in rows],
-        "edges": [[-1.0, 0.0, 1.0]] * len(rows), "counts": [[s + 1, 2] for _, _, s in rows],
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "step": [s for _, _, s in rows],
+            "time": [0.0] * len(rows),
+            "tensor": [t for t, _, _ in rows],
+            "kind": [k for _, k, _ in rows],
+            "edges": [[-1.0, 0.0, 1.0]] * len(rows),
+            "counts": [[s + 1, 2] for _, _, s in rows],
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     storage.write_bytes(f"p/r1/{HISTOGRAMS_DIR}/{chunk_name(0, 0, 0)}", buf.getvalue())

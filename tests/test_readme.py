@@ -136,8 +136,12 @@ def test_make_test_writes_nothing_into_the_home_or_the_repository(tmp_path: Path
     before = set(os.listdir(REPO))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--doctest-modules", "lightning_tracker", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert " passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert not [p for p in written if "lightning_tracker" in p], written
@@ -169,8 +173,7 @@ def f():
     >>> import os; os.makedirs("runs/demo/r1")
     """
 ''')
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo, capture_output=True, text=True, timeout=300)
     out = done.stdout
     assert done.returncode == 1, out
     assert "ERROR at teardown of test_writes_a_report" in out and "['report.html']" in out, out
@@ -183,19 +186,27 @@ def f():
 
 def test_the_package_installs_without_setuptools_warnings_and_ships_its_assets(tmp_path: Path) -> None:
     src = tmp_path / "src"  # built from a copy: a build writes build/ and *.egg-info/ beside the sources
-    shutil.copytree(Path(REPO) / "lightning_tracker", src / "lightning_tracker",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    shutil.copytree(
+        Path(REPO) / "lightning_tracker",
+        src / "lightning_tracker",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(Path(REPO) / name, src / name)
     out = tmp_path / "wheel"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", str(src), "-w", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     editable = subprocess.run(  # what `pip install -e .` calls (PEP 660)
         [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_editable({str(tmp_path)!r})"],
-        cwd=src, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     for build in (done, editable):
         text = build.stdout + build.stderr
         assert build.returncode == 0, text[-3000:]
@@ -204,8 +215,9 @@ def test_the_package_installs_without_setuptools_warnings_and_ships_its_assets(t
     with zipfile.ZipFile(wheel) as zf:
         shipped = set(zf.namelist())
     assets = Path(REPO) / "lightning_tracker" / "report" / "assets"
-    expected = {f"lightning_tracker/report/assets/{p.relative_to(assets).as_posix()}" for p in assets.rglob("*")
-                if p.is_file()}  # fmt: skip
+    expected = {
+        f"lightning_tracker/report/assets/{p.relative_to(assets).as_posix()}" for p in assets.rglob("*") if p.is_file()
+    }
     assert {"lightning_tracker/report/assets/app.js", "lightning_tracker/report/assets/page.html"} <= expected
     assert expected <= shipped, sorted(expected - shipped)
     assert "lightning_tracker/py.typed" in shipped

@@ -121,3 +121,13 @@ def test_a_bad_timeout_fails_when_the_logger_is_built_not_mid_training(
     logger = TrackerLogger(tmp_path, name="p")
     with pytest.raises(InvalidArgumentError, match=r"\$LIGHTNING_TRACKER_PROBE_TIMEOUT_S='abc' is not a number"):
         logger.log_metrics({"a": 1.0}, step=0)  # the run opens at its first record
+
+
+def test_only_internal_variables_are_set_by_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_tracker._settings import RUN_IDS
+
+    monkeypatch.delenv(RUN_IDS.name, raising=False)
+    RUN_IDS.publish('["abc"]')
+    assert RUN_IDS.get() == ("abc",)
+    with pytest.raises(InvalidArgumentError, match="LIGHTNING_TRACKER_STORE is the user's setting"):
+        STORE.publish("./elsewhere")

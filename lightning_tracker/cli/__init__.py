@@ -23,10 +23,12 @@ from lightning_tracker.cli.failures import EXIT_STATUS_HELP, as_tracker_error, e
 from lightning_tracker.cli.stores import OPTIONS_ENV, STORE_ENV
 from lightning_tracker.cli.terminal import console_for, visible
 from lightning_tracker.exceptions import NothingMatchedError, TrackerError
+from lightning_tracker.storage import protocol_families
 
 __all__ = ["main"]
 
 _STORE_HELP = f"folder or URL of the runs (default ${STORE_ENV} or ./runs)"
+_CREDENTIAL_VARIABLES = "; ".join(f"{f.name}://: {f.credentials_env}" for f in protocol_families())
 
 
 def _common(debug_default: object) -> argparse.ArgumentParser:
@@ -43,7 +45,7 @@ def _store_parent() -> argparse.ArgumentParser:
         "--storage-options",
         metavar="JSON",
         help=f"fsspec options as JSON, such as credentials (or ${OPTIONS_ENV}); the backend's own "
-        "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*) works too",
+        f"environment works too ({_CREDENTIAL_VARIABLES})",
     )
     return p
 

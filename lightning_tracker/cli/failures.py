@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from lightning_tracker.exceptions import (
     InvalidArgumentError,
     MissingDependencyError,
+    NotFoundError,
     NothingMatchedError,
     ObjectMissingError,
-    RunNotFoundError,
     StorageError,
     StoreUnreachableError,
     TrackerError,
@@ -36,7 +36,7 @@ EXIT_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (TransientStoreError, 3),  # the store changed while read, or did not answer: run the command again
     (ObjectMissingError, 1),  # the store lost an object its index names
     (InvalidArgumentError, 2),  # a bad argument, an id prefix naming several runs
-    (RunNotFoundError, 2),  # no such run, project, checkpoint or media key
+    (NotFoundError, 2),  # no such run, project, checkpoint or media key
     (MissingDependencyError, 2),  # the command needs an extra: the message says which
     (TrackerError, 1),  # the store failed: damaged data, no credentials, access denied
 )

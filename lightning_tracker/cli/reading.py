@@ -92,7 +92,8 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         raise NothingMatchedError(f"no runs match {asked} in {store.storage.url}{where}")
     if args.sort:
         col = runs_table.sort_column(table, args.sort.lstrip("-"))
-        table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
+        if col in table:  # else no run shown has the key: nothing to sort by
+            table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
     every_id = [name for project in table["project"].unique() for name in store.storage.listdir(project)]

@@ -93,10 +93,11 @@ def choose(
     if "damage" in table and table["damage"].notna().any():
         fixed.append(("damage", "damage"))
     fixed.append(("duration", "duration_s"))
-    params, metrics = _names(config), _names(summary)
-    heads = keys.labels(params, metrics)
+    metrics = _names(summary)  # what the runs shown have
+    named_params, named_metrics = _scope(table)  # what a name names: every run queried, as --where reads it
+    heads = keys.labels(named_params, named_metrics)
     if columns:
-        return Layout(fixed + [(heads.get(c, c), c) for c in _requested(table, columns, params, metrics)])
+        return Layout(fixed + [(heads.get(c, c), c) for c in _requested(table, columns, named_params, named_metrics)])
     monitored = keys.monitored(table["monitor"].dropna()) if "monitor" in table else []
     shown = metrics if show_all else [m for m in metrics if keys.family(m) is None]
     chosen = (config if show_all else _differing(table, config)) + [
@@ -109,24 +110,50 @@ def _names(columns: list[str]) -> list[str]:
     return [c.split(".", 1)[1] for c in columns]
 
 
+def _scope(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The hyperparameter and metric names a bare key is decided over, as ``--where`` decides it.
+
+    Those of every run queried (``Store.table``'s ``attrs["scope"]``), so that ``--where``
+    filtering out the runs with a hyperparameter does not turn its name into a metric's.
+    """
+    scope = table.attrs.get("scope")
+    if scope is not None:
+        return list(scope["params"]), list(scope["metrics"])
+    columns = [str(c) for c in table.columns]
+    return _names([c for c in columns if c.startswith("config.")]), _names(
+        [c for c in columns if c.startswith("summary.")]
+    )
+
+
+def _named(col: str | None, table: pd.DataFrame) -> bool:
+    """Whether ``col`` is a column to show: in ``table``, or a key no run shown has (all of it empty)."""
+    return col is not None and (col in table.columns or col.startswith(("config.", "summary.")))
+
+
 def sort_column(table: pd.DataFrame, key: str) -> str:
     """The column of ``table`` that ``--sort KEY`` names: a key as ``--where`` resolves it, ``start`` or ``duration``.
+
+    The column may be missing from ``table`` when none of its runs has the key (but a run
+    queried has): then the rows have no value to sort by.
 
     Raises:
         InvalidArgumentError: ``key`` names no column; the message lists what does.
     """
-    params = _names([c for c in table.columns if c.startswith("config.")])
-    metrics = _names([c for c in table.columns if c.startswith("summary.")])
+    params, metrics = _scope(table)
     col = {"duration": "duration_s"}.get(key, key) if key in ("start", "duration", "duration_s") else None
     col = col or keys.column(key, params, metrics)
-    if col is None or col not in table.columns:
+    if col is None or not _named(col, table):
         known = ["start", "duration", *keys.labels(params, metrics).values()]
         raise InvalidArgumentError(f"--sort={key!r} is not a column; use one of: {', '.join(known)}")
     return col
 
 
 def _requested(table: pd.DataFrame, names: Sequence[str], params: list[str], metrics: list[str]) -> list[str]:
-    """The columns ``--columns`` names: keys as ``--where`` resolves them, or patterns of names."""
+    """The columns ``--columns`` names: keys as ``--where`` resolves them, or patterns of names.
+
+    A key resolves over ``params`` and ``metrics``, the names of the runs queried; its column
+    is empty when none of the runs shown has it.
+    """
     fields = [f for f in _ROW_FIELDS if f in table]
     out: list[str] = []
     for raw in names:
@@ -134,10 +161,10 @@ def _requested(table: pd.DataFrame, names: Sequence[str], params: list[str], met
         if name in fields:
             hits = [name]
         elif any(ch in name for ch in "*?["):
-            hits = _matching(name, params, metrics)
+            hits = [h for h in _matching(name, params, metrics) if h in table.columns]
         else:
             col = keys.column(name, params, metrics)
-            hits = [col] if col is not None and col in table.columns else []
+            hits = [col] if col is not None and _named(col, table) else []
         if not hits:
             known = [*fields, *keys.labels(params, metrics).values()]
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
@@ -184,7 +211,9 @@ def render(table: pd.DataFrame, layout: Layout, *, width: int, ids: dict[str, st
     Columns are kept by priority: id, name, project, status, damage, the first metric,
     the hyperparameters, the duration, then the other metrics.
     """
-    cells = {col: [_cell(col, v, ids) for v in table[col]] if col in table else [] for _, col in layout.columns}
+    # a column no run shown has (a key that --where decided over every run queried) is empty
+    empty = [None] * len(table)
+    cells = {col: [_cell(col, v, ids) for v in (table[col] if col in table else empty)] for _, col in layout.columns}
     natural = {col: max([cell_len(head), *(c.cell_len for c in cells[col])]) for head, col in layout.columns}
     # each column: its cells, one space of padding on both sides, and one rule (or space) between two columns
     budget = width + 1

@@ -29,7 +29,9 @@ from lightning_tracker.format.layout import (
     RUN_FILE,
     SPOOL_FILE,
     STAGING_DIR,
+    STAGING_STATE_FILE,
 )
+from lightning_tracker.format.status import CRASHED, RUNNING
 
 __all__ = [
     "ELLIPSIS",
@@ -54,8 +56,8 @@ __all__ = [
 ]
 
 # the checkpoint staging files (local only): a sidecar per snapshot, and what only this machine knows
-STAGED_CHECKPOINT = f"{STAGING_DIR}/<n>.json"
-STAGING_STATE = f"{STAGING_DIR}/state.json"
+STAGED_CHECKPOINT = f"{STAGING_DIR}/<n>.json"  # <n>: layout.staged_names
+STAGING_STATE = f"{STAGING_DIR}/{STAGING_STATE_FILE}"
 
 VERSIONS = {
     RUN_FILE: 3,  # 3: one summary algorithm live and final (adds high_step); per-document versions
@@ -113,7 +115,7 @@ def new_run(
         "group": group,
         "tags": list(tags),
         "notes": notes,
-        "status": "running",
+        "status": RUNNING,
         "start_time": time.time(),
         "end_time": None,
         "heartbeat": None,
@@ -180,19 +182,19 @@ def run_state(run: dict[str, Any], now: float | None = None) -> str:
         >>> run_state({"status": "running", "heartbeat": 0.0, "heartbeat_interval_s": 2.0}, now=100.0)
         'crashed'
     """
-    status = run.get("status", "running")
-    if status != "running":
+    status = run.get("status", RUNNING)
+    if status != RUNNING:
         return str(status)
     now = time.time() if now is None else now
     beat = float(run.get("heartbeat") or run.get("start_time") or 0.0)
     interval = float(run.get("heartbeat_interval_s") or 10.0)
     if now - beat > 3 * interval + 10.0:
-        return "crashed"
+        return CRASHED
     writer = run.get("writer") or {}
     if writer.get("host") == socket.gethostname() and writer.get("pid") and writer.get("boot") == _boot_id():
         if not _pid_alive(int(writer["pid"])):
-            return "crashed"
-    return "running"
+            return CRASHED
+    return RUNNING
 
 
 # -- config.json ------------------------------------------------------------------------

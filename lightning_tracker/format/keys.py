@@ -10,7 +10,10 @@ explicit prefix always names its section. A bare key names, in this order:
 
 So with a hyperparameter ``lr`` and a metric ``lr``, ``lr`` is the hyperparameter everywhere
 (``--where``, ``--sort``, ``--columns``, ``Store.runs(where=...)``, the page's filter box) and
-``summary.lr`` the metric. A table heads each column with its :func:`label`: the bare name,
+``summary.lr`` the metric. The names are those of the set of runs queried, never of each run
+alone: when any run has the hyperparameter ``lr``, ``lr`` is the hyperparameter for every run
+(a run without it has no value, even with a metric ``lr``); only when none has it is ``lr``
+the metric. A table heads each column with its :func:`label`: the bare name,
 unless the bare name would resolve to something else, then the prefixed one; a label
 always resolves back to its column.
 
@@ -59,8 +62,9 @@ JOIN = "-"
 def locate(key: str, params: Collection[str], metrics: Collection[str]) -> tuple[str, str] | None:
     """Where ``key`` points: ``("field", K)``, ``("params", K)`` or ``("summary", K)``, or None.
 
-    ``params`` and ``metrics`` are the names the run (or the runs) have; an explicit prefix
-    whose name is missing, or a bare key found nowhere, gives None.
+    ``params`` and ``metrics`` are the names of every run queried (the set decides, not
+    each run); an explicit prefix whose name is missing, or a bare key found nowhere,
+    gives None.
 
     Example:
         >>> params, metrics = {"lr", "name"}, {"lr", "loss"}

@@ -25,6 +25,7 @@ __all__ = [
     "HISTOGRAMS_DIR",
     "META_FILE",
     "MEDIA_DIR",
+    "MEDIA_ENCODINGS",
     "MEDIA_FILES_DIR",
     "MEDIA_KINDS",
     "MEDIA_OBJECT_RE",
@@ -36,6 +37,7 @@ __all__ = [
     "RUN_FILE",
     "SPOOL_FILE",
     "STAGING_DIR",
+    "STAGING_STATE_FILE",
     "chunk_name",
     "covered_chunks",
     "is_private",
@@ -44,6 +46,8 @@ __all__ = [
     "new_run_name",
     "new_writer_key",
     "parse_chunk_name",
+    "parse_staged_name",
+    "staged_names",
     "validate_path_name",
 ]
 
@@ -69,40 +73,64 @@ DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
 
 
 # -- media kinds ------------------------------------------------------------------------
+_PARQUET = "application/vnd.apache.parquet"
+# encoding -> the formats its objects are stored in: file extension -> media type (what a
+# server answers with). Each encoding has one encoder (writers/media.py ``ENCODERS``) and
+# one decoder (read/media.py ``READERS``), whatever kinds use it.
+MEDIA_ENCODINGS: dict[str, Mapping[str, str]] = {
+    "raster": {"png": "image/png", "webp": "image/webp"},  # lossless pixels; previews are rasters too
+    "parquet": {"parquet": _PARQUET},  # rows: a Parquet table
+}
+
+
 class MediaKind(NamedTuple):
-    """What one kind of logged media is on disk: the formats its objects are stored in.
+    """What one kind of logged media is: how its objects are stored and how they are shown.
 
-    The index's ``kind`` column holds a key of :data:`MEDIA_KINDS`. Each layer keeps one
-    table keyed by the same names, and ``tests/format/test_media_kinds.py`` checks that
-    none misses a kind. A new kind (audio, a segmentation mask) is an entry here plus:
+    The index's ``kind`` column holds a key of :data:`MEDIA_KINDS`. Both fields are names:
+    ``encoding`` a key of :data:`MEDIA_ENCODINGS` (the writer's encoder and the reader's
+    decoder are keyed by it), ``renderer`` a function of ``report/assets/media.js`` that
+    draws it (``image``: a preview and the picture; ``table``: sortable rows), keyed in
+    ``report/media.py`` ``RENDERERS`` too. ``tests/format/test_media_kinds.py`` checks
+    that every layer has every piece.
 
-    - ``integration/media.py``: its snapshot in ``SNAPSHOTS`` (and a ``log_<kind>``
-      method on ``TrackerLogger`` that calls ``_log_media``);
-    - ``writers/media.py``: its encoder in ``ENCODERS``;
-    - ``read/media.py``: its reader in ``READERS``;
-    - ``report/media.py``: its renderer's name in ``RENDERERS``, and in
-      ``report/assets/media.js`` a renderer of that name unless an existing one fits.
+    A kind whose objects have the form of an existing one (a segmentation mask is a
+    raster shown as an image) is a line in :data:`MEDIA_KINDS` plus, in
+    ``integration/media.py``, its snapshot in ``SNAPSHOTS`` and a ``log_<kind>`` method on
+    ``TrackerLogger`` (``integration/logger.py``) that calls ``_log_media``.
 
-    A kind whose objects have the form of an existing one (a mask is an image) reuses
-    that kind's encoder, reader and renderer: one line in each table.
+    A kind with a new encoding (audio) also needs an entry in :data:`MEDIA_ENCODINGS`, its
+    encoder (``writers/media.py`` ``ENCODERS``) and decoder (``read/media.py``
+    ``READERS``); a new way of showing it (a player) also a route in ``report/media.py``
+    ``RENDERERS`` and a renderer of that name in ``report/assets/media.js``.
+
+    Example:
+        >>> MEDIA_KINDS["image"].content_types["webp"], MEDIA_KINDS["table"].renderer
+        ('image/webp', 'table')
     """
 
-    content_types: Mapping[str, str]  # object file extension -> media type (what a server answers with)
+    encoding: str  # how its objects are stored: a key of MEDIA_ENCODINGS
+    renderer: str  # how the page shows them: a name of RENDERERS in report/media.py and media.js
+
+    @property
+    def content_types(self) -> Mapping[str, str]:
+        """Object file extension -> media type, the formats of its encoding."""
+        return MEDIA_ENCODINGS[self.encoding]
 
 
-_PARQUET = "application/vnd.apache.parquet"
 MEDIA_KINDS: dict[str, MediaKind] = {
-    "image": MediaKind({"png": "image/png", "webp": "image/webp"}),  # previews are images too
-    "text": MediaKind({"parquet": _PARQUET}),  # a table whose every cell is a string
-    "table": MediaKind({"parquet": _PARQUET}),
+    "image": MediaKind("raster", "image"),
+    "text": MediaKind("parquet", "table"),  # a table whose every cell is a string
+    "table": MediaKind("parquet", "table"),
 }
-_EXTENSIONS = sorted({ext for kind in MEDIA_KINDS.values() for ext in kind.content_types})
+_EXTENSIONS = sorted({ext for types in MEDIA_ENCODINGS.values() for ext in types})
 MEDIA_OBJECT_RE = re.compile(rf"[0-9a-f]{{64}}\.({'|'.join(_EXTENSIONS)})")  # <sha256 of the bytes>.<extension>
 
 # -- local-only files (in the run's local folder, never published) ----------------------
 SPOOL_FILE = "spool.json"  # in a spool folder: where the run is uploaded to
 MIRROR_FILE = ".mirror.json"  # what the mirror has uploaded (size and mtime per file)
 STAGING_DIR = ".checkpoints"  # checkpoint snapshots waiting to be stored, and their state
+STAGING_STATE_FILE = "state.json"  # in STAGING_DIR: what only this machine knows (local sources, alias targets)
+_STAGED_RE = re.compile(r"^(\d+)\.json\Z")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CHUNK_RE = re.compile(r"^(\d{3,})-(?:([a-z]{1,16})-)?(\d{8,})-(\d{8,})\.parquet\Z")
@@ -180,6 +208,30 @@ def validate_path_name(arg: str, value: Any) -> str:
             "(for example 'mnist-baseline')."
         )
     return text
+
+
+# -- checkpoint staging -----------------------------------------------------------------
+def staged_names(seq: int) -> tuple[str, str]:
+    """The names in ``STAGING_DIR`` of staged checkpoint ``seq``: ``(snapshot, sidecar)``.
+
+    Six digits or more, so name order is staging order.
+
+    Example:
+        >>> staged_names(7)
+        ('000007.ckpt', '000007.json')
+    """
+    return f"{seq:06d}.ckpt", f"{seq:06d}.json"
+
+
+def parse_staged_name(name: str) -> int | None:
+    """The staging number of a sidecar's name in ``STAGING_DIR``; None for other files.
+
+    Example:
+        >>> parse_staged_name("000007.json"), parse_staged_name(STAGING_STATE_FILE), parse_staged_name("000007.ckpt")
+        (7, None, None)
+    """
+    match = _STAGED_RE.match(name)
+    return None if match is None else int(match[1])
 
 
 # -- chunks -----------------------------------------------------------------------------

@@ -11,9 +11,12 @@ case-insensitive substring of the id, name, project, group, status or a tag.
 - VALUE is JSON when it parses as JSON (``0.01``, ``true``, ``null``, ``"quoted text"``),
   else text. A list or object (value or field) compares as its JSON text.
 - KEY is ``config.K``/``params.K`` (a hyperparameter), ``summary.K`` (a metric's last
-  value), one of :data:`FIELDS`, or a bare ``K``: the hyperparameter ``K`` if the run has
-  one, else the metric ``K`` (:func:`~lightning_tracker.format.keys.locate`, the rule the
-  CLI's ``--sort`` and ``--columns`` and the page's columns follow too). A run without the
+  value), one of :data:`FIELDS`, or a bare ``K``: the hyperparameter ``K`` if any of the
+  runs queried has one, else the metric ``K``
+  (:func:`~lightning_tracker.format.keys.locate`, the rule the CLI's ``--sort`` and
+  ``--columns`` and the page's columns follow too). The set decides, not each run: where
+  one run has the hyperparameter ``lr``, ``lr`` is the hyperparameter for every run and
+  the metric is ``summary.lr`` (:meth:`Query.select`, :func:`scope`). A run without the
   key fails the term.
 - Numbers (not booleans) compare numerically; text with text exactly, ordered by code
   point; anything else is unequal and unordered. NaN fails every comparison but ``!=``.
@@ -26,14 +29,26 @@ import difflib
 import json
 import numbers
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.keys import FIELDS, PREFIXES, locate
 
-__all__ = ["FIELDS", "MISSING", "Query", "Term", "check_keys", "known_keys", "parse", "resolve", "split"]
+__all__ = [
+    "FIELDS",
+    "MISSING",
+    "Query",
+    "Scope",
+    "Term",
+    "check_keys",
+    "known_keys",
+    "parse",
+    "resolve",
+    "scope",
+    "split",
+]
 
 SEARCHED = ("id", "name", "project", "group", "status", "tags")  # what a bare word looks in
 OPERATORS = ("<=", ">=", "!=", "==", "=", "<", ">")  # two-character ones first: longest match wins
@@ -51,6 +66,9 @@ class _Missing:
 MISSING: Any = _Missing()
 """What :func:`resolve` returns for a key the record does not have."""
 
+Scope = tuple[Collection[str], Collection[str]]
+"""The hyperparameter and the metric names of the runs queried (see :func:`scope`)."""
+
 
 @dataclass(frozen=True)
 class Term:
@@ -62,13 +80,13 @@ class Term:
     value: Any = None
     word: str | None = None
 
-    def matches(self, record: Mapping[str, Any]) -> bool:
-        """Whether the term holds for one run record."""
+    def matches(self, record: Mapping[str, Any], among: Scope | None = None) -> bool:
+        """Whether the term holds for one run record of the runs ``among`` names (see :func:`resolve`)."""
         if self.key is None:
             found = [record.get(f) for f in SEARCHED]
             texts = [t for f in found for t in (f if isinstance(f, list) else [f]) if t is not None]
             return any(str(self.word) in str(t).lower() for t in texts)
-        field = resolve(record, self.key)
+        field = resolve(record, self.key, among)
         if field is MISSING:
             return False
         if self.key == "tags" and isinstance(field, list):
@@ -87,15 +105,32 @@ class Query:
         """The keys the comparisons name, in order, each once."""
         return tuple(dict.fromkeys(t.key for t in self.terms if t.key is not None))
 
-    def matches(self, record: Mapping[str, Any]) -> bool:
+    def matches(self, record: Mapping[str, Any], among: Scope | None = None) -> bool:
         """Whether every term holds for ``record`` (``{id, name, ..., params, summary}``).
+
+        ``among`` is the :func:`scope` of the runs queried, which decides what a bare key
+        names; None queries ``record`` alone. To filter runs, :meth:`select` them.
 
         Example:
             >>> run = {"name": "a", "tags": ["x"], "params": {"lr": 0.01}, "summary": {"val/acc": 0.93}}
             >>> parse("lr<0.05 val/acc>=0.9 tags=x").matches(run), parse("lr>0.05").matches(run)
             (True, False)
         """
-        return all(t.matches(record) for t in self.terms)
+        return all(t.matches(record, among) for t in self.terms)
+
+    def select(self, records: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Whether each of ``records`` matches, a bare key decided over all of them (:func:`scope`).
+
+        Example:
+            >>> a = {"name": "a", "params": {"lr": 0.5}, "summary": {}}
+            >>> b = {"name": "b", "params": {}, "summary": {"lr": 0.001}}
+            >>> parse("lr<0.01").select([a, b]), parse("summary.lr<0.01").select([a, b])
+            ([False, False], [False, True])
+            >>> parse("lr<0.01").select([b]), parse("lr<0.01").matches(b)
+            ([True], True)
+        """
+        among = scope(records)
+        return [self.matches(record, among) for record in records]
 
 
 def split(text: str) -> list[str]:
@@ -236,20 +271,43 @@ def _compare(field: Any, op: str, value: Any) -> bool:
     return both and _ORDER[op](field, value)  # NaN orders False
 
 
-def resolve(record: Mapping[str, Any], key: str) -> Any:
+def scope(records: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str]]:
+    """The hyperparameter and the metric names of a set of run records: what a bare key is decided over.
+
+    Example:
+        >>> scope([{"params": {"lr": 0.5}}, {"summary": {"lr": 0.001, "loss": 1.0}}])
+        ({'lr'}, {'loss', 'lr'})
+    """
+    params: set[str] = set()
+    metrics: set[str] = set()
+    for record in records:
+        params.update(record.get("params") or {})
+        metrics.update(record.get("summary") or {})
+    return params, metrics
+
+
+def resolve(record: Mapping[str, Any], key: str, among: Scope | None = None) -> Any:
     """The value ``key`` names in a run record, or :data:`MISSING`.
+
+    ``among`` is the :func:`scope` of the runs queried (None: ``record`` alone): a bare
+    key names the hyperparameter when any of them has it, so a record without it has
+    no value even when it has a metric of that name (``summary.K`` names that).
 
     Example:
         >>> run = {"name": "a", "params": {"lr": 0.1}, "summary": {"lr": 0.09, "val/acc": 0.9}}
         >>> resolve(run, "lr"), resolve(run, "summary.lr"), resolve(run, "val/acc"), resolve(run, "x")
         (0.1, 0.09, 0.9, MISSING)
+        >>> logged = {"name": "b", "params": {}, "summary": {"lr": 0.001}}
+        >>> resolve(logged, "lr"), resolve(logged, "lr", scope([run, logged])), resolve(logged, "summary.lr")
+        (0.001, MISSING, 0.001)
     """
     sections = {"params": record.get("params") or {}, "summary": record.get("summary") or {}}
-    found = locate(key, sections["params"], sections["summary"])
+    params, metrics = (sections["params"], sections["summary"]) if among is None else among
+    found = locate(key, params, metrics)
     if found is None:
         return MISSING
     section, name = found
-    return record.get(name, MISSING) if section == "field" else sections[section][name]
+    return record.get(name, MISSING) if section == "field" else sections[section].get(name, MISSING)
 
 
 def known_keys(records: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -34,7 +34,6 @@ from lightning_tracker.format.summary import SUMMARY_FIELDS
 __all__ = [
     "DOCUMENT_FIELDS",
     "RUN_FIELDS",
-    "STATUSES",
     "Document",
     "RunDocument",
     "SpoolDocument",
@@ -46,8 +45,6 @@ __all__ = [
     "parse_document",
     "parse_run",
 ]
-
-STATUSES = STORED  # written to run.json; format/status.py lists the derived ones too
 
 
 def _number(v: Any) -> bool:
@@ -109,7 +106,7 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "text": ("a string", lambda v: isinstance(v, str)),
     "text?": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "texts": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
-    "status": (" or ".join(map(repr, STATUSES)), lambda v: v in STATUSES),
+    "status": (" or ".join(map(repr, STORED)), lambda v: v in STORED),  # what a writer stores (format/status.py)
     "time": ("a number of Unix seconds from 1970 to 2261", _time),
     "time?": ("a number of Unix seconds from 1970 to 2261, or null", lambda v: v is None or _time(v)),
     "seconds?": ("a positive number or null", lambda v: v is None or (_number(v) and 0 < v < math.inf)),

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # run ids created by this process, in construction order; processes that Lightning's
 # DDP launcher starts re-run the script with this variable inherited and take the same id
-_SHARED_IDS_ENV = RUN_IDS.name
 _constructed = 0
 
 
@@ -63,7 +62,7 @@ def _shared_run_id(index: int, run_id: str | None) -> str:
     run_id = run_id or _job_run_id(index) or new_run_id()
     if _rank() == 0:
         shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
-        os.environ[_SHARED_IDS_ENV] = json.dumps(shared)
+        RUN_IDS.publish(json.dumps(shared))
     return run_id
 
 

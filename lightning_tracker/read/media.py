@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightning_tracker.exceptions import MediaNotFoundError, ObjectMissingError, StorageError
-from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_OBJECT_RE
+from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE
 from lightning_tracker.format.summary import keep_last
 
 if TYPE_CHECKING:
@@ -90,11 +90,11 @@ def _read_frame(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
-# kind -> what an object's bytes are read as; one entry per kind of MEDIA_KINDS
+# encoding (MediaKind.encoding) -> what an object's bytes are read as; one entry per
+# encoding of MEDIA_ENCODINGS
 READERS: dict[str, Callable[[bytes], Any]] = {
-    "image": _open_image,  # a PIL.Image
-    "text": _read_frame,  # a DataFrame
-    "table": _read_frame,
+    "raster": _open_image,  # a PIL.Image
+    "parquet": _read_frame,  # a DataFrame
 }
 
 
@@ -106,13 +106,13 @@ def read_object(storage: Storage, run_path: str, row: pd.Series) -> Any:
             its kind is one this version cannot read (a newer version logged it).
     """
     data = object_bytes(storage, run_path, row["object"], row["sha256"])
-    read = READERS.get(str(row["kind"]))
-    if read is None:
+    known = MEDIA_KINDS.get(str(row["kind"]))
+    if known is None:
         raise StorageError(
             f"the media index of {run_path} lists {row['object']!r} as kind {row['kind']!r}, which this version "
-            f"cannot read (it reads {', '.join(READERS)}); upgrade lightning-tracker to read it"
+            f"cannot read (it reads {', '.join(MEDIA_KINDS)}); upgrade lightning-tracker to read it"
         )
-    return read(data)
+    return READERS[known.encoding](data)
 
 
 def pick(index: pd.DataFrame, key: str, step: int, position: int, where: str) -> pd.Series:

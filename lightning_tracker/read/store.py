@@ -101,7 +101,11 @@ class Store:
                 hyperparameter (``"lr"``, ``"config.model.width"``), a metric's last value
                 (``"val/acc"``, ``"summary.val/acc"``) or a field (``"status"``, ``"tags"``);
                 a bare key names a field, else a hyperparameter, else a metric
-                (:mod:`~lightning_tracker.format.keys`, as ``--sort`` and ``--columns`` do).
+                (:mod:`~lightning_tracker.format.keys`, as ``--sort`` and ``--columns`` do),
+                decided over the runs queried (those of ``project``, ``tags``, ``status``
+                and ``group``): when one of them has the hyperparameter ``lr``, ``"lr"`` is
+                the hyperparameter of every run (a run without it does not match) and the
+                metric is ``"summary.lr"``.
             progress: called as ``progress(done, total)`` while the runs are read (a
                 progress bar for big or remote stores).
 
@@ -202,7 +206,10 @@ class Store:
         Reads only each run's ``run.json``. The column a bare key names is
         ``keys.column(key, params, metrics)`` (:mod:`~lightning_tracker.format.keys`:
         a field, else the hyperparameter, else the metric), and ``keys.labels`` heads
-        the columns distinctly, as the CLI and the page do.
+        the columns distinctly, as the CLI and the page do. ``params`` and ``metrics``
+        are the names of every run queried, a ``where`` filter aside, so that a bare key
+        names what it names in ``where``: ``table.attrs["scope"]`` holds them
+        (``{"params": [...], "metrics": [...]}``).
 
         Example:
             >>> from lightning_tracker import TrackerLogger
@@ -216,8 +223,17 @@ class Store:
             ['config.lr', 'summary.lr']
             >>> table["config.lr"].tolist(), table["summary.lr"].tolist(), keys.labels(["lr"], ["lr"])
             ([0.1], [0.09], {'config.lr': 'lr', 'summary.lr': 'summary.lr'})
+            >>> table.attrs["scope"]
+            {'params': ['lr'], 'metrics': ['lr']}
         """
+        match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
         runs = self.runs(project, **filters)
+        scope = {  # the runs queried decide what a bare key names, as in where (Store.runs)
+            "params": list(dict.fromkeys(k for r in runs for k in r.flat_config)),
+            "metrics": list(dict.fromkeys(k for r in runs for k in r.summary)),
+        }
+        if match is not None:
+            runs = match(runs)
         rows = []
         for r in runs:
             row: dict[str, Any] = {
@@ -239,7 +255,9 @@ class Store:
                 row[f"min.{key}"] = stats.get("min")
                 row[f"max.{key}"] = stats.get("max")
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        frame.attrs["scope"] = scope
+        return frame
 
 
 def _query_record(run: Run) -> dict[str, Any]:
@@ -265,15 +283,19 @@ def _where_predicate(where: Any) -> Callable[[list[Run]], list[Run]] | None:
         return lambda runs: [r for r in runs if where(r)]
     if isinstance(where, Mapping):
 
-        def match(run: Run) -> bool:
-            record = _query_record(run)
+        def match(record: dict[str, Any], among: query.Scope) -> bool:
             for key, expected in where.items():
-                value = query.resolve(record, key)
+                value = query.resolve(record, key, among)
                 if value is query.MISSING or not (expected(value) if callable(expected) else value == expected):
                     return False
             return True
 
-        return lambda runs: [r for r in runs if match(r)]
+        def pick(runs: list[Run]) -> list[Run]:
+            records = [_query_record(r) for r in runs]
+            among = query.scope(records)  # the runs queried decide what a bare key names
+            return [r for r, rec in zip(runs, records, strict=True) if match(rec, among)]
+
+        return pick
     if not isinstance(where, (str, Sequence)):
         raise InvalidArgumentError(
             f"where={where!r} is neither a query, a predicate nor a mapping; pass terms "
@@ -286,6 +308,6 @@ def _where_predicate(where: Any) -> Callable[[list[Run]], list[Run]] | None:
         records = [_query_record(r) for r in runs]
         if records:  # a key no run has is a typo, not an empty result
             query.check_keys(parsed, query.known_keys(records))
-        return [r for r, rec in zip(runs, records, strict=True) if parsed.matches(rec)]
+        return [r for r, keep in zip(runs, parsed.select(records), strict=True) if keep]
 
     return keep

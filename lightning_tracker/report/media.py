@@ -7,7 +7,10 @@ at most 128 px, as ``data:`` URIs, each stored once however often it is shown), 
 first ``EMBED_ROWS`` rows of each text or table. The page states the caps and what each
 panel left out. The live dashboard lists every step and image by object name; the page
 loads them from the server (:class:`MediaFiles`), which answers only for names a run's
-media index lists. :data:`RENDERERS` says how the page draws each kind.
+media index lists. Each kind's ``renderer`` (:data:`~lightning_tracker.format.layout.MEDIA_KINDS`)
+names the function of ``assets/media.js`` that draws it; :data:`RENDERERS` the route that
+serves its objects. A kind this version does not know is listed without its object, and
+the page says it cannot show it.
 """
 
 from __future__ import annotations
@@ -40,16 +43,26 @@ EMBED_ROWS = 200  # rows of a text or table embedded in a report
 EMBED_BYTES = 30_000_000  # the previews of a whole report, as data URIs: past this every panel keeps fewer steps
 SERVE_ROWS = 10_000  # rows of a text or table the dashboard sends to the page
 
-# kind -> the renderer that draws it, a name of RENDERERS in media.js; one entry per kind of MEDIA_KINDS.
-# "image": its preview, and the object itself by URL (route media/); "table": its rows (route api/table/)
+# renderer (MediaKind.renderer, a name of RENDERERS in media.js) -> the dashboard's route that serves
+# its objects; one entry per renderer a kind of MEDIA_KINDS names. "image": its preview, and the object itself by
+# URL (route media/); "table": its rows as JSON (route api/table/)
 RENDERERS = {
-    "image": "image",
-    "text": "table",
+    "image": "media",
     "table": "table",
 }
-_ROUTES = {"image": "media", "table": "table"}  # renderer -> the dashboard's route that serves its objects
 # what the writer names an object: its sha256 and the extension of its format
 _OBJECT_NAME = MEDIA_OBJECT_RE
+
+
+def _renderer(kind: str) -> str | None:
+    """The renderer that draws ``kind``; None for a kind this version does not know (a newer one logged it).
+
+    Example:
+        >>> _renderer("text"), _renderer("hologram")
+        ('table', None)
+    """
+    known = MEDIA_KINDS.get(kind)
+    return known.renderer if known is not None and known.renderer in RENDERERS else None
 
 
 def _content_type(kind: str, name: str) -> str | None:
@@ -147,15 +160,16 @@ def _cell(value: Any) -> Any:
 def _item(row: dict[str, Any], live: bool) -> dict[str, Any]:
     caption = row["caption"] if isinstance(row["caption"], str) else None
     kind = str(row["kind"])
-    renderer = RENDERERS.get(kind)  # None: a kind this version cannot show (the page says so)
+    renderer = _renderer(kind)
     item: dict[str, Any] = {"index": int(row["index"]), "kind": kind, "renderer": renderer, "caption": caption}
     if renderer == "image":
         thumb = row["thumbnail"] if isinstance(row["thumbnail"], str) else row["object"]
         item.update(width=int(row["width"]), height=int(row["height"]), thumb=thumb)
-    else:
-        item.update(columns=int(row["width"]), rows=int(row["height"]))
-    if live or renderer != "image":
-        item["object"] = row["object"]
+        if live:
+            item["object"] = row["object"]
+    elif renderer == "table":
+        item.update(columns=int(row["width"]), rows=int(row["height"]), object=row["object"])
+    # renderer None: neither read nor served; the page says this version cannot show the kind
     return item
 
 
@@ -227,11 +241,11 @@ def _embed(run: Run, index: pd.DataFrame, keys: dict[str, Any]) -> dict[str, str
         if item["renderer"] == "image":
             if item["thumb"] not in files:
                 item["missing"] = "the preview is missing"
-            continue
-        try:
-            item["table"] = table_json(read_object(run.storage, run.path, rows.loc[item["object"]]), EMBED_ROWS)
-        except (StorageError, ValueError, OSError) as err:  # one unreadable table, not the report
-            item["missing"] = str(err)
+        elif item["renderer"] == "table":
+            try:
+                item["table"] = table_json(read_object(run.storage, run.path, rows.loc[item["object"]]), EMBED_ROWS)
+            except (StorageError, ValueError, OSError) as err:  # one unreadable table, not the report
+                item["missing"] = str(err)
     return files
 
 
@@ -302,7 +316,8 @@ class MediaFiles:
             return None
         run_path = f"{project}/{run_id}"
         listed = self._lookup(run_path, name)
-        if listed is None or _ROUTES.get(RENDERERS.get(listed[0], "")) != route:
+        renderer = None if listed is None else _renderer(listed[0])
+        if listed is None or renderer is None or RENDERERS[renderer] != route:
             return None
         content_type = _content_type(listed[0], name) if route == "media" else "application/json"
         if content_type is None:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from lightning_tracker.storage.base import Storage
 from lightning_tracker.storage.local import atomic_write, remove_file
-from lightning_tracker.storage.registry import protocol_family, register_storage
+from lightning_tracker.storage.registry import protocol_families, protocol_family, register_storage
 from lightning_tracker.storage.urls import redact_url
 
-__all__ = ["Storage", "atomic_write", "protocol_family", "redact_url", "register_storage", "remove_file"]
+__all__ = [
+    "Storage",
+    "atomic_write",
+    "protocol_families",
+    "protocol_family",
+    "redact_url",
+    "register_storage",
+    "remove_file",
+]

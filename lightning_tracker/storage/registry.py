@@ -31,7 +31,15 @@ from lightning_tracker.exceptions import InvalidArgumentError
 if TYPE_CHECKING:
     from lightning_tracker.storage.base import Storage
 
-__all__ = ["LOCAL_PROTOCOLS", "ProtocolFamily", "install_hint", "protocol_family", "register_storage", "storage_class"]
+__all__ = [
+    "LOCAL_PROTOCOLS",
+    "ProtocolFamily",
+    "install_hint",
+    "protocol_families",
+    "protocol_family",
+    "register_storage",
+    "storage_class",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,16 @@ _DEFAULT_BACKEND = "lightning_tracker.storage.remote:FsspecStorage"
 _PROTOCOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # the protocols of a folder on this machine: parse_url gives every such location "file"
 LOCAL_PROTOCOLS = ("file", "local")
+
+
+def protocol_families() -> tuple[ProtocolFamily, ...]:
+    """Every protocol family lightning-tracker knows, in the order the docs list them.
+
+    Example:
+        >>> [f.name for f in protocol_families()]
+        ['s3', 'gs', 'az']
+    """
+    return _FAMILIES
 
 
 def protocol_family(protocol: str) -> ProtocolFamily | None:

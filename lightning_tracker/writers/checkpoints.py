@@ -37,7 +37,14 @@ from lightning_tracker.format.documents import (
     new_staging_state,
     resolve_aliases,
 )
-from lightning_tracker.format.layout import MODELS_DIR, MODELS_FILE, STAGING_DIR
+from lightning_tracker.format.layout import (
+    MODELS_DIR,
+    MODELS_FILE,
+    STAGING_DIR,
+    STAGING_STATE_FILE,
+    parse_staged_name,
+    staged_names,
+)
 from lightning_tracker.format.validate import parse_document
 from lightning_tracker.storage import atomic_write, remove_file
 from lightning_tracker.writers import hyperparams
@@ -47,7 +54,6 @@ __all__ = ["CheckpointProducer"]
 
 log = logging.getLogger(__name__)
 
-_STATE_FILE = "state.json"  # in STAGING_DIR: what only this machine knows (local sources, alias targets)
 _BLOCK = 1 << 22
 
 
@@ -182,7 +188,7 @@ class CheckpointProducer:
                 self.manifest = loads(f.read())  # an earlier session's (a resume downloads the store's)
         except (OSError, ValueError):
             pass
-        state = self._staging_document(STAGING_STATE, os.path.join(self.staging, _STATE_FILE))
+        state = self._staging_document(STAGING_STATE, os.path.join(self.staging, STAGING_STATE_FILE))
         if state is not None:
             self.sources = state.get("sources") or {}
             self.alias_seq = state.get("alias_seq") or {}
@@ -201,7 +207,7 @@ class CheckpointProducer:
                 self._seq = max(self._seq, seq + 1)
 
     def _sidecar(self, seq: int) -> dict[str, Any] | None:
-        return self._staging_document(STAGED_CHECKPOINT, os.path.join(self.staging, f"{seq:06d}.json"))
+        return self._staging_document(STAGED_CHECKPOINT, os.path.join(self.staging, staged_names(seq)[1]))
 
     def _staging_document(self, kind: str, path: str) -> dict[str, Any] | None:
         """A staging file, checked (:func:`~lightning_tracker.format.validate.parse_document`);
@@ -227,7 +233,7 @@ class CheckpointProducer:
             names = os.listdir(self.staging)
         except FileNotFoundError:
             return []
-        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+        return sorted(seq for n in names if (seq := parse_staged_name(n)) is not None)
 
     # -- the training thread ------------------------------------------------------------
     def on_save(self, callback: Any) -> None:
@@ -294,7 +300,7 @@ class CheckpointProducer:
         seq = self._seq
         self._seq += 1
         try:
-            os.link(path, os.path.join(self.staging, f"{seq:06d}.ckpt"))
+            os.link(path, os.path.join(self.staging, staged_names(seq)[0]))
             copy = False
         except OSError:
             copy = True  # another filesystem: the flusher copies it, off the training thread
@@ -310,7 +316,7 @@ class CheckpointProducer:
             saved_time=time.time(),
             step=getattr(callback, "_last_global_step_saved", None),
         )
-        atomic_write(os.path.join(self.staging, f"{seq:06d}.json"), dumps(sidecar))
+        atomic_write(os.path.join(self.staging, staged_names(seq)[1]), dumps(sidecar))
         self.alias_seq["latest"] = seq
 
     def add_alias(self, alias: str, path: str | None = None) -> None:
@@ -353,7 +359,7 @@ class CheckpointProducer:
 
     def _store(self, seq: int) -> None:
         meta = self._sidecar(seq)
-        blob = os.path.join(self.staging, f"{seq:06d}.ckpt")
+        blob = os.path.join(self.staging, staged_names(seq)[0])
         if meta is None or seq in self.stages:
             self._drop(seq)  # stored and listed; the process stopped before cleaning up
             return
@@ -408,8 +414,8 @@ class CheckpointProducer:
         self._drop(seq)
 
     def _drop(self, seq: int) -> None:
-        for ext in (".ckpt", ".json"):
-            remove_file(os.path.join(self.staging, f"{seq:06d}{ext}"))
+        for name in staged_names(seq):
+            remove_file(os.path.join(self.staging, name))
 
     def _unlist_deleted(self) -> list[str]:
         if self.keep_all or not self.retention:
@@ -433,7 +439,7 @@ class CheckpointProducer:
             if content == self._written:
                 return
             state = new_staging_state(self.sources, self.alias_seq, self.keep_all, self.stages)
-            atomic_write(os.path.join(self.staging, _STATE_FILE), dumps(state))
+            atomic_write(os.path.join(self.staging, STAGING_STATE_FILE), dumps(state))
             if self.manifest["checkpoints"] or os.path.exists(os.path.join(self.local_dir, MODELS_FILE)):
                 atomic_write(os.path.join(self.local_dir, MODELS_FILE), content)
             self._written = content

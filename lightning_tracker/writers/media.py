@@ -6,7 +6,8 @@ for a CUDA tensor an asynchronous copy into pinned memory, see
 snapshots, encodes each image (PNG, or lossless WebP where that is smaller), makes a
 preview at most ``THUMBNAIL_PX`` wide and high, and stores every object under its content
 hash in ``media-files/`` (an image logged twice is stored once); text and tables become
-one Parquet object per (key, step) (:data:`ENCODERS`: each kind's encoder). One row per
+one Parquet object per (key, step) (:data:`ENCODERS`: an encoder per encoding of
+:data:`~lightning_tracker.format.layout.MEDIA_ENCODINGS`). One row per
 object goes into the index (``media/``, chunks named and compacted like metric chunks),
 written after the objects it names; the mirror uploads ``media-files/`` before ``media/``
 for the same reason.
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR
+from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KINDS
 from lightning_tracker.format.schemas import MEDIA as SCHEMA
 from lightning_tracker.storage import atomic_write
 from lightning_tracker.writers.chunks import ChunkFolder
@@ -156,7 +157,7 @@ class Encoded:
     """One item as stored: its object, its preview, its size and its TensorBoard form."""
 
     data: bytes  # the object's bytes
-    ext: str  # its file extension, one of its kind's in MEDIA_KINDS
+    ext: str  # its file extension, one of its encoding's in MEDIA_ENCODINGS
     width: int  # pixels, or columns
     height: int  # pixels, or rows
     # (bytes, extension) of a smaller picture to list it by; True: the object is small
@@ -197,11 +198,11 @@ def _encode_frame(item: MediaItem) -> Encoded:
     )
 
 
-# kind -> how an item of it becomes an object (on the flusher thread); one entry per kind of MEDIA_KINDS
+# encoding (MediaKind.encoding) -> how an item becomes an object (on the flusher thread);
+# one entry per encoding of MEDIA_ENCODINGS
 ENCODERS: dict[str, Callable[[MediaItem], Encoded]] = {
-    "image": _encode_image,
-    "text": _encode_frame,
-    "table": _encode_frame,
+    "raster": _encode_image,
+    "parquet": _encode_frame,
 }
 
 
@@ -263,10 +264,10 @@ class MediaProducer:
         return name, digest
 
     def _store(self, item: MediaItem) -> dict[str, Any]:
-        encode = ENCODERS.get(item.kind)
-        if encode is None:
-            raise ValueError(f"kind={item.kind!r} has no encoder; the kinds are {', '.join(ENCODERS)}")
-        encoded = encode(item)
+        known = MEDIA_KINDS.get(item.kind)
+        if known is None:
+            raise ValueError(f"kind={item.kind!r} is not a media kind; the kinds are {', '.join(MEDIA_KINDS)}")
+        encoded = ENCODERS[known.encoding](item)
         name, digest = self._object(encoded.data, encoded.ext)
         preview = encoded.preview
         row: dict[str, Any] = {

@@ -21,12 +21,21 @@ def _make_runs(save_dir: str, options: Any, project: str = "cli") -> list[Tracke
     """Three runs that differ in ``lr``, share ``width``, and log monitor families besides their metrics."""
     loggers = []
     for i, lr in enumerate(LRS):
-        logger = TrackerLogger(save_dir, name=project, run_name=f"run-{i}", storage_options=options, tags=["sweep"],
-                               tensorboard=False)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir, name=project, run_name=f"run-{i}", storage_options=options, tags=["sweep"], tensorboard=False
+        )
         logger.log_hyperparams({"lr": lr, "width": 64, "seed": 0, "optimizer": "adam" if i else "sgd"})
         for step in range(5):
-            logger.log_metrics({"val/acc": 0.5 + lr * 10 + step * 0.01, "train/loss": 1.0 / (step + 1), "epoch": 0,
-                                "system/cpu_percent": 50.0, "gradients/total/norm": 1.5}, step=step)  # fmt: skip
+            logger.log_metrics(
+                {
+                    "val/acc": 0.5 + lr * 10 + step * 0.01,
+                    "train/loss": 1.0 / (step + 1),
+                    "epoch": 0,
+                    "system/cpu_percent": 50.0,
+                    "gradients/total/norm": 1.5,
+                },
+                step=step,
+            )
         logger.finalize("success")
         loggers.append(logger)
     return loggers
@@ -78,8 +87,13 @@ def test_runs_puts_the_monitored_metric_first(tmp_path: Any, capsys: pytest.Capt
     save_dir = str(tmp_path / "runs")
     for lr in (0.05, 0.01):  # a real ModelCheckpoint: the logger records what it monitors
         checkpoint = lightning().callbacks.ModelCheckpoint(dirpath=str(tmp_path / f"ck{lr}"), monitor="train/loss")
-        trainer(TrackerLogger(save_dir, name="cli"), max_epochs=1, limit_train_batches=2, enable_checkpointing=True,
-                callbacks=[checkpoint]).fit(tiny_model(lr=lr))  # fmt: skip
+        trainer(
+            TrackerLogger(save_dir, name="cli"),
+            max_epochs=1,
+            limit_train_batches=2,
+            enable_checkpointing=True,
+            callbacks=[checkpoint],
+        ).fit(tiny_model(lr=lr))
     assert main(["runs", "-s", save_dir, "-p", "cli"]) == 0
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("id ")).split()
     assert header[4:] == ["lr", "train/loss", "val/loss", "epoch"], "the monitored metric first, then val*"
@@ -119,11 +133,18 @@ def test_every_command_names_its_store_the_same_way(
     save_dir = str(tmp_path / "runs")
     a, b, _ = (lg.version for lg in _make_runs(save_dir, None))
     out_dir = str(tmp_path / "h")
-    for argv in (["runs", "-s", save_dir, "-p", "cli"], ["runs", save_dir, "-p", "cli"],
-                 ["show", a, "-s", save_dir], ["show", a, save_dir], ["show", save_dir, a],
-                 ["compare", a, b, "-s", save_dir], ["compare", a, b, save_dir],
-                 ["hist", a, save_dir, "--out", out_dir], ["hist", a, "*", "-s", save_dir, "--out", out_dir],
-                 ["report", "-s", save_dir, "-o", str(tmp_path / "r.html")]):  # fmt: skip
+    for argv in (
+        ["runs", "-s", save_dir, "-p", "cli"],
+        ["runs", save_dir, "-p", "cli"],
+        ["show", a, "-s", save_dir],
+        ["show", a, save_dir],
+        ["show", save_dir, a],
+        ["compare", a, b, "-s", save_dir],
+        ["compare", a, b, save_dir],
+        ["hist", a, save_dir, "--out", out_dir],
+        ["hist", a, "*", "-s", save_dir, "--out", out_dir],
+        ["report", "-s", save_dir, "-o", str(tmp_path / "r.html")],
+    ):
         if argv[0] == "hist":  # the run is found; it has no histograms to draw
             assert main(argv) == 1 and f"matches no tensor with histograms in run {a}" in capsys.readouterr().out
             continue
@@ -147,8 +168,11 @@ def test_credentials_come_from_the_options_or_the_environment(
     assert main(["runs", "-s", save_dir, "-p", "cli"]) == 0 and "3 runs" in capsys.readouterr().out
     monkeypatch.delenv("LIGHTNING_TRACKER_STORAGE_OPTIONS")
     # the backend's own standard environment, as boto reads it
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_ENDPOINT_URL", s3_server.endpoint)):  # fmt: skip
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ENDPOINT_URL", s3_server.endpoint),
+    ):
         monkeypatch.setenv(name, value)
     assert main(["runs", "-s", save_dir, "-p", "cli"]) == 0 and "3 runs" in capsys.readouterr().out
 
@@ -224,7 +248,9 @@ def test_a_store_with_several_projects_lists_them(tmp_path: Any, capsys: pytest.
     assert main(["runs", "-s", save_dir]) == 0
     out = capsys.readouterr().out
     assert "2 projects in" in out and _rows(out.replace("alpha", "run-alpha").replace("beta", "run-beta")) == [
-        ["run-alpha", "3"], ["run-beta", "1"]]  # fmt: skip
+        ["run-alpha", "3"],
+        ["run-beta", "1"],
+    ]
     assert "-p PROJECT" in out
     assert main(["runs", "-s", save_dir, "-p", "beta"]) == 0
     out = capsys.readouterr().out
@@ -333,8 +359,12 @@ def test_serve_takes_the_store_as_every_command_does(form: list[str], tmp_path: 
 
     save_dir = str(tmp_path / "runs")
     _make_runs(save_dir, None)
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_tracker.cli", "serve", *form, save_dir, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_tracker.cli", "serve", *form, save_dir, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         url = re.search(r"http://127\.0\.0\.1:\d+/?", line)

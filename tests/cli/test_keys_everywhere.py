@@ -155,3 +155,72 @@ def test_status_crashed_comes_from_the_one_list(
     assert f"use one of: {', '.join(status.STATUSES)}" in capsys.readouterr().err
     with pytest.raises(ValueError, match="'crashd' is not a run status; use one of: running, finished"):
         Store(save_dir).runs(status=["finished", "crashd"])
+
+
+def _hyperparameter_and_metric_in_different_runs(save_dir: str) -> None:
+    """Run A has the hyperparameter ``lr=0.5`` (no metric lr), run B the metric ``lr=0.001`` (no hyperparameter)."""
+    a = TrackerLogger(save_dir, name="p", run_name="run-a", tensorboard=False)
+    a.log_hyperparams({"lr": 0.5})
+    a.finalize("success")
+    b = TrackerLogger(save_dir, name="p", run_name="run-b", tensorboard=False)
+    b.log_metrics({"lr": 0.001}, step=0)
+    b.finalize("success")
+
+
+def test_a_bare_key_is_decided_over_the_runs_queried_not_each_run(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning_tracker.format import query
+
+    monkeypatch.setenv("COLUMNS", "300")
+    save_dir = str(tmp_path / "runs")
+    _hyperparameter_and_metric_in_different_runs(save_dir)
+    # --where: lr is A's hyperparameter for both runs, so B (which has only the metric) does not match
+    assert main(["runs", save_dir, "--where", "lr<0.01"]) == 1
+    assert "no runs match --where 'lr<0.01'" in capsys.readouterr().out
+    assert [r[0] for r in _runs([save_dir, "--where", "lr>0.1"], capsys)[1]] == ["run-a"]
+    assert [r[0] for r in _runs([save_dir, "--where", "summary.lr<0.01"], capsys)[1]] == ["run-b"]
+    # --sort and --columns name the same column
+    assert [r[0] for r in _runs([save_dir, "--sort", "lr"], capsys)[1]] == ["run-a", "run-b"]
+    assert [r[0] for r in _runs([save_dir, "--sort", "summary.lr"], capsys)[1]] == ["run-b", "run-a"]
+    header, rows = _runs([save_dir, "--columns", "lr"], capsys)
+    assert header[-1] == "lr" and [(r[0], r[-1]) for r in rows] == [("run-a", "0.5"), ("run-b", "—")]
+    header, rows = _runs([save_dir, "--columns", "summary.lr"], capsys)
+    assert header[-1] == "summary.lr" and [(r[0], r[-1]) for r in rows] == [("run-a", "—"), ("run-b", "0.001")]
+    # filtering out run A does not turn lr into the metric: the runs queried decide, as in --where
+    header, rows = _runs([save_dir, "--where", "summary.lr<0.01", "--columns", "lr", "--sort", "lr"], capsys)
+    assert header[-1] == "lr" and [(r[0], r[-1]) for r in rows] == [("run-b", "—")]
+    header, rows = _runs([save_dir, "--where", "summary.lr<0.01"], capsys)
+    assert "summary.lr" in header and "lr" not in header and rows[0][-1] == "0.001"
+    # a typo still names the closest keys
+    assert main(["runs", save_dir, "--where", "lrr<0.01"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
+    # the API
+    store = Store(save_dir)
+    names = lambda runs: [r.name for r in runs]  # noqa: E731 (a local shorthand)
+    assert names(store.runs(where="lr<0.01")) == [] and names(store.runs(where={"lr": 0.001})) == []
+    assert names(store.runs(where="lr>0.1")) == ["run-a"]
+    assert names(store.runs(where="summary.lr<0.01")) == names(store.runs(where={"summary.lr": 0.001})) == ["run-b"]
+    table = store.table()
+    assert table.set_index("name")["config.lr"].to_dict() == {
+        "run-a": 0.5,
+        "run-b": pytest.approx(float("nan"), nan_ok=True),
+    }
+    assert keys.column("lr", table.attrs["scope"]["params"], table.attrs["scope"]["metrics"]) == "config.lr"
+    assert store.table(where="summary.lr<0.01").attrs["scope"] == {"params": ["lr"], "metrics": ["lr"]}
+    # the page: its records, filtered over all of them, and its headers
+    payload = build_payload(store)
+    records = [{"name": r["name"], "params": r["config"], "summary": r["summary"]} for r in payload["runs"]]
+    assert [r["name"] for r in records] == ["run-a", "run-b"]
+    assert query.parse("lr<0.01").select(records) == [False, False]
+    assert query.parse("summary.lr<0.01").select(records) == [False, True]
+    assert payload["keys"]["labels"] == {"config.lr": "lr", "summary.lr": "summary.lr"}
+    # with no hyperparameter lr among the runs queried, lr is the metric
+    assert names(store.runs(where="lr<0.01 run-b")) == []
+    only_b = str(tmp_path / "only-b")
+    b = TrackerLogger(only_b, name="p", run_name="run-b", tensorboard=False)
+    b.log_metrics({"lr": 0.001}, step=0)
+    b.finalize("success")
+    assert names(Store(only_b).runs(where="lr<0.01")) == ["run-b"]
+    header, rows = _runs([only_b, "--where", "lr<0.01", "--columns", "lr", "--sort", "lr"], capsys)
+    assert header[-1] == "lr" and rows[0][-1] == "0.001"

@@ -106,7 +106,7 @@ def test_a_tags_string_is_one_tag_repaired_not_damaged_and_never_its_letters() -
         (documents.STAGED_CHECKPOINT, {"source": ["/c/x.ckpt"]}, "field 'source' is ['/c/x.ckpt']"),
         (documents.STAGING_STATE, {"keep_all": "yes"}, "field 'keep_all' is 'yes'; expected true or false"),
     ],
-)  # fmt: skip
+)
 def test_a_local_document_of_the_wrong_shape_is_named(name: str, change: dict[str, Any], problem: str) -> None:
     doc = {k: v for k, v in {**_BUILT[name], **change}.items() if v is not ...}
     parsed = parse_document(name, doc)

@@ -82,12 +82,14 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
     t.fit(tiny_model("pytorch_lightning"))
     documented = _documented_files()
     store = Store(url)
-    written = {"spool": _files(logger.log_dir),
-               "store": sorted(store.storage.find(f"p/{logger.version}"))}  # fmt: skip
+    written = {"spool": _files(logger.log_dir), "store": sorted(store.storage.find(f"p/{logger.version}"))}
     lightning_own = "checkpoints/*"  # ModelCheckpoint's working folder: the page names it as Lightning's
     for where, files in written.items():
-        undocumented = [f for f in files if not fnmatch.fnmatch(f, lightning_own)
-                        and not any(fnmatch.fnmatch(f, p) for p in documented)]  # fmt: skip
+        undocumented = [
+            f
+            for f in files
+            if not fnmatch.fnmatch(f, lightning_own) and not any(fnmatch.fnmatch(f, p) for p in documented)
+        ]
         assert not undocumented, f"{where} holds files docs/format.md does not name: {undocumented}"
     everything = written["spool"] + written["store"]
     transient = [p for p, row in documented.items() if "transient" in row]

@@ -42,6 +42,25 @@ def test_the_query_grammar_resolves_keys_through_the_same_owner() -> None:
     assert query.FIELDS == keys.FIELDS
 
 
+# run A has the hyperparameter lr (no metric lr), run B the metric lr (no hyperparameter lr)
+RUN_A = {"name": "run-a", "params": {"lr": 0.5}, "summary": {}}
+RUN_B = {"name": "run-b", "params": {}, "summary": {"lr": 0.001}}
+
+
+def test_a_bare_key_is_decided_over_the_runs_queried_not_each_run() -> None:
+    params, metrics = query.scope([RUN_A, RUN_B])
+    assert (params, metrics) == ({"lr"}, {"lr"})
+    assert keys.locate("lr", params, metrics) == ("params", "lr") and keys.column("lr", params, metrics) == "config.lr"
+    assert query.resolve(RUN_B, "lr", (params, metrics)) is query.MISSING, "B has no hyperparameter lr"
+    assert query.resolve(RUN_B, "summary.lr", (params, metrics)) == 0.001
+    assert query.parse("lr<0.01").select([RUN_A, RUN_B]) == [False, False]
+    assert query.parse("summary.lr<0.01").select([RUN_A, RUN_B]) == [False, True]
+    assert keys.labels(params, metrics) == {"config.lr": "lr", "summary.lr": "summary.lr"}
+    # with no hyperparameter lr among the runs, lr is the metric
+    assert query.parse("lr<0.01").select([RUN_B]) == [True]
+    assert keys.column("lr", *query.scope([RUN_B])) == "summary.lr"
+
+
 def test_every_header_is_distinct_and_resolves_back_to_its_column() -> None:
     labels = keys.labels(PARAMS, METRICS)
     assert labels["config.lr"] == "lr" and labels["summary.lr"] == "summary.lr"
@@ -82,12 +101,36 @@ def test_the_logger_joins_its_prefix_with_the_character_the_owner_expects() -> N
 
 
 def test_metrics_are_ordered_monitored_val_train_test_others_epoch_families() -> None:
-    names = ["system/cpu_percent", "epoch", "aaa", "test/acc", "train/loss", "train_acc", "val/acc", "val/loss",
-             "gradients/norm_total", "Validation_f1", "fit-val/x", "lr-SGD", "parameters/norm_total"]  # fmt: skip
+    names = [
+        "system/cpu_percent",
+        "epoch",
+        "aaa",
+        "test/acc",
+        "train/loss",
+        "train_acc",
+        "val/acc",
+        "val/loss",
+        "gradients/norm_total",
+        "Validation_f1",
+        "fit-val/x",
+        "lr-SGD",
+        "parameters/norm_total",
+    ]
     assert keys.metric_order(names, ["train/loss"]) == [
-        "train/loss", "Validation_f1", "fit-val/x", "val/acc", "val/loss", "train_acc", "test/acc", "aaa", "lr-SGD",
-        "epoch", "gradients/norm_total", "parameters/norm_total", "system/cpu_percent",
-    ]  # fmt: skip
+        "train/loss",
+        "Validation_f1",
+        "fit-val/x",
+        "val/acc",
+        "val/loss",
+        "train_acc",
+        "test/acc",
+        "aaa",
+        "lr-SGD",
+        "epoch",
+        "gradients/norm_total",
+        "parameters/norm_total",
+        "system/cpu_percent",
+    ]
     assert keys.main_metric(names) == "Validation_f1"
     assert keys.main_metric(["epoch", "system/cpu_percent"]) is None
 
@@ -99,7 +142,9 @@ def test_the_most_common_monitor_comes_first() -> None:
 
 def test_statuses_are_the_stored_ones_then_the_derived_ones() -> None:
     assert status.STATUSES == ("running", "finished", "failed", "crashed", "damaged")
-    assert validate.STATUSES == status.STORED, "what a run.json may hold"
+    run = b'{"format_version": 3, "status": "%s"}'
+    stored = [s for s in status.STATUSES if not validate.parse_document("run.json", run % s.encode()).damaged]
+    assert stored == list(status.STORED), "what a run.json may hold"
     assert not set(status.DERIVED) & set(status.STORED)
 
 

@@ -1,8 +1,9 @@
 """A media kind is whole in every layer: ``MEDIA_KINDS`` names it, and each layer's table has its piece.
 
-The format owns the kinds' names and their object formats; the capture (snapshot), the
-writer (encoder), the reader and the page (renderer) each keep one table keyed by those
-names. A kind added to one table and not the others fails here, before any user meets it.
+The format owns the kinds, their encodings (object formats) and the name of the renderer
+that shows each; the capture keeps a snapshot per kind, the writer an encoder and the
+reader a decoder per encoding, the report and the page a renderer per renderer name. A
+piece missing from one table fails here, before any user meets it.
 """
 
 from __future__ import annotations
@@ -16,35 +17,44 @@ import pandas as pd
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.format.layout import MEDIA_KINDS, MEDIA_OBJECT_RE
+from lightning_tracker.format.layout import MEDIA_ENCODINGS, MEDIA_KINDS, MEDIA_OBJECT_RE, MediaKind
 from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.read.media import READERS
-from lightning_tracker.report.media import RENDERERS, MediaFiles
-from lightning_tracker.writers.media import ENCODERS
+from lightning_tracker.report.media import RENDERERS, MediaFiles, media_part
+from lightning_tracker.writers.media import ENCODERS, MediaItem, MediaProducer
 
 MEDIA_JS = Path(__file__).resolve().parents[2] / "lightning_tracker" / "report" / "assets" / "media.js"
-LAYERS = {"integration SNAPSHOTS": SNAPSHOTS, "writers ENCODERS": ENCODERS, "read READERS": READERS,
-          "report RENDERERS": RENDERERS}  # fmt: skip
+ENCODINGS_USED = {kind.encoding for kind in MEDIA_KINDS.values()}
+RENDERERS_USED = {kind.renderer for kind in MEDIA_KINDS.values()}
+# layer -> (its table, the names it must key: exactly these)
+LAYERS = {
+    "integration SNAPSHOTS (per kind)": (SNAPSHOTS, set(MEDIA_KINDS)),
+    "writers ENCODERS (per encoding)": (ENCODERS, set(MEDIA_ENCODINGS)),
+    "read READERS (per encoding)": (READERS, set(MEDIA_ENCODINGS)),
+    "report RENDERERS (per renderer)": (RENDERERS, RENDERERS_USED),
+}
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_every_layer_has_a_piece_for_every_kind_and_no_other(layer: str) -> None:
-    table = LAYERS[layer]
-    assert set(table) == set(MEDIA_KINDS), (
-        f"{layer}: missing {set(MEDIA_KINDS) - set(table)}, unknown {set(table) - set(MEDIA_KINDS)}"
-    )
+def test_every_layer_has_a_piece_for_every_name_and_no_other(layer: str) -> None:
+    table, names = LAYERS[layer]
+    assert set(table) == names, f"{layer}: missing {names - set(table)}, unknown {set(table) - names}"
+
+
+def test_every_encoding_is_used_by_a_kind() -> None:
+    assert ENCODINGS_USED == set(MEDIA_ENCODINGS)
 
 
 def test_every_kind_has_a_log_method_on_the_logger() -> None:
     assert all(callable(getattr(TrackerLogger, f"log_{kind}", None)) for kind in MEDIA_KINDS)
 
 
-def test_every_renderer_the_report_names_is_drawn_by_the_page() -> None:
+def test_every_renderer_a_kind_names_is_drawn_by_the_page() -> None:
     source = MEDIA_JS.read_text()
     block = re.search(r"const RENDERERS = \{(.*?)\n  \};", source, re.S)
     assert block, "media.js defines its RENDERERS table"
     drawn = set(re.findall(r"^\s*(\w+):", block[1], re.M))
-    assert set(RENDERERS.values()) <= drawn, f"no renderer in media.js for {set(RENDERERS.values()) - drawn}"
+    assert RENDERERS_USED <= drawn, f"no renderer in media.js for {RENDERERS_USED - drawn}"
 
 
 def test_every_object_extension_is_a_name_the_reader_accepts() -> None:
@@ -79,13 +89,46 @@ def test_each_kind_is_stored_in_its_formats_read_back_and_served_with_its_conten
         kind = MEDIA_KINDS[row["kind"]]
         assert row["object"].rsplit(".", 1)[1] in kind.content_types, row
         read = run.read_media(row["key"], 1)
-        assert isinstance(read, pd.DataFrame) == (row["kind"] != "image"), (row["kind"], type(read))
-        served = files.answer("p", "r1", row["object"], "media" if RENDERERS[row["kind"]] == "image" else "table")
+        assert isinstance(read, pd.DataFrame) == (kind.encoding == "parquet"), (row["kind"], type(read))
+        renderer = kind.renderer
+        served = files.answer("p", "r1", row["object"], RENDERERS[renderer])
         assert served is not None, row
         body, content_type = served
-        if RENDERERS[row["kind"]] == "image":
+        if renderer == "image":
             assert content_type == kind.content_types[row["object"].rsplit(".", 1)[1]]
             preview = files.answer("p", "r1", row["thumbnail"], "media")
             assert preview is not None and preview[1] in kind.content_types.values(), "a preview is served too"
         else:
             assert content_type == "application/json" and body.startswith(b'{"columns"')
+
+
+class _Shot:
+    def __init__(self, items: list[MediaItem]) -> None:
+        self.items = items
+
+    def resolve(self) -> list[MediaItem]:
+        return self.items
+
+
+def test_a_kind_that_reuses_an_encoding_and_a_renderer_needs_only_its_line_in_the_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a segmentation mask: a raster shown as an image; no encoder, reader or renderer of its own
+    monkeypatch.setitem(MEDIA_KINDS, "mask", MediaKind("raster", "image"))
+    logger = TrackerLogger(str(tmp_path), name="p", version="r1", tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=3)
+    logger.finalize("success")
+    producer = MediaProducer(str(tmp_path / "p" / "r1"), session=0, writer="w")
+    mask = np.zeros((200, 150, 1), np.uint8)
+    mask[50:, :] = 1
+    producer.add(_Shot([MediaItem("seg", 3, 0.0, 0, "mask", "classes", pixels=mask)]))
+    assert producer.flush() is not None
+    run = Store(str(tmp_path)).run("r1")
+    row = run.media().iloc[0]
+    assert (row["kind"], row["width"], row["height"], row["object"][-4:]) == ("mask", 150, 200, ".png")
+    assert np.array_equal(np.asarray(run.read_media("seg", 3)), mask[:, :, 0]), "read back losslessly"
+    part = media_part(run, embed=True)
+    item = part["keys"]["seg"]["items"][0][0]
+    assert item["renderer"] == "image" and part["files"][item["thumb"]].startswith("data:image/png;base64,")
+    served = MediaFiles(Store(str(tmp_path))).answer("p", "r1", row["object"], "media")
+    assert served is not None and served[1] == "image/png"

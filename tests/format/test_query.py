@@ -149,8 +149,14 @@ def js_results() -> dict[str, Any]:
         "checks": [terms for terms, _ in KEY_CHECKS],
         "records": list(RECORDS.values()),
     }
-    done = subprocess.run([node, "-e", _NODE, QUERY_JS], input=json.dumps(_portable(payload)),
-                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [node, "-e", _NODE, QUERY_JS],
+        input=json.dumps(_portable(payload)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -195,12 +201,62 @@ def test_a_query_lists_its_keys_once_and_resolves_like_the_report() -> None:
     assert query.resolve(BASE, "tags") == ["sweep", "even"] and query.resolve(BASE, "nope") is query.MISSING
 
 
+# run A has the hyperparameter lr (no metric lr), run B the metric lr (no hyperparameter lr)
+RUN_A = {"id": "a", "name": "run-a", "tags": [], "params": {"lr": 0.5}, "summary": {}}
+RUN_B = {"id": "b", "name": "run-b", "tags": [], "params": {}, "summary": {"lr": 0.001}}
+SET_CASES = {  # terms: (which of [A, B] match, which of [B] alone match)
+    "lr<0.01": ([False, False], [True]),
+    "lr>0.1": ([True, False], [False]),
+    "lr!=0.5": ([False, False], [True]),
+    "summary.lr<0.01": ([False, True], [True]),
+    "config.lr>0": ([True, False], [False]),
+    "run-b": ([False, True], [True]),
+}
+_NODE_SETS = """
+const q = require(process.argv[1]);
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const among = q.scope(input.both);
+process.stdout.write(JSON.stringify(input.terms.map((terms) => [
+  q.parse(terms).select(input.both), q.parse(terms).select([input.both[1]]),
+  input.both.map((r) => q.parse(terms).matches(r, among)),
+])));
+"""
+
+
+def test_a_bare_key_is_decided_over_the_runs_queried_not_each_run() -> None:
+    got = {
+        terms: (query.parse(terms).select([RUN_A, RUN_B]), query.parse(terms).select([RUN_B])) for terms in SET_CASES
+    }
+    assert got == SET_CASES
+    among = query.scope([RUN_A, RUN_B])
+    assert query.resolve(RUN_B, "lr", among) is query.MISSING and query.resolve(RUN_B, "summary.lr", among) == 0.001
+    assert query.check_keys(query.parse("lr<0.01"), query.known_keys([RUN_A, RUN_B])) is None
+    with pytest.raises(InvalidArgumentError, match=r"names 'lrr', which no run has; did you mean 'lr'\?"):
+        query.check_keys(query.parse("lrr<0.01"), query.known_keys([RUN_A, RUN_B]))
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH")
+    payload = {"terms": list(SET_CASES), "both": [RUN_A, RUN_B]}
+    done = subprocess.run(
+        [node, "-e", _NODE_SETS, QUERY_JS],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    js = json.loads(done.stdout)
+    assert {t: (both, alone) for t, (both, alone, _) in zip(SET_CASES, js, strict=True)} == SET_CASES
+    assert all(both == by_record for both, _, by_record in js), "matches(record, scope) is select, one at a time"
+
+
 def _sweep(save_dir: str) -> None:
     from lightning_tracker import TrackerLogger
 
     for i, (lr, acc) in enumerate(((0.1, 0.95), (0.01, 0.91), (0.001, 0.5))):
-        logger = TrackerLogger(save_dir, name="q", run_name=f"run-{i}", tags=["odd" if i % 2 else "even"],
-                               tensorboard=False)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir, name="q", run_name=f"run-{i}", tags=["odd" if i % 2 else "even"], tensorboard=False
+        )
         logger.log_hyperparams({"lr": lr, "optimizer": "adam" if i == 1 else "sgd"})
         logger.log_metrics({"val/acc": acc}, step=0)
         logger.finalize("success")

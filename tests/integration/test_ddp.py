@@ -22,10 +22,24 @@ def test_one_run_per_ddp_job(strategy: str, prefit: bool, pl_package: str, tmp_p
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("LOCAL_RANK", None)
     done = subprocess.run(
-        [sys.executable, SCRIPT, str(save_dir), str(out_dir), "--strategy", strategy, "--steps", "12",
-         "--package", pl_package, *(["--prefit"] if prefit else [])],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            SCRIPT,
+            str(save_dir),
+            str(out_dir),
+            "--strategy",
+            strategy,
+            "--steps",
+            "12",
+            "--package",
+            pl_package,
+            *(["--prefit"] if prefit else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = {r["rank"]: r for r in (json.loads(p.read_text()) for p in out_dir.glob("rank*.json"))}
     assert sorted(ranks) == [0, 1]

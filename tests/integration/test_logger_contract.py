@@ -19,8 +19,9 @@ STEPS_PER_EPOCH = 8  # 64 samples, batch 8
 
 def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any], pl_package: str) -> None:
     save_dir, options = store_target
-    logger = TrackerLogger(save_dir, name="contract", storage_options=options, flush_interval=0.2,
-                           tags=["t1"], notes="a note", group="g")  # fmt: skip
+    logger = TrackerLogger(
+        save_dir, name="contract", storage_options=options, flush_interval=0.2, tags=["t1"], notes="a note", group="g"
+    )
     model = tiny_model(pl_package)
     t = trainer(logger, pl_package)
     t.fit(model)
@@ -228,11 +229,15 @@ def test_the_first_monitoring_checkpoint_callback_is_recorded_in_run_json(
     save_dir, options = local_or_s3(target, tmp_path, request)
     callbacks = lightning().callbacks
     logger = TrackerLogger(save_dir, name="p", storage_options=options, log_model=log_model)
-    trainer(logger, enable_checkpointing=True, callbacks=[
-        callbacks.ModelCheckpoint(filename="last-{epoch}"),  # monitors nothing: not the one recorded
-        callbacks.ModelCheckpoint(monitor="val/loss", mode="min", filename="a-{epoch}"),
-        callbacks.ModelCheckpoint(monitor="train/loss", mode="max", filename="b-{epoch}"),
-    ]).fit(tiny_model())  # fmt: skip
+    trainer(
+        logger,
+        enable_checkpointing=True,
+        callbacks=[
+            callbacks.ModelCheckpoint(filename="last-{epoch}"),  # monitors nothing: not the one recorded
+            callbacks.ModelCheckpoint(monitor="val/loss", mode="min", filename="a-{epoch}"),
+            callbacks.ModelCheckpoint(monitor="train/loss", mode="max", filename="b-{epoch}"),
+        ],
+    ).fit(tiny_model())
     run = Store(save_dir, options).run(logger.version)
     assert run.monitor == {"name": "val/loss", "mode": "min"}
     assert run.doc["monitor"] == {"name": "val/loss", "mode": "min"}  # in run.json as stored
@@ -243,8 +248,12 @@ def test_the_first_monitoring_checkpoint_callback_is_recorded_in_run_json(
     trainer(resumed, max_epochs=1).fit(tiny_model())  # no checkpoint callback this session
     assert Store(save_dir, options).run(logger.version).monitor == {"name": "val/loss", "mode": "min"}
     again = TrackerLogger(save_dir, name="p", version=logger.version, storage_options=options, resume="must")
-    trainer(again, max_epochs=1, enable_checkpointing=True,
-            callbacks=[callbacks.ModelCheckpoint(monitor="val/loss", mode="max")]).fit(tiny_model())  # fmt: skip
+    trainer(
+        again,
+        max_epochs=1,
+        enable_checkpointing=True,
+        callbacks=[callbacks.ModelCheckpoint(monitor="val/loss", mode="max")],
+    ).fit(tiny_model())
     assert Store(save_dir, options).run(logger.version).monitor == {"name": "val/loss", "mode": "max"}
 
 
@@ -269,8 +278,13 @@ def test_an_early_stopping_monitor_is_recorded_when_no_checkpoint_callback_monit
     trainer(logger, max_epochs=2, callbacks=[stop]).fit(tiny_model())
     assert Store(str(tmp_path)).run(logger.version).monitor == {"name": "val/loss", "mode": "min"}
     both = TrackerLogger(str(tmp_path), name="p")  # a monitoring ModelCheckpoint comes first
-    trainer(both, max_epochs=1, enable_checkpointing=True, callbacks=[
-        callbacks.EarlyStopping(monitor="val/loss", mode="min"),
-        callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ck"), monitor="train/loss", mode="min"),
-    ]).fit(tiny_model())  # fmt: skip
+    trainer(
+        both,
+        max_epochs=1,
+        enable_checkpointing=True,
+        callbacks=[
+            callbacks.EarlyStopping(monitor="val/loss", mode="min"),
+            callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ck"), monitor="train/loss", mode="min"),
+        ],
+    ).fit(tiny_model())
     assert Store(str(tmp_path)).run(both.version).monitor == {"name": "train/loss", "mode": "min"}

@@ -42,15 +42,22 @@ def write_run(storage: Storage, path: str = RUN, **fields: Any) -> None:
 
 def write_metrics(storage: Storage, first: int, last: int, steps: range, key: str = "loss", path: str = RUN) -> None:
     """Chunk ``first..last`` of session 0: ``key`` = 10 * step at each step."""
-    table = pa.table({"step": list(steps), "time": [float(s) for s in steps], "key": [key] * len(steps),
-                      "value": [10.0 * s for s in steps]})  # fmt: skip
+    table = pa.table(
+        {
+            "step": list(steps),
+            "time": [float(s) for s in steps],
+            "key": [key] * len(steps),
+            "value": [10.0 * s for s in steps],
+        }
+    )
     _write_table(storage, f"{path}/{METRICS_DIR}/{chunk_name(0, first, last)}", table.cast(METRICS))
 
 
 def write_histograms(storage: Storage, seq: int, step: int) -> None:
     """A histogram chunk with only some columns: the reader fills the others with nulls."""
-    table = pa.table({"step": [step], "time": [0.0], "tensor": ["w"], "kind": ["gradient"],
-                      "edges": [[0.0, 1.0]], "counts": [[3]]})  # fmt: skip
+    table = pa.table(
+        {"step": [step], "time": [0.0], "tensor": ["w"], "kind": ["gradient"], "edges": [[0.0, 1.0]], "counts": [[3]]}
+    )
     _write_table(storage, f"{RUN}/{HISTOGRAMS_DIR}/{chunk_name(0, seq, seq)}", table)
 
 
@@ -132,8 +139,14 @@ def test_a_compacted_run_reads_the_same_points_after_a_refresh(dashboard: Dashbo
     before = refresh(dashboard)
     # compaction: the covering chunk first (same rows, same read order), then the covered ones go
     whole = [s for _, _, steps in chunks for s in steps]
-    table = pa.table({"step": whole, "time": [float(s) for s in whole], "key": ["loss"] * len(whole),
-                      "value": [10.0 * s for s in whole]})  # fmt: skip
+    table = pa.table(
+        {
+            "step": whole,
+            "time": [float(s) for s in whole],
+            "key": ["loss"] * len(whole),
+            "value": [10.0 * s for s in whole],
+        }
+    )
     _write_table(storage, f"{RUN}/{METRICS_DIR}/{chunk_name(0, 0, 2)}", table.cast(METRICS))
     during = refresh(dashboard)
     for first, last, _ in chunks:

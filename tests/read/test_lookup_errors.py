@@ -2,8 +2,9 @@
 
 No such run, an ambiguous id, a missing project, checkpoint or media key, an object gone
 from under its index, and a folder that keeps changing while read: each is told apart by
-type, and each still derives from the built-in (and, where it did before, from
-``RunNotFoundError``) that callers catch today.
+type; each "not there" derives from ``NotFoundError`` (a ``LookupError``), an object
+gone from under its index is the store's failure (a ``StorageError``), and none of them is
+a ``RunNotFoundError`` unless it is a run that is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lightning_tracker.exceptions import (
     CheckpointNotFoundError,
     InvalidArgumentError,
     MediaNotFoundError,
+    NotFoundError,
     ObjectMissingError,
     ProjectNotFoundError,
     RunNotFoundError,
@@ -59,7 +61,7 @@ def test_a_missing_project_is_named_with_the_projects_there_are(tmp_path: Path) 
     store = _runs(tmp_path, "abc-1")
     with pytest.raises(ProjectNotFoundError, match=r"no project 'q' in .*; its projects: p") as err:
         store.run("abc-1", project="q")
-    assert isinstance(err.value, RunNotFoundError), "except RunNotFoundError still catches it"
+    assert isinstance(err.value, NotFoundError) and not isinstance(err.value, RunNotFoundError)
     with pytest.raises(RunNotFoundError) as no_run:
         store.run("nope", project="p")
     assert type(no_run.value) is RunNotFoundError, "the project exists: the run does not"
@@ -69,14 +71,16 @@ def test_a_missing_checkpoint_alias_is_checkpoint_not_found(tmp_path: Path) -> N
     run = _runs(tmp_path, "abc-1").run("abc-1")
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint 'best' in run .*aliases: none") as err:
         run.checkpoint("best")
-    assert isinstance(err.value, RunNotFoundError) and isinstance(err.value, LookupError)
+    assert isinstance(err.value, NotFoundError) and isinstance(err.value, LookupError)
+    assert not isinstance(err.value, RunNotFoundError), "the run exists"
 
 
 def test_media_never_logged_is_media_not_found(tmp_path: Path) -> None:
     run = _runs(tmp_path, "abc-1").run("abc-1")
     with pytest.raises(MediaNotFoundError, match="no media 'nope' in run abc-1; keys: samples") as err:
         run.read_media("nope", step=0)
-    assert isinstance(err.value, RunNotFoundError) and isinstance(err.value, LookupError)
+    assert isinstance(err.value, NotFoundError) and isinstance(err.value, LookupError)
+    assert not isinstance(err.value, RunNotFoundError), "the run exists"
     with pytest.raises(MediaNotFoundError, match="no media 'samples' at step 5 index 0 in run abc-1; its steps: 0"):
         run.read_media("samples", step=5)
 
@@ -94,14 +98,15 @@ def test_a_checkpoint_deleted_since_the_list_was_read_is_object_missing(tmp_path
     from tests.helpers import lightning, tiny_model, trainer
 
     logger = TrackerLogger(tmp_path, name="p", log_model=True, tensorboard=False)
-    trainer(logger, max_epochs=1, enable_checkpointing=True,
-            callbacks=[lightning().callbacks.ModelCheckpoint()]).fit(tiny_model())  # fmt: skip
+    trainer(logger, max_epochs=1, enable_checkpointing=True, callbacks=[lightning().callbacks.ModelCheckpoint()]).fit(
+        tiny_model()
+    )
     run = Store(str(tmp_path)).run(logger.version)
     ref = run.checkpoint("latest")
     os.remove(os.path.join(tmp_path, run.path, MODELS_DIR, ref.name))
     with pytest.raises(ObjectMissingError, match=f"checkpoint {ref.name!r} is listed but missing") as err:
         ref.download(tmp_path / "gone.ckpt")
-    assert isinstance(err.value, RunNotFoundError), "download raised RunNotFoundError before: still caught by it"
+    assert isinstance(err.value, StorageError) and not isinstance(err.value, NotFoundError), "the store lost it"
     assert not (tmp_path / "gone.ckpt").exists()
 
 

@@ -20,8 +20,14 @@ def make_sweep(save_dir: str, options: Any = None, steps: int = 20) -> list[str]
     """Three finished runs of project ``sweep`` with distinct ``lr``/``optimizer`` and system metrics."""
     ids = []
     for i, (lr, optimizer) in enumerate(((0.1, "sgd"), (0.01, "adam"), (0.001, "sgd"))):
-        logger = TrackerLogger(save_dir, name="sweep", run_name=f"run-{i}", storage_options=options,
-                               tags=["sweep", "odd" if i % 2 else "even"], tensorboard=False)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir,
+            name="sweep",
+            run_name=f"run-{i}",
+            storage_options=options,
+            tags=["sweep", "odd" if i % 2 else "even"],
+            tensorboard=False,
+        )
         logger.log_hyperparams({"lr": lr, "optimizer": optimizer, "model": {"width": 64}})
         for step in range(steps):
             logger.log_metrics({"train/loss": math.exp(-lr * step), "system/cpu_percent": 10.0 + i}, step=step)
@@ -39,8 +45,9 @@ def test_where_filters_by_hyperparameter_metric_and_predicate(store_target: tupl
     assert [r.name for r in store.runs(where={"config.lr": lambda v: v < 0.05})] == ["run-1", "run-2"]
     assert [r.name for r in store.runs(where={"summary.val/acc": lambda v: v > 0.55})] == ["run-0"]
     assert [r.name for r in store.runs("sweep", tags=["even"], where=lambda r: r.config["model"]["width"] == 64)] == [
-        "run-0", "run-2"
-    ]  # fmt: skip
+        "run-0",
+        "run-2",
+    ]
     assert store.runs(where={"no.such.key": 1}) == []
     table = store.table("sweep", where={"optimizer": "adam"})
     assert list(table["name"]) == ["run-1"] and table["config.model.width"].tolist() == [64]

@@ -42,13 +42,15 @@ def pixels(step: int, index: int, height: int = 8, width: int = 8, noise: bool =
     return out
 
 
-def images(key: str, steps: Iterable[int], count: int, prefix: str, size: tuple[int, int] = (8, 8),
-           noise: bool = False) -> list[MediaItem]:  # fmt: skip
+def images(
+    key: str, steps: Iterable[int], count: int, prefix: str, size: tuple[int, int] = (8, 8), noise: bool = False
+) -> list[MediaItem]:
     """``count`` images per step, captioned ``"<prefix> s<step> #<index>"``."""
     return [
         MediaItem(key, step, time.time(), i, "image", f"{prefix} s{step} #{i}", pixels=pixels(step, i, *size, noise))
-        for step in steps for i in range(count)
-    ]  # fmt: skip
+        for step in steps
+        for i in range(count)
+    ]
 
 
 def table(key: str, step: int, columns: dict[str, list[Any]], kind: str = "table") -> MediaItem:

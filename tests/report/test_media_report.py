@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.format.layout import MEDIA_KINDS, MediaKind
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.report import build_payload, write_report
 from lightning_tracker.report.data import payload_bytes
-from lightning_tracker.report.media import EMBED_IMAGES, EMBED_ROWS, EMBED_STEPS
+from lightning_tracker.report.media import EMBED_IMAGES, EMBED_ROWS, EMBED_STEPS, MediaFiles, media_part
 from tests.helpers import tiny_model_class, trainer
 from tests.report.media_runs import add_media, copy_store, images, table, write_run
 from tests.report.pages import open_page
@@ -30,11 +31,16 @@ TEXT_KEY = "val/<u>text</u>"
 
 
 def media_store(save_dir: str) -> None:
-    write_run(save_dir, "m", "run-a", [
-        *images("samples", [0, 10, 20], 3, "a"),
-        table("scores", 20, {"name": ["x", "y", "z", "w"], "score": [10, 9, 100, None]}),
-        table(TEXT_KEY, 20, {"prompt": HOSTILE, "tokens": ["10", "9", "100"]}, kind="text"),
-    ])  # fmt: skip
+    write_run(
+        save_dir,
+        "m",
+        "run-a",
+        [
+            *images("samples", [0, 10, 20], 3, "a"),
+            table("scores", 20, {"name": ["x", "y", "z", "w"], "score": [10, 9, 100, None]}),
+            table(TEXT_KEY, 20, {"prompt": HOSTILE, "tokens": ["10", "9", "100"]}, kind="text"),
+        ],
+    )
     write_run(save_dir, "m", "run-b", images("samples", [0, 15], 3, "<i>b</i>"))
     write_run(save_dir, "m", "run-c", [])
 
@@ -304,3 +310,20 @@ def test_images_logged_in_a_validation_hook_of_a_trainer_show_in_the_report(
     page.wait_for_selector(".media-table")
     assert page.evaluate(TABLE, ["val/text", logger.version]) == [["<b>6</b>"]], "text stays text"
     assert errors == []
+
+
+def test_a_kind_this_version_does_not_know_is_listed_as_such_not_shown_as_a_table(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_dir = str(tmp_path / "runs")
+    with monkeypatch.context() as newer:  # a newer version logged a kind this one does not know
+        newer.setitem(MEDIA_KINDS, "hologram", MediaKind("parquet", "table"))
+        write_run(save_dir, "m", "run-h", [table("scene", 0, {"x": [1.0]}, kind="hologram")])
+    assert "hologram" not in MEDIA_KINDS
+    store = Store(save_dir)
+    run = store.run("run-h")
+    for embed in (True, False):
+        item = media_part(run, embed=embed)["keys"]["scene"]["items"][0][0]
+        assert item == {"index": 0, "kind": "hologram", "renderer": None, "caption": None}, "neither read nor served"
+    name = run.media().iloc[0]["object"]
+    assert [MediaFiles(store).answer("m", run.id, name, route) for route in ("media", "table")] == [None, None]

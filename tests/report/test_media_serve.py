@@ -33,10 +33,15 @@ def _get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
 def live_run(tmp_path: Any) -> Iterator[tuple[Dashboard, str]]:
     """A dashboard of a store with one run: two 160×120 images at step 0 and a table; and the run's folder."""
     save_dir = str(tmp_path / "runs")
-    run_dir = write_run(save_dir, "m", "live", [
-        *images("samples", [0], 2, "live", size=(120, 160)),
-        table("scores", 0, {"name": ["a", "b"], "score": [2.5, 1.0]}),
-    ])  # fmt: skip
+    run_dir = write_run(
+        save_dir,
+        "m",
+        "live",
+        [
+            *images("samples", [0], 2, "live", size=(120, 160)),
+            table("scores", 0, {"name": ["a", "b"], "score": [2.5, 1.0]}),
+        ],
+    )
     dash = Dashboard(Store(save_dir), port=0, refresh=0.5).start()
     try:
         yield dash, run_dir
@@ -71,12 +76,21 @@ def test_serves_listed_objects_at_full_size_and_nothing_else(live_run: tuple[Das
         f.write(buf.getvalue())
     obj, media = image["object"], f"{dash.url}media/"
     refused = [
-        base + stray, base + obj.upper(), base + scores, f"{dash.url}api/table/m/{run.id}/{obj}",
-        f"{media}m/../{run.id}/{obj}", f"{media}%2e%2e/m/{run.id}/{obj}", f"{media}m/{run.id}/..%2frun.json",
-        f"{media}m/{run.id}/%2e%2e%2f%2e%2e%2fm%2f{run.id}%2frun.json", f"{media}m/{run.id}/../run.json",
-        f"{media}m/{run.id}/{obj}/x", f"{media}m/{run.id}%2f..%2f{run.id}/{obj}", f"{media}m/{run.id}/run.json",
-        f"{media}m/.{run.id}/{obj}", f"{media}m/nope/{obj}",
-    ]  # fmt: skip
+        base + stray,
+        base + obj.upper(),
+        base + scores,
+        f"{dash.url}api/table/m/{run.id}/{obj}",
+        f"{media}m/../{run.id}/{obj}",
+        f"{media}%2e%2e/m/{run.id}/{obj}",
+        f"{media}m/{run.id}/..%2frun.json",
+        f"{media}m/{run.id}/%2e%2e%2f%2e%2e%2fm%2f{run.id}%2frun.json",
+        f"{media}m/{run.id}/../run.json",
+        f"{media}m/{run.id}/{obj}/x",
+        f"{media}m/{run.id}%2f..%2f{run.id}/{obj}",
+        f"{media}m/{run.id}/run.json",
+        f"{media}m/.{run.id}/{obj}",
+        f"{media}m/nope/{obj}",
+    ]
     for url in refused:
         assert _get(url)[0] == 404, url
     assert _get(base + image["object"], "POST")[0] == 405

@@ -24,8 +24,9 @@ LONG = 3000  # steps of train/loss: more than the 500 points drawn per line
 def make_runs(save_dir: str, options: Any = None) -> None:
     """Three runs: ``train/loss`` over ``LONG`` steps (a spike at step 1234), ``val/acc``, system metrics."""
     for i, (lr, optimizer) in enumerate(((0.1, "sgd"), (0.01, "adam"), (0.001, "sgd"))):
-        logger = TrackerLogger(save_dir, name="proj", run_name=f"run-{i}", storage_options=options,
-                               tags=["sweep"], tensorboard=False)  # fmt: skip
+        logger = TrackerLogger(
+            save_dir, name="proj", run_name=f"run-{i}", storage_options=options, tags=["sweep"], tensorboard=False
+        )
         logger.log_hyperparams({"lr": lr, "optimizer": optimizer, "width": 64})
         for step in range(LONG):
             loss = 100.0 if step == 1234 else math.exp(-lr * step / 10) + 0.01
@@ -139,8 +140,13 @@ def test_report_shows_gradient_histograms_and_checkpoints_when_recorded(
     save_dir = str(tmp_path / "runs")
     logger = TrackerLogger(save_dir, name="grads", version="g1", log_model=True, tensorboard=False)
     best = lightning().callbacks.ModelCheckpoint(monitor="train/loss", dirpath=str(tmp_path / "ckpt"))
-    trainer(logger, max_epochs=2, enable_checkpointing=True, default_root_dir=str(tmp_path),
-            callbacks=[GradientMonitor(every_n_steps=1, bins=8), best]).fit(tiny_model())  # fmt: skip
+    trainer(
+        logger,
+        max_epochs=2,
+        enable_checkpointing=True,
+        default_root_dir=str(tmp_path),
+        callbacks=[GradientMonitor(every_n_steps=1, bins=8), best],
+    ).fit(tiny_model())
     run = Store(save_dir).run("g1")
     assert run.monitor == {"name": "train/loss", "mode": "min"}
     hist = run.histograms()
@@ -206,7 +212,7 @@ def test_demo_ends_by_writing_the_report_and_naming_the_serve_command(
     from lightning_tracker.cli import main
 
     real = demo.run_demo
-    # one short configuration keeps the test quick; the full demo is tests/test_demo.py
+    # one short configuration keeps the test quick; the full demo is tests/cli/test_demo.py
     monkeypatch.setattr(demo, "run_demo", lambda *a, **kw: real(*a, configs=(demo.DemoConfig(epochs=1),), **kw))
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--save-dir", "runs"]) == 0

@@ -25,9 +25,11 @@ def _runs(save_dir: str) -> None:
 
 
 def test_the_page_heads_columns_orders_metrics_and_closes_families_as_the_cli_does(
-    tmp_path: Any, browser_page: tuple[Any, list[str]], capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+    browser_page: tuple[Any, list[str]],
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     save_dir = str(tmp_path / "runs")
     _runs(save_dir)
     monkeypatch.setenv("COLUMNS", "300")
@@ -74,4 +76,30 @@ def test_a_metric_named_like_a_hyperparameter_gets_its_own_header_on_the_page(
     assert page.eval_on_selector_all("#runs-table tbody td:nth-child(2)", names) == ["run-1"]
     page.fill("#filter", "summary.lr<0.25")
     assert page.eval_on_selector_all("#runs-table tbody td:nth-child(2)", names) == ["run-0"]
+    assert errors == []
+
+
+def test_a_bare_key_is_decided_over_the_runs_on_the_page_not_each_run(
+    tmp_path: Any, browser_page: tuple[Any, list[str]]
+) -> None:
+    save_dir = str(tmp_path / "runs")
+    a = TrackerLogger(save_dir, name="p", run_name="run-a", tensorboard=False)
+    a.log_hyperparams({"lr": 0.5})  # run A: the hyperparameter lr, no metric lr
+    a.finalize("success")
+    b = TrackerLogger(save_dir, name="p", run_name="run-b", tensorboard=False)
+    b.log_metrics({"lr": 0.001}, step=0)  # run B: the metric lr, no hyperparameter lr
+    b.finalize("success")
+    page, errors = browser_page
+    open_page(page, "file://" + write_report(Store(save_dir), tmp_path / "report.html"))
+    names = "tds => tds.map((t) => t.textContent)"
+    shown = lambda: page.eval_on_selector_all("#runs-table tbody td:nth-child(2)", names)  # noqa: E731
+    assert shown() == ["run-a", "run-b"]
+    page.fill("#filter", "lr<0.01")  # the hyperparameter for both runs, as --where reads it: B has none
+    assert shown() == [] and page.get_attribute("#filter", "aria-invalid") == "false"
+    page.fill("#filter", "lr>0.1")
+    assert shown() == ["run-a"]
+    page.fill("#filter", "summary.lr<0.01")
+    assert shown() == ["run-b"]
+    page.fill("#filter", "lrr<0.01")  # a typo names the closest key; the last valid query keeps filtering
+    assert "did you mean 'lr'" in page.text_content("#filter-error") and shown() == ["run-b"]
     assert errors == []

@@ -41,13 +41,24 @@ def sweep(save_dir: str, runs: int = RUNS) -> None:
         logger.log_hyperparams({"lr": lr, "batch_size": 32, "optimizer": "adam" if i % 2 else "sgd"})
         for step in range(STEPS):
             epoch = step // 10
-            logger.log_metrics({"train/loss": math.exp(-lr * step) + 0.05 * (step % 3), "train_acc": 0.5,
-                                "lr-SGD": lr, "epoch": float(epoch), "gradients/w_norm": 1.0,
-                                "parameters/w_mean": 0.0, "system/ram_used_bytes": 3.2e9 + i * 1e6,
-                                "system/net_sent_bytes": step * 5e5}, step=step)  # fmt: skip
+            logger.log_metrics(
+                {
+                    "train/loss": math.exp(-lr * step) + 0.05 * (step % 3),
+                    "train_acc": 0.5,
+                    "lr-SGD": lr,
+                    "epoch": float(epoch),
+                    "gradients/w_norm": 1.0,
+                    "parameters/w_mean": 0.0,
+                    "system/ram_used_bytes": 3.2e9 + i * 1e6,
+                    "system/net_sent_bytes": step * 5e5,
+                },
+                step=step,
+            )
             if step % 10 == 9:
-                logger.log_metrics({"val/loss": 1 / (1 + lr * step), "val/acc": lr * step, "test/loss": 1.0,
-                                    "epoch": float(epoch)}, step=step)  # fmt: skip
+                logger.log_metrics(
+                    {"val/loss": 1 / (1 + lr * step), "val/acc": lr * step, "test/loss": 1.0, "epoch": float(epoch)},
+                    step=step,
+                )
         logger.finalize("success")
     record_monitor(save_dir, "val/loss")
 
@@ -214,8 +225,10 @@ def test_without_a_monitor_the_first_val_metric_is_the_default_then_the_first_me
 ) -> None:
     page, errors = browser_page
     save_dir = str(tmp_path / "runs")
-    for name, metrics in (("a", {"accuracy": 0.5, "epoch": 0.0, "train_loss": 1.0, "val_acc": 0.7}),
-                          ("b", {"accuracy": 0.6, "epoch": 0.0, "system/cpu_percent": 9.0})):  # fmt: skip
+    for name, metrics in (
+        ("a", {"accuracy": 0.5, "epoch": 0.0, "train_loss": 1.0, "val_acc": 0.7}),
+        ("b", {"accuracy": 0.6, "epoch": 0.0, "system/cpu_percent": 9.0}),
+    ):
         logger = TrackerLogger(save_dir, name="p", run_name=name, tensorboard=False)
         logger.log_hyperparams({"lr": 0.1 if name == "a" else 0.2})
         logger.log_metrics(metrics, step=0)

@@ -111,8 +111,10 @@ def test_serve_command_binds_localhost_and_names_a_busy_port(tmp_path: Any) -> N
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lightning_tracker.cli", "serve", save_dir, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -125,8 +127,10 @@ def test_serve_command_binds_localhost_and_names_a_busy_port(tmp_path: Any) -> N
         assert status == 200 and json.loads(body)["runs"][0]["name"] == "run-0"
         busy = subprocess.run(
             [sys.executable, "-m", "lightning_tracker.cli", "serve", save_dir, "--port", str(port)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert busy.returncode == 2
         assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "--port 0" in " ".join(busy.stderr.split())
     finally:

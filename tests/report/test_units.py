@@ -25,8 +25,9 @@ def test_payload_draws_counters_as_bytes_per_second_and_marks_byte_units(tmp_pat
     save_dir = str(tmp_path / "runs")
     logger = TrackerLogger(save_dir, name="p", tensorboard=False)
     for step in range(6):
-        logger.log_metrics({"system/net_recv_bytes": 1000.0 * step * step, "system/ram_used_bytes": 2e9,
-                            "loss": 1.0}, step=step)  # fmt: skip
+        logger.log_metrics(
+            {"system/net_recv_bytes": 1000.0 * step * step, "system/ram_used_bytes": 2e9, "loss": 1.0}, step=step
+        )
         time.sleep(0.02)
     logger.finalize("success")
     run = Store(save_dir).run(logger.version)

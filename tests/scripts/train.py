@@ -39,8 +39,16 @@ class Progress(pl.Callback):
         logger = trainer.logger
         os.makedirs(self.out_dir, exist_ok=True)
         with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.json"), "w") as f:
-            json.dump({"rank": trainer.global_rank, "version": logger.version, "log_dir": logger.log_dir,
-                       "writer_opened": logger._writer is not None, "pid": os.getpid()}, f)  # fmt: skip
+            json.dump(
+                {
+                    "rank": trainer.global_rank,
+                    "version": logger.version,
+                    "log_dir": logger.log_dir,
+                    "writer_opened": logger._writer is not None,
+                    "pid": os.getpid(),
+                },
+                f,
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_rank == 0:
@@ -79,10 +87,17 @@ def main() -> None:
     logger = TrackerLogger(args.save_dir, name="p", flush_interval=args.flush, storage_options=options)
     devices = 2 if args.strategy.startswith("ddp") else 1
     trainer = pl.Trainer(
-        logger=logger, max_epochs=1, accelerator="cpu", devices=devices, strategy=args.strategy,
-        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, callbacks=[Progress(args.sleep, args.out_dir)],
-    )  # fmt: skip
+        logger=logger,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=devices,
+        strategy=args.strategy,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[Progress(args.sleep, args.out_dir)],
+    )
     if trainer.global_rank == 0:
         print(f"RUN {logger.version}", flush=True)
     if args.prefit:

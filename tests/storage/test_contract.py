@@ -156,7 +156,7 @@ def test_eight_processes_write_into_one_store_at_once(
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-        )  # fmt: skip
+        )
         for i in range(8)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -19,7 +19,13 @@ import torch
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
-from lightning_tracker.exceptions import CheckpointIntegrityError, InvalidArgumentError, RunNotFoundError
+from lightning_tracker.exceptions import (
+    CheckpointIntegrityError,
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    ObjectMissingError,
+    RunNotFoundError,
+)
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
@@ -154,8 +160,9 @@ def test_aliases_follow_the_best_score_with_several_model_checkpoints(s3_server:
     by_score = pl.callbacks.ModelCheckpoint(monitor="score", mode="max", save_top_k=2, filename="s-{epoch}")
     every_4 = pl.callbacks.ModelCheckpoint(every_n_train_steps=4, save_top_k=-1, filename="n-{step}")
     by_loss = pl.callbacks.ModelCheckpoint(monitor="val/loss", save_top_k=1, filename="l-{epoch}")
-    t = trainer(logger, pl_package, max_epochs=4, enable_checkpointing=True, callbacks=[by_score, every_4, by_loss,
-                                                                                          Record()])  # fmt: skip
+    t = trainer(
+        logger, pl_package, max_epochs=4, enable_checkpointing=True, callbacks=[by_score, every_4, by_loss, Record()]
+    )
     t.fit(_scored_model(pl_package))
     # scores 0.3, 0.9, 0.5, 0.7: "best" follows the first monitoring callback
     assert best_per_epoch == [0, 1, 1, 1]
@@ -172,7 +179,7 @@ def test_aliases_follow_the_best_score_with_several_model_checkpoints(s3_server:
     frame = run.checkpoints.to_frame()
     assert set(frame.columns) >= {"name", "step", "epoch", "monitor", "score", "size", "sha256", "aliases"}
     assert (frame["size"] > 0).all() and frame["sha256"].str.len().eq(64).all()
-    with pytest.raises(RunNotFoundError, match="no checkpoint 'nope'.*aliases"):
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint 'nope'.*aliases"):
         run.checkpoint("nope")
     with pytest.raises(InvalidArgumentError, match="alias='best'"):
         logger.add_checkpoint_alias("best")
@@ -182,8 +189,9 @@ def test_a_corrupted_or_truncated_object_is_reported_never_handed_over(tmp_path:
     pl = lightning(pl_package)
     url = "memory://ckpt-corrupt-" + pl_package.replace(".", "-")
     logger = TrackerLogger(url, name="p", log_model=True)
-    trainer(logger, pl_package, max_epochs=1, enable_checkpointing=True,
-            callbacks=[pl.callbacks.ModelCheckpoint()]).fit(tiny_model(pl_package))  # fmt: skip
+    trainer(
+        logger, pl_package, max_epochs=1, enable_checkpointing=True, callbacks=[pl.callbacks.ModelCheckpoint()]
+    ).fit(tiny_model(pl_package))
     store = Store(url)
     ref = store.run(logger.version).checkpoint("latest")
     rel = f"{store.run(logger.version).path}/models/{ref.name}"
@@ -197,7 +205,7 @@ def test_a_corrupted_or_truncated_object_is_reported_never_handed_over(tmp_path:
         assert not os.path.exists(tmp_path / f"{why}.ckpt")
         assert [n for n in os.listdir(tmp_path) if n.endswith(".part")] == []
     store.storage.rm(rel)
-    with pytest.raises(RunNotFoundError, match="missing"):
+    with pytest.raises(ObjectMissingError, match="missing"):
         ref.download(tmp_path / "gone.ckpt")
 
 
@@ -256,17 +264,20 @@ def test_resume_from_a_stored_checkpoint_matches_uninterrupted_training(
 
     pl.seed_everything(7)
     url, logger = _s3(s3_server, log_model=True)
-    trainer(logger, pl_package, max_epochs=2, enable_checkpointing=True,
-            callbacks=[pl.callbacks.ModelCheckpoint()]).fit(tiny_model(pl_package))  # fmt: skip
+    trainer(
+        logger, pl_package, max_epochs=2, enable_checkpointing=True, callbacks=[pl.callbacks.ModelCheckpoint()]
+    ).fit(tiny_model(pl_package))
 
     # the README recipe: fetch the latest checkpoint from S3, verify it, resume
     run = Store(url, s3_server.storage_options).run(logger.version)
     path = run.checkpoint("latest").download(tmp_path)
     resumed = tiny_model(pl_package)
-    again = TrackerLogger(url, name="p", version=logger.version, storage_options=s3_server.storage_options,
-                          log_model=True)  # fmt: skip
-    trainer(again, pl_package, max_epochs=4, enable_checkpointing=True,
-            callbacks=[pl.callbacks.ModelCheckpoint()]).fit(resumed, ckpt_path=path)  # fmt: skip
+    again = TrackerLogger(
+        url, name="p", version=logger.version, storage_options=s3_server.storage_options, log_model=True
+    )
+    trainer(again, pl_package, max_epochs=4, enable_checkpointing=True, callbacks=[pl.callbacks.ModelCheckpoint()]).fit(
+        resumed, ckpt_path=path
+    )
     for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     # the resumed session continues the manifest; top-1 replaced the first session's file
@@ -346,8 +357,13 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
     root = REPO
     script = _KILL_SCRIPT.format(root=root, package=pl_package, url=url, options=slow)
     spool = tmp_path / "spool"
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env={**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool)})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool)},
+    )
     try:
         for line in proc.stdout:  # type: ignore[union-attr]
             if line.startswith("TRAINED"):

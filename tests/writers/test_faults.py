@@ -57,8 +57,12 @@ def test_sigkill_on_s3_during_event_file_rotation_then_sync(trial: int, tmp_path
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/exp"
     spool = tmp_path / "spool"
-    env = {**os.environ, "LIGHTNING_TRACKER_SPOOL": str(spool), "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
-           "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(s3_server.storage_options)}  # fmt: skip
+    env = {
+        **os.environ,
+        "LIGHTNING_TRACKER_SPOOL": str(spool),
+        "LIGHTNING_TRACKER_TB_ROTATE_S": "0.3",
+        "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(s3_server.storage_options),
+    }
     proc, run_id = start_training(url, tmp_path / "out", env)
     run_dir = spool / "s3" / bucket / "exp" / "p" / run_id
     deadline = time.monotonic() + 60  # a loaded machine flushes late: wait for two rotations
@@ -156,8 +160,9 @@ def test_store_down_at_finalize_returns_in_time_then_sync_completes(
     try:
         bucket = server.new_bucket()
         url = f"s3://{bucket}/exp"
-        logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.2,
-                               finalize_timeout=3.0)  # fmt: skip
+        logger = TrackerLogger(
+            url, name="p", storage_options=server.storage_options, flush_interval=0.2, finalize_timeout=3.0
+        )
         logger.log_metrics({"a": 0.0}, step=0)
         logger.flush()
         server.stop()
@@ -226,8 +231,9 @@ def test_an_unreachable_store_at_start_does_not_stop_training(tmp_path: Any) -> 
 
     # an address where nothing listens
     options = {"key": "k", "secret": "s", "endpoint_url": f"http://127.0.0.1:{free_port()}"}
-    logger = TrackerLogger("s3://nowhere/exp", name="p", version="given-id", storage_options=options,
-                           finalize_timeout=1.0)  # fmt: skip
+    logger = TrackerLogger(
+        "s3://nowhere/exp", name="p", version="given-id", storage_options=options, finalize_timeout=1.0
+    )
     started = time.monotonic()
     logger.log_metrics({"a": 1.0}, step=0)  # looks the run up remotely, fails, goes on from the spool
     logger.finalize("success")
@@ -254,8 +260,9 @@ def test_values_the_format_cannot_hold_are_skipped_not_fatal(tmp_path: Any) -> N
 def test_a_missing_bucket_is_reported_not_mistaken_for_compaction(
     s3_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    logger = TrackerLogger("s3://no-such-bucket-here/exp", name="p", storage_options=s3_server.storage_options,
-                           finalize_timeout=2.0)  # fmt: skip
+    logger = TrackerLogger(
+        "s3://no-such-bucket-here/exp", name="p", storage_options=s3_server.storage_options, finalize_timeout=2.0
+    )
     logger.log_metrics({"a": 1.0}, step=0)
     with caplog.at_level(logging.WARNING):
         logger.finalize("success")
@@ -268,8 +275,9 @@ def test_a_30_second_outage_keeps_memory_bounded_and_every_point_lands() -> None
     try:
         bucket = server.new_bucket()
         url = f"s3://{bucket}/exp"
-        logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.5,
-                               finalize_timeout=120)  # fmt: skip
+        logger = TrackerLogger(
+            url, name="p", storage_options=server.storage_options, flush_interval=0.5, finalize_timeout=120
+        )
         logger.experiment  # noqa: B018 - opens the run
         writer = logger._writer
         assert writer is not None
@@ -372,8 +380,14 @@ def test_a_sync_beside_a_live_run_does_not_fail_on_files_the_run_writes_meanwhil
     from lightning_tracker.writers.sync import sync_run
 
     url = f"s3://{s3_server.new_bucket()}/exp"
-    logger = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, offline=True, tensorboard=False,
-                           spool_dir=str(tmp_path / "spool"))  # fmt: skip
+    logger = TrackerLogger(
+        url,
+        name="p",
+        storage_options=s3_server.storage_options,
+        offline=True,
+        tensorboard=False,
+        spool_dir=str(tmp_path / "spool"),
+    )
     logger.log_metrics({"a": 1.0}, step=0)
     logger.flush()  # the run stays open: live, its heartbeat fresh
     original, late = FsspecStorage.put_file, os.path.join(logger.log_dir, "metrics", "000-zz-00000099-00000099.parquet")

@@ -23,8 +23,11 @@ def test_a_real_remote_run_writes_local_documents_that_read_back_whole(tmp_path:
     checkpoint = lightning().callbacks.ModelCheckpoint(every_n_train_steps=2, save_top_k=1, monitor="step", mode="max")
     trainer(logger, max_steps=4, enable_checkpointing=True, callbacks=[checkpoint]).fit(tiny_model())
     folder = Path(logger.log_dir)
-    for name, path in ((SPOOL_FILE, folder / SPOOL_FILE), (MIRROR_FILE, folder / MIRROR_FILE),
-                       (STAGING_STATE, folder / STAGING_DIR / "state.json")):  # fmt: skip
+    for name, path in (
+        (SPOOL_FILE, folder / SPOOL_FILE),
+        (MIRROR_FILE, folder / MIRROR_FILE),
+        (STAGING_STATE, folder / STAGING_DIR / "state.json"),
+    ):
         parsed = parse_document(name, path.read_bytes())
         assert parsed.problems == () and parsed.version == VERSIONS[name], (name, parsed.problems)
     assert Store(url).run(logger.version).checkpoints

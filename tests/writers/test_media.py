@@ -83,7 +83,8 @@ def test_every_input_kind_is_stored_and_read_back(store_target: tuple[str, Any])
     assert len(steps) == 3, "sanity check before training, then one validation per epoch"
     samples = media[(media["key"] == "val/samples") & (media["step"] == steps[-1])]
     assert samples["index"].tolist() == list(range(8)) and samples["caption"].tolist() == [
-        f"c{i}@{steps[-1]}" for i in range(8)]  # fmt: skip
+        f"c{i}@{steps[-1]}" for i in range(8)
+    ]
     sizes = samples[["width", "height"]].values.tolist()
     assert sizes[:7] == [[12, 16], [9, 17], [9, 17], [30, 20], [9, 17], [10, 10], [9, 17]] and sizes[7] == [100, 75]
     read = [np.asarray(run.read_media("val/samples", steps[-1], i)) for i in range(8)]
@@ -110,8 +111,14 @@ def test_bad_input_is_skipped_with_one_warning_per_key_and_training_goes_on(
 
     closed = _figure()
     plt.close(closed)
-    bad = [torch.zeros(2, 5, 5), np.zeros((5, 5), np.complex64), closed, "not an image", np.zeros((0, 4)),
-           np.zeros((2, 3, 4, 5, 6))]  # fmt: skip
+    bad = [
+        torch.zeros(2, 5, 5),
+        np.zeros((5, 5), np.complex64),
+        closed,
+        "not an image",
+        np.zeros((0, 4)),
+        np.zeros((2, 3, 4, 5, 6)),
+    ]
     logger = TrackerLogger(str(tmp_path), name="m", tensorboard=False)
     with caplog.at_level(logging.WARNING):
         for step in range(3):  # the same mistakes again: no new warnings
@@ -168,8 +175,9 @@ def test_objects_reach_the_store_before_the_index_that_names_them(s3_server: Any
     from lightning_tracker.writers.mirror import Mirror
 
     save_dir = f"s3://{s3_server.new_bucket()}/exp"
-    logger = TrackerLogger(save_dir, name="m", storage_options=s3_server.storage_options, offline=True,
-                           spool_dir=str(tmp_path / "spool"))  # fmt: skip
+    logger = TrackerLogger(
+        save_dir, name="m", storage_options=s3_server.storage_options, offline=True, spool_dir=str(tmp_path / "spool")
+    )
     logger.log_image("samples", [UINT8_HWC, UINT8_HW], step=0)
     logger.log_text("notes", data=[["hello"]], step=0)
     logger.finalize("success")
@@ -224,8 +232,9 @@ def test_a_cuda_tensor_is_copied_without_a_sync_and_read_back_exactly(tmp_path: 
     images.zero_()  # the snapshot owns its copy: a later change does not reach it
     logger.finalize("success")
     run = Store(str(tmp_path)).run(logger.version)
-    assert np.array_equal(np.asarray(run.read_media("gpu", 0, 0)),
-                          np.rint(FLOAT_CHW.permute(1, 2, 0).numpy() * 255).astype(np.uint8))  # fmt: skip
+    assert np.array_equal(
+        np.asarray(run.read_media("gpu", 0, 0)), np.rint(FLOAT_CHW.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    )
     assert np.array_equal(np.asarray(run.read_media("gpu", 0, 1)), UINT8_HW)
 
 

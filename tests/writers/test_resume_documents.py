@@ -86,14 +86,17 @@ def test_a_tags_string_resumes_as_one_tag_and_the_reader_shows_the_same_tags(
 @pytest.mark.parametrize(
     ("name", "change", "problem"),
     [
-        (RUN_FILE, {"tags": "baseline", "start_time": "yesterday"},
-         "field 'start_time' is 'yesterday'; expected a number of Unix seconds"),
+        (
+            RUN_FILE,
+            {"tags": "baseline", "start_time": "yesterday"},
+            "field 'start_time' is 'yesterday'; expected a number of Unix seconds",
+        ),
         (RUN_FILE, {"sessions": 5}, "field 'sessions' is 5; expected a list of objects"),
         (RUN_FILE, {"format_version": 99}, "format_version 99 is newer than this reader's 3; upgrade"),
         (RUN_FILE, b"{not json", "not JSON"),
         (CONFIG_FILE, {"nested": "lr=0.1"}, "field 'nested' is 'lr=0.1'; expected an object"),
     ],
-)  # fmt: skip
+)
 def test_a_damaged_document_stops_the_resume_naming_it_and_the_reader_calls_the_run_damaged(
     store_target: tuple[str, Any], name: str, change: Any, problem: str
 ) -> None:

@@ -58,8 +58,14 @@ def test_two_processes_resuming_one_run_at_once_lose_no_point(where: str, tmp_pa
     for i, key in enumerate(("a", "b")):
         spool = tmp_path / ("spool-0" if where != "s3-separate-spools" else f"spool-{i + 1}")
         args = [save_dir, json.dumps(options), first.version, key, str(go), str(spool)]
-        procs.append(subprocess.Popen([sys.executable, "-c", _RESUMER.format(root=REPO), *args],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _RESUMER.format(root=REPO), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "READY", proc.stderr
@@ -79,8 +85,12 @@ def test_two_processes_resuming_one_run_at_once_lose_no_point(where: str, tmp_pa
 
 def _hung_store_options(proxy: GatedProxy) -> dict[str, Any]:
     # one attempt, short timeouts: the probe's deadline is what is tested, not botocore's retries
-    return {"key": "testing", "secret": "testing", "endpoint_url": proxy.endpoint,
-            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600}}  # fmt: skip
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": proxy.endpoint,
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600},
+    }
 
 
 def test_a_hung_store_never_blocks_a_named_run_from_starting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -88,8 +98,14 @@ def test_a_hung_store_never_blocks_a_named_run_from_starting(tmp_path: Path, cap
     try:
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="lightning_tracker"):
-            logger = TrackerLogger("s3://hung/exp", name="p", version="given-name", spool_dir=tmp_path / "spool",
-                                   storage_options=_hung_store_options(proxy), finalize_timeout=1.0)  # fmt: skip
+            logger = TrackerLogger(
+                "s3://hung/exp",
+                name="p",
+                version="given-name",
+                spool_dir=tmp_path / "spool",
+                storage_options=_hung_store_options(proxy),
+                finalize_timeout=1.0,
+            )
             logger.log_metrics({"a": 1.0}, step=0)  # the first step: the resume probe happens here
         first_step = time.monotonic() - started
         logger.finalize("success")
@@ -113,8 +129,15 @@ def test_a_stored_run_that_answers_late_is_merged_into_the_resumed_one(
     proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
-        second = TrackerLogger(url, name="p", version=first.version, storage_options=options, flush_interval=0.1,
-                               spool_dir=tmp_path / "machine-2", finalize_timeout=60)  # fmt: skip
+        second = TrackerLogger(
+            url,
+            name="p",
+            version=first.version,
+            storage_options=options,
+            flush_interval=0.1,
+            spool_dir=tmp_path / "machine-2",
+            finalize_timeout=60,
+        )
         second.log_metrics({"loss": 0.5}, step=10)  # another machine: nothing of the run in its spool
         proxy.open()
         for step in range(11, 20):
@@ -159,8 +182,9 @@ def test_log_model_across_filesystems_copies_off_the_training_thread_and_a_full_
         logger = TrackerLogger(tmp_path / "runs", name="p", log_model="all")
         ckpt = pl.callbacks.ModelCheckpoint(dirpath=other_fs, every_n_train_steps=4, save_top_k=-1)
         with caplog.at_level(logging.WARNING, logger="lightning_tracker"):
-            trainer(logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True,
-                    callbacks=[ckpt, TrainingEnds()]).fit(tiny_model("pytorch_lightning"))  # fmt: skip
+            trainer(
+                logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True, callbacks=[ckpt, TrainingEnds()]
+            ).fit(tiny_model("pytorch_lightning"))
         assert copies_on and set(copies_on) == {"lightning-tracker-flush"}, "copied on the training thread"
         stored = Store(tmp_path / "runs").run(logger.version).checkpoints
         assert len(stored) == 1, "the copy that fit was stored"

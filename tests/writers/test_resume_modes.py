@@ -49,12 +49,15 @@ def _first_run(save_dir: str, options: Any) -> str:
     return logger.version
 
 
-@pytest.mark.parametrize(("resume_arg", "version", "message"), [
-    ("yes", "r1", "resume='yes' is not allowed; pass 'allow'"),
-    (True, "r1", "resume=True is not allowed; pass 'allow'"),
-    (None, "r1", "resume=None is not allowed"),
-    ("must", None, "resume='must' needs the id of the run to resume: pass version="),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("resume_arg", "version", "message"),
+    [
+        ("yes", "r1", "resume='yes' is not allowed; pass 'allow'"),
+        (True, "r1", "resume=True is not allowed; pass 'allow'"),
+        (None, "r1", "resume=None is not allowed"),
+        ("must", None, "resume='must' needs the id of the run to resume: pass version="),
+    ],
+)
 def test_resume_is_checked_at_construction(resume_arg: Any, version: Any, message: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match=message) as err:
         TrackerLogger(tmp_path, name="p", version=version, resume=resume_arg)
@@ -137,8 +140,12 @@ def test_allow_on_a_new_id_warns_once_and_trains(
 
 
 def _hung_options(proxy: GatedProxy) -> dict[str, Any]:
-    return {"key": "testing", "secret": "testing", "endpoint_url": proxy.endpoint,
-            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600}}  # fmt: skip
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": proxy.endpoint,
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600},
+    }
 
 
 @pytest.mark.parametrize("mode", ["must", "never"])
@@ -148,8 +155,14 @@ def test_a_store_that_cannot_answer_is_an_error_naming_it(
     monkeypatch.setenv("LIGHTNING_TRACKER_CHECK_TIMEOUT_S", "1")
     proxy = GatedProxy()  # accepts connections, never answers
     try:
-        logger = TrackerLogger("s3://hung/exp", name="p", version="some-run", resume=mode,
-                               storage_options=_hung_options(proxy), spool_dir=tmp_path / "spool")  # fmt: skip
+        logger = TrackerLogger(
+            "s3://hung/exp",
+            name="p",
+            version="some-run",
+            resume=mode,
+            storage_options=_hung_options(proxy),
+            spool_dir=tmp_path / "spool",
+        )
         started = time.monotonic()
         _CountingModel.steps = 0
         with pytest.raises(
@@ -162,10 +175,20 @@ def test_a_store_that_cannot_answer_is_an_error_naming_it(
     finally:
         proxy.close()
     # an address where nothing listens: the store's own error is named
-    options = {"key": "k", "secret": "s", "endpoint_url": f"http://127.0.0.1:{free_port()}",
-               "config_kwargs": {"retries": {"max_attempts": 1}}}  # fmt: skip
-    logger = TrackerLogger("s3://nowhere/exp", name="p", version="some-run", resume=mode, storage_options=options,
-                           spool_dir=tmp_path / "spool")  # fmt: skip
+    options = {
+        "key": "k",
+        "secret": "s",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    logger = TrackerLogger(
+        "s3://nowhere/exp",
+        name="p",
+        version="some-run",
+        resume=mode,
+        storage_options=options,
+        spool_dir=tmp_path / "spool",
+    )
     with pytest.raises(StorageError, match=r"s3://nowhere/exp/p, but the store could not tell \(\w+"):
         logger.log_metrics({"a": 1.0}, step=0)
     assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").rglob("run.json"))
@@ -176,8 +199,15 @@ def test_offline_must_asks_the_store_and_fetches_nothing(s3_server: S3Server, tm
     first = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, spool_dir=tmp_path / "one")
     first.log_metrics({"a": 1.0}, step=0)
     first.finalize("success")
-    logger = TrackerLogger(url, name="p", version=first.version, resume="must", offline=True,
-                           storage_options=s3_server.storage_options, spool_dir=tmp_path / "two")  # fmt: skip
+    logger = TrackerLogger(
+        url,
+        name="p",
+        version=first.version,
+        resume="must",
+        offline=True,
+        storage_options=s3_server.storage_options,
+        spool_dir=tmp_path / "two",
+    )
     logger.log_metrics({"a": 2.0}, step=1)
     logger.finalize("success")
     with pytest.raises(RunNotFoundError):
@@ -212,8 +242,9 @@ def test_allow_warns_once_when_a_slow_store_answers_late_that_the_run_is_new(
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
         with caplog.at_level(logging.WARNING, logger="lightning_tracker"):
-            logger = TrackerLogger(url, name="p", version=run_id, storage_options=options, flush_interval=0.1,
-                                   spool_dir=tmp_path / "spool")  # fmt: skip
+            logger = TrackerLogger(
+                url, name="p", version=run_id, storage_options=options, flush_interval=0.1, spool_dir=tmp_path / "spool"
+            )
             logger.log_metrics({"a": 0.0}, step=0)
             assert NEW_RUN_WARNING not in caplog.text  # not known yet
             proxy.open()
@@ -243,8 +274,14 @@ def test_the_monitor_survives_a_late_merge_and_a_session_s_own_monitor_wins(
     proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
-        second = TrackerLogger(url, name="p", version=first.version, storage_options=options, flush_interval=0.1,
-                               spool_dir=tmp_path / "machine-2")  # fmt: skip
+        second = TrackerLogger(
+            url,
+            name="p",
+            version=first.version,
+            storage_options=options,
+            flush_interval=0.1,
+            spool_dir=tmp_path / "machine-2",
+        )
         second.log_metrics({"loss": 0.5}, step=100)  # opens the run before the store answered
         if own_monitor is not None:  # what Lightning hands over: a ModelCheckpoint (here its two fields)
             second.after_save_checkpoint(SimpleNamespace(monitor=own_monitor, mode="max"))

@@ -71,8 +71,10 @@ def test_bad_metric_values_warn_and_training_goes_on(tmp_path: Any, caplog: pyte
 
     logger = TrackerLogger(tmp_path, name="p")
     for step in range(3):
-        logger.log_metrics({"text": "abc", "vec": torch.ones(3), "np": np.float32(0.5),
-                            "t": torch.tensor(2.0), "flag": True, 7: 1.0}, step=step)  # fmt: skip
+        logger.log_metrics(
+            {"text": "abc", "vec": torch.ones(3), "np": np.float32(0.5), "t": torch.tensor(2.0), "flag": True, 7: 1.0},
+            step=step,
+        )
     logger.finalize("success")
     summary = Store(tmp_path).run(logger.version).summary
     assert set(summary) == {"np", "t", "flag", "7"}
@@ -137,8 +139,11 @@ def test_a_reader_never_sees_a_point_twice_or_misses_one_during_compaction(tmp_p
 
 
 def test_live_chunks_drops_covered_chunks() -> None:
-    names = ["000-00000000-00000015.parquet", *(f"000-{i:08d}-{i:08d}.parquet" for i in range(20)),
-             "001-00000000-00000000.parquet"]  # fmt: skip
+    names = [
+        "000-00000000-00000015.parquet",
+        *(f"000-{i:08d}-{i:08d}.parquet" for i in range(20)),
+        "001-00000000-00000000.parquet",
+    ]
     live = live_chunks(names)
     assert live[0] == "000-00000000-00000015.parquet"
     assert [parse_chunk_name(n)[1] for n in live[1:-1]] == [16, 17, 18, 19]
@@ -243,10 +248,15 @@ def test_secrets_never_reach_disk(tmp_path: Any, s3_server: Any, monkeypatch: py
     options = {**s3_server.storage_options, "secret": "opts-secret-9191"}
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "opts-secret-9191")
     url = f"s3://testing:opts-secret-9191@{bucket}/exp"
-    logger = TrackerLogger(url, name="p", storage_options={"endpoint_url": s3_server.endpoint},
-                           tensorboard=True)  # fmt: skip
-    logger.log_hyperparams({"wandb_api_key": "hp-secret-7373", "db": {"password": "hp-secret-7373"},
-                            "HF_TOKEN": "hp-secret-7373", "lr": 0.1})  # fmt: skip
+    logger = TrackerLogger(url, name="p", storage_options={"endpoint_url": s3_server.endpoint}, tensorboard=True)
+    logger.log_hyperparams(
+        {
+            "wandb_api_key": "hp-secret-7373",
+            "db": {"password": "hp-secret-7373"},
+            "HF_TOKEN": "hp-secret-7373",
+            "lr": 0.1,
+        }
+    )
     logger.log_metrics({"loss": 1.0}, step=0)
     logger.finalize("success")
     assert "opts-secret" not in logger.url
@@ -342,8 +352,12 @@ def test_credentials_in_urls_and_secret_subtrees_never_reach_disk(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py", "--save_dir=s3://AKIAX:Sec/ret-777@bucket/exp"])
     logger = TrackerLogger(tmp_path / "runs", name="p")
-    logger.log_hyperparams({"data": "https://user:pw-888888@host/data.csv",
-                            "credentials": {"id": "id-999999", "value": "v-999999", "retries": 3}})  # fmt: skip
+    logger.log_hyperparams(
+        {
+            "data": "https://user:pw-888888@host/data.csv",
+            "credentials": {"id": "id-999999", "value": "v-999999", "retries": 3},
+        }
+    )
     logger.finalize("success")
     written = b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file())
     for planted in (b"Sec/ret-777", b"pw-888888", b"id-999999", b"v-999999"):

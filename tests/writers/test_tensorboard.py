@@ -49,8 +49,9 @@ def test_remote_event_files_rotate_and_each_is_uploaded_once(
 ) -> None:
     monkeypatch.setenv("LIGHTNING_TRACKER_TB_ROTATE_S", "0")  # rotate at every flush
     bucket = s3_server.new_bucket()
-    logger = TrackerLogger(f"s3://{bucket}/exp", name="p", storage_options=s3_server.storage_options,
-                           flush_interval=300)  # fmt: skip
+    logger = TrackerLogger(
+        f"s3://{bucket}/exp", name="p", storage_options=s3_server.storage_options, flush_interval=300
+    )
     puts: list[str] = []
     logger.experiment  # noqa: B018 - opens the run
     storage, writer = logger._storage, logger._writer

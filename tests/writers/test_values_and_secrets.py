@@ -113,11 +113,16 @@ def test_omegaconf_env_interpolations_are_stored_unresolved_and_the_rest_resolve
 
     monkeypatch.chdir(tmp_path)  # no git.diff of this work tree (it holds the planted string)
     monkeypatch.setenv("LT_TEST_HUB_TOKEN", "hf_planted_env_secret_5151")
-    cfg = OmegaConf.create({
-        "model": {"hub": "${oc.env:LT_TEST_HUB_TOKEN}", "width": 8, "double": "${model.width}"},
-        "upload": {"target": "${model.hub}", "url": "https://user:${oc.env:LT_TEST_HUB_TOKEN}@hub"},
-        "lr": 0.1, "lr_copy": "${lr}", "broken": "${no.such.key}", "required": "???",
-    })  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "model": {"hub": "${oc.env:LT_TEST_HUB_TOKEN}", "width": 8, "double": "${model.width}"},
+            "upload": {"target": "${model.hub}", "url": "https://user:${oc.env:LT_TEST_HUB_TOKEN}@hub"},
+            "lr": 0.1,
+            "lr_copy": "${lr}",
+            "broken": "${no.such.key}",
+            "required": "???",
+        }
+    )
     url, options = _target(where, tmp_path, s3_server)
     logger = TrackerLogger(url, name="p", storage_options=options)
     with caplog.at_level(logging.WARNING):
@@ -166,8 +171,9 @@ def test_one_word_secret_keys_are_redacted_and_ordinary_words_are_not(
     logger.finalize("success")
     config = Store(tmp_path / "runs").run(logger.version).config
     assert all(config[k] == REDACTED for k in SECRET_KEYS)
-    assert all(config[k] == f"planted-{i}-value" for i, k in enumerate(SECRET_KEYS + ORDINARY_KEYS)
-               if k in ORDINARY_KEYS)  # fmt: skip
+    assert all(
+        config[k] == f"planted-{i}-value" for i, k in enumerate(SECRET_KEYS + ORDINARY_KEYS) if k in ORDINARY_KEYS
+    )
     for i in range(len(SECRET_KEYS)):
         assert not any(f"planted-{i}-value".encode() in b for b in _every_file(tmp_path, "", None))
 
@@ -208,8 +214,13 @@ def test_stored_checkpoints_carry_no_secret_hyperparameters(
 def test_a_remote_save_dir_with_dot_dot_parts_stays_inside_the_spool(s3_server: S3Server, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     spool = tmp_path / "deep" / "spool"
-    logger = TrackerLogger(f"s3://{bucket}/a/../../../x", name="p", storage_options=s3_server.storage_options,
-                           spool_dir=spool, finalize_timeout=10)  # fmt: skip
+    logger = TrackerLogger(
+        f"s3://{bucket}/a/../../../x",
+        name="p",
+        storage_options=s3_server.storage_options,
+        spool_dir=spool,
+        finalize_timeout=10,
+    )
     logger.log_metrics({"a": 1.0}, step=0)
     logger.finalize("success")
     real = os.path.realpath(logger.log_dir)

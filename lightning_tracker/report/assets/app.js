@@ -43,11 +43,13 @@
   const queryRecord = (run) => ({ id: run.id, name: run.name, project: run.project, group: run.group,
     status: run.status, tags: run.tags || [], notes: run.notes, params: run.config, summary: run.summary });
   let query = Q.parse("");
+  // the names of every run on the page: what a bare key names is decided over all of them
+  let among = Q.scope([]);
 
   // a column's value: start and duration, or what a query key names ("config.lr", "val/acc")
   function field(run, key) {
     if (key === "start" || key === "duration" || key === "damage") return run[key];
-    const value = Q.resolve(queryRecord(run), key);
+    const value = Q.resolve(queryRecord(run), key, among);
     return value === Q.MISSING ? undefined : value;
   }
 
@@ -74,7 +76,7 @@
     $("filter").setAttribute("aria-invalid", problem ? "true" : "false");
   }
 
-  const shownRuns = () => state.data.runs.filter((r) => query.matches(queryRecord(r)));
+  const shownRuns = () => state.data.runs.filter((r) => query.matches(queryRecord(r), among));
   const plottedRuns = () => shownRuns().filter((r) => state.selected.has(r.key));
 
   // -- runs table ----------------------------------------------------------------------
@@ -187,6 +189,7 @@
       if (!state.known.has(r.key)) { state.known.add(r.key); state.selected.add(r.key); }
     });
     state.data = data;
+    among = Q.scope(data.runs.map(queryRecord));
     LT.setKeys(data.keys);
     state.colors = LT.colorIndex(data.runs);
     $("xaxis").querySelector("option[value='epoch']").disabled =

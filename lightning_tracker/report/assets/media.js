@@ -128,7 +128,8 @@
       (err) => { box.textContent = "cannot show this table: " + err.message; });
   }
 
-  // renderer name (an item's ``renderer``, from RENDERERS in report/media.py) -> how it is drawn
+  // renderer name (an item's ``renderer``: its kind's MediaKind.renderer, keyed in RENDERERS of
+  // report/media.py too) -> how it is drawn
   const RENDERERS = {
     image: (body, run, item, key, step) => body.appendChild(figure(run, item, key, step)),
     table: tableBox,
@@ -158,7 +159,8 @@
     } else {
       if (found.step !== step) head.appendChild(el("span", { class: "media-at hint" }, " step " + found.step));
       found.items.forEach((item) => {
-        const render = RENDERERS[item.renderer];
+        // null (or a name this page lacks): a kind this version does not know, said so, never drawn as another
+        const render = Object.prototype.hasOwnProperty.call(RENDERERS, item.renderer) ? RENDERERS[item.renderer] : null;
         if (render) { render(body, run, item, key, found.step, column, sig); return; }
         body.appendChild(el("div", { class: "media-missing" },
           "a " + item.kind + " cannot be shown by this version of lightning-tracker"));

@@ -107,29 +107,47 @@
     return found;
   }
 
-  function resolve(record, key) {
-    for (const [prefix, section] of SECTIONS) {
-      if (key.startsWith(prefix)) {
-        const values = record[section] || {};
-        const name = key.slice(prefix.length);
-        return has(values, name) && values[name] !== undefined ? values[name] : MISSING;
+  // the hyperparameter and metric names of the runs queried: the set decides what a bare key
+  // names, not each run (query.py's scope)
+  function scope(records) {
+    const among = { params: new Set(), summary: new Set() };
+    for (const record of records) {
+      for (const section of ["params", "summary"]) {
+        Object.keys(record[section] || {}).forEach((k) => among[section].add(k));
       }
     }
-    if (FIELDS.includes(key)) return has(record, key) && record[key] !== undefined ? record[key] : MISSING;
-    for (const section of ["params", "summary"]) {
-      const values = record[section] || {};
-      if (has(values, key) && values[key] !== undefined) return values[key];
-    }
-    return MISSING;
+    return among;
   }
 
-  function termMatches(term, record) {
+  // format/keys.py's locate: [section, name] or null
+  function locate(key, among) {
+    for (const [prefix, section] of SECTIONS) {
+      if (key.startsWith(prefix)) {
+        const name = key.slice(prefix.length);
+        return among[section].has(name) ? [section, name] : null;
+      }
+    }
+    if (FIELDS.includes(key)) return ["field", key];
+    if (among.params.has(key)) return ["params", key];
+    if (among.summary.has(key)) return ["summary", key];
+    return null;
+  }
+
+  function resolve(record, key, among) {
+    const found = locate(key, among || scope([record]));
+    if (found === null) return MISSING;
+    const [section, name] = found;
+    const values = section === "field" ? record : record[section] || {};
+    return has(values, name) && values[name] !== undefined ? values[name] : MISSING;
+  }
+
+  function termMatches(term, record, among) {
     if (term.key === null) {
       const texts = SEARCHED.flatMap((f) => (Array.isArray(record[f]) ? record[f] : [record[f]]))
         .filter((t) => t !== null && t !== undefined);
       return texts.some((t) => String(t).toLowerCase().includes(term.word));
     }
-    const field = resolve(record, term.key);
+    const field = resolve(record, term.key, among);
     if (field === MISSING) return false;
     if (term.key === "tags" && Array.isArray(field)) {
       return field.some((t) => equal(text(t), term.value)) === (term.op !== "!=");
@@ -178,7 +196,11 @@
     return {
       terms: parsed,
       keys: [...new Set(parsed.filter((t) => t.key !== null).map((t) => t.key))],
-      matches: (record) => parsed.every((t) => termMatches(t, record)),
+      matches: (record, among) => parsed.every((t) => termMatches(t, record, among)),
+      select(records) {
+        const among = scope(records);
+        return records.map((record) => parsed.every((t) => termMatches(t, record, among)));
+      },
     };
   }
 
@@ -248,7 +270,7 @@
     }
   }
 
-  const api = { FIELDS, MISSING, split, parse, resolve, knownKeys, checkKeys, closeMatches };
+  const api = { FIELDS, MISSING, split, parse, scope, resolve, knownKeys, checkKeys, closeMatches };
   root.LightningQuery = api;
   if (typeof module !== "undefined" && module.exports) module.exports = api;
 })(typeof globalThis !== "undefined" ? globalThis : this);

@@ -54,8 +54,11 @@ def test_histograms_match_numpy_and_count_nonfinite_apart(segmented: bool) -> No
         edges = np.linspace(lo, hi, 33)
         finite = x[np.isfinite(x)]
         if finite.size:
-            assert (lo, hi) == ((finite.min(), finite.max()) if finite.min() < finite.max()
-                                else (finite.min() - 0.5, finite.max() + 0.5))  # fmt: skip
+            assert (lo, hi) == (
+                (finite.min(), finite.max())
+                if finite.min() < finite.max()
+                else (finite.min() - 0.5, finite.max() + 0.5)
+            )
             assert (vmin, vmax) == (finite.min(), finite.max())
             assert np.array_equal(counts[i, :32].numpy(), _reference(x, edges)), f"tensor {i}"
         assert counts[i, :32].sum() == finite.size
@@ -141,8 +144,9 @@ def _assert_matches(hist: Any, rec: _Recorder, moved: int = 0) -> None:
 def test_trainer_records_gradients_and_weights(pl_package: str, tmp_path: Any) -> None:
     logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
     rec = _Recorder()
-    t = trainer(logger, pl_package, max_epochs=1, callbacks=[rec.callback(pl_package),
-                                                             GradientMonitor(log="all", bins=16)])  # fmt: skip
+    t = trainer(
+        logger, pl_package, max_epochs=1, callbacks=[rec.callback(pl_package), GradientMonitor(log="all", bins=16)]
+    )
     t.fit(tiny_model(pl_package))
     run = Store(tmp_path).run(logger.version)
     hist = run.histograms()
@@ -248,8 +252,12 @@ def test_hist_command_renders_one_png_heatmap_per_tensor(tmp_path: Any, capsys: 
     out = tmp_path / "png"
     assert main(["hist", logger.version, "net.0.*", str(tmp_path / "runs"), "--out", str(out)]) == 0
     files = sorted(os.listdir(out))
-    assert files == ["gradient-net.0.bias.png", "gradient-net.0.weight.png", "parameter-net.0.bias.png",
-                     "parameter-net.0.weight.png"]  # fmt: skip
+    assert files == [
+        "gradient-net.0.bias.png",
+        "gradient-net.0.weight.png",
+        "parameter-net.0.bias.png",
+        "parameter-net.0.weight.png",
+    ]
     image = matplotlib.image.imread(out / files[1])
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert str(out / files[1]) in capsys.readouterr().out
@@ -320,8 +328,11 @@ def test_distributed_histograms_describe_the_whole_reduced_gradient(strategy: st
     env.pop("LOCAL_RANK", None)
     done = subprocess.run(
         [sys.executable, str(script), "pytorch_lightning", strategy, str(tmp_path / "runs"), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((tmp_path / "out" / "run.json").read_text())
     assert info["sharded"] == (strategy == "fsdp2")
