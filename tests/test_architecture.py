@@ -179,8 +179,26 @@ def test_no_upward_import() -> None:
     )
 
 
-def _cycles() -> list[list[str]]:
-    graph = {m: sorted({i.target for i in IMPORTS[m] if i.module_level and i.target in MODULES} - {m}) for m in MODULES}
+def _package(module: str) -> str:
+    # a root module (exceptions, _settings) is a shared piece of its own, not part of the face
+    parent = module.rpartition(".")[0]
+    return module if _is_package(module) or parent == PACKAGE else parent
+
+
+def _module_graph() -> dict[str, list[str]]:
+    return {m: sorted({i.target for i in IMPORTS[m] if i.module_level and i.target in MODULES} - {m}) for m in MODULES}
+
+
+def _package_graph() -> dict[str, list[str]]:
+    # a package imports another when one of its own modules does
+    graph: dict[str, set[str]] = {_package(m): set() for m in MODULES}
+    for module, targets in _module_graph().items():
+        graph[_package(module)].update(_package(t) for t in targets if _package(t) != _package(module))
+    return {k: sorted(v) for k, v in graph.items()}
+
+
+def _cycles(graph: dict[str, list[str]] | None = None) -> list[list[str]]:
+    graph = _module_graph() if graph is None else graph
     # Tarjan's strongly connected components
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -222,6 +240,12 @@ def test_no_import_cycle() -> None:
         edges = [i.where() for m in component for i in IMPORTS[m] if i.module_level and i.target in members]
         described.append(f"cycle between {component}:\n  " + "\n  ".join(edges))
     assert not described, "module-level import cycles:\n" + "\n".join(described)
+
+
+def test_no_package_import_cycle() -> None:
+    graph = _package_graph()
+    cycles = [f"{c}: " + "; ".join(f"{a} -> {b}" for a in c for b in graph[a] if b in c) for c in _cycles(graph)]
+    assert not cycles, "packages that import each other:\n" + "\n".join(cycles)
 
 
 def _third_party(module: str) -> list[Import]:
