@@ -275,8 +275,9 @@ def scope(records: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str]]:
     """The hyperparameter and the metric names of a set of run records: what a bare key is decided over.
 
     Example:
-        >>> scope([{"params": {"lr": 0.5}}, {"summary": {"lr": 0.001, "loss": 1.0}}])
-        ({'lr'}, {'loss', 'lr'})
+        >>> params, metrics = scope([{"params": {"lr": 0.5}}, {"summary": {"lr": 0.001, "loss": 1.0}}])
+        >>> sorted(params), sorted(metrics)
+        (['lr'], ['loss', 'lr'])
     """
     params: set[str] = set()
     metrics: set[str] = set()
