@@ -65,7 +65,7 @@ MEDIA = pa.schema(
         ("time", pa.float64()),
         ("key", pa.dictionary(pa.int32(), pa.string())),  # the key given (e.g. "val/samples")
         ("index", pa.int32()),  # position in the list of images logged together (0 for text and tables)
-        ("kind", pa.dictionary(pa.int32(), pa.string())),  # a key of layout.MEDIA_KINDS: "image", "text" or "table"
+        ("kind", pa.dictionary(pa.int32(), pa.string())),  # a key of layout.MEDIA_KINDS ("image", "text", "table", ...)
         ("caption", pa.string()),  # null when none was given
         ("width", pa.int32()),  # pixels; columns for text and tables
         ("height", pa.int32()),  # pixels; rows for text and tables

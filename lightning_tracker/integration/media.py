@@ -80,13 +80,13 @@ def _check_shape(shape: tuple[int, ...], channels_first: bool) -> None:
 class _Images:
     """The images of one ``log_image`` call; ``resolve`` runs on the flusher."""
 
-    def __init__(self, key: str, step: int, wall_time: float) -> None:
-        self.key, self.step, self.time = key, step, wall_time
+    def __init__(self, key: str, step: int, wall_time: float, kind: str = "image") -> None:
+        self.key, self.step, self.time, self.kind = key, step, wall_time, kind
         self.parts: list[tuple[int, str | None, Callable[[], np.ndarray]]] = []
 
     def resolve(self) -> list[MediaItem]:
         return [
-            MediaItem(self.key, self.step, self.time, index, "image", caption, pixels=get())
+            MediaItem(self.key, self.step, self.time, index, self.kind, caption, pixels=get())
             for index, caption, get in self.parts
         ]
 
@@ -170,8 +170,13 @@ def _batch(images: Any) -> list[Any]:
     return [images]
 
 
-def image_snapshot(key: str, step: int, warn: Warn, images: Any, caption: Sequence[Any] | None = None) -> _Images:
+def image_snapshot(
+    key: str, step: int, warn: Warn, images: Any, caption: Sequence[Any] | None = None, kind: str = "image"
+) -> _Images:
     """Snapshots images for ``log_image``; each bad one is skipped with a warning naming it.
+
+    ``kind`` is the media kind the items are stored as: another kind of the raster encoding
+    that takes the same inputs (a mask shown as an image) is ``partial(image_snapshot, kind=...)``.
 
     Example:
         >>> def warn(key, message, *args):
@@ -184,9 +189,9 @@ def image_snapshot(key: str, step: int, warn: Warn, images: Any, caption: Sequen
     items = _batch(images)
     captions = [caption] if isinstance(caption, str) else list(caption) if caption is not None else []
     if caption is not None and len(captions) != len(items):
-        warn(key, "log_image(%r): %d captions for %d images; captions are left out", key, len(captions), len(items))
+        warn(key, "log_%s(%r): %d captions for %d images; captions are left out", kind, key, len(captions), len(items))
         captions = []
-    shot = _Images(key, step, time.time())
+    shot = _Images(key, step, time.time(), kind)
     for index, value in enumerate(items):
         try:
             get = _part(value)
@@ -194,7 +199,13 @@ def image_snapshot(key: str, step: int, warn: Warn, images: Any, caption: Sequen
             bad = err if isinstance(err, _Bad) else f"unreadable ({type(value).__name__}, {type(err).__name__}: {err})"
             # once per key and kind of mistake: a loop repeating it is not a flood
             warn(
-                f"{key}:{bad}", "log_image(%r): image %d is %s; it is skipped. Accepted: %s", key, index, bad, ACCEPTED
+                f"{key}:{bad}",
+                "log_%s(%r): image %d is %s; it is skipped. Accepted: %s",
+                kind,
+                key,
+                index,
+                bad,
+                ACCEPTED,
             )
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))

@@ -212,6 +212,7 @@ def _keys(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "order": keys.metric_order(metrics, monitors),
         "families": {k: f for k in metrics if (f := keys.family(k)) is not None},
+        "scores": [k for k in metrics if keys.is_score(k)],
         "labels": keys.labels(params, metrics),
     }
 

@@ -142,34 +142,40 @@ class Storage:
     # rejects constructing an abstract class (our callers' and our users' alike).
     def read_bytes(self, rel: str) -> bytes:
         """Returns the content of ``rel``; raises ``FileNotFoundError`` when missing."""
-        raise NotImplementedError
+        raise self._not_implemented("read_bytes")
 
     def open(self, rel: str) -> IO[bytes]:
         """Opens ``rel`` for reading, as a binary file object."""
-        raise NotImplementedError
+        raise self._not_implemented("open")
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Writes ``data`` to ``rel`` in one step: a reader sees the old or the new content."""
-        raise NotImplementedError
+        raise self._not_implemented("write_bytes")
 
     def put_file(self, local_path: str, rel: str) -> None:
         """Stores the local file ``local_path`` at ``rel``, streamed.
 
         The file must not change afterwards: a local store hard-links it where it can.
         """
-        raise NotImplementedError
+        raise self._not_implemented("put_file")
 
     def rm(self, rel: str) -> None:
         """Deletes the file ``rel``; a missing file is not an error."""
-        raise NotImplementedError
+        raise self._not_implemented("rm")
 
     def listdir(self, rel: str = "") -> list[str]:
         """Sorted names (not paths) of the entries directly under ``rel``; empty when missing."""
-        raise NotImplementedError
+        raise self._not_implemented("listdir")
 
     def find(self, rel: str = "") -> dict[str, int]:
         """Every file below ``rel``, as ``/`` paths relative to ``rel`` mapped to their sizes.
 
         Empty when ``rel`` is missing.
         """
-        raise NotImplementedError
+        raise self._not_implemented("find")
+
+    def _not_implemented(self, primitive: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} does not implement Storage.{primitive}(), which this operation needs; a backend "
+            "implements read_bytes, open, write_bytes, put_file, rm, listdir and find (see register_storage)"
+        )

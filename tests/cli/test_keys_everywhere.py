@@ -131,6 +131,10 @@ def test_system_metrics_under_a_logger_prefix_are_a_family_everywhere(
     assert any(h.startswith("fit-train") for h in header), header
     payload = build_payload(Store(save_dir))
     assert set(payload["keys"]["families"]) == set(system) | set(gradients)
+    # the page judges runs by the owner's scores: no family metric, no epoch, the prefixed splits kept
+    scores = set(payload["keys"]["scores"])
+    assert not scores & (set(system) | set(gradients) | {"epoch"}), scores
+    assert any(k.startswith("fit-train") for k in scores), scores
 
 
 def test_status_crashed_comes_from_the_one_list(

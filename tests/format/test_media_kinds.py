@@ -18,10 +18,10 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.format.layout import MEDIA_ENCODINGS, MEDIA_KINDS, MEDIA_OBJECT_RE, MediaKind
-from lightning_tracker.integration.media import SNAPSHOTS
+from lightning_tracker.integration.media import SNAPSHOTS, image_snapshot
 from lightning_tracker.read.media import READERS
 from lightning_tracker.report.media import RENDERERS, MediaFiles, media_part
-from lightning_tracker.writers.media import ENCODERS, MediaItem, MediaProducer
+from lightning_tracker.writers.media import ENCODERS, MediaProducer
 
 MEDIA_JS = Path(__file__).resolve().parents[2] / "lightning_tracker" / "report" / "assets" / "media.js"
 ENCODINGS_USED = {kind.encoding for kind in MEDIA_KINDS.values()}
@@ -102,14 +102,6 @@ def test_each_kind_is_stored_in_its_formats_read_back_and_served_with_its_conten
             assert content_type == "application/json" and body.startswith(b'{"columns"')
 
 
-class _Shot:
-    def __init__(self, items: list[MediaItem]) -> None:
-        self.items = items
-
-    def resolve(self) -> list[MediaItem]:
-        return self.items
-
-
 def test_a_kind_that_reuses_an_encoding_and_a_renderer_needs_only_its_line_in_the_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,7 +113,8 @@ def test_a_kind_that_reuses_an_encoding_and_a_renderer_needs_only_its_line_in_th
     producer = MediaProducer(str(tmp_path / "p" / "r1"), session=0, writer="w")
     mask = np.zeros((200, 150, 1), np.uint8)
     mask[50:, :] = 1
-    producer.add(_Shot([MediaItem("seg", 3, 0.0, 0, "mask", "classes", pixels=mask)]))
+    # the snapshot of images, storing its items as the new kind: partial(image_snapshot, kind="mask")
+    producer.add(image_snapshot("seg", 3, print, [mask], caption=["classes"], kind="mask"))
     assert producer.flush() is not None
     run = Store(str(tmp_path)).run("r1")
     row = run.media().iloc[0]
@@ -132,3 +125,11 @@ def test_a_kind_that_reuses_an_encoding_and_a_renderer_needs_only_its_line_in_th
     assert item["renderer"] == "image" and part["files"][item["thumb"]].startswith("data:image/png;base64,")
     served = MediaFiles(Store(str(tmp_path))).answer("p", "r1", row["object"], "media")
     assert served is not None and served[1] == "image/png"
+
+
+def test_docs_format_lists_every_kind_with_its_encoding_and_renderer() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "format.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|.*\| `(\w+)` \|$", doc, re.M)
+    assert {kind: (encoding, renderer) for kind, encoding, renderer in rows} == {
+        kind: (spec.encoding, spec.renderer) for kind, spec in MEDIA_KINDS.items()
+    }

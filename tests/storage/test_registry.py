@@ -93,6 +93,20 @@ def test_storage_opens_a_registered_protocol_with_its_backend() -> None:
     assert store.find("p") == {"r/metrics/0.parquet": 3}
 
 
+def test_a_primitive_a_backend_left_out_is_named_when_an_operation_needs_it() -> None:
+    class WriteOnly(Storage):
+        def write_bytes(self, rel: str, data: bytes) -> None:
+            pass
+
+    register_storage("writeonly", WriteOnly)
+    store = Storage("writeonly://b")
+    store.write_bytes("a", b"x")
+    with pytest.raises(
+        NotImplementedError, match=r"^WriteOnly does not implement Storage.listdir\(\), .*read_bytes, open"
+    ):
+        store.listdir("")
+
+
 def test_a_backend_registered_by_path_is_imported_on_first_use() -> None:
     register_storage(["lazyfs", "lazyfs2"], "tests.storage.test_registry:DictStorage")
     assert registry._BACKENDS["lazyfs"] == "tests.storage.test_registry:DictStorage"

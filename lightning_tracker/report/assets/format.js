@@ -78,13 +78,16 @@
   // lightning_tracker/format/keys.py decides, and the payload's ``keys`` carry it (see
   // report/data.py): ``order`` (every metric in the order it matters: monitored, val, train,
   // test, others, epoch, the families), ``families`` ({metric: family}: gradients, parameters,
-  // system, also under a logger prefix) and ``labels`` (a column's header). Nothing here
+  // system, also under a logger prefix), ``scores`` (the metrics runs may be judged by) and
+  // ``labels`` (a column's header). Nothing here
   // decides those again; a metric the payload does not name yet sorts last, by name.
-  let keyRules = { order: [], families: {}, labels: {} };
+  let keyRules = { order: [], families: {}, scores: [], labels: {} };
   let rankOf = new Map();
+  let scoreSet = new Set();
   function setKeys(rules) {
-    keyRules = { order: [], families: {}, labels: {}, ...(rules || {}) };
+    keyRules = { order: [], families: {}, scores: [], labels: {}, ...(rules || {}) };
     rankOf = new Map(keyRules.order.map((k, i) => [k, i]));
+    scoreSet = new Set(keyRules.scores);
   }
   const rank = (key) => (rankOf.has(key) ? rankOf.get(key) : Infinity);
   const byRank = (a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
@@ -102,8 +105,8 @@
     return split || "";
   }
   const isChart = (key) => key !== "epoch"; // epoch is an x-axis, not a metric to look at
-  // what the parallel coordinates and the scatter may compare runs by
-  const isScore = (key) => isChart(key) && !familyOf(key);
+  // what the parallel coordinates and the scatter may compare runs by: the owner's list
+  const isScore = (key) => scoreSet.has(key);
   // a section of family metrics (many charts, rarely looked at) starts closed: drawn when opened
   const isCollapsed = (keys) => keys.length > 0 && keys.every(familyOf);
 
