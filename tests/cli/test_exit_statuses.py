@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -84,26 +82,6 @@ def test_a_store_whose_server_does_not_answer_exits_3(
     }
     assert main(["runs", "-s", "s3://bucket/exp", "--storage-options", json.dumps(options)]) == 3
     assert "cannot reach the server of s3://bucket/exp" in _one_error_line(capsys)
-
-
-def test_no_credentials_is_a_store_failure_not_a_transient_one(tmp_path: Path) -> None:
-    from tests.servers import free_port
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "NO_COLOR": "1"}
-    options = json.dumps({"endpoint_url": f"http://127.0.0.1:{free_port()}"})
-    argv = [
-        sys.executable,
-        "-m",
-        "lightning_tracker.cli",
-        "runs",
-        "-s",
-        "s3://bucket/exp",
-        "--storage-options",
-        options,
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert done.returncode == 1 and "no credentials for s3://bucket/exp" in done.stderr, done.stderr
 
 
 def test_a_bad_environment_variable_is_a_usage_error_naming_it(
