@@ -29,7 +29,7 @@ import difflib
 import json
 import numbers
 import operator
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,20 +271,21 @@ def _compare(field: Any, op: str, value: Any) -> bool:
     return both and _ORDER[op](field, value)  # NaN orders False
 
 
-def scope(records: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str]]:
+def scope(records: Iterable[Mapping[str, Any]]) -> tuple[KeysView[str], KeysView[str]]:
     """The hyperparameter and the metric names of a set of run records: what a bare key is decided over.
 
+    Each name once, in the order the records first name it (a view: membership is a lookup).
+
     Example:
-        >>> params, metrics = scope([{"params": {"lr": 0.5}}, {"summary": {"lr": 0.001, "loss": 1.0}}])
-        >>> sorted(params), sorted(metrics)
-        (['lr'], ['loss', 'lr'])
+        >>> [list(names) for names in scope([{"params": {"lr": 0.5}}, {"summary": {"loss": 1.0, "lr": 0.001}}])]
+        [['lr'], ['loss', 'lr']]
     """
-    params: set[str] = set()
-    metrics: set[str] = set()
+    params: dict[str, None] = {}
+    metrics: dict[str, None] = {}
     for record in records:
-        params.update(record.get("params") or {})
-        metrics.update(record.get("summary") or {})
-    return params, metrics
+        params.update(dict.fromkeys(record.get("params") or {}))
+        metrics.update(dict.fromkeys(record.get("summary") or {}))
+    return params.keys(), metrics.keys()
 
 
 def resolve(record: Mapping[str, Any], key: str, among: Scope | None = None) -> Any:

@@ -228,10 +228,7 @@ class Store:
         """
         match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
         runs = self.runs(project, **filters)
-        scope = {  # the runs queried decide what a bare key names, as in where (Store.runs)
-            "params": list(dict.fromkeys(k for r in runs for k in r.flat_config)),
-            "metrics": list(dict.fromkeys(k for r in runs for k in r.summary)),
-        }
+        params, metrics = query.scope(map(_query_record, runs))  # the runs queried decide, as in where
         if match is not None:
             runs = match(runs)
         rows = []
@@ -256,7 +253,7 @@ class Store:
                 row[f"max.{key}"] = stats.get("max")
             rows.append(row)
         frame = pd.DataFrame(rows)
-        frame.attrs["scope"] = scope
+        frame.attrs["scope"] = {"params": list(params), "metrics": list(metrics)}
         return frame
 
 

@@ -84,7 +84,8 @@ _FAMILY_OF = {protocol: family for family in _FAMILIES for protocol in family.pr
 _BACKENDS: dict[str, type[Storage] | str] = {"file": "lightning_tracker.storage.local:LocalStorage"}
 # opens any protocol no backend registered, and refuses those fsspec does not know
 _DEFAULT_BACKEND = "lightning_tracker.storage.remote:FsspecStorage"
-_PROTOCOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*"  # a URL scheme (RFC 3986): what a protocol may be
+_PROTOCOL_RE = re.compile(SCHEME)
 # the protocols of a folder on this machine: parse_url gives every such location "file"
 LOCAL_PROTOCOLS = ("file", "local")
 

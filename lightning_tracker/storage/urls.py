@@ -16,11 +16,11 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.storage.registry import LOCAL_PROTOCOLS, protocol_family
+from lightning_tracker.storage.registry import LOCAL_PROTOCOLS, SCHEME, protocol_family
 
 __all__ = ["ParsedUrl", "parse_url", "redact_url"]
 
-_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+_URL_RE = re.compile(rf"^(?P<scheme>{SCHEME})://(?P<rest>.*)$", re.DOTALL)
 
 
 class ParsedUrl(NamedTuple):
