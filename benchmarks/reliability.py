@@ -4,7 +4,7 @@ Each fault is injected into real training processes writing to a local folder or
 moto S3 server on 127.0.0.1; points are counted from what the process logged, what was
 readable before the fault, and what is readable after recovery.
 
-Usage: python benchmarks/reliability.py [--kills 10]
+Usage: python benchmarks/reliability.py [--kills 10] [--never-trials 20] [--only resume-never]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from lightning_tracker.format.layout import live_chunks  # noqa: E402
 from lightning_tracker.writers.sync import sync  # noqa: E402
 from tests.conftest import S3Server  # noqa: E402
 from tests.helpers import start_training  # noqa: E402
+from tests.storage.racers import resume_never_race, run_race, winners  # noqa: E402
+from tests.storage.serial_s3 import SerialS3Server  # noqa: E402
 
 KEYS_PER_STEP = 2  # train/loss and Lightning's epoch
 
@@ -300,11 +302,55 @@ def hung_store(tmp: Path) -> dict[str, Any]:
     }
 
 
+def resume_never(tmp: Path, trials: int, processes: int = 3) -> dict[str, Any]:
+    """``processes`` processes open one id with ``resume="never"`` at the same moment, ``trials``
+    times on a local folder and ``trials`` times on S3; each should have exactly one winner.
+
+    S3 is moto applying one request at a time, as S3 applies a conditional write (moto's
+    threaded server checks the condition and stores in two steps).
+    """
+    server = SerialS3Server()
+    exact, lost, worst = 0, 0, [0.0]
+    try:
+        for where, url, options in (
+            ("local", str(tmp / "never-local"), None),
+            ("s3", f"s3://{server.new_bucket()}/exp", server.storage_options),
+        ):
+            results = run_race(
+                resume_never_race, (url, options, str(tmp / f"never-spool-{where}"), False, False), processes, trials
+            )
+            exact += sum(len(who) == 1 for who in winners(results, trials).values())
+            losers = [r for r in results if r[2] == "lost"]
+            lost += len(losers)
+            worst += [r[5] for r in losers]  # from the barrier to RunExistsError
+    finally:
+        server.stop()
+    total = 2 * trials
+    return {
+        "fault": f"concurrent resume='never' trials ({processes} processes open one id at once; local folder and S3): "
+        f"exactly one winner in {exact} of {total} trials, {lost} of {total * (processes - 1)} others raised "
+        "RunExistsError before training",
+        "trials": total,
+        "written": "—",
+        "flushed": "—",
+        "recovered": "—",
+        "unreadable": 0,
+        "recover_s": worst,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--never-trials", type=int, default=20, help="resume='never' race trials per store")
+    parser.add_argument("--only", choices=("resume-never",), help="measure only this row")
     args = parser.parse_args()
+    if args.only == "resume-never":
+        with tempfile.TemporaryDirectory() as tmp_name:
+            os.environ["LIGHTNING_TRACKER_SPOOL"] = str(Path(tmp_name) / "spool")
+            _print([resume_never(Path(tmp_name), args.never_trials)])
+        return
     server = S3Server()
     rows = []
     try:
@@ -317,9 +363,14 @@ def main() -> None:
             rows.append(down_until_after(server, tmp))
             rows.append(concurrent(tmp))
             rows.append(concurrent_resume(tmp, server))
+            rows.append(resume_never(tmp, args.never_trials))
             rows.append(hung_store(tmp))
     finally:
         server.stop()
+    _print(rows)
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
     print(
         "| fault | trials | points logged | flushed before the fault | points readable after | files unreadable "
         "| time to recover |"

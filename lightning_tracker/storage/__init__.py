@@ -10,12 +10,13 @@ import fsspec: only building a storage for a URL does.
 from __future__ import annotations
 
 from lightning_tracker.storage.base import Storage
-from lightning_tracker.storage.local import atomic_write, remove_file
+from lightning_tracker.storage.local import atomic_create, atomic_write, remove_file
 from lightning_tracker.storage.registry import protocol_families, protocol_family, register_storage
 from lightning_tracker.storage.urls import redact_url
 
 __all__ = [
     "Storage",
+    "atomic_create",
     "atomic_write",
     "protocol_families",
     "protocol_family",

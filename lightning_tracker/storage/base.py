@@ -3,7 +3,9 @@
 A backend (a local folder, any fsspec filesystem) subclasses :class:`Storage` and
 implements ``read_bytes``, ``open``, ``write_bytes``, ``put_file``, ``rm``, ``listdir``
 and ``find``; everything else the tracker needs is built here on those. Paths given to
-the methods are relative to the root and always use ``/``.
+the methods are relative to the root and always use ``/``. An eighth, ``create_bytes``
+(write only where nothing is, atomically), is what makes ``resume="never"`` exclusive; a
+backend that cannot do it leaves it out and says so (see :meth:`Storage.create_bytes`).
 
 ``Storage(url)`` picks the backend, the way ``pathlib.Path`` does: it asks the registry
 (:mod:`.registry`) which class opens the URL's protocol. A local folder gives a
@@ -152,6 +154,24 @@ class Storage:
         """Writes ``data`` to ``rel`` in one step: a reader sees the old or the new content."""
         raise self._not_implemented("write_bytes")
 
+    def create_bytes(self, rel: str, data: bytes) -> None:
+        """Writes ``data`` to ``rel`` only if nothing is stored there, in one step that cannot race.
+
+        Of processes creating the same ``rel`` at the same moment, on any machines, exactly
+        one succeeds; the others get ``FileExistsError``, and ``rel`` holds the winner's
+        bytes whole. The built-in backends do this with a local hard link (``O_EXCL``
+        without hard links), an S3 conditional write (``If-None-Match: *``), a GCS
+        precondition (``ifGenerationMatch=0``), an Azure ``If-None-Match: *`` upload, and a
+        lock for ``memory://`` (one process). A backend that cannot must not fake it with a
+        check and a write: it leaves this out, and callers are told two processes could
+        both create the file.
+
+        Raises:
+            FileExistsError: ``rel`` exists, or another process created it first.
+            NotImplementedError: the backend cannot create a file atomically.
+        """
+        raise self._not_implemented("create_bytes")
+
     def put_file(self, local_path: str, rel: str) -> None:
         """Stores the local file ``local_path`` at ``rel``, streamed.
 
@@ -177,5 +197,6 @@ class Storage:
     def _not_implemented(self, primitive: str) -> NotImplementedError:
         return NotImplementedError(
             f"{type(self).__name__} does not implement Storage.{primitive}(), which this operation needs; a backend "
-            "implements read_bytes, open, write_bytes, put_file, rm, listdir and find (see register_storage)"
+            "implements read_bytes, open, write_bytes, put_file, rm, listdir and find (see register_storage), and "
+            "create_bytes where the store can create a file only if it is absent"
         )

@@ -3,23 +3,30 @@
 Every local file the tracker writes goes through :func:`atomic_write`: a temporary file
 in the same folder, then ``os.replace``, so a reader or a crash sees the old or the new
 file, never half of one. Temporary names start with ``.`` and readers skip such names.
+:func:`atomic_create` writes a file only where none is, the one way a run is claimed.
+
+Files are created with the mode the umask leaves of ``0666`` (folders ``0777``), as
+``open`` and ``mkdir`` do: under ``umask 002`` a teammate in the group can read and
+write a shared store, under ``077`` nobody else can. ``tempfile.mkstemp`` is not used: its
+files are always ``0600``, whatever the umask, and ``os.replace`` keeps that mode.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
 from lightning_tracker.storage.base import Storage
 
-__all__ = ["LocalStorage", "atomic_write"]
+__all__ = ["LocalStorage", "atomic_create", "atomic_write"]
 
 _COPY_CHUNK = 1 << 22
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 # what atomic_write accepts: the bytes, or a function that writes into a binary file
 Content = bytes | Callable[[IO[bytes]], Any]
@@ -33,8 +40,40 @@ def remove_file(path: str) -> None:
         pass
 
 
+def _temporary(folder: str) -> tuple[int, str]:
+    """A new, empty temporary file in ``folder`` (created if missing), opened for writing.
+
+    Its mode is what the umask (and a default ACL) leaves of ``0666``, as for ``open``.
+    """
+    os.makedirs(folder or ".", exist_ok=True)
+    while True:
+        tmp = os.path.join(folder or ".", f"{_TMP_PREFIX}{uuid.uuid4().hex}{_TMP_SUFFIX}")
+        try:
+            return os.open(tmp, _CREATE, 0o666), tmp
+        except FileExistsError:  # never expected with a fresh uuid: try another name
+            continue
+
+
+def _write_temporary(folder: str, data: Content) -> str:
+    """Writes ``data`` into a new temporary file in ``folder``; returns its path."""
+    fd, tmp = _temporary(folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                data(f)
+    except BaseException:
+        remove_file(tmp)
+        raise
+    return tmp
+
+
 def atomic_write(path: str, data: Content) -> None:
     """Writes a local file so that a reader or a crash never sees it half written.
+
+    The file gets the mode the umask leaves of ``0666`` (``0644`` under ``umask 022``),
+    the same whether it is new or replaces an older one.
 
     Args:
         path: the file to write; missing parent folders are created.
@@ -49,19 +88,51 @@ def atomic_write(path: str, data: Content) -> None:
         >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))
         (b'two', ['b.txt'])
     """
-    folder = os.path.dirname(path)
-    os.makedirs(folder or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+    tmp = _write_temporary(os.path.dirname(path), data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                data(f)
         os.replace(tmp, path)
     except BaseException:
         remove_file(tmp)
         raise
+
+
+def atomic_create(path: str, data: bytes) -> None:
+    """Creates a local file holding ``data`` unless ``path`` exists, in one step that cannot race.
+
+    The content is written to a temporary file first and then hard-linked to ``path``,
+    which fails when the name exists: of processes creating the same file at once (on
+    one machine or over NFS) exactly one succeeds, and a reader sees the whole file or
+    none. A file system without hard links gets an exclusive create of ``path`` instead
+    (still one winner; a reader may then see the file empty for a moment).
+
+    Args:
+        path: the file to create; missing parent folders are created.
+        data: its content.
+
+    Raises:
+        FileExistsError: ``path`` exists (another process created it first).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "p", "run.json")
+        >>> atomic_create(path, b"mine")
+        >>> atomic_create(path, b"theirs")
+        Traceback (most recent call last):
+        ...
+        FileExistsError: ...
+        >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))
+        (b'mine', ['run.json'])
+    """
+    tmp = _write_temporary(os.path.dirname(path), data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "File exists", path) from None
+    except OSError:  # no hard links on this file system: create the name itself exclusively
+        with os.fdopen(os.open(path, _CREATE, 0o666), "wb") as f:
+            f.write(data)
+    finally:
+        remove_file(tmp)
 
 
 class LocalStorage(Storage):
@@ -90,6 +161,9 @@ class LocalStorage(Storage):
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         atomic_write(self.local_path(rel), data)
+
+    def create_bytes(self, rel: str, data: bytes) -> None:
+        atomic_create(self.local_path(rel), data)
 
     def put_file(self, local_path: str, rel: str) -> None:
         dest = self.local_path(rel)

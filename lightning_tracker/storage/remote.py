@@ -2,20 +2,55 @@
 
 The only module of the package that imports fsspec. Object stores cannot append or
 rename, so every write here is one whole object in one request.
+
+``create_bytes`` (write only where nothing is) is one conditional request on the three
+object stores, which each apply it atomically: S3's ``If-None-Match: *`` (AWS since
+August 2024; MinIO and moto too; a store that ignores the header gives no guarantee),
+GCS's ``ifGenerationMatch=0`` and Azure's ``If-None-Match: *``. ``memory://`` lives in
+one process, where a lock makes it atomic. Other protocols have no such request in
+fsspec (its generic create checks, then writes): they refuse it.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib.metadata
 import os
+import re
+import threading
+import time
 from typing import IO, Any
 
 import fsspec
 
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, StorageError
 from lightning_tracker.storage.base import Storage
-from lightning_tracker.storage.registry import install_hint
+from lightning_tracker.storage.registry import install_hint, protocol_family
 
 __all__ = ["FsspecStorage"]
+
+# the families whose fsspec package sends pipe_file(mode="create") as one conditional request,
+# from the release that first does (older ones would check, then write, or pass the mode on)
+_CONDITIONAL_CREATE = {"s3": (2024, 12), "gs": (2024, 12), "az": (2024, 12)}
+# memory:// checks, then writes; its files live in this process, so a lock makes that one step
+_MEMORY_LOCK = threading.Lock()
+# S3 answers 409 ConditionalRequestConflict while another conditional write of the key is
+# in flight; once it lands, the retry gets the definite answer (412: it exists)
+_CONFLICT_RETRIES = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+def _release(package: str) -> tuple[int, ...]:
+    """The installed release of ``package`` as numbers (``(2024, 12, 0)``); empty when unknown."""
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def _conflict(err: OSError) -> bool:
+    response = getattr(err.__cause__, "response", None) or {}
+    return (response.get("Error") or {}).get("Code") == "ConditionalRequestConflict"
 
 
 class FsspecStorage(Storage):
@@ -79,6 +114,41 @@ class FsspecStorage(Storage):
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(rel), data)
+
+    def create_bytes(self, rel: str, data: bytes) -> None:
+        path = self._path(rel)
+        if self.protocol == "memory":
+            with _MEMORY_LOCK:
+                if self.fs.exists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists", self.full_url(rel))
+                self.fs.pipe_file(path, data)
+            return
+        family = protocol_family(self.protocol)
+        if family is None or family.name not in _CONDITIONAL_CREATE:
+            raise NotImplementedError(
+                f"{self.full_url(rel)} cannot be created only-if-absent: fsspec's {self.protocol}:// has no atomic "
+                "create (it would check, then write), so two processes could both create it; use a local folder, "
+                "s3://, gs:// or az:// where that matters"
+            )
+        needed = _CONDITIONAL_CREATE[family.name]
+        if _release(family.package) < needed:
+            raise NotImplementedError(
+                f"{self.full_url(rel)} cannot be created only-if-absent: {family.package} "
+                f"{'.'.join(map(str, _release(family.package))) or '(version unknown)'} sends no conditional write; "
+                f'upgrade it: pip install "{family.package}>={".".join(map(str, needed))}"'
+            )
+        # s3fs sends anything past 2 chunks as a multipart upload, without the condition: one PUT always
+        options = {"chunksize": len(data) + 1} if family.name == "s3" else {}
+        for wait in (*_CONFLICT_RETRIES, None):
+            try:
+                self.fs.pipe_file(path, data, mode="create", **options)
+                return
+            except FileExistsError:
+                raise
+            except OSError as err:
+                if wait is None or not _conflict(err):
+                    raise
+                time.sleep(wait)
 
     def put_file(self, local_path: str, rel: str) -> None:
         self.fs.put_file(local_path, self._path(rel))

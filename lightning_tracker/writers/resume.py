@@ -17,6 +17,15 @@ stored chunk.
 ``"must"`` and ``"never"`` wait for the store's answer to "does it exist?" (at most
 ``$LIGHTNING_TRACKER_CHECK_TIMEOUT_S`` seconds) and raise before anything is written when the answer is wrong
 or does not come.
+
+``"never"`` then *claims* the run (:func:`claim_new_run`): its first ``run.json`` is
+created in the store only if none is there, in one step that cannot race
+(:meth:`~lightning_tracker.storage.Storage.create_bytes`: a hard link on a local folder,
+a conditional write on S3, GCS and Azure). Of processes opening the same id at the same
+moment exactly one wins; the others raise ``RunExistsError`` before they write anything.
+An offline run claims this machine's spool instead (it writes nothing to the store), so
+only processes on this machine are kept apart. A store that cannot create atomically
+(a backend without ``create_bytes``) is checked but not claimed, with a warning saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lightning_tracker._settings import CHECK_TIMEOUT_S, PROBE_TIMEOUT_S
@@ -40,12 +51,13 @@ from lightning_tracker.format.layout import (
     parse_chunk_name,
 )
 from lightning_tracker.format.validate import Document, RunDocument, parse_document, parse_run
-from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.storage import Storage, atomic_create, atomic_write
 
 __all__ = [
     "RESUME_MODES",
     "Existing",
     "RemoteProbe",
+    "claim_new_run",
     "load_existing",
     "next_session",
     "resume_mode",
@@ -232,6 +244,7 @@ def load_existing(
     probe_remote: bool,
     timeout: float | None = None,
     require: str | None = None,
+    document: bytes | None = None,
 ) -> tuple[Existing | None, RemoteProbe | None]:
     """The existing run at ``prefix`` (in the spool ``local_dir`` and, if ``probe_remote``, the store).
 
@@ -244,6 +257,8 @@ def load_existing(
         require: what the run id must name (:data:`RESUME_MODES`): ``"must"`` and ``"never"``
             are checked here, before anything is written; ``"allow"`` warns once when the run
             is new; None neither checks nor warns (a generated id, a run reopened).
+        document: the new run's first ``run.json``: with ``require="never"``, the run is
+            claimed with it (:func:`claim_new_run`) once the check found it new.
 
     Returns:
         What is known of the run (None for a new run), and the probe of the store when it
@@ -252,7 +267,8 @@ def load_existing(
 
     Raises:
         RunNotFoundError: ``require="must"`` and neither the spool nor the store holds the run.
-        RunExistsError: ``require="never"`` and the spool or the store holds it.
+        RunExistsError: ``require="never"`` and the spool or the store holds it, or another
+            process claimed it first.
         StorageError: ``require`` is ``"must"`` or ``"never"`` and the store cannot say; or
             a copy of ``run.json``, ``config.json`` or ``models.json`` is damaged (the
             message names the file, the field, its value and the fix).
@@ -280,6 +296,8 @@ def load_existing(
     probe = RemoteProbe(storage, prefix, local_dir, fetch=require != "never") if probe_remote else None
     if require in ("must", "never"):
         _check_exists(storage, prefix, local_dir, require, local_run is not None, probe)
+    if require == "never" and document is not None:
+        claim_new_run(storage, prefix, local_dir, document, in_store=probe_remote or storage.is_local)
     remote_run = None
     timeout = PROBE_TIMEOUT_S.get() if timeout is None else timeout
     if probe is not None:
@@ -383,6 +401,104 @@ def _check_exists(
             f"resume='never': run {run_id} already exists in {where}; pass another version, version=None for a "
             f"new generated id, or resume='allow' to continue that run{spooled}."
         )
+
+
+def claim_new_run(storage: Storage, prefix: str, local_dir: str, document: bytes, *, in_store: bool) -> None:
+    """Creates a new run by writing its first ``run.json`` only where none is: of processes
+    claiming the same run at once, exactly one returns.
+
+    Args:
+        storage: where the run lives.
+        prefix: ``<project>/<run_id>``.
+        local_dir: the run's spool folder (claimed instead when not ``in_store``).
+        document: the first ``run.json`` (the writer replaces it when its session starts).
+        in_store: claim the run in the store (False: an offline run, which claims this
+            machine's spool and writes nothing to the store).
+
+    Raises:
+        RunExistsError: the run exists: another process claimed it first.
+        StorageError: the store failed, or did not answer within
+            ``$LIGHTNING_TRACKER_CHECK_TIMEOUT_S`` seconds.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> claim_new_run(Storage(d), "p/r", os.path.join(d, "p", "r"), b"{}", in_store=True)
+        >>> claim_new_run(Storage(d), "p/r", os.path.join(d, "p", "r"), b"{}", in_store=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lightning_tracker.exceptions.RunExistsError: resume='never': run r was created in ... by another process ...
+    """
+    project, run_id = prefix.rsplit("/", 1)
+    where = storage.full_url(project) if in_store else local_dir
+    rel = f"{prefix}/{RUN_FILE}"
+    if not in_store:
+        error = _created(partial(atomic_create, os.path.join(local_dir, RUN_FILE)), document)
+    elif storage.is_local:
+        error = _created(partial(storage.create_bytes, rel), document)
+    else:
+        error = _create_in_store(storage, rel, document, where)
+    if error is None:
+        return
+    if isinstance(error, NotImplementedError):
+        log.warning(
+            "resume='never': run %s was checked to be new in %s, but the store cannot create a file only if it is "
+            "absent (%s); a process starting the same id at this very moment would not be stopped",
+            run_id,
+            where,
+            error,
+        )
+        return
+    raise RunExistsError(
+        f"resume='never': run {run_id} was created in {where} by another process at the same moment; pass another "
+        "version, version=None for a new generated id, or resume='allow' to continue that run."
+    ) from None
+
+
+def _created(create: Callable[[bytes], None], document: bytes) -> BaseException | None:
+    """None when ``create(document)`` created the file, else the ``FileExistsError`` or ``NotImplementedError``."""
+    try:
+        create(document)
+    except (FileExistsError, NotImplementedError) as err:
+        return err
+    return None
+
+
+def _create_in_store(storage: Storage, rel: str, document: bytes, where: str) -> BaseException | None:
+    """``storage.create_bytes`` on a daemon thread, waited for ``$LIGHTNING_TRACKER_CHECK_TIMEOUT_S`` seconds.
+
+    Returns:
+        None when it created the file, else the ``FileExistsError`` or ``NotImplementedError`` it raised.
+
+    Raises:
+        StorageError: it failed otherwise, or did not answer in time.
+    """
+    answer: list[BaseException | None] = []
+
+    def create() -> None:
+        try:
+            storage.create_bytes(rel, document)
+            answer.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            answer.append(err)
+
+    wait_s = CHECK_TIMEOUT_S.get()
+    thread = threading.Thread(target=create, name="lightning-tracker-claim", daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    error = answer[0] if answer else TimeoutError(f"no answer within {wait_s:.0f} s")
+    if error is None or isinstance(error, NotImplementedError):
+        return error
+    if isinstance(error, FileExistsError):
+        try:  # our own create, answered "exists" to a retry after its first answer was lost
+            return None if storage.read_bytes(rel) == document else error
+        except Exception:  # noqa: BLE001 - it exists and is not ours to know better: another process's
+            return error
+    raise StorageError(
+        f"resume='never' needs to create run {rel.rsplit('/', 2)[1]} in {where}, but the store failed "
+        f"({type(error).__name__}: {error}); check the store's address and credentials (storage_options), or "
+        "pass resume='allow' to start training without the check."
+    ) from error
 
 
 def warn_new_run(storage: Storage, prefix: str) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lightning_tracker._settings import PROBE_TIMEOUT_S, TB_ROTATE_S
+from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers import mirror_loops
@@ -130,7 +131,12 @@ class RunWriter:
         self._pid = os.getpid()  # a forked child inherits the object, not the threads
         probe_remote = resume and self._remote and not offline
         existing, self._probe = load_existing(
-            storage, self._prefix, self._local_dir, probe_remote=probe_remote, require=require if resume else None
+            storage,
+            self._prefix,
+            self._local_dir,
+            probe_remote=probe_remote,
+            require=require if resume else None,
+            document=dumps(self._info.doc),  # resume="never" creates the run with it, atomically
         )
         self._resumed = existing is not None
         self._warn_if_new = require == "allow" and not self._resumed  # when the store answers late

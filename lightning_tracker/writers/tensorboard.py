@@ -131,7 +131,8 @@ class TensorBoardWriter:
                 f"{EVENTS_PREFIX}{str(time.time())[:10]}.{socket.gethostname()}"
                 f".{os.getpid()}.s{self.session:03d}.{self._count:05d}.lt",
             )
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+            # 0666: the umask decides who else may read it, as for every file the tracker writes
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
             self._path, self._durable, self._torn = path, 0, False
             self._count += 1
             # every file starts with its version record, written with the first events
