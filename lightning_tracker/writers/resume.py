@@ -486,7 +486,7 @@ def _create_in_store(storage: Storage, rel: str, document: bytes, where: str) ->
     thread = threading.Thread(target=create, name="lightning-tracker-claim", daemon=True)
     thread.start()
     thread.join(wait_s)
-    error = answer[0] if answer else TimeoutError(f"no answer within {wait_s:.0f} s")
+    error = answer[0] if answer else TimeoutError(f"no answer within {wait_s:g} s")
     if error is None or isinstance(error, NotImplementedError):
         return error
     if isinstance(error, FileExistsError):
