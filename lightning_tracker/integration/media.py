@@ -83,6 +83,12 @@ class _Images:
     def __init__(self, key: str, step: int, wall_time: float, kind: str = "image") -> None:
         self.key, self.step, self.time, self.kind = key, step, wall_time, kind
         self.parts: list[tuple[int, str | None, Callable[[], np.ndarray]]] = []
+        self.nbytes = 0  # about the memory the copies hold (the media queue's bound counts it)
+
+    @property
+    def count(self) -> int:
+        """How many images the snapshot holds."""
+        return len(self.parts)
 
     def resolve(self) -> list[MediaItem]:
         return [
@@ -209,7 +215,24 @@ def image_snapshot(
             )
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))
+        shot.nbytes += _nbytes(value)
     return shot
+
+
+def _nbytes(value: Any) -> int:
+    """About the bytes a snapshot of ``value`` holds (its pixels; a figure's RGBA canvas)."""
+    try:
+        if hasattr(value, "element_size") and hasattr(value, "numel"):  # a torch tensor
+            return int(value.numel() * value.element_size())
+        if isinstance(value, np.ndarray):
+            return int(value.nbytes)
+        if hasattr(value, "getbands") and hasattr(value, "size"):  # a PIL image
+            return int(value.size[0] * value.size[1] * len(value.getbands()))
+        if hasattr(value, "bbox"):  # a matplotlib figure: width x height in pixels, RGBA
+            return int(value.bbox.width * value.bbox.height * 4)
+    except Exception:  # noqa: BLE001 - a size is an estimate; never a reason to fail
+        pass
+    return 0
 
 
 class _Frame:
