@@ -4,7 +4,7 @@ A snapshot owns a copy of the data, so the caller may change or free its tensors
 and costs the training thread as little as it can: a CUDA tensor is converted to uint8 on
 its device and copied into pinned host memory asynchronously (an event marks the copy's
 end; nothing waits for it here), a CPU tensor or an array is copied, a figure is rendered.
-Conversion to pixels, encoding and writing happen on the flusher thread, in
+Conversion to pixels, encoding and writing happen on the run's media encoder thread, in
 :mod:`lightning_tracker.writers.media`.
 
 Input that is not an image (a wrong shape, dtype or type, a closed figure) is skipped with
@@ -78,7 +78,7 @@ def _check_shape(shape: tuple[int, ...], channels_first: bool) -> None:
 
 
 class _Images:
-    """The images of one ``log_image`` call; ``resolve`` runs on the flusher."""
+    """The images of one ``log_image`` call; ``resolve`` runs on the media encoder thread."""
 
     def __init__(self, key: str, step: int, wall_time: float, kind: str = "image") -> None:
         self.key, self.step, self.time, self.kind = key, step, wall_time, kind
@@ -236,7 +236,7 @@ def _nbytes(value: Any) -> int:
 
 
 class _Frame:
-    """The rows of one ``log_table``/``log_text`` call; ``resolve`` (on the flusher) builds the Arrow table.
+    """The rows of one ``log_table``/``log_text`` call; ``resolve`` (the media encoder) builds the Arrow table.
 
     Args:
         key, kind, step: where the item is stored.
@@ -336,7 +336,7 @@ def _frame(
             warn(key, "%s: column names repeat (%s); it is skipped", name, cols)
             return None
         # the training thread only copies the frame (column by column, no per-row work); Arrow
-        # converts the copy on the flusher, so a million rows cost milliseconds here, not seconds
+        # converts the copy on the media encoder thread, so a million rows cost milliseconds here, not seconds
         copy = dataframe.copy(deep=True)
         nbytes = int(copy.memory_usage(index=False, deep=False).sum())
         return _Frame(key, kind, step, lambda: _dataframe_table(copy, cols, as_text), nbytes)
@@ -364,7 +364,7 @@ def _frame(
 
 
 def _dataframe_table(frame: Any, cols: list[str], as_text: bool) -> pa.Table:
-    """A pandas frame as the table ``log_table`` stores (on the flusher): Arrow converts each column
+    """A pandas frame as the table ``log_table`` stores (on the media encoder thread): Arrow converts each column
     at once; a column it cannot hold as one type (mixed values, huge ints) becomes text, as rows do."""
     import pandas as pd  # a frame was given: pandas is there
 
