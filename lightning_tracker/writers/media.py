@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -194,14 +194,15 @@ def _encode_image(item: MediaItem) -> Encoded:
         raise ValueError(f"the image item {item.key!r} has no pixels")
     data, ext, png = encode_image(pixels)
     tag = item.key if item.index == 0 else f"{item.key}/{item.index}"
-    height, width = pixels.shape[:2]
+    shape = pixels.shape  # the TensorBoard form keeps the PNG and the shape, not the pixels
+    height, width = shape[:2]
     return Encoded(
         data,
         ext,
         width,
         height,
         preview=_thumbnail(pixels) or True,
-        tensorboard=lambda tb: tb.write_image(tag, item.step, item.time, png, *pixels.shape),
+        tensorboard=lambda tb: tb.write_image(tag, item.step, item.time, png, *shape),
     )
 
 
@@ -211,12 +212,13 @@ def _encode_frame(item: MediaItem) -> Encoded:
         raise ValueError(f"the {item.kind} item {item.key!r} has no rows")
     buf = io.BytesIO()
     pq.write_table(frame, buf, compression="zstd")
+    markdown = table_markdown(frame)  # the TensorBoard form keeps 100 rows as text, not the table
     return Encoded(
         buf.getvalue(),
         "parquet",
         frame.num_columns,
         frame.num_rows,
-        tensorboard=lambda tb: tb.write_text(item.key, item.step, item.time, table_markdown(frame)),
+        tensorboard=lambda tb: tb.write_text(item.key, item.step, item.time, markdown),
     )
 
 
@@ -236,11 +238,19 @@ class _Held:
     item: MediaItem
     encoded: Encoded
     row: dict[str, Any] = field(default_factory=dict)
+    tensorboard_bytes: int = 0  # once stored: about what its TensorBoard form holds until the index is written
 
     @property
     def nbytes(self) -> int:
         preview = self.encoded.preview
-        return len(self.encoded.data) + (len(preview[0]) if isinstance(preview, tuple) else 0)
+        return len(self.encoded.data) + (len(preview[0]) if isinstance(preview, tuple) else 0) + self.tensorboard_bytes
+
+    def stored(self, row: dict[str, Any], tensorboard: bool) -> None:
+        """Its objects are on disk: keeps its row and, for a run with TensorBoard, its TensorBoard form only."""
+        form = self.encoded.tensorboard if tensorboard else None
+        self.row = row
+        self.tensorboard_bytes = len(self.encoded.data) if form is not None else 0  # about a PNG's size
+        self.encoded = replace(self.encoded, data=b"", preview=False, tensorboard=form)
 
 
 class MediaProducer:
@@ -435,7 +445,7 @@ class MediaProducer:
                     return True
                 held = self._unwritten[0]
             try:
-                held.row = self._store(held)
+                row = self._store(held)
             except OSError as err:
                 self._warn(
                     "media:write",
@@ -449,13 +459,14 @@ class MediaProducer:
                 return False
             except Exception as err:  # noqa: BLE001 - one item that cannot be stored must not cost the others
                 self._warn_not_stored(held.item, err)
-                held.row = {}
+                row = {}
             with self._state:
                 self._unwritten.popleft()
-                if held.row:
+                self._held -= held.nbytes
+                if row:
+                    held.stored(row, self.tensorboard is not None)
+                    self._held += held.nbytes
                     self._stored.append(held)
-                else:
-                    self._held -= held.nbytes
 
     def _warn_not_stored(self, item: MediaItem, err: Exception) -> None:
         self._warn(
