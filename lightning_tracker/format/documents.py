@@ -35,6 +35,7 @@ from lightning_tracker.format.status import CRASHED, RUNNING
 
 __all__ = [
     "ELLIPSIS",
+    "LIVE_FIELDS",
     "PARAM_MAX_CHARS",
     "STAGED_CHECKPOINT",
     "STAGING_STATE",
@@ -46,6 +47,8 @@ __all__ = [
     "new_meta",
     "new_mirror_state",
     "new_run",
+    "heartbeat_refresh_s",
+    "stale_after_s",
     "new_spool",
     "new_staged_checkpoint",
     "new_staging_state",
@@ -170,6 +173,37 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+LIVE_FIELDS = ("heartbeat", "summary")  # the fields of run.json that change at every flush of a live run
+
+
+def stale_after_s(interval: Any) -> float:
+    """How old a running run's heartbeat may be before readers show it ``crashed``: three
+    heartbeat intervals plus ten seconds (interval missing or not a number: 10 s).
+
+    Example:
+        >>> stale_after_s(2.0), stale_after_s(None)
+        (16.0, 40.0)
+    """
+    seconds = float(interval) if isinstance(interval, (int, float)) and not isinstance(interval, bool) else 10.0
+    return 3 * seconds + 10.0
+
+
+def heartbeat_refresh_s(interval: Any) -> float:
+    """How often a store's copy of a live ``run.json`` is refreshed at least when only its
+    :data:`LIVE_FIELDS` changed: one interval plus five seconds.
+
+    The mirror checks after each flush, so a stored heartbeat is at most about two intervals
+    plus five seconds old, which leaves one interval plus five seconds of the reader's
+    :func:`stale_after_s` for the upload itself.
+
+    Example:
+        >>> heartbeat_refresh_s(2.0), heartbeat_refresh_s(2.0) + 2.0 < stale_after_s(2.0)
+        (7.0, True)
+    """
+    seconds = float(interval) if isinstance(interval, (int, float)) and not isinstance(interval, bool) else 10.0
+    return seconds + 5.0
+
+
 def run_state(run: dict[str, Any], now: float | None = None) -> str:
     """The status a reader shows for a ``run.json`` document.
 
@@ -187,8 +221,7 @@ def run_state(run: dict[str, Any], now: float | None = None) -> str:
         return str(status)
     now = time.time() if now is None else now
     beat = float(run.get("heartbeat") or run.get("start_time") or 0.0)
-    interval = float(run.get("heartbeat_interval_s") or 10.0)
-    if now - beat > 3 * interval + 10.0:
+    if now - beat > stale_after_s(float(run.get("heartbeat_interval_s") or 10.0)):
         return CRASHED
     writer = run.get("writer") or {}
     if writer.get("host") == socket.gethostname() and writer.get("pid") and writer.get("boot") == _boot_id():

@@ -4,7 +4,7 @@ A snapshot owns a copy of the data, so the caller may change or free its tensors
 and costs the training thread as little as it can: a CUDA tensor is converted to uint8 on
 its device and copied into pinned host memory asynchronously (an event marks the copy's
 end; nothing waits for it here), a CPU tensor or an array is copied, a figure is rendered.
-Conversion to pixels, encoding and writing happen on the flusher thread, in
+Conversion to pixels, encoding and writing happen on the run's media encoder thread, in
 :mod:`lightning_tracker.writers.media`.
 
 Input that is not an image (a wrong shape, dtype or type, a closed figure) is skipped with
@@ -78,11 +78,17 @@ def _check_shape(shape: tuple[int, ...], channels_first: bool) -> None:
 
 
 class _Images:
-    """The images of one ``log_image`` call; ``resolve`` runs on the flusher."""
+    """The images of one ``log_image`` call; ``resolve`` runs on the media encoder thread."""
 
     def __init__(self, key: str, step: int, wall_time: float, kind: str = "image") -> None:
         self.key, self.step, self.time, self.kind = key, step, wall_time, kind
         self.parts: list[tuple[int, str | None, Callable[[], np.ndarray]]] = []
+        self.nbytes = 0  # about the memory the copies hold (the media queue's bound counts it)
+
+    @property
+    def count(self) -> int:
+        """How many images the snapshot holds."""
+        return len(self.parts)
 
     def resolve(self) -> list[MediaItem]:
         return [
@@ -209,15 +215,41 @@ def image_snapshot(
             )
             continue
         shot.parts.append((index, str(captions[index]) if captions else None, get))
+        shot.nbytes += _nbytes(value)
     return shot
 
 
+def _nbytes(value: Any) -> int:
+    """About the bytes a snapshot of ``value`` holds (its pixels; a figure's RGBA canvas)."""
+    try:
+        if hasattr(value, "element_size") and hasattr(value, "numel"):  # a torch tensor
+            return int(value.numel() * value.element_size())
+        if isinstance(value, np.ndarray):
+            return int(value.nbytes)
+        if hasattr(value, "getbands") and hasattr(value, "size"):  # a PIL image
+            return int(value.size[0] * value.size[1] * len(value.getbands()))
+        if hasattr(value, "bbox"):  # a matplotlib figure: width x height in pixels, RGBA
+            return int(value.bbox.width * value.bbox.height * 4)
+    except Exception:  # noqa: BLE001 - a size is an estimate; never a reason to fail
+        pass
+    return 0
+
+
 class _Frame:
-    def __init__(self, item: MediaItem) -> None:
-        self.key, self.item = item.key, item
+    """The rows of one ``log_table``/``log_text`` call; ``resolve`` (the media encoder) builds the Arrow table.
+
+    Args:
+        key, kind, step: where the item is stored.
+        build: returns the table; reads only the snapshot's own copy.
+        nbytes: about how much memory the copy holds (the media queue's bound counts it).
+    """
+
+    def __init__(self, key: str, kind: str, step: int, build: Callable[[], pa.Table], nbytes: int) -> None:
+        self.key, self.kind, self.step, self.time = key, kind, step, time.time()
+        self.build, self.nbytes = build, nbytes
 
     def resolve(self) -> list[MediaItem]:
-        return [self.item]
+        return [MediaItem(self.key, self.step, self.time, 0, self.kind, frame=self.build())]
 
 
 def _column(values: list[Any], as_text: bool) -> pa.Array:
@@ -300,29 +332,57 @@ def _frame(
             warn(key, "%s: dataframe is a %s, not a pandas DataFrame; it is skipped", name, type(dataframe).__name__)
             return None
         cols = [str(c) for c in dataframe.columns]
-        rows = dataframe.to_dict("split")["data"]
-    else:
-        if data is None or isinstance(data, (str, bytes)) or not all(isinstance(r, (list, tuple)) for r in data):
-            warn(key, "%s: data must be a list of rows (lists), got %s; it is skipped", name, type(data).__name__)
+        if len(set(cols)) != len(cols):
+            warn(key, "%s: column names repeat (%s); it is skipped", name, cols)
             return None
-        rows = [list(r) for r in data]
-        width = len(rows[0]) if rows else len(columns or [])
-        cols = [str(c) for c in columns] if columns is not None else [f"column_{i}" for i in range(width)]
-        if any(len(r) != len(cols) for r in rows):
-            warn(
-                key,
-                "%s: every row needs %d values (columns %s), got rows of %s; it is skipped",
-                name,
-                len(cols),
-                cols,
-                sorted({len(r) for r in rows}),
-            )
-            return None
+        # the training thread only copies the frame (column by column, no per-row work); Arrow
+        # converts the copy on the media encoder thread, so a million rows cost milliseconds here, not seconds
+        copy = dataframe.copy(deep=True)
+        nbytes = int(copy.memory_usage(index=False, deep=False).sum())
+        return _Frame(key, kind, step, lambda: _dataframe_table(copy, cols, as_text), nbytes)
+    if data is None or isinstance(data, (str, bytes)) or not all(isinstance(r, (list, tuple)) for r in data):
+        warn(key, "%s: data must be a list of rows (lists), got %s; it is skipped", name, type(data).__name__)
+        return None
+    rows = [list(r) for r in data]
+    width = len(rows[0]) if rows else len(columns or [])
+    cols = [str(c) for c in columns] if columns is not None else [f"column_{i}" for i in range(width)]
+    if any(len(r) != len(cols) for r in rows):
+        warn(
+            key,
+            "%s: every row needs %d values (columns %s), got rows of %s; it is skipped",
+            name,
+            len(cols),
+            cols,
+            sorted({len(r) for r in rows}),
+        )
+        return None
     if len(set(cols)) != len(cols):
         warn(key, "%s: column names repeat (%s); it is skipped", name, cols)
         return None
     table = pa.table({c: _column([r[i] for r in rows], as_text) for i, c in enumerate(cols)})
-    return _Frame(MediaItem(key, step, time.time(), 0, kind, frame=table))
+    return _Frame(key, kind, step, lambda: table, table.nbytes)
+
+
+def _dataframe_table(frame: Any, cols: list[str], as_text: bool) -> pa.Table:
+    """A pandas frame as the table ``log_table`` stores (on the media encoder thread): Arrow converts each column
+    at once; a column it cannot hold as one type (mixed values, huge ints) becomes text, as rows do."""
+    import pandas as pd  # a frame was given: pandas is there
+
+    def values(series: Any) -> list[Any]:  # as the frame's rows give them: a missing value (pd.NA) is None
+        return [None if v is pd.NA else v for v in series.tolist()]
+
+    arrays = []
+    for i in range(len(cols)):
+        series = frame.iloc[:, i]
+        if as_text or isinstance(series.dtype, pd.CategoricalDtype):  # a category column: its values
+            arrays.append(_column(values(series), as_text))
+            continue
+        try:
+            array = pa.array(series, from_pandas=False)  # NaN stays NaN, as in a list of rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            array = _column(values(series), as_text)  # a list first, then text: as rows are read
+        arrays.append(array.cast(pa.string()) if pa.types.is_large_string(array.type) else array)
+    return pa.Table.from_arrays(arrays, names=cols)
 
 
 # kind -> its snapshot ``(key, step, warn, **inputs) -> Snapshot | None`` (None: nothing to store,

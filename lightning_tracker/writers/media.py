@@ -2,15 +2,25 @@
 
 The training thread only hands over a *snapshot* (a host copy of the pixels or the rows;
 for a CUDA tensor an asynchronous copy into pinned memory, see
-:mod:`lightning_tracker.integration.media`). On the flusher thread this producer resolves the
-snapshots, encodes each image (PNG, or lossless WebP where that is smaller), makes a
-preview at most ``THUMBNAIL_PX`` wide and high, and stores every object under its content
-hash in ``media-files/`` (an image logged twice is stored once); text and tables become
-one Parquet object per (key, step) (:data:`ENCODERS`: an encoder per encoding of
-:data:`~lightning_tracker.format.layout.MEDIA_ENCODINGS`). One row per
-object goes into the index (``media/``, chunks named and compacted like metric chunks),
-written after the objects it names; the mirror uploads ``media-files/`` before ``media/``
-for the same reason.
+:mod:`lightning_tracker.integration.media`). The run's *media encoder* thread
+(:meth:`MediaProducer.serve`) resolves the snapshots, encodes each image (PNG, or lossless
+WebP where that is smaller), makes a preview at most ``THUMBNAIL_PX`` wide and high, and
+stores every object under its content hash in ``media-files/`` (an image logged twice is
+stored once); text and tables become one Parquet object per (key, step) (:data:`ENCODERS`:
+an encoder per encoding of :data:`~lightning_tracker.format.layout.MEDIA_ENCODINGS`). The
+flusher then writes one row per stored object into the index (``media/``, chunks named and
+compacted like metric chunks), after the objects it names; the mirror uploads
+``media-files/`` before ``media/`` for the same reason.
+
+Encoding is the one concern that is CPU-bound and unbounded per item (a 16-megapixel image
+takes seconds), so it has its own thread: metric points and the heartbeat, written by the
+flusher, never wait behind images. Media waiting in memory — snapshots not yet encoded,
+encoded objects a full disk refused, stored objects whose index row is not yet written —
+is bounded by :data:`MEDIA_MEMORY_BYTES`. The policy is *drop the newest, counted*: a
+snapshot that would pass the bound is left out at once (training never waits), and every
+item given up, then or at ``finalize`` when its time runs out, is counted by kind with its
+bytes in a warning. A full disk is not a loss: the encoded objects are kept (within the
+same bound) and written again, oldest first, with back-off until the disk takes them.
 
 This module imports neither torch nor Lightning.
 """
@@ -21,8 +31,11 @@ import hashlib
 import io
 import logging
 import os
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -33,12 +46,14 @@ from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KI
 from lightning_tracker.format.schemas import MEDIA as SCHEMA
 from lightning_tracker.storage import atomic_write
 from lightning_tracker.writers.chunks import ChunkFolder
+from lightning_tracker.writers.mirror_loops import background_priority
 
 if TYPE_CHECKING:
     from lightning_tracker.writers.tensorboard import TensorBoardWriter
 
 __all__ = [
     "ENCODERS",
+    "MEDIA_MEMORY_BYTES",
     "THUMBNAIL_PX",
     "Encoded",
     "MediaItem",
@@ -53,6 +68,8 @@ log = logging.getLogger(__name__)
 THUMBNAIL_PX = 128  # a preview's longest side, in pixels
 _WEBP_MAX_PX = 16383  # WebP's largest side
 _TB_TABLE_ROWS = 100  # rows of a table shown in TensorBoard's Text tab (the stored table keeps all)
+MEDIA_MEMORY_BYTES = 256 * 2**20  # media held in memory between log_* and the index (see the module docstring)
+_RETRY_MAX_S = 30.0  # the longest wait between tries of a disk that refused objects
 
 
 @dataclass
@@ -74,7 +91,12 @@ class MediaItem:
 
 
 class Snapshot(Protocol):
-    """What the logger hands over: resolved on the flusher thread only."""
+    """What the logger hands over: resolved on the media encoder thread only.
+
+    A snapshot may also have ``key`` and ``kind`` (named in warnings), ``nbytes`` (about
+    the memory it holds, counted against :data:`MEDIA_MEMORY_BYTES`; 0 when absent) and
+    ``count`` (its items; 1 when absent).
+    """
 
     def resolve(self) -> list[MediaItem]:
         """Waits for the snapshot's device copies and returns its items."""
@@ -172,14 +194,15 @@ def _encode_image(item: MediaItem) -> Encoded:
         raise ValueError(f"the image item {item.key!r} has no pixels")
     data, ext, png = encode_image(pixels)
     tag = item.key if item.index == 0 else f"{item.key}/{item.index}"
-    height, width = pixels.shape[:2]
+    shape = pixels.shape  # the TensorBoard form keeps the PNG and the shape, not the pixels
+    height, width = shape[:2]
     return Encoded(
         data,
         ext,
         width,
         height,
         preview=_thumbnail(pixels) or True,
-        tensorboard=lambda tb: tb.write_image(tag, item.step, item.time, png, *pixels.shape),
+        tensorboard=lambda tb: tb.write_image(tag, item.step, item.time, png, *shape),
     )
 
 
@@ -189,12 +212,13 @@ def _encode_frame(item: MediaItem) -> Encoded:
         raise ValueError(f"the {item.kind} item {item.key!r} has no rows")
     buf = io.BytesIO()
     pq.write_table(frame, buf, compression="zstd")
+    markdown = table_markdown(frame)  # the TensorBoard form keeps 100 rows as text, not the table
     return Encoded(
         buf.getvalue(),
         "parquet",
         frame.num_columns,
         frame.num_rows,
-        tensorboard=lambda tb: tb.write_text(item.key, item.step, item.time, table_markdown(frame)),
+        tensorboard=lambda tb: tb.write_text(item.key, item.step, item.time, markdown),
     )
 
 
@@ -206,15 +230,44 @@ ENCODERS: dict[str, Callable[[MediaItem], Encoded]] = {
 }
 
 
+@dataclass
+class _Held:
+    """An item between its encoding and its index row: its objects (kept while a full disk
+    refuses them), then its row and its TensorBoard form."""
+
+    item: MediaItem
+    encoded: Encoded
+    row: dict[str, Any] = field(default_factory=dict)
+    tensorboard_bytes: int = 0  # once stored: about what its TensorBoard form holds until the index is written
+
+    @property
+    def nbytes(self) -> int:
+        preview = self.encoded.preview
+        return len(self.encoded.data) + (len(preview[0]) if isinstance(preview, tuple) else 0) + self.tensorboard_bytes
+
+    def stored(self, row: dict[str, Any], tensorboard: bool) -> None:
+        """Its objects are on disk: keeps its row and, for a run with TensorBoard, its TensorBoard form only."""
+        form = self.encoded.tensorboard if tensorboard else None
+        self.row = row
+        self.tensorboard_bytes = len(self.encoded.data) if form is not None else 0  # about a PNG's size
+        self.encoded = replace(self.encoded, data=b"", preview=False, tensorboard=form)
+
+
 class MediaProducer:
     """Writes the media of one session of a run into its local folder.
+
+    One thread encodes at a time (:meth:`encode`, from :meth:`serve` or a caller that
+    waits for it), in the order the snapshots were logged, so a step logged again is
+    stored after the first; the flusher writes the index rows of what is stored
+    (:meth:`write_index`). See the module docstring for the memory bound and its policy.
 
     Args:
         run_dir: the run's local folder.
         session: the session number.
         writer: the session's writer key, in its chunk names.
-        tensorboard: where images and text also go, or None.
+        tensorboard: where images and text also go, or None (written by :meth:`write_index`).
         warn: ``(key, message, *args)``, de-duplicated per key.
+        memory_bytes: the bound on media held in memory (:data:`MEDIA_MEMORY_BYTES`).
 
     Example:
         >>> import tempfile
@@ -238,21 +291,192 @@ class MediaProducer:
         writer: str,
         tensorboard: TensorBoardWriter | None = None,
         warn: Callable[..., None] | None = None,
+        memory_bytes: int | None = None,
     ) -> None:
         self.files_dir = os.path.join(run_dir, MEDIA_FILES_DIR)
         self.chunks = ChunkFolder(os.path.join(run_dir, MEDIA_DIR), SCHEMA, session, writer)
         self.tensorboard = tensorboard
+        self.memory_bytes = MEDIA_MEMORY_BYTES if memory_bytes is None else int(memory_bytes)
         self._warn = warn or (lambda key, msg, *args: log.warning(msg, *args))
-        self._queue: list[Snapshot] = []
+        self._state = threading.Condition()  # guards everything below; notified when an item moves on
+        self._queue: deque[tuple[Snapshot, int]] = deque()  # logged, not encoded: (snapshot, its bytes)
+        self._unwritten: deque[_Held] = deque()  # encoded; the disk refused their objects: retried first
+        self._stored: list[_Held] = []  # objects on disk; their index rows not written yet
+        self._in_flight: tuple[Snapshot, int] | None = None  # the snapshot being encoded now
+        self._held = 0  # bytes of all of the above
+        self._left_out: dict[str, dict[str, list[int]]] = {}  # why -> kind -> [items, bytes] given up
+        self._encoder = threading.Lock()  # one encoder at a time: items are stored in the order logged
+        self._wake = threading.Event()
 
+    # -- the training thread ------------------------------------------------------------
     def add(self, snapshot: Snapshot) -> None:
-        """Queues a snapshot (the training thread: memory only)."""
-        self._queue.append(snapshot)
+        """Queues a snapshot (the training thread: memory only, never waits).
 
-    @property
-    def pending(self) -> bool:
-        """Whether snapshots wait for the next flush."""
-        return bool(self._queue)
+        A snapshot that would hold more than :attr:`memory_bytes` with what is already held
+        is left out, counted, with a warning (one alone is always taken).
+        """
+        nbytes = int(getattr(snapshot, "nbytes", 0) or 0)
+        with self._state:
+            full = self._held + nbytes > self.memory_bytes and self._held > 0
+            if not full:
+                self._queue.append((snapshot, nbytes))
+                self._held += nbytes
+        if full:
+            self._give_up("queue full", snapshot, nbytes)
+            items, size = self._totals("queue full")
+            self._warn(
+                "media:queue full",
+                "media is logged faster than it can be encoded or written: %s is left out to keep media in "
+                "memory within %s (%d items, %s left out so far); log media less often or smaller",
+                _what(snapshot),
+                _mb(self.memory_bytes),
+                items,
+                _mb(size),
+            )
+        else:
+            self._wake.set()
+
+    # -- the encoder --------------------------------------------------------------------
+    def serve(self, stop: threading.Event) -> None:
+        """The media encoder thread: encodes what is queued each time a snapshot arrives, until
+        ``stop`` is set; while the disk refuses objects it tries again with back-off (at most 30 s)."""
+        background_priority()
+        delay = 0.0
+        while not stop.is_set():
+            self._wake.wait(delay or None)
+            self._wake.clear()
+            if stop.is_set():
+                break
+            refused = self.encode(stop=stop)
+            delay = min(_RETRY_MAX_S, max(1.0, delay * 2)) if refused else 0.0
+
+    def wake(self) -> None:
+        """Wakes :meth:`serve` (to see its ``stop``, or to try the disk again now)."""
+        self._wake.set()
+
+    def encode(self, until: float | None = None, stop: threading.Event | None = None) -> bool:
+        """Writes the objects a full disk refused, then encodes and stores the queued snapshots, oldest first.
+
+        Args:
+            until: a ``time.monotonic()`` after which no new item is started (None: no limit);
+                waiting for the other encoder counts too.
+            stop: no new item is started once it is set.
+
+        Returns:
+            Whether the disk refused objects (they are kept and tried again at the next call).
+        """
+        timeout = -1 if until is None else max(0.0, until - time.monotonic())
+        if not self._encoder.acquire(timeout=timeout):
+            return False
+        try:
+            if not self._write_unwritten():
+                return True  # the disk is still full: new items would only join the refused ones
+            while (until is None or time.monotonic() < until) and not (stop is not None and stop.is_set()):
+                with self._state:
+                    if not self._queue:
+                        break
+                    self._in_flight = self._queue.popleft()
+                snapshot, nbytes = self._in_flight
+                try:
+                    held = self._encode_one(snapshot)
+                finally:
+                    with self._state:
+                        self._in_flight = None
+                        self._held = max(0, self._held - nbytes)  # 0 already when close gave it up
+                        self._state.notify_all()
+                refused = self._keep(held)
+                if refused:
+                    return True
+            return False
+        finally:
+            self._encoder.release()
+
+    def _encode_one(self, snapshot: Snapshot) -> list[_Held]:
+        """Resolves and encodes one snapshot; an item that cannot be read or encoded is left out with a warning."""
+        try:
+            items = snapshot.resolve()
+        except Exception as err:  # noqa: BLE001 - one bad snapshot must not cost the others
+            key = getattr(snapshot, "key", "?")
+            self._warn(
+                f"media:{key}", "media %r could not be read (%s: %s); it is left out", key, type(err).__name__, err
+            )
+            return []
+        out = []
+        for item in items:
+            try:
+                known = MEDIA_KINDS.get(item.kind)
+                if known is None:
+                    raise ValueError(f"kind={item.kind!r} is not a media kind; the kinds are {', '.join(MEDIA_KINDS)}")
+                out.append(_Held(item, ENCODERS[known.encoding](item)))
+            except Exception as err:  # noqa: BLE001 - one item that cannot be encoded must not cost the others
+                self._warn_not_stored(item, err)
+        return out
+
+    def _keep(self, held: list[_Held]) -> bool:
+        """Stores encoded items, or keeps them for the next try when the disk refuses; returns whether it did."""
+        with self._state:
+            self._held += sum(h.nbytes for h in held)
+            self._unwritten.extend(held)
+        refused = not self._write_unwritten()
+        with self._state:  # over the bound (encoded items are bigger than announced): the oldest go
+            while self._held > self.memory_bytes and len(self._unwritten) > 1:
+                oldest = self._unwritten.popleft()
+                self._held -= oldest.nbytes
+                self._left_out_item("disk full", oldest.item.kind, oldest.nbytes)
+                items, size = self._totals("disk full")
+                self._warn(
+                    "media:disk full",
+                    "the disk of %s stays full: media %r at step %d is given up to keep media in memory within "
+                    "%s (%d items, %s given up so far); free space on that disk",
+                    self.files_dir,
+                    oldest.item.key,
+                    oldest.item.step,
+                    _mb(self.memory_bytes),
+                    items,
+                    _mb(size),
+                )
+        return refused
+
+    def _write_unwritten(self) -> bool:
+        """Writes the objects of the refused items, oldest first; returns False when the disk refuses again."""
+        while True:
+            with self._state:
+                if not self._unwritten:
+                    return True
+                held = self._unwritten[0]
+            try:
+                row = self._store(held)
+            except OSError as err:
+                self._warn(
+                    "media:write",
+                    "could not write media to %s (%s); %d items (%s) are kept in memory and written when the "
+                    "disk has room again",
+                    self.files_dir,
+                    err,
+                    len(self._unwritten),
+                    _mb(sum(h.nbytes for h in self._unwritten)),
+                )
+                return False
+            except Exception as err:  # noqa: BLE001 - one item that cannot be stored must not cost the others
+                self._warn_not_stored(held.item, err)
+                row = {}
+            with self._state:
+                self._unwritten.popleft()
+                self._held -= held.nbytes
+                if row:
+                    held.stored(row, self.tensorboard is not None)
+                    self._held += held.nbytes
+                    self._stored.append(held)
+
+    def _warn_not_stored(self, item: MediaItem, err: Exception) -> None:
+        self._warn(
+            f"media:{item.key}:store",
+            "media %r at step %d could not be stored (%s: %s); it is left out",
+            item.key,
+            item.step,
+            type(err).__name__,
+            err,
+        )
 
     def _object(self, data: bytes, ext: str) -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
@@ -263,14 +487,12 @@ class MediaProducer:
             atomic_write(path, data)
         return name, digest
 
-    def _store(self, item: MediaItem) -> dict[str, Any]:
-        known = MEDIA_KINDS.get(item.kind)
-        if known is None:
-            raise ValueError(f"kind={item.kind!r} is not a media kind; the kinds are {', '.join(MEDIA_KINDS)}")
-        encoded = ENCODERS[known.encoding](item)
+    def _store(self, held: _Held) -> dict[str, Any]:
+        """Writes an item's object and preview; returns its index row."""
+        item, encoded = held.item, held.encoded
         name, digest = self._object(encoded.data, encoded.ext)
         preview = encoded.preview
-        row: dict[str, Any] = {
+        return {
             "step": item.step,
             "time": item.time,
             "key": item.key,
@@ -283,41 +505,29 @@ class MediaProducer:
             "width": encoded.width,
             "height": encoded.height,
         }
-        if self.tensorboard is not None and encoded.tensorboard is not None:
-            encoded.tensorboard(self.tensorboard)  # after the objects: an item that could not be stored is not shown
-        return row
 
-    def flush(self) -> str | None:
-        """Resolves and stores the queued snapshots, then writes their index chunk; returns its name.
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of media held in memory now (at most :attr:`memory_bytes`, or one snapshot that alone is more)."""
+        with self._state:
+            return self._held
 
-        A snapshot that fails (a device error) is left out with a warning naming its key.
+    # -- the flusher --------------------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """Whether stored objects wait for their index rows (the flusher's part)."""
+        return bool(self._stored)
+
+    def write_index(self) -> str | None:
+        """Writes the index rows of the stored objects as one chunk (then their TensorBoard forms); returns its name.
+
+        A disk error keeps the rows for the next call and is raised.
         """
-        n = len(self._queue)
-        snapshots, self._queue[:n] = self._queue[:n], []
-        rows = []
-        for snapshot in snapshots:
-            try:
-                items = snapshot.resolve()
-            except Exception as err:  # noqa: BLE001 - one bad snapshot must not cost the others
-                key = getattr(snapshot, "key", "?")
-                self._warn(
-                    f"media:{key}", "media %r could not be read (%s: %s); it is left out", key, type(err).__name__, err
-                )
-                continue
-            for item in items:
-                try:
-                    rows.append(self._store(item))
-                except Exception as err:  # noqa: BLE001 - one item that cannot be stored must not cost the others
-                    self._warn(
-                        f"media:{item.key}:store",
-                        "media %r at step %d could not be stored (%s: %s); it is left out",
-                        item.key,
-                        item.step,
-                        type(err).__name__,
-                        err,
-                    )
-        if not rows:
+        with self._state:
+            done, self._stored = self._stored, []
+        if not done:
             return None
+        rows = [h.row for h in done]
         columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
         table = pa.Table.from_pydict(
             {
@@ -327,8 +537,99 @@ class MediaProducer:
                 for name, values in columns.items()
             }
         ).cast(SCHEMA)
-        return self.chunks.write(table)
+        try:
+            name = self.chunks.write(table)
+        except BaseException:
+            with self._state:
+                self._stored[:0] = done  # kept, in order, for the next flush
+            raise
+        with self._state:
+            self._held -= sum(h.nbytes for h in done)
+        if self.tensorboard is not None:
+            for held in done:  # after the index: an item that could not be stored is not shown
+                if held.encoded.tensorboard is not None:
+                    held.encoded.tensorboard(self.tensorboard)
+        return name
+
+    def flush(self) -> str | None:
+        """Encodes and stores every queued snapshot (waiting for the encoder thread's item), then writes the index.
+
+        Returns:
+            The index chunk's name, or None when there was nothing to index.
+        """
+        self.encode()
+        return self.write_index()
 
     def compact(self, final: bool = False) -> list[str]:
         """Merges this session's index chunks (see :meth:`ChunkFolder.compact`)."""
         return self.chunks.compact(final)
+
+    # -- what was given up --------------------------------------------------------------
+    def give_up(self, why: str) -> None:
+        """Gives up everything still held, counted: what is not encoded yet under ``why`` (``finalize``
+        ran out of time), what the disk refused under "disk full"."""
+        with self._state:
+            left = [(s, n) for s, n in self._queue]
+            if self._in_flight is not None:
+                left.append(self._in_flight)
+            kept = list(self._unwritten) + self._stored
+            self._queue.clear()
+            self._unwritten.clear()
+            self._stored = []
+            self._held = 0
+        for snapshot, nbytes in left:
+            self._give_up(why, snapshot, nbytes)
+        for held in kept:
+            self._left_out_item("disk full", held.item.kind, held.nbytes)
+
+    def left_out(self) -> dict[str, dict[str, list[int]]]:
+        """What was given up so far: ``{why: {kind: [items, bytes]}}`` (a copy).
+
+        Example:
+            >>> MediaProducer("/nonexistent", session=0, writer="w").left_out()
+            {}
+        """
+        with self._state:
+            return {why: {kind: list(n) for kind, n in kinds.items()} for why, kinds in self._left_out.items()}
+
+    def describe_left_out(self) -> str | None:
+        """What was given up, as a sentence for a warning (None: nothing).
+
+        Example:
+            >>> producer = MediaProducer("/nonexistent", session=0, writer="w")
+            >>> producer._left_out_item("queue full", "image", 3 * 2**20)
+            >>> producer.describe_left_out()
+            'queue full: 1 image (3.0 MB)'
+        """
+        parts = []
+        for why, kinds in self.left_out().items():
+            counts = ", ".join(f"{n} {kind}{'' if n == 1 else 's'} ({_mb(size)})" for kind, (n, size) in kinds.items())
+            parts.append(f"{why}: {counts}")
+        return "; ".join(parts) or None
+
+    def _give_up(self, why: str, snapshot: Snapshot, nbytes: int) -> None:
+        kind = str(getattr(snapshot, "kind", "media"))
+        count = int(getattr(snapshot, "count", 1) or 1)
+        with self._state:
+            tally = self._left_out.setdefault(why, {}).setdefault(kind, [0, 0])
+            tally[0] += count
+            tally[1] += nbytes
+
+    def _left_out_item(self, why: str, kind: str, nbytes: int) -> None:
+        with self._state:
+            tally = self._left_out.setdefault(why, {}).setdefault(kind, [0, 0])
+            tally[0] += 1
+            tally[1] += nbytes
+
+    def _totals(self, why: str) -> tuple[int, int]:
+        with self._state:
+            kinds = self._left_out.get(why, {})
+            return sum(n for n, _ in kinds.values()), sum(b for _, b in kinds.values())
+
+
+def _what(snapshot: Snapshot) -> str:
+    return f"{getattr(snapshot, 'kind', 'media')} {getattr(snapshot, 'key', '?')!r}"
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MB"

@@ -7,7 +7,12 @@ keeps every remote reader consistent:
 1. upload the immutable files that are new, except checkpoints; only live chunks (a chunk
    another local chunk covers is garbage of a compaction);
 2. commit ``config.json`` and ``run.json`` as they were read before the listing in step 1
-   (so a final ``run.json`` never reaches the store before the chunks it describes);
+   (so a final ``run.json`` never reaches the store before the chunks it describes). The
+   live run's rounds are *paced*: ``run.json`` is committed when a field other than its
+   heartbeat and summary changed (status, tags, hyperparameters, sessions), else only
+   once its stored copy is :func:`~lightning_tracker.format.documents.heartbeat_refresh_s`
+   old — a run with 30,000 hyperparameters no longer uploads its whole ``run.json`` at
+   every flush, and readers still see its heartbeat well within ``stale_after_s``;
 3. upload new checkpoints (``models/*``) one by one — also one the flusher is still
    hashing, so hashing and uploading overlap — and after each commit ``models.json``
    without the entries whose object is not in the store yet, so an entry never names a
@@ -30,13 +35,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.documents import manifest_without, new_mirror_state
+from lightning_tracker.format.documents import LIVE_FIELDS, heartbeat_refresh_s, manifest_without, new_mirror_state
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
@@ -114,6 +120,8 @@ class Mirror:
         self._partial_manifest = b""  # the last models.json committed without entries still to upload
         self._lock = threading.Lock()  # one round at a time (live thread, finalize, sync)
         self.active = True  # False once the run's final upload is over: a late round puts nothing
+        # run.json as last committed: when, and its fields beside LIVE_FIELDS (what a paced round compares)
+        self._run_committed: tuple[float, dict[str, Any]] | None = None
         self._load_state()
 
     # -- state --------------------------------------------------------------------------
@@ -176,20 +184,22 @@ class Mirror:
         return sum(local[rel][0] for rel in self.pending() if rel.startswith(f"{MODELS_DIR}/") and rel in local)
 
     # -- one round ----------------------------------------------------------------------
-    def run_once(self, remote_listing: dict[str, int] | None = None) -> MirrorReport:
+    def run_once(self, remote_listing: dict[str, int] | None = None, paced: bool = False) -> MirrorReport:
         """Publishes what changed and retires what is gone; never raises.
 
         Args:
             remote_listing: sizes of the files already in the store (``Storage.find`` of
                 the run), from ``sync``: immutable files of the same size are not sent
                 again, and covered chunks found there are retired.
+            paced: a live run's round: ``run.json`` waits while only its heartbeat and
+                summary changed and its stored copy is fresh (see the module docstring).
         """
         report = MirrorReport()
         if self.in_place:
             return report
         with self._lock:
             try:
-                self._round(report, remote_listing or {})
+                self._round(report, remote_listing or {}, paced)
             except _Stop:
                 pass
             except Exception as err:  # noqa: BLE001 - a local surprise must not end the mirror thread
@@ -198,7 +208,7 @@ class Mirror:
             self._save_state()
         return report
 
-    def _round(self, report: MirrorReport, listing: dict[str, int]) -> None:
+    def _round(self, report: MirrorReport, listing: dict[str, int], paced: bool = False) -> None:
         # read before listing: run.json (a final status, a summary) never reaches the store
         # before the chunks it describes
         documents = {name: found for name in (CONFIG_FILE, RUN_FILE) if (found := self._read(name)) is not None}
@@ -214,7 +224,10 @@ class Mirror:
         )  # listed ones first
         self._upload(report, [rel for rel in todo if rel not in models], local)
         for name, (data, sig) in documents.items():
-            self._commit(report, name, data, sig)
+            if name == RUN_FILE:
+                self._commit_run(report, data, sig, paced)
+            else:
+                self._commit(report, name, data, sig)
         for rel in models:
             self._upload(report, [rel], local)
             self._commit_manifest(report)  # lists each checkpoint as soon as it is in the store
@@ -261,6 +274,24 @@ class Mirror:
             return
         if self._put(report, name, lambda: self.storage.write_bytes(f"{self.prefix}/{name}", data)):
             self._done[name] = sig
+
+    def _commit_run(self, report: MirrorReport, data: bytes, sig: list[int], paced: bool) -> None:
+        """Commits ``run.json``; a paced round skips a copy whose news is only its heartbeat and summary
+        while the stored one is younger than ``heartbeat_refresh_s``."""
+        if self._done.get(RUN_FILE) == sig:
+            return
+        try:
+            doc = loads(data)
+            fixed = {k: v for k, v in doc.items() if k not in LIVE_FIELDS} if isinstance(doc, dict) else None
+        except ValueError:
+            doc = fixed = None  # not ours to judge: sent as it is
+        last = self._run_committed
+        if paced and fixed is not None and last is not None and last[1] == fixed:
+            if time.monotonic() - last[0] < heartbeat_refresh_s(doc.get("heartbeat_interval_s")):
+                return
+        self._commit(report, RUN_FILE, data, sig)
+        if fixed is not None:
+            self._run_committed = (time.monotonic(), fixed)
 
     def _manifest(self) -> tuple[dict[str, Any], bytes, list[int] | None]:
         """``models.json`` as it is now, its bytes and signature (an empty manifest when there is none)."""

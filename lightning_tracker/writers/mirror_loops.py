@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
 
-__all__ = ["MAX_BACKOFF_S", "serve", "upload_until"]
+__all__ = ["MAX_BACKOFF_S", "background_priority", "serve", "upload_until"]
 
 MAX_BACKOFF_S = 30.0  # the longest wait between failed rounds of a live run
 
@@ -25,14 +25,14 @@ def serve(mirror: Mirror, stop: threading.Event, wake: threading.Event, warn: Ca
     A failed round is retried with exponential back-off (at most 30 s) and reported
     through ``warn(key, message, *args)``; training never waits for any of it.
     """
-    _background_priority()
+    background_priority()
     failures = 0
     while not stop.is_set():
         wake.wait()
         wake.clear()
         if stop.is_set():
             break
-        report = mirror.run_once()
+        report = mirror.run_once(paced=True)  # run.json's heartbeat at a bounded rate
         if report.error is None:
             failures = 0
             continue
@@ -93,8 +93,9 @@ def upload_until(mirror: Mirror, deadline: float, progress: bool = False) -> tup
     return report, report.complete and not worker.is_alive()
 
 
-def _background_priority() -> None:
-    """Lowers this thread's CPU priority (Linux: per thread), so training keeps its cores."""
+def background_priority() -> None:
+    """Lowers the calling thread's CPU priority (Linux: per thread), so training keeps its cores
+    (the mirror's and the media encoder's threads)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):

@@ -1,14 +1,21 @@
-"""The run writer: one run as a pipeline of producers, one flusher and one mirror.
+"""The run writer: one run as a pipeline of producers, one flusher, one media encoder and one mirror.
 
 The caller's thread only appends to memory: ``(key, step, time, value)`` points, histogram
-captures, checkpoint snapshots (a hard link). One *flusher* thread drains the producers
-every ``flush_interval`` seconds, each writing immutable files into the run's local
-folder — metric chunks, histogram chunks, TensorBoard events, stored checkpoints — and
-then the documents that describe them (``config.json``, ``models.json``, ``run.json``).
-One *mirror* thread (:mod:`.mirror`) publishes the folder to a remote store, objects
-before documents, so a slow or unreachable store never blocks training and the backlog
-lives on disk. For a local ``save_dir`` the run folder is the store's folder: the same
-files, nothing to mirror. Samplers (``SystemMonitor``) are called by the flusher too.
+captures, media snapshots, checkpoint snapshots (a hard link). One *flusher* thread drains
+the producers every ``flush_interval`` seconds, each writing immutable files into the run's
+local folder — metric chunks, histogram chunks, TensorBoard events, the media index, stored
+checkpoints — and then the documents that describe them (``config.json``, ``models.json``,
+``run.json`` with its heartbeat). One *media encoder* thread (:meth:`.MediaProducer.serve`)
+encodes images and tables into ``media-files/`` with a bounded queue, so the flusher — metric
+points and the heartbeat — never waits behind media. One *mirror* thread (:mod:`.mirror`)
+publishes the folder to a remote store, objects before documents, so a slow or unreachable
+store never blocks training and the backlog lives on disk. For a local ``save_dir`` the run
+folder is the store's folder: the same files, nothing to mirror. Samplers (``SystemMonitor``)
+are called by the flusher too.
+
+``close`` (``finalize``) gives the media backlog at most part of its timeout (all of it but
+a fifth on a local store, half of it when uploads follow); what is still not encoded then is
+given up with a warning that counts it, so ``finalize_timeout`` holds.
 """
 
 from __future__ import annotations
@@ -123,6 +130,7 @@ class RunWriter:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._mirror_wake = threading.Event()
+        self._media_stop = threading.Event()  # the media encoder's: it drains while close() flushes
         self._threads: list[threading.Thread] = []
         self._last_report: MirrorReport | None = None
         self._tb_opened_at = time.monotonic()
@@ -150,7 +158,9 @@ class RunWriter:
             self._metrics.load_summary()
             self._points.next_step = self._next_step_after_summary()
         self._tensorboard = TensorBoardWriter(self._local_dir, session=self._session) if tensorboard else None
-        self._histograms = HistogramProducer(self._local_dir, self._session, self._writer_key, self._tensorboard)
+        self._histograms = HistogramProducer(
+            self._local_dir, self._session, self._writer_key, self._tensorboard, self._warn
+        )
         self._media = MediaProducer(self._local_dir, self._session, self._writer_key, self._tensorboard, self._warn)
         self._checkpoints: CheckpointProducer | None = None
         self._mirror = Mirror(self._local_dir, storage, self._prefix, skip=self._growing)
@@ -204,7 +214,13 @@ class RunWriter:
         self._stop.clear()
         self._open = True
         self._info.set_info(status="running", end_time=None)
-        self._threads = [threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True)]
+        self._media_stop = threading.Event()  # new: an encoder still finishing an item after close() stops
+        self._threads = [
+            threading.Thread(target=self._flush_loop, name="lightning-tracker-flush", daemon=True),
+            threading.Thread(
+                target=self._media.serve, args=(self._media_stop,), name="lightning-tracker-media", daemon=True
+            ),
+        ]
         if not self._offline and not self._mirror.in_place:
             self._threads.append(
                 threading.Thread(
@@ -245,7 +261,11 @@ class RunWriter:
         self._histograms.add(capture, metric_prefix)
 
     def log_media(self, snapshot: Snapshot | None) -> None:
-        """Buffers a media snapshot (``log_image``, ``log_text``, ``log_table``); touches memory only."""
+        """Queues a media snapshot (``log_image``, ``log_text``, ``log_table``); touches memory only, never waits.
+
+        The queue is bounded (:data:`~lightning_tracker.writers.media.MEDIA_MEMORY_BYTES`): a
+        snapshot beyond the bound is left out, counted and warned about.
+        """
         if snapshot is not None:
             if not self._open:
                 self.ensure_open()
@@ -311,7 +331,12 @@ class RunWriter:
 
     # -- the flusher thread -------------------------------------------------------------
     def flush(self) -> None:
-        """Writes everything buffered so far; returns when it is on local disk."""
+        """Writes everything buffered so far; returns when it is on local disk.
+
+        Media logged so far is encoded first (after the encoder thread's current item), unless
+        the disk refuses it: then it stays in memory, retried, and this returns.
+        """
+        self._media.encode()
         with self._io_lock:
             self._flush_once()
 
@@ -362,8 +387,8 @@ class RunWriter:
         if self._histograms.pending:
             self._points.extend(self._guard("write histograms", self._histograms.flush) or [])  # taken by this flush
             self._guard("compact histograms", self._histograms.compact)
-        if self._media.pending:
-            self._guard("write media", self._media.flush)
+        if self._media.pending:  # the index rows of what the encoder stored; the encoding is not ours
+            self._guard("write media", self._media.write_index)
             self._guard("compact media", self._media.compact)
         batch = self._points.take()
         if batch:
@@ -450,6 +475,10 @@ class RunWriter:
         if not self._open:
             return self._last_report
         deadline = time.monotonic() + timeout
+        uploads = not self._mirror.in_place and not self._offline
+        self._media.encode(until=deadline - timeout * (0.5 if uploads else 0.2))  # the rest: flush, upload
+        self._media_stop.set()
+        self._media.wake()
         if self._probe is not None:  # a last chance for the store's answer, within the deadline
             self._probe.wait(max(0.0, min(PROBE_TIMEOUT_S.get(), deadline - time.monotonic())))
         with self._io_lock:
@@ -479,6 +508,7 @@ class RunWriter:
                 self._info.set_info(status=status, end_time=time.time())
                 self._guard("write the run documents", self._info.write, self._local_dir, self._metrics.summary)
                 self._open = False
+        self._give_up_media(f"finalize_timeout={timeout:g} s ran out")
         self._join_threads(deadline)
         if self._mirror.in_place:
             return None
@@ -494,8 +524,27 @@ class RunWriter:
 
     def _signal_stop(self) -> None:
         self._stop.set()
+        self._media_stop.set()
+        self._media.wake()
         self._wake.set()
         self._mirror_wake.set()
+
+    def _give_up_media(self, why: str) -> None:
+        """Gives up the media and histograms still held (not encoded in time, or refused by a full
+        disk) and says what was left out over the whole session, counted by kind."""
+        self._media.give_up(why)
+        left_out = self._media.describe_left_out()
+        if left_out is not None:
+            log.warning("run %s: media left out, by reason: %s", self._prefix, left_out)
+        rows, size = self._histograms.give_up()
+        if rows:
+            log.warning(
+                "run %s: %d histogram rows (%.1f MB) could not be written to %s (disk full) and are left out",
+                self._prefix,
+                rows,
+                size / 2**20,
+                self._local_dir,
+            )
 
     def _join_threads(self, deadline: float) -> None:
         """Waits for the background threads, at most 5 s in all and never past ``deadline``."""
@@ -509,12 +558,14 @@ class RunWriter:
         stops this process's threads without a final status; the other process resumes it."""
         if not self._open:
             return
+        self._media.encode(until=time.monotonic() + 5.0)
         with self._io_lock:
             self._signal_stop()
             self._guard("flush", self._flush_once)
             if self._tensorboard is not None:
                 self._guard("close TensorBoard events", self._tensorboard.close)
             self._open = False
+        self._give_up_media("the run was handed over to another process (suspend) first")
         self._join_threads(time.monotonic() + 5.0)
         if not self._offline:  # bounded: pickling for ddp_spawn must not wait on a hung store
             mirror_loops.upload_until(self._mirror, time.monotonic() + 5.0)

@@ -271,3 +271,30 @@ def test_an_index_row_naming_a_path_is_refused(tmp_path: Any) -> None:
     row = pd.Series({"object": "../../secret.parquet", "sha256": "0" * 64, "kind": "table"})
     with pytest.raises(StorageError, match="not a media object name"):
         read_object(Storage(str(tmp_path)), "p/r1", row)
+
+
+class _Cell:
+    """A table cell Arrow cannot convert: it is stored as its text, and says which thread read it."""
+
+    def __init__(self, value: int, readers: list[str]) -> None:
+        self.value, self.readers = value, readers
+
+    def __str__(self) -> str:
+        import threading
+
+        self.readers.append(threading.current_thread().name)
+        return f"cell{self.value}"
+
+
+def test_log_table_of_a_dataframe_only_copies_it_on_the_training_thread(tmp_path: Any) -> None:
+    readers: list[str] = []
+    frame = pd.DataFrame({"n": range(50), "cell": [_Cell(i, readers) for i in range(50)]})
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=300, tensorboard=False)
+    logger.log_table("t", dataframe=frame, step=0)
+    assert readers == [], "log_table read the frame's cells on the training thread"
+    frame.loc[0, "n"] = 99  # the caller changes its frame at once: the snapshot is a copy
+    logger.finalize("success")
+    stored = Store(tmp_path).run(logger.version).read_media("t", step=0)
+    assert stored["n"].tolist() == list(range(50))
+    assert stored["cell"].tolist() == [f"cell{i}" for i in range(50)]
+    assert len(readers) == 50
