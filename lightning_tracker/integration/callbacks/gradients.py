@@ -45,9 +45,9 @@ from lightning_tracker.integration.callbacks._capture import Capture, Part
 from lightning_tracker.integration.callbacks._kernels import (
     _NORM2,
     _NSTATS,
+    SEGMENT_IDS,
     _norm_dtype,
     _Reducer,
-    _Segments,
     _stats_loop,
     _stats_segmented,
     _to_device,
@@ -173,7 +173,6 @@ class GradientMonitor(Callback):
         self._logger: Any = None
         self._named: list[tuple[str, nn.Parameter]] = []
         self._sharded = False
-        self._segments: dict[Any, _Segments] = {}
         self._buffers: dict[Any, list[torch.Tensor]] = {}
         self._replicas: dict[str, int] = {}
         self._shares: dict[Any, torch.Tensor] = {}
@@ -214,7 +213,6 @@ class GradientMonitor(Callback):
                 )
         self._sharded = _is_sharded(trainer, pl_module)
         self._named = []
-        self._segments.clear()
         self._pending.clear()
 
     @override
@@ -246,18 +244,14 @@ class GradientMonitor(Callback):
             if device.type == "cpu":
                 stats, counts = _stats_loop(group, self.bins, reduce)
             else:
-                key = (kind, device, group[0].dtype, tuple(x.numel() for x in group))
-                segments = self._segments.get(key)
-                if segments is None:
-                    segments = self._segments[key] = _Segments(list(key[3]), device)
-                stats, counts = _stats_segmented(group, self.bins, reduce, segments)
+                stats, counts = _stats_segmented(group, self.bins, reduce)
             own = [names[i] for i in idx]
             share = self._share(kind, own, device) if reduce.active else None
             if reduce.active:
                 both = torch.cat([stats[:, _NORM2:], counts], dim=1)
                 both = reduce.sum(both * share[:, None] if share is not None else both)
                 stats = torch.cat([stats[:, :_NORM2], both[:, : _NSTATS - _NORM2]], dim=1)
-                counts = both[:, _NSTATS - _NORM2 :]
+                counts = both[:, _NSTATS - _NORM2 :].round().long()
             parts.append(Part(kind, own, stats, counts, share))
         return parts
 
@@ -336,7 +330,7 @@ class GradientMonitor(Callback):
         """Drops references to the model and the logger."""
         self._pending.clear()
         self._named = []
-        self._segments.clear()
         self._shares.clear()
         self._buffers.clear()
+        SEGMENT_IDS.clear()
         self._logger = None
