@@ -64,13 +64,27 @@ __all__ = ["GradientMonitor", "tensor_histograms"]
 log = logging.getLogger(__name__)
 
 _LOG_KINDS = {"gradients": ("gradient",), "parameters": ("parameter",), "all": ("gradient", "parameter")}
-_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.", "module.")
+# components that wrappers inside a LightningModule add to parameter names (FSDP1, activation
+# checkpointing, torch.compile); DDP's "module." never appears: the callback walks the
+# LightningModule, which the strategy's wrapper holds, not the reverse
+_WRAPPERS = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
 
 
 def _clean_name(name: str) -> str:
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
+    """``name`` without the components wrappers add; a user's own name is never cut.
+
+    Example:
+        >>> _clean_name("_orig_mod.encoder._fsdp_wrapped_module.submodule.weight")
+        'encoder.submodule.weight'
+    """
+    return ".".join(part for part in name.split(".") if part not in _WRAPPERS)
+
+
+def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
+    # by name: deepspeed need not be installed to tell; ZeRO-3 also tags every parameter with ds_id
+    if any(cls.__name__ == "DeepSpeedStrategy" for cls in type(getattr(trainer, "strategy", None)).__mro__):
+        return True
+    return any(hasattr(p, "ds_id") for p in pl_module.parameters())
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -181,7 +195,7 @@ class GradientMonitor(Callback):
     def _matches(self, name: str, module: nn.Module) -> bool:
         if not self._selectors:
             return True
-        clean = _clean_name(name + ".").rstrip(".")
+        clean = _clean_name(name)
         return any(
             fnmatch.fnmatchcase(clean, sel) if isinstance(sel, str) else isinstance(module, sel)
             for sel in self._selectors
@@ -219,6 +233,15 @@ class GradientMonitor(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Selects the parameters once the strategy has wrapped (and sharded) the model."""
         self._sharded = _is_sharded(trainer, pl_module)
+        self._named = []
+        if _is_deepspeed(trainer, pl_module):
+            if trainer.global_rank == 0:
+                log.warning(
+                    "GradientMonitor records nothing under DeepSpeed: ZeRO keeps gradients (and, at stage 3, "
+                    "weights) in its own partitioned buffers, where p.grad is None; use another strategy "
+                    "(DDP, FSDP) to record histograms"
+                )
+            return
         self._named = self._select(pl_module)
         if self._sharded:
             strategy, world = type(trainer.strategy).__name__, trainer.world_size
@@ -268,11 +291,11 @@ class GradientMonitor(Callback):
         capture = Capture(trainer.global_step, self.bins)
         updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
         if "gradient" in self._kinds:
-            # sharded: every rank must take part for every tensor, even without a local shard
+            # sharded: every rank must take part for every trained tensor, even without a local shard
             pairs = [
                 (n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0))
                 for n, p in named
-                if p.grad is not None or self._sharded
+                if p.grad is not None or (self._sharded and p.requires_grad)
             ]
             capture.parts += self._compute("gradient", [n for n, _ in pairs], [g.detach() for _, g in pairs], reduce)
         if "parameter" in self._kinds:
