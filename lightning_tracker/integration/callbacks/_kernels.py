@@ -185,9 +185,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _stats_loop(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tuple[torch.Tensor, torch.Tensor]:
-    """CPU: one thread, a few passes per tensor (NumPy) over reused buffers, bins counted by ``torch.bincount``."""
+def _stats_loop(
+    xs: list[torch.Tensor], bins: int, reduce: _Reducer, loss_scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CPU: one thread, a few passes per tensor (NumPy) over reused buffers, bins counted by ``torch.bincount``.
+
+    ``loss_scale``: a loss scale still in the values (AMP with a fused optimizer), divided out first.
+    """
     with one_thread():
+        if loss_scale is not None and xs:
+            xs = list(torch._foreach_div([_float(x) for x in xs], loss_scale))
         return _stats_loop_serial(xs, bins, reduce)
 
 
@@ -300,13 +307,21 @@ def _chunks(sizes: Sequence[int], chunk: int = _CHUNK) -> list[tuple[tuple[int, 
     return chunks
 
 
-def _values(xs: list[torch.Tensor], chunk: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
+def _values(
+    xs: list[torch.Tensor], chunk: tuple[tuple[int, int, int], ...], loss_scale: torch.Tensor | None
+) -> torch.Tensor:
     # float64 for every dtype: the index arithmetic must hold ranges narrower than bins / FLT_MAX
-    return torch.cat([xs[i].reshape(-1)[start:stop] for i, start, stop in chunk]).double()
+    v = torch.cat([xs[i].reshape(-1)[start:stop] for i, start, stop in chunk]).double()
+    return v if loss_scale is None else v.div_(loss_scale)
 
 
-def _stats_segmented(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tuple[torch.Tensor, torch.Tensor]:
+def _stats_segmented(
+    xs: list[torch.Tensor], bins: int, reduce: _Reducer, loss_scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Any device: a fixed number of kernels per chunk and no host synchronisation (``xs`` share one dtype).
+
+    ``loss_scale``: a loss scale still in the values (AMP with a fused optimizer), a float64
+    tensor on the device, divided out of every value and norm.
 
     Two passes over chunks of at most ``_CHUNK`` elements bound the transient memory
     (about 80 bytes per element of a chunk): the first finds the finite ranges, the zeros
@@ -322,7 +337,7 @@ def _stats_segmented(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tup
     sums = torch.zeros(n, **f64)
     kept: torch.Tensor | None = None  # the values of a single chunk, for the second pass
     for chunk in chunks:
-        ids, v = SEGMENT_IDS.get(chunk, device), _values(xs, chunk)
+        ids, v = SEGMENT_IDS.get(chunk, device), _values(xs, chunk, loss_scale)
         finite = torch.isfinite(v)
         lo.scatter_reduce_(0, ids, torch.where(finite, v, math.inf), "amin")
         hi.scatter_reduce_(0, ids, torch.where(finite, v, -math.inf), "amax")
@@ -336,15 +351,15 @@ def _stats_segmented(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tup
     span = hi - lo
     factor = torch.ones_like(span).masked_fill_(span < sys.float_info.min, _UP).masked_fill_(torch.isinf(span), 0.5)
     start = lo * factor
-    scale = bins / (hi * factor - start)
+    per_unit = bins / (hi * factor - start)  # bins per unit of (rescaled) value
     rescaled = n and xs[0].dtype == torch.float64
     counts = torch.zeros(n * (bins + 3), dtype=torch.int64, device=device)
     one = torch.ones((), dtype=torch.int64, device=device)
     for chunk in chunks:
         ids = SEGMENT_IDS.get(chunk, device)
-        v = kept if kept is not None else _values(xs, chunk)
+        v = kept if kept is not None else _values(xs, chunk, loss_scale)
         w = v * factor.index_select(0, ids) if rescaled else v
-        idx = (w - start.index_select(0, ids)).mul_(scale.index_select(0, ids)).floor_()
+        idx = (w - start.index_select(0, ids)).mul_(per_unit.index_select(0, ids)).floor_()
         # a backstop: NaN (of non-finite values, replaced below) and rounding never index out of bounds
         idx = idx.nan_to_num_(nan=0.0, posinf=bins - 1, neginf=0.0).clamp_(0, bins - 1).long()
         idx = torch.where(same.index_select(0, ids), bins // 2, idx)
@@ -353,7 +368,8 @@ def _stats_segmented(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> tup
         counts.scatter_add_(0, code, one.expand(code.shape))
     stats = torch.zeros(n, _NSTATS, **f64)
     if n:
-        stats[:, _NORM2] = torch.stack(torch._foreach_norm(xs, 2, dtype=_norm_dtype(xs[0]))).double() ** 2
+        norm2 = torch.stack(torch._foreach_norm(xs, 2, dtype=_norm_dtype(xs[0]))).double() ** 2
+        stats[:, _NORM2] = norm2 if loss_scale is None else norm2 / loss_scale**2
     stats[:, _ZEROS], stats[:, _SUM], stats[:, _LO], stats[:, _HI] = zeros.double(), sums, lo, hi
     stats[:, _MIN], stats[:, _MAX] = vmin, vmax
     stats[:, _NUMEL] = _to_device([x.numel() for x in xs], torch.float64, device)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.amp.grad_scaler import OptState
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.integration._compat import Callback, override
@@ -80,6 +81,23 @@ def _clean_name(name: str) -> str:
     return ".".join(part for part in name.split(".") if part not in _WRAPPERS)
 
 
+def _loss_scale(trainer: Trainer, optimizer: Any) -> torch.Tensor | None:
+    """AMP's loss scale still in the gradients at this hook, as a float64 tensor on its device, or None.
+
+    Lightning's ``MixedPrecision`` unscales an optimizer's gradients before
+    ``on_before_optimizer_step``, except for optimizers that unscale inside ``step()``
+    (``fused=True`` Adam, AdamW and SGD: ``_step_supports_amp_scaling``), whose gradients
+    the hook sees multiplied by the scale. Read on the device: no synchronisation.
+    """
+    scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+    if scaler is None or not scaler.is_enabled() or getattr(scaler, "_scale", None) is None:
+        return None
+    state = scaler._per_optimizer_states.get(id(getattr(optimizer, "_optimizer", optimizer)))
+    if state is not None and state["stage"] is OptState.UNSCALED:
+        return None
+    return scaler._scale.double()  # a copy taken now: update() changes the scale after the step
+
+
 def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
     # by name: deepspeed need not be installed to tell; ZeRO-3 also tags every parameter with ds_id
     if any(cls.__name__ == "DeepSpeedStrategy" for cls in type(getattr(trainer, "strategy", None)).__mro__):
@@ -115,7 +133,8 @@ class GradientMonitor(Callback):
     ``Run.histograms()`` or ``lightning-tracker hist``) and to TensorBoard; the L2 norms
     per module and in total (``gradients/norm/<module>``, ``gradients/norm_total``,
     ``parameters/norm_total``) and ``parameters/update_ratio_total`` go to the metrics.
-    Gradients are seen after AMP unscaling and before clipping and the optimizer step;
+    Gradients are seen after AMP unscaling (a fused optimizer, which unscales inside its
+    step, has the loss scale divided out on the device) and before clipping and the optimizer step;
     steps are optimizer steps (``trainer.global_step``), not micro-batches.
 
     Args:
@@ -257,17 +276,21 @@ class GradientMonitor(Callback):
             self._shares[key] = _to_device([1.0 / r for r in replicas], torch.float64, device)
         return self._shares[key]
 
-    def _compute(self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer) -> list[Part]:
+    def _compute(
+        self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer, scale: torch.Tensor | None = None
+    ) -> list[Part]:
         by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for i, x in enumerate(xs):
             by_device.setdefault((x.device, x.dtype), []).append(i)
         parts = []
         for (device, _), idx in by_device.items():
             group = [xs[i] for i in idx]
+            # the scale lives where the loss was computed; a part on another device (offloaded) reads it there
+            own_scale = scale.to(device) if scale is not None and scale.device != device else scale
             if device.type == "cpu":
-                stats, counts = _stats_loop(group, self.bins, reduce)
+                stats, counts = _stats_loop(group, self.bins, reduce, own_scale)
             else:
-                stats, counts = _stats_segmented(group, self.bins, reduce)
+                stats, counts = _stats_segmented(group, self.bins, reduce, own_scale)
             own = [names[i] for i in idx]
             share = self._share(kind, own, device) if reduce.active else None
             if reduce.active:
@@ -297,7 +320,9 @@ class GradientMonitor(Callback):
                 for n, p in named
                 if p.grad is not None or (self._sharded and p.requires_grad)
             ]
-            capture.parts += self._compute("gradient", [n for n, _ in pairs], [g.detach() for _, g in pairs], reduce)
+            grads = [g.detach() for _, g in pairs]
+            scale = _loss_scale(trainer, optimizer)
+            capture.parts += self._compute("gradient", [n for n, _ in pairs], grads, reduce, scale)
         if "parameter" in self._kinds:
             names = [n for n, _ in named]
             xs = [_local(p).detach() for _, p in named]

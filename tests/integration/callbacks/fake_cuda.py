@@ -273,15 +273,16 @@ def _arg(args: Any, kwargs: Any, i: int, name: str, default: Any) -> Any:
 
 
 @contextlib.contextmanager
-def fake_cuda(monkeypatch: pytest.MonkeyPatch, trace: Trace | None = None) -> Iterator[Trace]:
+def fake_cuda(trace: Trace | None = None) -> Iterator[Trace]:
     """Traces the calling thread: its tensors are on ``cuda:0``, its syncs recorded (see the module).
 
-    Pass the ``trace`` of an earlier window to go on filling it (host tensors stay host tensors)."""
+    ``torch.cuda``'s events, streams and ``is_available`` are replaced within the block only.
+    Pass the ``trace`` of an earlier block to go on filling it (host tensors stay host tensors)."""
     trace = Trace(threading.get_ident()) if trace is None else trace
-    monkeypatch.setattr(torch.cuda, "Event", lambda *a, **k: FakeEvent(trace, *a, **k))
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(device))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with _Devices(trace), _Syncs(trace):
+    with pytest.MonkeyPatch.context() as patch, _Devices(trace), _Syncs(trace):
+        patch.setattr(torch.cuda, "Event", lambda *a, **k: FakeEvent(trace, *a, **k))
+        patch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(device))
+        patch.setattr(torch.cuda, "is_available", lambda: True)
         yield trace
 
 

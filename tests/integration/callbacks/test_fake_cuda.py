@@ -35,17 +35,17 @@ _SYNCING: dict[str, Callable[[torch.Tensor], Any]] = {
 
 
 @pytest.mark.parametrize("case", list(_SYNCING))
-def test_the_tracer_records_each_synchronising_op(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tracer_records_each_synchronising_op(case: str) -> None:
     x = torch.tensor([1.0, -2.0, 3.0])
-    with fake_cuda(monkeypatch) as trace:
+    with fake_cuda() as trace:
         assert x.device == torch.device("cuda", 0)
         _SYNCING[case](x)
     assert trace.syncs, case
 
 
-def test_the_tracer_passes_asynchronous_work_and_covers_copies_with_events(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tracer_passes_asynchronous_work_and_covers_copies_with_events() -> None:
     x = torch.tensor([1.0, -2.0, 3.0])
-    with fake_cuda(monkeypatch) as trace:
+    with fake_cuda() as trace:
         y = torch.where(x > 0, x, 0.0).sum(0, keepdim=True)
         idx = torch.repeat_interleave(
             torch.arange(2, device=x.device), torch.ones(2, dtype=torch.long, device=x.device), output_size=2
@@ -60,8 +60,8 @@ def test_the_tracer_passes_asynchronous_work_and_covers_copies_with_events(monke
     assert host.tolist() == [4.0]
 
 
-def test_the_tracer_reports_a_host_tensor_mixed_into_device_work(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tracer_reports_a_host_tensor_mixed_into_device_work() -> None:
     x = torch.tensor([1.0, -2.0, 3.0])
-    with fake_cuda(monkeypatch) as trace:
+    with fake_cuda() as trace:
         x + torch.ones(3)
     assert trace.errors
