@@ -58,20 +58,26 @@ def _safe_range(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch
 class _Reducer:
     """All-reduces per-tensor results across the ranks that hold shards; a no-op otherwise."""
 
-    def __init__(self, sharded: bool) -> None:
+    def __init__(self, sharded: bool, device: torch.device | None = None) -> None:
         self.active = sharded and torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.device = device  # where collectives run when not on the tensors' device (NCCL: CUDA only)
+
+    def _all_reduce(self, t: torch.Tensor, op: Any) -> torch.Tensor:
+        if self.device is not None and t.device != self.device:  # a CPU part under NCCL (CPU offload)
+            moved = t.to(self.device)
+            torch.distributed.all_reduce(moved, op=op)
+            return moved.to(t.device)
+        torch.distributed.all_reduce(t, op=op)
+        return t
 
     def range(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.active:
             return lo, hi
-        both = torch.cat([-lo, hi])
-        torch.distributed.all_reduce(both, op=torch.distributed.ReduceOp.MAX)
+        both = self._all_reduce(torch.cat([-lo, hi]), torch.distributed.ReduceOp.MAX)
         return -both[: len(lo)], both[len(lo) :]
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            torch.distributed.all_reduce(t)
-        return t
+        return self._all_reduce(t, torch.distributed.ReduceOp.SUM) if self.active else t
 
 
 class _Scratch(threading.local):

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,13 @@ from lightning_tracker.integration.callbacks._kernels import (
     tensor_histograms,
 )
 from lightning_tracker.integration.callbacks._logger import find_logger
+from lightning_tracker.integration.callbacks._sharding import (
+    collective_device,
+    flat_slices,
+    is_sharded,
+    layouts_agree,
+    replicas,
+)
 
 if TYPE_CHECKING:
     from lightning_tracker.integration._compat import LightningModule, Trainer
@@ -108,22 +114,6 @@ def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
 def _local(t: torch.Tensor) -> torch.Tensor:
     to_local = getattr(t, "to_local", None)  # a DTensor: this rank's shard
     return to_local() if to_local is not None else t
-
-
-def _is_sharded(trainer: Trainer, pl_module: nn.Module) -> bool:
-    strategy = type(getattr(trainer, "strategy", None)).__name__
-    if "FSDP" in strategy or "ModelParallel" in strategy:
-        return True
-    return any(hasattr(p, "to_local") for p in pl_module.parameters())
-
-
-def _replicas(p: torch.Tensor, strategy: str, world: int) -> int:
-    """On how many ranks each element of ``p``'s local part also lives (summing over ranks divides by it)."""
-    # a DTensor: replicated along some mesh dimensions (HSDP, tensor parallel)
-    placements, mesh = getattr(p, "placements", None), getattr(p, "device_mesh", None)
-    if placements is not None and mesh is not None:
-        return math.prod(mesh.size(i) for i, pl in enumerate(placements) if pl.is_replicate())
-    return 1 if "FSDP" in strategy else world  # FSDP1: a view of this rank's flat shard; else a whole copy
 
 
 class GradientMonitor(Callback):
@@ -208,6 +198,8 @@ class GradientMonitor(Callback):
         self._sharded = False
         self._buffers: dict[Any, list[torch.Tensor]] = {}
         self._replicas: dict[str, int] = {}
+        self._slices: dict[str, tuple[int, int]] = {}
+        self._collectives: torch.device | None = None
         self._shares: dict[Any, torch.Tensor] = {}
         self._pending: list[tuple[Capture, list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
 
@@ -222,14 +214,30 @@ class GradientMonitor(Callback):
 
     def _select(self, pl_module: nn.Module) -> list[tuple[str, nn.Parameter]]:
         named, seen = [], set()
+        self._slices = {}
         for mname, module in pl_module.named_modules():
             if not self._matches(mname, module):
                 continue
             for pname, param in module.named_parameters(prefix=mname):
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    named.append((_clean_name(pname), param))
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+                name = _clean_name(pname)
+                pieces: list[tuple[str, tuple[int, int] | None]] = [(name, None)]
+                slices = flat_slices(name, param)  # an FSDP1 flat parameter: one row per original parameter
+                if slices is not None:
+                    pieces = list(slices)
+                for part, where in pieces:
+                    named.append((part, param))
+                    if where is not None:
+                        self._slices[part] = where
         return named
+
+    def _part(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the tensor ``name`` (its slice of an FSDP1 flat parameter)."""
+        t = _local(t)
+        where = self._slices.get(name)
+        return t.reshape(-1)[where[0] : where[1]] if where is not None else t
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -244,14 +252,15 @@ class GradientMonitor(Callback):
                     "GradientMonitor found no logger that stores histograms in Trainer(logger=...); "
                     "add one, for example Trainer(logger=TrackerLogger(...), callbacks=[GradientMonitor()])."
                 )
-        self._sharded = _is_sharded(trainer, pl_module)
+        self._sharded = is_sharded(trainer.strategy, pl_module)
         self._named = []
         self._pending.clear()
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Selects the parameters once the strategy has wrapped (and sharded) the model."""
-        self._sharded = _is_sharded(trainer, pl_module)
+        """Selects the parameters once the strategy has wrapped (and sharded) the model, and checks
+        that every rank lays them out alike (else warns and records nothing)."""
+        self._sharded = is_sharded(trainer.strategy, pl_module)
         self._named = []
         if _is_deepspeed(trainer, pl_module):
             if trainer.global_rank == 0:
@@ -262,9 +271,19 @@ class GradientMonitor(Callback):
                 )
             return
         self._named = self._select(pl_module)
-        if self._sharded:
-            strategy, world = type(trainer.strategy).__name__, trainer.world_size
-            self._replicas = {n: _replicas(p, strategy, world) for n, p in self._named}
+        if self._sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+            self._replicas = replicas(pl_module, self._named, trainer.world_size)
+            self._collectives = collective_device()
+            device = self._collectives or torch.device("cpu")
+            keys = [(n, _local(p).device.type, str(p.dtype)) for n, p in self._named]
+            if not layouts_agree(keys, device):
+                self._named = []
+                log.warning(
+                    "GradientMonitor records nothing: rank %d lays out its parameters (names, devices, dtypes) "
+                    "unlike another rank, and mismatched all-reduces would hang; give every rank the same "
+                    "parameters, devices and dtypes (offloading, ignored modules and pipeline stages differ)",
+                    trainer.global_rank,
+                )
 
     def _share(self, kind: str, names: list[str], device: torch.device) -> torch.Tensor | None:
         """Per tensor, 1 / (ranks holding each element): sums over ranks then count every element once."""
@@ -310,13 +329,13 @@ class GradientMonitor(Callback):
             return  # DDP: every rank holds the same reduced gradients; rank 0 records them
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
         named = [(n, p) for n, p in self._named if id(p) in in_optimizer]
-        reduce = _Reducer(self._sharded)
+        reduce = _Reducer(self._sharded, self._collectives)
         capture = Capture(trainer.global_step, self.bins)
         updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
         if "gradient" in self._kinds:
             # sharded: every rank must take part for every trained tensor, even without a local shard
             pairs = [
-                (n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0))
+                (n, self._part(n, p.grad) if p.grad is not None else _local(p).new_zeros(0))
                 for n, p in named
                 if p.grad is not None or (self._sharded and p.requires_grad)
             ]
@@ -325,7 +344,7 @@ class GradientMonitor(Callback):
             capture.parts += self._compute("gradient", [n for n, _ in pairs], grads, reduce, scale)
         if "parameter" in self._kinds:
             names = [n for n, _ in named]
-            xs = [_local(p).detach() for _, p in named]
+            xs = [self._part(n, p).detach() for n, p in named]
             parts = self._compute("parameter", names, xs, reduce)
             position = {n: i for i, n in enumerate(names)}
             for part in parts:
@@ -357,7 +376,7 @@ class GradientMonitor(Callback):
     ) -> None:
         """Measures the optimizer's update of the captured weights, then hands the capture over."""
         pending, self._pending = self._pending, []
-        reduce = _Reducer(self._sharded)
+        reduce = _Reducer(self._sharded, self._collectives)
         for capture, updates in pending:
             for part, now, before in updates:
                 with one_thread():
