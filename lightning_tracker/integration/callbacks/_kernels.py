@@ -290,7 +290,7 @@ class _SegmentIds:
 SEGMENT_IDS = _SegmentIds(2 * _CHUNK)
 
 
-def _chunks(sizes: Sequence[int], chunk: int = _CHUNK) -> list[tuple[tuple[int, int, int], ...]]:
+def _chunks(sizes: Sequence[int], chunk: int | None = None) -> list[tuple[tuple[int, int, int], ...]]:
     """Cuts the concatenation of tensors of ``sizes`` into chunks of at most ``chunk`` elements:
     per chunk, the ``(tensor, start, stop)`` slices it holds.
 
@@ -298,6 +298,7 @@ def _chunks(sizes: Sequence[int], chunk: int = _CHUNK) -> list[tuple[tuple[int, 
         >>> _chunks([3, 0, 5], chunk=4)
         [((0, 0, 3), (2, 0, 1)), ((2, 1, 5),)]
     """
+    chunk = chunk or _CHUNK
     chunks, current, room = [], [], chunk
     for i, size in enumerate(sizes):
         start = 0

@@ -70,3 +70,26 @@ def test_a_float64_default_dtype_leaves_float32_tensors_binned(segmented: bool, 
     stats, counts = tensor_histograms([x, x.half()], bins=16, segmented=segmented)
     assert np.array_equal(counts[0, :16].numpy(), _numpy(x, stats[0, 0].item(), stats[0, 1].item(), 16))
     assert counts[1, :16].sum().item() == 1000
+
+
+def test_the_device_kernel_works_in_bounded_chunks_and_keeps_a_bounded_id_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lightning_tracker.integration.callbacks import _kernels
+
+    g = torch.Generator().manual_seed(7)
+    xs = [
+        torch.randn(1000, generator=g),
+        torch.randn(37, generator=g) * 5,
+        torch.zeros(0),
+        torch.randn(2500, generator=g),
+    ]
+    whole = tensor_histograms(xs, bins=16, segmented=True)
+    monkeypatch.setattr(_kernels, "_CHUNK", 300)  # tensors cut across chunks of 300 elements
+    monkeypatch.setattr(_kernels.SEGMENT_IDS, "budget", 600)
+    _kernels.SEGMENT_IDS.clear()
+    chunked = tensor_histograms(xs, bins=16, segmented=True)
+    assert torch.equal(whole[1], chunked[1])
+    assert torch.allclose(whole[0], chunked[0], rtol=1e-12, atol=0)
+    assert _kernels.SEGMENT_IDS._held <= 600, "the id cache holds at most its budget"
+    _kernels.SEGMENT_IDS.clear()
