@@ -37,11 +37,11 @@ class Part:
 def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
     if t.device.type == "cpu":
         return t
-    if t.device.type != "cuda":
+    if t.device.type != "cuda":  # another accelerator (XPU, MPS): a blocking copy, on the training thread
         return t.cpu()
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t, non_blocking=True)  # asynchronous: the flusher waits on the event
-    event = torch.cuda.Event()
+    event = torch.cuda.Event(blocking=True)  # the flusher sleeps in synchronize() instead of spinning a core
     event.record(torch.cuda.current_stream(t.device))
     events.append(event)
     return host

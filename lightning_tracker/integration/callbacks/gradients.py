@@ -14,18 +14,29 @@ How it stays cheap:
   integers, block by block, counted by ``torch.bincount`` (about half the CPU time of
   one ``torch.histc`` per tensor); NaN and ±inf are looked for only in tensors whose
   norm is not finite.
-* CUDA and other devices: a fixed number of kernels whatever the number of tensors. The
-  tensors are concatenated, per-tensor ranges come from ``scatter_reduce`` and the bins
-  of all tensors (plus three bins for NaN, +inf, -inf) from one ``scatter_add``. Nothing
+* CUDA: a fixed number of kernels per chunk of at most ``_CHUNK`` elements (4 M: about
+  340 MB of transient memory), whatever the number of tensors. The tensors are
+  concatenated chunk by chunk, per-tensor ranges come from ``scatter_reduce`` and the bins
+  of all tensors (plus three bins for NaN, +inf, -inf) from one ``scatter_add``, with the
+  index arithmetic in float64; zeros are counted in int64 and sums kept in float64. Nothing
   is read back on the training thread: the few small result tensors are copied into
-  pinned host memory with ``non_blocking=True`` and a CUDA event is recorded; the
-  run writer's flusher thread waits on that event before it reads them.
-* Sharded parameters (FSDP's ``DTensor`` or flat-parameter views): every rank computes on
-  its shard; the ranges are agreed with one all-reduce (MIN/MAX) and counts, zeros, sums
-  and squared norms summed with another, so a histogram always describes the whole
-  tensor; a tensor replicated along some mesh dimensions (HSDP, or left whole by a
-  model-parallel strategy) counts each element once. Under DDP the gradients are already
-  reduced: rank 0 alone computes.
+  pinned host memory with ``non_blocking=True`` and a blocking CUDA event is recorded;
+  the run writer's flusher thread sleeps on that event before it reads them. Other
+  accelerators (XPU, MPS) run the same kernels but copy the results back with a
+  blocking copy on the training thread.
+* AMP with a fused optimizer (which unscales inside its step): the loss scale is divided
+  out on the device, so the numbers are those of the unscaled gradients.
+* Sharded parameters (FSDP2's ``DTensor``, FSDP1's views or flat parameters, cut into
+  the original parameters): every rank computes on its part; the ranges are agreed with
+  one all-reduce (MAX of ``-min`` and ``max``) and counts, zeros, sums and squared norms
+  summed with another, so a histogram always describes the whole tensor; a tensor
+  replicated on several ranks (FSDP1 ``NO_SHARD``/``HYBRID_SHARD``, HSDP, or left whole by
+  a model-parallel strategy) counts each element once. At train start the ranks check
+  that they lay out their parameters alike (else a warning, and nothing is recorded).
+  Under DDP the gradients are already reduced: rank 0 alone computes.
+* ``logger.flush()`` and ``finalize()`` resolve the captures still queued on the calling
+  thread, and so wait for the GPU to finish the work queued before them (the training
+  loop's own calls come between steps, where that costs nothing).
 """
 
 from __future__ import annotations

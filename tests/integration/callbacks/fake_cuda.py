@@ -70,6 +70,7 @@ class Trace:
     copies: list[Copy] = dataclasses.field(default_factory=list)
     waits: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (thread id, what)
     events: int = 0
+    spinning: int = 0  # events made without blocking=True: their waiter spins a core
     host: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # storage address -> a tensor on it
     pinned: set[int] = dataclasses.field(default_factory=set)
 
@@ -94,11 +95,12 @@ class Trace:
 
     def assert_clean(self) -> None:
         """Nothing synchronised the traced thread, every copy to the host is covered by an event
-        on its device, and no event was waited on by the traced thread."""
+        on its device, no event was waited on by the traced thread, and every event blocks its waiter."""
         assert self.errors == [], self.errors
         assert self.syncs == [], self.syncs
         assert self.uncovered() == [], self.uncovered()
         assert self.training_waits() == [], self.training_waits()
+        assert self.spinning == 0, f"{self.spinning} events without blocking=True"
 
 
 def _address(t: torch.Tensor) -> int:
@@ -132,6 +134,8 @@ class FakeEvent:
 
     def __init__(self, trace: Trace, blocking: bool = False, **_: Any) -> None:
         self.trace, self.blocking, self.recorded = trace, blocking, False
+        if not blocking:
+            trace.spinning += 1
 
     def record(self, stream: FakeStream | None = None) -> None:
         device = CUDA if stream is None else stream.device

@@ -57,6 +57,7 @@ class Traced:
         assert self.waits_in_training == [], self.waits_in_training
         assert self.trace.errors == [] and self.trace.syncs == [], (self.trace.errors, self.trace.syncs)
         assert self.trace.uncovered() == []
+        assert self.trace.spinning == 0, "an event without blocking=True: the flusher would spin a core waiting"
 
 
 def test_cuda_capture_never_synchronises_the_training_thread(tmp_path: Any) -> None:
