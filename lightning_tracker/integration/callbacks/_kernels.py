@@ -30,6 +30,8 @@ __all__ = ["one_thread", "tensor_histograms"]
 
 _BLOCK = 1 << 16  # elements binned at a time on the CPU (work buffers of ~0.75 MB)
 _UP = 2.0**600  # rescales a float64 range narrower than the smallest normal float64 (its values are < 1e-290)
+_LANES = 32  # copies of each scatter target on an accelerator (spreads same-address atomics)
+_LANE_SLOTS = 1 << 22  # at most this many int64 counters (32 MB) for the lanes of the bins
 _CHUNK = 1 << 22  # elements per pass on an accelerator: bounds the transient memory to ~340 MB
 # columns of the per-tensor statistics tensor
 _LO, _HI, _MIN, _MAX, _NORM2, _ZEROS, _SUM, _NUMEL = range(8)
@@ -314,6 +316,14 @@ def _chunks(sizes: Sequence[int], chunk: int | None = None) -> list[tuple[tuple[
     return chunks
 
 
+def _spread(index: torch.Tensor, lanes: int) -> torch.Tensor:
+    """``index`` to one of ``lanes`` copies of each target, by element position (no atomics on one address)."""
+    if lanes == 1:
+        return index
+    lane = torch.arange(index.numel(), device=index.device).remainder_(lanes)
+    return index.mul(lanes).add_(lane)
+
+
 def _values(
     xs: list[torch.Tensor], chunk: tuple[tuple[int, int, int], ...], loss_scale: torch.Tensor | None
 ) -> torch.Tensor:
@@ -334,23 +344,31 @@ def _stats_segmented(
     (about 80 bytes per element of a chunk): the first finds the finite ranges, the zeros
     (int64) and the finite sums (float64), the second the bins, with the index arithmetic
     in float64 and a clamp that keeps every index inside the counts.
+
+    Every scatter goes to ``lanes`` copies of its targets (element ``j`` to lane ``j %
+    lanes``), summed or reduced afterwards: one tensor's minimum, maximum, zeros and sum,
+    and its few central bins, are otherwise the same few addresses for millions of atomics.
     """
     n = len(xs)
     device = xs[0].device if n else torch.device("cpu")
     f64: dict[str, Any] = {"dtype": torch.float64, "device": device}
     chunks = _chunks([x.numel() for x in xs])
-    lo, hi = torch.full((n,), math.inf, **f64), torch.full((n,), -math.inf, **f64)
-    zeros = torch.zeros(n, dtype=torch.int64, device=device)
-    sums = torch.zeros(n, **f64)
+    lanes = max(1, min(_LANES, _LANE_SLOTS // max(1, n * (bins + 3))))
+    lo, hi = torch.full((n * lanes,), math.inf, **f64), torch.full((n * lanes,), -math.inf, **f64)
+    zeros = torch.zeros(n * lanes, dtype=torch.int64, device=device)
+    sums = torch.zeros(n * lanes, **f64)
     kept: torch.Tensor | None = None  # the values of a single chunk, for the second pass
     for chunk in chunks:
         ids, v = SEGMENT_IDS.get(chunk, device), _values(xs, chunk, loss_scale)
+        spread = _spread(ids, lanes)
         finite = torch.isfinite(v)
-        lo.scatter_reduce_(0, ids, torch.where(finite, v, math.inf), "amin")
-        hi.scatter_reduce_(0, ids, torch.where(finite, v, -math.inf), "amax")
-        zeros.scatter_add_(0, ids, (v == 0).long())
-        sums.scatter_add_(0, ids, torch.where(finite, v, 0.0))
+        lo.scatter_reduce_(0, spread, torch.where(finite, v, math.inf), "amin")
+        hi.scatter_reduce_(0, spread, torch.where(finite, v, -math.inf), "amax")
+        zeros.scatter_add_(0, spread, (v == 0).long())
+        sums.scatter_add_(0, spread, torch.where(finite, v, 0.0))
         kept = v if len(chunks) == 1 else None
+    lo, hi = lo.view(n, lanes).amin(1), hi.view(n, lanes).amax(1)
+    zeros, sums = zeros.view(n, lanes).sum(1), sums.view(n, lanes).sum(1)
     lo, hi = reduce.range(lo, hi)
     vmin, vmax = lo, hi
     lo, hi, same = _safe_range(lo, hi)
@@ -360,7 +378,7 @@ def _stats_segmented(
     start = lo * factor
     per_unit = bins / (hi * factor - start)  # bins per unit of (rescaled) value
     rescaled = n and xs[0].dtype == torch.float64
-    counts = torch.zeros(n * (bins + 3), dtype=torch.int64, device=device)
+    counts = torch.zeros(n * (bins + 3) * lanes, dtype=torch.int64, device=device)
     one = torch.ones((), dtype=torch.int64, device=device)
     for chunk in chunks:
         ids = SEGMENT_IDS.get(chunk, device)
@@ -372,6 +390,7 @@ def _stats_segmented(
         idx = torch.where(same.index_select(0, ids), bins // 2, idx)
         special = torch.where(torch.isnan(v), bins, torch.where(v > 0, bins + 1, bins + 2))
         code = ids * (bins + 3) + torch.where(torch.isfinite(v), idx, special)
+        code = _spread(code, lanes)
         counts.scatter_add_(0, code, one.expand(code.shape))
     stats = torch.zeros(n, _NSTATS, **f64)
     if n:
@@ -380,7 +399,7 @@ def _stats_segmented(
     stats[:, _ZEROS], stats[:, _SUM], stats[:, _LO], stats[:, _HI] = zeros.double(), sums, lo, hi
     stats[:, _MIN], stats[:, _MAX] = vmin, vmax
     stats[:, _NUMEL] = _to_device([x.numel() for x in xs], torch.float64, device)
-    return stats, counts.reshape(n, bins + 3)
+    return stats, counts.view(n * (bins + 3), lanes).sum(1).reshape(n, bins + 3)
 
 
 def tensor_histograms(

@@ -4,9 +4,12 @@ than 2**24 zeros, and a float64 default dtype."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lightning_tracker.integration.callbacks.gradients import tensor_histograms
 
@@ -93,3 +96,23 @@ def test_the_device_kernel_works_in_bounded_chunks_and_keeps_a_bounded_id_cache(
     assert torch.allclose(whole[0], chunked[0], rtol=1e-12, atol=0)
     assert _kernels.SEGMENT_IDS._held <= 600, "the id cache holds at most its budget"
     _kernels.SEGMENT_IDS.clear()
+
+
+class _Contention(TorchDispatchMode):
+    """The most scatters any one target address receives, per scatter op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worst: list[int] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func.overloadpacket in (torch.ops.aten.scatter_add_, torch.ops.aten.scatter_reduce_):
+            self.worst.append(int(torch.bincount(args[2].reshape(-1)).max()))
+        return func(*args, **(kwargs or {}))
+
+
+def test_device_scatters_spread_same_address_atomics_over_lanes() -> None:
+    n = 1 << 16  # one tensor of equal values: every statistic and the one bin target a single address
+    with _Contention() as seen:
+        tensor_histograms([torch.zeros(n)], bins=8, segmented=True)
+    assert seen.worst and max(seen.worst) <= n // 32, f"{max(seen.worst)} atomics on one address"
