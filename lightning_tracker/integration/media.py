@@ -15,7 +15,10 @@ its snapshot; ``TrackerLogger.log_<kind>`` takes it.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +28,8 @@ import pyarrow as pa
 from lightning_tracker.writers.media import MediaItem, Snapshot
 
 __all__ = ["ACCEPTED", "SNAPSHOTS", "image_snapshot", "table_snapshot", "text_snapshot"]
+
+log = logging.getLogger(__name__)
 
 Warn = Callable[..., None]  # (key, message, *args), de-duplicated per key
 
@@ -97,6 +102,33 @@ class _Images:
         ]
 
 
+class _PinnedBytes:
+    """Pinned host memory held by image copies the flusher has not read yet, capped.
+
+    Past ``limit`` bytes (a flusher that cannot keep up, a store that is down), an image is
+    copied with a blocking copy into pageable memory instead: the training thread waits
+    for that one copy, and pinned memory, which the OS cannot page out, stops growing.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held, self.warned = limit, 0, False
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        with self._lock:
+            if self.held + nbytes > self.limit:
+                return False
+            self.held += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.held -= nbytes
+
+
+_PINNED = _PinnedBytes(256 << 20)
+
+
 def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
     import torch
 
@@ -108,9 +140,21 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
             t = (torch.nan_to_num(t.float(), nan=0.0).clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
         elif kind == "bool":
             t = t.to(torch.uint8) * 255
+        nbytes = t.numel() * t.element_size()
+        if not _PINNED.take(nbytes):
+            if not _PINNED.warned:
+                _PINNED.warned = True
+                log.warning(
+                    "log_image: %d MB of pinned memory already wait for the writer; images are now copied "
+                    "with a blocking copy until it catches up",
+                    _PINNED.limit >> 20,
+                )
+            pageable = t.cpu()
+            return lambda: to_pixels(pageable.numpy(), channels_first=True)
         host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        weakref.finalize(host, _PINNED.release, nbytes)  # released with the buffer, read or dropped
         host.copy_(t, non_blocking=True)
-        done = torch.cuda.Event()
+        done = torch.cuda.Event(blocking=True)  # the flusher sleeps in synchronize() instead of spinning
         done.record(torch.cuda.current_stream(t.device))  # the copy's stream, on the tensor's own device
 
         def resolve() -> np.ndarray:  # on the flusher: the only wait for the copy

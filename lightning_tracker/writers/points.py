@@ -136,7 +136,9 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
                 raise ValueError("a complex tensor has no single float value")
             if value.device.type == "cpu":
                 return _to_float(value.item())
-            # an asynchronous device copy (no host sync here); the writer thread converts it
+            if value.device.type == "cuda":
+                return _DeviceScalar(value)
+            # another accelerator: a copy on the device, read by float() on the writer thread
             return value.detach().reshape(()).clone()
         return _to_float(value)
     except Exception as err:  # noqa: BLE001 - a metric value must never stop training
@@ -154,6 +156,25 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
             err,
         )
         return None
+
+
+class _DeviceScalar:
+    """A CUDA scalar copied into pinned host memory after the work queued on the caller's stream
+    (the training thread's, whichever it is); ``float()`` on the writer thread waits for its event."""
+
+    __slots__ = ("event", "host")
+
+    def __init__(self, value: Any) -> None:
+        import torch  # the value is a torch tensor: torch is loaded
+
+        self.host = torch.empty((), dtype=value.dtype, pin_memory=True)
+        self.host.copy_(value.detach().reshape(()), non_blocking=True)
+        self.event = torch.cuda.Event(blocking=True)
+        self.event.record(torch.cuda.current_stream(value.device))
+
+    def __float__(self) -> float:
+        self.event.synchronize()
+        return float(self.host)
 
 
 def to_float(value: Any) -> float:

@@ -37,11 +37,11 @@ class Part:
 def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
     if t.device.type == "cpu":
         return t
-    if t.device.type != "cuda":
+    if t.device.type != "cuda":  # another accelerator (XPU, MPS): a blocking copy, on the training thread
         return t.cpu()
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t, non_blocking=True)  # asynchronous: the flusher waits on the event
-    event = torch.cuda.Event()
+    event = torch.cuda.Event(blocking=True)  # the flusher sleeps in synchronize() instead of spinning a core
     event.record(torch.cuda.current_stream(t.device))
     events.append(event)
     return host
@@ -103,8 +103,9 @@ class Capture:
         names = [n for part in self.parts for n in part.names]
         kinds = [part.kind for part in self.parts for _ in part.names]
         stats = np.concatenate([part.stats.numpy() for part in self.parts] or [np.zeros((0, _NSTATS))])
-        counts = np.rint(np.concatenate([part.counts.numpy() for part in self.parts] or [np.zeros((0, bins + 3))]))
-        counts = counts.astype(np.int64)
+        counts = np.concatenate(
+            [part.counts.numpy().astype(np.int64) for part in self.parts] or [np.zeros((0, bins + 3), np.int64)]
+        )
         update2 = np.concatenate(
             [
                 part.update2.numpy() if part.update2 is not None else np.full(len(part.names), np.nan)
@@ -115,7 +116,8 @@ class Capture:
         norm = np.sqrt(stats[:, _NORM2])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)
-        edges = np.linspace(0.0, 1.0, bins + 1)
+        edges = stats[:, _LO, None] + (stats[:, _HI] - stats[:, _LO])[:, None] * np.linspace(0.0, 1.0, bins + 1)
+        edges[:, -1] = stats[:, _HI]  # lo + (hi - lo) may miss hi by an ulp in float64
         n = len(names)
         columns = {
             "step": np.full(n, self.step, dtype=np.int64),
@@ -123,7 +125,7 @@ class Capture:
             "tensor": names,
             "kind": kinds,
             "numel": stats[:, _NUMEL].astype(np.int64),
-            "edges": stats[:, _LO, None] + (stats[:, _HI] - stats[:, _LO])[:, None] * edges,
+            "edges": edges,
             "counts": counts[:, :bins],
             "norm": norm,
             "min": np.where(np.isfinite(stats[:, _MIN]), stats[:, _MIN], np.nan),

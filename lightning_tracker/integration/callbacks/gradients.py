@@ -14,30 +14,41 @@ How it stays cheap:
   integers, block by block, counted by ``torch.bincount`` (about half the CPU time of
   one ``torch.histc`` per tensor); NaN and ±inf are looked for only in tensors whose
   norm is not finite.
-* CUDA and other devices: a fixed number of kernels whatever the number of tensors. The
-  tensors are concatenated, per-tensor ranges come from ``scatter_reduce`` and the bins
-  of all tensors (plus three bins for NaN, +inf, -inf) from one ``scatter_add``. Nothing
+* CUDA: a fixed number of kernels per chunk of at most ``_CHUNK`` elements (4 M: about
+  340 MB of transient memory), whatever the number of tensors. The tensors are
+  concatenated chunk by chunk, per-tensor ranges come from ``scatter_reduce`` and the bins
+  of all tensors (plus three bins for NaN, +inf, -inf) from one ``scatter_add``, with the
+  index arithmetic in float64; zeros are counted in int64 and sums kept in float64. Nothing
   is read back on the training thread: the few small result tensors are copied into
-  pinned host memory with ``non_blocking=True`` and a CUDA event is recorded; the
-  run writer's flusher thread waits on that event before it reads them.
-* Sharded parameters (FSDP's ``DTensor`` or flat-parameter views): every rank computes on
-  its shard; the ranges are agreed with one all-reduce (MIN/MAX) and counts, zeros, sums
-  and squared norms summed with another, so a histogram always describes the whole
-  tensor; a tensor replicated along some mesh dimensions (HSDP, or left whole by a
-  model-parallel strategy) counts each element once. Under DDP the gradients are already
-  reduced: rank 0 alone computes.
+  pinned host memory with ``non_blocking=True`` and a blocking CUDA event is recorded;
+  the run writer's flusher thread sleeps on that event before it reads them. Other
+  accelerators (XPU, MPS) run the same kernels but copy the results back with a
+  blocking copy on the training thread.
+* AMP with a fused optimizer (which unscales inside its step): the loss scale is divided
+  out on the device, so the numbers are those of the unscaled gradients.
+* Sharded parameters (FSDP2's ``DTensor``, FSDP1's views or flat parameters, cut into
+  the original parameters): every rank computes on its part; the ranges are agreed with
+  one all-reduce (MAX of ``-min`` and ``max``) and counts, zeros, sums and squared norms
+  summed with another, so a histogram always describes the whole tensor; a tensor
+  replicated on several ranks (FSDP1 ``NO_SHARD``/``HYBRID_SHARD``, HSDP, or left whole by
+  a model-parallel strategy) counts each element once. At train start the ranks check
+  that they lay out their parameters alike (else a warning, and nothing is recorded).
+  Under DDP the gradients are already reduced: rank 0 alone computes.
+* ``logger.flush()`` and ``finalize()`` resolve the captures still queued on the calling
+  thread, and so wait for the GPU to finish the work queued before them (the training
+  loop's own calls come between steps, where that costs nothing).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.amp.grad_scaler import OptState
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.integration._compat import Callback, override
@@ -45,9 +56,9 @@ from lightning_tracker.integration.callbacks._capture import Capture, Part
 from lightning_tracker.integration.callbacks._kernels import (
     _NORM2,
     _NSTATS,
+    SEGMENT_IDS,
     _norm_dtype,
     _Reducer,
-    _Segments,
     _stats_loop,
     _stats_segmented,
     _to_device,
@@ -55,6 +66,13 @@ from lightning_tracker.integration.callbacks._kernels import (
     tensor_histograms,
 )
 from lightning_tracker.integration.callbacks._logger import find_logger
+from lightning_tracker.integration.callbacks._sharding import (
+    collective_device,
+    flat_slices,
+    is_sharded,
+    layouts_agree,
+    replicas,
+)
 
 if TYPE_CHECKING:
     from lightning_tracker.integration._compat import LightningModule, Trainer
@@ -64,34 +82,49 @@ __all__ = ["GradientMonitor", "tensor_histograms"]
 log = logging.getLogger(__name__)
 
 _LOG_KINDS = {"gradients": ("gradient",), "parameters": ("parameter",), "all": ("gradient", "parameter")}
-_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.", "module.")
+# components that wrappers inside a LightningModule add to parameter names (FSDP1, activation
+# checkpointing, torch.compile); DDP's "module." never appears: the callback walks the
+# LightningModule, which the strategy's wrapper holds, not the reverse
+_WRAPPERS = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
 
 
 def _clean_name(name: str) -> str:
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
+    """``name`` without the components wrappers add; a user's own name is never cut.
+
+    Example:
+        >>> _clean_name("_orig_mod.encoder._fsdp_wrapped_module.submodule.weight")
+        'encoder.submodule.weight'
+    """
+    return ".".join(part for part in name.split(".") if part not in _WRAPPERS)
+
+
+def _loss_scale(trainer: Trainer, optimizer: Any) -> torch.Tensor | None:
+    """AMP's loss scale still in the gradients at this hook, as a float64 tensor on its device, or None.
+
+    Lightning's ``MixedPrecision`` unscales an optimizer's gradients before
+    ``on_before_optimizer_step``, except for optimizers that unscale inside ``step()``
+    (``fused=True`` Adam, AdamW and SGD: ``_step_supports_amp_scaling``), whose gradients
+    the hook sees multiplied by the scale. Read on the device: no synchronisation.
+    """
+    scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+    if scaler is None or not scaler.is_enabled() or getattr(scaler, "_scale", None) is None:
+        return None
+    state = scaler._per_optimizer_states.get(id(getattr(optimizer, "_optimizer", optimizer)))
+    if state is not None and state["stage"] is OptState.UNSCALED:
+        return None
+    return scaler._scale.double()  # a copy taken now: update() changes the scale after the step
+
+
+def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
+    # by name: deepspeed need not be installed to tell; ZeRO-3 also tags every parameter with ds_id
+    if any(cls.__name__ == "DeepSpeedStrategy" for cls in type(getattr(trainer, "strategy", None)).__mro__):
+        return True
+    return any(hasattr(p, "ds_id") for p in pl_module.parameters())
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
     to_local = getattr(t, "to_local", None)  # a DTensor: this rank's shard
     return to_local() if to_local is not None else t
-
-
-def _is_sharded(trainer: Trainer, pl_module: nn.Module) -> bool:
-    strategy = type(getattr(trainer, "strategy", None)).__name__
-    if "FSDP" in strategy or "ModelParallel" in strategy:
-        return True
-    return any(hasattr(p, "to_local") for p in pl_module.parameters())
-
-
-def _replicas(p: torch.Tensor, strategy: str, world: int) -> int:
-    """On how many ranks each element of ``p``'s local part also lives (summing over ranks divides by it)."""
-    # a DTensor: replicated along some mesh dimensions (HSDP, tensor parallel)
-    placements, mesh = getattr(p, "placements", None), getattr(p, "device_mesh", None)
-    if placements is not None and mesh is not None:
-        return math.prod(mesh.size(i) for i, pl in enumerate(placements) if pl.is_replicate())
-    return 1 if "FSDP" in strategy else world  # FSDP1: a view of this rank's flat shard; else a whole copy
 
 
 class GradientMonitor(Callback):
@@ -101,7 +134,8 @@ class GradientMonitor(Callback):
     ``Run.histograms()`` or ``lightning-tracker hist``) and to TensorBoard; the L2 norms
     per module and in total (``gradients/norm/<module>``, ``gradients/norm_total``,
     ``parameters/norm_total``) and ``parameters/update_ratio_total`` go to the metrics.
-    Gradients are seen after AMP unscaling and before clipping and the optimizer step;
+    Gradients are seen after AMP unscaling (a fused optimizer, which unscales inside its
+    step, has the loss scale divided out on the device) and before clipping and the optimizer step;
     steps are optimizer steps (``trainer.global_step``), not micro-batches.
 
     Args:
@@ -173,16 +207,17 @@ class GradientMonitor(Callback):
         self._logger: Any = None
         self._named: list[tuple[str, nn.Parameter]] = []
         self._sharded = False
-        self._segments: dict[Any, _Segments] = {}
         self._buffers: dict[Any, list[torch.Tensor]] = {}
         self._replicas: dict[str, int] = {}
+        self._slices: dict[str, tuple[int, int]] = {}
+        self._collectives: torch.device | None = None
         self._shares: dict[Any, torch.Tensor] = {}
         self._pending: list[tuple[Capture, list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
 
     def _matches(self, name: str, module: nn.Module) -> bool:
         if not self._selectors:
             return True
-        clean = _clean_name(name + ".").rstrip(".")
+        clean = _clean_name(name)
         return any(
             fnmatch.fnmatchcase(clean, sel) if isinstance(sel, str) else isinstance(module, sel)
             for sel in self._selectors
@@ -190,14 +225,30 @@ class GradientMonitor(Callback):
 
     def _select(self, pl_module: nn.Module) -> list[tuple[str, nn.Parameter]]:
         named, seen = [], set()
+        self._slices = {}
         for mname, module in pl_module.named_modules():
             if not self._matches(mname, module):
                 continue
             for pname, param in module.named_parameters(prefix=mname):
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    named.append((_clean_name(pname), param))
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+                name = _clean_name(pname)
+                pieces: list[tuple[str, tuple[int, int] | None]] = [(name, None)]
+                slices = flat_slices(name, param)  # an FSDP1 flat parameter: one row per original parameter
+                if slices is not None:
+                    pieces = list(slices)
+                for part, where in pieces:
+                    named.append((part, param))
+                    if where is not None:
+                        self._slices[part] = where
         return named
+
+    def _part(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the tensor ``name`` (its slice of an FSDP1 flat parameter)."""
+        t = _local(t)
+        where = self._slices.get(name)
+        return t.reshape(-1)[where[0] : where[1]] if where is not None else t
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -212,19 +263,38 @@ class GradientMonitor(Callback):
                     "GradientMonitor found no logger that stores histograms in Trainer(logger=...); "
                     "add one, for example Trainer(logger=TrackerLogger(...), callbacks=[GradientMonitor()])."
                 )
-        self._sharded = _is_sharded(trainer, pl_module)
+        self._sharded = is_sharded(trainer.strategy, pl_module)
         self._named = []
-        self._segments.clear()
         self._pending.clear()
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Selects the parameters once the strategy has wrapped (and sharded) the model."""
-        self._sharded = _is_sharded(trainer, pl_module)
+        """Selects the parameters once the strategy has wrapped (and sharded) the model, and checks
+        that every rank lays them out alike (else warns and records nothing)."""
+        self._sharded = is_sharded(trainer.strategy, pl_module)
+        self._named = []
+        if _is_deepspeed(trainer, pl_module):
+            if trainer.global_rank == 0:
+                log.warning(
+                    "GradientMonitor records nothing under DeepSpeed: ZeRO keeps gradients (and, at stage 3, "
+                    "weights) in its own partitioned buffers, where p.grad is None; use another strategy "
+                    "(DDP, FSDP) to record histograms"
+                )
+            return
         self._named = self._select(pl_module)
-        if self._sharded:
-            strategy, world = type(trainer.strategy).__name__, trainer.world_size
-            self._replicas = {n: _replicas(p, strategy, world) for n, p in self._named}
+        if self._sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+            self._replicas = replicas(pl_module, self._named, trainer.world_size)
+            self._collectives = collective_device()
+            device = self._collectives or torch.device("cpu")
+            keys = [(n, _local(p).device.type, str(p.dtype)) for n, p in self._named]
+            if not layouts_agree(keys, device):
+                self._named = []
+                log.warning(
+                    "GradientMonitor records nothing: rank %d lays out its parameters (names, devices, dtypes) "
+                    "unlike another rank, and mismatched all-reduces would hang; give every rank the same "
+                    "parameters, devices and dtypes (offloading, ignored modules and pipeline stages differ)",
+                    trainer.global_rank,
+                )
 
     def _share(self, kind: str, names: list[str], device: torch.device) -> torch.Tensor | None:
         """Per tensor, 1 / (ranks holding each element): sums over ranks then count every element once."""
@@ -236,28 +306,28 @@ class GradientMonitor(Callback):
             self._shares[key] = _to_device([1.0 / r for r in replicas], torch.float64, device)
         return self._shares[key]
 
-    def _compute(self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer) -> list[Part]:
+    def _compute(
+        self, kind: str, names: list[str], xs: list[torch.Tensor], reduce: _Reducer, scale: torch.Tensor | None = None
+    ) -> list[Part]:
         by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for i, x in enumerate(xs):
             by_device.setdefault((x.device, x.dtype), []).append(i)
         parts = []
         for (device, _), idx in by_device.items():
             group = [xs[i] for i in idx]
+            # the scale lives where the loss was computed; a part on another device (offloaded) reads it there
+            own_scale = scale.to(device) if scale is not None and scale.device != device else scale
             if device.type == "cpu":
-                stats, counts = _stats_loop(group, self.bins, reduce)
+                stats, counts = _stats_loop(group, self.bins, reduce, own_scale)
             else:
-                key = (kind, device, group[0].dtype, tuple(x.numel() for x in group))
-                segments = self._segments.get(key)
-                if segments is None:
-                    segments = self._segments[key] = _Segments(list(key[3]), device)
-                stats, counts = _stats_segmented(group, self.bins, reduce, segments)
+                stats, counts = _stats_segmented(group, self.bins, reduce, own_scale)
             own = [names[i] for i in idx]
             share = self._share(kind, own, device) if reduce.active else None
             if reduce.active:
                 both = torch.cat([stats[:, _NORM2:], counts], dim=1)
                 both = reduce.sum(both * share[:, None] if share is not None else both)
                 stats = torch.cat([stats[:, :_NORM2], both[:, : _NSTATS - _NORM2]], dim=1)
-                counts = both[:, _NSTATS - _NORM2 :]
+                counts = both[:, _NSTATS - _NORM2 :].round().long()
             parts.append(Part(kind, own, stats, counts, share))
         return parts
 
@@ -270,20 +340,22 @@ class GradientMonitor(Callback):
             return  # DDP: every rank holds the same reduced gradients; rank 0 records them
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
         named = [(n, p) for n, p in self._named if id(p) in in_optimizer]
-        reduce = _Reducer(self._sharded)
+        reduce = _Reducer(self._sharded, self._collectives)
         capture = Capture(trainer.global_step, self.bins)
         updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
         if "gradient" in self._kinds:
-            # sharded: every rank must take part for every tensor, even without a local shard
+            # sharded: every rank must take part for every trained tensor, even without a local shard
             pairs = [
-                (n, _local(p.grad) if p.grad is not None else _local(p).new_zeros(0))
+                (n, self._part(n, p.grad) if p.grad is not None else _local(p).new_zeros(0))
                 for n, p in named
-                if p.grad is not None or self._sharded
+                if p.grad is not None or (self._sharded and p.requires_grad)
             ]
-            capture.parts += self._compute("gradient", [n for n, _ in pairs], [g.detach() for _, g in pairs], reduce)
+            grads = [g.detach() for _, g in pairs]
+            scale = _loss_scale(trainer, optimizer)
+            capture.parts += self._compute("gradient", [n for n, _ in pairs], grads, reduce, scale)
         if "parameter" in self._kinds:
             names = [n for n, _ in named]
-            xs = [_local(p).detach() for _, p in named]
+            xs = [self._part(n, p).detach() for n, p in named]
             parts = self._compute("parameter", names, xs, reduce)
             position = {n: i for i, n in enumerate(names)}
             for part in parts:
@@ -315,7 +387,7 @@ class GradientMonitor(Callback):
     ) -> None:
         """Measures the optimizer's update of the captured weights, then hands the capture over."""
         pending, self._pending = self._pending, []
-        reduce = _Reducer(self._sharded)
+        reduce = _Reducer(self._sharded, self._collectives)
         for capture, updates in pending:
             for part, now, before in updates:
                 with one_thread():
@@ -336,7 +408,7 @@ class GradientMonitor(Callback):
         """Drops references to the model and the logger."""
         self._pending.clear()
         self._named = []
-        self._segments.clear()
         self._shares.clear()
         self._buffers.clear()
+        SEGMENT_IDS.clear()
         self._logger = None

@@ -113,23 +113,25 @@ class _Recorder:
         class Recorder(lightning(package).Callback):
             def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
                 step = trainer.global_step
-                rec.grads[step] = {n: p.grad.double().cpu().numpy() for n, p in pl_module.named_parameters()}
-                rec.before[step] = {n: p.detach().double().cpu().numpy() for n, p in pl_module.named_parameters()}
+                rec.grads[step] = {n: p.grad.double().cpu().numpy().copy() for n, p in pl_module.named_parameters()}
+                rec.before[step] = {
+                    n: p.detach().double().cpu().numpy().copy() for n, p in pl_module.named_parameters()
+                }
 
             def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
                 step = trainer.global_step - 1
-                rec.after[step] = {n: p.detach().double().cpu().numpy() for n, p in pl_module.named_parameters()}
+                rec.after[step] = {n: p.detach().double().cpu().numpy().copy() for n, p in pl_module.named_parameters()}
 
         return Recorder()
 
 
-def _assert_matches(hist: Any, rec: _Recorder, moved: int = 0) -> None:
+def _assert_matches(hist: Any, rec: _Recorder, moved: int = 0, dtype: Any = np.float32) -> None:
     names = ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"]
     assert sorted(set(hist["tensor"])) == names
     assert len(hist) == 2 * 4 * 8  # two kinds, four tensors, eight optimizer steps
     for row in hist.itertuples():
         source = rec.grads if row.kind == "gradient" else rec.before
-        x = source[row.step][row.tensor].astype(np.float32).astype(np.float64)
+        x = source[row.step][row.tensor].astype(dtype).astype(np.float64)
         assert len(row.edges) == 17 and (row.edges[0], row.edges[-1]) == _range(x)
         assert np.abs(row.counts - _reference(x, row.edges)).sum() <= 2 * moved
         assert row.norm == pytest.approx(np.linalg.norm(x), rel=1e-5)

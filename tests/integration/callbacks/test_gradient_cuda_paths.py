@@ -1,0 +1,113 @@
+"""GradientMonitor's CUDA branches, proved on the CPU.
+
+A real Trainer trains on the CPU; around the monitor's hooks (and only there) ``fake_cuda``
+makes every tensor report ``cuda:0`` and records what would synchronise the host, so the
+capture takes its CUDA code path, and the writer's flusher resolves it as it would on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightning_tracker import GradientMonitor, Store, TrackerLogger
+from tests.helpers import lightning, tiny_model, tiny_model_class, trainer
+from tests.integration.callbacks.fake_cuda import Trace, fake_cuda
+from tests.integration.callbacks.test_gradient_monitor import _assert_matches, _Recorder
+
+
+class Traced:
+    """Callbacks that run the callbacks between them under ``fake_cuda``, all filling one trace.
+
+    The waits are read at ``on_train_end``, before ``finalize`` resolves what is left on the
+    calling thread (documented: ``flush()`` and ``finalize()`` wait for the device)."""
+
+    def __init__(self, package: str = "pytorch_lightning") -> None:
+        self.trace = Trace(threading.get_ident())
+        self.waits_in_training: list[str] | None = None
+        stack, outer = contextlib.ExitStack(), self
+        pl = lightning(package)
+
+        class Enter(pl.Callback):  # type: ignore[name-defined,misc]
+            def _enter(self, *args: Any) -> None:
+                stack.enter_context(fake_cuda(outer.trace))
+
+            on_before_optimizer_step = on_train_batch_end = _enter
+
+        class Exit(pl.Callback):  # type: ignore[name-defined,misc]
+            def _exit(self, *args: Any) -> None:
+                stack.close()
+
+            on_before_optimizer_step = on_train_batch_end = _exit
+
+            def on_train_end(self, *args: Any) -> None:
+                outer.waits_in_training = outer.trace.training_waits()
+
+        self.enter, self.exit = Enter(), Exit()
+
+    def around(self, *callbacks: Any) -> list[Any]:
+        return [self.enter, *callbacks, self.exit]
+
+    def assert_clean(self) -> None:
+        assert self.trace.events > 0, "the CUDA branch was never taken"
+        assert self.waits_in_training == [], self.waits_in_training
+        assert self.trace.errors == [] and self.trace.syncs == [], (self.trace.errors, self.trace.syncs)
+        assert self.trace.uncovered() == []
+        assert self.trace.spinning == 0, "an event without blocking=True: the flusher would spin a core waiting"
+
+
+def test_cuda_capture_never_synchronises_the_training_thread(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
+    rec, traced = _Recorder(), Traced()
+    callbacks = [rec.callback("pytorch_lightning"), *traced.around(GradientMonitor(log="all", bins=16))]
+    trainer(logger, max_epochs=1, callbacks=callbacks).fit(tiny_model())
+    traced.assert_clean()
+    _assert_matches(Store(tmp_path).run(logger.version).histograms(), rec, moved=1)
+
+
+def test_a_float64_default_dtype_captures_on_the_device(tmp_path: Any, float64_default: None) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
+    rec, traced = _Recorder(), Traced()
+    model = tiny_model()  # float64 weights and gradients, binned in float64
+    callbacks = [rec.callback("pytorch_lightning"), *traced.around(GradientMonitor(log="all", bins=16))]
+    trainer(logger, max_epochs=1, callbacks=callbacks).fit(model)
+    traced.assert_clean()
+    assert model.net[0].weight.dtype == torch.float64
+    _assert_matches(Store(tmp_path).run(logger.version).histograms(), rec, moved=1, dtype=np.float64)
+
+
+def _amp_run(tmp_path: Any, name: str, fused: bool, callbacks: list[Any]) -> Any:
+    """A real Trainer with Lightning's MixedPrecision plugin: float16 autocast and a GradScaler on the CPU
+    (what precision="16-mixed" builds on a GPU; the CPU's own default would be bfloat16 without a scaler)."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    class Model(tiny_model_class()):  # type: ignore[misc]
+        def configure_optimizers(self) -> Any:
+            return torch.optim.Adam(self.parameters(), lr=0.01, fused=fused)
+
+    torch.manual_seed(0)
+    logger = TrackerLogger(tmp_path, name=name, flush_interval=0.05)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=1024))
+    trainer(logger, max_steps=4, plugins=[plugin], callbacks=callbacks).fit(Model())
+    hist = Store(tmp_path).run(logger.version).histograms()
+    return hist.set_index(["tensor", "step"]).sort_index()
+
+
+def test_amp_with_a_fused_optimizer_records_unscaled_gradients(tmp_path: Any) -> None:
+    traced = Traced()
+    fused = _amp_run(tmp_path, "fused", True, traced.around(GradientMonitor(bins=16)))
+    traced.assert_clean()
+    unfused = _amp_run(tmp_path, "unfused", False, [GradientMonitor(bins=16)])  # unscaled by Lightning: the CPU path
+    assert list(fused.index) == list(unfused.index) and len(fused) == 4 * 4
+    first = fused.xs(0, level="step"), unfused.xs(0, level="step")
+    assert list(first[0]["norm"] / first[1]["norm"]) == [1.0] * 4, "the loss scale (1024) left in the norms"
+    for column in ("min", "max", "sum"):
+        assert np.allclose(first[0][column], first[1][column], rtol=1e-6, atol=0), column
+    for a, b in zip(first[0].itertuples(), first[1].itertuples(), strict=True):
+        assert np.allclose(a.edges, b.edges, rtol=1e-6, atol=0) and np.array_equal(a.counts, b.counts)
+    # later steps: fused and unfused Adam round differently, the scale never shows
+    assert np.allclose(fused["norm"], unfused["norm"], rtol=1e-3)
