@@ -143,7 +143,7 @@ def describe(exc: BaseException, store: str, scheme: str) -> str:
         )
         return f"no credentials for {store} ({said}); {fix}"
     if any(_said(e, _NO_BUCKET) for e in errors):
-        return f"the bucket or container of {store} does not exist ({said}); check the URL, or create it"
+        return f"the bucket or container of {store} does not exist ({said}); create the bucket, or check the URL"
     if any(_said(e, _DENIED) for e in errors) or isinstance(exc, PermissionError):
         where = "the folder" if scheme == "file" else "the credentials"
         return f"access to {store} denied ({said}); check the permissions of {where}"

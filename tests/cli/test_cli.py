@@ -187,6 +187,8 @@ MISTAKES = [
     (["--columns", "val/ac"], "did you mean val/acc"),
     (["-p", "clii"], "no project 'clii' in"),
     (["--sort", "bogus"], "--sort='bogus' is not a column"),
+    (["--sort=-val/ac"], "--sort='val/ac' is not a column; did you mean val/acc?"),
+    (["--sort", "durtion"], "did you mean duration?"),
 ]
 
 
@@ -416,3 +418,11 @@ def test_compare_at_80_columns_keeps_keys_and_ids_readable(tmp_path: Any) -> Non
     assert 2 <= len(shown) < 6, "whole run columns, told apart by their unique id prefix"
     notes = " ".join(" ".join(lines[-3:]).split())
     assert f"{6 - len(shown)} runs did not fit" in notes or f"{6 - len(shown)} run did not fit" in notes
+
+
+def test_a_missing_package_is_said_of_the_store_not_of_save_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    # fsspec knows dropbox:// but its package is not installed: the reader is told about the store it named
+    assert main(["runs", "-s", "dropbox://team/runs"]) == 2
+    err = capsys.readouterr().err
+    assert "the store 'dropbox://team/runs' needs the package 'dropbox'" in err and "pip install dropbox" in err
+    assert "save_dir" not in err and err.count("\n") == 1
