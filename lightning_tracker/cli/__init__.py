@@ -138,6 +138,7 @@ def _command(
 
 
 def _parser() -> argparse.ArgumentParser:
+    from lightning_tracker.cli import compare as comparing
     from lightning_tracker.cli import producing, reading
 
     parser = argparse.ArgumentParser(
@@ -182,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     compare = _command(sub, "compare", parents, "runs side by side: hyperparameters that differ, final metrics")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
     compare.add_argument("--all", action="store_true", help="monitor metrics (gradients/, system/ …) too")
-    compare.set_defaults(func=reading.cmd_compare)
+    compare.set_defaults(func=comparing.cmd_compare)
 
     hist = _command(sub, "hist", parents, "PNG heatmaps (steps x values) of a run's gradient and weight histograms")
     hist.add_argument(
