@@ -116,22 +116,20 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
 
 
 def _sync_failure(path: str, error: BaseException | None) -> str:
-    """Why a run was not uploaded, and the fix: sync again if the store did not answer, else as describe() says."""
+    """Why a run was not uploaded, and the fix (as the other commands say it); sync again when nothing else helps."""
     from lightning_tracker.cli.failures import as_tracker_error
     from lightning_tracker.exceptions import TransientStoreError
     from lightning_tracker.writers.spool import read_spool
 
     if error is None:
         return "run sync again"
-    try:
-        spool = read_spool(path)
-    except TrackerError as err:
-        return str(err)
+    if isinstance(error, TrackerError):  # ours already says what to do (a damaged spool.json)
+        return str(error)
+    spool = read_spool(path)
     store = Storage(spool.url) if spool else None
-    failure = as_tracker_error(error, store.url if store else "the store", store.protocol if store else "")
-    if isinstance(failure, TransientStoreError) or failure is error:
-        return f"{visible(error)}; run sync again"
-    return str(failure)
+    url, scheme = (store.url, store.protocol) if store else ("the store", "")
+    failure = as_tracker_error(error, url, scheme, unknown_fix="run sync again")
+    return f"{failure}; then run sync again" if isinstance(failure, TransientStoreError) else str(failure)
 
 
 def cmd_sync(args: argparse.Namespace, out: Console) -> int:
