@@ -63,17 +63,39 @@ def _page(chromium: Any, url: str, viewport: dict[str, int]) -> tuple[Any, Any, 
     return context, page, errors
 
 
+@pytest.fixture(scope="module")
+def trained_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A report with every section: a real fit with gradient histograms and stored checkpoints."""
+    from lightning_tracker.integration.callbacks import GradientMonitor
+    from tests.helpers import lightning, tiny_model, trainer
+
+    folder = tmp_path_factory.mktemp("trained")
+    logger = TrackerLogger(str(folder / "runs"), name="grads", log_model=True, tensorboard=False)
+    best = lightning().callbacks.ModelCheckpoint(monitor="train/loss", dirpath=str(folder / "ckpt"), save_top_k=2)
+    trainer(
+        logger,
+        max_epochs=2,
+        enable_checkpointing=True,
+        default_root_dir=str(folder),
+        callbacks=[GradientMonitor(every_n_steps=1, bins=8), best],
+    ).fit(tiny_model())
+    return write_report(Store(str(folder / "runs")), folder / "report.html")
+
+
 WIDER = """() => [...document.querySelectorAll('body *')]
     .filter((e) => e.getBoundingClientRect().right > innerWidth + 0.5 && !e.closest('.table-wrap'))
     .map((e) => e.tagName + '#' + e.id + '.' + e.className)"""
 
 
+@pytest.mark.parametrize("which", ["report", "trained_report"])
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_the_report_fits_the_screen_without_sideways_scrolling(
-    report: str, chromium: Any, viewport: dict[str, int]
+    which: str, chromium: Any, viewport: dict[str, int], request: pytest.FixtureRequest
 ) -> None:
-    context, page, errors = _page(chromium, "file://" + report, viewport)
+    context, page, errors = _page(chromium, "file://" + request.getfixturevalue(which), viewport)
     try:
+        if which == "trained_report":
+            assert page.is_visible("#histograms-section") and page.is_visible("#checkpoints-section")
         width = page.evaluate("[document.scrollingElement.scrollWidth, innerWidth]")
         assert width[0] <= width[1], f"the page scrolls sideways: {page.evaluate(WIDER)[:8]}"
         assert errors == []
