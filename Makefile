@@ -26,9 +26,20 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-.PHONY: demo test bench tools browser
+.PHONY: demo test bench tools browser notebook notebook-outputs
 demo: $(VENV)/.installed
 	$(VENV)/bin/lightning-tracker demo
+
+# the quickstart notebook, opened in JupyterLab (the dev extra brings it); it writes only into a
+# temporary folder, which its last cell removes
+notebook: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[all,dev]"
+	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb
+
+# after changing the notebook: run it and save it with its outputs, each chart also as a PNG
+# (drawn by chromium), as a reader sees it where it is published
+notebook-outputs: $(VENV)/.installed browser
+	$(PY) notebooks/publish.py
 
 test: $(VENV)/.installed tools browser
 	$(VENV)/bin/ruff format --check lightning_tracker tests benchmarks conftest.py

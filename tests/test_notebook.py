@@ -1,10 +1,12 @@
-"""The quickstart notebook runs top to bottom on CPU, shows its charts inline and writes only
-into the temporary folder it makes, never next to itself in the repository."""
+"""The quickstart notebook runs top to bottom on CPU, shows its charts inline, writes only into
+the temporary folder it makes (never next to itself in the repository) and removes that folder
+in its last cell; its headings are numbered in the order they come, as its opening list says."""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,21 @@ def test_quickstart_notebook_shows_charts_inline_and_writes_only_into_its_tempor
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's tempfile.mkdtemp() lands here
     before = _entries()
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert not [o for cell in nb.cells for o in _outputs(cell)], "the notebook is committed without outputs"
     # the kernel starts in the notebook's folder, as Jupyter starts it
     resources = {"metadata": {"path": str(NOTEBOOK.parent)}}
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources)
+    with client.setup_kernel():  # cell by cell: what it wrote is checked before the last cell removes it
+        for index, cell in enumerate(nb.cells[:-1]):
+            client.execute_cell(cell, index)
+        (workdir,) = tmp_path.glob("lightning-tracker-quickstart-*")
+        _check_what_it_wrote(nb, workdir)
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    assert not workdir.exists() and list(tmp_path.glob("lightning-tracker-quickstart-*")) == [], "removed at the end"
+    assert f"removed {workdir}" in "".join(o.get("text", "") for o in _outputs(nb.cells[-1]))
+    assert _entries() - before == set(), "the notebook wrote into the repository"
+
+
+def _check_what_it_wrote(nb: Any, workdir: Path) -> None:
     errors = [o for cell in nb.cells for o in _outputs(cell) if o.get("output_type") == "error"]
     assert errors == []
 
@@ -58,7 +71,6 @@ def test_quickstart_notebook_shows_charts_inline_and_writes_only_into_its_tempor
     assert [_values(trace["x"]) for trace in overlay["data"]] == [[15, 31, 47, 63]] * 3
     assert all(any("text/html" in o.get("data", {}) for o in _outputs(cell)) for cell in charts)  # classic notebook
 
-    (workdir,) = tmp_path.glob("lightning-tracker-quickstart-*")
     table = Store(str(workdir / "runs")).table("quickstart")
     assert len(table) == 3 and set(table["status"]) == {"finished"}
     assert sorted(table["config.lr"]) == [0.005, 0.01, 0.05]
@@ -76,4 +88,42 @@ def test_quickstart_notebook_shows_charts_inline_and_writes_only_into_its_tempor
     assert "eval/predicted_vs_target" in printed and "eval/worst" in printed
     evaluated = Store(str(workdir / "runs")).runs("quickstart-eval")[0]
     assert evaluated.read_media("eval/worst", 0).shape == (5, 3)
-    assert _entries() - before == set(), "the notebook wrote into the repository"
+
+
+def test_the_notebook_headings_are_numbered_in_the_order_they_come() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    text = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    numbers = [int(n) for n in re.findall(r"^## (\d+)\. ", text, flags=re.MULTILINE)]
+    assert numbers == list(range(1, len(numbers) + 1)), f"sections out of order: {numbers}"
+    promised = re.findall(r"^(\d+)\. ", nb.cells[0].source, flags=re.MULTILINE)
+    assert [int(n) for n in promised] == numbers, "the opening list names each numbered section"
+
+
+def test_make_notebook_opens_the_quickstart_in_jupyter(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"  # a dry run (-n): nothing is installed or started
+    done = subprocess.run([make, "-n", "notebook", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert any('install -q -e ".[all,dev]"' in line for line in lines), "the dev extra brings jupyter"
+    assert lines[-1] == f"{venv}/bin/jupyter lab notebooks/quickstart.ipynb"
+    assert (Path(REPO) / lines[-1].split()[-1]).is_file()
+
+
+def test_the_notebook_is_published_with_its_outputs_charts_as_pictures() -> None:
+    # read without a kernel (GitHub, a file browser) no script runs: charts must be pictures too
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), "run top to bottom, once"
+    outputs = [o for cell in code for o in _outputs(cell)]
+    assert [o for o in outputs if o.get("output_type") == "error"] == []
+    charts = [o for o in outputs if PLOTLY in o.get("data", {})]
+    assert len(charts) == 3 and all(o["data"].get("image/png") for o in charts), "each chart has its PNG"
+    assert not [o for o in outputs if "<script" in str(o.get("data", {}).get("text/html", ""))], "no script bundle"
+    assert "removed" in "".join(o.get("text", "") for o in _outputs(code[-1])), "its folder removed at the end"
+    assert NOTEBOOK.stat().st_size < 1_000_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 
@@ -50,7 +51,94 @@ def _store_parent() -> argparse.ArgumentParser:
     return p
 
 
+# each command: what it does (its --help's description, after the one-line summary) and examples
+_DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "runs": (
+        "Lists the runs of a project as a table: name, status, the hyperparameters that differ, the metrics "
+        "(the monitored one first). A store with several projects lists its projects instead.",
+        (
+            "lightning-tracker runs                 # ./runs, or $LIGHTNING_TRACKER_STORE",
+            "lightning-tracker runs -p demo --sort=-val/acc",
+            "lightning-tracker runs -w 'lr<0.01' -w optimizer=adam -c lr,val/acc",
+            "lightning-tracker runs -s s3://bucket/exp --status running",
+        ),
+    ),
+    "show": (
+        "Shows one run: its metadata, every hyperparameter, and a summary of each metric.",
+        (
+            "lightning-tracker show swift-otter-42",
+            "lightning-tracker show 20261206-0317 -s s3://bucket/exp",
+        ),
+    ),
+    "compare": (
+        "Shows runs side by side: the hyperparameters that differ, then the last value of each metric.",
+        (
+            "lightning-tracker compare swift-otter-42 calm-heron-7",
+            "lightning-tracker compare 20261206-03 20261206-04 20261206-05 --all",
+        ),
+    ),
+    "hist": (
+        "Draws a run's gradient and weight histograms as PNG heatmaps, one per tensor: steps across, values up.",
+        (
+            "lightning-tracker hist swift-otter-42",
+            "lightning-tracker hist swift-otter-42 'layer1.*' --kind gradient --out plots",
+        ),
+    ),
+    "report": (
+        "Writes one HTML file holding the runs, their charts and media; it opens offline and can be mailed.",
+        (
+            "lightning-tracker report -p demo -o demo.html",
+            "lightning-tracker report swift-otter-42 calm-heron-7 -o best.html",
+            "lightning-tracker report -s s3://bucket/exp -o s3://bucket/r.html --share 7",
+        ),
+    ),
+    "serve": (
+        "Serves a live dashboard of the store, read-only, that updates while runs train.",
+        (
+            "lightning-tracker serve ./runs",
+            "lightning-tracker serve -s s3://bucket/exp --port 0 --refresh 10",
+        ),
+    ),
+    "sync": (
+        "Uploads the runs a remote store has not received yet from the local spool: offline runs, and runs "
+        "cut off by an outage or a crash. Safe to run twice or beside a live run; prints nothing when "
+        "every run is already in its store.",
+        (
+            "lightning-tracker sync --list",
+            "lightning-tracker sync",
+            "lightning-tracker sync ~/.cache/lightning_tracker/spool/s3/bucket/exp/p/RUN_ID",
+        ),
+    ),
+    "demo": (
+        "Trains a small digit classifier in several configurations into a store, lists them and writes a report.",
+        (
+            "lightning-tracker demo",
+            "lightning-tracker demo -s ./demo-runs --report demo.html",
+        ),
+    ),
+}
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    parents: list[argparse.ArgumentParser],
+    summary: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does and gives examples, each line short of 80 columns."""
+    details, examples = _DETAILS[name]
+    return sub.add_parser(
+        name,
+        parents=parents,
+        help=summary,
+        description=textwrap.fill(details, 78),
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
+    from lightning_tracker.cli import compare as comparing
     from lightning_tracker.cli import producing, reading
 
     parser = argparse.ArgumentParser(
@@ -64,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     # a subcommand's --debug must not reset one given before the command
     parents = [_store_parent(), _common(argparse.SUPPRESS)]
 
-    runs = sub.add_parser("runs", parents=parents, help="list runs as a table (or the projects of a store)")
+    runs = _command(sub, "runs", parents, "list runs as a table (or the projects of a store)")
     runs.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
     runs.add_argument("--status", action="append", help="only runs in this status (repeatable)")
     runs.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
@@ -88,20 +176,16 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
     runs.set_defaults(func=reading.cmd_runs)
 
-    show = sub.add_parser("show", parents=parents, help="one run: metadata, hyperparameters, metric summary")
+    show = _command(sub, "show", parents, "one run: metadata, hyperparameters, metric summary")
     show.add_argument("targets", nargs="+", metavar="RUN", help="run id, id prefix or name")
     show.set_defaults(func=reading.cmd_show)
 
-    compare = sub.add_parser(
-        "compare", parents=parents, help="runs side by side: hyperparameters that differ, final metrics"
-    )
+    compare = _command(sub, "compare", parents, "runs side by side: hyperparameters that differ, final metrics")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
     compare.add_argument("--all", action="store_true", help="monitor metrics (gradients/, system/ …) too")
-    compare.set_defaults(func=reading.cmd_compare)
+    compare.set_defaults(func=comparing.cmd_compare)
 
-    hist = sub.add_parser(
-        "hist", parents=parents, help="PNG heatmaps (steps x values) of a run's gradient and weight histograms"
-    )
+    hist = _command(sub, "hist", parents, "PNG heatmaps (steps x values) of a run's gradient and weight histograms")
     hist.add_argument(
         "targets",
         nargs="+",
@@ -112,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--kind", choices=("gradient", "parameter"), help="only gradients or only weights")
     hist.set_defaults(func=reading.cmd_hist)
 
-    report = sub.add_parser("report", parents=parents, help="write one self-contained HTML report (opens offline)")
+    report = _command(sub, "report", parents, "write one self-contained HTML report (opens offline)")
     report.add_argument("runs", nargs="*", metavar="RUN", help="run ids, id prefixes or names (default: every run)")
     report.add_argument(
         "--output",
@@ -128,16 +212,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=producing.cmd_report)
 
-    serve = sub.add_parser("serve", parents=parents, help="live dashboard in the browser, updating while runs train")
+    serve = _command(sub, "serve", parents, "live dashboard in the browser, updating while runs train")
     serve.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
     serve.set_defaults(func=producing.cmd_serve)
 
-    syn = sub.add_parser(
-        "sync", parents=[_common(argparse.SUPPRESS)], help="upload spooled runs (offline runs, outages, crashes)"
-    )
+    syn = _command(sub, "sync", [_common(argparse.SUPPRESS)], "upload spooled runs (offline runs, outages, crashes)")
     syn.add_argument("paths", nargs="*", help="spool folders of runs (default: every spooled run)")
     syn.add_argument(
         "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
@@ -146,9 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=producing.cmd_sync)
 
-    demo = sub.add_parser(
-        "demo", parents=[_common(argparse.SUPPRESS)], help="train several configurations and record them"
-    )
+    demo = _command(sub, "demo", [_common(argparse.SUPPRESS)], "train several configurations and record them")
     demo.add_argument(
         "-s",
         "--store",

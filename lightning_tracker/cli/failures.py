@@ -101,12 +101,13 @@ def exit_status(exc: BaseException) -> int:
     return next((status for kind, status in EXIT_STATUSES if isinstance(exc, kind)), 1)
 
 
-def as_tracker_error(exc: BaseException, store: str, scheme: str) -> TrackerError:
+def as_tracker_error(exc: BaseException, store: str, scheme: str, *, unknown_fix: str | None = None) -> TrackerError:
     """``exc``, a backend's own failure while reading ``store``, as one of our types with one line.
 
     A server that cannot be reached is :class:`StoreUnreachableError` (transient: run the
     command again); every other failure (no credentials, access denied, no bucket) is a
-    :class:`StorageError`. Our own errors are returned as they are.
+    :class:`StorageError`. Our own errors are returned as they are. ``unknown_fix`` is
+    what :func:`describe` advises for a failure it does not recognise.
 
     Example:
         >>> err = as_tracker_error(ConnectionRefusedError(111, "Connection refused"), "s3://b/runs", "s3")
@@ -119,11 +120,14 @@ def as_tracker_error(exc: BaseException, store: str, scheme: str) -> TrackerErro
     # describe() names the first that applies: credentials, bucket, access, then reachability
     refused = any(_said(e, _NO_CREDENTIALS + _NO_BUCKET + _DENIED) for e in errors) or isinstance(exc, PermissionError)
     unreachable = not refused and any(_said(e, _UNREACHABLE) for e in errors)
-    return (StoreUnreachableError if unreachable else StorageError)(describe(exc, store, scheme))
+    message = describe(exc, store, scheme, **({"unknown_fix": unknown_fix} if unknown_fix else {}))
+    return (StoreUnreachableError if unreachable else StorageError)(message)
 
 
-def describe(exc: BaseException, store: str, scheme: str) -> str:
-    """One line on a failure while reading ``store``: the cause and how to fix it.
+def describe(
+    exc: BaseException, store: str, scheme: str, unknown_fix: str = "rerun with --debug for the traceback"
+) -> str:
+    """One line on a failure while reading ``store``: the cause and how to fix it (``unknown_fix`` when not known).
 
     Example:
         >>> describe(ConnectionRefusedError(111, "Connection refused"), "s3://b/runs", "s3")  # doctest: +ELLIPSIS
@@ -143,7 +147,7 @@ def describe(exc: BaseException, store: str, scheme: str) -> str:
         )
         return f"no credentials for {store} ({said}); {fix}"
     if any(_said(e, _NO_BUCKET) for e in errors):
-        return f"the bucket or container of {store} does not exist ({said}); check the URL, or create it"
+        return f"the bucket or container of {store} does not exist ({said}); create the bucket, or check the URL"
     if any(_said(e, _DENIED) for e in errors) or isinstance(exc, PermissionError):
         where = "the folder" if scheme == "file" else "the credentials"
         return f"access to {store} denied ({said}); check the permissions of {where}"
@@ -152,4 +156,4 @@ def describe(exc: BaseException, store: str, scheme: str) -> str:
             f"cannot reach the server of {store} ({said}); check endpoint_url in --storage-options "
             "(or $AWS_ENDPOINT_URL), the network, and that the server is running"
         )
-    return f"cannot read {store} ({said}); rerun with --debug for the traceback"
+    return f"cannot read {store} ({said}); {unknown_fix}"

@@ -15,7 +15,7 @@ from rich.text import Text
 from lightning_tracker.cli.reading import cmd_runs, store_of
 from lightning_tracker.cli.stores import diagnose, pick_store, split_store, storage_options
 from lightning_tracker.cli.terminal import fmt_bytes, plural, text, visible
-from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, TrackerError
 from lightning_tracker.read.store import Store
 from lightning_tracker.storage import Storage
 
@@ -115,6 +115,23 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _sync_failure(path: str, error: BaseException | None) -> str:
+    """Why a run was not uploaded, and the fix (as the other commands say it); sync again when nothing else helps."""
+    from lightning_tracker.cli.failures import as_tracker_error
+    from lightning_tracker.exceptions import TransientStoreError
+    from lightning_tracker.writers.spool import read_spool
+
+    if error is None:
+        return "run sync again"
+    if isinstance(error, TrackerError):  # ours already says what to do (a damaged spool.json)
+        return str(error)
+    spool = read_spool(path)
+    store = Storage(spool.url) if spool else None
+    url, scheme = (store.url, store.protocol) if store else ("the store", "")
+    failure = as_tracker_error(error, url, scheme, unknown_fix="run sync again")
+    return f"{failure}; then run sync again" if isinstance(failure, TransientStoreError) else str(failure)
+
+
 def cmd_sync(args: argparse.Namespace, out: Console) -> int:
     from rich.progress import Progress
 
@@ -132,25 +149,22 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
         def on_run(path: str, report: Any) -> None:
             nonlocal failed
             progress.advance(task)
-            if report.complete:
+            if report.complete and report.uploaded:
                 progress.console.print(
                     Text.assemble(("✓ ", "green"), text(path), f": {plural(len(report.uploaded), 'file')} uploaded")
                 )
-            else:
+            elif not report.complete:  # a run already whole in its store is not news: sync stays quiet
                 failed += 1
                 progress.console.print(
                     Text.assemble(
                         ("✗ ", "red"),
                         text(path),
-                        f": {plural(len(report.pending), 'file')} not uploaded (",
-                        text(report.error),
-                        "); run sync again",
+                        f": {plural(len(report.pending), 'file')} not uploaded: ",
+                        text(_sync_failure(path, report.error)),
                     )
                 )
 
         sync(dirs, storage_options=storage_options(args.storage_options), on_run=on_run)
-    if not dirs:
-        out.print("nothing to sync")
     return 1 if failed else 0
 
 

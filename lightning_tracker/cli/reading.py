@@ -1,4 +1,4 @@
-"""The commands that read runs: ``runs``, ``show``, ``compare`` and ``hist``.
+"""The commands that read runs: ``runs``, ``show`` and ``hist`` (``compare`` has its own module).
 
 Each returns the exit status 0 when it found what was asked; a valid query that matched
 nothing raises ``NothingMatchedError`` (status 1, said plainly) and usage errors
@@ -30,7 +30,7 @@ from lightning_tracker.format import keys
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.store import Run, Store
 
-__all__ = ["cmd_compare", "cmd_hist", "cmd_runs", "cmd_show", "store_of"]
+__all__ = ["cmd_hist", "cmd_runs", "cmd_show", "find_run", "store_of"]
 
 
 def store_of(args: argparse.Namespace, positional: str | None = None) -> Store:
@@ -111,7 +111,8 @@ def _one_run(args: argparse.Namespace) -> tuple[Store, list[str]]:
     return store_of(args, positional), rest
 
 
-def _find(store: Store, run_id: str, project: str | None) -> Run:
+def find_run(store: Store, run_id: str, project: str | None) -> Run:
+    """The run an id, id prefix or name names; a misnamed store or project is a usage error that says so."""
     try:
         return store.run(run_id, project)
     except RunNotFoundError:
@@ -125,7 +126,7 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
     store, rest = _one_run(args)
     if len(rest) != 1:
         raise InvalidArgumentError(f"show takes one run (an id, id prefix or name), got {len(rest)}: {rest}")
-    run = _find(store, rest[0], args.project)
+    run = find_run(store, rest[0], args.project)
     meta, flat, summary = run.meta, run.flat_config, run.summary  # read first: the status shows their damage
     info = Table.grid(padding=(0, 2))
     start = datetime.fromtimestamp(run.start_time).isoformat(" ", "seconds") if run.start_time else "—"
@@ -167,70 +168,6 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace, out: Console) -> int:
-    rest, positional = split_store(args.runs)
-    store = store_of(args, positional)
-    if len(rest) < 2:
-        raise InvalidArgumentError(f"compare takes two runs or more (ids, id prefixes or names), got {rest}")
-    with out.status(text(f"reading runs from {store.storage.url} …")):
-        runs = [_find(store, run_id, args.project) for run_id in rest]
-        param_keys = sorted({k for r in runs for k in r.flat_config})
-        summaries = [r.summary for r in runs]
-    differ = [
-        k for k in param_keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1
-    ]
-    monitored = keys.monitored((r.monitor or {}).get("name") for r in runs)
-    metric_keys = keys.metric_order({k for s in summaries for k in s if args.all or keys.family(k) is None}, monitored)
-    params = [[fmt_value(r.flat_config.get(k)) for k in differ] for r in runs]
-    lasts = [[fmt_value(s.get(k, {}).get("last")) for k in metric_keys] for s in summaries]
-    ids = runs_table.short_ids([r.id for r in runs], [r.id for r in runs])
-    # the key column (a long key folds onto more lines), then as many runs as fit, each as wide as its widest value
-    key_width = min(max(40, out.width // 3), max(len(k) for k in ["metric", "duration", *differ, *metric_keys]))
-    widths = [
-        max(8, min(24, len(r.name)), len(ids[r.id]), *map(len, p), *map(len, m))
-        for r, p, m in zip(runs, params, lasts, strict=True)
-    ]
-    shown, used = [], key_width + 3
-    for i, width in enumerate(widths):
-        if i >= 2 and used + width + 3 > out.width + 1:
-            break
-        shown.append(i)
-        used += width + 3
-
-    def table(title: str, first: str) -> Table:
-        out_table = Table(title=title, header_style="bold", title_justify="left")
-        # text folds, never cut: a stored name shows whole (escapes included); numbers fit their column
-        out_table.add_column(first, min_width=key_width, max_width=key_width, overflow="fold")
-        for i in shown:
-            header = Text.assemble(visible(runs[i].name), "\n", (ids[runs[i].id], "dim"))
-            out_table.add_column(header, justify="right", min_width=widths[i], max_width=widths[i], overflow="fold")
-        return out_table
-
-    config = table(f"hyperparameters that differ ({len(differ)} of {len(param_keys)})", "key")
-    for k, key in enumerate(differ):
-        styles = ["bold yellow" if params[i][k] != params[0][k] else "" for i in shown]
-        config.add_row(text(key), *(text(params[i][k], st) for i, st in zip(shown, styles, strict=True)))
-    out.print(config if differ else text(f"the {len(runs)} runs share all {plural(len(param_keys), 'hyperparameter')}"))
-    metrics = table("metrics (last value)", "metric")
-    metrics.add_row("status", *[status_text(runs[i].status) for i in shown])
-    if any(r.damage for r in runs):
-        metrics.add_row("damage", *[text(runs[i].damage or "", "red") for i in shown])
-    metrics.add_row("duration", *[fmt_duration(runs[i].duration) for i in shown])
-    for k, key in enumerate(metric_keys):
-        metrics.add_row(text(key), *[text(lasts[i][k]) for i in shown])
-    out.print(metrics)
-    if len(shown) < len(runs):
-        left = [runs[i].name for i in range(len(runs)) if i not in shown]
-        out.print(
-            text(
-                f"{plural(len(left), 'run')} did not fit ({', '.join(left)}): widen the terminal or "
-                "compare fewer runs at once",
-                "dim",
-            )
-        )
-    return 0
-
-
 def cmd_hist(args: argparse.Namespace, out: Console) -> int:
     from lightning_tracker.cli.heatmap import write_heatmaps
 
@@ -238,7 +175,7 @@ def cmd_hist(args: argparse.Namespace, out: Console) -> int:
     if not 1 <= len(rest) <= 2:
         raise InvalidArgumentError(f"hist takes a run and an optional tensor pattern, got {rest}")
     store = store_of(args, positional)
-    run = _find(store, rest[0], args.project)
+    run = find_run(store, rest[0], args.project)
     with out.status(text(f"reading the histograms of {run.id} …")):
         hist = run.histograms()
     pattern = rest[1] if len(rest) > 1 else "*"

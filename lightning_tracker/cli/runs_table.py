@@ -144,8 +144,16 @@ def sort_column(table: pd.DataFrame, key: str) -> str:
     col = col or keys.column(key, params, metrics)
     if col is None or not _named(col, table):
         known = ["start", "duration", *keys.labels(params, metrics).values()]
-        raise InvalidArgumentError(f"--sort={key!r} is not a column; use one of: {', '.join(known)}")
+        raise InvalidArgumentError(
+            f"--sort={key!r} is not a column; {_did_you_mean(key, known)}use one of: {', '.join(known)}"
+        )
     return col
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    """``did you mean val/acc? `` when ``name`` is close to a known key (a typo), else ``''``."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f"did you mean {', '.join(close)}? " if close else ""
 
 
 def _requested(table: pd.DataFrame, names: Sequence[str], params: list[str], metrics: list[str]) -> list[str]:
@@ -167,8 +175,7 @@ def _requested(table: pd.DataFrame, names: Sequence[str], params: list[str], met
             hits = [col] if col is not None and _named(col, table) else []
         if not hits:
             known = [*fields, *keys.labels(params, metrics).values()]
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = _did_you_mean(name, known)
             plain = [k for k in known if keys.family(k) is None]
             raise InvalidArgumentError(
                 f"--columns: {name!r} is not a hyperparameter or metric of these runs; {hint}"

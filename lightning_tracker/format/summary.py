@@ -6,6 +6,9 @@ logs a step again); the last row in read order wins: live chunks in
 run is live is :func:`summarize` of every point so far, the same value a reader computes
 after the run ends: :func:`fold` extends it exactly when a batch only adds later steps,
 and names the keys that need :func:`summarize` over the whole history otherwise.
+
+The run's own summary, its duration, lives here too (:func:`active_seconds`): the
+seconds its sessions ran, which the CLI, the API and the page show alike.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["SUMMARY_FIELDS", "fold", "keep_last", "summarize"]
+__all__ = ["SUMMARY_FIELDS", "active_seconds", "fold", "keep_last", "summarize"]
 
 # per metric: distinct steps; the last value logged (in read order) with its step and time;
 # the extremes (NaN ignored, None if every value is NaN); the highest step with a value
@@ -150,3 +153,51 @@ def fold(summary: dict[str, dict[str, Any]], batch: pa.Table) -> tuple[dict[str,
         else:
             out[key] = _merge(old, entry)
     return out, stale
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def active_seconds(run: dict[str, Any], now: float | None = None) -> float | None:
+    """The seconds a ``run.json`` document's sessions ran: the idle time between a run and its resume left out.
+
+    A session ends at its own ``heartbeat`` (its last write); one written before sessions
+    recorded it ends where the next begins. The last session ends at the run's
+    ``end_time``, else its last heartbeat, else ``now`` (pass it for a running run).
+    A document without sessions counts from ``start_time``.
+
+    Args:
+        run: a ``run.json`` document.
+        now: the time a running run has reached; None for one that is not running.
+
+    Returns:
+        The seconds, or None when the document has no start or no end.
+
+    Example:
+        >>> run = {"start_time": 0.0, "end_time": 1000.0, "heartbeat": 1000.0, "sessions": [
+        ...     {"start_time": 0.0, "heartbeat": 60.0}, {"start_time": 900.0, "heartbeat": 1000.0}]}
+        >>> active_seconds(run)
+        160.0
+        >>> active_seconds({"start_time": 10.0, "heartbeat": 25.0, "sessions": []})
+        15.0
+    """
+    sessions = [
+        s for s in run.get("sessions") or [] if isinstance(s, dict) and _seconds(s.get("start_time")) is not None
+    ]
+    sessions.sort(key=lambda s: float(s["start_time"]))
+    run_end = _seconds(run.get("end_time")) or _seconds(run.get("heartbeat")) or now
+    if not sessions:
+        start = _seconds(run.get("start_time"))
+        return None if start is None or run_end is None else max(0.0, run_end - start)
+    total = 0.0
+    for session, following in zip(sessions, [*sessions[1:], None], strict=True):
+        start = float(session["start_time"])
+        if following is None:  # the last session: the run's end is its end
+            end = _seconds(run.get("end_time")) or _seconds(session.get("heartbeat")) or run_end
+        else:  # never past the next session's start, however its clock ran
+            end = min(_seconds(session.get("heartbeat")) or float("inf"), float(following["start_time"]))
+        if end is None:
+            return None
+        total += max(0.0, end - start)
+    return total

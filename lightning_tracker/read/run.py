@@ -33,7 +33,7 @@ from lightning_tracker.format.layout import (
 )
 from lightning_tracker.format.schemas import HISTOGRAMS, MEDIA, METRICS
 from lightning_tracker.format.status import DAMAGED
-from lightning_tracker.format.summary import keep_last
+from lightning_tracker.format.summary import active_seconds, keep_last
 from lightning_tracker.format.validate import parse_document, parse_run
 from lightning_tracker.read.cache import ReadCache, read_chunks
 from lightning_tracker.read.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
@@ -148,10 +148,8 @@ class Run:
 
     @property
     def duration(self) -> float | None:
-        """Seconds from start to end, or to the last heartbeat."""
-        start = self.start_time
-        end = self.end_time or self.doc.get("heartbeat") or (time.time() if self.status == "running" else None)
-        return None if start is None or end is None else float(end) - float(start)
+        """Seconds the run's sessions ran, to the end or the last heartbeat (``format.summary.active_seconds``)."""
+        return active_seconds(self.doc, time.time() if self.status == "running" else None)
 
     @property
     def url(self) -> str:

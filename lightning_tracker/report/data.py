@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +42,7 @@ from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
     "COUNTERS", "DEFAULT_MAX_POINTS", "build_payload", "downsample", "is_counter", "payload_bytes", "payload_json",
-    "rate", "unit_of",
+    "rate", "store_name", "unit_of",
 ]  # fmt: skip
 
 DEFAULT_MAX_POINTS = 500
@@ -269,6 +270,22 @@ def _inputs(run: Run) -> tuple[Any, ...]:
     return (run.start_time, *chunks, models)
 
 
+def store_name(store: Store) -> str:
+    """How the page names the store: a local folder by its own name, a remote store by its URL.
+
+    A report is shared: the absolute path of a local folder names the user's home and
+    machine, and says nothing to the reader that the folder's name does not.
+
+    Example:
+        >>> store_name(Store("/home/alice/work/runs")), store_name(Store("memory://team/exp"))
+        ('runs', 'memory://team/exp')
+    """
+    storage = store.storage
+    if storage.is_local:
+        return os.path.basename(os.path.normpath(storage.root)) or storage.root
+    return storage.url
+
+
 class _Json(str):
     """JSON text made by :func:`payload_json`, which copies it into a payload as it is."""
 
@@ -286,8 +303,8 @@ def _payload(
         runs = store.runs(project)
     payload: dict[str, Any] = {
         "version": PAYLOAD_VERSION,
-        "title": title or f"Runs in {store.storage.url}",
-        "store": store.storage.url,
+        "title": title or f"Runs in {store_name(store)}",
+        "store": store_name(store),
         "generated": time.time(),
         "runs": [],
         "series": {},
@@ -333,7 +350,7 @@ def build_payload(
         runs: the runs to include (default: every run of ``project``, or of the store).
         project: the project when ``runs`` is not given.
         max_points: the most points drawn per line (longer series are bucketed).
-        title: the page title (default: the store URL).
+        title: the page title (default: the store's name, :func:`store_name`).
         on_run: called after each run is read (for progress bars).
 
     Example:

@@ -30,7 +30,7 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import validate_path_name
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.store import Store
-from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes
+from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, store_name
 from lightning_tracker.report.html import render_page
 from lightning_tracker.report.media import MediaFiles
 
@@ -125,7 +125,7 @@ class Dashboard:
         self.project = project
         self.refresh = refresh
         self.max_points = max_points
-        self._page = render_page(None, live_interval=refresh, title=f"Live: {store.storage.url}").encode("utf-8")
+        self._page = render_page(None, live_interval=refresh, title=f"Live: {store_name(store)}").encode("utf-8")
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
         self.media = MediaFiles(self._reader, project)

@@ -98,7 +98,7 @@ class FsspecStorage(Storage):
             except ImportError as err:
                 package, hint = install_hint(self.protocol)
                 raise MissingDependencyError(
-                    f"save_dir={self.url!r} needs the package {package!r} for {self.protocol}://; "
+                    f"the store {self.url!r} needs the package {package!r} for {self.protocol}://; "
                     f"install it with: {hint}"
                 ) from err
         return self._fs

@@ -205,6 +205,9 @@ class RunInfo:
             flat = self.config["flat"]
             if self._params_of is not flat:  # a change assigns a new flat dict
                 self._params, self._params_of = run_params(flat), flat
-            self.doc.update(heartbeat=time.time(), params=self._params, summary=summary)
+            now = time.time()
+            self.doc.update(heartbeat=now, params=self._params, summary=summary)
+            if self.doc["sessions"]:  # this session's last write: a duration counts sessions, not the gaps
+                self.doc["sessions"][-1]["heartbeat"] = now
             data = dumps(self.doc)
         atomic_write(os.path.join(local_dir, RUN_FILE), data)

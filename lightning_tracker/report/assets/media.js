@@ -60,8 +60,12 @@
     const body = node.appendChild(el("tbody"));
     sortedRows(table.rows, sort).forEach((row) => {
       const tr = body.appendChild(el("tr"));
-      row.forEach((v) => tr.appendChild(el("td", { class: typeof v === "number" ? "" : "text" },
-        v === null || v === undefined ? "" : String(v))));
+      row.forEach((v) => {
+        // a number as the rest of the page writes it (4 significant digits), the whole value on hover
+        const cell = tr.appendChild(el("td", { class: typeof v === "number" ? "" : "text" },
+          v === null || v === undefined ? "" : typeof v === "number" ? LT.fmt(v) : String(v)));
+        if (typeof v === "number" && LT.fmt(v) !== String(v)) cell.title = String(v);
+      });
     });
     box.replaceChildren(el("div", { class: "table-wrap" }));
     box.firstChild.appendChild(node);

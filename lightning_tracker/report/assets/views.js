@@ -30,12 +30,28 @@
     return value;
   }
 
+  // the scatter's x: a hyperparameter with two values or more among the runs drawn (one that a
+  // single run has, or that every run shares, is no axis); it opens on the one with the most
+  // distinct values, numbers before text, then by name
+  function scatterAxes(runs) {
+    const present = (k) => runs.map((r) => r.config[k]).filter((v) => v !== undefined && v !== null);
+    const distinct = (k) => new Set(present(k).map((v) => JSON.stringify(v))).size;
+    const numeric = (k) => present(k).every((v) => typeof v === "number");
+    const all = LT.configKeys(runs);
+    const options = all.filter((k) => distinct(k) > 1);
+    if (!options.length) return { options: all, best: all[0] };
+    const best = [...options].sort((a, b) => numeric(b) - numeric(a) || distinct(b) - distinct(a) ||
+      (a < b ? -1 : a > b ? 1 : 0))[0];
+    return { options, best };
+  }
+
   function renderParallel() {
     const state = LT.state, runs = LT.plottedRuns();
     const metrics = LT.metricKeys(runs).filter(LT.isScore);
     const metric = fillSelect(LT.$("pc-metric"), metrics, state.pcMetric, LT.mainMetric(metrics));
     const keys = LT.varying(runs, LT.configKeys(runs), (r, k) => r.config[k]);
-    const x = fillSelect(LT.$("scatter-x"), keys.length ? keys : LT.configKeys(runs), state.scatterX);
+    const axes = scatterAxes(runs);
+    const x = fillSelect(LT.$("scatter-x"), axes.options, state.scatterX, axes.best);
     const layout = { margin: { t: 80, r: 40, b: 50, l: 60 } };
     if (!runs.length || !metric) {
       Plotly.react(LT.$("parallel-chart"), [], { ...layout, title: { text: "no runs selected" } });
@@ -141,7 +157,8 @@
         cols.forEach((c) => tr.appendChild(checkpointCell(c, r[c])));
         table.appendChild(tr);
       });
-      box.appendChild(table);
+      // a wide table scrolls in its own box, never the page (a phone is 390 px wide)
+      box.appendChild(el("div", { class: "table-wrap" })).appendChild(table);
     });
   }
 
