@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from lightning_tracker.exceptions import (
     ObjectMissingError,
     RunNotFoundError,
 )
+from lightning_tracker.storage import Storage
+from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
@@ -377,7 +380,7 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
         proc.kill()
         proxy.close()
     store = Store(url, s3_server.storage_options)
-    run_dir = spool / "s3" / bucket / "exp" / "p" / "killed"
+    run_dir = Path(spool_dir_for(Storage(url), str(spool))) / "p" / "killed"
     local = _local_ckpts(str(run_dir / "checkpoints"))
     assert len(local) == 4
     listed = _stored(store, "killed")  # every listed checkpoint downloads and verifies
