@@ -4,7 +4,9 @@ Each spool folder holds a ``spool.json`` naming the run's store (never its crede
 Syncing a run is one round of the same :class:`~lightning_tracker.writers.mirror.Mirror`
 a live run uses, after storing checkpoints a crashed run left staged. It is idempotent:
 immutable files already in the store with the same size are skipped, so running it
-twice, or beside a live run, is safe.
+twice, or beside a live run, is safe. A run that is not live and whose round completed
+leaves the spool (``$LIGHTNING_TRACKER_KEEP_SPOOL`` keeps it), so ``sync --list`` lists only
+what is still to upload.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lightning_tracker._settings import KEEP_SPOOL
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.layout import DOCUMENTS, EVENTS_PREFIX, RUN_FILE, STAGING_DIR
@@ -20,7 +23,7 @@ from lightning_tracker.format.validate import parse_run
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.mirror import Mirror, MirrorReport
-from lightning_tracker.writers.spool import default_spool_root, find_spooled_runs, read_spool
+from lightning_tracker.writers.spool import default_spool_root, find_spooled_runs, read_spool, remove_spooled_run
 
 __all__ = ["spooled_runs", "sync", "sync_run"]
 
@@ -46,11 +49,12 @@ def _growing_event_file(path: str) -> bool:
     return name == max(n for n in os.listdir(folder) if n.startswith(EVENTS_PREFIX))
 
 
-def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> MirrorReport:
+def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None, keep: bool | None = None) -> MirrorReport:
     """Uploads one spooled run; returns what was uploaded and what is still pending.
 
     A damaged ``spool.json`` is reported (``report.error``), not raised: sync goes on
-    with the other runs.
+    with the other runs. When the run is not live and the round completed, its spool
+    folder is removed unless ``keep`` (None: ``$LIGHTNING_TRACKER_KEEP_SPOOL``).
 
     Raises:
         InvalidArgumentError: ``local_dir`` is not a spool folder of a run.
@@ -85,6 +89,8 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None) -> M
     report = mirror.run_once(remote_listing=listing)
     if live:  # what the live run wrote during the round is its own mirror's to publish, not a failure of sync
         report.pending = [rel for rel in report.pending if rel in asked]
+    elif report.complete and not (KEEP_SPOOL.get() if keep is None else keep):
+        remove_spooled_run(local_dir)  # the store holds all of it: nothing left to sync
     return report
 
 
@@ -124,6 +130,7 @@ def sync(
     spool_root: str | None = None,
     storage_options: dict[str, Any] | None = None,
     on_run: Callable[[str, MirrorReport], None] | None = None,
+    keep: bool | None = None,
 ) -> dict[str, MirrorReport]:
     """Uploads spooled runs.
 
@@ -133,6 +140,7 @@ def sync(
         spool_root: where to look when ``targets`` is None.
         storage_options: fsspec options (credentials, endpoint) for the remote store.
         on_run: called after each run with its folder and report (progress display).
+        keep: keep a run's spool folder after a complete upload (None: ``$LIGHTNING_TRACKER_KEEP_SPOOL``).
 
     Returns:
         Each run folder mapped to its report; ``report.complete`` says it is all remote.
@@ -146,7 +154,7 @@ def sync(
     """
     results = {}
     for local_dir in spooled_runs(targets, spool_root):
-        report = sync_run(local_dir, storage_options)
+        report = sync_run(local_dir, storage_options, keep)
         results[local_dir] = report
         if on_run is not None:
             on_run(local_dir, report)
