@@ -18,7 +18,7 @@ from typing import Any
 from lightning_tracker._settings import KEEP_SPOOL
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.documents import run_state
-from lightning_tracker.format.layout import DOCUMENTS, EVENTS_PREFIX, RUN_FILE, STAGING_DIR
+from lightning_tracker.format.layout import DOCUMENTS, EVENTS_PREFIX, RUN_FILE, SPOOL_FILE, STAGING_DIR
 from lightning_tracker.format.validate import parse_run
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
@@ -68,7 +68,12 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None, keep
             f"{local_dir!r} is not a spooled run (it has no spool.json); list spooled runs with: "
             "lightning-tracker sync --list"
         )
-    storage = Storage(spool.url, storage_options)
+    try:
+        storage = Storage(spool.url, storage_options)
+    except InvalidArgumentError as err:  # written by a version that took it (S3://): no round can succeed
+        return MirrorReport(
+            error=StorageError(f"{os.path.join(local_dir, SPOOL_FILE)} names a store that cannot be opened: {err}")
+        )
     live = _is_live(local_dir)
     if not live and os.path.isdir(os.path.join(local_dir, STAGING_DIR)):
         # snapshots a crashed run staged but never stored; its Lightning folder may be gone since,

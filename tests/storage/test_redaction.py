@@ -14,6 +14,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.storage import Storage, redact_url
 from lightning_tracker.writers.environment import redact_argv
+from lightning_tracker.writers.sync import sync
 
 FORMS = [
     "simplecache::s3://AKIAKEY:SECRETxyz@bucket/exp",
@@ -63,3 +64,19 @@ def test_ordinary_urls_and_local_paths_still_open(tmp_path: Path) -> None:
     assert Storage(f"file://{tmp_path}").is_local
     assert Storage(str(tmp_path / "a b")).root == str(tmp_path / "a b")  # a space inside a path is a path
     assert redact_url("http://[::1]:9000/bucket") == "http://[::1]:9000/bucket"
+
+
+def test_sync_names_a_spooled_run_whose_store_url_cannot_be_opened_and_syncs_the_others(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    good = TrackerLogger("memory://redaction-sync/exp", name="p", version="ok", spool_dir=spool, offline=True)
+    good.log_metrics({"loss": 1.0}, step=0)
+    good.finalize("success")
+    bad = TrackerLogger("memory://redaction-sync/other", name="p", version="bad", spool_dir=spool, offline=True)
+    bad.log_metrics({"loss": 2.0}, step=0)
+    bad.finalize("success")
+    spool_json = Path(bad.log_dir) / "spool.json"  # as an earlier version wrote it for save_dir="S3://…"
+    spool_json.write_text(spool_json.read_text().replace("memory://redaction-sync/other", "S3://bkt/exp"))
+    reports = sync(spool_root=str(spool))
+    assert reports[good.log_dir].complete
+    error = str(reports[bad.log_dir].error)
+    assert str(spool_json) in error and "URL schemes are lower case: pass 's3://bkt/exp'" in error
