@@ -28,13 +28,15 @@ import logging
 import os
 import re
 import shutil
+import threading
+from typing import Any
 
 from lightning_tracker._settings import SPOOL
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.documents import new_spool
-from lightning_tracker.format.layout import SPOOL_FILE
-from lightning_tracker.format.validate import SpoolDocument, parse_document
+from lightning_tracker.format.layout import RUN_FILE, SPOOL_FILE
+from lightning_tracker.format.validate import SpoolDocument, parse_document, parse_run
 from lightning_tracker.storage import Storage, atomic_write
 
 __all__ = [
@@ -156,26 +158,62 @@ def remove_spooled_run(local_dir: str) -> bool:
 
 
 class SpoolRelease:
-    """Removes a live run's spool folder when its writer is done, if its last upload was confirmed.
+    """Removes a live run's spool folder when its writers are done, if its last upload was confirmed.
 
     Called by ``weakref.finalize`` on the run writer: when the writer is garbage-collected,
     or at exit after the runs still open were closed. The writer sets :attr:`confirmed`
-    after a final upload that completed, and clears it when the run reopens.
+    after a final upload that completed, and clears it when the run reopens. The state is
+    the folder's, shared by every writer of this process that opened it (a run resumed in
+    the same process by a second logger): the folder goes with the last of them, and only
+    when ``run.json`` holds a final status (another process that opened the run since has
+    made it ``running`` again).
     """
+
+    _folders: dict[str, list[Any]] = {}  # local folder -> [writers of this process using it, confirmed]
+    _lock = threading.Lock()
 
     def __init__(self, local_dir: str, url: str) -> None:
         self.local_dir = local_dir
         self.url = url
-        self.confirmed = False
+        with self._lock:
+            state = self._folders.setdefault(local_dir, [0, False])
+            state[0] += 1
+            state[1] = False  # a writer opens it: what it writes is not uploaded yet
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the store holds everything the folder holds, as the last final upload found."""
+        with self._lock:
+            return bool(self._folders.get(self.local_dir, [0, False])[1])
+
+    @confirmed.setter
+    def confirmed(self, value: bool) -> None:
+        with self._lock:
+            self._folders.setdefault(self.local_dir, [0, False])[1] = value
 
     def __call__(self) -> None:
-        if not self.confirmed:
+        with self._lock:
+            state = self._folders.get(self.local_dir, [1, False])
+            state[0] -= 1
+            if state[0] > 0:
+                return  # another writer of this process still has the run open
+            self._folders.pop(self.local_dir, None)
+        if not state[1] or _written_since(self.local_dir):
             return
         try:
             if remove_spooled_run(self.local_dir):
                 log.info("removed the spool copy %s: the run is complete in %s", self.local_dir, self.url)
         except Exception:  # runs at collection or exit: never raise there
             log.exception("lightning_tracker: removing the spool folder %s failed", self.local_dir)
+
+
+def _written_since(local_dir: str) -> bool:
+    """Whether ``run.json`` says ``running``: another process opened the run after our final upload."""
+    try:
+        with open(os.path.join(local_dir, RUN_FILE), "rb") as f:
+            return parse_run(f.read()).doc.get("status") == "running"
+    except OSError:
+        return False
 
 
 def write_spool(local_dir: str, storage: Storage, prefix: str, session: int, offline: bool) -> None:

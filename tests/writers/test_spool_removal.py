@@ -109,3 +109,22 @@ def test_a_finished_process_leaves_no_spool_behind(s3_server: S3Server, tmp_path
     local_dir = done.stdout.strip()
     assert local_dir.startswith(str(spool)) and not os.path.exists(local_dir)
     assert Store(url, s3_server.storage_options).run("r1").status == "finished"
+
+
+def test_a_run_resumed_in_the_same_process_keeps_its_spool_until_the_last_logger_is_done(tmp_path: Path) -> None:
+    url, spool = "memory://spool-removal/resumed", tmp_path / "spool"
+    first = TrackerLogger(url, name="p", version="r1", spool_dir=spool)
+    first.log_metrics({"loss": 1.0}, step=0)
+    first.finalize("success")  # confirmed: the store holds it all
+    second = TrackerLogger(url, name="p", version="r1", spool_dir=spool)
+    second.log_metrics({"loss": 0.5}, step=1)  # the same spool folder, open again
+    local_dir = second.log_dir
+    del first
+    gc.collect()  # the first logger is done; the second still writes into the folder
+    assert os.path.isfile(os.path.join(local_dir, "spool.json"))
+    second.log_metrics({"loss": 0.25}, step=2)
+    second.finalize("success")
+    del second
+    gc.collect()
+    assert not os.path.exists(local_dir)
+    assert list(Store(url).run("r1").metrics(["loss"])["loss"]) == [1.0, 0.5, 0.25]
