@@ -33,11 +33,12 @@ from typing import Any
 
 from lightning_tracker._settings import SPOOL
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.format.codec import dumps
+from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import new_spool
-from lightning_tracker.format.layout import RUN_FILE, SPOOL_FILE
+from lightning_tracker.format.layout import MODELS_FILE, RUN_FILE, SPOOL_FILE, is_private
 from lightning_tracker.format.validate import SpoolDocument, parse_document, parse_run
-from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.storage import Storage, atomic_write, remove_file
+from lightning_tracker.writers.mirror import PUBLISHED_DIRS
 
 __all__ = [
     "SpoolRelease",
@@ -53,6 +54,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+LIGHTNING_CHECKPOINTS_DIR = "checkpoints"  # ModelCheckpoint's folder below the logger's log_dir
 _UNREADABLE_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _READABLE_MAX = 80  # of the store's root in the folder name; the hash is what tells stores apart
 
@@ -139,22 +141,49 @@ def prune_empty(folder: str, stop: str) -> None:
 
 
 def remove_spooled_run(local_dir: str) -> bool:
-    """Removes the spool folder of a run whose upload is complete, and its store's folders left empty.
+    """Removes what the store holds of a spooled run whose upload is complete.
 
-    Only a folder holding ``spool.json`` is removed (never a store's own folder).
+    The mirror publishes the run's top-level files and its data folders, so those go, with
+    the spool's own bookkeeping (``spool.json`` first: a half-removed folder is never taken
+    for a run to sync). What the store does not hold stays: Lightning's checkpoints that
+    ``log_model`` did not store (``checkpoints/``), and any folder of the user's own. The
+    store's folders left empty go too.
 
     Returns:
-        Whether the folder was removed.
+        Whether the whole folder went (False also when ``local_dir`` is not a spooled run).
     """
     if not os.path.isfile(os.path.join(local_dir, SPOOL_FILE)):
         return False
-    shutil.rmtree(local_dir, ignore_errors=True)
-    if os.path.exists(local_dir):
-        log.warning("could not remove all of the spool folder %s; remove it by hand", local_dir)
+    stored = _stored_checkpoint_files(local_dir)
+    os.remove(os.path.join(local_dir, SPOOL_FILE))
+    for name in os.listdir(local_dir):
+        path = os.path.join(local_dir, name)
+        if not os.path.isdir(path) or os.path.islink(path):
+            remove_file(path)
+        elif name in PUBLISHED_DIRS or is_private(name):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name == LIGHTNING_CHECKPOINTS_DIR:
+            for file in os.listdir(path):
+                if file in stored:
+                    remove_file(os.path.join(path, file))
+    prune_empty(os.path.join(local_dir, LIGHTNING_CHECKPOINTS_DIR), local_dir)
+    kept = os.listdir(local_dir)
+    if kept:
+        log.info("kept %s in %s: the store does not hold them", ", ".join(sorted(kept)), local_dir)
         return False
     store_dir = os.path.dirname(os.path.dirname(local_dir))  # <store folder>/<project>/<run id>
-    prune_empty(os.path.dirname(local_dir), os.path.dirname(store_dir))
+    prune_empty(local_dir, os.path.dirname(store_dir))
     return True
+
+
+def _stored_checkpoint_files(local_dir: str) -> set[str]:
+    """The names of Lightning's checkpoint files that the run's manifest lists as stored."""
+    try:
+        with open(os.path.join(local_dir, MODELS_FILE), "rb") as f:
+            manifest = loads(f.read())
+        return {str(entry["file"]) for entry in manifest.get("checkpoints", []) if entry.get("file")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # none, or unreadable: nothing counts as stored
+        return set()
 
 
 class SpoolRelease:

@@ -102,18 +102,25 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None, keep
 def spooled_runs(targets: Iterable[str] | None = None, spool_root: str | None = None) -> list[str]:
     """The spool folders of runs that ``targets`` name or hold; None: every run below ``spool_root``.
 
+    A target inside the spool root that holds no run any more (or is gone) names nothing to
+    do: a run whose upload completed leaves the spool.
+
     Raises:
-        InvalidArgumentError: a target is not a folder, or holds no spooled run (a run of a
-            local store is written in place and needs no sync).
+        InvalidArgumentError: a target outside the spool root is not a folder, or holds no
+            spooled run (a run of a local store is written in place and needs no sync).
 
     Example:
         >>> spooled_runs([])
         []
     """
+    root = os.path.abspath(spool_root or default_spool_root())
     if targets is None:
-        return find_spooled_runs(spool_root or default_spool_root())
+        return find_spooled_runs(root)
     dirs: list[str] = []
     for target in targets:
+        if os.path.commonpath([root, os.path.abspath(target)]) == root:  # uploaded and removed, or never spooled
+            dirs += find_spooled_runs(target) if os.path.isdir(target) else []
+            continue
         if not os.path.isdir(target):
             raise InvalidArgumentError(
                 f"sync target {target!r} is not a folder; pass a spool folder of a run, "

@@ -351,8 +351,9 @@ print("FINISHED", flush=True)
 
 
 def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
-    tmp_path: Any, s3_server: S3Server, pl_package: str
+    tmp_path: Any, s3_server: S3Server, pl_package: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LIGHTNING_TRACKER_KEEP_SPOOL", "1")  # what sync leaves in the spool is checked below
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/exp"
     proxy = _SlowProxy(s3_server.port, rate=3e6)

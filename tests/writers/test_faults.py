@@ -158,8 +158,9 @@ def test_s3_outage_mid_training_loses_nothing_and_never_blocks() -> None:
 
 
 def test_store_down_at_finalize_returns_in_time_then_sync_completes(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LIGHTNING_TRACKER_KEEP_SPOOL", "1")  # the spool copy is compared with the store below
     server = S3Server()
     try:
         bucket = server.new_bucket()

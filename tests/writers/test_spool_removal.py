@@ -28,7 +28,8 @@ HUNG = {"key": "testing", "secret": "testing",
 def _fit(url: str, options: dict[str, Any], spool: Path, **kwargs: Any) -> tuple[str, str, str]:
     """Fits with top-2 checkpoints uploaded; returns the run id, its spool folder and the best checkpoint."""
     pl = lightning("pytorch_lightning")
-    logger = TrackerLogger(url, name="p", storage_options=options, spool_dir=spool, log_model=True, **kwargs)
+    kwargs = {"log_model": True, **kwargs}
+    logger = TrackerLogger(url, name="p", storage_options=options, spool_dir=spool, **kwargs)
     ckpt = pl.callbacks.ModelCheckpoint(monitor="val/loss", save_top_k=2)
     fit = trainer(logger, max_epochs=3, enable_checkpointing=True, callbacks=[ckpt])
     fit.fit(tiny_model())
@@ -128,3 +129,18 @@ def test_a_run_resumed_in_the_same_process_keeps_its_spool_until_the_last_logger
     gc.collect()
     assert not os.path.exists(local_dir)
     assert list(Store(url).run("r1").metrics(["loss"])["loss"]) == [1.0, 0.5, 0.25]
+
+
+def test_files_the_store_does_not_hold_stay_when_the_spool_copy_goes(s3_server: S3Server, tmp_path: Path) -> None:
+    url = f"s3://{s3_server.new_bucket()}/exp"
+    spool = tmp_path / "spool"
+    _, log_dir, _ = _fit(url, s3_server.storage_options, spool, log_model=False)  # Lightning's files only
+    local_dir = Path(log_dir)
+    kept = sorted(p.name for p in (local_dir / "checkpoints").iterdir())
+    assert len(kept) == 2
+    (local_dir / "plots").mkdir()
+    (local_dir / "plots" / "mine.txt").write_text("the user's own")  # a folder the mirror never publishes
+    gc.collect()
+    left = sorted(str(p.relative_to(local_dir)) for p in local_dir.rglob("*"))
+    assert left == ["checkpoints", *(f"checkpoints/{n}" for n in kept), "plots", "plots/mine.txt"]
+    assert spooled_runs(spool_root=str(spool)) == []  # nothing left to upload: not a spooled run any more
