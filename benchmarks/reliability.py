@@ -29,6 +29,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
 from lightning_tracker.format.layout import live_chunks  # noqa: E402
+from lightning_tracker.storage import Storage  # noqa: E402
+from lightning_tracker.writers.spool import spool_dir_for  # noqa: E402
 from lightning_tracker.writers.sync import sync  # noqa: E402
 from tests.conftest import S3Server  # noqa: E402
 from tests.helpers import start_training  # noqa: E402
@@ -112,7 +114,7 @@ def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
         }
         proc, run_id = start_training(f"s3://{bucket}/exp", tmp / "out", env)
         time.sleep(rng.uniform(0.3, 1.5))
-        local_store = Store(str(spool / "s3" / bucket / "exp"))
+        local_store = Store(spool_dir_for(Storage(f"s3://{bucket}/exp"), str(spool)))
         flushed = len(local_store.run(run_id).metrics(wide=False))
         last = _kill(proc)
         t0 = time.perf_counter()

@@ -36,6 +36,7 @@ from lightning_tracker.exceptions import InvalidArgumentError
 
 __all__ = [
     "CHECK_TIMEOUT_S",
+    "KEEP_SPOOL",
     "PROBE_TIMEOUT_S",
     "RUN_IDS",
     "SETTINGS",
@@ -117,6 +118,15 @@ def _text(text: str) -> str:
     return text
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not a yes/no flag")
+
+
 def json_object(text: str) -> dict[str, Any]:
     """``text`` parsed as a JSON object (the form of ``storage_options``).
 
@@ -173,6 +183,15 @@ SPOOL: Setting[str | None] = Setting(
     allowed="a folder",
     example="/scratch/spool",
 )
+KEEP_SPOOL: Setting[bool] = Setting(
+    name="LIGHTNING_TRACKER_KEEP_SPOOL",
+    doc="keep a run's spool folder after its upload is complete (by default it is removed when the logger is done)",
+    default=False,
+    shown_default="0",
+    parse=_flag,
+    allowed="1 or 0",
+    example="1",
+)
 TB_ROTATE_S: Setting[float] = Setting(
     name="LIGHTNING_TRACKER_TB_ROTATE_S",
     doc="remote stores: seconds between closing the TensorBoard event file (each closed file is uploaded once)",
@@ -215,6 +234,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     STORE,
     STORAGE_OPTIONS,
     SPOOL,
+    KEEP_SPOOL,
     TB_ROTATE_S,
     PROBE_TIMEOUT_S,
     CHECK_TIMEOUT_S,

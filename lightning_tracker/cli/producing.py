@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ from lightning_tracker.cli.terminal import fmt_bytes, plural, text, visible
 from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, TrackerError
 from lightning_tracker.read.store import Store
 from lightning_tracker.storage import Storage
+from lightning_tracker.storage.urls import parse_url
 
 __all__ = ["cmd_demo", "cmd_report", "cmd_serve", "cmd_sync", "command_name"]
 
@@ -79,9 +81,11 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
         )
     options = _output_options(store, args.output, args.storage_options)
     path = _write_report(store, runs, args.output, out, args.project, options)
-    # write_report returns a local file's absolute path, or the URL it wrote to
+    # write_report returns a local file's absolute path, or the URL it wrote to (without the
+    # credentials -o carried: they go back into the options, or the link cannot be signed)
     folder, name = path.rsplit("/", 1) if "://" in path else os.path.split(os.path.abspath(path))
-    target = Storage(folder, options)
+    credentials = parse_url(args.output).credentials
+    target = Storage(folder, {**credentials, **(options or {})} if credentials else options)
     size = os.path.getsize(path) if target.is_local else None
     out.print(text(f"report written to {path}" + (f" ({fmt_bytes(size)}); open it in a browser" if size else "")))
     if args.share is None:
@@ -99,10 +103,12 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
     try:
         dashboard = Dashboard(store, project=args.project, host=args.host, port=args.port, refresh=args.refresh)
     except OSError as err:
-        raise InvalidArgumentError(
-            f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
+        fix = (
             "pass another --port, or --port 0 for any free one"
-        ) from None
+            if err.errno == errno.EADDRINUSE
+            else "pass a loopback address this machine has, such as --host 127.0.0.1 or --host ::1"
+        )
+        raise InvalidArgumentError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); {fix}") from None
     out.print(
         Text.assemble(
             "serving ", visible(store.storage.url), " at ", (dashboard.url, "bold"), " (read-only; Ctrl+C to stop)"

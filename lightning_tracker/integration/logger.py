@@ -98,6 +98,8 @@ class TrackerLogger(Logger):
             ``lightning-tracker sync``.
         spool_dir: local folder for remote runs' spool (default
             ``$LIGHTNING_TRACKER_SPOOL`` or ``~/.cache/lightning_tracker/spool``).
+        keep_spool: keep the run's spool folder after its upload is complete (default
+            ``$LIGHTNING_TRACKER_KEEP_SPOOL``, off: it is removed when the logger is done).
         finalize_timeout: the longest ``finalize`` waits for uploads, in seconds.
         log_model: upload the checkpoints ``ModelCheckpoint`` saves, in the background:
             ``True`` keeps the stored set equal to what ``ModelCheckpoint`` keeps (a
@@ -137,6 +139,7 @@ class TrackerLogger(Logger):
         storage_options: dict[str, Any] | None = None,
         offline: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
+        keep_spool: bool | None = None,
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
         resume: str = "allow",
@@ -180,6 +183,9 @@ class TrackerLogger(Logger):
         self._offline = bool(offline)
         self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
         self._finalize_timeout = float(finalize_timeout)
+        if keep_spool is not None and not isinstance(keep_spool, bool):
+            raise InvalidArgumentError(f"keep_spool={keep_spool!r} is not a bool; pass True, False or None")
+        self._keep_spool = keep_spool
         self._writer: RunWriter | None = None
         self._live: LiveRun | None = None  # what `experiment` returns, around the current writer
         self._log_model = log_model
@@ -277,6 +283,7 @@ class TrackerLogger(Logger):
                 offline=self._offline,
                 resume=self._resume,
                 require=self._require,
+                keep_spool=self._keep_spool,
             )
             self._require = None  # a forked child or a reopened run: this logger already opened it
         return self._writer

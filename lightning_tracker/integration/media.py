@@ -35,8 +35,10 @@ Warn = Callable[..., None]  # (key, message, *args), de-duplicated per key
 
 ACCEPTED = (
     "torch tensors CHW or HW (float in [0, 1], uint8 or bool; any device; a 4-D NCHW tensor is a batch), "
-    "NumPy arrays HWC or HW (same dtypes; 4-D NHWC is a batch), PIL images and matplotlib figures"
+    "NumPy arrays HWC or HW (same dtypes, and uint16 for a grey image, kept 16-bit; 4-D NHWC is a batch), "
+    "PIL images (16-bit grey and float modes included) and matplotlib figures"
 )
+_PIL_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # 16-bit grey: kept 16-bit, as a 16-bit PNG
 _CHANNELS = (1, 3, 4)
 
 
@@ -50,13 +52,16 @@ def _kind_of_dtype(dtype: Any) -> str:
         return "uint8"
     if name == "bool":
         return "bool"
+    if name == "uint16":
+        return "uint16"
     if name.startswith(("float", "bfloat")) or name == "half":
         return "float"
     raise _Bad(f"dtype {name}")
 
 
 def to_pixels(array: np.ndarray, channels_first: bool) -> np.ndarray:
-    """An image array (HW, CHW or HWC; float in [0, 1], uint8 or bool) as ``H×W×C`` uint8.
+    """An image array (HW, CHW or HWC; float in [0, 1], uint8 or bool) as ``H×W×C`` uint8;
+    a grey uint16 image stays uint16 (stored as a 16-bit PNG).
 
     Example:
         >>> to_pixels(np.array([[0.0, 0.5, 1.0, 2.0]]), channels_first=False)[..., 0].tolist()
@@ -66,8 +71,8 @@ def to_pixels(array: np.ndarray, channels_first: bool) -> np.ndarray:
         array = array[:, :, None]
     elif channels_first:
         array = np.moveaxis(array, 0, -1)
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
+    if array.dtype == np.uint8 or array.dtype == np.uint16:
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
     if array.dtype == np.bool_:
         return np.ascontiguousarray(array.astype(np.uint8) * 255)
     scaled = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
@@ -135,6 +140,8 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
     t = tensor.detach()
     _check_shape(tuple(t.shape), channels_first=True)
     kind = _kind_of_dtype(t.dtype)
+    if kind == "uint16":  # torch's uint16 has no NumPy or device conversion to rely on
+        raise _Bad("dtype torch.uint16 (pass tensor.numpy() for a 16-bit grey image)")
     if t.device.type == "cuda":
         if kind == "float":  # on the device: a quarter of the bytes to copy, no host work
             t = (torch.nan_to_num(t.float(), nan=0.0).clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
@@ -168,15 +175,35 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
     return lambda: to_pixels(copy.numpy(), channels_first=True)
 
 
+def _check_16bit(shape: tuple[int, ...]) -> None:
+    if len(shape) == 3 and shape[2] != 1:
+        raise _Bad(f"dtype uint16 with {shape[2]} channels (16 bits are kept for grey images only; scale to uint8)")
+
+
 def _array_part(array: np.ndarray) -> Callable[[], np.ndarray]:
     _check_shape(array.shape, channels_first=False)
-    _kind_of_dtype(array.dtype)
+    if _kind_of_dtype(array.dtype) == "uint16":
+        _check_16bit(array.shape)
     copy = np.array(array, copy=True)
     return lambda: to_pixels(copy, channels_first=False)
 
 
 def _pil_part(image: Any) -> Callable[[], np.ndarray]:
+    """A PIL image's pixels: 16-bit grey (``I;16``, or ``I`` within 0..65535) kept 16-bit, float
+    (``F``) read as floats in [0, 1] like an array, other modes converted to L, RGB or RGBA."""
     mode = image.mode
+    if mode in _PIL_16BIT or mode == "I":
+        values = np.array(image)
+        if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+            raise _Bad(
+                f"PIL mode {mode} with values {int(values.min())}..{int(values.max())} "
+                "(16 bits hold 0..65535; scale it, or pass float in [0, 1] as mode F)"
+            )
+        pixels16 = values.astype(np.uint16)
+        return lambda: to_pixels(pixels16, channels_first=False)
+    if mode == "F":
+        floats = np.array(image, dtype=np.float32)
+        return lambda: to_pixels(floats, channels_first=False)
     if mode not in ("L", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
     pixels = np.array(image, copy=True)

@@ -5,9 +5,17 @@ JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
 ``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
 (a text or table as JSON). It serves no other file: a media object is answered only when
 the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
-another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds
-``127.0.0.1`` unless told otherwise, and then answers only requests addressed to a
-loopback name (a web page cannot read it by DNS rebinding).
+another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds only a
+loopback address (``127.0.0.1`` unless told otherwise; any of ``127.0.0.0/8``, ``::1``,
+``localhost``): it has no token yet, so serving every run to the network is refused. It
+answers only requests addressed to a loopback name (a web page cannot read it by DNS
+rebinding).
+
+Connections are capped (a quarter of the open-file limit, at most 256) so that silent
+clients cannot take the descriptors reading the store needs: at the cap, the connection
+that has been silent longest (no request line yet) is closed to make room, and when none
+is silent the new one gets ``503``. Running out of descriptors anyway pauses accepting
+briefly instead of spinning. An error answer names the failure's type, never a path.
 
 A refresh reads only what is new: the dashboard keeps a
 :class:`~lightning_tracker.read.cache.ReadCache` of parsed chunks and of what it drew of
@@ -17,10 +25,14 @@ each run (see :func:`~lightning_tracker.report.data.payload_bytes`).
 from __future__ import annotations
 
 import copy
+import errno
+import ipaddress
 import logging
+import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,8 +48,12 @@ from lightning_tracker.report.media import MediaFiles
 
 __all__ = ["Dashboard"]
 
-_LOOPBACK = ("127.0.0.1", "::1")
 log = logging.getLogger(__name__)
+
+_MAX_CONNECTIONS = 256
+_ACCEPT_BACKOFF_S = 0.2  # out of descriptors: wait this long for connections to close before accepting again
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
 
 
 # a browser tab closed (or reloaded) while its answer was being sent: routine, not a failure
@@ -67,8 +83,104 @@ def _media_request(path: str) -> tuple[str, str, str, str] | None:
     return None
 
 
+def _loopback_addresses(host: str) -> list[str] | None:
+    """The addresses ``host`` names when every one of them is a loopback address, else None.
+
+    Example:
+        >>> _loopback_addresses("127.0.0.2"), _loopback_addresses("::1"), _loopback_addresses("0.0.0.0")
+        (['127.0.0.2'], ['::1'], None)
+    """
+    try:
+        return [host] if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    found = sorted({str(info[4][0]) for info in infos})
+    return found if found and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found) else None
+
+
+def _default_max_connections() -> int:
+    """A quarter of the soft open-file limit, at least 8 and at most 256: the rest is for reading the store."""
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows): no limit to share
+        return _MAX_CONNECTIONS
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(8, min(_MAX_CONNECTIONS, soft // 4))
+
+
+class _Connections:
+    """The open connections, at most ``cap``: the one silent longest makes room for a new one."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._open = 0
+        self._silent: OrderedDict[socket.socket, None] = OrderedDict()  # no request line yet, oldest first
+
+    def admit(self, conn: socket.socket) -> bool:
+        with self._lock:
+            if self._open >= self.cap:
+                if not self._silent:
+                    return False
+                victim, _ = self._silent.popitem(last=False)
+                try:  # its handler's read returns at once and the thread ends, releasing its slot
+                    victim.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._open += 1
+            self._silent[conn] = None
+            return True
+
+    def spoke(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._silent.pop(conn, None)
+
+    def release(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._silent.pop(conn, None)
+            self._open -= 1
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, family: int, max_connections: int) -> None:
+        self.address_family = family  # read by the constructor when it makes the socket: ::1 needs AF_INET6
+        self.connections = _Connections(max_connections)
+        self._admitted: set[Any] = set()
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        try:
+            return super().get_request()
+        except OSError as err:
+            if err.errno in _OUT_OF_DESCRIPTORS:  # the listening socket stays readable: without a pause this spins
+                log.warning("out of file descriptors (%s); pausing new connections", err.strerror)
+                time.sleep(_ACCEPT_BACKOFF_S)
+            raise
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.connections.admit(request):
+            self._admitted.add(request)
+            return True
+        try:  # every connection is busy answering: the client may retry
+            request.setblocking(False)
+            request.send(_BUSY)
+        except OSError:
+            pass
+        return False
+
+    def shutdown_request(self, request: Any) -> None:
+        if request in self._admitted:
+            self._admitted.discard(request)
+            self.connections.release(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that went silent or away mid-answer: logged, never printed (only the CLI prints)
@@ -90,9 +202,13 @@ class Dashboard:
         max_points: the most points drawn per line.
         idle_timeout: seconds a connection may stay silent (mid-request or before one)
             before it is closed, so idle or stalled clients cannot hold a thread each.
+        max_connections: the most connections open at once (default: a quarter of the
+            open-file limit, at most 256).
 
     Raises:
-        InvalidArgumentError: ``refresh`` or ``idle_timeout`` is not positive.
+        InvalidArgumentError: ``refresh``, ``idle_timeout`` or ``max_connections`` is not
+            positive, or ``host`` is not a loopback address (serving runs to the network
+            needs a token, which the dashboard does not have yet).
 
     Example:
         >>> import urllib.request
@@ -112,11 +228,21 @@ class Dashboard:
         refresh: float = 5.0,
         max_points: int = DEFAULT_MAX_POINTS,
         idle_timeout: float = 30.0,
+        max_connections: int | None = None,
     ) -> None:
         if not refresh > 0:
             raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
         if not idle_timeout > 0:
             raise InvalidArgumentError(f"idle_timeout={idle_timeout!r} must be a positive number of seconds, e.g. 30")
+        if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
+            raise InvalidArgumentError(f"max_connections={max_connections!r} must be a positive integer, e.g. 64")
+        addresses = _loopback_addresses(host)
+        if addresses is None:
+            raise InvalidArgumentError(
+                f"host={host!r} is not a loopback address: the dashboard has no access token yet, so it would "
+                "serve every run to the network; pass --host 127.0.0.1 (or ::1) and reach it from another "
+                "machine through an SSH tunnel (ssh -L 8765:127.0.0.1:8765 <this host>)"
+            )
         self.idle_timeout = idle_timeout
         self.store = store
         # a copy that shares the storage and carries the cache: the caller's store stays as it was
@@ -129,7 +255,9 @@ class Dashboard:
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
         self.media = MediaFiles(self._reader, project)
-        self._server = _Server((host, port), self._handler())
+        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+        cap = max_connections if max_connections is not None else _default_max_connections()
+        self._server = _Server((host, port), self._handler(), family, cap)
         self._thread: threading.Thread | None = None
         self._serving = False
 
@@ -137,7 +265,8 @@ class Dashboard:
     def url(self) -> str:
         """The address to open in a browser."""
         host, port = self._server.server_address[:2]
-        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def data(self) -> bytes:
         """The payload as JSON bytes, rebuilt when older than ``refresh`` seconds."""
@@ -148,11 +277,17 @@ class Dashboard:
             return self._cached[1]
 
     def _host_allowed(self, host_header: str) -> bool:
-        bound = self._server.server_address[0]
-        if bound not in _LOOPBACK:
-            return True  # bound to a public address on purpose: any name may reach it
-        host = urlsplit(f"//{host_header}").hostname or ""
-        return host in _LOOPBACK or host == "localhost"
+        """Whether a request names this server by a loopback name (DNS rebinding names it otherwise)."""
+        try:
+            host = urlsplit(f"//{host_header}").hostname or ""
+        except ValueError:  # a malformed Host header ("[::1")
+            return False
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         dashboard = self
@@ -160,6 +295,16 @@ class Dashboard:
         class Handler(BaseHTTPRequestHandler):
             server_version = "lightning-tracker"
             timeout = dashboard.idle_timeout  # the socket timeout: a silent client is disconnected
+
+            def parse_request(self) -> bool:  # the request line has arrived: no longer a silent connection
+                dashboard._server.connections.spoke(self.connection)
+                return super().parse_request()
+
+            def _failed(self, what: str, exc: Exception, head: bool) -> None:
+                # the details go to the log; the answer names the failure's type, never a path of this machine
+                log.warning("dashboard: %s failed", what, exc_info=exc)
+                body = f"{what} failed ({type(exc).__name__}); the server's log has the details".encode()
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, body, "text/plain; charset=utf-8", head)
 
             def _send(
                 self, status: HTTPStatus, body: bytes, kind: str, head: bool = False, cache: str = "no-store"
@@ -184,8 +329,7 @@ class Dashboard:
                     try:
                         body = dashboard.data()
                     except Exception as exc:  # noqa: BLE001 - shown in the page; the server keeps serving
-                        msg = f"reading {dashboard.store.storage.url} failed: {exc}".encode()
-                        self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
+                        self._failed("reading the store", exc, head)
                         return
                     self._send(HTTPStatus.OK, body, "application/json", head)
                 elif path.startswith(tuple(_MEDIA_ROUTES)):
@@ -198,8 +342,7 @@ class Dashboard:
                 try:
                     found = dashboard.media.answer(*request[1:], route=request[0]) if request else None
                 except Exception as exc:  # noqa: BLE001 - a damaged object; the server keeps serving
-                    msg = f"reading {path} from {dashboard.store.storage.url} failed: {exc}".encode()
-                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, msg, "text/plain; charset=utf-8", head)
+                    self._failed("reading a media object", exc, head)
                     return
                 if found is None:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)

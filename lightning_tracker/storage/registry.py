@@ -35,6 +35,7 @@ __all__ = [
     "LOCAL_PROTOCOLS",
     "ProtocolFamily",
     "install_hint",
+    "is_registered",
     "protocol_families",
     "protocol_family",
     "register_storage",
@@ -175,6 +176,16 @@ def register_storage(protocols: str | Iterable[str], backend: type[Storage] | st
             )
     for protocol in names:
         _BACKENDS[protocol] = backend
+
+
+def is_registered(protocol: str) -> bool:
+    """Whether a backend registered ``protocol`` itself (fsspec's protocols are not listed here).
+
+    Example:
+        >>> is_registered("file"), is_registered("S3")
+        (True, False)
+    """
+    return protocol in _BACKENDS
 
 
 def storage_class(protocol: str) -> type[Storage]:

@@ -16,11 +16,14 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.storage.registry import LOCAL_PROTOCOLS, SCHEME, protocol_family
+from lightning_tracker.format.secrets import redact_text
+from lightning_tracker.storage.registry import LOCAL_PROTOCOLS, SCHEME, is_registered, protocol_family
 
 __all__ = ["ParsedUrl", "parse_url", "redact_url"]
 
 _URL_RE = re.compile(rf"^(?P<scheme>{SCHEME})://(?P<rest>.*)$", re.DOTALL)
+_SCHEME_RE = re.compile(SCHEME)
+_CHAIN_RE = re.compile(rf"^{SCHEME}::|::{SCHEME}://")  # fsspec's chained URLs: simplecache::s3://…
 
 
 class ParsedUrl(NamedTuple):
@@ -63,18 +66,32 @@ def _userinfo(url: str) -> tuple[str, str, str] | None:
 
 
 def redact_url(url: str) -> str:
-    """Returns ``url`` without the ``user:password@`` part, safe to print and store.
+    """Returns ``url`` without credentials, safe to print and store.
+
+    Every form fsspec takes is covered: the ``user:password@`` part of each link of a
+    chained URL (``simplecache::s3://…``), a URL with white space around it, and the
+    secret-shaped parts anywhere else (a signed URL's ``sig=``, a webhook's path:
+    :func:`~lightning_tracker.format.secrets.redact_text`).
 
     Example:
         >>> redact_url("s3://AKIA:hunter2@bucket/exp")
         's3://bucket/exp'
         >>> redact_url("s3://AKIA:abc/def+ghi@bucket/exp")
         's3://bucket/exp'
+        >>> redact_url("simplecache::s3://KEY:SECRET@bucket/exp")
+        'simplecache::s3://bucket/exp'
+        >>> redact_url(" s3://KEY:SECRET@bucket/exp")
+        ' s3://bucket/exp'
         >>> redact_url("./runs")
         './runs'
     """
-    parts = _userinfo(url)
-    return url if parts is None else f"{parts[0]}://{parts[2]}"
+    return redact_text("::".join(_redact_link(link) for link in url.split("::")))
+
+
+def _redact_link(link: str) -> str:
+    body = link.lstrip()
+    parts = _userinfo(body)
+    return link if parts is None else f"{link[: len(link) - len(body)]}{parts[0]}://{parts[2]}"
 
 
 def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
@@ -128,6 +145,7 @@ def parse_url(url: str | os.PathLike[str]) -> ParsedUrl:
             f"save_dir={url!r} is not a folder or URL; pass a path such as './runs' "
             "or a URL such as 's3://bucket/experiments'."
         )
+    _check_url(text)
     text, creds = _split_credentials(text)
     protocol, sep, rest = text.partition("://")
     if not sep or protocol in LOCAL_PROTOCOLS:
@@ -135,3 +153,35 @@ def parse_url(url: str | os.PathLike[str]) -> ParsedUrl:
         return ParsedUrl("file", root, root, creds)
     root = rest.rstrip("/")
     return ParsedUrl(protocol, root, f"{protocol}://{root}", creds)
+
+
+def _check_url(text: str) -> None:
+    """Refuses, at construction, a URL that would otherwise read as a store that is down.
+
+    White space around a URL, a chained URL (``simplecache::s3://…``), a scheme that is not
+    one (``" s3"``) or one in capitals (``S3://``, which no backend opens) are each named
+    with the fix; the message shows the URL redacted.
+    """
+    if "://" not in text:
+        return
+    shown = redact_url(text)
+    if text != text.strip():
+        raise InvalidArgumentError(
+            f"save_dir={shown!r} starts or ends with white space; pass {redact_url(text.strip())!r}"
+        )
+    if _CHAIN_RE.search(text):
+        raise InvalidArgumentError(
+            f"save_dir={shown!r} is a chained URL; a store is one location (runs are written to a local "
+            f"spool first, so no cache is needed): pass {redact_url(text.rsplit('::', 1)[-1])!r}"
+        )
+    scheme, _, rest = text.partition("://")
+    if not _SCHEME_RE.fullmatch(scheme):
+        raise InvalidArgumentError(
+            f"save_dir={shown!r} has {scheme!r} where a URL scheme goes (letters, digits, '+', '-', '.'); "
+            "pass a local folder or a URL such as 's3://bucket/experiments'"
+        )
+    if scheme != scheme.lower() and not is_registered(scheme):
+        raise InvalidArgumentError(
+            f"save_dir={shown!r} has the scheme {scheme!r}; URL schemes are lower case: "
+            f"pass {redact_url(f'{scheme.lower()}://{rest}')!r}"
+        )

@@ -50,7 +50,7 @@ def redact_argv(argv: list[str]) -> list[str]:
         elif eq and "://" in value:
             out.append(f"{flag}={redact_url(value)}")
         else:
-            out.append(redact_url(arg) if "://" in arg else arg)
+            out.append(redact_url(arg))  # credentials in a URL, and secret-shaped values (AccountKey=, tokens)
             hide_next = flag.startswith("-") and not eq and is_secret_key(name)
     return out
 

@@ -1,8 +1,10 @@
 """Hyperparameters: turn whatever the user logs into plain, nested, JSON-safe data.
 
 Nested structure is kept (dicts, ``argparse.Namespace``, dataclasses, OmegaConf
-containers), a flat dotted view is derived for tables, secret-looking string values are
-redacted, and anything we cannot represent is stored as its ``repr`` with one warning.
+containers), a flat dotted view is derived for tables, string values under secret-looking
+keys are redacted, and so is any secret-shaped part of any string (a connection string's
+``AccountKey=``, a token, a webhook URL: :mod:`lightning_tracker.format.secrets`), and
+anything we cannot represent is stored as its ``repr`` with one warning.
 """
 
 from __future__ import annotations
@@ -17,18 +19,23 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from lightning_tracker.format.secrets import REDACTED
 from lightning_tracker.storage.urls import redact_url
 
 __all__ = ["REDACTED", "diff_flat", "flatten", "is_secret_key", "merge", "redact_secrets", "to_plain"]
 
 log = logging.getLogger(__name__)
 
-REDACTED = "***REDACTED***"
 _SECRET_WORDS = {
     "key", "apikey", "secret", "token", "password", "passwd", "pwd", "passphrase",
     "credential", "credentials", "auth", "authorization", "cookie", "signature", "sas",
-    "dsn",
+    "dsn", "bearer", "jwt", "webhook", "connectionstring", "connstr",
 }  # fmt: skip
+# words too common inside other names to count anywhere, but a secret as a key's last word:
+# db_pass, smtp_pw, private (a private key), not pass_rate or private_dataset
+_LAST_WORDS = {"pass", "pw", "private"}
+# two words that name a secret together (connection_string, conn_str), not alone
+_PAIRS = {("connection", "string"), ("conn", "str"), ("conn", "string")}
 # secret words that also end a one-word key (dbpassword, hftoken, clientsecret); "key", "sas"
 # and "auth" do not (monkey, kansas, oauth), and a word merely starting with one is no
 # secret (tokenizer, secretary, author)
@@ -45,6 +52,9 @@ _SECRET_ENDINGS = (
     "cookie",
     "signature",
     "dsn",
+    "webhook",
+    "jwt",
+    "connectionstring",
 )
 # "<qualifier>key" as one word is a secret (secretkey, privatekey); other words ending in key are not
 _KEY_QUALIFIERS = {
@@ -84,9 +94,17 @@ def is_secret_key(key: str) -> bool:
         (True, True, False)
         >>> [is_secret_key(k) for k in ("dbpassword", "hftoken", "secretkey", "keyboard", "monkey", "tokenizer")]
         [True, True, True, False, False, False]
+        >>> [is_secret_key(k) for k in ("connection_string", "db_pass", "pw", "private", "slack_webhook", "jwt")]
+        [True, True, True, True, True, True]
+        >>> [is_secret_key(k) for k in ("pass_rate", "private_dataset", "connection_timeout", "bypass")]
+        [False, False, False, False]
     """
     words = [w.lower() for w in _WORD_RE.findall(str(key))]
+    if words and words[-1] in _LAST_WORDS:
+        return True
     for prev, word in zip(["", *words], words, strict=False):
+        if (prev, word) in _PAIRS:
+            return True
         for w in (word, word[:-1]) if word.endswith("s") else (word,):  # plurals: api_keys, tokens
             if not (w == "token" and prev in _VOCAB_ROLES) and _secret_word(w):
                 return True
@@ -120,7 +138,7 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
     if obj is None or isinstance(obj, bool):
         return obj
     if isinstance(obj, str):
-        return redact_url(obj) if "://" in obj and "@" in obj else obj
+        return redact_url(obj)  # credentials in a URL, and secret-shaped values under any key
     if isinstance(obj, int):
         return int(obj)
     if isinstance(obj, float):
@@ -248,7 +266,10 @@ def redact_secrets(obj: Any, _depth: int = 0) -> Any:
         >>> redact_secrets(params) is params
         True
     """
-    if _depth >= _MAX_DEPTH or isinstance(obj, (str, bytes, int, float, type(None))):
+    if isinstance(obj, str):
+        red = redact_url(obj)
+        return obj if red == obj else red
+    if _depth >= _MAX_DEPTH or isinstance(obj, (bytes, int, float, type(None))):
         return obj
     if _is_omegaconf(obj):
         from omegaconf import OmegaConf

@@ -76,8 +76,8 @@ _RETRY_MAX_S = 30.0  # the longest wait between tries of a disk that refused obj
 class MediaItem:
     """One image, text or table, resolved to host memory.
 
-    ``pixels`` is ``H×W×C`` uint8 with C = 1, 3 or 4 for an image; ``frame`` the rows of a
-    text or a table.
+    ``pixels`` is ``H×W×C`` uint8 with C = 1, 3 or 4 for an image (or ``H×W×1`` uint16: a
+    16-bit grey image); ``frame`` the rows of a text or a table.
     """
 
     key: str
@@ -105,15 +105,17 @@ class Snapshot(Protocol):
 def _pil(pixels: np.ndarray) -> Any:
     from PIL import Image
 
+    if pixels.dtype == np.uint16:  # mode I;16: saved as a 16-bit grey PNG, every bit kept
+        return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0], dtype="<u2"))
     return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
 
 
 def encode_image(pixels: np.ndarray) -> tuple[bytes, str, bytes]:
-    """Encodes an ``H×W×C`` uint8 image losslessly.
+    """Encodes an ``H×W×C`` uint8 image, or an ``H×W×1`` uint16 one, losslessly.
 
     Returns:
         ``(data, extension, png)``: the smaller of PNG and lossless WebP (WebP only for
-        colour images: it has no grey mode), and the PNG (TensorBoard shows PNG).
+        colour images: it has no grey mode, nor 16 bits), and the PNG (TensorBoard shows PNG).
 
     Example:
         >>> data, ext, png = encode_image(np.zeros((8, 8, 3), np.uint8))
@@ -143,6 +145,8 @@ def _thumbnail(pixels: np.ndarray) -> tuple[bytes, str] | None:
 
     if max(pixels.shape[:2]) <= THUMBNAIL_PX:
         return None
+    if pixels.dtype == np.uint16:  # a preview is 8-bit: the high byte, as a browser shows the 16-bit PNG
+        pixels = (pixels >> 8).astype(np.uint8)
     image = _pil(pixels)
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

@@ -63,7 +63,8 @@ __all__ = ["Mirror", "MirrorReport"]
 
 log = logging.getLogger(__name__)
 
-_PUBLISHED_DIRS = (*DATA_DIRS, MEDIA_FILES_DIR, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
+PUBLISHED_DIRS = (*DATA_DIRS, MEDIA_FILES_DIR, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
+_PUBLISHED_DIRS = PUBLISHED_DIRS
 
 
 @dataclass

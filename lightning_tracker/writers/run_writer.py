@@ -24,10 +24,11 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_tracker._settings import PROBE_TIMEOUT_S, TB_ROTATE_S
+from lightning_tracker._settings import KEEP_SPOOL, PROBE_TIMEOUT_S, TB_ROTATE_S
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
@@ -48,7 +49,7 @@ from lightning_tracker.writers.resume import (
     warn_new_run,
 )
 from lightning_tracker.writers.run_info import RunInfo
-from lightning_tracker.writers.spool import spool_dir_for, write_spool
+from lightning_tracker.writers.spool import SpoolRelease, spool_run_dir, write_spool
 from lightning_tracker.writers.tensorboard import TensorBoardWriter
 
 __all__ = ["RunWriter"]
@@ -83,6 +84,7 @@ class RunWriter:
             generated id: no request is made before training starts).
         require: ``"allow"`` | ``"must"`` | ``"never"``: what the id must name, checked before anything is
             written (raises as :func:`~lightning_tracker.writers.resume.load_existing`); None checks nothing.
+        keep_spool: keep the spool folder after a complete upload; None: ``$LIGHTNING_TRACKER_KEEP_SPOOL``.
     """
 
     def __init__(
@@ -102,14 +104,13 @@ class RunWriter:
         offline: bool = False,
         resume: bool = True,
         require: str | None = None,
+        keep_spool: bool | None = None,
     ) -> None:
         self._storage = storage
         self._prefix = f"{project}/{run_id}"
         self._remote = not storage.is_local
         local_path = storage.local_path(self._prefix)
-        self._local_dir = (
-            os.path.join(spool_dir_for(storage, spool_root), project, run_id) if local_path is None else local_path
-        )
+        self._local_dir = spool_run_dir(storage, project, run_id, spool_root) if local_path is None else local_path
         self._offline = offline
         self._flush_interval = float(flush_interval)
         self._info = RunInfo(
@@ -168,6 +169,10 @@ class RunWriter:
         for rel in existing.downloaded if existing is not None else []:
             self._mirror.mark_published(rel)
         self._start_session()
+        keep = KEEP_SPOOL.get() if keep_spool is None else keep_spool
+        self._spool_release = None if self._mirror.in_place or keep else SpoolRelease(self._local_dir, self.url)
+        if self._spool_release is not None:  # spool.SpoolRelease: after a confirmed upload, when this writer is done
+            weakref.finalize(self, self._spool_release)  # before close_at_exit: at exit it runs after the close
         close_at_exit(self)
 
     # -- where the run is ----------------------------------------------------------------
@@ -238,6 +243,8 @@ class RunWriter:
         if not self._open:
             with self._io_lock:
                 if not self._open:
+                    if self._spool_release is not None:
+                        self._spool_release.confirmed = False  # written to again: not uploaded yet
                     self._mirror.active = self._probe is None
                     self._start_threads()
                     self._info.write(self._local_dir, self._metrics.summary)
@@ -574,6 +581,8 @@ class RunWriter:
         report, finished = mirror_loops.upload_until(self._mirror, deadline, progress=True)
         self._mirror.active = False  # a round still running (a hung request) puts nothing more: the rest is sync's
         self._last_report = report
+        if self._spool_release is not None:
+            self._spool_release.confirmed = finished
         if finished:
             log.info("run %s uploaded to %s", self._prefix, self._storage.full_url(self._prefix))
         else:

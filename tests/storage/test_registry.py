@@ -24,6 +24,7 @@ from lightning_tracker.exceptions import InvalidArgumentError, TrackerError
 from lightning_tracker.storage import Storage, protocol_family, register_storage, registry
 from lightning_tracker.storage.registry import install_hint, storage_class
 from lightning_tracker.storage.urls import parse_url
+from lightning_tracker.writers.spool import spool_dir_for
 from tests.helpers import REPO
 
 FAMILIES = {"s3": ("s3", "s3a"), "gs": ("gs", "gcs"), "az": ("az", "abfs", "abfss")}
@@ -226,7 +227,8 @@ def test_a_local_store_writes_the_run_in_place_and_a_remote_one_spools(tmp_path:
     local = TrackerLogger(tmp_path / "runs", name="p")
     assert local.save_dir == str(tmp_path / "runs")
     remote = TrackerLogger("dictfs://b/exp", name="p", spool_dir=tmp_path / "spool")
-    assert remote.save_dir == str(tmp_path / "spool" / "dictfs" / "b" / "exp")
+    assert remote.save_dir == spool_dir_for(Storage("dictfs://b/exp"), str(tmp_path / "spool"))
+    assert os.path.basename(remote.save_dir).startswith("b_exp-")
     for logger in (local, remote):
         logger.log_metrics({"loss": 1.0}, step=0)
         logger.finalize("success")

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from lightning_tracker.exceptions import (
     ObjectMissingError,
     RunNotFoundError,
 )
+from lightning_tracker.storage import Storage
+from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
 
@@ -348,8 +351,9 @@ print("FINISHED", flush=True)
 
 
 def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
-    tmp_path: Any, s3_server: S3Server, pl_package: str
+    tmp_path: Any, s3_server: S3Server, pl_package: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LIGHTNING_TRACKER_KEEP_SPOOL", "1")  # what sync leaves in the spool is checked below
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/exp"
     proxy = _SlowProxy(s3_server.port, rate=3e6)
@@ -377,7 +381,7 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
         proc.kill()
         proxy.close()
     store = Store(url, s3_server.storage_options)
-    run_dir = spool / "s3" / bucket / "exp" / "p" / "killed"
+    run_dir = Path(spool_dir_for(Storage(url), str(spool))) / "p" / "killed"
     local = _local_ckpts(str(run_dir / "checkpoints"))
     assert len(local) == 4
     listed = _stored(store, "killed")  # every listed checkpoint downloads and verifies

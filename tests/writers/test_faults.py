@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,8 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.format.layout import live_chunks
 from lightning_tracker.integration._compat import Callback
+from lightning_tracker.storage import Storage
+from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import TinyModel, loader, start_training, trainer
 
@@ -64,14 +67,15 @@ def test_sigkill_on_s3_during_event_file_rotation_then_sync(trial: int, tmp_path
         "LIGHTNING_TRACKER_STORAGE_OPTIONS": json.dumps(s3_server.storage_options),
     }
     proc, run_id = start_training(url, tmp_path / "out", env)
-    run_dir = spool / "s3" / bucket / "exp" / "p" / run_id
+    store_spool = Path(spool_dir_for(Storage(url), str(spool)))
+    run_dir = store_spool / "p" / run_id
     deadline = time.monotonic() + 60  # a loaded machine flushes late: wait for two rotations
     while len(list(run_dir.glob("events.out.tfevents.*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(rng.uniform(0.0, 1.0))
     proc.kill()
     proc.wait()
-    local = Store(str(spool / "s3" / bucket / "exp")).run(run_id)
+    local = Store(str(store_spool)).run(run_id)
     local_history = local.metrics()
     assert len(local_history) > 0
     options = json.dumps(s3_server.storage_options)
@@ -154,8 +158,9 @@ def test_s3_outage_mid_training_loses_nothing_and_never_blocks() -> None:
 
 
 def test_store_down_at_finalize_returns_in_time_then_sync_completes(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LIGHTNING_TRACKER_KEEP_SPOOL", "1")  # the spool copy is compared with the store below
     server = S3Server()
     try:
         bucket = server.new_bucket()

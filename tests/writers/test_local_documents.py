@@ -63,7 +63,7 @@ def test_a_damaged_mirror_state_is_ignored_and_sync_compares_with_the_store(tmp_
     logger.finalize("success")
     with open(os.path.join(logger.log_dir, MIRROR_FILE), "w") as f:
         json.dump({"format_version": 1, "published": {"run.json": "everything"}}, f)
-    report = sync([logger.log_dir])[logger.log_dir]
+    report = sync([logger.log_dir], keep=True)[logger.log_dir]  # kept: its state is read below
     assert report.complete and "run.json" in report.uploaded
     assert Store(url).run(logger.version).metrics()["loss"].tolist() == [1.0]
     published = parse_document(MIRROR_FILE, Path(logger.log_dir, MIRROR_FILE).read_bytes())
