@@ -3,23 +3,35 @@
 Every local file the tracker writes goes through :func:`atomic_write`: a temporary file
 in the same folder, then ``os.replace``, so a reader or a crash sees the old or the new
 file, never half of one. Temporary names start with ``.`` and readers skip such names.
+
+A store is often a shared folder, so whatever is in it may have been planted: a read
+opens only a regular file whose real path is inside the store. A symbolic link that leads
+out of the store (to ``~/.aws/credentials``, to ``/dev/zero``) or anything that is not a
+regular file (a FIFO, a device, a socket) is refused with :class:`StorageError`, without
+reading it or waiting on it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
+from lightning_tracker.exceptions import StorageError
 from lightning_tracker.storage.base import Storage
 
 __all__ = ["LocalStorage", "atomic_write"]
 
 _COPY_CHUNK = 1 << 22
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
+# a link is resolved before the open (and refused if it leads out of the store); O_NOFOLLOW
+# refuses one swapped in meanwhile, O_NONBLOCK keeps a FIFO from blocking the open
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 # what atomic_write accepts: the bytes, or a function that writes into a binary file
 Content = bytes | Callable[[IO[bytes]], Any]
@@ -81,12 +93,43 @@ class LocalStorage(Storage):
         """Returns the operating-system path of ``rel``."""
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
 
+    def _open_regular(self, rel: str) -> int:
+        """A descriptor of ``rel`` opened for reading: a regular file inside the store, else an error.
+
+        Raises:
+            FileNotFoundError: ``rel`` is missing (a dangling link too).
+            IsADirectoryError: ``rel`` is a folder.
+            StorageError: ``rel`` is a link that leads out of the store, or not a regular
+                file (a FIFO, a device, a socket).
+        """
+        path = self.local_path(rel)
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if os.path.commonpath([real, root]) != root:
+            raise StorageError(f"{self.full_url(rel)} is a link that leads out of the store; it is not read")
+        fd = os.open(real, _READ_FLAGS)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if not stat.S_ISREG(mode):
+                raise StorageError(
+                    f"{self.full_url(rel)} is not a regular file (a FIFO, a device or a socket); it is not read"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def read_bytes(self, rel: str) -> bytes:
-        with open(self.local_path(rel), "rb") as f:
+        with os.fdopen(self._open_regular(rel), "rb") as f:
             return f.read()
 
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        with os.fdopen(self._open_regular(rel), "rb") as f:
+            return f.read(max_bytes)
+
     def open(self, rel: str) -> IO[bytes]:
-        return open(self.local_path(rel), "rb")
+        return os.fdopen(self._open_regular(rel), "rb")
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         atomic_write(self.local_path(rel), data)

@@ -123,10 +123,24 @@ class FsspecStorage(Storage):
                 "signing needs credentials that can sign (S3 keys, a GCS service account, an Azure account key)"
             ) from err
 
-    def read_many(self, rels: list[str]) -> dict[str, bytes]:
-        """Reads many small files concurrently; the missing ones are left out of the result."""
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        return bytes(self.fs.cat_file(self._path(rel), start=0, end=max_bytes)) if max_bytes else b""
+
+    def read_many(self, rels: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """Reads many small files concurrently (at most ``max_bytes`` of each); the missing ones are left out.
+
+        Any other failure (a file this account may not read) is raised.
+        """
         if not rels:
             return {}
         paths = {self.fs._strip_protocol(self._path(rel)): rel for rel in rels}
-        found = self.fs.cat(list(paths), on_error="omit")
-        return {paths[self.fs._strip_protocol(p)]: data for p, data in found.items() if isinstance(data, bytes)}
+        bounds = {} if max_bytes is None else {"start": 0, "end": max_bytes}
+        found = self.fs.cat(list(paths), on_error="return", **bounds)
+        out: dict[str, bytes] = {}
+        for path, data in found.items():
+            if isinstance(data, (FileNotFoundError, NotADirectoryError)):
+                continue
+            if isinstance(data, BaseException):
+                raise data
+            out[paths[self.fs._strip_protocol(path)]] = bytes(data)
+        return out
