@@ -27,7 +27,7 @@ from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 
-__all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store"]
+__all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store", "TableScope"]
 
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
 MAX_RUN_FILE_BYTES = 64 << 20  # a larger run.json is not read: the run reads as damaged
@@ -280,8 +280,27 @@ class Store:
                 row[f"max.{key}"] = stats.get("max")
             rows.append(row)
         frame = pd.DataFrame(rows)
-        frame.attrs["scope"] = {"params": list(params), "metrics": list(metrics)}
+        frame.attrs["scope"] = TableScope(params=list(params), metrics=list(metrics))
         return frame
+
+
+class TableScope(dict[str, list[str]]):
+    """:meth:`Store.table`'s ``attrs["scope"]``: ``{"params": [...], "metrics": [...]}``, to be read, not changed.
+
+    pandas deep-copies a frame's ``attrs`` into every frame derived from it (each column
+    taken, each cast): a copy of the scope is the scope itself, so taking one of ``n``
+    columns costs the same whatever ``n`` is (a plain dict made a runs table of ``n``
+    hyperparameters cost ``n²``).
+
+    Example:
+        >>> import copy
+        >>> scope = TableScope(params=["lr"], metrics=["loss"])
+        >>> copy.deepcopy(scope) is scope, scope == {"params": ["lr"], "metrics": ["loss"]}
+        (True, True)
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TableScope:
+        return self
 
 
 def _query_record(run: Run) -> dict[str, Any]:
