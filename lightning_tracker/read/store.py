@@ -68,8 +68,16 @@ class Store:
         return f"Store({self.storage.url!r})"
 
     def projects(self) -> list[str]:
-        """Names of the projects in the store."""
-        return [p for p in self.storage.listdir() if not p.startswith(".")]
+        """Names of the projects in the store: its folders that hold something (a stray file is no project)."""
+        return [p for p in self.storage.folders() if not p.startswith(".")]
+
+    def run_ids(self, project: str) -> list[str]:
+        """The ids of the runs of ``project``: its folders that hold something (one listing; no file is read).
+
+        A folder whose ``run.json`` is not written yet is counted; an empty folder or a
+        stray file is not.
+        """
+        return [r for r in self.storage.folders(project) if not r.startswith(".")]
 
     def runs(
         self,
@@ -142,7 +150,7 @@ class Store:
         projects = [project] if project is not None else self.projects()
         rels: list[str] = []
         for proj in projects:
-            rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.storage.listdir(proj) if not rid.startswith(".")]
+            rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.run_ids(proj)]
         docs: dict[str, bytes | str] = {}
         for start in range(0, len(rels), _READ_BATCH):
             docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))

@@ -127,6 +127,14 @@ class Storage:
             "(an account key) to get one, or send the file itself"
         )
 
+    def folders(self, rel: str = "") -> list[str]:
+        """Sorted names of the folders directly under ``rel`` that hold something; files are left out.
+
+        An empty folder is left out too (object stores have none), so every backend answers
+        alike. This default lists each entry; a backend overrides it with one listing.
+        """
+        return [name for name in self.listdir(rel) if self.listdir(f"{rel}/{name}" if rel else name)]
+
     def read_head(self, rel: str, max_bytes: int) -> bytes:
         """At most the first ``max_bytes`` bytes of ``rel``: a read bounded whatever the file's size.
 

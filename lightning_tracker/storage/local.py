@@ -76,6 +76,14 @@ def atomic_write(path: str, data: Content) -> None:
         raise
 
 
+def _holds_something(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:  # gone, or not ours to list: nothing to read there
+        return False
+
+
 class LocalStorage(Storage):
     """A folder on this machine. Build it with ``Storage(path)``.
 
@@ -164,6 +172,14 @@ class LocalStorage(Storage):
             return sorted(os.listdir(self.local_path(rel)))
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def folders(self, rel: str = "") -> list[str]:
+        try:
+            with os.scandir(self.local_path(rel)) as entries:
+                found = [e.path for e in entries if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(os.path.basename(path) for path in found if _holds_something(path))
 
     def find(self, rel: str = "") -> dict[str, int]:
         base = self.local_path(rel)

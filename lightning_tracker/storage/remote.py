@@ -99,6 +99,21 @@ class FsspecStorage(Storage):
         names = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != base}
         return sorted(names)
 
+    def folders(self, rel: str = "") -> list[str]:
+        path = self._path(rel)
+        try:
+            entries = self.fs.ls(path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        base = self.fs._strip_protocol(path).rstrip("/")
+        # an object store lists a folder only while something is in it
+        names = {
+            e["name"].rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e.get("type") == "directory" and e["name"].rstrip("/") != base
+        }
+        return sorted(names)
+
     def find(self, rel: str = "") -> dict[str, int]:
         base = self.fs._strip_protocol(self._path(rel)).rstrip("/")
         try:
