@@ -138,9 +138,6 @@ class FsspecStorage(Storage):
                 "signing needs credentials that can sign (S3 keys, a GCS service account, an Azure account key)"
             ) from err
 
-    def read_head(self, rel: str, max_bytes: int) -> bytes:
-        return bytes(self.fs.cat_file(self._path(rel), start=0, end=max_bytes)) if max_bytes else b""
-
     def read_many(self, rels: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
         """Reads many small files concurrently (at most ``max_bytes`` of each); the missing ones are left out.
 
@@ -153,9 +150,12 @@ class FsspecStorage(Storage):
         found = self.fs.cat(list(paths), on_error="return", **bounds)
         out: dict[str, bytes] = {}
         for path, data in found.items():
+            rel = paths[self.fs._strip_protocol(path)]
             if isinstance(data, (FileNotFoundError, NotADirectoryError)):
                 continue
             if isinstance(data, BaseException):
-                raise data
-            out[paths[self.fs._strip_protocol(path)]] = bytes(data)
+                # S3 refuses a byte range of an empty object: read it again through a file object
+                # (which asks its size first); a file that cannot be read raises here
+                data = self.read_bytes(rel) if max_bytes is None else self.read_head(rel, max_bytes)
+            out[rel] = bytes(data)
         return out
