@@ -113,6 +113,8 @@ class LocalStorage(Storage):
         path = self.local_path(rel)
         real, root = os.path.realpath(path), os.path.realpath(self.root)
         if os.path.commonpath([real, root]) != root:
+            if not os.path.exists(real):  # a dangling link reads as missing: there is nothing to disclose
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
             raise StorageError(f"{self.full_url(rel)} is a link that leads out of the store; it is not read")
         fd = os.open(real, _READ_FLAGS)
         try:
