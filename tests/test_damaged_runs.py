@@ -205,3 +205,94 @@ def test_damaged_meta_and_config_documents_still_show(tmp_path: Any, capsys: pyt
     assert main(["show", run_id, save_dir]) == 0
     out = capsys.readouterr().out
     assert "damaged" in out and "'host' is ['x']" in out
+
+
+# run id -> how its run.json is made unreadable on a local store, and a word of the reason
+UNREADABLE_LOCAL = {
+    "is-folder": "is a folder",
+    "too-deep": "nested too deep",
+    "is-fifo": "not a regular file",
+    "to-zero": "leads out of the store",
+    "to-secret": "leads out of the store",
+}
+SECRET = "aws_secret_access_key = s3cr3t-never-shown"
+
+
+def _write_unreadable(save_dir: str, outside: Any) -> None:
+    """Unreadable ``run.json`` files, as a careless teammate or an attacker leaves them in a shared folder."""
+    import os
+
+    for run_id in UNREADABLE_LOCAL:
+        os.makedirs(f"{save_dir}/p/{run_id}")
+    os.makedirs(f"{save_dir}/p/is-folder/{RUN_FILE}")
+    with open(f"{save_dir}/p/too-deep/{RUN_FILE}", "w") as f:
+        f.write("[" * 200_000 + "]" * 200_000)  # deeper than Python's recursion limit
+    os.mkfifo(f"{save_dir}/p/is-fifo/{RUN_FILE}")  # nobody ever writes: a reader that opens it waits for good
+    os.symlink("/dev/zero", f"{save_dir}/p/to-zero/{RUN_FILE}")  # endless: a reader that reads it fills memory
+    secret = outside / "credentials"
+    secret.write_text(SECRET)
+    os.symlink(secret, f"{save_dir}/p/to-secret/{RUN_FILE}")
+
+
+def test_an_unreadable_run_json_reads_as_damaged_and_every_other_run_reads(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = str(tmp_path / "runs")
+    good = _log(save_dir, None, range(3))
+    _write_unreadable(save_dir, tmp_path)
+    store = Store(save_dir)
+    runs = {r.id: r for r in store.runs()}
+    assert runs[good].status == "finished" and runs[good].damage is None
+    for run_id, reason in UNREADABLE_LOCAL.items():
+        assert runs[run_id].status == "damaged" and reason in (runs[run_id].damage or ""), run_id
+    table = store.table("p").set_index("id")
+    assert table.loc[good, "summary.loss"] == pytest.approx(1 / 3)
+    assert set(table.index) == {good, *UNREADABLE_LOCAL}
+    assert main(["runs", "-s", save_dir, "-p", "p"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("damaged") >= len(UNREADABLE_LOCAL) and "finished" in out and SECRET not in out
+    assert main(["report", "-s", save_dir, "-o", str(tmp_path / "r.html")]) == 0
+    assert SECRET not in (tmp_path / "r.html").read_text()
+    dash = Dashboard(Store(save_dir), port=0).start()
+    try:
+        status, body = _get(dash.url + "api/data")
+    finally:
+        dash.stop()
+    statuses = {r["id"]: r["status"] for r in json.loads(body)["runs"]}
+    assert status == 200 and statuses[good] == "finished" and statuses["is-fifo"] == "damaged"
+    assert SECRET.encode() not in body
+
+
+def test_a_run_json_nested_too_deep_reads_as_damaged_on_every_target(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    good = _log(save_dir, options, range(3))
+    Storage(save_dir, options).write_bytes(f"p/too-deep/{RUN_FILE}", b"{" + b'"a":{' * 100_000 + b"}" * 100_001)
+    runs = {r.id: r for r in Store(save_dir, options).runs("p")}
+    assert runs[good].status == "finished"
+    assert runs["too-deep"].status == "damaged" and "nested too deep" in (runs["too-deep"].damage or "")
+
+
+def test_another_users_private_run_reads_as_damaged_and_every_other_run_reads(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    save_dir = str(tmp_path / "runs")
+    good = _log(save_dir, None, range(3))
+    private = _log(save_dir, None, range(3))
+    os.chmod(f"{save_dir}/p/{private}/{RUN_FILE}", 0)
+    # as root, mode bits are not checked: the child runs without the capabilities that skip them
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if prefix and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be denied")
+    script = (
+        "import sys; from lightning_tracker import Store\n"
+        "for r in Store(sys.argv[1]).runs(): print(r.id, r.status, r.damage)"
+    )
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", script, save_dir], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines[good].startswith("finished None")
+    assert lines[private] == "damaged run.json: cannot be read: permission denied"

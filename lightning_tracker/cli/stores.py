@@ -126,4 +126,4 @@ def diagnose(store: Store, project: str | None = None) -> str | None:
 
 def project_counts(store: Store) -> dict[str, int]:
     """Each project of ``store`` and how many runs it holds (one listing per project)."""
-    return {p: sum(not n.startswith(".") for n in store.storage.listdir(p)) for p in store.projects()}
+    return {p: len(store.run_ids(p)) for p in store.projects()}

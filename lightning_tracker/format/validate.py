@@ -440,6 +440,8 @@ def parse_document(file: str, data: bytes | Any) -> Document:
             data = loads(bytes(data))
         except ValueError as err:  # not JSON, or not UTF-8
             return kind(file, {}, (f"not JSON ({err})",))
+        except RecursionError:  # nested deeper than Python's recursion limit
+            return kind(file, {}, ("not JSON this reader can read (nested too deep)",))
     if file == MODELS_FILE:
         problems = check_manifest(data)
         doc = data if isinstance(data, dict) and not problems else {}

@@ -76,9 +76,13 @@ class Run:
     ) -> None:
         self.storage = storage
         self.path = path
-        run = parse_run(doc)
-        self.doc, found = run.doc, run.problems
-        self.problems: list[str] = [*problems, *(f"{RUN_FILE}: {p}" for p in found)]
+        self.problems: list[str] = list(problems)
+        if self.problems:  # run.json could not be read at all (``problems`` say why): no fields to check
+            self.doc: dict[str, Any] = {}
+        else:
+            run = parse_run(doc)
+            self.doc = run.doc
+            self.problems += [f"{RUN_FILE}: {p}" for p in run.problems]
         self.cache = cache
         self.project, self.id = path.split("/", 1)
 

@@ -18,18 +18,19 @@ from lightning_tracker.exceptions import (
     InvalidArgumentError,
     ProjectNotFoundError,
     RunNotFoundError,
+    StorageError,
 )
 from lightning_tracker.format import query
-from lightning_tracker.format.codec import loads
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 
-__all__ = ["Run", "Store"]
+__all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store", "TableScope"]
 
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
+MAX_RUN_FILE_BYTES = 64 << 20  # a larger run.json is not read: the run reads as damaged
 
 
 class Store:
@@ -67,8 +68,16 @@ class Store:
         return f"Store({self.storage.url!r})"
 
     def projects(self) -> list[str]:
-        """Names of the projects in the store."""
-        return [p for p in self.storage.listdir() if not p.startswith(".")]
+        """Names of the projects in the store: its folders that hold something (a stray file is no project)."""
+        return [p for p in self.storage.folders() if not p.startswith(".")]
+
+    def run_ids(self, project: str) -> list[str]:
+        """The ids of the runs of ``project``: its folders that hold something (one listing; no file is read).
+
+        A folder whose ``run.json`` is not written yet is counted; an empty folder or a
+        stray file is not.
+        """
+        return [r for r in self.storage.folders(project) if not r.startswith(".")]
 
     def runs(
         self,
@@ -141,21 +150,22 @@ class Store:
         projects = [project] if project is not None else self.projects()
         rels: list[str] = []
         for proj in projects:
-            rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.storage.listdir(proj) if not rid.startswith(".")]
-        docs: dict[str, bytes] = {}
+            rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.run_ids(proj)]
+        docs: dict[str, bytes | str] = {}
         for start in range(0, len(rels), _READ_BATCH):
-            docs.update(self.storage.read_many(rels[start : start + _READ_BATCH]))
+            docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))
             if progress is not None:
                 progress(min(start + _READ_BATCH, len(rels)), len(rels))
         runs = []
         for rel in rels:
             if rel not in docs:
                 continue  # a folder without run.json is not a run (yet)
-            try:
-                doc, problems = loads(docs[rel]), []
-            except ValueError as err:  # not JSON, or not UTF-8: listed as damaged, not hidden
-                doc, problems = {}, [f"{RUN_FILE}: not JSON ({err})"]
-            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], doc, cache=self.cache, problems=problems))
+            data, problems = docs[rel], []
+            if isinstance(data, str):  # unreadable: listed as damaged, not hidden
+                problems = [f"{RUN_FILE}: {data}"]
+            elif len(data) > MAX_RUN_FILE_BYTES:
+                problems = [f"{RUN_FILE}: larger than {MAX_RUN_FILE_BYTES} bytes; it is not read"]
+            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], data, cache=self.cache, problems=problems))
         wanted_tags = set(tags or [])
         runs = [
             r
@@ -167,6 +177,31 @@ class Store:
         if match is not None:
             runs = match(runs)
         return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
+
+    def _read_run_files(self, rels: list[str]) -> dict[str, bytes | str]:
+        """The ``run.json`` files ``rels`` (missing ones left out), bounded; why, for one that cannot be read.
+
+        Read together, and one by one when that fails, so that one unreadable file (a
+        folder, a link out of the store, a FIFO, another user's private run) is that run's
+        damage, not the store's failure. Any other error (the store is down) is raised.
+        """
+        try:
+            return dict(self.storage.read_many(rels, max_bytes=MAX_RUN_FILE_BYTES + 1))
+        except (PermissionError, IsADirectoryError, StorageError):
+            pass
+        out: dict[str, bytes | str] = {}
+        for rel in rels:
+            try:
+                out[rel] = self.storage.read_head(rel, MAX_RUN_FILE_BYTES + 1)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except PermissionError:
+                out[rel] = "cannot be read: permission denied"
+            except IsADirectoryError:
+                out[rel] = "is a folder, not a file"
+            except StorageError as err:
+                out[rel] = f"cannot be read: {err}"
+        return out
 
     def run(self, run_id: str, project: str | None = None) -> Run:
         """One run by id (or by a unique id prefix or its exact name).
@@ -253,8 +288,27 @@ class Store:
                 row[f"max.{key}"] = stats.get("max")
             rows.append(row)
         frame = pd.DataFrame(rows)
-        frame.attrs["scope"] = {"params": list(params), "metrics": list(metrics)}
+        frame.attrs["scope"] = TableScope(params=list(params), metrics=list(metrics))
         return frame
+
+
+class TableScope(dict[str, list[str]]):
+    """:meth:`Store.table`'s ``attrs["scope"]``: ``{"params": [...], "metrics": [...]}``, to be read, not changed.
+
+    pandas deep-copies a frame's ``attrs`` into every frame derived from it (each column
+    taken, each cast): a copy of the scope is the scope itself, so taking one of ``n``
+    columns costs the same whatever ``n`` is (a plain dict made a runs table of ``n``
+    hyperparameters cost ``n²``).
+
+    Example:
+        >>> import copy
+        >>> scope = TableScope(params=["lr"], metrics=["loss"])
+        >>> copy.deepcopy(scope) is scope, scope == {"params": ["lr"], "metrics": ["loss"]}
+        (True, True)
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TableScope:
+        return self
 
 
 def _query_record(run: Run) -> dict[str, Any]:

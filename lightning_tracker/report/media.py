@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE
+from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE
 from lightning_tracker.format.schemas import MEDIA
 from lightning_tracker.read.cache import read_chunks
-from lightning_tracker.read.media import media_index, object_bytes, read_object
+from lightning_tracker.read.media import MAX_PREVIEW_BYTES, media_index, object_bytes, read_objects, read_rows
 from lightning_tracker.read.store import Run, Store
 
 __all__ = [
@@ -130,8 +130,10 @@ def fit_budget(media: dict[str, dict[str, Any]], files: dict[str, str], budget: 
         del files[name]
 
 
-def table_json(frame: pd.DataFrame, max_rows: int) -> dict[str, Any]:
+def table_json(frame: pd.DataFrame, max_rows: int, total: int | None = None) -> dict[str, Any]:
     """A text or table for the page: ``columns``, the first ``max_rows`` ``rows`` and the ``total`` of rows.
+
+    ``total`` is the table's row count when ``frame`` holds only its first rows (default: ``len(frame)``).
 
     Values keep their JSON types (numbers stay numbers, so the page sorts them as numbers);
     anything else becomes its text.
@@ -142,7 +144,7 @@ def table_json(frame: pd.DataFrame, max_rows: int) -> dict[str, Any]:
     """
     head = frame.head(max_rows)
     rows = [[_cell(v) for v in row] for row in head.itertuples(index=False, name=None)]
-    return {"columns": [str(c) for c in frame.columns], "rows": rows, "total": len(frame)}
+    return {"columns": [str(c) for c in frame.columns], "rows": rows, "total": len(frame) if total is None else total}
 
 
 def _cell(value: Any) -> Any:
@@ -228,22 +230,23 @@ def _embed(run: Run, index: pd.DataFrame, keys: dict[str, Any]) -> dict[str, str
     items = [item for panel in keys.values() for step in panel["items"] for item in step]
     images = {item["thumb"]: item["kind"] for item in items if item["renderer"] == "image"}
     thumbs = sorted(name for name in images if _OBJECT_NAME.fullmatch(name) and _content_type(images[name], name))
-    folder = f"{run.path}/{MEDIA_FILES_DIR}"
-    found = run.storage.read_many([f"{folder}/{name}" for name in thumbs])
+    # every preview checked against its name (its sha256): a file planted in media-files/ is not embedded
+    found = read_objects(run.storage, run.path, dict.fromkeys(thumbs), MAX_PREVIEW_BYTES)
     files = {}
-    for name in thumbs:
-        data = found.get(f"{folder}/{name}")
-        if data is not None:
+    for name, data in found.items():
+        if isinstance(data, bytes):
             content_type = _content_type(images[name], name)
             files[name] = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
     rows = index.drop_duplicates("object").set_index("object", drop=False)
     for item in items:
         if item["renderer"] == "image":
             if item["thumb"] not in files:
-                item["missing"] = "the preview is missing"
+                failed = found.get(item["thumb"])
+                item["missing"] = str(failed) if isinstance(failed, StorageError) else "the preview is missing"
         elif item["renderer"] == "table":
             try:
-                item["table"] = table_json(read_object(run.storage, run.path, rows.loc[item["object"]]), EMBED_ROWS)
+                frame, total = read_rows(run.storage, run.path, rows.loc[item["object"]], EMBED_ROWS)
+                item["table"] = table_json(frame, EMBED_ROWS, total)
             except (StorageError, ValueError, OSError) as err:  # one unreadable table, not the report
                 item["missing"] = str(err)
     return files
@@ -331,7 +334,7 @@ class MediaFiles:
             body = object_bytes(self.store.storage, run_path, name, listed[1])
         else:
             row = pd.Series({"object": name, "sha256": listed[1], "kind": listed[0]})
-            frame = read_object(self.store.storage, run_path, row)
-            body = json.dumps(table_json(frame, SERVE_ROWS), separators=(",", ":")).encode("utf-8")
+            frame, total = read_rows(self.store.storage, run_path, row, SERVE_ROWS)
+            body = json.dumps(table_json(frame, SERVE_ROWS, total), separators=(",", ":")).encode("utf-8")
         self._keep((run_path, name), body)
         return body, content_type

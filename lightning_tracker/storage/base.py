@@ -129,12 +129,32 @@ class Storage:
             "(an account key) to get one, or send the file itself"
         )
 
-    def read_many(self, rels: list[str]) -> dict[str, bytes]:
-        """Reads many small files; the missing ones are left out of the result."""
+    def folders(self, rel: str = "") -> list[str]:
+        """Sorted names of the folders directly under ``rel`` that hold something; files are left out.
+
+        An empty folder is left out too (object stores have none), so every backend answers
+        alike. This default lists each entry; a backend overrides it with one listing.
+        """
+        return [name for name in self.listdir(rel) if self.listdir(f"{rel}/{name}" if rel else name)]
+
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        """At most the first ``max_bytes`` bytes of ``rel``: a read bounded whatever the file's size.
+
+        A reader that accepts up to ``n`` bytes asks for ``n + 1`` to tell a file that is too big.
+        Raises as :meth:`read_bytes` does.
+        """
+        with self.open(rel) as f:
+            return f.read(max_bytes)
+
+    def read_many(self, rels: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """Reads many small files (at most ``max_bytes`` of each); the missing ones are left out of the result.
+
+        Any other failure (a file that cannot be read) is raised.
+        """
         out: dict[str, bytes] = {}
         for rel in rels:
             try:
-                out[rel] = self.read_bytes(rel)
+                out[rel] = self.read_bytes(rel) if max_bytes is None else self.read_head(rel, max_bytes)
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return out

@@ -9,6 +9,12 @@ Files are created with the mode the umask leaves of ``0666`` (folders ``0777``),
 ``open`` and ``mkdir`` do: under ``umask 002`` a teammate in the group can read and
 write a shared store, under ``077`` nobody else can. ``tempfile.mkstemp`` is not used: its
 files are always ``0600``, whatever the umask, and ``os.replace`` keeps that mode.
+
+A store is often a shared folder, so whatever is in it may have been planted: a read
+opens only a regular file whose real path is inside the store. A symbolic link that leads
+out of the store (to ``~/.aws/credentials``, to ``/dev/zero``) or anything that is not a
+regular file (a FIFO, a device, a socket) is refused with :class:`StorageError`, without
+reading it or waiting on it.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
+from lightning_tracker.exceptions import StorageError
 from lightning_tracker.storage.base import Storage
 
 __all__ = ["LocalStorage", "atomic_create", "atomic_write"]
@@ -27,6 +35,9 @@ __all__ = ["LocalStorage", "atomic_create", "atomic_write"]
 _COPY_CHUNK = 1 << 22
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+# a link is resolved before the open (and refused if it leads out of the store); O_NOFOLLOW
+# refuses one swapped in meanwhile, O_NONBLOCK keeps a FIFO from blocking the open
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 # what atomic_write accepts: the bytes, or a function that writes into a binary file
 Content = bytes | Callable[[IO[bytes]], Any]
@@ -135,6 +146,14 @@ def atomic_create(path: str, data: bytes) -> None:
         remove_file(tmp)
 
 
+def _holds_something(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:  # gone, or not ours to list: nothing to read there
+        return False
+
+
 class LocalStorage(Storage):
     """A folder on this machine. Build it with ``Storage(path)``.
 
@@ -152,12 +171,45 @@ class LocalStorage(Storage):
         """Returns the operating-system path of ``rel``."""
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
 
+    def _open_regular(self, rel: str) -> int:
+        """A descriptor of ``rel`` opened for reading: a regular file inside the store, else an error.
+
+        Raises:
+            FileNotFoundError: ``rel`` is missing (a dangling link too).
+            IsADirectoryError: ``rel`` is a folder.
+            StorageError: ``rel`` is a link that leads out of the store, or not a regular
+                file (a FIFO, a device, a socket).
+        """
+        path = self.local_path(rel)
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if os.path.commonpath([real, root]) != root:
+            if not os.path.exists(real):  # a dangling link reads as missing: there is nothing to disclose
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+            raise StorageError(f"{self.full_url(rel)} is a link that leads out of the store; it is not read")
+        fd = os.open(real, _READ_FLAGS)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if not stat.S_ISREG(mode):
+                raise StorageError(
+                    f"{self.full_url(rel)} is not a regular file (a FIFO, a device or a socket); it is not read"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def read_bytes(self, rel: str) -> bytes:
-        with open(self.local_path(rel), "rb") as f:
+        with os.fdopen(self._open_regular(rel), "rb") as f:
             return f.read()
 
+    def read_head(self, rel: str, max_bytes: int) -> bytes:
+        with os.fdopen(self._open_regular(rel), "rb") as f:
+            return f.read(max_bytes)
+
     def open(self, rel: str) -> IO[bytes]:
-        return open(self.local_path(rel), "rb")
+        return os.fdopen(self._open_regular(rel), "rb")
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         atomic_write(self.local_path(rel), data)
@@ -195,6 +247,14 @@ class LocalStorage(Storage):
             return sorted(os.listdir(self.local_path(rel)))
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def folders(self, rel: str = "") -> list[str]:
+        try:
+            with os.scandir(self.local_path(rel)) as entries:
+                found = [e.path for e in entries if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(os.path.basename(path) for path in found if _holds_something(path))
 
     def find(self, rel: str = "") -> dict[str, int]:
         base = self.local_path(rel)

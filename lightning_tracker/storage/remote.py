@@ -169,6 +169,21 @@ class FsspecStorage(Storage):
         names = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != base}
         return sorted(names)
 
+    def folders(self, rel: str = "") -> list[str]:
+        path = self._path(rel)
+        try:
+            entries = self.fs.ls(path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        base = self.fs._strip_protocol(path).rstrip("/")
+        # an object store lists a folder only while something is in it
+        names = {
+            e["name"].rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e.get("type") == "directory" and e["name"].rstrip("/") != base
+        }
+        return sorted(names)
+
     def find(self, rel: str = "") -> dict[str, int]:
         base = self.fs._strip_protocol(self._path(rel)).rstrip("/")
         try:
@@ -193,10 +208,24 @@ class FsspecStorage(Storage):
                 "signing needs credentials that can sign (S3 keys, a GCS service account, an Azure account key)"
             ) from err
 
-    def read_many(self, rels: list[str]) -> dict[str, bytes]:
-        """Reads many small files concurrently; the missing ones are left out of the result."""
+    def read_many(self, rels: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """Reads many small files concurrently (at most ``max_bytes`` of each); the missing ones are left out.
+
+        Any other failure (a file this account may not read) is raised.
+        """
         if not rels:
             return {}
         paths = {self.fs._strip_protocol(self._path(rel)): rel for rel in rels}
-        found = self.fs.cat(list(paths), on_error="omit")
-        return {paths[self.fs._strip_protocol(p)]: data for p, data in found.items() if isinstance(data, bytes)}
+        bounds = {} if max_bytes is None else {"start": 0, "end": max_bytes}
+        found = self.fs.cat(list(paths), on_error="return", **bounds)
+        out: dict[str, bytes] = {}
+        for path, data in found.items():
+            rel = paths[self.fs._strip_protocol(path)]
+            if isinstance(data, (FileNotFoundError, NotADirectoryError)):
+                continue
+            if isinstance(data, BaseException):
+                # S3 refuses a byte range of an empty object: read it again through a file object
+                # (which asks its size first); a file that cannot be read raises here
+                data = self.read_bytes(rel) if max_bytes is None else self.read_head(rel, max_bytes)
+            out[rel] = bytes(data)
+        return out
