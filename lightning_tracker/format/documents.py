@@ -36,6 +36,7 @@ from lightning_tracker.format.status import CRASHED, RUNNING
 __all__ = [
     "ELLIPSIS",
     "LIVE_FIELDS",
+    "fixed_fields",
     "PARAM_MAX_CHARS",
     "STAGED_CHECKPOINT",
     "STAGING_STATE",
@@ -174,6 +175,26 @@ def _pid_alive(pid: int) -> bool:
 
 
 LIVE_FIELDS = ("heartbeat", "summary")  # the fields of run.json that change at every flush of a live run
+
+
+def fixed_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """``run.json`` without what changes at every flush of a live run: :data:`LIVE_FIELDS`
+    and each session's own ``heartbeat``. Two documents with equal fixed fields differ only
+    in liveness, which :func:`heartbeat_refresh_s` paces.
+
+    Example:
+        >>> a = {"status": "running", "heartbeat": 1.0, "sessions": [{"pid": 7, "heartbeat": 1.0}]}
+        >>> b = {"status": "running", "heartbeat": 3.0, "sessions": [{"pid": 7, "heartbeat": 3.0}]}
+        >>> fixed_fields(a) == fixed_fields(b), fixed_fields(a)["sessions"]
+        (True, [{'pid': 7}])
+    """
+    fixed = {k: v for k, v in doc.items() if k not in LIVE_FIELDS}
+    sessions = fixed.get("sessions")
+    if isinstance(sessions, list):
+        fixed["sessions"] = [
+            {k: v for k, v in s.items() if k != "heartbeat"} if isinstance(s, dict) else s for s in sessions
+        ]
+    return fixed
 
 
 def stale_after_s(interval: Any) -> float:

@@ -42,7 +42,7 @@ from functools import partial
 from typing import Any
 
 from lightning_tracker.format.codec import dumps, loads
-from lightning_tracker.format.documents import LIVE_FIELDS, heartbeat_refresh_s, manifest_without, new_mirror_state
+from lightning_tracker.format.documents import fixed_fields, heartbeat_refresh_s, manifest_without, new_mirror_state
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
@@ -121,7 +121,7 @@ class Mirror:
         self._partial_manifest = b""  # the last models.json committed without entries still to upload
         self._lock = threading.Lock()  # one round at a time (live thread, finalize, sync)
         self.active = True  # False once the run's final upload is over: a late round puts nothing
-        # run.json as last committed: when, and its fields beside LIVE_FIELDS (what a paced round compares)
+        # run.json as last committed: when, and its fixed_fields (what a paced round compares)
         self._run_committed: tuple[float, dict[str, Any]] | None = None
         self._load_state()
 
@@ -283,7 +283,7 @@ class Mirror:
             return
         try:
             doc = loads(data)
-            fixed = {k: v for k, v in doc.items() if k not in LIVE_FIELDS} if isinstance(doc, dict) else None
+            fixed = fixed_fields(doc) if isinstance(doc, dict) else None
         except ValueError:
             doc = fixed = None  # not ours to judge: sent as it is
         last = self._run_committed
