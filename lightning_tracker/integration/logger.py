@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from lightning_tracker._settings import RUN_IDS
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
-from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.storage import Storage
@@ -48,19 +48,14 @@ def _job_run_id(index: int) -> str | None:
     return f"job-{safe}-{index}" if safe else None
 
 
-def _rank() -> int:
-    # Lightning sets `rank_zero_only.rank` at import; its type hints do not declare it
-    return int(getattr(rank_zero_only, "rank", 0))
-
-
 def _shared_run_id(index: int, run_id: str | None) -> str:
     global _constructed
     _constructed += 1
     shared = list(RUN_IDS.get())
-    if run_id is None and _rank() > 0 and index < len(shared) and (inherited := shared[index]) is not None:
+    if run_id is None and rank() > 0 and index < len(shared) and (inherited := shared[index]) is not None:
         return inherited
     run_id = run_id or _job_run_id(index) or new_run_id()
-    if _rank() == 0:
+    if rank() == 0:
         shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
         RUN_IDS.publish(json.dumps(shared))
     return run_id

@@ -11,10 +11,16 @@ from typing import Any
 import pytest
 
 from lightning_tracker import LiveRun, Store, TrackerLogger
-from lightning_tracker.integration._compat import rank_zero_only
-from tests.helpers import lightning, local_or_s3, tiny_model, trainer
+from lightning_tracker.integration import _compat
+from tests.helpers import PACKAGES, lightning, local_or_s3, tiny_model, trainer
 
 STEPS_PER_EPOCH = 8  # 64 samples, batch 8
+
+
+def set_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
+    """This process's rank as a DDP strategy of either Lightning package would set it."""
+    for fn in _compat._RANK_ZERO_ONLY:
+        monkeypatch.setattr(fn, "rank", rank)
 
 
 def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any], pl_package: str) -> None:
@@ -124,14 +130,15 @@ def test_finalize_failed_then_success_again(tmp_path: Any) -> None:
 
 def test_experiment_is_the_dummy_on_other_ranks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     logger = TrackerLogger(tmp_path, name="p")
-    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    set_rank(monkeypatch, 1)
     exp = logger.experiment
-    assert type(exp).__name__ == "_DummyExperiment"
+    for package in PACKAGES:
+        assert isinstance(exp, lightning(package).loggers.logger.DummyExperiment)
     logger.log_metrics({"a": 1.0}, step=0)
     logger.log_hyperparams({"lr": 1})
     logger.finalize("success")
     assert not (tmp_path / "p").exists(), "rank 1 must not write"
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    set_rank(monkeypatch, 0)
     assert isinstance(logger.experiment, LiveRun)
 
 
@@ -210,7 +217,7 @@ def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, m
     ids = []
     for rank in (3, 0):  # each rank is a fresh process: nothing inherited from Lightning's launcher
         monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
-        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        set_rank(monkeypatch, rank)
         monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
         ids.append(TrackerLogger(tmp_path, name="p").version)
     assert ids[0] == ids[1] == "job-a1b2c3-0"
