@@ -51,13 +51,17 @@ def _job_run_id(index: int) -> str | None:
 def _shared_run_id(index: int, run_id: str | None) -> str:
     global _constructed
     _constructed += 1
-    shared = list(RUN_IDS.get())
-    if run_id is None and rank() > 0 and index < len(shared) and (inherited := shared[index]) is not None:
-        return inherited
+    publisher, shared = RUN_IDS.get()
+    # only the ranks Lightning's launcher started from this job's rank 0 (its children) take its ids; a
+    # job started later from that process (torchrun: grandchildren) inherits the variable but not the ids
+    inherited = list(shared) if publisher == os.getppid() else []
+    if run_id is None and rank() > 0 and index < len(inherited) and (mine := inherited[index]) is not None:
+        return mine
     run_id = run_id or _job_run_id(index) or new_run_id()
     if rank() == 0:
-        shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
-        RUN_IDS.publish(json.dumps(shared))
+        own = list(shared) if publisher == os.getpid() else []
+        own = own[:index] + [None] * (index - len(own)) + [run_id]
+        RUN_IDS.publish(json.dumps({"pid": os.getpid(), "ids": own}))
     return run_id
 
 
@@ -137,6 +141,9 @@ class TrackerLogger(Logger):
         resume: str = "allow",
     ) -> None:
         super().__init__()
+        # "~/runs" is the home folder's, as for TensorBoardLogger and CSVLogger (a URL is left as is)
+        if isinstance(save_dir, (str, os.PathLike)):
+            save_dir = os.path.expanduser(os.fspath(save_dir))
         self._storage = Storage(save_dir, storage_options)
         self._name = validate_path_name("name", name)
         if version is not None:
@@ -173,7 +180,7 @@ class TrackerLogger(Logger):
         self._flush_interval = float(flush_interval)
         self._tensorboard = bool(tensorboard)
         self._offline = bool(offline)
-        self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
+        self._spool_root = os.path.abspath(os.path.expanduser(os.fspath(spool_dir))) if spool_dir is not None else None
         self._finalize_timeout = float(finalize_timeout)
         self._writer: RunWriter | None = None
         self._live: LiveRun | None = None  # what `experiment` returns, around the current writer

@@ -3,6 +3,7 @@ under both Lightning packages (``pytorch_lightning`` and ``lightning.pytorch``).
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from pathlib import Path
@@ -295,3 +296,56 @@ def test_an_early_stopping_monitor_is_recorded_when_no_checkpoint_callback_monit
         ],
     ).fit(tiny_model())
     assert Store(str(tmp_path)).run(both.version).monitor == {"name": "train/loss", "mode": "min"}
+
+
+TORCHRUN_SCRIPT = """
+import os, sys
+sys.path.insert(0, os.environ["REPO"])
+from lightning_tracker import TrackerLogger
+print(f"rank {os.environ['RANK']}: {TrackerLogger(sys.argv[1], name='p').version}", flush=True)
+"""
+
+
+def test_a_torchrun_job_started_after_a_logger_was_built_gets_one_id_of_its_own(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    parent = TrackerLogger(tmp_path, name="p")  # this process's run: its id is published for its DDP ranks
+    script = tmp_path / "ranks.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "REPO": REPO, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ids = dict(line.split(": ") for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert set(ids) == {"rank 0", "rank 1"}, done.stdout
+    assert ids["rank 0"] == ids["rank 1"] != parent.version, ids
+
+
+def test_save_dir_with_a_tilde_is_in_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pl_package: str
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    logger = TrackerLogger("~/runs", name="p", spool_dir="~/spool")
+    assert logger.save_dir == str(home / "runs") and logger.log_dir == str(home / "runs" / "p" / logger.version)
+    trainer(logger, pl_package, max_epochs=1).fit(tiny_model(pl_package))
+    assert Store(str(home / "runs")).run(logger.version).status == "finished"
+    assert os.listdir(work) == [], "nothing is written into a folder named '~'"
