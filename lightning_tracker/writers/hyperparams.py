@@ -15,6 +15,7 @@ import os
 import re
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from lightning_tracker.storage.urls import redact_url
@@ -125,6 +126,8 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         return int(obj)
     if isinstance(obj, float):
         return float(obj)
+    if isinstance(obj, PurePath):  # a data or output folder: its path, as the user wrote it
+        return str(obj)
     if isinstance(obj, bytes):
         try:
             return obj.decode("utf-8")

@@ -349,3 +349,16 @@ def test_save_dir_with_a_tilde_is_in_the_home_folder(
     trainer(logger, pl_package, max_epochs=1).fit(tiny_model(pl_package))
     assert Store(str(home / "runs")).run(logger.version).status == "finished"
     assert os.listdir(work) == [], "nothing is written into a folder named '~'"
+
+
+def test_a_path_hyperparameter_is_stored_as_its_path_string(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pathlib import PurePosixPath
+
+    logger = TrackerLogger(tmp_path, name="p")
+    logger.log_hyperparams({"data": tmp_path / "data.csv", "nested": {"out": PurePosixPath("/ckpt/a")}})
+    logger.finalize("success")
+    assert Store(tmp_path).run(logger.version).config == {
+        "data": str(tmp_path / "data.csv"),
+        "nested": {"out": "/ckpt/a"},
+    }
+    assert "not JSON-serializable" not in caplog.text
