@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
+import threading
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lightning_tracker._settings import RUN_IDS
-from lightning_tracker.exceptions import InvalidArgumentError
+from torch import nn
+
+from lightning_tracker._settings import CHECK_TIMEOUT_S, PROBE_TIMEOUT_S, RUN_IDS
+from lightning_tracker.exceptions import (
+    InvalidArgumentError,
+    ProjectNotFoundError,
+    RunExistsError,
+    RunNotFoundError,
+    StorageError,
+    TransientStoreError,
+)
 from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
 from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
+from lightning_tracker.read import Store
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
 from lightning_tracker.writers.resume import resume_mode
 from lightning_tracker.writers.run_writer import RunWriter, Sampler
 from lightning_tracker.writers.spool import spool_dir_for
-
-if TYPE_CHECKING:
-    from torch.nn import Module
 
 __all__ = ["TrackerLogger"]
 
@@ -65,6 +75,100 @@ def _shared_run_id(index: int, run_id: str | None) -> str:
     return run_id
 
 
+def _resolve_version(storage: Storage, project: str, version: str, resume: str) -> str:
+    """:func:`_lookup_version`, bounded in time on a remote store (a hung server never blocks construction).
+
+    The wait is ``$LIGHTNING_TRACKER_CHECK_TIMEOUT_S`` for ``resume="must"``/``"never"`` and
+    ``$LIGHTNING_TRACKER_PROBE_TIMEOUT_S`` for ``"allow"``; without an answer the id is taken
+    as given and opening the run checks it (``resume``), as before.
+    """
+    if storage.local_path() is not None:
+        return _lookup_version(storage, project, version, resume)
+    answer: list[str] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(_lookup_version(storage, project, version, resume))
+        except BaseException as err:  # noqa: BLE001 - handed to the constructing thread, raised there
+            failure.append(err)
+
+    thread = threading.Thread(target=lookup, name="lightning-tracker-resolve", daemon=True)
+    thread.start()
+    thread.join((CHECK_TIMEOUT_S if resume in ("must", "never") else PROBE_TIMEOUT_S).get())
+    if failure:
+        raise failure[0]
+    if not answer:
+        log.warning("%s did not say in time whether %r names a run; taking it as the full run id", storage.url, version)
+        return version
+    return answer[0]
+
+
+def _lookup_version(storage: Storage, project: str, version: str, resume: str) -> str:
+    """The full id of the run ``version`` names, as ``lightning-tracker`` resolves it (``Store.run``).
+
+    An exact id is taken as is; with ``resume="allow"`` or ``"must"`` a unique id prefix or a
+    run name resolves to that run's id. A new id is never a prefix of an existing one (a
+    later lookup of it would be ambiguous). A store that cannot answer leaves the id as
+    given: opening the run checks it again (``resume``).
+
+    Raises:
+        AmbiguousRunError: ``version`` is a prefix or name of several runs.
+        RunExistsError: ``resume="never"`` and ``version`` is a prefix of an existing id.
+    """
+    try:
+        ids = [rid for rid in storage.listdir(project) if not rid.startswith(".")]
+        if version in ids:
+            return version
+        if resume == "never":
+            longer = [rid for rid in ids if rid.startswith(version)]
+            if longer:
+                raise RunExistsError(
+                    f"version={version!r} is a prefix of the run id {', '.join(longer[:5])} in project {project!r} of "
+                    f"{storage.url}; a new run with this id would make that run's prefix ambiguous: pass a version "
+                    "that no run id starts with, or resume that run with its full id and resume='allow'"
+                )
+            return version
+        run = Store(storage.url, storage.storage_options).run(version, project)
+    except (RunNotFoundError, ProjectNotFoundError):
+        return version  # a new run, and no id starts with it
+    except (StorageError, TransientStoreError) as err:
+        log.warning("could not look %r up in %s (%s); taking it as the full run id", version, storage.url, err)
+        return version
+    if run.id != version:
+        log.info("version=%r is run %s (%s) in project %r", version, run.id, run.name, project)
+    return run.id
+
+
+# other loggers' arguments -> what to pass instead (the README's migration table says the same)
+_OTHER_LOGGERS = {
+    "project": "WandbLogger's project= is name= here (the project folder); W&B's name= (the run's name) is run_name=",
+    "id": "WandbLogger's id= is version= here (the run id; resume with resume='must')",
+    "dir": "WandbLogger's dir= is save_dir= here (a folder or a URL such as s3://bucket/runs)",
+    "entity": "there are no W&B entities: a team shares a store, so pass the team's folder or bucket as save_dir=",
+    "config": "log the config with logger.log_hyperparams(config) (self.save_hyperparameters() logs a model's)",
+    "mode": "WandbLogger's mode='offline' is offline=True here (upload later with lightning-tracker sync)",
+    "anonymous": "runs are private to the store they are written to; leave it out",
+    "log_graph": "no graph is stored; leave it out",
+    "default_hp_metric": "not needed: hyperparameters are stored without a placeholder metric; leave it out",
+    "sub_dir": "runs are <save_dir>/<name>/<version>/; put the sub-folder in name= or save_dir=",
+    "flush_logs_every_n_steps": "CSVLogger's flush_logs_every_n_steps is flush_interval= here, in seconds",
+    "max_queue": "TensorBoardLogger's max_queue is not needed: points are kept in memory until flush_interval=",
+    "flush_secs": "TensorBoardLogger's flush_secs is flush_interval= here",
+    "checkpoint_name": "checkpoints keep the names ModelCheckpoint gives them; leave it out",
+}  # fmt: skip
+
+
+def _refuse_unknown(arguments: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Raises for the first argument ``TrackerLogger`` does not take, naming what to pass instead."""
+    for argument in arguments:
+        hint = _OTHER_LOGGERS.get(argument)
+        if hint is None:
+            close = difflib.get_close_matches(argument, known, n=1)
+            hint = f"did you mean {close[0]}=?" if close else f"its arguments are {', '.join(known)}"
+        raise InvalidArgumentError(f"TrackerLogger has no argument {argument}=; {hint}")
+
+
 class TrackerLogger(Logger):
     """Records a run's hyperparameters, metrics, metadata and TensorBoard events.
 
@@ -77,7 +181,9 @@ class TrackerLogger(Logger):
             ``"s3://bucket/experiments"`` or ``"memory://exp"``.
         name: the project: the folder that groups related runs.
         version: the run id. A new unique id is generated when None; pass an existing
-            id to resume that run.
+            id to resume that run, or what ``lightning-tracker runs`` shows: a unique id
+            prefix or a run name is that run (``logger.version`` is then its full id). A new
+            id that is a prefix of an existing one is refused.
         resume: what a given ``version`` must name, checked when the run opens (at fit start,
             before any step): ``"allow"`` resumes the run or starts one with that id (warning
             once that it is new), ``"must"`` raises ``RunNotFoundError`` when the run does not
@@ -103,9 +209,13 @@ class TrackerLogger(Logger):
             checkpoint deleted locally is deleted remotely), ``"all"`` keeps every
             checkpoint ever saved, ``False`` (default) uploads none. Read them back with
             ``Run.checkpoints`` and ``Run.checkpoint("best" | "latest" | name)``.
+        unknown: none is taken; an argument of ``WandbLogger``, ``TensorBoardLogger`` or
+            ``CSVLogger`` (``project=``, ``id=``, ``dir=``) fails naming the one to pass here.
 
     Raises:
         InvalidArgumentError: an argument has a value that cannot be used.
+        AmbiguousRunError: ``version`` is a prefix or the name of several runs.
+        RunExistsError: ``resume="never"`` and ``version`` is a prefix of an existing run id.
         MissingDependencyError: ``save_dir``'s protocol needs a package that is missing.
 
     Example:
@@ -139,8 +249,10 @@ class TrackerLogger(Logger):
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
         resume: str = "allow",
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        _refuse_unknown(unknown, list(inspect.signature(TrackerLogger.__init__).parameters)[1:-1])
         # "~/runs" is the home folder's, as for TensorBoardLogger and CSVLogger (a URL is left as is)
         if isinstance(save_dir, (str, os.PathLike)):
             save_dir = os.path.expanduser(os.fspath(save_dir))
@@ -170,6 +282,8 @@ class TrackerLogger(Logger):
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)
+        if version is not None and not offline:
+            version = _resolve_version(self._storage, self._name, version, resume)
         self._version = _shared_run_id(_constructed, version)
         self._run_name_arg = run_name
         self._run_name = run_name or new_run_name()
@@ -186,6 +300,7 @@ class TrackerLogger(Logger):
         self._live: LiveRun | None = None  # what `experiment` returns, around the current writer
         self._log_model = log_model
         self._checkpoints: CheckpointProducer | None = None
+        self._watch: tuple[nn.Module, str, int] | None = None  # watch()'s model, log and log_freq
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -333,12 +448,74 @@ class TrackerLogger(Logger):
             self._writer.remove_sampler(name)
 
     @override
+    def log_graph(self, model: nn.Module, input_array: Any = None) -> None:
+        """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored).
+
+        Also adds the ``GradientMonitor`` that :meth:`watch` asked for, on every rank.
+        """
+        trainer = getattr(model, "_trainer", None)
+        if self._watch is not None and trainer is not None and getattr(trainer.state, "fn", None) == "fit":
+            self._attach_watch(trainer, model)
+        self._open_at_fit_start(trainer)
+
     @rank_zero_only
-    def log_graph(self, model: Module, input_array: Any = None) -> None:
-        """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored)."""
+    def _open_at_fit_start(self, trainer: Any) -> None:
         writer = self._run_writer()
         writer.ensure_open()
-        writer.record_monitors(getattr(model, "_trainer", None))
+        writer.record_monitors(trainer)
+
+    def watch(self, model: nn.Module, log: str = "gradients", log_freq: int = 100) -> None:
+        """Records histograms and norms of ``model``'s gradients and weights, as ``WandbLogger.watch`` does.
+
+        When ``fit`` starts, adds ``GradientMonitor(log=log, every_n_steps=log_freq)`` to the
+        Trainer's callbacks, on every rank; for a submodule of the ``LightningModule`` being
+        fit, only that submodule's tensors are recorded. Passing
+        ``callbacks=[GradientMonitor(...)]`` to the Trainer does the same with more options.
+
+        Args:
+            model: the ``LightningModule`` to fit, or one of its submodules.
+            log: ``"gradients"``, ``"parameters"`` (weights) or ``"all"``.
+            log_freq: record every this many optimizer steps (100, as ``wandb.watch``).
+
+        Raises:
+            InvalidArgumentError: ``model`` is not a module, ``log`` or ``log_freq`` cannot be used.
+
+        Example:
+            >>> import torch
+            >>> logger = TrackerLogger("memory://doc-watch", name="p")
+            >>> logger.watch(torch.nn.Linear(2, 2), log="all", log_freq=10)
+        """
+        from lightning_tracker.integration.callbacks.gradients import GradientMonitor
+
+        if not isinstance(model, nn.Module):
+            raise InvalidArgumentError(
+                f"watch(model={model!r}) takes the LightningModule to fit or one of its submodules (an nn.Module)."
+            )
+        if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
+            raise InvalidArgumentError(
+                f"log_freq={log_freq!r} must be an integer >= 1 (1 records every optimizer step)."
+            )
+        GradientMonitor(every_n_steps=log_freq, log=log)  # checks `log` now, not when fit starts
+        self._watch = (model, log, log_freq)
+
+    def _attach_watch(self, trainer: Any, pl_module: Any) -> None:
+        """Adds watch()'s ``GradientMonitor`` to ``trainer`` (once), set up as the Trainer would have."""
+        from lightning_tracker.integration.callbacks.gradients import GradientMonitor
+
+        assert self._watch is not None
+        watched, log, log_freq = self._watch
+        if any(getattr(cb, "_watched_by", None) is self for cb in trainer.callbacks):
+            return
+        name = next((n for n, m in pl_module.named_modules() if m is watched), None)
+        if name is None:
+            raise InvalidArgumentError(
+                f"watch(model={type(watched).__name__}) is not part of the {type(pl_module).__name__} being fit; "
+                "watch that LightningModule or one of its submodules."
+            )
+        monitor = GradientMonitor(every_n_steps=log_freq, log=log, modules=name or None)
+        monitor._watched_by = self  # type: ignore[attr-defined]  # marks the one this logger added
+        trainer.callbacks.append(monitor)
+        monitor.setup(trainer, pl_module, "fit")  # the Trainer's setup hooks have run already
 
     @override
     def save(self) -> None:

@@ -362,3 +362,35 @@ def test_a_path_hyperparameter_is_stored_as_its_path_string(tmp_path: Path, capl
         "nested": {"out": "/ckpt/a"},
     }
     assert "not JSON-serializable" not in caplog.text
+
+
+@pytest.mark.parametrize("target", ["local", "s3"])
+def test_the_logger_takes_the_id_prefix_or_the_name_the_cli_shows(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    save_dir, options = local_or_s3(target, tmp_path, request)
+    first = TrackerLogger(
+        save_dir, name="p", version="20261206-031742-k3x9", run_name="swift-otter", storage_options=options
+    )
+    trainer(first, max_epochs=1).fit(tiny_model())
+    for given, resume in (("20261206-03174", "allow"), ("swift-otter", "must")):
+        again = TrackerLogger(save_dir, name="p", version=given, resume=resume, storage_options=options)
+        assert again.version == first.version, given
+        trainer(again, max_epochs=1).fit(tiny_model())
+    runs = Store(save_dir, options).runs("p")
+    assert [run.id for run in runs] == [first.version], "no run was created under the prefix"
+    assert len(runs[0].doc["sessions"]) == 3
+
+
+def test_a_prefix_of_several_runs_or_a_new_id_that_prefixes_one_is_refused(tmp_path: Path) -> None:
+    from lightning_tracker.exceptions import AmbiguousRunError, RunExistsError
+
+    for version in ("20261206-0317-a", "20261206-0317-b"):
+        logger = TrackerLogger(tmp_path, name="p", version=version)
+        logger.log_metrics({"a": 1.0}, step=0)
+        logger.finalize("success")
+    with pytest.raises(AmbiguousRunError, match=r"'20261206-0317' matches 2 runs .*20261206-0317-a, 20261206-0317-b"):
+        TrackerLogger(tmp_path, name="p", version="20261206-0317")
+    with pytest.raises(RunExistsError, match=r"version='20261206-0317-' is a prefix of the run id 20261206-0317-a"):
+        TrackerLogger(tmp_path, name="p", version="20261206-0317-", resume="never")
+    assert TrackerLogger(tmp_path, name="p", version="20261206-0317-c", resume="never").version == "20261206-0317-c"
