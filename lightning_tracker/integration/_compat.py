@@ -51,18 +51,20 @@ _CANDIDATES = (("pytorch_lightning", "lightning_fabric"), ("lightning.pytorch", 
 
 
 def _installed() -> list[tuple[ModuleType, ModuleType]]:
-    found = []
+    found, missing = [], None
     for package, fabric in _CANDIDATES:
         try:
             found.append((importlib.import_module(package), importlib.import_module(fabric)))
-        except ImportError:
+        except ImportError as err:
+            missing = missing or err
             continue
     if not found:
         raise MissingDependencyError(
-            "TrackerLogger and its callbacks need PyTorch Lightning, and neither 'lightning' nor "
-            "'pytorch_lightning' is installed; install one: pip install lightning (the [lightning] extra "
-            "of lightning-tracker), or pip install pytorch-lightning (the [pytorch-lightning] extra)"
-        )
+            f"TrackerLogger and its callbacks need torch and Lightning ({missing}); install them with the "
+            '[lightning] extra: pip install ".[lightning]" in a clone of lightning-tracker, pip install '
+            '"lightning_tracker-<version>-py3-none-any.whl[lightning]" from a wheel, or pip install lightning '
+            "(the [pytorch-lightning] extra installs pytorch_lightning instead)"
+        ) from None
     return found
 
 
