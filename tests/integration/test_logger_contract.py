@@ -219,13 +219,13 @@ def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, m
     for rank in (3, 0):  # each rank is a fresh process: nothing inherited from Lightning's launcher
         monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
         set_rank(monkeypatch, rank)
-        monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
+        monkeypatch.setattr("lightning_tracker.integration.run_ids._constructed", 0)
         ids.append(TrackerLogger(tmp_path, name="p").version)
     assert ids[0] == ids[1] == "job-a1b2c3-0"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     monkeypatch.setenv("SLURM_JOB_ID", "98765")
     monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
-    monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
+    monkeypatch.setattr("lightning_tracker.integration.run_ids._constructed", 0)
     assert TrackerLogger(tmp_path, name="p").version == "job-98765-0"
 
 
