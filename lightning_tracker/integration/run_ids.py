@@ -18,6 +18,7 @@ from lightning_tracker.exceptions import (
     RunExistsError,
     RunNotFoundError,
     StorageError,
+    TrackerError,
     TransientStoreError,
 )
 from lightning_tracker.format.layout import new_run_id
@@ -131,6 +132,11 @@ def _lookup_version(storage: Storage, project: str, version: str, resume: str) -
         return version  # a new run, and no id starts with it
     except (StorageError, TransientStoreError) as err:
         log.warning("could not look %r up in %s (%s); taking it as the full run id", version, storage.url, err)
+        return version
+    except TrackerError:
+        raise  # an ambiguous prefix, a new id that prefixes another, a missing extra: the caller's to fix
+    except Exception as err:  # noqa: BLE001 - a backend fails in its own words; opening the run asks again
+        log.warning("could not look %r up in %s (%r); taking it as the full run id", version, storage.url, err)
         return version
     if run.id != version:
         log.info("version=%r is run %s (%s) in project %r", version, run.id, run.name, project)
