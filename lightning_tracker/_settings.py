@@ -146,14 +146,17 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _run_ids(text: str) -> tuple[str | None, ...]:
+def _run_ids(text: str) -> tuple[int, tuple[str | None, ...]]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"is not JSON ({err})") from None
-    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
-        raise ValueError("is not a JSON list of run ids")
-    return tuple(value)
+    ids = value.get("ids") if isinstance(value, dict) else None
+    if not isinstance(ids, list) or not all(v is None or isinstance(v, str) for v in ids):
+        raise ValueError('is not a JSON object {"pid": <publisher>, "ids": [<run ids>]}')
+    if not isinstance(value.get("pid"), int):
+        raise ValueError("names no publishing process id")
+    return value["pid"], tuple(ids)
 
 
 STORE: Setting[str] = Setting(
@@ -219,14 +222,14 @@ CHECK_TIMEOUT_S: Setting[float] = Setting(
     allowed="a number of seconds >= 0",
     example="60",
 )
-RUN_IDS: Setting[tuple[str | None, ...]] = Setting(
+RUN_IDS: Setting[tuple[int, tuple[str | None, ...]]] = Setting(
     name="_LIGHTNING_TRACKER_RUN_IDS",
-    doc="internal: the run ids rank 0 created, inherited by the processes Lightning's DDP launcher starts",
-    default=(),
+    doc="internal: the run ids rank 0 created and its process id; only the processes it starts itself take them",
+    default=(0, ()),
     shown_default="none",
     parse=_run_ids,
-    allowed="a JSON list of run ids",
-    example="""'["run-1"]'""",
+    allowed="a JSON object of a process id and run ids",
+    example="""'{"pid": 4242, "ids": ["run-1"]}'""",
     internal=True,
 )
 

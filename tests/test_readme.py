@@ -36,8 +36,44 @@ def _python_blocks() -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
-def test_the_readme_opens_with_the_two_set_up_commands() -> None:
-    assert README.read_text().startswith(SETUP_COMMANDS)
+def test_the_readme_opens_with_its_title_a_picture_of_the_report_and_the_two_set_up_commands() -> None:
+    title, blank, picture, blank2, rest = README.read_text().split("\n", 4)
+    assert (title, blank, blank2) == ("# lightning_tracker", "", "")
+    found = re.fullmatch(r"!\[[^\]]+\]\((docs/[\w.-]+\.png)\)", picture)
+    assert found, picture
+    png = Path(REPO) / found.group(1)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, "a real screenshot"
+    assert rest.startswith(SETUP_COMMANDS)
+
+
+def test_every_trainer_of_the_readme_logs_every_step() -> None:
+    import ast
+
+    calls = [
+        node
+        for block in _python_blocks()
+        for node in ast.walk(ast.parse(block))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Trainer")
+    ]
+    assert len(calls) >= 6
+    unset = [ast.unparse(c) for c in calls if "log_every_n_steps" not in {k.arg for k in c.keywords}]
+    assert not unset, f"without log_every_n_steps a short fit records no train/loss: {unset}"
+
+
+def test_the_readme_s_install_commands_name_the_wheel_the_build_makes_and_every_extra() -> None:
+    import configparser
+
+    from lightning_tracker import __version__
+
+    text = README.read_text()
+    wheels = set(re.findall(r"dist/(lightning_tracker-[^\s\[\"]+\.whl)", text))
+    assert wheels == {f"lightning_tracker-{__version__}-py3-none-any.whl"}, wheels
+    config = configparser.ConfigParser()
+    config.read(Path(REPO) / "setup.cfg")
+    extras = set(config["options.extras_require"]) - {"test", "bench"}
+    table = text[text.index("| Extra | Adds | For |") :].split("\n\n")[0]
+    listed = {name for row in table.splitlines()[2:] for name in re.findall(r"`([\w-]+)`", row.split("|")[1])}
+    assert listed == extras, f"the README's extras table and setup.cfg differ: {listed ^ extras}"
 
 
 def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
@@ -70,7 +106,10 @@ def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
     first = runs[namespace["run_id"]]
     assert first.status == "finished" and first.tags == ["baseline"] and first.config == {"lr": 0.05}
     assert len(first.doc["sessions"]) == 2, "resumed with resume='must'"
-    assert first.summary["val/loss"]["count"] >= 3
+    # resumed from its own checkpoint: epochs 4 to 6 follow epochs 1 to 3, nothing is logged twice
+    train = first.metrics().dropna(subset=["train/loss"])
+    assert list(train["step"]) == list(range(6 * 8)), "the history of both sessions, one point per step"
+    assert first.summary["val/loss"]["count"] == 6
     monitored = [run for run in runs.values() if not run.histograms().empty]
     assert len(runs) == 3 and len(monitored) == 1, "the GradientMonitor example recorded histograms"
     media = namespace["media_run"].media()
@@ -87,8 +126,19 @@ def test_every_python_block_of_the_readme_runs_in_order_and_records_its_runs(
     resumed = with_checkpoints[0]
     assert resumed.monitor == {"name": "val/loss", "mode": "min"}
     assert len(resumed.doc["sessions"]) == 2 and resumed.summary["val/loss"]["high_step"] == 6 * 8 - 1  # epoch 6
-    assert (tmp_path / "resume.ckpt").stat().st_size > 0
     _run_the_shell_examples(first.id, monitored[0].id)
+    spool = os.environ["LIGHTNING_TRACKER_SPOOL"]  # the fixtures' spool in tmp_path, a user's is in ~/.cache
+    _everything_written_is_ignored_by_git(sorted(n for n in os.listdir(tmp_path) if str(tmp_path / n) != spool))
+
+
+def _everything_written_is_ignored_by_git(written: list[str]) -> None:
+    """What the examples left in the working folder is covered by the repository's .gitignore."""
+    if shutil.which("git") is None or not (Path(REPO) / ".git").exists():
+        return  # not a git work tree: nothing to check against
+    assert {"runs", "report.html"} <= set(written), written
+    paths = [f"{name}/x" if os.path.isdir(name) else name for name in written]
+    done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
+    assert sorted(done.stdout.split()) == sorted(paths), f"not ignored by git: {set(paths) - set(done.stdout.split())}"
 
 
 def _shell_lines() -> list[str]:

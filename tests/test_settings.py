@@ -127,7 +127,7 @@ def test_only_internal_variables_are_set_by_the_package(monkeypatch: pytest.Monk
     from lightning_tracker._settings import RUN_IDS
 
     monkeypatch.delenv(RUN_IDS.name, raising=False)
-    RUN_IDS.publish('["abc"]')
-    assert RUN_IDS.get() == ("abc",)
+    RUN_IDS.publish('{"pid": 1, "ids": ["abc"]}')
+    assert RUN_IDS.get() == (1, ("abc",))
     with pytest.raises(InvalidArgumentError, match="LIGHTNING_TRACKER_STORE is the user's setting"):
         STORE.publish("./elsewhere")

@@ -40,8 +40,7 @@ def _load_digits() -> Any:
         from sklearn.datasets import load_digits
     except ImportError as err:
         raise MissingDependencyError(
-            "the demo needs scikit-learn for its bundled digits data set; install it with: "
-            'pip install "lightning-tracker[demo]"'
+            "the demo needs scikit-learn for its bundled digits data set; install it with: pip install scikit-learn"
         ) from err
     return load_digits()
 

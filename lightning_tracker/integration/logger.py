@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import difflib
+import inspect
 import logging
 import os
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lightning_tracker._settings import RUN_IDS
+from torch import nn
+
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.format.layout import new_run_id, new_run_name, validate_path_name
+from lightning_tracker.format.layout import new_run_name, validate_path_name
 from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
+from lightning_tracker.integration.run_ids import resolve_version, shared_run_id
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
@@ -22,48 +25,37 @@ from lightning_tracker.writers.resume import resume_mode
 from lightning_tracker.writers.run_writer import RunWriter, Sampler
 from lightning_tracker.writers.spool import spool_dir_for
 
-if TYPE_CHECKING:
-    from torch.nn import Module
-
 __all__ = ["TrackerLogger"]
 
 log = logging.getLogger(__name__)
 
-# run ids created by this process, in construction order; processes that Lightning's
-# DDP launcher starts re-run the script with this variable inherited and take the same id
-_constructed = 0
+# other loggers' arguments -> what to pass instead (the README's migration table says the same)
+_OTHER_LOGGERS = {
+    "project": "WandbLogger's project= is name= here (the project folder); W&B's name= (the run's name) is run_name=",
+    "id": "WandbLogger's id= is version= here (the run id; resume with resume='must')",
+    "dir": "WandbLogger's dir= is save_dir= here (a folder or a URL such as s3://bucket/runs)",
+    "entity": "there are no W&B entities: a team shares a store, so pass the team's folder or bucket as save_dir=",
+    "config": "log the config with logger.log_hyperparams(config) (self.save_hyperparameters() logs a model's)",
+    "mode": "WandbLogger's mode='offline' is offline=True here (upload later with lightning-tracker sync)",
+    "anonymous": "runs are private to the store they are written to; leave it out",
+    "log_graph": "no graph is stored; leave it out",
+    "default_hp_metric": "not needed: hyperparameters are stored without a placeholder metric; leave it out",
+    "sub_dir": "runs are <save_dir>/<name>/<version>/; put the sub-folder in name= or save_dir=",
+    "flush_logs_every_n_steps": "CSVLogger's flush_logs_every_n_steps is flush_interval= here, in seconds",
+    "max_queue": "TensorBoardLogger's max_queue is not needed: points are kept in memory until flush_interval=",
+    "flush_secs": "TensorBoardLogger's flush_secs is flush_interval= here",
+    "checkpoint_name": "checkpoints keep the names ModelCheckpoint gives them; leave it out",
+}  # fmt: skip
 
 
-def _job_run_id(index: int) -> str | None:
-    """A run id every rank derives alike when an external launcher (torchrun, SLURM) started them."""
-    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
-    job = os.environ.get("TORCHELASTIC_RUN_ID") or ""
-    if job in ("", "none"):
-        job = os.environ.get("SLURM_JOB_ID", "")
-        if job and os.environ.get("SLURM_STEP_ID"):
-            job = f"{job}.{os.environ['SLURM_STEP_ID']}"
-    if world <= 1 or not job:
-        return None
-    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in job).strip(".-")[:100]
-    return f"job-{safe}-{index}" if safe else None
-
-
-def _rank() -> int:
-    # Lightning sets `rank_zero_only.rank` at import; its type hints do not declare it
-    return int(getattr(rank_zero_only, "rank", 0))
-
-
-def _shared_run_id(index: int, run_id: str | None) -> str:
-    global _constructed
-    _constructed += 1
-    shared = list(RUN_IDS.get())
-    if run_id is None and _rank() > 0 and index < len(shared) and (inherited := shared[index]) is not None:
-        return inherited
-    run_id = run_id or _job_run_id(index) or new_run_id()
-    if _rank() == 0:
-        shared = shared[:index] + [None] * (index - len(shared)) + [run_id]
-        RUN_IDS.publish(json.dumps(shared))
-    return run_id
+def _refuse_unknown(arguments: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Raises for the first argument ``TrackerLogger`` does not take, naming what to pass instead."""
+    for argument in arguments:
+        hint = _OTHER_LOGGERS.get(argument)
+        if hint is None:
+            close = difflib.get_close_matches(argument, known, n=1)
+            hint = f"did you mean {close[0]}=?" if close else f"its arguments are {', '.join(known)}"
+        raise InvalidArgumentError(f"TrackerLogger has no argument {argument}=; {hint}")
 
 
 class TrackerLogger(Logger):
@@ -78,7 +70,9 @@ class TrackerLogger(Logger):
             ``"s3://bucket/experiments"`` or ``"memory://exp"``.
         name: the project: the folder that groups related runs.
         version: the run id. A new unique id is generated when None; pass an existing
-            id to resume that run.
+            id to resume that run, or what ``lightning-tracker runs`` shows: a unique id
+            prefix or a run name is that run (``logger.version`` is then its full id). A new
+            id that is a prefix of an existing one is refused.
         resume: what a given ``version`` must name, checked when the run opens (at fit start,
             before any step): ``"allow"`` resumes the run or starts one with that id (warning
             once that it is new), ``"must"`` raises ``RunNotFoundError`` when the run does not
@@ -106,9 +100,13 @@ class TrackerLogger(Logger):
             checkpoint deleted locally is deleted remotely), ``"all"`` keeps every
             checkpoint ever saved, ``False`` (default) uploads none. Read them back with
             ``Run.checkpoints`` and ``Run.checkpoint("best" | "latest" | name)``.
+        unknown: none is taken; an argument of ``WandbLogger``, ``TensorBoardLogger`` or
+            ``CSVLogger`` (``project=``, ``id=``, ``dir=``) fails naming the one to pass here.
 
     Raises:
         InvalidArgumentError: an argument has a value that cannot be used.
+        AmbiguousRunError: ``version`` is a prefix or the name of several runs.
+        RunExistsError: ``resume="never"`` and ``version`` is a prefix of an existing run id.
         MissingDependencyError: ``save_dir``'s protocol needs a package that is missing.
 
     Example:
@@ -143,8 +141,13 @@ class TrackerLogger(Logger):
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
         resume: str = "allow",
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        _refuse_unknown(unknown, list(inspect.signature(TrackerLogger.__init__).parameters)[1:-1])
+        # "~/runs" is the home folder's, as for TensorBoardLogger and CSVLogger (a URL is left as is)
+        if isinstance(save_dir, (str, os.PathLike)):
+            save_dir = os.path.expanduser(os.fspath(save_dir))
         self._storage = Storage(save_dir, storage_options)
         self._name = validate_path_name("name", name)
         if version is not None:
@@ -171,7 +174,9 @@ class TrackerLogger(Logger):
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)
-        self._version = _shared_run_id(_constructed, version)
+        if version is not None and not offline:
+            version = resolve_version(self._storage, self._name, version, resume)
+        self._version = shared_run_id(version)
         self._run_name_arg = run_name
         self._run_name = run_name or new_run_name()
         self._group = group
@@ -181,7 +186,7 @@ class TrackerLogger(Logger):
         self._flush_interval = float(flush_interval)
         self._tensorboard = bool(tensorboard)
         self._offline = bool(offline)
-        self._spool_root = os.path.abspath(os.fspath(spool_dir)) if spool_dir is not None else None
+        self._spool_root = os.path.abspath(os.path.expanduser(os.fspath(spool_dir))) if spool_dir is not None else None
         self._finalize_timeout = float(finalize_timeout)
         if keep_spool is not None and not isinstance(keep_spool, bool):
             raise InvalidArgumentError(f"keep_spool={keep_spool!r} is not a bool; pass True, False or None")
@@ -190,6 +195,7 @@ class TrackerLogger(Logger):
         self._live: LiveRun | None = None  # what `experiment` returns, around the current writer
         self._log_model = log_model
         self._checkpoints: CheckpointProducer | None = None
+        self._watch: tuple[nn.Module, str, int] | None = None  # watch()'s model, log and log_freq
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -338,12 +344,74 @@ class TrackerLogger(Logger):
             self._writer.remove_sampler(name)
 
     @override
+    def log_graph(self, model: nn.Module, input_array: Any = None) -> None:
+        """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored).
+
+        Also adds the ``GradientMonitor`` that :meth:`watch` asked for, on every rank.
+        """
+        trainer = getattr(model, "_trainer", None)
+        if self._watch is not None and trainer is not None and getattr(trainer.state, "fn", None) == "fit":
+            self._attach_watch(trainer, model)
+        self._open_at_fit_start(trainer)
+
     @rank_zero_only
-    def log_graph(self, model: Module, input_array: Any = None) -> None:
-        """Starts the run at fit start and records the metric the trainer's callbacks monitor (no graph is stored)."""
+    def _open_at_fit_start(self, trainer: Any) -> None:
         writer = self._run_writer()
         writer.ensure_open()
-        writer.record_monitors(getattr(model, "_trainer", None))
+        writer.record_monitors(trainer)
+
+    def watch(self, model: nn.Module, log: str = "gradients", log_freq: int = 100) -> None:
+        """Records histograms and norms of ``model``'s gradients and weights, as ``WandbLogger.watch`` does.
+
+        When ``fit`` starts, adds ``GradientMonitor(log=log, every_n_steps=log_freq)`` to the
+        Trainer's callbacks, on every rank; for a submodule of the ``LightningModule`` being
+        fit, only that submodule's tensors are recorded. Passing
+        ``callbacks=[GradientMonitor(...)]`` to the Trainer does the same with more options.
+
+        Args:
+            model: the ``LightningModule`` to fit, or one of its submodules.
+            log: ``"gradients"``, ``"parameters"`` (weights) or ``"all"``.
+            log_freq: record every this many optimizer steps (100, as ``wandb.watch``).
+
+        Raises:
+            InvalidArgumentError: ``model`` is not a module, ``log`` or ``log_freq`` cannot be used.
+
+        Example:
+            >>> import torch
+            >>> logger = TrackerLogger("memory://doc-watch", name="p")
+            >>> logger.watch(torch.nn.Linear(2, 2), log="all", log_freq=10)
+        """
+        from lightning_tracker.integration.callbacks.gradients import GradientMonitor
+
+        if not isinstance(model, nn.Module):
+            raise InvalidArgumentError(
+                f"watch(model={model!r}) takes the LightningModule to fit or one of its submodules (an nn.Module)."
+            )
+        if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
+            raise InvalidArgumentError(
+                f"log_freq={log_freq!r} must be an integer >= 1 (1 records every optimizer step)."
+            )
+        GradientMonitor(every_n_steps=log_freq, log=log)  # checks `log` now, not when fit starts
+        self._watch = (model, log, log_freq)
+
+    def _attach_watch(self, trainer: Any, pl_module: Any) -> None:
+        """Adds watch()'s ``GradientMonitor`` to ``trainer`` (once), set up as the Trainer would have."""
+        from lightning_tracker.integration.callbacks.gradients import GradientMonitor
+
+        assert self._watch is not None
+        watched, log, log_freq = self._watch
+        if any(getattr(cb, "_watched_by", None) is self for cb in trainer.callbacks):
+            return
+        name = next((n for n, m in pl_module.named_modules() if m is watched), None)
+        if name is None:
+            raise InvalidArgumentError(
+                f"watch(model={type(watched).__name__}) is not part of the {type(pl_module).__name__} being fit; "
+                "watch that LightningModule or one of its submodules."
+            )
+        monitor = GradientMonitor(every_n_steps=log_freq, log=log, modules=name or None)
+        monitor._watched_by = self  # type: ignore[attr-defined]  # marks the one this logger added
+        trainer.callbacks.append(monitor)
+        monitor.setup(trainer, pl_module, "fit")  # the Trainer's setup hooks have run already
 
     @override
     def save(self) -> None:

@@ -64,8 +64,12 @@ class ProtocolFamily:
 
     @property
     def install(self) -> str:
-        """The command that installs the package (``pip install "lightning-tracker[s3]"``)."""
-        return f'pip install "lightning-tracker[{self.extra}]"'
+        """The command that installs the package (``pip install s3fs``, what the ``[s3]`` extra adds).
+
+        The package itself, not the extra: it installs the same wherever lightning-tracker
+        came from (a clone, a wheel), and lightning-tracker is not on PyPI.
+        """
+        return f"pip install {self.package}"
 
 
 _FAMILIES = (
@@ -106,7 +110,7 @@ def protocol_family(protocol: str) -> ProtocolFamily | None:
 
     Example:
         >>> protocol_family("abfss").name, protocol_family("gcs").install
-        ('az', 'pip install "lightning-tracker[gcs]"')
+        ('az', 'pip install gcsfs')
         >>> protocol_family("memory") is None
         True
     """
@@ -118,7 +122,7 @@ def install_hint(protocol: str) -> tuple[str, str]:
 
     Example:
         >>> install_hint("s3a")
-        ('s3fs', 'pip install "lightning-tracker[s3]"')
+        ('s3fs', 'pip install s3fs')
         >>> install_hint("hf")
         ('hf', 'pip install hf')
     """

@@ -17,6 +17,7 @@ import os
 import re
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from lightning_tracker.format.secrets import REDACTED
@@ -143,6 +144,8 @@ def _plain(obj: Any, path: str, warned: set[str], stack: set[int], depth: int) -
         return int(obj)
     if isinstance(obj, float):
         return float(obj)
+    if isinstance(obj, PurePath):  # a data or output folder: its path, as the user wrote it
+        return str(obj)
     if isinstance(obj, bytes):
         try:
             return obj.decode("utf-8")

@@ -3,6 +3,7 @@ under both Lightning packages (``pytorch_lightning`` and ``lightning.pytorch``).
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from pathlib import Path
@@ -11,10 +12,16 @@ from typing import Any
 import pytest
 
 from lightning_tracker import LiveRun, Store, TrackerLogger
-from lightning_tracker.integration._compat import rank_zero_only
-from tests.helpers import lightning, local_or_s3, tiny_model, trainer
+from lightning_tracker.integration import _compat
+from tests.helpers import PACKAGES, lightning, local_or_s3, tiny_model, trainer
 
 STEPS_PER_EPOCH = 8  # 64 samples, batch 8
+
+
+def set_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
+    """This process's rank as a DDP strategy of either Lightning package would set it."""
+    for fn in _compat._RANK_ZERO_ONLY:
+        monkeypatch.setattr(fn, "rank", rank)
 
 
 def test_fit_validate_test_keys_and_steps(store_target: tuple[str, Any], pl_package: str) -> None:
@@ -124,14 +131,15 @@ def test_finalize_failed_then_success_again(tmp_path: Any) -> None:
 
 def test_experiment_is_the_dummy_on_other_ranks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     logger = TrackerLogger(tmp_path, name="p")
-    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    set_rank(monkeypatch, 1)
     exp = logger.experiment
-    assert type(exp).__name__ == "_DummyExperiment"
+    for package in PACKAGES:
+        assert isinstance(exp, lightning(package).loggers.logger.DummyExperiment)
     logger.log_metrics({"a": 1.0}, step=0)
     logger.log_hyperparams({"lr": 1})
     logger.finalize("success")
     assert not (tmp_path / "p").exists(), "rank 1 must not write"
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    set_rank(monkeypatch, 0)
     assert isinstance(logger.experiment, LiveRun)
 
 
@@ -210,14 +218,14 @@ def test_ranks_started_by_torchrun_or_slurm_agree_on_the_run_id(tmp_path: Any, m
     ids = []
     for rank in (3, 0):  # each rank is a fresh process: nothing inherited from Lightning's launcher
         monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
-        monkeypatch.setattr(rank_zero_only, "rank", rank)
-        monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
+        set_rank(monkeypatch, rank)
+        monkeypatch.setattr("lightning_tracker.integration.run_ids._constructed", 0)
         ids.append(TrackerLogger(tmp_path, name="p").version)
     assert ids[0] == ids[1] == "job-a1b2c3-0"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     monkeypatch.setenv("SLURM_JOB_ID", "98765")
     monkeypatch.delenv("_LIGHTNING_TRACKER_RUN_IDS", raising=False)
-    monkeypatch.setattr("lightning_tracker.integration.logger._constructed", 0)
+    monkeypatch.setattr("lightning_tracker.integration.run_ids._constructed", 0)
     assert TrackerLogger(tmp_path, name="p").version == "job-98765-0"
 
 
@@ -288,3 +296,101 @@ def test_an_early_stopping_monitor_is_recorded_when_no_checkpoint_callback_monit
         ],
     ).fit(tiny_model())
     assert Store(str(tmp_path)).run(both.version).monitor == {"name": "train/loss", "mode": "min"}
+
+
+TORCHRUN_SCRIPT = """
+import os, sys
+sys.path.insert(0, os.environ["REPO"])
+from lightning_tracker import TrackerLogger
+print(f"rank {os.environ['RANK']}: {TrackerLogger(sys.argv[1], name='p').version}", flush=True)
+"""
+
+
+def test_a_torchrun_job_started_after_a_logger_was_built_gets_one_id_of_its_own(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    parent = TrackerLogger(tmp_path, name="p")  # this process's run: its id is published for its DDP ranks
+    script = tmp_path / "ranks.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "REPO": REPO, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ids = dict(line.split(": ") for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert set(ids) == {"rank 0", "rank 1"}, done.stdout
+    assert ids["rank 0"] == ids["rank 1"] != parent.version, ids
+
+
+def test_save_dir_with_a_tilde_is_in_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pl_package: str
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    logger = TrackerLogger("~/runs", name="p", spool_dir="~/spool")
+    assert logger.save_dir == str(home / "runs") and logger.log_dir == str(home / "runs" / "p" / logger.version)
+    trainer(logger, pl_package, max_epochs=1).fit(tiny_model(pl_package))
+    assert Store(str(home / "runs")).run(logger.version).status == "finished"
+    assert os.listdir(work) == [], "nothing is written into a folder named '~'"
+
+
+def test_a_path_hyperparameter_is_stored_as_its_path_string(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pathlib import PurePosixPath
+
+    logger = TrackerLogger(tmp_path, name="p")
+    logger.log_hyperparams({"data": tmp_path / "data.csv", "nested": {"out": PurePosixPath("/ckpt/a")}})
+    logger.finalize("success")
+    assert Store(tmp_path).run(logger.version).config == {
+        "data": str(tmp_path / "data.csv"),
+        "nested": {"out": "/ckpt/a"},
+    }
+    assert "not JSON-serializable" not in caplog.text
+
+
+@pytest.mark.parametrize("target", ["local", "s3"])
+def test_the_logger_takes_the_id_prefix_or_the_name_the_cli_shows(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    save_dir, options = local_or_s3(target, tmp_path, request)
+    first = TrackerLogger(
+        save_dir, name="p", version="20261206-031742-k3x9", run_name="swift-otter", storage_options=options
+    )
+    trainer(first, max_epochs=1).fit(tiny_model())
+    for given, resume in (("20261206-03174", "allow"), ("swift-otter", "must")):
+        again = TrackerLogger(save_dir, name="p", version=given, resume=resume, storage_options=options)
+        assert again.version == first.version, given
+        trainer(again, max_epochs=1).fit(tiny_model())
+    runs = Store(save_dir, options).runs("p")
+    assert [run.id for run in runs] == [first.version], "no run was created under the prefix"
+    assert len(runs[0].doc["sessions"]) == 3
+
+
+def test_a_prefix_of_several_runs_or_a_new_id_that_prefixes_one_is_refused(tmp_path: Path) -> None:
+    from lightning_tracker.exceptions import AmbiguousRunError, RunExistsError
+
+    for version in ("20261206-0317-a", "20261206-0317-b"):
+        logger = TrackerLogger(tmp_path, name="p", version=version)
+        logger.log_metrics({"a": 1.0}, step=0)
+        logger.finalize("success")
+    with pytest.raises(AmbiguousRunError, match=r"'20261206-0317' matches 2 runs .*20261206-0317-a, 20261206-0317-b"):
+        TrackerLogger(tmp_path, name="p", version="20261206-0317")
+    with pytest.raises(RunExistsError, match=r"version='20261206-0317-' is a prefix of the run id 20261206-0317-a"):
+        TrackerLogger(tmp_path, name="p", version="20261206-0317-", resume="never")
+    assert TrackerLogger(tmp_path, name="p", version="20261206-0317-c", resume="never").version == "20261206-0317-c"

@@ -193,7 +193,7 @@ def test_each_family_alias_maps_to_one_backend_one_extra_and_one_credentials_hin
     assert family is not None and family.name == name and family.protocols == aliases
     assert {storage_class(alias).__name__ for alias in aliases} == {"FsspecStorage"}
     assert {install_hint(alias) for alias in aliases} == {(family.package, family.install)}
-    assert family.install == f'pip install "lightning-tracker[{family.extra}]"'
+    assert family.install == f"pip install {family.package}"
 
     class NoCredentialsError(Exception):
         pass

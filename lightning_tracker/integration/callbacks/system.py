@@ -169,7 +169,7 @@ class SystemMonitor(Callback):
             except ImportError:
                 raise MissingDependencyError(
                     "SystemMonitor(gpu=True) reads GPUs through NVML, which needs nvidia-ml-py; "
-                    'install it with: pip install "lightning-tracker[gpu]"'
+                    "install it with: pip install nvidia-ml-py"
                 ) from None
         self.interval_s = float(interval_s)
         self.gpu = gpu
@@ -181,7 +181,7 @@ class SystemMonitor(Callback):
         try:
             return _load_nvml()
         except ImportError:
-            log.warning('GPU metrics are not recorded: install nvidia-ml-py (pip install "lightning-tracker[gpu]")')
+            log.warning("GPU metrics are not recorded: install nvidia-ml-py (pip install nvidia-ml-py)")
         except Exception as err:  # NVML missing from the driver, for example (re-raised if gpu=True)
             if self.gpu:
                 raise

@@ -79,7 +79,7 @@ def test_arguments_are_checked_at_construction(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(InvalidArgumentError, match=r"gpu='yes' must be None"):
         SystemMonitor(gpu="yes")  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "pynvml", None)  # nvidia-ml-py not installed
-    with pytest.raises(MissingDependencyError, match=r'pip install "lightning-tracker\[gpu\]"'):
+    with pytest.raises(MissingDependencyError, match=r"pip install nvidia-ml-py"):
         SystemMonitor(gpu=True)
 
 
