@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from lightning_tracker._version import __version__
-from lightning_tracker.cli.failures import EXIT_STATUS_HELP, as_tracker_error, exit_status
+from lightning_tracker.cli.failures import EXIT_STATUS_HELP, exit_status
 from lightning_tracker.cli.stores import OPTIONS_ENV, STORE_ENV
 from lightning_tracker.cli.terminal import console_for, visible
 from lightning_tracker.exceptions import NothingMatchedError, TrackerError
 from lightning_tracker.storage import protocol_families
+from lightning_tracker.storage.failures import as_tracker_error
 
 __all__ = ["main"]
 

@@ -123,8 +123,8 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
 
 def _sync_failure(path: str, error: BaseException | None) -> str:
     """Why a run was not uploaded, and the fix (as the other commands say it); sync again when nothing else helps."""
-    from lightning_tracker.cli.failures import as_tracker_error
     from lightning_tracker.exceptions import TransientStoreError
+    from lightning_tracker.storage.failures import as_tracker_error
     from lightning_tracker.writers.spool import read_spool
 
     if error is None:

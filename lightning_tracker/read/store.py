@@ -8,8 +8,9 @@ step again supersedes the earlier value).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -19,6 +20,7 @@ from lightning_tracker.exceptions import (
     ProjectNotFoundError,
     RunNotFoundError,
     StorageError,
+    TrackerError,
 )
 from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
@@ -26,11 +28,35 @@ from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
+from lightning_tracker.storage.failures import as_tracker_error, recognised
 
 __all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store", "TableScope"]
 
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
 MAX_RUN_FILE_BYTES = 64 << 20  # a larger run.json is not read: the run reads as damaged
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _said_in_one_line(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """A store's own failure (no credentials, no bucket, denied, unreachable) leaves a public
+    method of :class:`Store` as the one line the command line prints, not a backend's
+    traceback: one of our error types, with the backend's error kept as its context."""
+
+    @functools.wraps(method)
+    def said(self: Store, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except TrackerError:
+            raise
+        except Exception as exc:
+            if not recognised(exc):
+                raise
+            storage = self.storage
+            raise as_tracker_error(exc, storage.url, storage.protocol) from None
+
+    return said
 
 
 class Store:
@@ -67,10 +93,12 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.storage.url!r})"
 
+    @_said_in_one_line
     def projects(self) -> list[str]:
         """Names of the projects in the store: its folders that hold something (a stray file is no project)."""
         return [p for p in self.storage.folders() if not p.startswith(".")]
 
+    @_said_in_one_line
     def run_ids(self, project: str) -> list[str]:
         """The ids of the runs of ``project``: its folders that hold something (one listing; no file is read).
 
@@ -79,6 +107,7 @@ class Store:
         """
         return [r for r in self.storage.folders(project) if not r.startswith(".")]
 
+    @_said_in_one_line
     def runs(
         self,
         project: str | None = None,
@@ -203,6 +232,7 @@ class Store:
                 out[rel] = f"cannot be read: {err}"
         return out
 
+    @_said_in_one_line
     def run(self, run_id: str, project: str | None = None) -> Run:
         """One run by id (or by a unique id prefix or its exact name).
 
@@ -230,6 +260,7 @@ class Store:
             f"({', '.join(r.id for r in matches[:5])}); give more of the id"
         )
 
+    @_said_in_one_line
     def table(self, project: str | None = None, **filters: Any) -> pd.DataFrame:
         """One row per run: identity, status, times, every hyperparameter and metric summary.
 

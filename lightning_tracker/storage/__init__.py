@@ -3,7 +3,8 @@
 ``Storage(url, storage_options)`` is the entry point; :mod:`.base` defines the
 primitives, :mod:`.local` and :mod:`.remote` implement them, :mod:`.registry` says which
 backend opens each protocol (:func:`register_storage` adds one) and what each protocol
-family needs, :mod:`.urls` parses and redacts URLs. Importing this package does not
+family needs, :mod:`.urls` parses and redacts URLs, :mod:`.failures` says what a
+backend's own failure means in one line. Importing this package does not
 import fsspec: only building a storage for a URL does.
 """
 

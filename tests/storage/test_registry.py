@@ -19,9 +19,9 @@ from typing import IO, Any
 
 import pytest
 
-from lightning_tracker.cli.failures import describe
 from lightning_tracker.exceptions import InvalidArgumentError, TrackerError
 from lightning_tracker.storage import Storage, protocol_family, register_storage, registry
+from lightning_tracker.storage.failures import OPTIONS, describe
 from lightning_tracker.storage.registry import install_hint, storage_class
 from lightning_tracker.storage.urls import parse_url
 from lightning_tracker.writers.spool import spool_dir_for
@@ -199,7 +199,7 @@ def test_each_family_alias_maps_to_one_backend_one_extra_and_one_credentials_hin
         pass
 
     hints = {describe(NoCredentialsError("no keys"), "the store", alias).split("; ", 1)[1] for alias in aliases}
-    assert hints == {f"{family.credentials_env}, or pass --storage-options '{family.credentials_options}'"}
+    assert hints == {f"{family.credentials_env}, or pass '{family.credentials_options}' in {OPTIONS}"}
     names = {tuple(parse_url(f"{alias}://me:pw@bucket/exp").credentials) for alias in aliases}
     assert names == {family.url_credentials}
 
