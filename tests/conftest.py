@@ -63,6 +63,18 @@ def s3_server() -> Iterator[S3Server]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def serial_s3() -> Iterator[Any]:
+    """A moto S3 server applying one request at a time (why: ``tests/storage/serial_s3.py``), for races."""
+    from tests.storage.serial_s3 import SerialS3Server
+
+    server = SerialS3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_spool(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTNING_TRACKER_SPOOL", str(tmp_path / "spool"))

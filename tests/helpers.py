@@ -180,3 +180,20 @@ def in_terminal(argv: list[str], columns: int, env: dict[str, str] | None = None
         out += data
     os.close(master)
     return proc.wait(timeout=30), out
+
+
+def wheel_sources(tmp_path: Any) -> Any:
+    """A copy of what a wheel is built from, in ``tmp_path/src``: a build writes ``build/`` and
+    ``*.egg-info/`` beside its sources, never into the repository."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(tmp_path) / "src"
+    shutil.copytree(
+        Path(REPO) / "lightning_tracker",
+        src / "lightning_tracker",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(Path(REPO) / name, src / name)
+    return src

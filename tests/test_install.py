@@ -10,7 +10,6 @@ configuration (indexes, find-links); its ``venv`` marker lets a quick local run 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lightning_tracker import TrackerLogger
-from tests.helpers import REPO
+from tests.helpers import wheel_sources
 
 LIGHTNING_PACKAGES = ("torch", "lightning", "pytorch-lightning")
 
@@ -61,14 +60,7 @@ print(logger.version)
 
 
 def _build_wheel(tmp_path: Path) -> Path:
-    src = tmp_path / "src"  # built from a copy: a build writes build/ and *.egg-info/ beside the sources
-    shutil.copytree(
-        Path(REPO) / "lightning_tracker",
-        src / "lightning_tracker",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(Path(REPO) / name, src / name)
+    src = wheel_sources(tmp_path)
     out = tmp_path / "dist"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(out)],

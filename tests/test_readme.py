@@ -20,7 +20,7 @@ import pytest
 
 from lightning_tracker import Store
 from tests.conftest import S3Server
-from tests.helpers import REPO
+from tests.helpers import REPO, wheel_sources
 
 README = Path(REPO) / "README.md"
 HOME_DEFAULTS = ("LIGHTNING_TRACKER_SPOOL", "MPLCONFIGDIR", "IPYTHONDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
@@ -235,14 +235,7 @@ def f():
 
 
 def test_the_package_installs_without_setuptools_warnings_and_ships_its_assets(tmp_path: Path) -> None:
-    src = tmp_path / "src"  # built from a copy: a build writes build/ and *.egg-info/ beside the sources
-    shutil.copytree(
-        Path(REPO) / "lightning_tracker",
-        src / "lightning_tracker",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(Path(REPO) / name, src / name)
+    src = wheel_sources(tmp_path)
     out = tmp_path / "wheel"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", str(src), "-w", str(out)],

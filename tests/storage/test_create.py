@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from tests.storage.racers import create_race, run_race, winners
 from tests.storage.serial_s3 import SerialS3Server
 
 TARGETS = ["local", "memory", "s3", "gcs", "azure"]
-
-
-@pytest.fixture(scope="module")
-def serial_s3() -> Iterator[SerialS3Server]:
-    server = SerialS3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict | None]:

@@ -9,7 +9,6 @@ on one machine's spool.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,6 @@ from lightning_tracker.storage import Storage, register_storage
 from lightning_tracker.storage.local import LocalStorage
 from lightning_tracker.writers.spool import spool_dir_for
 from tests.storage.racers import resume_never_race, run_race, winners
-from tests.storage.serial_s3 import SerialS3Server
-
-
-@pytest.fixture(scope="module")
-def serial_s3() -> Iterator[SerialS3Server]:
-    server = SerialS3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, dict[str, Any] | None]:
