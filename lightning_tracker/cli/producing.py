@@ -138,6 +138,18 @@ def _sync_failure(path: str, error: BaseException | None) -> str:
     return f"{failure}; then run sync again" if isinstance(failure, TransientStoreError) else str(failure)
 
 
+def _sync_label(path: str) -> str:
+    """Where a spooled run goes (``s3://bucket/exp/project/run_id``), read before the sync removes its
+    folder; the folder itself when its ``spool.json`` cannot say."""
+    from lightning_tracker.writers.spool import read_spool
+
+    try:
+        spool = read_spool(path)
+    except TrackerError:
+        return path
+    return f"{spool.url.rstrip('/')}/{spool.prefix}" if spool else path
+
+
 def cmd_sync(args: argparse.Namespace, out: Console) -> int:
     from rich.progress import Progress
 
@@ -148,6 +160,7 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
             out.print(text(path))
         return 0
     dirs = spooled_runs(args.paths or None, args.spool_dir)
+    labels = {path: _sync_label(path) for path in dirs}
     failed = 0
     with Progress(console=out, transient=True, disable=not out.is_terminal) as progress:
         task = progress.add_task("syncing runs", total=len(dirs))
@@ -157,7 +170,11 @@ def cmd_sync(args: argparse.Namespace, out: Console) -> int:
             progress.advance(task)
             if report.complete and report.uploaded:
                 progress.console.print(
-                    Text.assemble(("✓ ", "green"), text(path), f": {plural(len(report.uploaded), 'file')} uploaded")
+                    Text.assemble(
+                        ("✓ ", "green"),
+                        text(labels.get(path, path)),
+                        f": {plural(len(report.uploaded), 'file')} uploaded",
+                    )
                 )
             elif not report.complete:  # a run already whole in its store is not news: sync stays quiet
                 failed += 1

@@ -23,10 +23,12 @@ def test_sync_with_nothing_to_do_is_quiet(s3_server: Any, tmp_path: Path, capsys
     options = json.dumps(s3_server.storage_options)
     assert main(["sync", "--spool-dir", str(tmp_path / "empty")]) == 0
     assert capsys.readouterr().out == "", "no spooled run: nothing said"
-    logger = _offline_run(f"s3://{s3_server.new_bucket()}/exp", s3_server.storage_options)
+    url = f"s3://{s3_server.new_bucket()}/exp"
+    logger = _offline_run(url, s3_server.storage_options)
     assert main(["sync", "--storage-options", options]) == 0
     out = capsys.readouterr().out
-    assert logger.version in out and "uploaded" in out, "the first sync says what it uploaded"
+    # named where it went, not by its spool folder (removed once the upload is complete)
+    assert f"{url}/p/{logger.version}: " in out and "files uploaded" in out, out
     assert main(["sync", "--storage-options", options]) == 0
     assert capsys.readouterr().out == "", "every run already in its store: nothing said"
 

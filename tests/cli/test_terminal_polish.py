@@ -50,9 +50,10 @@ def test_a_missing_package_names_the_store_in_a_terminal(columns: int) -> None:
 @pytest.mark.parametrize("columns", COLUMNS)
 def test_sync_in_a_terminal_is_quiet_when_every_run_is_in_its_store(s3_server: Any, columns: int) -> None:
     options = json.dumps(s3_server.storage_options)
-    logger = _run(f"s3://{s3_server.new_bucket()}/exp", storage_options=s3_server.storage_options, offline=True)
+    url = f"s3://{s3_server.new_bucket()}/exp"
+    logger = _run(url, storage_options=s3_server.storage_options, offline=True)
     status, raw = in_terminal(["sync", "--storage-options", options], columns)
-    assert status == 0 and logger.version in _screen(raw) and "uploaded" in _screen(raw)
+    assert status == 0 and f"{url}/p/{logger.version}: " in _screen(raw), _screen(raw)
     status, raw = in_terminal(["sync", "--storage-options", options], columns)
     # only rich's transient progress bar while the store is asked, erased when done
     said = re.sub(r"syncing runs [━╺╸ ]*\s*\d+% [-:0-9]+", "", _screen(raw))
