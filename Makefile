@@ -56,3 +56,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/read_scale.py
 	$(PY) benchmarks/reliability.py
 	$(PY) benchmarks/media_cost.py
+	$(PY) benchmarks/writer_backlog.py
