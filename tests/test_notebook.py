@@ -107,7 +107,10 @@ def test_make_notebook_opens_the_quickstart_in_jupyter(tmp_path: Path) -> None:
     if make is None:
         pytest.skip("make is not installed")
     venv = tmp_path / "venv"  # a dry run (-n): nothing is installed or started
-    done = subprocess.run([make, "-n", "notebook", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True)
+    # under `make test` this make is a sub-make: no "Entering directory" lines, no inherited flags
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    argv = [make, "-n", "--no-print-directory", "notebook", f"VENV={venv}"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert any('install -q -e ".[all,dev]"' in line for line in lines), "the dev extra brings jupyter"
