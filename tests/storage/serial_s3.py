@@ -15,9 +15,10 @@ the key is in flight.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable
 from typing import Any
+
+from tests.conftest import S3Server
 
 _CONFLICT = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ConditionalRequestConflict</Code>'
@@ -26,8 +27,9 @@ _CONFLICT = (
 )
 
 
-class SerialS3Server:
-    """moto's S3 app served on a free port, one request applied at a time.
+class SerialS3Server(S3Server):
+    """moto's S3 app served on a free port, one request applied at a time; otherwise an
+    :class:`~tests.conftest.S3Server` (endpoint, storage options, buckets).
 
     Attributes:
         puts: ``(path, If-None-Match header or None)`` of every PUT, in order; only in
@@ -60,21 +62,6 @@ class SerialS3Server:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        return {"key": "testing", "secret": "testing", "endpoint_url": self.endpoint}
-
-    def new_bucket(self) -> str:
-        import s3fs
-
-        name = f"b-{uuid.uuid4().hex[:12]}"
-        s3fs.S3FileSystem(**self.storage_options, skip_instance_cache=True).mkdir(name)
-        return name
 
     def stop(self) -> None:
         self._server.shutdown()
