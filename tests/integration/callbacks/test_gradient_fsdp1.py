@@ -97,6 +97,11 @@ if rank == 0:
         json.dump({"version": logger.version}, f)
 dist.barrier()  # neither rank tears gloo down while the other still uses it
 dist.destroy_process_group()
+sys.stdout.flush(), sys.stderr.flush()
+# everything is written and finalized: skip the interpreter's teardown, where a torch/gloo
+# thread still joinable at exit aborts the process now and then ("terminate called without
+# an active exception", SIGABRT) after the work is done
+os._exit(0)
 """
 
 
