@@ -4,7 +4,7 @@ The folders are the layers, lowest first; a module may import its own layer and 
 below:
 
     base (exceptions, _version, _settings) <- format <- storage <- writers | read
-        <- integration | report <- cli <- the package root
+        <- integration | report | manage <- cli <- the package root
 
 ``writers`` and ``read`` sit side by side and never import each other, nor do
 ``integration`` and ``report``. A module's layer is its top folder under the package; a
@@ -35,6 +35,7 @@ LAYERS = {
     "read": 3,
     "integration": 4,
     "report": 4,
+    "manage": 4,
     "cli": 5,
 }  # fmt: skip
 # the only modules at the package root: the face and the small pieces every layer shares
@@ -46,7 +47,12 @@ TORCH_OR_LIGHTNING = ("torch", "lightning", "pytorch_lightning", "lightning_fabr
 FORMAT_THIRD_PARTY = ("numpy", "pyarrow")
 STORAGE_THIRD_PARTY = ("numpy", "pyarrow", "fsspec")
 FSSPEC_MODULE = "lightning_tracker.storage.remote"
-TORCH_FREE = ("lightning_tracker.format", "lightning_tracker.storage", "lightning_tracker.read")
+TORCH_FREE = (
+    "lightning_tracker.format",
+    "lightning_tracker.storage",
+    "lightning_tracker.read",
+    "lightning_tracker.manage",
+)
 
 
 @dataclass(frozen=True)

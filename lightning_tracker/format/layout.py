@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from lightning_tracker.exceptions import InvalidArgumentError
 
 __all__ = [
+    "CHANGES_DIR",
     "CONFIG_FILE",
     "ChunkId",
     "DATA_DIRS",
@@ -23,6 +24,7 @@ __all__ = [
     "EVENTS_PREFIX",
     "GIT_DIFF_FILE",
     "HISTOGRAMS_DIR",
+    "INDEX_DIR",
     "META_FILE",
     "MEDIA_DIR",
     "MEDIA_ENCODINGS",
@@ -38,6 +40,7 @@ __all__ = [
     "SPOOL_FILE",
     "STAGING_DIR",
     "STAGING_STATE_FILE",
+    "change_name",
     "chunk_name",
     "covered_chunks",
     "is_private",
@@ -68,6 +71,13 @@ MODELS_FILE = "models.json"  # the checkpoint manifest
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files, in the run folder itself
 
 DATA_DIRS = (METRICS_DIR, HISTOGRAMS_DIR, MEDIA_DIR)  # folders of chunk files, compacted alike
+
+# -- the project index (derived from the run folders, always rebuildable) ---------------
+# in a project folder; the leading dot keeps it out of Store.run_ids
+INDEX_DIR = ".index"
+# in INDEX_DIR: small immutable objects, one per change of a run (its start, end, resume,
+# an edit, a deletion), named by time so that a reader lists what came after its watermark
+CHANGES_DIR = "changes"
 # the mutable documents, in the order they are committed after the objects they describe
 DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
 
@@ -242,6 +252,18 @@ class ChunkId(NamedTuple):
     first: int
     last: int
     writer: str = ""
+
+
+def change_name(time_ns: int, run_id: str, token: str) -> str:
+    """The name of a change object in ``<project>/.index/changes/``: time first, so names sort by time.
+
+    ``token`` (a few random characters) keeps two changes of one run in one nanosecond apart.
+
+    Example:
+        >>> change_name(1_700_000_000_123_456_789, "20231114-abcd", "k3x9")
+        '01700000000123456789-20231114-abcd-k3x9.json'
+    """
+    return f"{time_ns:020d}-{run_id}-{token}.json"
 
 
 def new_writer_key() -> str:

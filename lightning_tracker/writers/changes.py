@@ -1,0 +1,39 @@
+"""Tell a project's index that a run changed: one small immutable object per change.
+
+A writer never reads, rewrites or locks a shared index object. It only adds
+``<project>/.index/changes/<time>-<run id>-<token>.json`` (named by
+:func:`~lightning_tracker.format.layout.change_name`); a reader lists the changes it has not
+folded yet and reads again only the runs they name. The run folders stay the truth: a
+change that was never recorded leaves the index stale, never the run wrong, and
+``lightning-tracker index`` rebuilds it from the folders.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from lightning_tracker.format import codec
+from lightning_tracker.format.layout import CHANGES_DIR, INDEX_DIR, change_name
+from lightning_tracker.storage import Storage
+
+__all__ = ["CHANGE_KINDS", "record_change"]
+
+CHANGE_KINDS = ("start", "resume", "end", "edit", "delete", "sync", "import")
+"""Why a run changed: what each change object's ``kind`` says."""
+
+
+def record_change(storage: Storage, project: str, run_id: str, kind: str) -> str:
+    """Add one change object for ``run_id`` of ``project``; returns its path in the store.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`CHANGE_KINDS` (a bug, not user input).
+        StorageError: the object could not be written (callers in the training pipeline
+            catch it: a missed change leaves the index stale, not the run).
+    """
+    if kind not in CHANGE_KINDS:
+        raise ValueError(f"kind={kind!r} is not a change kind; use one of: {', '.join(CHANGE_KINDS)}")
+    now = time.time_ns()
+    rel = f"{project}/{INDEX_DIR}/{CHANGES_DIR}/{change_name(now, run_id, secrets.token_hex(4))}"
+    storage.write_bytes(rel, codec.dumps({"run": run_id, "kind": kind, "time": now / 1e9}))
+    return rel
