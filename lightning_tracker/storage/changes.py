@@ -1,5 +1,8 @@
 """Tell a project's index that a run changed: one small immutable object per change.
 
+The one write the writers (a run starts, ends, resumes, is synced), the read side's edits
+(``Run.add_tags``) and ``manage`` (deletion, import) share, so it sits below all of them.
+
 A writer never reads, rewrites or locks a shared index object. It only adds
 ``<project>/.index/changes/<time>-<run id>-<token>.json`` (named by
 :func:`~lightning_tracker.format.layout.change_name`); a reader lists the changes it has not
@@ -15,7 +18,7 @@ import time
 
 from lightning_tracker.format import codec
 from lightning_tracker.format.layout import CHANGES_DIR, INDEX_DIR, change_name
-from lightning_tracker.storage import Storage
+from lightning_tracker.storage.base import Storage
 
 __all__ = ["CHANGE_KINDS", "record_change"]
 
