@@ -110,6 +110,15 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker sync ~/.cache/lightning_tracker/spool/s3/bucket/exp/p/RUN_ID",
         ),
     ),
+    "index": (
+        "Rebuilds the index of a project (every project without -p) from its run folders. Runs table reads "
+        "use the index, and the runs' writers keep it current; rebuild it for runs copied in by hand "
+        "(aws s3 sync, cp) or a store written before the index existed.",
+        (
+            "lightning-tracker index -s ./runs",
+            "lightning-tracker index -s s3://bucket/exp -p sweep",
+        ),
+    ),
     "demo": (
         "Trains a small digit classifier in several configurations into a store, lists them and writes a report.",
         (
@@ -228,6 +237,11 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
     syn.add_argument("--list", action="store_true", help="only list spooled runs")
     syn.set_defaults(func=producing.cmd_sync)
+
+    from lightning_tracker.cli import index as indexing
+
+    index = _command(sub, "index", parents, "rebuild a project's index from its run folders")
+    index.set_defaults(func=indexing.cmd_index)
 
     demo = _command(sub, "demo", [_common(argparse.SUPPRESS)], "train several configurations and record them")
     demo.add_argument(

@@ -72,13 +72,22 @@ class Run:
     """
 
     def __init__(
-        self, storage: Storage, path: str, doc: Any, *, cache: ReadCache | None = None, problems: Iterable[str] = ()
+        self,
+        storage: Storage,
+        path: str,
+        doc: Any,
+        *,
+        cache: ReadCache | None = None,
+        problems: Iterable[str] = (),
+        checked: bool = False,
     ) -> None:
         self.storage = storage
         self.path = path
         self.problems: list[str] = list(problems)
-        if self.problems:  # run.json could not be read at all (``problems`` say why): no fields to check
-            self.doc: dict[str, Any] = {}
+        if checked:  # ``doc`` and ``problems`` as a Run read them before (the project index keeps both)
+            self.doc: dict[str, Any] = doc
+        elif self.problems:  # run.json could not be read at all (``problems`` say why): no fields to check
+            self.doc = {}
         else:
             run = parse_run(doc)
             self.doc = run.doc

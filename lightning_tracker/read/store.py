@@ -26,6 +26,7 @@ from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.index import ProjectIndex
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.failures import as_tracker_error, recognised
@@ -67,6 +68,9 @@ class Store:
         storage_options: fsspec options (credentials, endpoint), kept in memory only.
         cache: keeps the parsed chunks of the runs read, so that reading a history again
             reads only the chunks written since (the live dashboard holds one).
+        index: read runs through each project's index (:mod:`~lightning_tracker.read.index`):
+            a few requests whatever the number of runs, plus one per run changed since.
+            False reads every ``run.json`` (a check of the index, or debugging).
 
     Attributes:
         storage: the :class:`~lightning_tracker.storage.Storage` of ``url``.
@@ -85,10 +89,17 @@ class Store:
     """
 
     def __init__(
-        self, url: str = "./runs", storage_options: dict[str, Any] | None = None, *, cache: ReadCache | None = None
+        self,
+        url: str = "./runs",
+        storage_options: dict[str, Any] | None = None,
+        *,
+        cache: ReadCache | None = None,
+        index: bool = True,
     ) -> None:
         self.storage = Storage(url, storage_options)
         self.cache = cache
+        self._index = index
+        self._indexes: dict[str, ProjectIndex] = {}  # per project: the compacted index read last
 
     def __repr__(self) -> str:
         return f"Store({self.storage.url!r})"
@@ -177,24 +188,9 @@ class Store:
         if unknown:
             raise InvalidArgumentError(f"status={unknown[0]!r} is not a run status; use one of: {', '.join(STATUSES)}")
         projects = [project] if project is not None else self.projects()
-        rels: list[str] = []
+        runs: list[Run] = []
         for proj in projects:
-            rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.run_ids(proj)]
-        docs: dict[str, bytes | str] = {}
-        for start in range(0, len(rels), _READ_BATCH):
-            docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))
-            if progress is not None:
-                progress(min(start + _READ_BATCH, len(rels)), len(rels))
-        runs = []
-        for rel in rels:
-            if rel not in docs:
-                continue  # a folder without run.json is not a run (yet)
-            data, problems = docs[rel], []
-            if isinstance(data, str):  # unreadable: listed as damaged, not hidden
-                problems = [f"{RUN_FILE}: {data}"]
-            elif len(data) > MAX_RUN_FILE_BYTES:
-                problems = [f"{RUN_FILE}: larger than {MAX_RUN_FILE_BYTES} bytes; it is not read"]
-            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], data, cache=self.cache, problems=problems))
+            runs += self._project_runs(proj, progress)
         wanted_tags = set(tags or [])
         runs = [
             r
@@ -206,6 +202,49 @@ class Store:
         if match is not None:
             runs = match(runs)
         return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
+
+    def _project_runs(self, project: str, progress: Callable[[int, int], None] | None) -> list[Run]:
+        """The runs of one project: through its index, or (``index=False``) from every run folder."""
+        if not self._index:
+            return list(self._load_runs(project, None, progress).values())
+        if project not in self._indexes:
+            load = functools.partial(self._load_runs, project, progress=progress)
+            self._indexes[project] = ProjectIndex(self.storage, project, load, self.cache)
+        else:
+            self._indexes[project].load = functools.partial(self._load_runs, project, progress=progress)
+        return self._indexes[project].runs()
+
+    @_said_in_one_line
+    def reindex(self, project: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuilds ``project``'s index from its run folders (runs copied in by hand, an index
+        written before); returns the number of runs indexed."""
+        load = functools.partial(self._load_runs, project, progress=progress)
+        index = self._indexes[project] = ProjectIndex(self.storage, project, load, self.cache)
+        return len(index.runs(rebuild=True))
+
+    def _load_runs(
+        self, project: str, run_ids: list[str] | None, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Run]:
+        """Runs of ``project`` read from their folders: ``run_ids`` (None: every run folder), as
+        ``{id: Run}``; a folder without ``run.json`` is no run (yet) and is left out."""
+        rels = [f"{project}/{rid}/{RUN_FILE}" for rid in (self.run_ids(project) if run_ids is None else run_ids)]
+        docs: dict[str, bytes | str] = {}
+        for start in range(0, len(rels), _READ_BATCH):
+            docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))
+            if progress is not None:
+                progress(min(start + _READ_BATCH, len(rels)), len(rels))
+        runs = {}
+        for rel in rels:
+            if rel not in docs:
+                continue  # a folder without run.json is not a run (yet)
+            data, problems = docs[rel], []
+            if isinstance(data, str):  # unreadable: listed as damaged, not hidden
+                problems = [f"{RUN_FILE}: {data}"]
+            elif len(data) > MAX_RUN_FILE_BYTES:
+                problems = [f"{RUN_FILE}: larger than {MAX_RUN_FILE_BYTES} bytes; it is not read"]
+            run = Run(self.storage, rel.rsplit("/", 1)[0], data, cache=self.cache, problems=problems)
+            runs[run.id] = run
+        return runs
 
     def _read_run_files(self, rels: list[str]) -> dict[str, bytes | str]:
         """The ``run.json`` files ``rels`` (missing ones left out), bounded; why, for one that cannot be read.

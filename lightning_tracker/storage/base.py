@@ -159,6 +159,12 @@ class Storage:
                 continue
         return out
 
+    def rm_many(self, rels: list[str]) -> None:
+        """Deletes many files; missing ones are not an error. A backend that can deletes them in a
+        few requests (S3: one per thousand); this default deletes them one by one."""
+        for rel in rels:
+            self.rm(rel)
+
     # -- the primitives each backend implements ---------------------------------------
     # Not abstract methods: ``Storage(url)`` is also the factory, and a type checker
     # rejects constructing an abstract class (our callers' and our users' alike).

@@ -13,6 +13,7 @@ change that was never recorded leaves the index stale, never the run wrong, and
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 
@@ -20,7 +21,9 @@ from lightning_tracker.format import codec
 from lightning_tracker.format.layout import CHANGES_DIR, INDEX_DIR, change_name
 from lightning_tracker.storage.base import Storage
 
-__all__ = ["CHANGE_KINDS", "record_change"]
+__all__ = ["CHANGE_KINDS", "record_change", "tell_index"]
+
+log = logging.getLogger(__name__)
 
 CHANGE_KINDS = ("start", "resume", "end", "edit", "delete", "sync", "import")
 """Why a run changed: what each change object's ``kind`` says."""
@@ -40,3 +43,26 @@ def record_change(storage: Storage, project: str, run_id: str, kind: str) -> str
     rel = f"{project}/{INDEX_DIR}/{CHANGES_DIR}/{change_name(now, run_id, secrets.token_hex(4))}"
     storage.write_bytes(rel, codec.dumps({"run": run_id, "kind": kind, "time": now / 1e9}))
     return rel
+
+
+def tell_index(storage: Storage, project: str, run_id: str, kind: str) -> bool:
+    """:func:`record_change`, for the training pipeline and ``sync``: a failure is logged, never raised.
+
+    A missed change leaves the project index stale (``lightning-tracker index`` rebuilds
+    it), never the run: training must not fail for it. Returns whether it was recorded.
+    """
+    try:
+        record_change(storage, project, run_id, kind)
+    except Exception as err:  # noqa: BLE001 - whatever the store says, the run goes on
+        log.warning(
+            "could not tell the index of %s that run %s changed (%s: %s); the runs table may show it late "
+            "(rebuild with: lightning-tracker index -s %s -p %s)",
+            storage.full_url(project),
+            run_id,
+            type(err).__name__,
+            err,
+            storage.url,
+            project,
+        )
+        return False
+    return True

@@ -159,6 +159,14 @@ class FsspecStorage(Storage):
         except FileNotFoundError:
             pass
 
+    def rm_many(self, rels: list[str]) -> None:
+        if not rels:
+            return
+        try:  # fsspec batches them: S3 one DeleteObjects request per thousand keys
+            self.fs.rm([self._path(rel) for rel in rels])
+        except FileNotFoundError:
+            pass
+
     def listdir(self, rel: str = "") -> list[str]:
         path = self._path(rel)
         try:

@@ -58,6 +58,7 @@ from lightning_tracker.format.layout import (
 )
 from lightning_tracker.format.validate import parse_document
 from lightning_tracker.storage import Storage, atomic_write
+from lightning_tracker.storage.changes import tell_index
 
 __all__ = ["Mirror", "MirrorReport"]
 
@@ -123,6 +124,8 @@ class Mirror:
         self.active = True  # False once the run's final upload is over: a late round puts nothing
         # run.json as last committed: when, and its fixed_fields (what a paced round compares)
         self._run_committed: tuple[float, dict[str, Any]] | None = None
+        self._indexed, self._indexed_status = False, None  # what the project index was last told (its status)
+        self.change_kind: str | None = None  # the kind of change this mirror's commits are (sync's); None: by status
         self._load_state()
 
     # -- state --------------------------------------------------------------------------
@@ -293,6 +296,25 @@ class Mirror:
         self._commit(report, RUN_FILE, data, sig)
         if fixed is not None:
             self._run_committed = (time.monotonic(), fixed)
+        if self._done.get(RUN_FILE) == sig:
+            self._tell_index(doc)
+
+    def _tell_index(self, doc: Any) -> None:
+        """Adds a change object for the project index once the store holds the ``run.json`` it
+        points at: at this mirror's first commit (a start, a resume, a sync) and when the
+        committed status changes (the end); the live run's heartbeats are not news."""
+        status = doc.get("status") if isinstance(doc, dict) else None
+        if self._indexed and status == self._indexed_status:
+            return
+        if self.change_kind is not None:
+            kind = self.change_kind
+        elif status not in (None, "running"):
+            kind = "end"
+        else:
+            kind = "resume" if len(doc.get("sessions") or []) > 1 else "start"
+        project, run_id = self.prefix.rsplit("/", 1)
+        self._indexed, self._indexed_status = True, status
+        tell_index(self.storage, project, run_id, kind)
 
     def _manifest(self) -> tuple[dict[str, Any], bytes, list[int] | None]:
         """``models.json`` as it is now, its bytes and signature (an empty manifest when there is none)."""

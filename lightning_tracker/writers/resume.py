@@ -52,6 +52,7 @@ from lightning_tracker.format.layout import (
 )
 from lightning_tracker.format.validate import Document, RunDocument, parse_document, parse_run
 from lightning_tracker.storage import Storage, atomic_create, atomic_write
+from lightning_tracker.storage.changes import tell_index
 
 __all__ = [
     "RESUME_MODES",
@@ -438,6 +439,8 @@ def claim_new_run(storage: Storage, prefix: str, local_dir: str, document: bytes
         error = _created(partial(storage.create_bytes, rel), document)
     else:
         error = _create_in_store(storage, rel, document, where)
+        if error is None:  # in the store now: the project index reads it (a local one: the session's start tells)
+            tell_index(storage, project, run_id, "start")
     if error is None:
         return
     if isinstance(error, NotImplementedError):

@@ -32,6 +32,7 @@ from lightning_tracker._settings import KEEP_SPOOL, PROBE_TIMEOUT_S, TB_ROTATE_S
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
+from lightning_tracker.storage.changes import tell_index
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.checkpoints import CheckpointProducer
@@ -214,6 +215,7 @@ class RunWriter:
         self._info.start_session(self._local_dir, self._session, self._writer_key, first=not self._resumed)
         self._start_threads()
         self._info.write(self._local_dir, self._metrics.summary)
+        self._tell_index("resume" if self._resumed else "start")
 
     def _start_threads(self) -> None:
         self._stop.clear()
@@ -248,6 +250,7 @@ class RunWriter:
                     self._mirror.active = self._probe is None
                     self._start_threads()
                     self._info.write(self._local_dir, self._metrics.summary)
+                    self._tell_index("resume")
 
     # -- the caller's thread ------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None) -> None:
@@ -515,6 +518,7 @@ class RunWriter:
                 self._info.set_info(status=status, end_time=time.time())
                 self._guard("write the run documents", self._info.write, self._local_dir, self._metrics.summary)
                 self._open = False
+        self._tell_index("end")
         self._give_up_media(f"finalize_timeout={timeout:g} s ran out")
         self._join_threads(deadline)
         if self._mirror.in_place:
@@ -528,6 +532,13 @@ class RunWriter:
             )
             return None
         return self._final_upload(deadline)
+
+    def _tell_index(self, kind: str) -> None:
+        """Tells the project index that the run changed, where the run folder is the store's own
+        (a local ``save_dir``); on a bucket the mirror does, once ``run.json`` is uploaded."""
+        if self._mirror.in_place:
+            project, run_id = self._prefix.split("/", 1)
+            tell_index(self._storage, project, run_id, kind)
 
     def _signal_stop(self) -> None:
         self._stop.set()

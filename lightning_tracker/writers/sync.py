@@ -86,6 +86,7 @@ def sync_run(local_dir: str, storage_options: dict[str, Any] | None = None, keep
     mirror = Mirror(
         local_dir, storage, spool.prefix, skip=lambda p: live and (p in documents or _growing_event_file(p))
     )
+    mirror.change_kind = "sync"  # a run.json it commits is told to the project index as synced
     asked = set(mirror.pending())  # what there is to upload as the round starts
     try:
         listing = storage.find(spool.prefix)

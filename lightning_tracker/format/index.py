@@ -1,0 +1,111 @@
+"""The project index as a format: its files' names, its Parquet schema and its version.
+
+A project's index lives in ``<project>/.index/`` and is only a cache of the run folders,
+rebuilt from them whenever it is missing or damaged:
+
+- ``changes/<time>-<run id>-<token>.json``: one small immutable object per change of a
+  run (:func:`~lightning_tracker.format.layout.change_name`), added by whoever changed it;
+- ``runs/<generation>-<time>-<token>.parquet``: a compacted index, one row per run
+  (:data:`INDEX_SCHEMA`), written under a new name by the reader that folded changes into
+  it. The Parquet metadata names the change objects it folded (:data:`FOLDED_KEY`): a
+  listed change it does not name is news, whatever the clocks of the machines say.
+
+The compacted file readers take is the greatest by (generation, time, token): a
+compaction is one generation above the file it started from, so a machine with a slow
+clock cannot hide a newer index behind an older name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from lightning_tracker.format.layout import CHANGES_DIR, INDEX_DIR
+
+__all__ = [
+    "CHANGES_DIR",
+    "FOLDED_KEY",
+    "INDEX_DIR",
+    "INDEX_SCHEMA",
+    "INDEX_VERSION",
+    "RUNS_DIR",
+    "IndexFile",
+    "change_run",
+    "index_file_name",
+    "parse_index_file_name",
+]
+
+INDEX_VERSION = 1
+"""The version of the compacted index file; a reader rebuilds an index of another version."""
+
+RUNS_DIR = "runs"
+"""In ``<project>/.index/``: the compacted index files."""
+
+FOLDED_KEY = b"lightning_tracker.index"
+"""The Parquet metadata key of a compacted index: JSON ``{"version", "project", "folded": [change names]}``."""
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),  # the run folder's name
+        ("doc", pa.binary()),  # run.json as the reader checked it (codec JSON); {} when unreadable
+        ("problems", pa.list_(pa.string())),  # what was damaged when it was read (Run.problems)
+        ("watch", pa.bool_()),  # live when folded: every read reads its run.json again
+        ("name", pa.string()),
+        ("group", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        ("status", pa.string()),  # as the run showed when folded (crashed, damaged included)
+        ("start_time", pa.float64()),
+        ("end_time", pa.float64()),
+    ]
+)
+"""One row per run of the project. ``doc`` and ``problems`` rebuild the :class:`~lightning_tracker.read.run.Run`
+exactly; the other columns are there to be read without decoding a document."""
+
+_INDEX_FILE = re.compile(r"^(\d{10})-(\d{20})-([0-9a-f]+)\.parquet$")
+_CHANGE = re.compile(r"^(\d{20})-(.+)-([^-]+)\.json$")
+
+
+class IndexFile(NamedTuple):
+    """A compacted index file's name, parsed; instances order as readers prefer them (greatest wins)."""
+
+    generation: int
+    time_ns: int
+    name: str
+
+
+def index_file_name(generation: int, time_ns: int, token: str) -> str:
+    """The name of a compacted index file in ``<project>/.index/runs/``.
+
+    Example:
+        >>> index_file_name(3, 1_700_000_000_123_456_789, "9f2c")
+        '0000000003-01700000000123456789-9f2c.parquet'
+    """
+    return f"{generation:010d}-{time_ns:020d}-{token}.parquet"
+
+
+def parse_index_file_name(name: str) -> IndexFile | None:
+    """``name`` as an :class:`IndexFile`, or None when it is not one (a temporary or foreign file).
+
+    Example:
+        >>> parse_index_file_name("0000000003-01700000000123456789-9f2c.parquet").generation
+        3
+        >>> parse_index_file_name(".tmp-x.part") is None
+        True
+    """
+    match = _INDEX_FILE.match(name)
+    return IndexFile(int(match[1]), int(match[2]), name) if match else None
+
+
+def change_run(name: str) -> tuple[int, str] | None:
+    """The time (ns, the writer's clock) and the run id a change object's name holds; None when not one.
+
+    Example:
+        >>> change_run("01700000000123456789-20231114-abcd-k3x9.json")
+        (1700000000123456789, '20231114-abcd')
+        >>> change_run("run.json") is None
+        True
+    """
+    match = _CHANGE.match(name)
+    return (int(match[1]), match[2]) if match else None

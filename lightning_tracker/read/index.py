@@ -1,0 +1,321 @@
+"""A project's index: the runs of a project in a few requests, whatever their number.
+
+The run folders are the truth; the index (``<project>/.index/``, names and schema in
+:mod:`lightning_tracker.format.index`) is a cache of their ``run.json`` documents that any
+reader can rebuild. Writers never touch it: each change of a run adds one small immutable
+change object (:mod:`lightning_tracker.storage.changes`). A reader:
+
+1. lists ``.index/`` (one request: the compacted files and the change objects);
+2. reads the greatest compacted file (one request; none when this process read it last);
+3. reads again the ``run.json`` of each run a change names that the compacted file has not
+   folded, and of each run that was live when folded (so its status and summary are
+   current; a run whose heartbeat went stale is folded as crashed and no longer read);
+4. when it folded something new, lists again and writes the result as a new compacted
+   file under a new name (never over one another reader may be reading), then removes
+   the compacted files and change objects older than :data:`GRACE_S` that it supersedes.
+
+A missing or damaged compacted file (unreadable, another version, the wrong schema) is
+never trusted: the reader reads every run folder and writes a new one. A reader that may
+not write (a read-only store) folds in memory and answers all the same. A compacted file
+that vanished between the listing and the read (another reader removed it) makes the
+reader list again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lightning_tracker.format import codec
+from lightning_tracker.format.documents import run_state
+from lightning_tracker.format.index import (
+    CHANGES_DIR,
+    FOLDED_KEY,
+    INDEX_DIR,
+    INDEX_SCHEMA,
+    INDEX_VERSION,
+    RUNS_DIR,
+    IndexFile,
+    change_run,
+    index_file_name,
+    parse_index_file_name,
+)
+from lightning_tracker.format.status import RUNNING
+from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.run import Run
+from lightning_tracker.storage import Storage
+
+__all__ = ["GRACE_S", "Loader", "ProjectIndex"]
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 600.0
+"""Seconds a superseded compacted file and a folded change object are kept: a reader that
+listed them may still be reading. A compaction that took longer than half of it (from its
+last listing to its write) is not written: a faster reader may have removed what it lacks."""
+
+_LIST_ATTEMPTS = 3  # a compacted file removed under a reader makes it list again, this often
+_REMOVE_AT_ONCE = 1000  # one S3 DeleteObjects request
+
+Loader = Callable[[list[str] | None], dict[str, Run]]
+"""Reads runs of the project from their folders: the ids given (None: every run folder),
+as ``{id: Run}``; a run whose ``run.json`` is missing is left out."""
+
+
+class _Row(NamedTuple):
+    """One run as the index keeps it."""
+
+    doc: bytes
+    problems: tuple[str, ...]
+    watch: bool
+    name: str
+    group: str | None
+    tags: list[str]
+    status: str
+    start_time: float | None
+    end_time: float | None
+
+
+class _Snapshot(NamedTuple):
+    """A compacted file as read: its name, its rows and the change objects it folded."""
+
+    file: IndexFile
+    rows: dict[str, _Row]
+    folded: frozenset[str]
+
+
+class _Listing(NamedTuple):
+    """``.index/`` as listed: compacted files (ascending), changes (name -> run id), other names under runs/."""
+
+    files: list[IndexFile]
+    changes: dict[str, tuple[int, str]]
+
+
+def _row(run: Run) -> _Row:
+    # live as its writer left it: read again until it ends, or its heartbeat goes stale
+    watch = bool(run.doc) and run_state(run.doc) == RUNNING
+    return _Row(
+        codec.dumps(run.doc),
+        tuple(run.problems),
+        watch,
+        run.name,
+        run.group,
+        run.tags,
+        run.status,
+        run.start_time,
+        run.end_time,
+    )
+
+
+def _encode(rows: dict[str, _Row], project: str, folded: Iterable[str]) -> bytes:
+    columns: dict[str, list[Any]] = {"id": list(rows)}
+    for i, field in enumerate(_Row._fields):
+        columns[field] = [row[i] for row in rows.values()]
+    meta = {"version": INDEX_VERSION, "project": project, "folded": sorted(folded)}
+    table = pa.table(columns, schema=INDEX_SCHEMA.with_metadata({FOLDED_KEY: codec.dumps(meta)}))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _decode(data: bytes, file: IndexFile, project: str) -> _Snapshot:
+    """A compacted file's rows; raises ``ValueError`` (or Arrow's error) when it is damaged."""
+    table = pq.read_table(pa.BufferReader(data))
+    meta = codec.loads((table.schema.metadata or {}).get(FOLDED_KEY, b"null"))
+    if not isinstance(meta, dict) or meta.get("version") != INDEX_VERSION or meta.get("project") != project:
+        raise ValueError(
+            f"its metadata {FOLDED_KEY.decode()} is {str(meta)[:200]!r}, not an index of version {INDEX_VERSION} "
+            f"of project {project!r}"
+        )
+    if not table.schema.remove_metadata().equals(INDEX_SCHEMA):
+        raise ValueError(f"its schema is not the index schema: {table.schema.remove_metadata()}")
+    folded = meta.get("folded")
+    if not isinstance(folded, list) or not all(isinstance(name, str) for name in folded):
+        raise ValueError("its list of folded changes is not a list of names")
+    ids = table.column("id").to_pylist()
+    values = [table.column(field).to_pylist() for field in _Row._fields]
+    rows = {rid: _Row(*(v[i] for v in values)) for i, rid in enumerate(ids)}
+    if len(rows) != len(ids) or any(rid is None or row.doc is None for rid, row in rows.items()):
+        raise ValueError("a run is missing its id or document, or is listed twice")
+    rows = {rid: row._replace(problems=tuple(row.problems or ()), tags=row.tags or []) for rid, row in rows.items()}
+    return _Snapshot(file, rows, frozenset(folded))
+
+
+class ProjectIndex:
+    """The runs of one project, through its index.
+
+    Args:
+        storage: the store.
+        project: the project's folder name.
+        load: reads runs from their folders (:data:`Loader`): the store's own way of
+            reading a run, so the index folds whatever a run read that way shows.
+        cache: the store's chunk cache, given to every :class:`Run` built from a row.
+
+    Example:
+        >>> from lightning_tracker import Store, TrackerLogger
+        >>> logger = TrackerLogger("memory://doc-index", name="p", version="r1")
+        >>> logger.log_metrics({"loss": 0.5}, step=0)
+        >>> logger.finalize("success")
+        >>> store = Store("memory://doc-index")
+        >>> [(r.id, r.status) for r in store.runs("p")]
+        [('r1', 'finished')]
+        >>> sorted({name.split("/")[0] for name in store.storage.find("p/.index")})
+        ['changes', 'runs']
+    """
+
+    def __init__(self, storage: Storage, project: str, load: Loader, cache: ReadCache | None = None) -> None:
+        self.storage = storage
+        self.project = project
+        self.load = load  # the store may hand a new one (another progress callback) before each read
+        self._cache = cache
+        self._snapshot: _Snapshot | None = None  # the compacted file read last: named again, not read again
+        self._lock = threading.Lock()  # one fold at a time (the dashboard's threads share a store)
+
+    @property
+    def _root(self) -> str:
+        return f"{self.project}/{INDEX_DIR}"
+
+    def runs(self, rebuild: bool = False) -> list[Run]:
+        """The project's runs now, in no particular order.
+
+        Args:
+            rebuild: read every run folder, whatever the index holds, and write the result.
+        """
+        with self._lock:
+            listing, base = self._base(rebuild)
+            if base is None:  # no index, or a damaged one, or asked to: every run folder
+                fresh = self.load(None)
+                rows = {rid: _row(run) for rid, run in fresh.items()}
+                news = True
+            else:
+                fresh, rows, news = self._fold(base, listing)
+            if news and (rows or listing.files):  # an empty project gets no index: it stays no project
+                self._persist(listing, rows, fresh)
+            return [fresh[rid] if rid in fresh else self._run(rid, row) for rid, row in rows.items()]
+
+    def _run(self, rid: str, row: _Row) -> Run:
+        path = f"{self.project}/{rid}"
+        return Run(self.storage, path, codec.loads(row.doc), cache=self._cache, problems=row.problems, checked=True)
+
+    def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[dict[str, Run], dict[str, _Row], bool]:
+        """The base's rows with the runs read again: those of the changes it did not fold, and the live ones.
+
+        Returns:
+            The runs read, the rows, and whether they hold news worth writing: a change,
+            or a live run that ended or went stale (no longer read each time).
+        """
+        news = [name for name in listing.changes if name not in base.folded]
+        watched = {rid for rid, row in base.rows.items() if row.watch}
+        again = sorted({listing.changes[name][1] for name in news} | watched)
+        fresh = self.load(again) if again else {}
+        rows = dict(base.rows)
+        settled = False
+        for rid in again:
+            if rid in fresh:
+                rows[rid] = _row(fresh[rid])
+                settled |= rid in watched and not rows[rid].watch
+            else:  # its folder is gone (deleted)
+                settled |= rows.pop(rid, None) is not None
+        return fresh, rows, bool(news) or settled
+
+    # -- the listing and the compacted file ------------------------------------------------
+    def _list(self) -> _Listing:
+        files, changes = [], {}
+        for rel in self.storage.find(self._root):
+            folder, _, name = rel.partition("/")
+            if folder == RUNS_DIR and (file := parse_index_file_name(name)) is not None:
+                files.append(file)
+            elif folder == CHANGES_DIR and (change := change_run(name)) is not None:
+                changes[name] = change
+        return _Listing(sorted(files), changes)
+
+    def _base(self, rebuild: bool) -> tuple[_Listing, _Snapshot | None]:
+        """The listing, and the greatest compacted file read (None: none, damaged, or ``rebuild``)."""
+        for _ in range(_LIST_ATTEMPTS):
+            listing = self._list()
+            if rebuild or not listing.files:
+                return listing, None
+            best = listing.files[-1]
+            if self._snapshot is not None and self._snapshot.file == best:
+                return listing, self._snapshot
+            rel = f"{self._root}/{RUNS_DIR}/{best.name}"
+            try:
+                data = self.storage.read_bytes(rel)
+            except FileNotFoundError:
+                continue  # superseded and removed since the listing: list again
+            try:
+                self._snapshot = _decode(data, best, self.project)
+            except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt, never trusted
+                log.warning(
+                    "the index %s is damaged (%s: %s); rebuilding it from the run folders",
+                    self.storage.full_url(rel),
+                    type(err).__name__,
+                    err,
+                )
+                self._snapshot = None
+                return listing, None
+            return listing, self._snapshot
+        return listing, None
+
+    def _persist(self, listing: _Listing, rows: dict[str, _Row], fresh: dict[str, Run]) -> None:
+        """Writes ``rows`` as a new compacted file, when no other reader wrote one meanwhile.
+
+        Lists again first: the changes added since the first listing are folded too (their
+        runs read), so the file names every change listed just before it is written.
+        """
+        try:
+            again = self._list()
+            listed_at = time.monotonic()
+        except Exception as err:  # noqa: BLE001 - the answer stands; only the cache is not written
+            log.info("the index of %s is not written: %s", self.storage.full_url(self.project), err)
+            return
+        if any(file not in listing.files for file in again.files):
+            return  # another reader compacted meanwhile: its file serves as well
+        late = sorted({again.changes[name][1] for name in again.changes if name not in listing.changes})
+        if late:
+            more = self.load(late)
+            for rid in late:
+                if rid in more:
+                    fresh[rid] = more[rid]
+                    rows[rid] = _row(more[rid])
+                else:
+                    fresh.pop(rid, None)
+                    rows.pop(rid, None)
+        if time.monotonic() - listed_at > GRACE_S / 2:
+            log.info("the index of %s is not written: folding took longer than %g s", self.project, GRACE_S / 2)
+            return
+        generation = (again.files[-1].generation if again.files else 0) + 1
+        file = IndexFile(generation, time.time_ns(), "")
+        file = file._replace(name=index_file_name(generation, file.time_ns, secrets.token_hex(4)))
+        data = _encode(rows, self.project, again.changes)
+        rel = f"{self._root}/{RUNS_DIR}/{file.name}"
+        try:
+            try:
+                self.storage.create_bytes(rel, data)
+            except NotImplementedError:  # a fresh random name: nobody else writes it
+                self.storage.write_bytes(rel, data)
+        except Exception as err:  # noqa: BLE001 - a read-only store: the answer stands, unwritten
+            log.info("the index of %s is not written (%s: %s)", self.project, type(err).__name__, err)
+            return
+        self._snapshot = _Snapshot(file, rows, frozenset(again.changes))
+        self._remove_superseded(again)
+
+    def _remove_superseded(self, listing: _Listing) -> None:
+        """Removes the compacted files and change objects of ``listing`` older than :data:`GRACE_S`
+        (the new compacted file holds all of them)."""
+        cutoff = time.time_ns() - int(GRACE_S * 1e9)
+        doomed = [f"{self._root}/{RUNS_DIR}/{f.name}" for f in listing.files if f.time_ns < cutoff]
+        doomed += [f"{self._root}/{CHANGES_DIR}/{name}" for name, (t, _) in listing.changes.items() if t < cutoff]
+        if not doomed:
+            return
+        try:
+            self.storage.rm_many(doomed[:_REMOVE_AT_ONCE])
+        except Exception as err:  # noqa: BLE001 - garbage left for the next compaction
+            log.info("could not remove superseded index objects of %s: %s", self.project, err)
