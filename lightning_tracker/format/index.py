@@ -49,19 +49,17 @@ FOLDED_KEY = b"lightning_tracker.index"
 INDEX_SCHEMA = pa.schema(
     [
         ("id", pa.string()),  # the run folder's name
-        ("doc", pa.binary()),  # run.json as the reader checked it (codec JSON); {} when unreadable
-        ("problems", pa.list_(pa.string())),  # what was damaged when it was read (Run.problems)
-        ("watch", pa.bool_()),  # live when folded: every read reads its run.json again
-        ("name", pa.string()),
-        ("group", pa.string()),
-        ("tags", pa.list_(pa.string())),
-        ("status", pa.string()),  # as the run showed when folded (crashed, damaged included)
-        ("start_time", pa.float64()),
-        ("end_time", pa.float64()),
+        ("__doc", pa.binary()),  # run.json as the reader checked it (codec JSON); {} when unreadable
+        ("__problems", pa.list_(pa.string())),  # what was damaged when it was read (Run.problems)
+        ("__watch", pa.bool_()),  # live when folded: every read reads its run.json again
+        ("__tags", pa.list_(pa.string())),  # the tags, as a list
     ]
 )
-"""One row per run of the project. ``doc`` and ``problems`` rebuild the :class:`~lightning_tracker.read.run.Run`
-exactly; the other columns are there to be read without decoding a document."""
+"""The columns every compacted index has, one row per run: ``__doc`` and ``__problems`` rebuild the
+:class:`~lightning_tracker.read.run.Run` exactly. The other columns are the run's runs-table row
+(``Store.table``'s columns: ``name``, ``status``, ``start``, ``config.<key>``, ``summary.<metric>``,
+...), typed; one whose values differ in type is JSON text, named in the Parquet metadata
+``lightning_tracker.json_columns``."""
 
 _INDEX_FILE = re.compile(r"^(\d{10})-(\d{20})-([0-9a-f]+)\.parquet$")
 _CHANGE = re.compile(r"^(\d{20})-(.+)-([^-]+)\.json$")

@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,9 +50,10 @@ from lightning_tracker.format.index import (
 from lightning_tracker.format.status import RUNNING
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.run import Run
+from lightning_tracker.read.table import cells, concat
 from lightning_tracker.storage import Storage
 
-__all__ = ["GRACE_S", "Loader", "ProjectIndex"]
+__all__ = ["GRACE_S", "Folded", "Loader", "ProjectIndex"]
 
 log = logging.getLogger(__name__)
 
@@ -70,56 +71,76 @@ as ``{id: Run}``; a run whose ``run.json`` is missing is left out."""
 
 
 class _Row(NamedTuple):
-    """One run as the index keeps it."""
+    """One run as the index keeps it, beside its runs-table cells."""
 
     doc: bytes
     problems: tuple[str, ...]
     watch: bool
-    name: str
-    group: str | None
     tags: list[str]
-    status: str
-    start_time: float | None
-    end_time: float | None
 
 
 class _Snapshot(NamedTuple):
-    """A compacted file as read: its name, its rows and the change objects it folded."""
+    """A compacted file as read: its name, its rows and cells, and the change objects it folded."""
 
     file: IndexFile
     rows: dict[str, _Row]
+    cells: pa.Table
     folded: frozenset[str]
 
 
 class _Listing(NamedTuple):
-    """``.index/`` as listed: compacted files (ascending), changes (name -> run id), other names under runs/."""
+    """``.index/`` as listed: compacted files (ascending), changes (name -> (time, run id))."""
 
     files: list[IndexFile]
     changes: dict[str, tuple[int, str]]
 
 
+class Folded(NamedTuple):
+    """A project's runs as one read found them.
+
+    Attributes:
+        rows: per run id, what the index keeps of the run.
+        fresh: the runs read from their folders by this read (changed, live), by id.
+        cells: the runs-table rows (:mod:`~lightning_tracker.read.table`), one per run of ``rows``.
+    """
+
+    rows: dict[str, _Row]
+    fresh: dict[str, Run]
+    cells: pa.Table
+
+
 def _row(run: Run) -> _Row:
     # live as its writer left it: read again until it ends, or its heartbeat goes stale
     watch = bool(run.doc) and run_state(run.doc) == RUNNING
-    return _Row(
-        codec.dumps(run.doc),
-        tuple(run.problems),
-        watch,
-        run.name,
-        run.group,
-        run.tags,
-        run.status,
-        run.start_time,
-        run.end_time,
+    return _Row(codec.dumps(run.doc), tuple(run.problems), watch, run.tags)
+
+
+def _sorted_runs(runs: Iterable[Run]) -> list[Run]:
+    return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
+
+
+def _encode(rows: dict[str, _Row], cells: pa.Table, project: str, folded: Iterable[str]) -> bytes:
+    order = cells.column("id").to_pylist() if cells.num_columns else []
+    rest = cells.drop_columns(["id"]) if cells.num_columns else cells
+    index = pa.table(
+        {
+            "__doc": [rows[rid].doc for rid in order],
+            "__problems": [list(rows[rid].problems) for rid in order],
+            "__watch": [rows[rid].watch for rid in order],
+            "__tags": [rows[rid].tags for rid in order],
+        },
+        schema=pa.schema(list(INDEX_SCHEMA)[1:]),
     )
-
-
-def _encode(rows: dict[str, _Row], project: str, folded: Iterable[str]) -> bytes:
-    columns: dict[str, list[Any]] = {"id": list(rows)}
-    for i, field in enumerate(_Row._fields):
-        columns[field] = [row[i] for row in rows.values()]
+    table = pa.Table.from_arrays(
+        [
+            pa.array(order, pa.string()),
+            *index.columns,
+            *rest.columns,
+        ],
+        names=["id", *index.column_names, *rest.column_names],
+    )
     meta = {"version": INDEX_VERSION, "project": project, "folded": sorted(folded)}
-    table = pa.table(columns, schema=INDEX_SCHEMA.with_metadata({FOLDED_KEY: codec.dumps(meta)}))
+    table = table.replace_schema_metadata({**(cells.schema.metadata or {}), FOLDED_KEY: codec.dumps(meta)})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
@@ -134,18 +155,23 @@ def _decode(data: bytes, file: IndexFile, project: str) -> _Snapshot:
             f"its metadata {FOLDED_KEY.decode()} is {str(meta)[:200]!r}, not an index of version {INDEX_VERSION} "
             f"of project {project!r}"
         )
-    if not table.schema.remove_metadata().equals(INDEX_SCHEMA):
-        raise ValueError(f"its schema is not the index schema: {table.schema.remove_metadata()}")
+    for field in INDEX_SCHEMA:
+        if field.name not in table.column_names or not table.schema.field(field.name).type.equals(field.type):
+            raise ValueError(f"its column {field.name!r} is missing or not {field.type}")
     folded = meta.get("folded")
     if not isinstance(folded, list) or not all(isinstance(name, str) for name in folded):
         raise ValueError("its list of folded changes is not a list of names")
     ids = table.column("id").to_pylist()
-    values = [table.column(field).to_pylist() for field in _Row._fields]
-    rows = {rid: _Row(*(v[i] for v in values)) for i, rid in enumerate(ids)}
+    values = [table.column(field.name).to_pylist() for field in list(INDEX_SCHEMA)[1:]]
+    rows = {
+        rid: _Row(doc, tuple(problems or ()), bool(watch), tags or [])
+        for rid, doc, problems, watch, tags in zip(ids, *values, strict=True)
+    }
     if len(rows) != len(ids) or any(rid is None or row.doc is None for rid, row in rows.items()):
         raise ValueError("a run is missing its id or document, or is listed twice")
-    rows = {rid: row._replace(problems=tuple(row.problems or ()), tags=row.tags or []) for rid, row in rows.items()}
-    return _Snapshot(file, rows, frozenset(folded))
+    cells = table.drop_columns([field.name for field in list(INDEX_SCHEMA)[1:]])
+    cells = cells.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items() if k != FOLDED_KEY})
+    return _Snapshot(file, rows, cells, frozenset(folded))
 
 
 class ProjectIndex:
@@ -188,42 +214,55 @@ class ProjectIndex:
         Args:
             rebuild: read every run folder, whatever the index holds, and write the result.
         """
+        found = self.read(rebuild)
+        return [found.fresh[rid] if rid in found.fresh else self._run(rid, row) for rid, row in found.rows.items()]
+
+    def read(self, rebuild: bool = False) -> Folded:
+        """The project's runs now, as rows and runs-table cells (:class:`Folded`).
+
+        Args:
+            rebuild: read every run folder, whatever the index holds, and write the result.
+        """
         with self._lock:
             listing, base = self._base(rebuild)
             if base is None:  # no index, or a damaged one, or asked to: every run folder
                 fresh = self.load(None)
-                rows = {rid: _row(run) for rid, run in fresh.items()}
+                found = Folded(
+                    {rid: _row(run) for rid, run in fresh.items()}, fresh, cells(_sorted_runs(fresh.values()))
+                )
                 news = True
             else:
-                fresh, rows, news = self._fold(base, listing)
-            if news and (rows or listing.files):  # an empty project gets no index: it stays no project
-                self._persist(listing, rows, fresh)
-            return [fresh[rid] if rid in fresh else self._run(rid, row) for rid, row in rows.items()]
+                found, news = self._fold(base, listing)
+            if news and (found.rows or listing.files):  # an empty project gets no index: it stays no project
+                found = self._persist(listing, found)
+            return found
 
     def _run(self, rid: str, row: _Row) -> Run:
         path = f"{self.project}/{rid}"
         return Run(self.storage, path, codec.loads(row.doc), cache=self._cache, problems=row.problems, checked=True)
 
-    def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[dict[str, Run], dict[str, _Row], bool]:
+    def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[Folded, bool]:
         """The base's rows with the runs read again: those of the changes it did not fold, and the live ones.
 
         Returns:
-            The runs read, the rows, and whether they hold news worth writing: a change,
-            or a live run that ended or went stale (no longer read each time).
+            What was found, and whether it holds news worth writing: a change, or a live
+            run that ended or went stale (no longer read each time).
         """
         news = [name for name in listing.changes if name not in base.folded]
         watched = {rid for rid, row in base.rows.items() if row.watch}
-        again = sorted({listing.changes[name][1] for name in news} | watched)
-        fresh = self.load(again) if again else {}
-        rows = dict(base.rows)
-        settled = False
-        for rid in again:
-            if rid in fresh:
-                rows[rid] = _row(fresh[rid])
-                settled |= rid in watched and not rows[rid].watch
-            else:  # its folder is gone (deleted)
-                settled |= rows.pop(rid, None) is not None
-        return fresh, rows, bool(news) or settled
+        found = self._merge(Folded(base.rows, {}, base.cells), {listing.changes[name][1] for name in news} | watched)
+        settled = any(rid not in found.rows or not found.rows[rid].watch for rid in watched)
+        return found, bool(news) or settled
+
+    def _merge(self, found: Folded, again: set[str]) -> Folded:
+        """``found`` with the runs ``again`` read from their folders (a run whose folder is gone dropped)."""
+        if not again:
+            return found
+        loaded = self.load(sorted(again))
+        rows = {rid: row for rid, row in found.rows.items() if rid not in again}
+        rows.update((rid, _row(run)) for rid, run in loaded.items())
+        fresh = {**{rid: run for rid, run in found.fresh.items() if rid not in again}, **loaded}
+        return Folded(rows, fresh, concat(found.cells, again, cells(_sorted_runs(loaded.values()))))
 
     # -- the listing and the compacted file ------------------------------------------------
     def _list(self) -> _Listing:
@@ -264,37 +303,31 @@ class ProjectIndex:
             return listing, self._snapshot
         return listing, None
 
-    def _persist(self, listing: _Listing, rows: dict[str, _Row], fresh: dict[str, Run]) -> None:
-        """Writes ``rows`` as a new compacted file, when no other reader wrote one meanwhile.
+    def _persist(self, listing: _Listing, found: Folded) -> Folded:
+        """Writes ``found`` as a new compacted file, when no other reader wrote one meanwhile.
 
         Lists again first: the changes added since the first listing are folded too (their
         runs read), so the file names every change listed just before it is written.
+
+        Returns:
+            ``found``, with the runs of those late changes.
         """
         try:
             again = self._list()
             listed_at = time.monotonic()
         except Exception as err:  # noqa: BLE001 - the answer stands; only the cache is not written
             log.info("the index of %s is not written: %s", self.storage.full_url(self.project), err)
-            return
+            return found
         if any(file not in listing.files for file in again.files):
-            return  # another reader compacted meanwhile: its file serves as well
-        late = sorted({again.changes[name][1] for name in again.changes if name not in listing.changes})
-        if late:
-            more = self.load(late)
-            for rid in late:
-                if rid in more:
-                    fresh[rid] = more[rid]
-                    rows[rid] = _row(more[rid])
-                else:
-                    fresh.pop(rid, None)
-                    rows.pop(rid, None)
+            return found  # another reader compacted meanwhile: its file serves as well
+        found = self._merge(found, {again.changes[name][1] for name in again.changes if name not in listing.changes})
         if time.monotonic() - listed_at > GRACE_S / 2:
             log.info("the index of %s is not written: folding took longer than %g s", self.project, GRACE_S / 2)
-            return
+            return found
         generation = (again.files[-1].generation if again.files else 0) + 1
-        file = IndexFile(generation, time.time_ns(), "")
-        file = file._replace(name=index_file_name(generation, file.time_ns, secrets.token_hex(4)))
-        data = _encode(rows, self.project, again.changes)
+        now = time.time_ns()
+        file = IndexFile(generation, now, index_file_name(generation, now, secrets.token_hex(4)))
+        data = _encode(found.rows, found.cells, self.project, again.changes)
         rel = f"{self._root}/{RUNS_DIR}/{file.name}"
         try:
             try:
@@ -303,9 +336,10 @@ class ProjectIndex:
                 self.storage.write_bytes(rel, data)
         except Exception as err:  # noqa: BLE001 - a read-only store: the answer stands, unwritten
             log.info("the index of %s is not written (%s: %s)", self.project, type(err).__name__, err)
-            return
-        self._snapshot = _Snapshot(file, rows, frozenset(again.changes))
+            return found
+        self._snapshot = _Snapshot(file, found.rows, found.cells, frozenset(again.changes))
         self._remove_superseded(again)
+        return found
 
     def _remove_superseded(self, listing: _Listing) -> None:
         """Removes the compacted files and change objects of ``listing`` older than :data:`GRACE_S`

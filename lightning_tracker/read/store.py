@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from lightning_tracker.exceptions import (
     AmbiguousRunError,
@@ -28,6 +29,8 @@ from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.index import ProjectIndex
 from lightning_tracker.read.run import Run
+from lightning_tracker.read.table import concat, select, table_row
+from lightning_tracker.read.table import frame as cells_frame
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.failures import as_tracker_error, recognised
 
@@ -183,10 +186,7 @@ class Store:
             lightning_tracker.exceptions.InvalidArgumentError: where term 'lrr<0.05' names 'lrr', ... did you mean 'lr'?
         """
         match = _where_predicate(where)
-        statuses = {status} if isinstance(status, str) else set(status or [])
-        unknown = sorted(statuses - set(STATUSES))
-        if unknown:
-            raise InvalidArgumentError(f"status={unknown[0]!r} is not a run status; use one of: {', '.join(STATUSES)}")
+        statuses = _statuses(status)
         projects = [project] if project is not None else self.projects()
         runs: list[Run] = []
         for proj in projects:
@@ -207,12 +207,15 @@ class Store:
         """The runs of one project: through its index, or (``index=False``) from every run folder."""
         if not self._index:
             return list(self._load_runs(project, None, progress).values())
+        return self._project_index(project, progress).runs()
+
+    def _project_index(self, project: str, progress: Callable[[int, int], None] | None) -> ProjectIndex:
+        """The index of ``project``, kept between reads (the compacted file read last is not read again)."""
+        load = functools.partial(self._load_runs, project, progress=progress)
         if project not in self._indexes:
-            load = functools.partial(self._load_runs, project, progress=progress)
             self._indexes[project] = ProjectIndex(self.storage, project, load, self.cache)
-        else:
-            self._indexes[project].load = functools.partial(self._load_runs, project, progress=progress)
-        return self._indexes[project].runs()
+        self._indexes[project].load = load
+        return self._indexes[project]
 
     @_said_in_one_line
     def reindex(self, project: str, progress: Callable[[int, int], None] | None = None) -> int:
@@ -332,33 +335,37 @@ class Store:
             {'params': ['lr'], 'metrics': ['lr']}
         """
         match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
+        if self._index and match is None and set(filters) <= {"tags", "status", "group", "progress"}:
+            return self._indexed_table(project, **filters)
         runs = self.runs(project, **filters)
         params, metrics = query.scope(map(_query_record, runs))  # the runs queried decide, as in where
         if match is not None:
             runs = match(runs)
-        rows = []
-        for r in runs:
-            row: dict[str, Any] = {
-                "id": r.id,
-                "name": r.name,
-                "project": r.project,
-                "group": r.group,
-                "tags": ",".join(r.tags),
-                "status": r.status,
-                "start": pd.Timestamp(r.start_time, unit="s", tz="UTC") if r.start_time else pd.NaT,
-                "duration_s": r.duration,
-                "damage": r.damage,
-                "monitor": (r.monitor or {}).get("name"),
-            }
-            for key, value in r.flat_config.items():
-                row[f"config.{key}"] = value if not isinstance(value, (list, dict)) else repr(value)
-            for key, stats in r.summary.items():
-                row[f"summary.{key}"] = stats.get("last")
-                row[f"min.{key}"] = stats.get("min")
-                row[f"max.{key}"] = stats.get("max")
-            rows.append(row)
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame([table_row(r) for r in runs])
         frame.attrs["scope"] = TableScope(params=list(params), metrics=list(metrics))
+        return frame
+
+    def _indexed_table(
+        self,
+        project: str | None,
+        tags: Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        group: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`table` without ``where``, from the index's cells: columns copied, no document decoded."""
+        statuses = _statuses(status)
+        wanted = set(tags or [])
+        table = None
+        for proj in [project] if project is not None else self.projects():
+            found = self._project_index(proj, progress).read()
+            keep = (lambda rid, rows=found.rows: wanted <= set(rows[rid].tags)) if wanted else None
+            part = select(found.cells, statuses, group, keep) if found.cells.num_rows else found.cells
+            table = part if table is None else concat(table, (), part)
+        frame = cells_frame(table if table is not None else pa.table({}))
+        params = [c.removeprefix("config.") for c in frame.columns if c.startswith("config.")]
+        metrics = [c.removeprefix("summary.") for c in frame.columns if c.startswith("summary.")]
+        frame.attrs["scope"] = TableScope(params=params, metrics=metrics)
         return frame
 
 
@@ -379,6 +386,19 @@ class TableScope(dict[str, list[str]]):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TableScope:
         return self
+
+
+def _statuses(status: str | Iterable[str] | None) -> set[str]:
+    """The statuses a filter asks for (none: every status).
+
+    Raises:
+        InvalidArgumentError: one of them is no status.
+    """
+    statuses = {status} if isinstance(status, str) else set(status or [])
+    unknown = sorted(statuses - set(STATUSES))
+    if unknown:
+        raise InvalidArgumentError(f"status={unknown[0]!r} is not a run status; use one of: {', '.join(STATUSES)}")
+    return statuses
 
 
 def _query_record(run: Run) -> dict[str, Any]:

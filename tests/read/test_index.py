@@ -239,3 +239,45 @@ def test_folded_changes_and_superseded_index_files_are_removed_after_the_grace_p
     left = sorted(store.storage.find(f"p/{INDEX_DIR}"))
     assert len(left) == 2 and left[0].startswith("changes/") and "-d-" in left[0] and left[1].startswith(RUNS_DIR)
     assert view(Store(url)) == truth(store)
+
+
+def _mixed_run(rid: str, params: dict[str, Any], *, tags: list[str], group: str | None, **fields: Any) -> bytes:
+    doc = new_run(rid, "p", f"n-{rid}", group=group, tags=tags, notes=None, heartbeat_interval_s=2.0, url="/x")
+    now = time.time()
+    doc.update(status="finished", start_time=now - 50, end_time=now - 1, heartbeat=now - 1, params=params)
+    doc["summary"] = {
+        "loss": {"count": 2, "last": 0.5, "last_step": 1, "min": "NaN", "max": "Infinity"},
+        f"only/{rid}": {"count": 1, "last": 1.0, "last_step": 0, "min": 1.0, "max": 1.0},
+    }
+    doc.update(fields)
+    return dumps(doc)
+
+
+@pytest.mark.parametrize(
+    "filters", [{}, {"tags": ["x"]}, {"status": "finished"}, {"group": "g"}, {"status": ["running", "damaged"]}]
+)
+def test_the_runs_table_through_the_index_equals_the_one_read_from_every_run_json(
+    tmp_path: Any, filters: dict[str, Any]
+) -> None:
+    import pandas as pd
+
+    url = str(tmp_path / "runs")
+    storage = Storage(url)
+    docs = {
+        "a": _mixed_run("a", {"lr": 0.1, "n": 3, "opt": "sgd", "flag": True}, tags=["x"], group="g"),
+        "b": _mixed_run("b", {"lr": "auto", "n": 4, "layers": [1, 2]}, tags=["x", "y"], group=None),
+        "c": _mixed_run(
+            "c", {"lr": 0.01, "flag": 1}, tags=[], group="g", status="running", end_time=None, heartbeat=time.time()
+        ),
+        "d": _mixed_run("d", {"n": None}, tags=["y"], group="h", status="running", heartbeat=time.time() - 9999),
+        "e": b"{not json",
+    }
+    for rid, data in docs.items():
+        storage.write_bytes(f"p/{rid}/run.json", data)
+    Store(url).runs("p")  # the index is built
+    storage.write_bytes("p/f/run.json", _mixed_run("f", {"lr": 1, "opt": 7, "new": "z"}, tags=["x"], group="g"))
+    record_change(storage, "p", "f", "start")  # folded: types that differ from those in the index
+    for store in (Store(url), Store(url)):  # folding, then from the compacted file alone
+        indexed, scanned = store.table("p", **filters), Store(url, index=False).table("p", **filters)
+        pd.testing.assert_frame_equal(indexed, scanned, check_like=False)
+        assert indexed.attrs["scope"] == scanned.attrs["scope"]
