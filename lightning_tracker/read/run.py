@@ -37,6 +37,7 @@ from lightning_tracker.format.summary import active_seconds, keep_last
 from lightning_tracker.format.validate import parse_document, parse_run
 from lightning_tracker.read.cache import ReadCache, read_chunks
 from lightning_tracker.read.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
+from lightning_tracker.read.rollups import read_rollup
 from lightning_tracker.storage import Storage
 
 __all__ = ["Run"]
@@ -236,6 +237,41 @@ class Run:
             StoreChangedError: the chunks kept changing while being read; read again.
         """
         return self._history(None if keys is None else set(keys).__contains__, wide, skip_damaged)
+
+    def rollups(
+        self, keys: Iterable[str] | None = None, *, max_buckets: int = 1024, skip_damaged: bool = False
+    ) -> pd.DataFrame:
+        """A summary of each metric in step buckets, for charts: read from the stored rollups and the live tail.
+
+        One row per metric and bucket (``key, width, first_step, last_step, count, finite,
+        min, max, mean, last, time``; see :mod:`lightning_tracker.format.rollups`), at most
+        ``max_buckets`` per metric, ordered by key and step. A run without stored rollups
+        reads the same from its points.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-rollups", name="p", tensorboard=False)
+            >>> for step in range(100):
+            ...     logger.log_metrics({"loss": 50.0 if step == 37 else 1.0}, step=step)
+            >>> logger.finalize("success")
+            >>> row = Store("memory://doc-rollups").run(logger.version).rollups(["loss"], max_buckets=4).iloc[1]
+            >>> [row[c].item() for c in ("first_step", "last_step", "max", "count")]
+            [32, 63, 50.0, 32]
+        """
+
+        def skip(problem: str) -> None:
+            log.warning("%s; it is left out", problem)
+            self._note(problem)
+
+        table = read_rollup(
+            self.storage,
+            self.path,
+            self.cache,
+            keys=keys,
+            max_buckets=max_buckets,
+            on_damaged=skip if skip_damaged else None,
+        )
+        return table.to_pandas().astype({"key": str})
 
     def system(self, *, wide: bool = True, skip_damaged: bool = False) -> pd.DataFrame:
         """The system metrics (``system/*``, also under a logger ``prefix``), full history like :meth:`metrics`.

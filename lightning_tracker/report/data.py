@@ -1,9 +1,15 @@
-"""The data behind the report and the dashboard: runs, configs and down-sampled series.
+"""The data behind the report and the dashboard: runs, configs and series drawn from rollups.
 
-Histories are read in full through :class:`~lightning_tracker.read.store.Run`; only what is
-drawn is reduced: a series longer than ``max_points`` becomes ``max_points`` buckets of
-equal point counts, each drawn at its mean with its min/max as an envelope, so a spike
-never disappears from a chart. The data itself is never sampled. Cumulative counters
+A chart over many runs draws each run from its rollup (:meth:`Run.rollups
+<lightning_tracker.read.run.Run.rollups>`: the stored rollups plus the live tail, or the
+points of a run without rollups, folded alike), never from all its points: a series is at
+most ``max_points`` step buckets, each drawn at its mean with its min/max as an envelope,
+so a spike in one step never disappears from a chart; a series whose buckets hold one
+point each is drawn as its points. A zoomed chart shows the points themselves
+(:func:`zoom_series`), for the few runs drawn: the dashboard answers them from its server
+(``/api/points``), a report embeds them only while all its bucketed series hold at most
+:data:`REPORT_RAW_POINTS` points (``points``; the payload's ``zoom`` says which), so a
+report of a big sweep stays small and draws rollups, zoomed in or not. Cumulative counters
 (disk and network bytes) are drawn as per-second rates and byte series carry their unit
 (see :func:`rate` and :func:`unit_of`); a run's record names the metric its
 ``ModelCheckpoint`` monitors. The payload's ``keys`` carry what
@@ -31,9 +37,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
-from lightning_tracker.format import keys
+from lightning_tracker.format import keys, rollups
 from lightning_tracker.format.keys import family, unprefixed
 from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
 from lightning_tracker.format.status import DAMAGED
@@ -41,11 +48,15 @@ from lightning_tracker.read.store import Run, Store
 from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
-    "COUNTERS", "DEFAULT_MAX_POINTS", "build_payload", "downsample", "is_counter", "payload_bytes", "payload_json",
-    "rate", "store_name", "unit_of",
+    "COUNTERS", "DEFAULT_MAX_POINTS", "REPORT_RAW_POINTS", "ZOOM_POINTS", "build_payload", "downsample", "is_counter",
+    "payload_bytes", "payload_json", "rate", "store_name", "unit_of", "zoom_series",
 ]  # fmt: skip
 
 DEFAULT_MAX_POINTS = 500
+ZOOM_POINTS = 2000  # the most points a zoomed chart draws per run (more: buckets of them)
+# a report embeds the points of its bucketed series (for zooming in, offline) while it holds
+# at most this many points in all; a bigger one draws rollups only, zoomed in or not
+REPORT_RAW_POINTS = 200_000
 PAYLOAD_VERSION = 1
 
 
@@ -132,24 +143,114 @@ def rate(times: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _series(run: Run, max_points: int) -> dict[str, Any]:
-    long = run.metrics(wide=False, skip_damaged=True)
-    if long.empty:
+    """What each metric of a run draws, from its rollups (the stored ones plus the live tail)."""
+    rows = run.rollups(skip_damaged=True)
+    if rows.empty:
         return {}
-    start = run.start_time if run.start_time is not None else float(long["time"].min())
+    start = run.start_time if run.start_time is not None else float(rows["time"].min())
+    return _draw(pa.Table.from_pandas(rows, preserve_index=False), start, max_points)
+
+
+def _draw(rows: pa.Table, start: float, max_points: int) -> dict[str, Any]:
+    """Rollup rows as the page's series: at most ``max_points`` buckets per metric.
+
+    A metric whose buckets hold one point each is drawn as its points (``step``, ``t``,
+    ``y``); else each bucket at its middle step with its mean as ``y`` and its min and max
+    as the envelope (``lo``, ``hi``): a spike in one step shows in the overview. ``n``
+    counts the points. A counter is drawn as the rate between the buckets' last values.
+    """
+    if max_points < 2:
+        raise InvalidArgumentError(f"max_points={max_points!r} must be at least 2; charts need two points per line")
+    table = rollups.combine([rows], max_points, power_of_two=False)
+    names = table.column("key").cast(pa.string()).to_numpy(zero_copy_only=False)
+    cols = {
+        c: table.column(c).to_numpy()
+        for c in ("first_step", "last_step", "count", "min", "max", "mean", "last", "time")
+    }
     out: dict[str, Any] = {}
-    for key, group in long.groupby("key", sort=True):
-        steps, times, values = group["step"].to_numpy(), group["time"].to_numpy(), group["value"].to_numpy()
-        unit = unit_of(str(key))
-        if is_counter(str(key)):  # bytes since fitting started: drawn as bytes per second
-            order = np.argsort(times, kind="stable")
-            values = rate(times[order], values[order])
-            steps, times = steps[order][1:], times[order][1:]
+    bounds = np.flatnonzero(np.r_[True, names[1:] != names[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        key = str(names[lo])
+        part = {c: v[lo:hi] for c, v in cols.items()}
+        unit = unit_of(key)
+        if is_counter(key):  # bytes since fitting started: drawn as bytes per second
+            order = np.argsort(part["time"], kind="stable")
+            values = rate(part["time"][order], part["last"][order])
             if not len(values):
                 continue
-        out[str(key)] = {"n": int(len(values)), **downsample(steps, times - start, values, max_points)}
+            series = {"step": part["last_step"][order][1:], "t": part["time"][order][1:] - start, "y": values}
+        elif (part["count"] == 1).all():
+            series = {"step": part["first_step"], "t": part["time"] - start, "y": part["last"]}
+        else:
+            middle = part["first_step"] + (part["last_step"] - part["first_step"]) // 2
+            series = {
+                "step": middle,
+                "t": part["time"] - start,
+                "y": part["mean"],
+                "lo": part["min"],
+                "hi": part["max"],
+            }
+        out[key] = {"n": int(part["count"].sum()), **series}
         if unit is not None:
-            out[str(key)]["unit"] = unit
+            out[key]["unit"] = unit
     return out
+
+
+def zoom_series(run: Run, key: str, low: float, high: float, max_points: int = ZOOM_POINTS) -> dict[str, Any]:
+    """One metric of a run between steps ``low`` and ``high``, drawn from its points: each point
+    when there are at most ``max_points`` (a zoomed chart shows the data itself), else buckets
+    of them with their envelope (see :func:`_draw`).
+
+    Example:
+        >>> from lightning_tracker import TrackerLogger
+        >>> logger = TrackerLogger("memory://doc-zoom", name="p", tensorboard=False)
+        >>> for step in range(1000):
+        ...     logger.log_metrics({"loss": float(step)}, step=step)
+        >>> logger.finalize("success")
+        >>> zoomed = zoom_series(Store("memory://doc-zoom").run(logger.version), "loss", 10, 14)
+        >>> zoomed["step"].tolist(), zoomed["y"].tolist(), "lo" in zoomed
+        ([10, 11, 12, 13, 14], [10.0, 11.0, 12.0, 13.0, 14.0], False)
+    """
+    points = run.metrics([key], wide=False, skip_damaged=True)
+    start = run.start_time if run.start_time is not None else float(points["time"].min() if len(points) else 0.0)
+    return _zoom(points, start, key, low, high, max_points)
+
+
+def _zoom(points: pd.DataFrame, start: float, key: str, low: float, high: float, max_points: int) -> dict[str, Any]:
+    """:func:`zoom_series` of the long-form points of one metric (in step order)."""
+    steps = points["step"].to_numpy()
+    inside = (steps >= low) & (steps <= high)
+    if is_counter(key):  # a rate needs the point before the range too
+        before = np.flatnonzero(steps < low)
+        if len(before):
+            inside[before[-1]] = True
+    table = pa.Table.from_pandas(points[inside], preserve_index=False)
+    if not table.num_rows:
+        return {"n": 0, "step": np.zeros(0, dtype=np.int64), "t": np.zeros(0), "y": np.zeros(0)}
+    drawn = _draw(rollups.from_points(table, max_buckets=table.num_rows), start, max_points)
+    return drawn.get(key) or {"n": 0, "step": np.zeros(0, dtype=np.int64), "t": np.zeros(0), "y": np.zeros(0)}
+
+
+def _embed_points(payload: dict[str, Any], runs: Sequence[Run]) -> None:
+    """Adds the points of each bucketed series to a report (``points``) when they number at most
+    :data:`REPORT_RAW_POINTS` in all, so that zooming in offline shows the data itself; else
+    the report holds rollups only and says so (``zoom``)."""
+    bucketed = {(run, m): s["n"] for run, series in payload["series"].items() for m, s in series.items() if "lo" in s}
+    fits = sum(bucketed.values()) <= REPORT_RAW_POINTS
+    payload["zoom"] = "points" if fits else "rollups"
+    payload["points"] = {}
+    if not bucketed or not fits:
+        return
+    for run in runs:
+        key = f"{run.project}/{run.id}"
+        wanted = sorted(m for r, m in bucketed if r == key)
+        if not wanted:
+            continue
+        long = run.metrics(wanted, wide=False, skip_damaged=True)
+        start = run.start_time if run.start_time is not None else float(long["time"].min())
+        payload["points"][key] = {
+            m: _zoom(group, start, m, -math.inf, math.inf, REPORT_RAW_POINTS) for m, group in long.groupby("key")
+        }
 
 
 MAX_HISTOGRAM_STEPS = 200  # columns of a heatmap; more steps are thinned for drawing only
@@ -313,6 +414,9 @@ def _payload(
         "media": {},
         "files": {},  # media previews by object name (report only), each stored once
         "media_limits": media_limits(embed),  # what the report embeds (stated in the page); the dashboard shows all
+        # where a zoomed chart gets its points: the server (dashboard), the report's own
+        # "points" (build_payload, when they fit) or nowhere (rollups only)
+        "zoom": "rollups" if embed else "server",
     }
     for run in runs:
         key = f"{run.project}/{run.id}"
@@ -363,7 +467,11 @@ def build_payload(
         >>> payload["runs"][0]["config"], payload["series"]["p/r1"]["loss"]["y"].tolist()
         ({'lr': 0.1}, [1.0])
     """
-    return _payload(store, runs, project, title, on_run, lambda run: _drawn(run, max_points, embed=True), True)
+    if runs is None:
+        runs = store.runs(project)
+    payload = _payload(store, runs, project, title, on_run, lambda run: _drawn(run, max_points, embed=True), True)
+    _embed_points(payload, runs)
+    return payload
 
 
 def payload_bytes(

@@ -3,7 +3,8 @@
 A stdlib HTTP server in a thread answers ``/`` (the page), ``/api/data`` (the payload as
 JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
 ``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
-(a text or table as JSON). It serves no other file: a media object is answered only when
+(a text or table as JSON), and ``/api/points`` (the points of one metric of one run between
+two steps, for a zoomed chart: :meth:`Dashboard.points`). It serves no other file: a media object is answered only when
 the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
 another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds only a
 loopback address (``127.0.0.1`` unless told otherwise; any of ``127.0.0.0/8``, ``::1``,
@@ -36,13 +37,13 @@ from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.format.layout import validate_path_name
+from lightning_tracker.format.layout import RUN_FILE, validate_path_name
 from lightning_tracker.read.cache import ReadCache
-from lightning_tracker.read.store import Store
-from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, store_name
+from lightning_tracker.read.store import Run, Store
+from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, payload_json, store_name, zoom_series
 from lightning_tracker.report.html import render_page
 from lightning_tracker.report.media import MediaFiles
 
@@ -276,6 +277,32 @@ class Dashboard:
                 self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
             return self._cached[1]
 
+    def points(self, query: str) -> bytes | None:
+        """``/api/points?run=<project>/<run id>&key=<metric>&from=<step>&to=<step>``: the points of one
+        metric of one run between two steps, for a zoomed chart (:func:`~lightning_tracker.report.data.zoom_series`);
+        None when the run is not shown here.
+
+        Raises:
+            InvalidArgumentError: a parameter is missing or malformed.
+        """
+        args = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            project, run_id = (validate_path_name("run", p) for p in args["run"].split("/"))
+            low, high, key = float(args["from"]), float(args["to"]), args["key"]
+        except (KeyError, ValueError) as err:
+            raise InvalidArgumentError(
+                f"query {query!r} is not run=<project>/<run id>&key=<metric>&from=<step>&to=<step> ({err})"
+            ) from None
+        if self.project is not None and project != self.project:
+            return None
+        storage = self._reader.storage
+        try:
+            doc = storage.read_bytes(f"{project}/{run_id}/{RUN_FILE}")
+        except FileNotFoundError:
+            return None
+        run = Run(storage, f"{project}/{run_id}", doc, cache=self._reader.cache)
+        return payload_json(zoom_series(run, key, low, high)).encode("utf-8")
+
     def _host_allowed(self, host_header: str) -> bool:
         """Whether a request names this server by a loopback name (DNS rebinding names it otherwise)."""
         try:
@@ -332,10 +359,26 @@ class Dashboard:
                         self._failed("reading the store", exc, head)
                         return
                     self._send(HTTPStatus.OK, body, "application/json", head)
+                elif path == "/api/points":
+                    self._points(urlsplit(self.path).query, head)
                 elif path.startswith(tuple(_MEDIA_ROUTES)):
                     self._media(path, head)
                 else:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+
+            def _points(self, query: str, head: bool) -> None:
+                try:
+                    body = dashboard.points(query)
+                except InvalidArgumentError as exc:
+                    self._send(HTTPStatus.BAD_REQUEST, str(exc).encode(), "text/plain; charset=utf-8", head)
+                    return
+                except Exception as exc:  # noqa: BLE001 - shown in the page; the server keeps serving
+                    self._failed("reading points", exc, head)
+                    return
+                if body is None:
+                    self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+                else:
+                    self._send(HTTPStatus.OK, body, "application/json", head)
 
             def _media(self, path: str, head: bool) -> None:
                 request = _media_request(path)

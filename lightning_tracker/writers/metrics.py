@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from lightning_tracker.format.layout import METRICS_DIR
-from lightning_tracker.format.schemas import METRICS
+from lightning_tracker.format import rollups
+from lightning_tracker.format.layout import METRICS_DIR, chunk_name, parse_chunk_name
+from lightning_tracker.format.schemas import METRICS, with_chunk_version
 from lightning_tracker.format.summary import fold, summarize
+from lightning_tracker.storage import atomic_write, remove_file
 from lightning_tracker.writers.chunks import ChunkFolder
 
 __all__ = ["MetricsProducer", "Point", "to_table"]
@@ -65,11 +68,16 @@ class MetricsProducer:
         '000-kqfbxzab-00000001-00000001.parquet'
         >>> metrics.summary["loss"]["count"], metrics.summary["loss"]["max"]
         (2, 9.0)
+        >>> len(metrics.compact(final=True)), os.listdir(metrics.rollups_dir)  # the rollup of chunks 0..1
+        (2, ['000-kqfbxzab-00000000-00000001.parquet'])
     """
 
     def __init__(self, run_dir: str, session: int, writer: str) -> None:
         self.chunks = ChunkFolder(os.path.join(run_dir, METRICS_DIR), METRICS, session, writer)
         self.summary: dict[str, dict[str, Any]] = {}
+        self.rollups_dir = os.path.join(run_dir, rollups.ROLLUPS_DIR)
+        self._rollup = rollups.ROLLUPS.empty_table()  # every point of this session's writer so far
+        self._rolled: str | None = None  # the name of the rollup stored last
 
     def load_summary(self) -> None:
         """Summarizes every chunk already in the folder (a resumed run's earlier sessions)."""
@@ -85,6 +93,7 @@ class MetricsProducer:
             return None
         table = to_table(points)
         name = self.chunks.write(table)
+        self._fold_rollup(table)
         self.summary, stale = fold(self.summary, table)
         if stale:  # a step logged again: summarize those keys over their whole history
             history = self.chunks.read()
@@ -93,5 +102,38 @@ class MetricsProducer:
         return name
 
     def compact(self, final: bool = False) -> list[str]:
-        """Merges this session's chunks (see :meth:`ChunkFolder.compact`)."""
-        return self.chunks.compact(final)
+        """Merges this session's chunks (see :meth:`ChunkFolder.compact`); after a merge and at
+        finalize, stores the rollup of every chunk of the session (:meth:`store_rollup`)."""
+        deleted = self.chunks.compact(final)
+        if deleted or final:
+            self.store_rollup()
+        return deleted
+
+    def _fold_rollup(self, table: pa.Table) -> None:
+        """Folds a new chunk into the session's rollup; a step logged again in this session folds the session anew."""
+        new = rollups.from_points(table)
+        if rollups.overlapping([self._rollup, new]):  # only the points say which value of a step is last
+            names = self.chunks.session_chunks()
+            new = rollups.from_points(
+                pa.concat_tables([pq.read_table(os.path.join(self.chunks.dir, n)) for n in names])
+            )
+            self._rollup = rollups.ROLLUPS.empty_table()
+        self._rollup = rollups.combine([self._rollup, new])
+
+    def store_rollup(self) -> str | None:
+        """Writes the rollup of chunks ``0..seq - 1`` of this session's writer, then deletes the one
+        it replaces (this writer's rollups, also under a session number it held before a merge);
+        returns its name (None when there is nothing new)."""
+        if self.chunks.seq == 0 or not self._rollup.num_rows:
+            return None
+        name = chunk_name(self.chunks.session, 0, self.chunks.seq - 1, self.chunks.writer)
+        if name == self._rolled:
+            return None
+        stamped = with_chunk_version(self._rollup)
+        atomic_write(os.path.join(self.rollups_dir, name), lambda f: pq.write_table(stamped, f, compression="zstd"))
+        self._rolled = name
+        for old in os.listdir(self.rollups_dir):
+            parsed = parse_chunk_name(old)
+            if parsed is not None and parsed.writer == self.chunks.writer and old != name:
+                remove_file(os.path.join(self.rollups_dir, old))
+        return name

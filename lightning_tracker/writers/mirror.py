@@ -56,6 +56,7 @@ from lightning_tracker.format.layout import (
     is_private,
     live_chunks,
 )
+from lightning_tracker.format.rollups import ROLLUPS_DIR
 from lightning_tracker.format.validate import parse_document
 from lightning_tracker.storage import Storage, atomic_write
 from lightning_tracker.storage.changes import tell_index
@@ -64,7 +65,10 @@ __all__ = ["Mirror", "MirrorReport"]
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_DIRS = (*DATA_DIRS, MEDIA_FILES_DIR, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
+# rollups/ is named like chunks and retired alike (a wider rollup covers a narrower one); it
+# sorts after metrics/, so a round uploads the chunks a rollup summarizes before the rollup
+_CHUNK_DIRS = (*DATA_DIRS, ROLLUPS_DIR)
+PUBLISHED_DIRS = (*_CHUNK_DIRS, MEDIA_FILES_DIR, MODELS_DIR)  # other folders (Lightning's checkpoints/) stay local
 _PUBLISHED_DIRS = PUBLISHED_DIRS
 
 
@@ -163,7 +167,7 @@ class Mirror:
                 (d for d in dirnames if not rel_dir and d in _PUBLISHED_DIRS), key=lambda d: d == MEDIA_FILES_DIR
             )
             names = [n for n in files if not is_private(n)]
-            if rel_dir in DATA_DIRS:
+            if rel_dir in _CHUNK_DIRS:
                 names = live_chunks(names)
             for name in names:
                 path = os.path.join(dirpath, name)
@@ -377,7 +381,7 @@ class Mirror:
         local = set(self._local_files())
         remote = set(self._done) | set(listing)
         doomed: list[str] = []
-        for folder in DATA_DIRS:
+        for folder in _CHUNK_DIRS:
             names = [rel.split("/", 1)[1] for rel in remote if rel.startswith(f"{folder}/")]
             # each covered chunk is covered by a chunk already in the store
             doomed += [f"{folder}/{name}" for name in covered_chunks(names) if f"{folder}/{name}" not in local]

@@ -60,7 +60,8 @@ def test_payload_draws_at_most_max_points_while_the_data_stays_whole(store_targe
     first = payload["runs"][0]
     assert first["config"] == {"lr": 0.1, "optimizer": "sgd", "width": 64} and first["summary"]["val/acc"] == 0.8
     loss = payload["series"][first["key"]]["train/loss"]
-    assert loss["n"] == LONG and len(loss["y"]) == 300 and loss["hi"].max() == 100.0
+    # step buckets of the rollup, a multiple of its width wide: at most max_points of them
+    assert loss["n"] == LONG and 150 < len(loss["y"]) <= 300 and loss["hi"].max() == 100.0
     acc = payload["series"][first["key"]]["val/acc"]
     assert acc["step"].tolist() == [1000, 2000, 3000] and "lo" not in acc
     assert len(store.run("run-0").metrics(["train/loss"])) == LONG, "the data is never sampled"
@@ -91,7 +92,7 @@ def test_report_in_chromium_draws_selected_runs_and_filters(tmp_path: Any, brows
 
     loss = _lines(page, "train/loss")
     assert [t["run"] for t in loss] == ["run-0", "run-1", "run-2"]
-    assert all(t["drawn"] == 500 and t["points"] == LONG for t in loss)
+    assert all(250 < t["drawn"] <= 500 and t["points"] == LONG for t in loss)
     assert [t["drawn"] for t in _lines(page, "val/acc")] == [3, 3, 3]
     open_section(page, "system")  # closed, so drawn only now
     assert [t["run"] for t in _lines(page, "system/memory_percent")] == ["run-0", "run-1", "run-2"]
