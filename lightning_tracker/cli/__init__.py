@@ -117,6 +117,15 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker demo -s ./demo-runs --report demo.html",
         ),
     ),
+    # -- housekeeping (cli/housekeeping.py) --
+    "du": (
+        "Counts the bytes a store holds, per project, per run and per kind (metrics, media, checkpoints, "
+        "TensorBoard, other), largest first, from one listing of the store; no file is read.",
+        (
+            "lightning-tracker du -s s3://bucket/exp",
+            "lightning-tracker du -s ./runs -p demo --json",
+        ),
+    ),
 }
 
 
@@ -140,7 +149,7 @@ def _command(
 
 def _parser() -> argparse.ArgumentParser:
     from lightning_tracker.cli import compare as comparing
-    from lightning_tracker.cli import producing, reading
+    from lightning_tracker.cli import housekeeping, producing, reading
 
     parser = argparse.ArgumentParser(
         prog="lightning-tracker",
@@ -242,6 +251,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
     demo.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
     demo.set_defaults(func=producing.cmd_demo)
+
+    # -- housekeeping (cli/housekeeping.py) --
+    du = _command(sub, "du", parents, "bytes per project, run and kind, largest first")
+    du.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    du.add_argument("--json", action="store_true", help="print one JSON document with stable keys")
+    du.set_defaults(func=housekeeping.cmd_du)
     return parser
 
 

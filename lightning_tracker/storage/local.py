@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.storage.base import Storage
+from lightning_tracker.storage.base import FileInfo, Storage
 
 __all__ = ["LocalStorage", "atomic_create", "atomic_write"]
 
@@ -257,13 +257,17 @@ class LocalStorage(Storage):
         return sorted(os.path.basename(path) for path in found if _holds_something(path))
 
     def find(self, rel: str = "") -> dict[str, int]:
+        return {path: info.size for path, info in self.find_info(rel).items()}
+
+    def find_info(self, rel: str = "") -> dict[str, FileInfo]:
         base = self.local_path(rel)
-        out: dict[str, int] = {}
+        out: dict[str, FileInfo] = {}
         for folder, _, names in os.walk(base):
             for name in names:
                 path = os.path.join(folder, name)
                 try:
-                    out[os.path.relpath(path, base).replace(os.sep, "/")] = os.path.getsize(path)
+                    st = os.stat(path)
                 except FileNotFoundError:  # deleted while we walked
                     continue
+                out[os.path.relpath(path, base).replace(os.sep, "/")] = FileInfo(st.st_size, st.st_mtime)
         return out

@@ -1,0 +1,81 @@
+"""The commands that keep a store tidy: ``du`` (what it holds), ``gc`` (what it need not) and ``import``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lightning_tracker.cli.reading import store_of
+from lightning_tracker.cli.terminal import fmt_bytes, plural, text
+from lightning_tracker.exceptions import NothingMatchedError
+
+__all__ = ["cmd_du"]
+
+_KIND_HEADS = {"metrics": "metrics", "media": "media", "checkpoints": "ckpts", "tensorboard": "tb", "other": "other"}
+
+
+def _print_json(out: Console, doc: Any) -> None:
+    """A JSON document on its own, never styled or wrapped: what a script parses."""
+    out.file.write(json.dumps(doc, indent=2) + "\n")
+    out.file.flush()
+
+
+def _usage_table(out: Console, usage: Any) -> Table:
+    """One project's runs, largest first: total then bytes per kind (a kind no run has is left out)."""
+    from lightning_tracker.manage.du import KINDS
+
+    kinds = [kind for kind in KINDS if usage.kinds[kind]]
+    table = Table(
+        header_style="bold",
+        box=box.SIMPLE_HEAD if out.is_terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("run", no_wrap=True)
+    for head in ("total", *(_KIND_HEADS[kind] for kind in kinds)):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_row(
+        Text(f"{usage.project} (all)", style="bold"),
+        fmt_bytes(usage.bytes),
+        *(fmt_bytes(usage.kinds[k]) for k in kinds),
+    )
+    for run in usage.runs:
+        table.add_row(text(run.run), fmt_bytes(run.bytes), *(fmt_bytes(run.kinds[k]) for k in kinds))
+    return table
+
+
+def cmd_du(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker.manage.du import disk_usage
+
+    store = store_of(args, args.store_arg)
+    usage = disk_usage(store, args.project)
+    if args.json:
+        _print_json(out, usage.to_json())
+        return 0
+    if not usage.files:
+        raise NothingMatchedError(f"{store.storage.url} is empty: it holds no runs")
+    by_kind = sorted(((k, b) for k, b in usage.kinds.items() if b), key=lambda kb: -kb[1])
+    out.print(
+        text(
+            f"{fmt_bytes(usage.bytes)} in {plural(usage.files, 'file')}, {plural(len(usage.projects), 'project')} "
+            f"in {store.storage.url}"
+        ),
+        soft_wrap=True,  # the store's URL whole, on one line the terminal wraps: what a person copies
+    )
+    if by_kind:
+        out.print(text("by kind: " + ", ".join(f"{kind} {fmt_bytes(size)}" for kind, size in by_kind)))
+    if usage.outside_files:
+        out.print(
+            text(f"outside the projects: {fmt_bytes(usage.outside_bytes)} in {plural(usage.outside_files, 'file')}")
+        )
+    for project in usage.projects:
+        out.print()
+        out.print(_usage_table(out, project))
+    return 0
