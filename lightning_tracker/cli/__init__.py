@@ -126,6 +126,16 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker du -s ./runs -p demo --json",
         ),
     ),
+    "gc": (
+        "Removes what no reader needs: this machine's spool copies of runs whose upload is complete, chunks "
+        "a compaction cut off left behind, media objects and checkpoints nothing names (once older than "
+        "--grace), temporary files of a crash. Never touches a live run or one not fully in the store. "
+        "Safe to stop and run again.",
+        (
+            "lightning-tracker gc -s s3://bucket/exp --dry-run",
+            "lightning-tracker gc -s ./runs -p demo",
+        ),
+    ),
 }
 
 
@@ -257,6 +267,20 @@ def _parser() -> argparse.ArgumentParser:
     du.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
     du.add_argument("--json", action="store_true", help="print one JSON document with stable keys")
     du.set_defaults(func=housekeeping.cmd_du)
+
+    gc = _command(sub, "gc", parents, "remove spool copies, unreferenced objects and chunks a crash left")
+    gc.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="keep unreferenced files younger than this (default 86400: a writer names a file after writing it)",
+    )
+    gc.add_argument(
+        "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
+    )
+    gc.set_defaults(func=housekeeping.cmd_gc)
     return parser
 
 

@@ -13,9 +13,9 @@ from rich.text import Text
 
 from lightning_tracker.cli.reading import store_of
 from lightning_tracker.cli.terminal import fmt_bytes, plural, text
-from lightning_tracker.exceptions import NothingMatchedError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
 
-__all__ = ["cmd_du"]
+__all__ = ["cmd_du", "cmd_gc"]
 
 _KIND_HEADS = {"metrics": "metrics", "media": "media", "checkpoints": "ckpts", "tensorboard": "tb", "other": "other"}
 
@@ -78,4 +78,33 @@ def cmd_du(args: argparse.Namespace, out: Console) -> int:
     for project in usage.projects:
         out.print()
         out.print(_usage_table(out, project))
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker.manage.gc import DEFAULT_GRACE_S, collect_garbage
+
+    store = store_of(args, args.store_arg)
+    grace = DEFAULT_GRACE_S if args.grace is None else args.grace
+    if grace < 0:
+        raise InvalidArgumentError(
+            f"--grace={grace:g} is negative; pass the seconds an unreferenced file is kept, 0 or more"
+        )
+    verb = "would remove" if args.dry_run else "removed"
+
+    def said(item: Any) -> None:  # as it goes: a gc cut off has said what it did
+        out.print(
+            Text.assemble(f"{verb} ", text(item.url), f" ({fmt_bytes(item.size)}, {item.reason})"), soft_wrap=True
+        )
+
+    report = collect_garbage(
+        store, args.project, dry_run=args.dry_run, grace_s=grace, spool_root=args.spool_dir, on_removed=said
+    )
+    for where, why in report.kept:
+        out.print(Text.assemble(("kept ", "yellow"), text(where), ": ", text(why)), soft_wrap=True)
+    if not report.removed:
+        out.print(text(f"no garbage in {store.storage.url}" + (f" (project {args.project})" if args.project else "")))
+    else:
+        freed = "would free" if args.dry_run else "freed"
+        out.print(text(f"{verb} {plural(len(report.removed), 'item')}, {freed} {fmt_bytes(report.bytes)}"))
     return 0

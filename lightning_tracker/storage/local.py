@@ -30,7 +30,7 @@ from typing import IO, Any
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.storage.base import FileInfo, Storage
 
-__all__ = ["LocalStorage", "atomic_create", "atomic_write"]
+__all__ = ["LocalStorage", "atomic_create", "atomic_write", "is_temporary"]
 
 _COPY_CHUNK = 1 << 22
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
@@ -41,6 +41,16 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 
 # what atomic_write accepts: the bytes, or a function that writes into a binary file
 Content = bytes | Callable[[IO[bytes]], Any]
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_write`'s temporary files (a crash leaves them behind).
+
+    Example:
+        >>> is_temporary(".tmp-0123abcd.part"), is_temporary("run.json")
+        (True, False)
+    """
+    return name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)
 
 
 def remove_file(path: str) -> None:

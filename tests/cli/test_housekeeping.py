@@ -50,3 +50,23 @@ def test_du_in_a_terminal_fits_the_width_and_lists_every_run_largest_first(tmp_p
     vision = usage.projects[0]
     assert rows[big][:2] == fmt_bytes(vision.runs[0].bytes).split()  # total, as du counted it
     assert "run" in screen and "metrics" in screen and "media" in screen
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+def test_gc_in_a_terminal_says_each_removal_and_the_bytes_freed(tmp_path: Path, columns: int) -> None:
+    save_dir = str(tmp_path / "runs")
+    run_id = _run(save_dir, "vision", 1)
+    orphan = Path(save_dir) / "vision" / run_id / "models" / "epoch=9-step=99.ckpt"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"x" * 2500)
+    status, raw = in_terminal(["gc", "-s", save_dir, "--dry-run", "--grace", "0"], columns)
+    screen = " ".join(_screen(raw).split())  # the terminal wraps long lines
+    assert status == 0 and orphan.exists(), screen
+    assert f"would remove {orphan} (2.5 KB, unreferenced checkpoint)" in screen, screen
+    assert screen.endswith("would remove 1 item, would free 2.5 KB"), screen
+    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "0"], columns)
+    screen = " ".join(_screen(raw).split())
+    assert status == 0 and not orphan.exists(), screen
+    assert f"removed {orphan} (2.5 KB, unreferenced checkpoint)" in screen and screen.endswith("freed 2.5 KB"), screen
+    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "0"], columns)
+    assert status == 0 and " ".join(_screen(raw).split()) == f"no garbage in {save_dir}"
