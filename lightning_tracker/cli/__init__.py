@@ -136,6 +136,14 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker gc -s ./runs -p demo",
         ),
     ),
+    "import": (
+        "Imports TensorBoard logs: each folder of event files (TensorBoardLogger's version_N) becomes a run "
+        "with its scalars, hyperparameters, images, text and histograms. Importing again adds nothing.",
+        (
+            "lightning-tracker import tensorboard ./lightning_logs -s ./runs -p mnist",
+            "lightning-tracker import tensorboard tb/ -s s3://bucket/exp -p old --json",
+        ),
+    ),
 }
 
 
@@ -281,6 +289,12 @@ def _parser() -> argparse.ArgumentParser:
         "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
     )
     gc.set_defaults(func=housekeeping.cmd_gc)
+
+    imp = _command(sub, "import", parents, "turn other loggers' logs into runs (TensorBoard)")
+    imp.add_argument("source", choices=["tensorboard"], help="what wrote the logs")
+    imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard reads (e.g. ./lightning_logs)")
+    imp.add_argument("--json", action="store_true", help="print what was imported as JSON")
+    imp.set_defaults(func=housekeeping.cmd_import)
     return parser
 
 

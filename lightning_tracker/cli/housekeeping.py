@@ -15,7 +15,7 @@ from lightning_tracker.cli.reading import store_of
 from lightning_tracker.cli.terminal import fmt_bytes, plural, text
 from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
 
-__all__ = ["cmd_du", "cmd_gc"]
+__all__ = ["cmd_du", "cmd_gc", "cmd_import"]
 
 _KIND_HEADS = {"metrics": "metrics", "media": "media", "checkpoints": "ckpts", "tensorboard": "tb", "other": "other"}
 
@@ -107,4 +107,38 @@ def cmd_gc(args: argparse.Namespace, out: Console) -> int:
     else:
         freed = "would free" if args.dry_run else "freed"
         out.print(text(f"{verb} {plural(len(report.removed), 'item')}, {freed} {fmt_bytes(report.bytes)}"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, out: Console) -> int:
+    from dataclasses import asdict
+
+    from lightning_tracker.cli.stores import pick_store, storage_options
+    from lightning_tracker.manage.import_tensorboard import import_tensorboard
+    from lightning_tracker.read.store import Store
+
+    if not args.project:
+        raise InvalidArgumentError(
+            "-p/--project is missing; name the project the imported runs go to, e.g. -p tensorboard"
+        )
+    store = Store(pick_store(args.store, None), storage_options(args.storage_options))
+
+    def said(run: Any) -> None:
+        where = f"{args.project}/{run.run_id}"
+        if not run.imported:
+            out.print(Text.assemble(text(run.folder), f": already imported as {where}"), soft_wrap=True)
+            return
+        found = {"point": run.points, "image": run.images, "text": run.texts, "histogram": run.histograms}
+        counts = [plural(n, what) for what, n in {**found, "hyperparameter": run.hyperparameters}.items() if n]
+        out.print(
+            Text.assemble(("✓ ", "green"), text(run.folder), f" → {where}: {', '.join(counts) or 'no data'}"),
+            soft_wrap=True,
+        )
+
+    results = import_tensorboard(store, args.logdir, args.project, on_run=None if args.json else said)
+    if args.json:
+        _print_json(out, [asdict(run) for run in results])
+        return 0
+    added = sum(run.imported for run in results)
+    out.print(text(f"{plural(added, 'run')} imported into {store.storage.url} (project {args.project})"))
     return 0
