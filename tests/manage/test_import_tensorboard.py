@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from lightning_tracker import Store
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.manage.import_tensorboard import import_tensorboard
-from tests.helpers import lightning, local_or_s3, tiny_model, trainer
+from tests.helpers import REPO, lightning, local_or_s3, tiny_model, trainer
 
 
 def _trainer_logs(logdir: Path, runs: int = 2) -> list[str]:
@@ -153,3 +155,18 @@ def test_import_on_the_command_line_says_what_it_imported(tmp_path: Path, capsys
     assert doc["folder"] == "writer" and doc["imported"] and doc["images"] == 3 and doc["histograms"] == 6
     assert main(["import", "tensorboard", str(logdir), "-s", store, "-p", "p"]) == 0
     assert "already imported" in capsys.readouterr().out
+
+
+def test_import_without_tensorboard_names_the_extra_to_install(tmp_path: Path) -> None:
+    logdir = tmp_path / "tb"
+    _writer_logs(logdir)
+    script = (
+        "import sys; sys.modules['tensorboard'] = None\n"  # as if it were not installed
+        "from lightning_tracker.cli import main\n"
+        f"sys.exit(main(['import', 'tensorboard', {str(logdir)!r}, '-s', {str(tmp_path / 'runs')!r}, '-p', 'p']))"
+    )
+    env = {**os.environ, "PYTHONPATH": REPO}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'lightning-tracker[tensorboard]'" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "runs").exists()  # said before anything was written
