@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, StorageError
 from lightning_tracker.format.codec import dumps, loads
+from lightning_tracker.format.documents import writer_identity
 from lightning_tracker.format.layout import RUN_FILE, new_writer_key, validate_path_name
 from lightning_tracker.format.status import FINISHED
 from lightning_tracker.read.store import Store
@@ -377,10 +378,11 @@ def _import_folder(store: Store, logdir: str, folder: str, project: str) -> Impo
     with tempfile.TemporaryDirectory(prefix="lightning-tracker-import-") as scratch:
         local_dir = os.path.join(scratch, run_id)
         os.makedirs(local_dir)
-        info.start_session(local_dir, 0, reader.key, first=True)
-        session = info.doc["sessions"][0]
-        session.update(start_time=start, heartbeat=end)
-        info.set_info(status=FINISHED, start_time=start, end_time=end)
+        # one session, the logs' own: no meta.json or git.diff, which would describe this import's
+        # machine and working tree, not where the logs were written
+        session = {"index": 0, "writer_key": reader.key, "start_time": start, "heartbeat": end, **writer_identity()}
+        session.update(command=f"imported from TensorBoard logs: {folder}", git_commit=None)
+        info.set_info(status=FINISHED, start_time=start, end_time=end, sessions=[session])
         reader.write(local_dir, info, result)
         # RunInfo stamps the heartbeat with now; the run last wrote at its last event (its duration)
         with open(os.path.join(local_dir, RUN_FILE), "rb") as f:

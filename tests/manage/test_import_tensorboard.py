@@ -89,6 +89,7 @@ def test_tensorboard_logs_import_as_runs_that_read_back_what_tensorboard_shows(
         assert {"train/loss", "val/loss"} <= set(history["key"])
         first = min(e.wall_time for t in acc.Tags()["scalars"] for e in acc.Scalars(t))
         assert run.start_time == pytest.approx(first) and 0 <= run.duration < 600
+        assert run.meta == {} and run.git_diff == ""  # the importing machine is not where the logs were written
 
     run, acc = runs[writer], _tensorboard_view(logdir / writer)
     assert run.flat_config == {"lr": 0.01, "optimizer": "adam", "layers": 3}
