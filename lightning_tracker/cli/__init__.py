@@ -126,6 +126,33 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker demo -s ./demo-runs --report demo.html",
         ),
     ),
+    # -- housekeeping (cli/housekeeping.py) --
+    "du": (
+        "Counts the bytes a store holds, per project, per run and per kind (metrics, media, checkpoints, "
+        "TensorBoard, other), largest first, from one listing of the store; no file is read.",
+        (
+            "lightning-tracker du -s s3://bucket/exp",
+            "lightning-tracker du -s ./runs -p demo --json",
+        ),
+    ),
+    "gc": (
+        "Removes what no reader needs: this machine's spool copies of runs whose upload is complete, chunks "
+        "a compaction cut off left behind, media objects and checkpoints nothing names (once older than "
+        "--grace), temporary files of a crash. Never touches a live run or one not fully in the store. "
+        "Safe to stop and run again.",
+        (
+            "lightning-tracker gc -s s3://bucket/exp --dry-run",
+            "lightning-tracker gc -s ./runs -p demo",
+        ),
+    ),
+    "import": (
+        "Imports TensorBoard logs: each folder of event files (TensorBoardLogger's version_N) becomes a run "
+        "with its scalars, hyperparameters, images, text and histograms. Importing again adds nothing.",
+        (
+            "lightning-tracker import tensorboard ./lightning_logs -s ./runs -p mnist",
+            "lightning-tracker import tensorboard tb/ -s s3://bucket/exp -p old --json",
+        ),
+    ),
 }
 
 
@@ -149,7 +176,7 @@ def _command(
 
 def _parser() -> argparse.ArgumentParser:
     from lightning_tracker.cli import compare as comparing
-    from lightning_tracker.cli import producing, reading
+    from lightning_tracker.cli import housekeeping, producing, reading
 
     parser = argparse.ArgumentParser(
         prog="lightning-tracker",
@@ -256,6 +283,32 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", default="report.html", help="where to write the report (default report.html)")
     demo.add_argument("--storage-options", metavar="JSON", help=f"fsspec options as JSON (or ${OPTIONS_ENV})")
     demo.set_defaults(func=producing.cmd_demo)
+
+    # -- housekeeping (cli/housekeeping.py) --
+    du = _command(sub, "du", parents, "bytes per project, run and kind, largest first")
+    du.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    du.add_argument("--json", action="store_true", help="print one JSON document with stable keys")
+    du.set_defaults(func=housekeeping.cmd_du)
+
+    gc = _command(sub, "gc", parents, "remove spool copies, unreferenced objects and chunks a crash left")
+    gc.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="keep unreferenced files younger than this (default 86400: a writer names a file after writing it)",
+    )
+    gc.add_argument(
+        "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
+    )
+    gc.set_defaults(func=housekeeping.cmd_gc)
+
+    imp = _command(sub, "import", parents, "turn other loggers' logs into runs (TensorBoard)")
+    imp.add_argument("source", choices=["tensorboard"], help="what wrote the logs")
+    imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard reads (e.g. ./lightning_logs)")
+    imp.add_argument("--json", action="store_true", help="print what was imported as JSON")
+    imp.set_defaults(func=housekeeping.cmd_import)
     return parser
 
 

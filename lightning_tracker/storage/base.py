@@ -18,13 +18,20 @@ imports fsspec.
 from __future__ import annotations
 
 import os
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.storage.registry import storage_class
 from lightning_tracker.storage.urls import parse_url
 
-__all__ = ["Storage"]
+__all__ = ["FileInfo", "Storage"]
+
+
+class FileInfo(NamedTuple):
+    """One file of a listing: its size and when it was last written (:meth:`Storage.find_info`)."""
+
+    size: int
+    modified: float | None  # Unix seconds; None when the backend does not say
 
 
 class Storage:
@@ -136,6 +143,15 @@ class Storage:
         alike. This default lists each entry; a backend overrides it with one listing.
         """
         return [name for name in self.listdir(rel) if self.listdir(f"{rel}/{name}" if rel else name)]
+
+    def find_info(self, rel: str = "") -> dict[str, FileInfo]:
+        """Every file below ``rel`` with its size and last-modified time: :meth:`find` with times.
+
+        One recursive listing, as :meth:`find` (an object store answers it a page of
+        objects per request, not a request per file). This default knows no times
+        (``modified`` is None): a caller that acts only on old files leaves such files alone.
+        """
+        return {path: FileInfo(size, None) for path, size in self.find(rel).items()}
 
     def read_head(self, rel: str, max_bytes: int) -> bytes:
         """At most the first ``max_bytes`` bytes of ``rel``: a read bounded whatever the file's size.

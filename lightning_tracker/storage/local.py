@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from lightning_tracker.exceptions import StorageError
-from lightning_tracker.storage.base import Storage
+from lightning_tracker.storage.base import FileInfo, Storage
 
-__all__ = ["LocalStorage", "atomic_create", "atomic_write"]
+__all__ = ["LocalStorage", "atomic_create", "atomic_write", "is_temporary"]
 
 _COPY_CHUNK = 1 << 22
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"
@@ -41,6 +41,16 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 
 # what atomic_write accepts: the bytes, or a function that writes into a binary file
 Content = bytes | Callable[[IO[bytes]], Any]
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_write`'s temporary files (a crash leaves them behind).
+
+    Example:
+        >>> is_temporary(".tmp-0123abcd.part"), is_temporary("run.json")
+        (True, False)
+    """
+    return name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)
 
 
 def remove_file(path: str) -> None:
@@ -257,13 +267,17 @@ class LocalStorage(Storage):
         return sorted(os.path.basename(path) for path in found if _holds_something(path))
 
     def find(self, rel: str = "") -> dict[str, int]:
+        return {path: info.size for path, info in self.find_info(rel).items()}
+
+    def find_info(self, rel: str = "") -> dict[str, FileInfo]:
         base = self.local_path(rel)
-        out: dict[str, int] = {}
+        out: dict[str, FileInfo] = {}
         for folder, _, names in os.walk(base):
             for name in names:
                 path = os.path.join(folder, name)
                 try:
-                    out[os.path.relpath(path, base).replace(os.sep, "/")] = os.path.getsize(path)
+                    st = os.stat(path)
                 except FileNotFoundError:  # deleted while we walked
                     continue
+                out[os.path.relpath(path, base).replace(os.sep, "/")] = FileInfo(st.st_size, st.st_mtime)
         return out

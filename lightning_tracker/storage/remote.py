@@ -24,7 +24,7 @@ from typing import IO, Any
 import fsspec
 
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, StorageError
-from lightning_tracker.storage.base import Storage
+from lightning_tracker.storage.base import FileInfo, Storage
 from lightning_tracker.storage.registry import install_hint, protocol_family
 
 __all__ = ["FsspecStorage"]
@@ -46,6 +46,22 @@ def _release(package: str) -> tuple[int, ...]:
     except importlib.metadata.PackageNotFoundError:
         return ()
     return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+# where each fsspec filesystem's listing says when an object was last written: s3fs, adlfs,
+# gcsfs (a datetime), memory:// and the local filesystem (Unix seconds)
+_MODIFIED_KEYS = ("LastModified", "last_modified", "mtime", "created")
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """An object's last-modified time from its listing entry, in Unix seconds; None when not said."""
+    for key in _MODIFIED_KEYS:
+        value: Any = info.get(key)
+        if hasattr(value, "timestamp"):  # a datetime
+            return float(value.timestamp())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 def _conflict(err: OSError) -> bool:
@@ -193,6 +209,9 @@ class FsspecStorage(Storage):
         return sorted(names)
 
     def find(self, rel: str = "") -> dict[str, int]:
+        return {path: info.size for path, info in self.find_info(rel).items()}
+
+    def find_info(self, rel: str = "") -> dict[str, FileInfo]:
         base = self.fs._strip_protocol(self._path(rel)).rstrip("/")
         try:
             found = self.fs.find(base, detail=True, refresh=True)
@@ -200,7 +219,7 @@ class FsspecStorage(Storage):
             return {}
         strip = len(base) + 1
         return {
-            self.fs._strip_protocol(path)[strip:]: int(info.get("size") or 0)
+            self.fs._strip_protocol(path)[strip:]: FileInfo(int(info.get("size") or 0), _modified(info))
             for path, info in found.items()
             if info.get("type", "file") == "file"
         }

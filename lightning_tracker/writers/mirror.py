@@ -180,6 +180,10 @@ class Mirror:
                 out[f"{rel_dir}/{name}" if rel_dir else name] = [st.st_size, st.st_mtime_ns]
         return out
 
+    def local_files(self) -> dict[str, list[int]]:
+        """What a complete upload puts in the store: each local file's ``[size, mtime_ns]``, by path in the run."""
+        return self._local_files()
+
     def pending(self) -> list[str]:
         """Local files that are not in the store as they are now."""
         if self.in_place:

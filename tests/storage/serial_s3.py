@@ -34,6 +34,8 @@ class SerialS3Server(S3Server):
     Attributes:
         puts: ``(path, If-None-Match header or None)`` of every PUT, in order; only in
             the process that started the server.
+        requests: ``(method, path, query string)`` of every request, in order (a claim
+            about how many requests something takes is checked here).
         conflict_once: paths (``/bucket/key``) whose next conditional PUT gets a 409.
     """
 
@@ -44,11 +46,13 @@ class SerialS3Server(S3Server):
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
         self.puts: list[tuple[str, str | None]] = []
+        self.requests: list[tuple[str, str, str]] = []
         self.conflict_once: set[str] = set()
 
         def serial(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             with lock:
                 path, condition = environ.get("PATH_INFO", ""), environ.get("HTTP_IF_NONE_MATCH")
+                self.requests.append((environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", "")))
                 if environ["REQUEST_METHOD"] == "PUT":
                     self.puts.append((path, condition))
                     if condition and path in self.conflict_once:
