@@ -32,6 +32,9 @@ class Part:
     ) -> None:
         self.kind, self.names, self.stats, self.counts, self.share = kind, names, stats, counts, share
         self.update2: torch.Tensor | None = None  # squared norms of the optimizer's update
+        # which rows hold a tensor (results gathered from the ranks that computed them, where a
+        # gradient may be missing); None: every row
+        self.present: torch.Tensor | None = None
 
 
 def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
@@ -94,6 +97,8 @@ class Capture:
             part.counts = _to_host(part.counts, self.events)
             if part.update2 is not None:
                 part.update2 = _to_host(part.update2, self.events)
+            if part.present is not None:
+                part.present = _to_host(part.present, self.events)
 
     def resolve(self) -> tuple[dict[str, Any], list[Point]]:
         """Waits for the copies; returns the histogram columns and the norm metrics."""
@@ -113,6 +118,17 @@ class Capture:
             ]
             or [np.zeros(0)]
         )
+        keep = np.concatenate(
+            [
+                part.present.numpy() if part.present is not None else np.ones(len(part.names), bool)
+                for part in self.parts
+            ]
+            or [np.zeros(0, bool)]
+        )
+        if not keep.all():
+            names = [n for n, k in zip(names, keep, strict=True) if k]
+            kinds = [n for n, k in zip(kinds, keep, strict=True) if k]
+            stats, counts, update2 = stats[keep], counts[keep], update2[keep]
         norm = np.sqrt(stats[:, _NORM2])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)
