@@ -21,9 +21,10 @@ How it stays cheap:
   index arithmetic in float64; zeros are counted in int64 and sums kept in float64. Nothing
   is read back on the training thread: the few small result tensors are copied into
   pinned host memory with ``non_blocking=True`` and a blocking CUDA event is recorded;
-  the run writer's flusher thread sleeps on that event before it reads them. Other
-  accelerators (XPU, MPS) run the same kernels but copy the results back with a
-  blocking copy on the training thread.
+  the run writer's flusher thread sleeps on that event before it reads them.
+* Other accelerators (XPU, MPS, ...): the same kernels, and the same copies behind a
+  ``torch.Event`` on the tensors' device and current stream; the flusher polls it with a
+  short sleep (``torch.Event`` ignores ``blocking=True``), never spinning a core.
 * AMP with a fused optimizer (which unscales inside its step): the loss scale is divided
   out on the device, so the numbers are those of the unscaled gradients.
 * Sharded parameters (FSDP2's ``DTensor``, FSDP1's views or flat parameters, cut into
