@@ -25,6 +25,9 @@ How it stays cheap:
 * Other accelerators (XPU, MPS, ...): the same kernels, and the same copies behind a
   ``torch.Event`` on the tensors' device and current stream; the flusher polls it with a
   short sleep (``torch.Event`` ignores ``blocking=True``), never spinning a core.
+* Update norms need the weights from before the optimizer's step bit for bit: an exact
+  copy, taken on an accelerator within 1 GiB of device memory per capture, the rest in
+  pinned host memory brought back chunk by chunk after the step (:mod:`._snapshot`).
 * AMP with a fused optimizer (which unscales inside its step): the loss scale is divided
   out on the device, so the numbers are those of the unscaled gradients.
 * Sharded parameters (FSDP2's ``DTensor``, FSDP1's views or flat parameters, cut into
@@ -61,12 +64,10 @@ from lightning_tracker.integration.callbacks._kernels import (
     _NORM2,
     _NSTATS,
     SEGMENT_IDS,
-    _norm_dtype,
     _Reducer,
     _stats_loop,
     _stats_segmented,
     _to_device,
-    one_thread,
     tensor_histograms,
 )
 from lightning_tracker.integration.callbacks._logger import find_logger
@@ -78,6 +79,7 @@ from lightning_tracker.integration.callbacks._sharding import (
     owners,
     replicas,
 )
+from lightning_tracker.integration.callbacks._snapshot import Snapshot, Snapshots
 
 if TYPE_CHECKING:
     from lightning_tracker.integration._compat import LightningModule, Trainer
@@ -127,7 +129,7 @@ def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
     return any(hasattr(p, "ds_id") for p in pl_module.parameters())
 
 
-_Update = tuple[Part, list[torch.Tensor], list[torch.Tensor]]  # a part, its weights now, their snapshot
+_Update = tuple[Part, Snapshot]  # a part of weights, and their copy from before the optimizer's step
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -215,7 +217,7 @@ class GradientMonitor(Callback):
         self._logger: Any = None
         self._named: list[tuple[str, nn.Parameter]] = []
         self._sharded = False
-        self._buffers: dict[Any, list[torch.Tensor]] = {}
+        self._snapshots = Snapshots()
         self._replicas: dict[str, int] = {}
         self._slices: dict[str, tuple[int, int]] = {}
         self._collectives: torch.device | None = None
@@ -380,28 +382,14 @@ class GradientMonitor(Callback):
             xs = [self._part(n, p).detach() for n, p in named]
             parts = self._compute("parameter", names, xs, reduce)
             position = {n: i for i, n in enumerate(names)}
+            self._snapshots.start()
             for part in parts:
-                own = [xs[position[n]] for n in part.names]
-                updates.append((part, own, self._snapshot(own)))
+                updates.append((part, self._snapshots.take([xs[position[n]] for n in part.names])))
             capture.parts += parts
         if updates or rows is not None:
             self._pending.append((capture, updates, rows))
         else:
             self._submit(capture)
-
-    def _snapshot(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """A copy of the weights before the update. On the CPU the buffers are kept (allocating
-        fresh pages each step costs more than the copy); on accelerators the caching
-        allocator makes a fresh copy cheap and the memory returns between captures."""
-        if not tensors or tensors[0].device.type != "cpu":
-            return list(torch._foreach_mul(tensors, 1.0)) if tensors else []
-        key = tuple((t.shape, t.dtype) for t in tensors)
-        buffers = self._buffers.get(key)
-        if buffers is None:
-            buffers = self._buffers[key] = [torch.empty_like(t) for t in tensors]
-        with one_thread():
-            torch._foreach_copy_(buffers, tensors)
-        return buffers
 
     @override
     def on_train_batch_end(
@@ -411,11 +399,8 @@ class GradientMonitor(Callback):
         pending, self._pending = self._pending, []
         reduce = _Reducer(self._sharded, self._collectives)
         for capture, updates, rows in pending:
-            for part, now, before in updates:
-                with one_thread():
-                    torch._foreach_sub_(before, now)
-                    norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else ()
-                update2 = torch.stack(norms).double() ** 2 if norms else torch.zeros(0, dtype=torch.float64)
+            for part, snapshot in updates:
+                update2 = snapshot.update_norms2()
                 part.update2 = reduce.sum(update2 * part.share if part.share is not None else update2)
             self._submit(self._gather(capture, rows) if rows is not None else capture)
 
@@ -463,6 +448,6 @@ class GradientMonitor(Callback):
         self._pending.clear()
         self._named = []
         self._shares.clear()
-        self._buffers.clear()
+        self._snapshots.clear()
         SEGMENT_IDS.clear()
         self._logger = None

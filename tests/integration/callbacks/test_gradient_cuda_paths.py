@@ -12,9 +12,11 @@ import threading
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from lightning_tracker import GradientMonitor, Store, TrackerLogger
+from lightning_tracker.integration.callbacks import _snapshot
 from tests.helpers import lightning, tiny_model, tiny_model_class, trainer
 from tests.integration.callbacks.fake_cuda import Trace, fake_cuda
 from tests.integration.callbacks.test_gradient_monitor import _assert_matches, _Recorder
@@ -120,3 +122,35 @@ def test_a_capture_on_another_accelerator_is_copied_behind_events_not_blocking(t
     trainer(logger, max_epochs=1, callbacks=callbacks).fit(tiny_model())
     traced.assert_clean()  # before: a blocking copy to the host per result, on the training thread
     _assert_matches(Store(tmp_path).run(logger.version).histograms(), rec, moved=1)
+
+
+def test_the_weight_snapshot_stays_within_its_device_bound_and_update_ratios_stay_exact(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 bytes on the device: net.0.bias (32 B), net.2.weight (32 B) and net.2.bias (4 B) fit, net.0.weight
+    # (128 B) waits in pinned host memory and comes back in chunks of 5 elements (the last one shorter)
+    monkeypatch.setattr(_snapshot, "DEVICE_BYTES", 100)
+    monkeypatch.setattr(_snapshot, "CHUNK", 5)
+    held: list[tuple[int, int]] = []  # per capture: snapshot bytes on the device, in pinned host memory
+    traced = Traced()
+    monitor = GradientMonitor(log="all", bins=16)
+
+    class Held(lightning("pytorch_lightning").Callback):  # type: ignore[misc]
+        def on_before_optimizer_step(self, *args: Any) -> None:
+            for _, snapshot in monitor._pending[-1][1]:
+                device = [b for b in snapshot.before if b is not None and not traced.trace.is_host(b)]
+                pinned = [h for h in snapshot.host.values() if traced.trace.is_pinned(h)]
+                held.append((sum(b.nbytes for b in device), sum(h.nbytes for h in pinned)))
+
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
+    rec = _Recorder()
+    callbacks = [rec.callback("pytorch_lightning"), traced.enter, monitor, Held(), traced.exit]
+    trainer(logger, max_epochs=1, callbacks=callbacks).fit(tiny_model())
+    traced.assert_clean()
+    assert held == [(68, 128)] * 8, "before: every weight copied on the device (196 bytes)"
+    hist = Store(tmp_path).run(logger.version).histograms()
+    _assert_matches(hist, rec, moved=1)
+    for row in hist[hist["kind"] == "parameter"].itertuples():  # the update in float32, measured in float64
+        before, after = rec.before[row.step][row.tensor], rec.after[row.step][row.tensor]
+        update = (after.astype(np.float32) - before.astype(np.float32)).astype(np.float64)
+        assert row.update_ratio == pytest.approx(np.linalg.norm(update) / np.linalg.norm(before), rel=1e-6)
