@@ -297,6 +297,16 @@ def _arg(args: Any, kwargs: Any, i: int, name: str, default: Any) -> Any:
     return args[i] if len(args) > i else kwargs.get(name, default)
 
 
+def _accelerator_event(trace: Trace) -> type[FakeEvent]:
+    """A class standing in for ``torch.Event`` (a class: code imported meanwhile may subclass it)."""
+
+    class Event(FakeEvent):
+        def __init__(self, device: Any = None, **kwargs: Any) -> None:
+            super().__init__(trace, device or trace.device, **kwargs)
+
+    return Event
+
+
 @contextlib.contextmanager
 def fake_cuda(trace: Trace | None = None, device_type: str = "cuda") -> Iterator[Trace]:
     """Traces the calling thread: its tensors are on ``cuda:0`` (or ``<device_type>:0``), its syncs
@@ -310,7 +320,7 @@ def fake_cuda(trace: Trace | None = None, device_type: str = "cuda") -> Iterator
         patch.setattr(torch.cuda, "Event", lambda **k: FakeEvent(trace, **k))
         patch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(trace, device))
         patch.setattr(torch.cuda, "is_available", lambda: trace.device.type == "cuda")
-        patch.setattr(torch, "Event", lambda device=None, **k: FakeEvent(trace, device or trace.device, **k))
+        patch.setattr(torch, "Event", _accelerator_event(trace))
         patch.setattr(torch.accelerator, "current_stream", lambda device=None: FakeStream(trace, device))
         yield trace
 

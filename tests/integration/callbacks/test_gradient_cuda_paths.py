@@ -154,3 +154,27 @@ def test_the_weight_snapshot_stays_within_its_device_bound_and_update_ratios_sta
         before, after = rec.before[row.step][row.tensor], rec.after[row.step][row.tensor]
         update = (after.astype(np.float32) - before.astype(np.float32)).astype(np.float64)
         assert row.update_ratio == pytest.approx(np.linalg.norm(update) / np.linalg.norm(before), rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a real CUDA device and pinned host memory")
+def test_cuda_snapshot_past_its_device_bound_measures_updates_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_snapshot, "CHUNK", 1 << 20)
+    torch.manual_seed(0)
+    weights = [
+        torch.randn(1000, 300, device="cuda"),
+        torch.randn(7, device="cuda"),
+        torch.randn(3_000_001, device="cuda"),
+    ]
+    before = [w.clone() for w in weights]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        snapshot = _snapshot.Snapshots(device_bytes=1_200_000).take(weights)  # the first on the device only
+        for w in weights:  # the optimizer's step, queued right behind the copies
+            w.add_(torch.randn_like(w), alpha=1e-3)
+        norms2 = snapshot.update_norms2()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert sorted(snapshot.host) == [1, 2]
+    expected = [float(torch.linalg.vector_norm(w - b).double() ** 2) for w, b in zip(weights, before, strict=True)]
+    assert norms2.cpu().tolist() == pytest.approx(expected, rel=1e-6)
