@@ -48,19 +48,18 @@ class HostCopy:
 
     Args:
         tensor: a tensor on any device (a CPU tensor is only referenced: nothing to wait for).
-        copy: make a copy of a CPU tensor too (the caller may change it after this returns).
     """
 
     __slots__ = ("_blocking", "_event", "host")
 
-    def __init__(self, tensor: Any, copy: bool = False) -> None:
+    def __init__(self, tensor: Any) -> None:
         import torch
 
         t = tensor.detach()
         self._event: Any = None
         self._blocking = True
         if t.device.type == "cpu":
-            self.host = t.clone() if copy else t
+            self.host = t
             return
         try:
             host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
