@@ -9,14 +9,18 @@ Runs, in a few minutes, on the 133 M-parameter setup of issue 6 (transformer LM:
 2. ``overhead``: ``benchmarks/gradient_overhead.py`` on that setup: step-time overhead of
    ``GradientMonitor`` against bare ``torch.histc`` per tensor and ``wandb.watch`` (if
    installed), syncs per step;
-3. ``tests``: the CUDA tests (``pytest -k cuda``) of the gradient and media paths, which
+3. ``snapshot``: the weight snapshot for update norms on 133 M float32 parameters (the
+   setup's size) kept on the device (its default bound, 1 GiB) against held in pinned host
+   memory past a bound of 0 (brought back chunk by chunk): extra peak memory, time of
+   the copy and of the update norms, and their largest relative difference (must be ~0);
+4. ``tests``: the CUDA tests (``pytest -k cuda``) of the gradient and media paths, which
    skip without a GPU.
 
 Writes ``gpu_checks.json`` and the raw outputs into ``--out`` (default: ``$OUT`` or a temp
 folder) and prints a summary. Without CUDA it changes nothing and exits with status 2
 and a one-line message, so a CPU machine can run it safely.
 
-Usage: python benchmarks/gpu_checks.py [--out DIR] [--skip peak,overhead,tests] [--timeout 420]
+Usage: python benchmarks/gpu_checks.py [--out DIR] [--skip peak,overhead,snapshot,tests] [--timeout 420]
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ sys.path.insert(0, REPO)
 NO_CUDA = 2  # the exit status without a CUDA device
 SETUP = ["--d-model", "1024", "--layers", "8", "--heads", "16", "--ff", "4096", "--vocab", "16000",
          "--batch", "8", "--seq", "512", "--precision", "bf16-mixed"]  # fmt: skip
-CUDA_TESTS = ["tests/integration/callbacks/test_gradient_monitor.py", "tests/writers/test_media.py"]
+CUDA_TESTS = [
+    "tests/integration/callbacks/test_gradient_monitor.py",
+    "tests/integration/callbacks/test_gradient_cuda_paths.py",
+    "tests/writers/test_media.py",
+]
 
 
 def cuda_available() -> bool:
@@ -105,6 +113,39 @@ def _peak(steps: int = 3) -> dict[str, Any]:
     return out
 
 
+def _snapshot_cost(parameters: int = 133_000_000, tensors: int = 64) -> dict[str, Any]:
+    """Update norms from a snapshot kept on the device and from one held in pinned host memory."""
+    import torch
+
+    from lightning_tracker.integration.callbacks._snapshot import Snapshots
+
+    torch.manual_seed(0)
+    weights = [torch.randn(parameters // tensors, device="cuda") for _ in range(tensors)]
+    out: dict[str, Any] = {"parameters": sum(w.numel() for w in weights)}
+    norms = {}
+    for label, bound in (("device", None), ("host", 0)):
+        snapshots = Snapshots(device_bytes=bound)
+        for _ in range(2):  # the first round allocates (pinned memory, caching allocator)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            start = time.perf_counter()
+            snapshot = snapshots.take(weights)
+            torch.cuda.synchronize()
+            taken = time.perf_counter()
+            torch._foreach_add_(weights, 1e-3)  # the optimizer's step
+            update2 = snapshot.update_norms2()
+            torch.cuda.synchronize()
+            done = time.perf_counter()
+            norms[label] = update2.cpu()
+            out[f"{label}_extra_peak_bytes"] = torch.cuda.max_memory_allocated() - base
+            out[f"{label}_take_ms"] = round(1000 * (taken - start), 2)
+            out[f"{label}_update_norms_ms"] = round(1000 * (done - taken), 2)
+            del snapshot
+    out["largest_relative_difference"] = float(((norms["host"] - norms["device"]).abs() / norms["device"]).max())
+    return out
+
+
 def _run(cmd: list[str], timeout: float, log: str) -> dict[str, Any]:
     start = time.monotonic()
     try:
@@ -120,7 +161,9 @@ def _run(cmd: list[str], timeout: float, log: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or None, help="folder for the results")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: peak, overhead, tests")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to leave out: peak, overhead, snapshot, tests"
+    )
     parser.add_argument("--timeout", type=float, default=420, help="seconds for the overhead benchmark")
     args = parser.parse_args(argv)
     if not cuda_available():
@@ -141,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" not in skip:
         cmd = [sys.executable, "benchmarks/gradient_overhead.py", "--device", "cuda", "--rounds", "2", *SETUP]
         results["overhead"] = _run(cmd, args.timeout, os.path.join(out, "gradient_overhead.txt"))
+    if "snapshot" not in skip:
+        results["snapshot"] = _snapshot_cost()
     if "tests" not in skip:
         cmd = [sys.executable, "-m", "pytest", "-q", "-k", "cuda", *CUDA_TESTS]
         results["tests"] = _run(cmd, 300, os.path.join(out, "cuda_tests.txt"))
@@ -150,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [k for k in ("overhead", "tests") if k in results and results[k]["status"] != 0]
     if results.get("peak", {}).get("syncs_in_monitor_hooks"):
         failed.append("peak (syncs in the monitor's hooks)")
+    if results.get("snapshot", {}).get("largest_relative_difference", 0.0) > 1e-6:
+        failed.append("snapshot (update norms from host memory differ)")
     print(f"gpu_checks: results in {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

@@ -1,9 +1,10 @@
 """Snapshots of what ``log_image``, ``log_text`` and ``log_table`` receive, taken on the training thread.
 
 A snapshot owns a copy of the data, so the caller may change or free its tensors at once,
-and costs the training thread as little as it can: a CUDA tensor is converted to uint8 on
-its device and copied into pinned host memory asynchronously (an event marks the copy's
-end; nothing waits for it here), a CPU tensor or an array is copied, a figure is rendered.
+and costs the training thread as little as it can: a tensor on a GPU (CUDA or another
+accelerator) is converted to uint8 on its device and copied into pinned host memory
+asynchronously (an event marks the copy's end; nothing waits for it here), a CPU tensor
+or an array is copied, a figure is rendered.
 Conversion to pixels, encoding and writing happen on the run's media encoder thread, in
 :mod:`lightning_tracker.writers.media`.
 
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lightning_tracker.writers.device_copies import HostCopy
 from lightning_tracker.writers.media import MediaItem, Snapshot
 
 __all__ = ["ACCEPTED", "SNAPSHOTS", "image_snapshot", "table_snapshot", "text_snapshot"]
@@ -142,7 +144,7 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
     kind = _kind_of_dtype(t.dtype)
     if kind == "uint16":  # torch's uint16 has no NumPy or device conversion to rely on
         raise _Bad("dtype torch.uint16 (pass tensor.numpy() for a 16-bit grey image)")
-    if t.device.type == "cuda":
+    if t.device.type != "cpu":  # CUDA or another accelerator (XPU, MPS, ...)
         if kind == "float":  # on the device: a quarter of the bytes to copy, no host work
             t = (torch.nan_to_num(t.float(), nan=0.0).clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
         elif kind == "bool":
@@ -158,17 +160,9 @@ def _tensor_part(tensor: Any) -> Callable[[], np.ndarray]:
                 )
             pageable = t.cpu()
             return lambda: to_pixels(pageable.numpy(), channels_first=True)
-        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-        weakref.finalize(host, _PINNED.release, nbytes)  # released with the buffer, read or dropped
-        host.copy_(t, non_blocking=True)
-        done = torch.cuda.Event(blocking=True)  # the flusher sleeps in synchronize() instead of spinning
-        done.record(torch.cuda.current_stream(t.device))  # the copy's stream, on the tensor's own device
-
-        def resolve() -> np.ndarray:  # on the flusher: the only wait for the copy
-            done.synchronize()
-            return to_pixels(host.numpy(), channels_first=True)
-
-        return resolve
+        copy = HostCopy(t)  # pinned memory, an event on the tensor's device and stream; nothing waits here
+        weakref.finalize(copy.host, _PINNED.release, nbytes)  # released with the buffer, read or dropped
+        return lambda: to_pixels(copy.wait().numpy(), channels_first=True)  # on the encoder: the only wait
     copy = t.to("cpu", copy=True)
     if copy.dtype == torch.bfloat16 or copy.dtype == torch.float16:
         copy = copy.float()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from lightning_tracker.writers.device_copies import HostCopy
+
 __all__ = ["STEP_MAX", "STEP_MIN", "PointBuffer", "Warner", "coerce_step", "coerce_value", "storable", "to_float"]
 
 Warn = Callable[..., None]  # Warner: (key, message, *args)
@@ -136,10 +138,7 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
                 raise ValueError("a complex tensor has no single float value")
             if value.device.type == "cpu":
                 return _to_float(value.item())
-            if value.device.type == "cuda":
-                return _DeviceScalar(value)
-            # another accelerator: a copy on the device, read by float() on the writer thread
-            return value.detach().reshape(()).clone()
+            return _DeviceScalar(value)  # an accelerator: copied to the host behind an event
         return _to_float(value)
     except Exception as err:  # noqa: BLE001 - a metric value must never stop training
         try:
@@ -159,22 +158,16 @@ def coerce_value(key: Any, value: Any, warn: Warn) -> Any:
 
 
 class _DeviceScalar:
-    """A CUDA scalar copied into pinned host memory after the work queued on the caller's stream
-    (the training thread's, whichever it is); ``float()`` on the writer thread waits for its event."""
+    """An accelerator scalar copied into pinned host memory after the work queued on the caller's
+    stream (the training thread's, whichever it is); ``float()`` on the writer thread waits for it."""
 
-    __slots__ = ("event", "host")
+    __slots__ = ("copy",)
 
     def __init__(self, value: Any) -> None:
-        import torch  # the value is a torch tensor: torch is loaded
-
-        self.host = torch.empty((), dtype=value.dtype, pin_memory=True)
-        self.host.copy_(value.detach().reshape(()), non_blocking=True)
-        self.event = torch.cuda.Event(blocking=True)
-        self.event.record(torch.cuda.current_stream(value.device))
+        self.copy = HostCopy(value.reshape(()))
 
     def __float__(self) -> float:
-        self.event.synchronize()
-        return float(self.host)
+        return float(self.copy.wait())
 
 
 def to_float(value: Any) -> float:

@@ -1,7 +1,8 @@
 """One captured optimizer step of ``GradientMonitor``: small result tensors, resolved off the training thread.
 
-The training thread only queues device-to-host copies (pinned memory, a CUDA event); the
-run's flusher calls :meth:`Capture.resolve`, which waits for the event and returns the
+The training thread only queues device-to-host copies (pinned memory and an event, on any
+accelerator: :class:`~lightning_tracker.writers.device_copies.HostCopy`); the run's
+flusher calls :meth:`Capture.resolve`, which waits for the events and returns the
 histogram columns and the norm metrics, computed here from the norms themselves:
 
 * ``<kind>s/norm/<module>``: the L2 norm of all tensors of a module together;
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from lightning_tracker.integration.callbacks._kernels import _HI, _LO, _MAX, _MIN, _NORM2, _NSTATS, _NUMEL, _SUM, _ZEROS
+from lightning_tracker.writers.device_copies import HostCopy
 
 __all__ = ["Capture", "Part", "norm_points"]
 
@@ -32,19 +34,16 @@ class Part:
     ) -> None:
         self.kind, self.names, self.stats, self.counts, self.share = kind, names, stats, counts, share
         self.update2: torch.Tensor | None = None  # squared norms of the optimizer's update
+        # which rows hold a tensor (results gathered from the ranks that computed them, where a
+        # gradient may be missing); None: every row
+        self.present: torch.Tensor | None = None
 
 
-def _to_host(t: torch.Tensor, events: list[Any]) -> torch.Tensor:
-    if t.device.type == "cpu":
-        return t
-    if t.device.type != "cuda":  # another accelerator (XPU, MPS): a blocking copy, on the training thread
-        return t.cpu()
-    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-    host.copy_(t, non_blocking=True)  # asynchronous: the flusher waits on the event
-    event = torch.cuda.Event(blocking=True)  # the flusher sleeps in synchronize() instead of spinning a core
-    event.record(torch.cuda.current_stream(t.device))
-    events.append(event)
-    return host
+def _to_host(t: torch.Tensor, copies: list[HostCopy]) -> torch.Tensor:
+    copy = HostCopy(t)  # asynchronous on an accelerator: the flusher waits for it
+    if copy.asynchronous:
+        copies.append(copy)
+    return copy.host
 
 
 def _module_of(tensor: str) -> str:
@@ -85,7 +84,7 @@ class Capture:
     def __init__(self, step: int, bins: int) -> None:
         self.step, self.time, self.bins = step, time.time(), bins
         self.parts: list[Part] = []
-        self.events: list[Any] = []
+        self.events: list[HostCopy] = []  # copies still on their way to the host
 
     def to_host(self) -> None:
         """Queues the copies of every result to the host (no synchronisation)."""
@@ -94,11 +93,13 @@ class Capture:
             part.counts = _to_host(part.counts, self.events)
             if part.update2 is not None:
                 part.update2 = _to_host(part.update2, self.events)
+            if part.present is not None:
+                part.present = _to_host(part.present, self.events)
 
     def resolve(self) -> tuple[dict[str, Any], list[Point]]:
         """Waits for the copies; returns the histogram columns and the norm metrics."""
-        for event in self.events:
-            event.synchronize()
+        for copy in self.events:
+            copy.wait()
         bins = self.bins
         names = [n for part in self.parts for n in part.names]
         kinds = [part.kind for part in self.parts for _ in part.names]
@@ -113,6 +114,17 @@ class Capture:
             ]
             or [np.zeros(0)]
         )
+        keep = np.concatenate(
+            [
+                part.present.numpy() if part.present is not None else np.ones(len(part.names), bool)
+                for part in self.parts
+            ]
+            or [np.zeros(0, bool)]
+        )
+        if not keep.all():
+            names = [n for n, k in zip(names, keep, strict=True) if k]
+            kinds = [n for n, k in zip(kinds, keep, strict=True) if k]
+            stats, counts, update2 = stats[keep], counts[keep], update2[keep]
         norm = np.sqrt(stats[:, _NORM2])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(norm > 0, np.sqrt(update2) / norm, np.nan)

@@ -4,7 +4,7 @@
   min, max, sum, zeros and the bins (scaled values truncated to integers, then
   ``bincount``), block by block over reused buffers; NaN and ±inf are looked for only in
   tensors whose norm is not finite. Reading small results on the host costs nothing here.
-* Other devices (CUDA): a fixed number of kernels whatever the number of tensors, and no
+* Other devices (CUDA, XPU, MPS, ...): a fixed number of kernels whatever the number of tensors, and no
   host synchronisation: the tensors are concatenated, ranges come from
   ``scatter_reduce`` and the bins of every tensor (plus NaN, +inf and -inf) from one
   ``scatter_add``.
@@ -249,8 +249,12 @@ def _stats_loop_serial(xs: list[torch.Tensor], bins: int, reduce: _Reducer) -> t
 
 def _to_device(values: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     host = torch.tensor(values, dtype=dtype)
-    if device.type == "cuda":  # a pageable host-to-device copy would synchronise
+    if device.type == "cpu":
+        return host
+    try:  # a pageable host-to-device copy would synchronise (CUDA, XPU, ...)
         host = host.pin_memory()
+    except RuntimeError:  # a device without a pinned host allocator: the copy blocks, as it must then
+        pass
     return host.to(device, non_blocking=True)
 
 

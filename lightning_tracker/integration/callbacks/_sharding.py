@@ -7,6 +7,10 @@
 * Replicas: on how many ranks each element of a rank's local part also lives (FSDP1
   ``NO_SHARD`` keeps a whole copy on every rank of its group, ``HYBRID_SHARD`` one per
   replica group); sums over ranks divide by it.
+* Owners: under DDP every rank holds the same reduced gradients and the same weights, so
+  each tensor is computed by one rank (:func:`owners`, balanced by size) and the small
+  results are summed across ranks, instead of rank 0 doing all the work while the others
+  wait at the next all-reduce.
 * One layout for every rank: the all-reduces of a capture pair up only if every rank
   groups the same tensors by the same dtype and device, which :func:`layouts_agree` checks
   once, at train start.
@@ -21,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["collective_device", "flat_slices", "is_sharded", "layouts_agree", "replicas"]
+__all__ = ["collective_device", "flat_slices", "is_sharded", "layouts_agree", "owners", "replicas"]
 
 _NO_SHARD = "NO_SHARD"
 _HYBRID = ("HYBRID_SHARD", "_HYBRID_SHARD_ZERO2")
@@ -115,3 +119,20 @@ def collective_device() -> torch.device | None:
     if torch.distributed.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return None
+
+
+def owners(sizes: list[tuple[str, int]], world: int) -> dict[str, int]:
+    """Which rank computes each tensor of a replicated model: the largest first, each to the
+    least loaded rank (the same answer on every rank, which holds the same list).
+
+    Example:
+        >>> owners([("w", 32), ("b", 8), ("v", 8), ("c", 1)], world=2)
+        {'w': 0, 'b': 1, 'v': 1, 'c': 1}
+    """
+    loads = [0] * world
+    out = {}
+    for name, size in sorted(sizes, key=lambda pair: (-pair[1], pair[0])):
+        rank = min(range(world), key=lambda r: (loads[r], r))
+        out[name] = rank
+        loads[rank] += size
+    return {name: out[name] for name, _ in sizes}

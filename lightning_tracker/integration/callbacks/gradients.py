@@ -21,9 +21,13 @@ How it stays cheap:
   index arithmetic in float64; zeros are counted in int64 and sums kept in float64. Nothing
   is read back on the training thread: the few small result tensors are copied into
   pinned host memory with ``non_blocking=True`` and a blocking CUDA event is recorded;
-  the run writer's flusher thread sleeps on that event before it reads them. Other
-  accelerators (XPU, MPS) run the same kernels but copy the results back with a
-  blocking copy on the training thread.
+  the run writer's flusher thread sleeps on that event before it reads them.
+* Other accelerators (XPU, MPS, ...): the same kernels, and the same copies behind a
+  ``torch.Event`` on the tensors' device and current stream; the flusher polls it with a
+  short sleep (``torch.Event`` ignores ``blocking=True``), never spinning a core.
+* Update norms need the weights from before the optimizer's step bit for bit: an exact
+  copy, taken on an accelerator within 1 GiB of device memory per capture, the rest in
+  pinned host memory brought back chunk by chunk after the step (:mod:`._snapshot`).
 * AMP with a fused optimizer (which unscales inside its step): the loss scale is divided
   out on the device, so the numbers are those of the unscaled gradients.
 * Sharded parameters (FSDP2's ``DTensor``, FSDP1's views or flat parameters, cut into
@@ -33,7 +37,10 @@ How it stays cheap:
   replicated on several ranks (FSDP1 ``NO_SHARD``/``HYBRID_SHARD``, HSDP, or left whole by
   a model-parallel strategy) counts each element once. At train start the ranks check
   that they lay out their parameters alike (else a warning, and nothing is recorded).
-  Under DDP the gradients are already reduced: rank 0 alone computes.
+  Under DDP every rank holds the same reduced gradients and weights: each tensor is
+  computed (and its weights snapshotted) by one rank, balanced by size, and the small
+  results are summed across ranks with one all-reduce per capture, so no rank waits at
+  the next all-reduce while another computes everything.
 * ``logger.flush()`` and ``finalize()`` resolve the captures still queued on the calling
   thread, and so wait for the GPU to finish the work queued before them (the training
   loop's own calls come between steps, where that costs nothing).
@@ -57,12 +64,10 @@ from lightning_tracker.integration.callbacks._kernels import (
     _NORM2,
     _NSTATS,
     SEGMENT_IDS,
-    _norm_dtype,
     _Reducer,
     _stats_loop,
     _stats_segmented,
     _to_device,
-    one_thread,
     tensor_histograms,
 )
 from lightning_tracker.integration.callbacks._logger import find_logger
@@ -71,8 +76,10 @@ from lightning_tracker.integration.callbacks._sharding import (
     flat_slices,
     is_sharded,
     layouts_agree,
+    owners,
     replicas,
 )
+from lightning_tracker.integration.callbacks._snapshot import Snapshot, Snapshots
 
 if TYPE_CHECKING:
     from lightning_tracker.integration._compat import LightningModule, Trainer
@@ -120,6 +127,9 @@ def _is_deepspeed(trainer: Trainer, pl_module: nn.Module) -> bool:
     if any(cls.__name__ == "DeepSpeedStrategy" for cls in type(getattr(trainer, "strategy", None)).__mro__):
         return True
     return any(hasattr(p, "ds_id") for p in pl_module.parameters())
+
+
+_Update = tuple[Part, Snapshot]  # a part of weights, and their copy from before the optimizer's step
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -207,12 +217,15 @@ class GradientMonitor(Callback):
         self._logger: Any = None
         self._named: list[tuple[str, nn.Parameter]] = []
         self._sharded = False
-        self._buffers: dict[Any, list[torch.Tensor]] = {}
+        self._snapshots = Snapshots()
         self._replicas: dict[str, int] = {}
         self._slices: dict[str, tuple[int, int]] = {}
         self._collectives: torch.device | None = None
         self._shares: dict[Any, torch.Tensor] = {}
-        self._pending: list[tuple[Capture, list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]]]] = []
+        self._split = False  # DDP: each rank computes the tensors it owns
+        self._owners: dict[str, int] = {}
+        # (capture, updates still to measure, the rows every rank agrees on when the work is split)
+        self._pending: list[tuple[Capture, list[_Update], list[str] | None]] = []
 
     def _matches(self, name: str, module: nn.Module) -> bool:
         if not self._selectors:
@@ -272,6 +285,7 @@ class GradientMonitor(Callback):
         """Selects the parameters once the strategy has wrapped (and sharded) the model, and checks
         that every rank lays them out alike (else warns and records nothing)."""
         self._sharded = is_sharded(trainer.strategy, pl_module)
+        self._split = False
         self._named = []
         if _is_deepspeed(trainer, pl_module):
             if trainer.global_rank == 0:
@@ -282,8 +296,14 @@ class GradientMonitor(Callback):
                 )
             return
         self._named = self._select(pl_module)
-        if self._sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
-            self._replicas = replicas(pl_module, self._named, trainer.world_size)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self._split = distributed and not self._sharded and torch.distributed.get_world_size() > 1
+        if self._split:
+            sizes = [(n, self._part(n, p).numel()) for n, p in self._named]
+            self._owners = owners(sizes, torch.distributed.get_world_size())
+        if (self._sharded or self._split) and distributed:
+            if self._sharded:
+                self._replicas = replicas(pl_module, self._named, trainer.world_size)
             self._collectives = collective_device()
             device = self._collectives or torch.device("cpu")
             keys = [(n, _local(p).device.type, str(p.dtype)) for n, p in self._named]
@@ -336,13 +356,17 @@ class GradientMonitor(Callback):
         """Captures gradients (already unscaled, not yet clipped) and weights before the update."""
         if trainer.global_step % self.every_n_steps or not self._named:
             return
-        if not self._sharded and trainer.global_rank != 0:
-            return  # DDP: every rank holds the same reduced gradients; rank 0 records them
+        if not self._sharded and not self._split and trainer.global_rank != 0:
+            return  # replicas without a process group to share the work: rank 0 records
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
         named = [(n, p) for n, p in self._named if id(p) in in_optimizer]
+        rows = [n for n, _ in named] if self._split else None
+        if self._split:  # DDP: this rank's share; the rows of the others come with the all-reduce
+            rank = torch.distributed.get_rank()
+            named = [(n, p) for n, p in named if self._owners.get(n) == rank]
         reduce = _Reducer(self._sharded, self._collectives)
         capture = Capture(trainer.global_step, self.bins)
-        updates: list[tuple[Part, list[torch.Tensor], list[torch.Tensor]]] = []
+        updates: list[_Update] = []
         if "gradient" in self._kinds:
             # sharded: every rank must take part for every trained tensor, even without a local shard
             pairs = [
@@ -358,28 +382,14 @@ class GradientMonitor(Callback):
             xs = [self._part(n, p).detach() for n, p in named]
             parts = self._compute("parameter", names, xs, reduce)
             position = {n: i for i, n in enumerate(names)}
+            self._snapshots.start()
             for part in parts:
-                own = [xs[position[n]] for n in part.names]
-                updates.append((part, own, self._snapshot(own)))
+                updates.append((part, self._snapshots.take([xs[position[n]] for n in part.names])))
             capture.parts += parts
-        if updates:
-            self._pending.append((capture, updates))
+        if updates or rows is not None:
+            self._pending.append((capture, updates, rows))
         else:
             self._submit(capture)
-
-    def _snapshot(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """A copy of the weights before the update. On the CPU the buffers are kept (allocating
-        fresh pages each step costs more than the copy); on accelerators the caching
-        allocator makes a fresh copy cheap and the memory returns between captures."""
-        if not tensors or tensors[0].device.type != "cpu":
-            return list(torch._foreach_mul(tensors, 1.0)) if tensors else []
-        key = tuple((t.shape, t.dtype) for t in tensors)
-        buffers = self._buffers.get(key)
-        if buffers is None:
-            buffers = self._buffers[key] = [torch.empty_like(t) for t in tensors]
-        with one_thread():
-            torch._foreach_copy_(buffers, tensors)
-        return buffers
 
     @override
     def on_train_batch_end(
@@ -388,14 +398,43 @@ class GradientMonitor(Callback):
         """Measures the optimizer's update of the captured weights, then hands the capture over."""
         pending, self._pending = self._pending, []
         reduce = _Reducer(self._sharded, self._collectives)
-        for capture, updates in pending:
-            for part, now, before in updates:
-                with one_thread():
-                    torch._foreach_sub_(before, now)
-                    norms = torch._foreach_norm(before, 2, dtype=_norm_dtype(before[0])) if before else ()
-                update2 = torch.stack(norms).double() ** 2 if norms else torch.zeros(0, dtype=torch.float64)
+        for capture, updates, rows in pending:
+            for part, snapshot in updates:
+                update2 = snapshot.update_norms2()
                 part.update2 = reduce.sum(update2 * part.share if part.share is not None else update2)
-            self._submit(capture)
+            self._submit(self._gather(capture, rows) if rows is not None else capture)
+
+    def _gather(self, capture: Capture, rows: list[str]) -> Capture:
+        """The whole capture from every rank's share (DDP): one all-reduce of every row's results.
+
+        Each row is filled by the one rank that owns its tensor and is zero elsewhere, so the
+        sum is that rank's numbers exactly; a last column says the row holds a tensor (a
+        gradient may be missing). Asynchronous on the device, like the kernels.
+        """
+        bins, kinds = self.bins, list(self._kinds)
+        width = _NSTATS + bins + 3 + 2  # stats, counts, squared update norm, present
+        device = self._collectives or (
+            capture.parts[0].stats.device if capture.parts else _local(self._named[0][1]).device
+        )
+        table = torch.zeros(len(kinds) * len(rows), width, dtype=torch.float64, device=device)
+        position = {n: i for i, n in enumerate(rows)}
+        for part in capture.parts:
+            base = kinds.index(part.kind) * len(rows)
+            where = _to_device([base + position[n] for n in part.names], torch.int64, device)
+            update2 = part.update2 if part.update2 is not None else part.stats.new_zeros(len(part.names))
+            present = part.stats.new_ones(len(part.names), 1)
+            own = torch.cat([part.stats, part.counts.double(), update2[:, None], present], dim=1)
+            table.index_copy_(0, where, own.to(device, non_blocking=True))
+        torch.distributed.all_reduce(table)
+        whole = Capture(capture.step, bins)
+        whole.time = capture.time
+        for k, kind in enumerate(kinds):
+            block = table[k * len(rows) : (k + 1) * len(rows)]
+            part = Part(kind, list(rows), block[:, :_NSTATS], block[:, _NSTATS:-2].round().long(), None)
+            part.update2 = block[:, -2] if kind == "parameter" else None
+            part.present = block[:, -1] > 0.5
+            whole.parts.append(part)
+        return whole
 
     def _submit(self, capture: Capture) -> None:
         if self._logger is None:
@@ -409,6 +448,6 @@ class GradientMonitor(Callback):
         self._pending.clear()
         self._named = []
         self._shares.clear()
-        self._buffers.clear()
+        self._snapshots.clear()
         SEGMENT_IDS.clear()
         self._logger = None

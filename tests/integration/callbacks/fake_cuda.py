@@ -13,9 +13,15 @@ driven here with CPU tensors that *say* they are on ``cuda:0``:
   their operand is on the device: ``_local_scalar_dense`` (``item()``, ``float()``,
   ``bool()``), ``nonzero``, ``masked_select``, ``unique``, ``bincount``, ``histc`` with
   ``min == max``, ``repeat_interleave`` without ``output_size`` and boolean-mask indexing.
-* :class:`FakeEvent` and :class:`FakeStream` stand in for ``torch.cuda.Event`` and streams:
-  a recorded event covers the device-to-host copies queued before it on its device; who
-  waits on an event, and on which thread, is recorded.
+* :class:`FakeEvent` and :class:`FakeStream` stand in for ``torch.cuda.Event``, ``torch.Event``
+  and streams (``torch.cuda.current_stream``, ``torch.accelerator.current_stream``): a
+  recorded event covers the device-to-host copies queued before it on its device; who
+  waits on an event, and on which thread, is recorded, and so is a waiter that would spin
+  a core (``synchronize()`` of an event made without ``blocking=True``, which
+  ``torch.Event`` ignores on every accelerator).
+
+``fake_cuda(device_type="xpu")`` plays another accelerator the same way (``tensor.device``
+answers ``xpu:0``), for the code paths that serve every ``torch.accelerator``.
 
 Both modes are thread-local: only the thread that enters :func:`fake_cuda` is traced, which
 is the training thread of the tests; the writer's flusher sees plain CPU tensors.
@@ -69,8 +75,9 @@ class Trace:
     errors: list[str] = dataclasses.field(default_factory=list)
     copies: list[Copy] = dataclasses.field(default_factory=list)
     waits: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (thread id, what)
+    device: torch.device = CUDA  # what the device tensors say they are on
     events: int = 0
-    spinning: int = 0  # events made without blocking=True: their waiter spins a core
+    spinning: int = 0  # events made without blocking=True (CUDA), or waited on by synchronize() (others)
     host: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # storage address -> a tensor on it
     pinned: set[int] = dataclasses.field(default_factory=set)
 
@@ -117,28 +124,37 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 def _device_arg(value: Any) -> torch.device | None:
     if isinstance(value, torch.device):
         return value
-    if isinstance(value, str) and value.split(":")[0] in ("cuda", "cpu"):
+    if isinstance(value, str) and value.split(":")[0] in ("cuda", "cpu", "xpu", "mps"):
         return torch.device(value)
     return None
 
 
 class FakeStream:
-    """A stand-in for ``torch.cuda.Stream``: only its device matters here."""
+    """A stand-in for a stream of the traced device: only its device matters here."""
 
-    def __init__(self, device: Any = None) -> None:
-        self.device = CUDA if device is None else torch.device(device)
+    def __init__(self, trace: Trace, device: Any = None) -> None:
+        self.device = trace.device if device is None else torch.device(device)
+        if self.device.index is None:
+            self.device = torch.device(self.device.type, 0)
 
 
 class FakeEvent:
-    """A stand-in for ``torch.cuda.Event``: recording covers the copies queued before it."""
+    """A stand-in for ``torch.cuda.Event`` (``device=None``) and ``torch.Event``: recording covers the
+    copies queued before it on its device.
 
-    def __init__(self, trace: Trace, blocking: bool = False, **_: Any) -> None:
-        self.trace, self.blocking, self.recorded = trace, blocking, False
-        if not blocking:
+    ``torch.Event`` ignores ``blocking`` (torch 2.13): its ``synchronize()`` before ``query()``
+    says it is done would spin a core, which is counted."""
+
+    def __init__(self, trace: Trace, device: Any = None, *, blocking: bool = False, **_: Any) -> None:
+        self.trace, self.recorded, self.queried_done = trace, False, False
+        self.sleeps = device is None and blocking  # only a CUDA event honours blocking=True
+        if device is None and not blocking:
             trace.spinning += 1
+        self.device = None if device is None else torch.device(device)
 
     def record(self, stream: FakeStream | None = None) -> None:
-        device = CUDA if stream is None else stream.device
+        device = stream.device if stream is not None else self.device or CUDA
+        assert self.device is None or self.device.type == device.type, "an event recorded on another device"
         for copy in self.trace.copies:
             if copy.device == device:
                 copy.covered = True
@@ -147,9 +163,12 @@ class FakeEvent:
 
     def synchronize(self) -> None:
         assert self.recorded, "waited on an event never recorded"
+        if not self.sleeps and self.device is not None and not self.queried_done:
+            self.trace.spinning += 1
         self.trace.waits.append((threading.get_ident(), "Event.synchronize"))
 
     def query(self) -> bool:
+        self.queried_done = self.recorded
         return self.recorded
 
     def wait(self, stream: Any = None) -> None:  # a device-side wait: no host synchronisation
@@ -166,9 +185,9 @@ class _Devices(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         owner = getattr(func, "__self__", None)
         if owner is torch._C.TensorBase.__dict__["device"]:
-            return torch.device("cpu") if trace.is_host(args[0]) else CUDA
+            return torch.device("cpu") if trace.is_host(args[0]) else trace.device
         if owner is torch._C.TensorBase.__dict__["is_cuda"]:
-            return not trace.is_host(args[0])
+            return not trace.is_host(args[0]) and trace.device.type == "cuda"
         if name == "is_pinned":
             return trace.is_pinned(args[0])
         if name in _TO_HOST and isinstance(args[0], torch.Tensor) and not trace.is_host(args[0]):
@@ -188,10 +207,12 @@ class _Devices(TorchFunctionMode):
         if name in ("to", "cuda", "cpu"):
             devices = [d for d in map(_device_arg, args[1:]) if d is not None]
             if devices or name != "to":
-                target = devices[0] if devices else torch.device("cpu") if name == "cpu" else CUDA
+                target = devices[0] if devices else torch.device("cpu") if name == "cpu" else trace.device
             args = (args[0], *("cpu" if _device_arg(a) else a for a in args[1:]))
             if name == "cuda":
-                return self._transfer(args[0], CUDA, bool(kwargs.get("non_blocking", False)), lambda: args[0].clone())
+                return self._transfer(
+                    args[0], trace.device, bool(kwargs.get("non_blocking", False)), lambda: args[0].clone()
+                )
             if target is not None:
                 to = func
                 return self._transfer(
@@ -220,7 +241,7 @@ class _Devices(TorchFunctionMode):
         if target.type == "cpu":
             if not src_host:
                 if non_blocking:  # .to("cpu", non_blocking=True) lands in pinned memory
-                    trace.copies.append(Copy("Tensor.to(cpu, non_blocking=True)", CUDA))
+                    trace.copies.append(Copy("Tensor.to(cpu, non_blocking=True)", trace.device))
                 else:
                     trace.syncs.append("a blocking copy to the host")
                 if out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
@@ -239,7 +260,7 @@ class _Devices(TorchFunctionMode):
         if dst_host and not src_host:
             if not (non_blocking and trace.is_pinned(dst)):
                 trace.syncs.append("a blocking or pageable copy to the host")
-            trace.copies.append(Copy("copy_ to the host", CUDA))
+            trace.copies.append(Copy("copy_ to the host", trace.device))
         elif src_host and not dst_host and src.dim():
             if not (non_blocking and trace.is_pinned(src)):
                 trace.syncs.append("a blocking or pageable copy to the device")
@@ -276,17 +297,31 @@ def _arg(args: Any, kwargs: Any, i: int, name: str, default: Any) -> Any:
     return args[i] if len(args) > i else kwargs.get(name, default)
 
 
-@contextlib.contextmanager
-def fake_cuda(trace: Trace | None = None) -> Iterator[Trace]:
-    """Traces the calling thread: its tensors are on ``cuda:0``, its syncs recorded (see the module).
+def _accelerator_event(trace: Trace) -> type[FakeEvent]:
+    """A class standing in for ``torch.Event`` (a class: code imported meanwhile may subclass it)."""
 
-    ``torch.cuda``'s events, streams and ``is_available`` are replaced within the block only.
-    Pass the ``trace`` of an earlier block to go on filling it (host tensors stay host tensors)."""
-    trace = Trace(threading.get_ident()) if trace is None else trace
+    class Event(FakeEvent):
+        def __init__(self, device: Any = None, **kwargs: Any) -> None:
+            super().__init__(trace, device or trace.device, **kwargs)
+
+    return Event
+
+
+@contextlib.contextmanager
+def fake_cuda(trace: Trace | None = None, device_type: str = "cuda") -> Iterator[Trace]:
+    """Traces the calling thread: its tensors are on ``cuda:0`` (or ``<device_type>:0``), its syncs
+    recorded (see the module).
+
+    ``torch.cuda``'s events, streams and ``is_available``, ``torch.Event`` and
+    ``torch.accelerator.current_stream`` are replaced within the block only. Pass the ``trace``
+    of an earlier block to go on filling it (host tensors stay host tensors)."""
+    trace = Trace(threading.get_ident(), device=torch.device(device_type, 0)) if trace is None else trace
     with pytest.MonkeyPatch.context() as patch, _Devices(trace), _Syncs(trace):
-        patch.setattr(torch.cuda, "Event", lambda *a, **k: FakeEvent(trace, *a, **k))
-        patch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(device))
-        patch.setattr(torch.cuda, "is_available", lambda: True)
+        patch.setattr(torch.cuda, "Event", lambda **k: FakeEvent(trace, **k))
+        patch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream(trace, device))
+        patch.setattr(torch.cuda, "is_available", lambda: trace.device.type == "cuda")
+        patch.setattr(torch, "Event", _accelerator_event(trace))
+        patch.setattr(torch.accelerator, "current_stream", lambda device=None: FakeStream(trace, device))
         yield trace
 
 

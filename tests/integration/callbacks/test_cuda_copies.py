@@ -8,6 +8,7 @@ import gc
 import logging
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +49,32 @@ def test_pinned_image_buffers_are_capped(
     gc.collect()
     assert media._PINNED.held == 0, "the pinned bytes return when the buffer is freed"
     assert len(Store(tmp_path).run(logger.version).media()) == 2
+
+
+def test_a_metric_scalar_on_another_accelerator_is_copied_behind_an_event_on_its_stream(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
+    logger.log_metrics({"warmup": 1.0}, step=0)
+    loss = torch.tensor([0.25, 0.5]).sum()
+    with fake_cuda(device_type="xpu") as trace:
+        assert loss.device == torch.device("xpu", 0)
+        logger.log_metrics({"loss": loss}, step=1)
+    logger.finalize("success")
+    assert trace.syncs == [] and trace.errors == []
+    # before: a copy on the device, read by float() on the writer's own stream, ordered after nothing
+    assert [(c.device.type, c.covered) for c in trace.copies] == [("xpu", True)]
+    assert trace.events == 1 and trace.spinning == 0, "the writer polls the event instead of spinning"
+    assert Store(tmp_path).run(logger.version).metrics()["loss"].dropna().tolist() == [0.75]
+
+
+def test_an_image_on_another_accelerator_is_copied_without_blocking_the_training_thread(tmp_path: Any) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=0.05)
+    logger.log_metrics({"warmup": 1.0}, step=0)
+    image = torch.linspace(0, 1, 3 * 4 * 4).reshape(3, 4, 4)
+    expected = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    with fake_cuda(device_type="xpu") as trace:
+        logger.log_image("a", [image], step=0)
+    logger.finalize("success")
+    assert trace.syncs == [] and trace.errors == [], "before: a blocking copy to the host"
+    assert [(c.device.type, c.covered) for c in trace.copies] == [("xpu", True)] and trace.spinning == 0
+    stored = Store(tmp_path).run(logger.version).read_media("a", 0)
+    assert (np.asarray(stored) == expected).all()

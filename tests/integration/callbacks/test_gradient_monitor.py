@@ -278,6 +278,14 @@ package, strategy, save_dir, out_dir = sys.argv[1:5]
 pl = importlib.import_module(package)
 from lightning_tracker import GradientMonitor, TrackerLogger
 from tests.helpers import loader, tiny_model_class
+from lightning_tracker.integration.callbacks import gradients
+
+work = []  # elements this rank's kernels computed on, per call (the share of the capture work)
+for kernel in ("_stats_loop", "_stats_segmented"):
+    def counted(xs, *args, _kernel=getattr(gradients, kernel), **kwargs):
+        work.append(sum(x.numel() for x in xs))
+        return _kernel(xs, *args, **kwargs)
+    setattr(gradients, kernel, counted)
 
 class Model(tiny_model_class(package)):
     def configure_model(self):
@@ -292,15 +300,20 @@ class Model(tiny_model_class(package)):
     def train_dataloader(self):
         return loader(48, 8)
 
-class Reference(pl.Callback):  # the whole gradients, gathered from every rank
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+class Reference(pl.Callback):  # the whole gradients (and weights, before and after), gathered from every rank
+    def _dump(self, trainer, pl_module, what, step):
         full = {}
         for n, p in pl_module.named_parameters():
-            g = p.grad
-            full[n] = (g.full_tensor() if hasattr(g, "full_tensor") else g).double().tolist()
+            t = p.grad if what == "grads" else p.detach()
+            full[n] = (t.full_tensor() if hasattr(t, "full_tensor") else t).double().tolist()
         if trainer.global_rank == 0:
-            with open(os.path.join(out_dir, f"grads{trainer.global_step}.json"), "w") as f:
+            with open(os.path.join(out_dir, f"{what}{step}.json"), "w") as f:
                 json.dump(full, f)
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self._dump(trainer, pl_module, "grads", trainer.global_step)
+        self._dump(trainer, pl_module, "before", trainer.global_step)
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self._dump(trainer, pl_module, "after", trainer.global_step - 1)
 
 torch.set_num_threads(1)
 os.makedirs(out_dir, exist_ok=True)
@@ -311,19 +324,22 @@ elif strategy == "replicated":  # a model-parallel strategy that leaves every te
     strat = pl.strategies.ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=2)
 else:
     strat = "ddp"
+log = "all" if strategy == "ddp-all" else "gradients"
+strat = "ddp" if strategy == "ddp-all" else strat
 t = pl.Trainer(logger=logger, max_epochs=1, accelerator="cpu", devices=2, strategy=strat, log_every_n_steps=1,
                enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-               callbacks=[Reference(), GradientMonitor(bins=8)])
+               callbacks=[Reference(), GradientMonitor(log=log, bins=8)])
 pl.seed_everything(0)  # equal initial weights on every rank, also where nothing broadcasts them
 t.fit(Model())
 if t.global_rank == 0:
     with open(os.path.join(out_dir, "run.json"), "w") as f:
         json.dump({"version": logger.version, "sharded": t.callbacks[1]._sharded}, f)
+with open(os.path.join(out_dir, f"work{t.global_rank}.json"), "w") as f:
+    json.dump(work, f)
 """
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
-def test_distributed_histograms_describe_the_whole_reduced_gradient(strategy: str, tmp_path: Any) -> None:
+def _train_distributed(strategy: str, tmp_path: Any) -> tuple[dict[str, Any], Any]:
     script = tmp_path / "train_dist.py"
     script.write_text(_DIST_SCRIPT)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "REPO": REPO}
@@ -337,15 +353,45 @@ def test_distributed_histograms_describe_the_whole_reduced_gradient(strategy: st
     )
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((tmp_path / "out" / "run.json").read_text())
+    return info, Store(tmp_path / "runs").run(info["version"]).histograms()
+
+
+def _full(tmp_path: Any, what: str, step: int, tensor: str) -> np.ndarray:
+    full = np.asarray(json.loads((tmp_path / "out" / f"{what}{step}.json").read_text())[tensor])
+    return full.astype(np.float32).astype(np.float64).reshape(-1)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_distributed_histograms_describe_the_whole_reduced_gradient(strategy: str, tmp_path: Any) -> None:
+    info, hist = _train_distributed(strategy, tmp_path)
     assert info["sharded"] == (strategy == "fsdp2")
     assert os.listdir(tmp_path / "runs" / "p") == [info["version"]], "one run, written by rank 0"
-    hist = Store(tmp_path / "runs").run(info["version"]).histograms()
     # 48 samples in batches of 8 over two ranks: 3 optimizer steps, one row per tensor and step
     assert len(hist) == 3 * 4 and not hist.duplicated(["tensor", "step"]).any()
     for row in hist.itertuples():
-        full = np.asarray(json.loads((tmp_path / "out" / f"grads{row.step}.json").read_text())[row.tensor])
-        x = full.astype(np.float32).astype(np.float64).reshape(-1)
+        x = _full(tmp_path, "grads", row.step, row.tensor)
         assert row.numel == x.size
         assert (row.edges[0], row.edges[-1]) == _range(x)
         assert np.array_equal(row.counts, _reference(x, row.edges)), (row.tensor, row.step)
         assert row.norm == pytest.approx(np.linalg.norm(x), rel=1e-5)
+
+
+def test_ddp_ranks_share_the_capture_work_and_record_the_same_rows(tmp_path: Any) -> None:
+    info, hist = _train_distributed("ddp-all", tmp_path)
+    assert not info["sharded"]
+    assert len(hist) == 3 * 2 * 4 and not hist.duplicated(["tensor", "kind", "step"]).any()
+    for row in hist.itertuples():
+        x = _full(tmp_path, "grads" if row.kind == "gradient" else "before", row.step, row.tensor)
+        assert row.numel == x.size and row.zeros == (x == 0).sum()
+        assert (row.edges[0], row.edges[-1]) == _range(x)
+        assert np.array_equal(row.counts, _reference(x, row.edges)), (row.tensor, row.step)
+        assert row.norm == pytest.approx(np.linalg.norm(x), rel=1e-5)
+        if row.kind == "parameter":
+            update = _full(tmp_path, "after", row.step, row.tensor) - x
+            assert row.update_ratio == pytest.approx(np.linalg.norm(update) / np.linalg.norm(x), rel=1e-4)
+    # the tiny model has 4 x 8 + 8 + 8 x 1 + 1 = 49 elements, weights and gradients alike: each rank
+    # takes a share of every capture (rank 0 took all 98 elements per step before)
+    work = [json.loads((tmp_path / "out" / f"work{rank}.json").read_text()) for rank in (0, 1)]
+    per_step = [sum(w) / 3 for w in work]
+    assert sum(per_step) == 2 * 49 and min(per_step) > 0, per_step
+    assert max(per_step) <= 2 * 49 * 0.75, f"one rank does most of the work: {per_step}"
