@@ -40,7 +40,7 @@ from lightning_tracker.storage import Storage
 if TYPE_CHECKING:
     from lightning_tracker.read.store import Store
 
-__all__ = ["DUCKDB_EXTRA", "POINTS", "VIEWS", "metric_points", "run_points", "run_sql", "runs_arrow"]
+__all__ = ["DUCKDB_EXTRA", "POINTS", "VIEWS", "metric_points", "points_of_runs", "run_points", "run_sql", "runs_arrow"]
 
 DUCKDB_EXTRA = "pip install 'lightning-tracker[duckdb]'"
 _NAME = pa.dictionary(pa.int32(), pa.string())
@@ -121,8 +121,8 @@ def _labelled(points: pa.Table, project: str, run: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=POINTS)
 
 
-def metric_points(store: Store, runs: Iterable[tuple[str, str]]) -> pa.Table:
-    """Every point of ``runs`` (``(project, run id)`` pairs) as one table of :data:`POINTS`.
+def points_of_runs(store: Store, runs: Iterable[tuple[str, str]]) -> list[pa.Table]:
+    """The points of each of ``runs`` (``(project, run id)`` pairs), in order, each a table of :data:`POINTS`.
 
     Raises:
         StorageError: a chunk is damaged (the message names it).
@@ -133,7 +133,16 @@ def metric_points(store: Store, runs: Iterable[tuple[str, str]]) -> pa.Table:
         return _labelled(run_points(store.storage, f"{project}/{run}", store.cache), project, run)
 
     with ThreadPoolExecutor(_READERS) as pool:
-        parts = [p for p in pool.map(read, runs) if p.num_rows]
+        return list(pool.map(read, runs))
+
+
+def metric_points(store: Store, runs: Iterable[tuple[str, str]]) -> pa.Table:
+    """Every point of ``runs`` (``(project, run id)`` pairs) as one table of :data:`POINTS`.
+
+    Raises:
+        StorageError: a chunk is damaged (the message names it).
+    """
+    parts = [p for p in points_of_runs(store, runs) if p.num_rows]
     if not parts:
         return POINTS.empty_table()
     return pa.concat_tables(parts).unify_dictionaries()
