@@ -185,8 +185,10 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="TERM",
         help="only runs where a hyperparameter, metric or field compares true, e.g. "
-        "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
-        "id, name, project, group, status or tags contain a word (repeatable)",
+        "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'min.val/loss<0.3' (a metric's smallest value; "
+        "max. its largest), 'tags=baseline', or whose id, name, project, group, status or tags contain "
+        "a word; terms combine with AND (or side by side), OR, NOT and parentheses: "
+        "'(optimizer=adam OR lr<0.01) NOT tags=broken' (repeatable: all must hold)",
     )
     runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
     runs.add_argument(

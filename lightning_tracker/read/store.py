@@ -374,6 +374,8 @@ def _query_record(run: Run) -> dict[str, Any]:
         "notes": run.notes,
         "params": run.flat_config,
         "summary": {k: s.get("last") for k, s in run.summary.items()},
+        "min": {k: s.get("min") for k, s in run.summary.items()},
+        "max": {k: s.get("max") for k, s in run.summary.items()},
     }
 
 
