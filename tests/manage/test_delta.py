@@ -179,3 +179,24 @@ def test_export_without_deltalake_names_the_extra(tmp_path: Any) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert f"pip install 'lightning-tracker[{extra}]'" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_engines_doc_s_python_recipes_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import re
+
+    text = open(os.path.join(REPO, "docs", "engines.md"), encoding="utf-8").read()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "SparkSession" not in b]
+    assert len(blocks) == 5, "sql, export, deltalake, Polars, DuckDB"
+    monkeypatch.chdir(tmp_path)
+    for i, lr in enumerate((0.1, 0.01)):
+        logger = TrackerLogger("./runs", name="demo", version=f"r{i}", tensorboard=False)
+        logger.log_hyperparams({"lr": lr})
+        for step in range(3):
+            logger.log_metrics({"val/loss": lr * (3 - step)}, step=step)
+        logger.finalize("success")
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/engines.md", "exec"), namespace)  # noqa: S102 (the doc's own examples)
+    assert sorted(namespace["points"].to_table().column("run").to_pylist()) == ["r0"] * 3 + ["r1"] * 3
+    assert sorted(namespace["best"]["value"].to_list()) == [0.01, 0.1]
