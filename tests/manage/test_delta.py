@@ -197,6 +197,6 @@ def test_the_engines_doc_s_python_recipes_run(tmp_path: Any, monkeypatch: pytest
         logger.finalize("success")
     namespace: dict[str, Any] = {}
     for block in blocks:
-        exec(compile(block, "docs/engines.md", "exec"), namespace)  # noqa: S102 (the doc's own examples)
+        exec(compile(block, "docs/engines.md", "exec"), namespace)
     assert sorted(namespace["points"].to_table().column("run").to_pylist()) == ["r0"] * 3 + ["r1"] * 3
     assert sorted(namespace["best"]["value"].to_list()) == [0.01, 0.1]
