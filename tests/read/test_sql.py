@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.cli import main
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format.layout import METRICS_DIR, chunk_name
 from lightning_tracker.format.schemas import METRICS
@@ -164,3 +165,17 @@ def test_store_sql_without_duckdb_names_the_extra(tmp_path: Any) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert "Store.sql needs DuckDB, which is not installed; pip install 'lightning-tracker[duckdb]'" in done.stdout
+
+
+def test_the_sql_command_prints_a_table(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    save_dir = str(tmp_path / "runs")
+    _sweep(save_dir, None)
+    query = "select run, count(*) as n, min(value) as best from metrics where key = 'loss' group by 1 order by 1"
+    assert main(["sql", "-s", save_dir, "-p", "a", query]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "n", "best"]
+    assert [ln.split() for ln in lines[-3:]] == [["r0", "5", "-1"], ["r1", "6", "-1"], ["r2", "5", "-1"]]
+    assert main(["sql", "-s", save_dir, "--csv", 'select "config.lr" from runs order by 1']) == 0
+    assert capsys.readouterr().out.splitlines() == ["config.lr", "0.001", "0.01", "0.1", "0.5"]
+    assert main(["sql", "-s", save_dir, "selec 1"]) == 2
+    assert "sql query 'selec 1' failed: Parser Error" in capsys.readouterr().err
