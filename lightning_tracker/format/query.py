@@ -8,7 +8,8 @@ A query is terms combined with ``AND``, ``OR``, ``NOT`` and parentheses:
 ``lr<0.01 (optimizer=adam OR optimizer=sgd) NOT tags=broken``. Terms side by side must all
 hold (``AND`` may be written or left out); ``OR`` binds looser than ``AND``, ``NOT`` tighter;
 the keywords are upper case (quote one to search for the word: ``"OR"``). A list of
-strings (``--where`` given twice) is a query per item, all of which must hold.
+strings (``--where`` given twice) is a query per item, all of which must hold; an item
+without keywords or parentheses is one term, spaces and all (``notes=first try``).
 Whitespace splits terms outside double quotes, except around an operator
 (``lr < 0.01`` is ``lr<0.01``); parentheses outside quotes group, so text holding one is
 quoted (``name="run (2)"``). A term is ``KEY OP VALUE`` (OP one of
