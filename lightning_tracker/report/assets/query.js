@@ -312,7 +312,8 @@
     const found = [];
     const trees = [];
     // a list item without keywords or parentheses is one term, spaces and all (query.py's _one_term)
-    const oneTerm = (item) => !split(item).some((p) => KEYWORDS.includes(p)) && findOutside(item, ["(", ")"])[1] === null;
+    const oneTerm = (item) =>
+      !split(item).some((p) => KEYWORDS.includes(p)) && findOutside(item, ["(", ")"])[1] === null;
     for (const item of items.map(strip).filter((t) => t)) {
       if (typeof terms !== "string" && oneTerm(item)) {
         const term = parseTerm(item);
@@ -340,7 +341,8 @@
     const known = new Set(FIELDS);
     for (const record of records) {
       Object.keys(record.params || {}).forEach((k) => [k, "config." + k, "params." + k].forEach((n) => known.add(n)));
-      Object.keys(record.summary || {}).forEach((k) => [k, "summary." + k, "min." + k, "max." + k].forEach((n) => known.add(n)));
+      Object.keys(record.summary || {}).forEach((k) =>
+        [k, "summary." + k, "min." + k, "max." + k].forEach((n) => known.add(n)));
     }
     return known;
   }
@@ -395,7 +397,8 @@
       if (close.length) {
         hint = "did you mean " + close.map((k) => "'" + k + "'").join(" or ") + "?";
       } else {
-        const plain = sorted.filter((k) => !["config.", "params.", "summary.", "min.", "max."].some((p) => k.startsWith(p)));
+        const spelled = ["config.", "params.", "summary.", "min.", "max."];
+        const plain = sorted.filter((k) => !spelled.some((p) => k.startsWith(p)));
         hint = "known keys are " + plain.slice(0, 12).join(", ") + (plain.length > 12 ? " …" : "");
       }
       throw new Error("where term '" + term.text + "' names '" + term.key + "', which no run has; " + hint);
