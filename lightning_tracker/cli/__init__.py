@@ -119,6 +119,26 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker index -s s3://bucket/exp -p sweep",
         ),
     ),
+    "sql": (
+        "Runs a DuckDB query, in process, over two views of the store (or of -p PROJECT): runs (one row per run, "
+        'as `runs` lists them: id, name, status, "config.<key>", "summary.<metric>", "min.<metric>", '
+        '"max.<metric>") and metrics (every point: project, run, key, step, time, value). Needs the duckdb extra.',
+        (
+            "lightning-tracker sql 'select status, count(*) from runs group by 1'",
+            "lightning-tracker sql -p demo \\",
+            "  \"select run, min(value) from metrics where key = 'val/loss' group by 1\"",
+            'lightning-tracker sql --csv \'select "config.lr", "summary.loss" from runs\'',
+        ),
+    ),
+    "export": (
+        "Writes a project's points and runs to Delta Lake tables, <URL>/points (partitioned by project and run) "
+        "and <URL>/runs, for Spark, Trino, Databricks, Polars or DuckDB. Adds only runs not exported yet; a run "
+        "that changed since its export is replaced, not doubled. Needs the delta extra.",
+        (
+            "lightning-tracker export delta -p demo -o ./delta",
+            "lightning-tracker export delta -s s3://bucket/exp -p demo -o s3://bucket/delta",
+        ),
+    ),
     "demo": (
         "Trains a small digit classifier in several configurations into a store, lists them and writes a report.",
         (
@@ -176,7 +196,9 @@ def _command(
 
 def _parser() -> argparse.ArgumentParser:
     from lightning_tracker.cli import compare as comparing
+    from lightning_tracker.cli import export as exporting
     from lightning_tracker.cli import housekeeping, producing, reading
+    from lightning_tracker.cli import sql as sql_command
 
     parser = argparse.ArgumentParser(
         prog="lightning-tracker",
@@ -199,8 +221,10 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="TERM",
         help="only runs where a hyperparameter, metric or field compares true, e.g. "
-        "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'tags=baseline', or whose "
-        "id, name, project, group, status or tags contain a word (repeatable)",
+        "'lr<0.01', 'optimizer=adam', 'val/acc>=0.9', 'min.val/loss<0.3' (a metric's smallest value; "
+        "max. its largest), 'tags=baseline', or whose id, name, project, group, status or tags contain "
+        "a word; terms combine with AND (or side by side), OR, NOT and parentheses: "
+        "'(optimizer=adam OR lr<0.01) NOT tags=broken' (repeatable: all must hold)",
     )
     runs.add_argument("--sort", help="sort by a column; prefix '-' for descending (e.g. -val/acc)")
     runs.add_argument(
@@ -269,6 +293,18 @@ def _parser() -> argparse.ArgumentParser:
 
     index = _command(sub, "index", parents, "rebuild a project's index from its run folders")
     index.set_defaults(func=indexing.cmd_index)
+    sql = _command(sub, "sql", parents, "a DuckDB query over the views runs and metrics, printed as a table")
+    sql.add_argument("query", metavar="QUERY", help='SQL; quote names with dots or slashes: "config.lr"')
+    sql.add_argument("--csv", action="store_true", help="print CSV, every digit, instead of a table")
+    sql.set_defaults(func=sql_command.cmd_sql)
+
+    export = _command(sub, "export", parents, "a project's points and runs as Delta Lake tables")
+    export.add_argument("format", choices=("delta",), help="the table format (delta: Delta Lake)")
+    export.add_argument("--output", "-o", required=True, metavar="URL", help="folder or URL of the tables")
+    export.add_argument(
+        "--delta-options", metavar="JSON", help="delta-rs storage options for URL (default: its AWS_* environment)"
+    )
+    export.set_defaults(func=exporting.cmd_export)
 
     demo = _command(sub, "demo", [_common(argparse.SUPPRESS)], "train several configurations and record them")
     demo.add_argument(

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 
 __all__ = [
-    "FAMILIES", "FIELDS", "JOIN", "PREFIXES", "RESERVED", "SPLITS", "column", "family", "is_score", "label",
+    "EXTREMES", "FAMILIES", "FIELDS", "JOIN", "PREFIXES", "RESERVED", "SPLITS", "column", "family", "is_score", "label",
     "labels", "locate", "main_metric", "metric_order", "metric_rank", "monitored", "split_of", "unprefixed",
 ]  # fmt: skip
 
@@ -49,7 +49,11 @@ RESERVED = (*FIELDS, "start", "duration", "duration_s", "damage")
 """Column names of the runs tables that are neither hyperparameters nor metrics."""
 PREFIXES = (("config.", "params"), ("params.", "params"), ("summary.", "summary"))
 """Explicit prefixes and the section of a run record (``params``, ``summary``) each names."""
-_COLUMN = {"params": "config.", "summary": "summary."}  # a section's prefix in Store.table's columns
+EXTREMES = (("min.", "min"), ("max.", "max"))
+"""Prefixes naming a metric's smallest and largest value (``min.val/loss``); a key so spelled
+names them when a run queried has the metric, else what the whole key names (a
+hyperparameter ``min.lr`` logged as ``{"min": {"lr": ...}}``)."""
+_COLUMN = {"params": "config.", "summary": "summary.", "min": "min.", "max": "max."}  # in Store.table's columns
 
 FAMILIES = ("gradients", "parameters", "system")
 """The monitor families, in the order they are shown (after every other metric)."""
@@ -60,7 +64,7 @@ JOIN = "-"
 
 
 def locate(key: str, params: Collection[str], metrics: Collection[str]) -> tuple[str, str] | None:
-    """Where ``key`` points: ``("field", K)``, ``("params", K)`` or ``("summary", K)``, or None.
+    """Where ``key`` points: ``("field", K)``, ``("params", K)``, ``("summary", K)``, ``("min"|"max", K)``, or None.
 
     ``params`` and ``metrics`` are the names of every run queried (the set decides, not
     each run); an explicit prefix whose name is missing, or a bare key found nowhere,
@@ -70,7 +74,12 @@ def locate(key: str, params: Collection[str], metrics: Collection[str]) -> tuple
         >>> params, metrics = {"lr", "name"}, {"lr", "loss"}
         >>> [locate(k, params, metrics) for k in ("lr", "summary.lr", "params.lr", "loss", "name", "x")]
         [('params', 'lr'), ('summary', 'lr'), ('params', 'lr'), ('summary', 'loss'), ('field', 'name'), None]
+        >>> locate("min.loss", params, metrics), locate("max.lr", params, metrics), locate("min.x", {"min.x"}, ())
+        (('min', 'loss'), ('max', 'lr'), ('params', 'min.x'))
     """
+    for prefix, section in EXTREMES:
+        if key.startswith(prefix) and key[len(prefix) :] in metrics:
+            return (section, key[len(prefix) :])
     for prefix, section in PREFIXES:
         if key.startswith(prefix):
             name = key[len(prefix) :]
@@ -115,7 +124,9 @@ def label(section: str, name: str, params: Collection[str]) -> str:
     return name
 
 
-_SPELLED = tuple(prefix for prefix, _ in PREFIXES)  # a name that reads as a prefixed key keeps its own prefix
+_SPELLED = tuple(
+    prefix for prefix, _ in (*PREFIXES, *EXTREMES)
+)  # a name that reads as a prefixed key keeps its own prefix
 
 
 def labels(params: Iterable[str], metrics: Iterable[str]) -> dict[str, str]:

@@ -368,6 +368,26 @@ class Store:
         frame.attrs["scope"] = TableScope(params=params, metrics=metrics)
         return frame
 
+    @_said_in_one_line
+    def sql(self, sql: str, project: str | None = None) -> pd.DataFrame:
+        """The result of a DuckDB query over the views ``runs`` (:meth:`table`) and ``metrics`` (every point).
+
+        See :mod:`~lightning_tracker.read.sql`; needs the ``duckdb`` extra.
+
+        Example:
+            >>> from lightning_tracker import TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-sql", name="p", version="r1")
+            >>> logger.log_metrics({"loss": 2.0}, step=0)
+            >>> logger.log_metrics({"loss": 1.0}, step=1)
+            >>> logger.finalize("success")
+            >>> best = Store("memory://doc-sql").sql("select run, min(value) as best from metrics group by run")
+            >>> best.values.tolist()
+            [['r1', 1.0]]
+        """
+        from lightning_tracker.read.sql import run_sql
+
+        return run_sql(self, sql, project)
+
 
 class TableScope(dict[str, list[str]]):
     """:meth:`Store.table`'s ``attrs["scope"]``: ``{"params": [...], "metrics": [...]}``, to be read, not changed.
@@ -413,6 +433,8 @@ def _query_record(run: Run) -> dict[str, Any]:
         "notes": run.notes,
         "params": run.flat_config,
         "summary": {k: s.get("last") for k, s in run.summary.items()},
+        "min": {k: s.get("min") for k, s in run.summary.items()},
+        "max": {k: s.get("max") for k, s in run.summary.items()},
     }
 
 

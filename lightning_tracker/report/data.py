@@ -303,6 +303,8 @@ def _run_record(run: Run, damage: list[str]) -> dict[str, Any]:
         "notes": run.notes,
         "config": {k: v if not isinstance(v, (list, dict)) else json.dumps(v) for k, v in run.flat_config.items()},
         "summary": {k: s.get("last") for k, s in run.summary.items()},
+        "min": {k: s.get("min") for k, s in run.summary.items()},  # for the filter box's min.K and max.K
+        "max": {k: s.get("max") for k, s in run.summary.items()},
     }
 
 

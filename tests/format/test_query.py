@@ -28,13 +28,16 @@ BASE = {
     "id": "20260101-abc", "name": "run-0", "project": "sweep", "group": "g1", "status": "finished",
     "tags": ["sweep", "even"], "notes": "first try",
     "params": {"lr": 0.01, "optimizer": "adam", "model.width": 64, "flag": True, "nothing": None,
-               "layers": [64, 32], "name": "shadow", "seed": 0, "word": "\U0001f600"},
+               "layers": [64, 32], "name": "shadow", "seed": 0, "word": "\U0001f600", "min.width": 3},
     "summary": {"val/acc": 0.93, "loss": NAN, "lr": 0.009, "inf": math.inf},
+    "min": {"val/acc": 0.1, "loss": None, "lr": 0.001, "inf": 1.0},
+    "max": {"val/acc": 0.95, "loss": None, "lr": 0.01, "inf": math.inf},
 }  # fmt: skip
 RECORDS = {
     "base": BASE,
     "quoted": {**BASE, "name": 'my "best" run', "group": None, "tags": []},
     "named": {**BASE, "name": "lr=0.1"},
+    "words": {**BASE, "name": "AND OR NOT"},
 }
 
 # (terms: a string, or a list of one term each; record; expected: True, False or "error")
@@ -90,7 +93,42 @@ CASES: list[tuple[Any, str, Any]] = [
     ("lr<0.05 optimizer=adam", "base", True), ("lr<0.05 optimizer=sgd", "base", False),
     (["lr<0.05", "val/acc>=0.9"], "base", True), ("", "base", True), ("   ", "base", True),
     ('name="my \\"best\\" run" lr<1', "quoted", True), ('"best\\" run"', "quoted", True),
-    ('name="my \\"best\\" run"', "base", False), ("lr < 0.01", "base", "error"),
+    ('name="my \\"best\\" run"', "base", False),
+    # a comparison spread over whitespace is one term
+    ("lr < 0.01", "base", False), ("lr <= 0.01", "base", True), ("lr <=0.01", "base", True),
+    ("lr<= 0.01", "base", True),
+    ("lr < 0.05 optimizer = adam", "base", True), (["lr <", "0.05"], "base", "error"), ("lr < <0.01", "base", "error"),
+    ("lr<0.05 <1", "base", "error"), ("lr <", "base", "error"),
+    # a list item without keywords or parentheses is one term, spaces and all
+    (["notes=first try"], "base", True), ("notes=first try", "base", False), (['notes="first try"'], "base", True),
+    # OR, AND, NOT (upper case) and parentheses; AND binds tighter than OR, NOT tighter than both
+    ("lr<0.001 OR optimizer=adam", "base", True), ("lr<0.001 OR optimizer=sgd", "base", False),
+    ("lr<0.05 AND optimizer=adam", "base", True), ("lr<0.05 AND optimizer=sgd", "base", False),
+    ("NOT optimizer=sgd", "base", True), ("NOT optimizer=adam", "base", False), ("NOT NOT lr=0.01", "base", True),
+    ("NOT nosuch=1", "base", True), ("NOT nosuch!=1", "base", True), ("NOT lr!=0.01", "base", True),
+    ("lr>1 OR lr<0.05 optimizer=sgd", "base", False), ("(lr>1 OR lr<0.05) optimizer=adam", "base", True),
+    ("(lr>1 OR lr<0.05) optimizer=sgd", "base", False), ("lr>1 OR lr<0.05 AND NOT optimizer=sgd", "base", True),
+    ("NOT (tags=odd OR tags=even)", "base", False), ("NOT (tags=odd OR tags=even)", "quoted", True),
+    ("((lr=0.01))", "base", True), ("(even)(sweep)", "base", True), ("( even ) OR ( odd )", "base", True),
+    (["lr<0.001 OR optimizer=adam", "tags=even"], "base", True), (["lr<0.001 OR optimizer=sgd", "even"], "base", False),
+    ("NOT lr<0.05 OR even", "base", True), ("NOT (lr<0.05 OR odd)", "base", False),
+    # keywords are upper case: quoted, or in lower case, they are words to search
+    ('"OR"', "words", True), ('"OR"', "base", False), ("or", "words", True), ("even or", "base", False),
+    ('name="AND OR NOT"', "words", True), ('"NOT" "AND"', "words", True),
+    # text holding a parenthesis is quoted
+    ('name="f(x)"', "base", False), ('"run (2)"', "base", False), ('name="run-0" (lr=0.01)', "base", True),
+    # min./max.: a metric's extremes; a hyperparameter of that spelling when no run has the metric
+    ("min.val/acc<0.2", "base", True), ("max.val/acc>=0.95", "base", True), ("max.val/acc>0.95", "base", False),
+    ("min.lr=0.001", "base", True), ("max.lr=0.01", "base", True), ("min.loss=null", "base", True),
+    ("max.inf>1e308", "base", True), ("min.nosuch<1", "base", False), ("min.width=3", "base", True),
+    ("config.min.width=3", "base", True), ("min.val/acc<0.2 OR max.val/acc<0.5", "base", True),
+    # errors of structure: a keyword with nothing to join, unmatched or empty parentheses, one inside a term
+    ("lr<0.01 OR", "base", "error"), ("OR lr<0.01", "base", "error"), ("lr<0.01 AND", "base", "error"),
+    ("AND", "base", "error"), ("NOT", "base", "error"), ("lr<0.01 OR OR adam", "base", "error"),
+    ("(lr<0.01", "base", "error"), ("lr<0.01)", "base", "error"), ("()", "base", "error"), ("( )", "base", "error"),
+    ("name=f(x)", "base", "error"), ("(a)b", "base", "error"), ("NOT )", "base", "error"), ("(OR a)", "base", "error"),
+    (["lr<0.01", "OR adam"], "base", "error"), ("(NOT)", "base", "error"), ("lr<0.01 (", "base", "error"),
+    ("((lr<0.01)", "base", "error"), ("a AND OR b", "base", "error"), ("lr=<0.01 OR", "base", "error"),
     # errors: empty value or key, a value that starts with an operator, ordering by non-numbers
     ("lr<", "base", "error"), (["lr<=  "], "base", "error"), ("<0.01", "base", "error"),
     ("=x", "base", "error"), ("lr=<0.01", "base", "error"), ("lr==<1", "base", "error"),
@@ -107,6 +145,9 @@ KEY_CHECKS: list[tuple[str, Any]] = [
     ("zzzzzzzz=1", "where term 'zzzzzzzz=1' names 'zzzzzzzz', which no run has; known keys are "),
     ("lr<0.01 adam group=x config.lr>0 summary.loss!=1 tags=x", None),
     ("nosuch", None),
+    ("min.val/ac<1", "where term 'min.val/ac<1' names 'min.val/ac', which no run has; did you mean 'min.val/acc'"),
+    ("lr<0.01 OR lrr>1", "where term 'lrr>1' names 'lrr', which no run has; did you mean 'lr'"),
+    ("NOT (adam OR max.loss<1) min.val/acc>0 min.width=3", None),
 ]
 
 _NODE = """
@@ -117,7 +158,8 @@ const run = (f) => { try { return { ok: f() }; } catch (err) { return { error: e
 const cases = input.cases.map(([terms, record]) => run(() => q.parse(terms).matches(record)));
 const checks = input.checks.map((terms) =>
   run(() => { q.checkKeys(q.parse(terms), q.knownKeys(input.records)); return null; }));
-process.stdout.write(JSON.stringify({ cases, checks }));
+const structure = input.structure.map((terms) => run(() => q.parse(terms).matches({})));
+process.stdout.write(JSON.stringify({ cases, checks, structure }));
 """
 
 
@@ -147,6 +189,7 @@ def js_results() -> dict[str, Any]:
     payload = {
         "cases": [[terms, RECORDS[name]] for terms, name, _ in CASES],
         "checks": [terms for terms, _ in KEY_CHECKS],
+        "structure": list(STRUCTURE_ERRORS),
         "records": list(RECORDS.values()),
     }
     done = subprocess.run(
@@ -193,6 +236,28 @@ def test_errors_name_the_term_the_problem_and_an_example() -> None:
     assert "tags takes = (one of the tags) or != (none of them)" in messages['tags<"a"']
     with pytest.raises(InvalidArgumentError, match="is not text"):
         query.parse(["lr<1", 3])  # type: ignore[list-item]
+
+
+STRUCTURE_ERRORS = {
+    "lr<0.01 OR": "where query 'lr<0.01 OR' has nothing after 'OR'; write TERM OR TERM, e.g. 'lr<0.01 OR lr>0.1'",
+    "OR adam": "where query 'OR adam' has nothing before 'OR'; write TERM OR TERM, e.g. 'lr<0.01 OR lr>0.1'",
+    "a AND": "where query 'a AND' has nothing after 'AND'; write TERM AND TERM, e.g. 'lr<0.01 AND optimizer=adam'",
+    "NOT": "where query 'NOT' has nothing after 'NOT'; write NOT TERM, e.g. 'NOT tags=baseline'",
+    "(a": "where query '(a' opens a '(' it does not close; close it, e.g. '(lr<0.01 OR lr>0.1)'",
+    "a)": "where query 'a)' closes a ')' it did not open; open it or remove it, e.g. '(lr<0.01 OR lr>0.1)'",
+    "()": "where query '()' has empty parentheses; put terms inside, e.g. '(lr<0.01 OR lr>0.1)'",
+    "name=f(x)": "where query 'name=f(x)' has a '(' inside the term 'name=f('; "
+    "quote text that holds one, e.g. 'name=\"run (2)\"'",
+    "(a)b": "where query '(a)b' has a ')' inside a term; quote text that holds one, e.g. 'name=\"run (2)\"'",
+}
+
+
+@pytest.mark.parametrize("terms", list(STRUCTURE_ERRORS))
+def test_errors_of_structure_name_the_query_the_problem_and_an_example(terms: str, js_results: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        query.parse(terms)
+    assert str(err.value) == STRUCTURE_ERRORS[terms]
+    assert {"error": STRUCTURE_ERRORS[terms]} == js_results["structure"][list(STRUCTURE_ERRORS).index(terms)]
 
 
 def test_a_query_lists_its_keys_once_and_resolves_like_the_report() -> None:
@@ -273,6 +338,10 @@ def test_store_runs_takes_the_query_grammar(tmp_path: Any) -> None:
     assert names(store.runs("q", where="val/acc>=0.9 lr<0.05")) == ["run-1"]
     assert names(store.runs(where=["summary.val/acc >= 0.9", "tags!=odd"])) == ["run-0"]
     assert names(store.runs(where="run-2")) == ["run-2"], "a bare word searches names"
+    assert names(store.runs(where="val/acc<0.9 OR optimizer=adam")) == ["run-1", "run-2"]
+    assert names(store.runs(where="NOT (optimizer=adam OR tags=odd)")) == ["run-0", "run-2"]
+    assert names(store.runs(where="min.val/acc<0.6")) == ["run-2"], "min. names the metric's smallest value"
+    assert names(store.runs(where=["max.val/acc >= 0.95", "lr > 0.05"])) == ["run-0"]
     assert names(store.runs(where={"val/acc": 0.91})) == ["run-1"], "a mapping resolves keys the same way"
     assert list(store.table("q", where=["optimizer=adam"])["name"]) == ["run-1"]
     with pytest.raises(InvalidArgumentError, match=r"names 'lrr', which no run has; did you mean 'lr'\?"):
@@ -295,6 +364,9 @@ def test_cli_where_uses_the_same_grammar(
     assert main(["runs", save_dir, "--where", "val/acc>=0.9"]) == 0
     out = capsys.readouterr().out
     assert "run-0" in out and "run-1" in out and "run-2" not in out
+    assert main(["runs", save_dir, "--where", "lr>0.05 OR optimizer=adam", "-w", "NOT tags=odd"]) == 0
+    out = capsys.readouterr().out
+    assert "run-0" in out and "run-1" not in out and "run-2" not in out
     assert main(["runs", save_dir, "--where", "lr=<0.01"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -308,3 +380,29 @@ def test_the_page_inlines_query_js_before_the_app() -> None:
 
     page = render_page(None, live_interval=5)
     assert 0 < page.index("root.LightningQuery = api") < page.index("const Q = LightningQuery")
+
+
+def test_the_report_s_filter_box_takes_or_not_and_min_max(tmp_path: Any, browser_page: tuple[Any, list[str]]) -> None:
+    from lightning_tracker import Store
+    from lightning_tracker.report import write_report
+    from tests.report.pages import open_page
+
+    page, errors = browser_page
+    save_dir = str(tmp_path / "runs")
+    _sweep(save_dir)
+    path = write_report(Store(save_dir), tmp_path / "report.html")
+    open_page(page, f"file://{path}")
+    names = "rows => rows.map((r) => r.querySelector('td:nth-child(2)').textContent)"
+    shown: dict[str, list[str]] = {}
+    for terms in ("min.val/acc<0.6 OR optimizer=adam", "NOT (optimizer=adam OR tags=odd)", "max.val/acc>=0.95"):
+        page.fill("#filter", terms)
+        assert page.text_content("#filter-error") == "", terms
+        shown[terms] = sorted(page.eval_on_selector_all("#runs-table tbody tr", names))
+    assert shown == {
+        "min.val/acc<0.6 OR optimizer=adam": ["run-1", "run-2"],
+        "NOT (optimizer=adam OR tags=odd)": ["run-0", "run-2"],
+        "max.val/acc>=0.95": ["run-0"],
+    }
+    page.fill("#filter", "lr<0.01 OR")
+    assert page.text_content("#filter-error").startswith("where query 'lr<0.01 OR' has nothing after 'OR'")
+    assert errors == []

@@ -41,7 +41,8 @@
   // Store.runs(where=...) builds: the filter box and the CLI's --where share one grammar
   const Q = LightningQuery;
   const queryRecord = (run) => ({ id: run.id, name: run.name, project: run.project, group: run.group,
-    status: run.status, tags: run.tags || [], notes: run.notes, params: run.config, summary: run.summary });
+    status: run.status, tags: run.tags || [], notes: run.notes, params: run.config, summary: run.summary,
+    min: run.min, max: run.max });
   let query = Q.parse("");
   // the names of every run on the page: what a bare key names is decided over all of them
   let among = Q.scope([]);

@@ -6,6 +6,14 @@
   const FIELDS = ["id", "name", "project", "group", "status", "notes", "tags"];
   const SEARCHED = ["id", "name", "project", "group", "status", "tags"];
   const SECTIONS = [["config.", "params"], ["params.", "params"], ["summary.", "summary"]];
+  const EXTREMES = [["min.", "min"], ["max.", "max"]];
+  const KEYWORDS = ["AND", "OR", "NOT"];
+  const GROUP_EXAMPLE = "(lr<0.01 OR lr>0.1)";
+  const KEYWORD_FIX = {
+    AND: "write TERM AND TERM, e.g. 'lr<0.01 AND optimizer=adam'",
+    OR: "write TERM OR TERM, e.g. 'lr<0.01 OR lr>0.1'",
+    NOT: "write NOT TERM, e.g. 'NOT tags=baseline'",
+  };
   const OPERATORS = ["<=", ">=", "!=", "==", "=", "<", ">"];
   const ORDER = { "<": (a, b) => a < b, "<=": (a, b) => a <= b, ">": (a, b) => a > b, ">=": (a, b) => a >= b };
   const SWAPPED = { "=<": "<=", "=>": ">=", "=!": "!=" }; // operators typed the wrong way round
@@ -95,11 +103,13 @@
     return terms;
   }
 
-  function findOperator(textIn) {
+  const findOperator = (textIn) => findOutside(textIn, OPERATORS);
+
+  function findOutside(textIn, targets) {
     let found = [-1, null];
     scan(textIn, (at, ch, inQuotes) => {
       if (inQuotes) return true;
-      const op = OPERATORS.find((o) => textIn.startsWith(o, at));
+      const op = targets.find((o) => textIn.startsWith(o, at));
       if (op === undefined) return true;
       found = [at, op];
       return false;
@@ -121,6 +131,11 @@
 
   // format/keys.py's locate: [section, name] or null
   function locate(key, among) {
+    for (const [prefix, section] of EXTREMES) {
+      if (key.startsWith(prefix) && among.summary.has(key.slice(prefix.length))) {
+        return [section, key.slice(prefix.length)];
+      }
+    }
     for (const [prefix, section] of SECTIONS) {
       if (key.startsWith(prefix)) {
         const name = key.slice(prefix.length);
@@ -139,6 +154,13 @@
     const [section, name] = found;
     const values = section === "field" ? record : record[section] || {};
     return has(values, name) && values[name] !== undefined ? values[name] : MISSING;
+  }
+
+  function nodeMatches(node, record, among) {
+    if (node.not !== undefined) return !nodeMatches(node.not, record, among);
+    if (node.all !== undefined) return node.all.every((part) => nodeMatches(part, record, among));
+    if (node.any !== undefined) return node.any.some((part) => nodeMatches(part, record, among));
+    return termMatches(node, record, among);
   }
 
   function termMatches(term, record, among) {
@@ -186,20 +208,131 @@
     return { text: source, key: key, op: op === "==" ? "=" : op, value: value, word: null };
   }
 
-  // a query from a string (split at whitespace outside quotes) or an array of one term each
+  // query.py's _tokens: terms, keywords and parentheses; a comparison spread over whitespace joined
+  function tokens(textIn) {
+    const pieces = [];
+    let current = "", quoted = false, escaped = false;
+    const fail = (problem) => new Error("where query '" + textIn + "' " + problem +
+      "; quote text that holds one, e.g. 'name=\"run (2)\"'");
+    for (let at = 0; at < textIn.length; at++) {
+      const ch = textIn[at];
+      if (quoted) {
+        quoted = escaped || ch !== '"';
+        escaped = !escaped && ch === "\\";
+      } else if (ch === '"') {
+        quoted = true;
+      } else if (isSpace(ch) || ch === "(" || ch === ")") {
+        if (ch === "(" && current) throw fail("has a '(' inside the term '" + current + "('");
+        const next = textIn[at + 1];
+        if (ch === ")" && next !== undefined && !(isSpace(next) || next === "(" || next === ")")) {
+          throw fail("has a ')' inside a term");
+        }
+        if (current) pieces.push(current);
+        if (!isSpace(ch)) pieces.push(ch);
+        current = "";
+        continue;
+      }
+      current += ch;
+    }
+    if (current) pieces.push(current);
+    const isTerm = (t) => !KEYWORDS.includes(t) && t !== "(" && t !== ")";
+    const joins = (last, piece) => {
+      const [at, op] = findOperator(last);
+      if (op === null) return findOperator(piece)[0] === 0;
+      return !strip(last.slice(at + op.length));
+    };
+    const out = [];
+    for (const piece of pieces) {
+      const last = out.length ? out[out.length - 1] : null;
+      if (last !== null && isTerm(last) && isTerm(piece) && joins(last, piece)) out[out.length - 1] = last + piece;
+      else out.push(piece);
+    }
+    return out;
+  }
+
+  // query.py's _Parser: OR of AND of (NOT) terms and groups
+  function parseText(source, found) {
+    const toks = tokens(source);
+    let at = 0;
+    const fail = (problem, fix) => new Error("where query '" + source + "' " + problem + "; " + fix);
+    const peek = () => (at < toks.length ? toks[at] : null);
+    const unclosed = () => fail("opens a '(' it does not close", "close it, e.g. '" + GROUP_EXAMPLE + "'");
+    const unopened = () => fail("closes a ')' it did not open", "open it or remove it, e.g. '" + GROUP_EXAMPLE + "'");
+    function one() {
+      const token = peek(), before = at ? toks[at - 1] : null;
+      if (token === null || token === ")" || token === "AND" || token === "OR") {
+        if (KEYWORDS.includes(before)) throw fail("has nothing after '" + before + "'", KEYWORD_FIX[before]);
+        if (token === "AND" || token === "OR") throw fail("has nothing before '" + token + "'", KEYWORD_FIX[token]);
+        if (token === ")" && before === "(") {
+          throw fail("has empty parentheses", "put terms inside, e.g. '" + GROUP_EXAMPLE + "'");
+        }
+        if (token === ")") throw unopened();
+        throw unclosed();
+      }
+      at++;
+      if (token === "NOT") return { not: one() };
+      if (token === "(") {
+        const node = anyOf();
+        if (peek() !== ")") throw unclosed();
+        at++;
+        return node;
+      }
+      const term = parseTerm(token);
+      found.push(term);
+      return term;
+    }
+    function allOf() {
+      const parts = [one()];
+      while (![null, ")", "OR"].includes(peek())) {
+        if (peek() === "AND") at++;
+        parts.push(one());
+      }
+      return parts.length === 1 ? parts[0] : { all: parts };
+    }
+    function anyOf() {
+      const parts = [allOf()];
+      while (peek() === "OR") {
+        at++;
+        parts.push(allOf());
+      }
+      return parts.length === 1 ? parts[0] : { any: parts };
+    }
+    if (!toks.length) return null;
+    const node = anyOf();
+    if (peek() !== null) throw unopened();
+    return node;
+  }
+
+  // a query from a string, or an array of strings that must all hold
   function parse(terms) {
-    const items = typeof terms === "string" ? split(terms) : Array.from(terms);
+    const items = typeof terms === "string" ? [terms] : Array.from(terms);
     items.forEach((item) => {
       if (typeof item !== "string") throw new Error("where term " + JSON.stringify(item) + " is not text");
     });
-    const parsed = items.filter((t) => strip(t)).map((t) => parseTerm(strip(t)));
+    const found = [];
+    const trees = [];
+    // a list item without keywords or parentheses is one term, spaces and all (query.py's _one_term)
+    const oneTerm = (item) =>
+      !split(item).some((p) => KEYWORDS.includes(p)) && findOutside(item, ["(", ")"])[1] === null;
+    for (const item of items.map(strip).filter((t) => t)) {
+      if (typeof terms !== "string" && oneTerm(item)) {
+        const term = parseTerm(item);
+        found.push(term);
+        trees.push(term);
+      } else {
+        const tree = parseText(item, found);
+        if (tree !== null) trees.push(tree);
+      }
+    }
+    const tree = { all: trees };
+    const matches = (record, among) => nodeMatches(tree, record, among);
     return {
-      terms: parsed,
-      keys: [...new Set(parsed.filter((t) => t.key !== null).map((t) => t.key))],
-      matches: (record, among) => parsed.every((t) => termMatches(t, record, among)),
+      terms: found,
+      keys: [...new Set(found.filter((t) => t.key !== null).map((t) => t.key))],
+      matches: matches,
       select(records) {
         const among = scope(records);
-        return records.map((record) => parsed.every((t) => termMatches(t, record, among)));
+        return records.map((record) => matches(record, among));
       },
     };
   }
@@ -208,7 +341,8 @@
     const known = new Set(FIELDS);
     for (const record of records) {
       Object.keys(record.params || {}).forEach((k) => [k, "config." + k, "params." + k].forEach((n) => known.add(n)));
-      Object.keys(record.summary || {}).forEach((k) => { known.add(k); known.add("summary." + k); });
+      Object.keys(record.summary || {}).forEach((k) =>
+        [k, "summary." + k, "min." + k, "max." + k].forEach((n) => known.add(n)));
     }
     return known;
   }
@@ -263,7 +397,8 @@
       if (close.length) {
         hint = "did you mean " + close.map((k) => "'" + k + "'").join(" or ") + "?";
       } else {
-        const plain = sorted.filter((k) => !["config.", "params.", "summary."].some((p) => k.startsWith(p)));
+        const spelled = ["config.", "params.", "summary.", "min.", "max."];
+        const plain = sorted.filter((k) => !spelled.some((p) => k.startsWith(p)));
         hint = "known keys are " + plain.slice(0, 12).join(", ") + (plain.length > 12 ? " …" : "");
       }
       throw new Error("where term '" + term.text + "' names '" + term.key + "', which no run has; " + hint);
