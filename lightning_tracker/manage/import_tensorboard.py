@@ -291,15 +291,13 @@ class _RunImport:
     def write(self, target: str, info: RunInfo, result: ImportedRun) -> None:
         """Writes the run into the local folder ``target``: chunks and objects, then its documents."""
         self.target, self.result = target, result
+        metrics = MetricsProducer(self.target, 0, self.key)
         points = self._scalar_points()
-        if points:
-            MetricsProducer(self.target, 0, self.key).write(points)
-            self.result.points = len(points)
-        summary = MetricsProducer(self.target, 0, self.key)
-        summary.load_summary()
+        metrics.write(points)  # one chunk, and the summary a reader computes from it
+        self.result.points = len(points)
         self._media()
         self._histograms()
-        info.write(self.target, summary.summary)
+        info.write(self.target, metrics.summary)
 
     def _media(self) -> None:
         media = MediaProducer(self.target, 0, self.key)

@@ -12,6 +12,7 @@ from lightning_tracker import TrackerLogger
 from lightning_tracker.cli.terminal import fmt_bytes
 from lightning_tracker.manage.du import disk_usage
 from lightning_tracker.read.store import Store
+from tests.cli import test_help
 from tests.helpers import in_terminal
 
 COLUMNS = [80, 120]
@@ -70,3 +71,25 @@ def test_gc_in_a_terminal_says_each_removal_and_the_bytes_freed(tmp_path: Path, 
     assert f"removed {orphan} (2.5 KB, unreferenced checkpoint)" in screen and screen.endswith("freed 2.5 KB"), screen
     status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "0"], columns)
     assert status == 0 and " ".join(_screen(raw).split()) == f"no garbage in {save_dir}"
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("command", ["du", "gc", "import"])
+def test_du_gc_and_import_help_has_a_description_and_examples_that_parse(command: str, columns: int) -> None:
+    test_help.test_each_subcommand_help_has_a_description_and_examples(command, columns)
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+def test_import_in_a_terminal_says_what_each_folder_became(tmp_path: Path, columns: int) -> None:
+    from tests.manage.test_import_tensorboard import _writer_logs
+
+    logdir, save_dir = tmp_path / "tb", str(tmp_path / "runs")
+    _writer_logs(logdir)
+    status, raw = in_terminal(["import", "tensorboard", str(logdir), "-s", save_dir, "-p", "old"], columns)
+    screen = " ".join(_screen(raw).split())
+    (run_id,) = Store(save_dir).run_ids("old")
+    said = f"✓ writer → old/{run_id}: 4 points, 3 images, 3 texts, 6 histograms, 3 hyperparameters"
+    assert status == 0 and said in screen and screen.endswith(f"1 run imported into {save_dir} (project old)"), screen
+    status, raw = in_terminal(["import", "tensorboard", str(logdir), "-s", save_dir, "-p", "old"], columns)
+    screen = " ".join(_screen(raw).split())
+    assert status == 0 and f"writer: already imported as old/{run_id}" in screen and "0 runs imported" in screen

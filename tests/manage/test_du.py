@@ -133,7 +133,7 @@ def test_du_of_s3_is_one_listing_whatever_the_number_of_files(serial_s3: Any) ->
     before = len(serial_s3.requests)
     disk_usage(store, "p")
     for_project = serial_s3.requests[before:]
-    assert usage.files >= 30
+    assert usage.files > 20  # about 9 files a run (git.diff only from a dirty work tree)
     # a listing of the bucket (list-type=2), one page: no request per object, no object read
     assert [(m, q.split("&")[0]) for m, _, q in for_store] == [("GET", "list-type=2")], for_store
     assert [(m, q.split("&")[0]) for m, _, q in for_project] == [("GET", "list-type=2")], for_project
