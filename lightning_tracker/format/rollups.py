@@ -177,16 +177,21 @@ def overlapping(parts: Sequence[pa.Table]) -> bool:
         >>> overlapping([a, b]), overlapping([a, a])
         (False, True)
     """
+    parts = [p for p in parts if p.num_rows]
+    if len(parts) < 2:
+        return False
     spans: dict[str, list[tuple[int, int]]] = {}
     for part in parts:
         if not part.num_rows:
             continue
         names, codes = _codes(part.column("key"))
-        first, last = part.column("first_step").to_numpy(), part.column("last_step").to_numpy()
+        low = np.full(len(names), np.iinfo(np.int64).max)
+        np.minimum.at(low, codes, part.column("first_step").to_numpy())
+        high = np.full(len(names), np.iinfo(np.int64).min)
+        np.maximum.at(high, codes, part.column("last_step").to_numpy())
         for code, name in enumerate(names):
-            mine = codes == code
-            if mine.any():
-                spans.setdefault(name, []).append((int(first[mine].min()), int(last[mine].max())))
+            if low[code] <= high[code]:  # the name has rows
+                spans.setdefault(name, []).append((int(low[code]), int(high[code])))
     for ranges in spans.values():
         ranges.sort()
         if any(b[0] <= a[1] for a, b in zip(ranges, ranges[1:], strict=False)):
@@ -195,14 +200,17 @@ def overlapping(parts: Sequence[pa.Table]) -> bool:
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
-    """The distinct names of a key column and each row's index into them."""
-    encoded = column.cast(pa.string()).dictionary_encode()
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = (
-            encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else pa.array([]).dictionary_encode()
-        )
-    names = [str(n) for n in encoded.dictionary.to_pylist()]
-    return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    """The distinct names of a key column and each row's index into them (decided per dictionary entry)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.unify_dictionaries().combine_chunks() if column.num_chunks else pa.array([], pa.string())
+    if not pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string()).dictionary_encode()
+    distinct: dict[str, int] = {}  # a dictionary may repeat a name: one code per name
+    remap = np.array(
+        [distinct.setdefault(str(n), len(distinct)) for n in column.dictionary.to_pylist()], dtype=np.int64
+    )
+    indices = column.indices.to_numpy(zero_copy_only=False)
+    return list(distinct), remap[indices] if len(remap) else np.zeros(len(indices), dtype=np.int64)
 
 
 def _widths(base: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_buckets: int, power_of_two: bool) -> np.ndarray:
