@@ -36,6 +36,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ ZOOM_POINTS = 2000  # the most points a zoomed chart draws per run (more: bucket
 # a report embeds the points of its bucketed series (for zooming in, offline) while it holds
 # at most this many points in all; a bigger one draws rollups only, zoomed in or not
 REPORT_RAW_POINTS = 200_000
+_DRAW_THREADS = 8  # runs drawn at once
 # the buckets one page draws in all: a page of many runs draws fewer per line (the envelope
 # still holds every spike), so a report of 1,000 runs x 10 metrics stays a few MB
 PAGE_POINTS = 300_000
@@ -463,9 +465,11 @@ def _payload(
         "zoom": "rollups" if embed else "server",
         "line_points": per_line,  # the most buckets drawn per line on this page (see line_points)
     }
-    for run in runs:
+    # runs are read side by side: on a bucket each costs round trips, and decoding releases the GIL
+    with ThreadPoolExecutor(_DRAW_THREADS, thread_name_prefix="lt-draw") as pool:
+        drawings = pool.map(lambda run: drawn(run, per_line), runs)
+    for run, parts in zip(runs, drawings, strict=True):
         key = f"{run.project}/{run.id}"
-        parts = drawn(run, per_line)
         payload["runs"].append(_run_record(run, parts["damage"]))
         payload["series"][key] = parts["series"]
         if parts["histograms"]:
@@ -572,7 +576,8 @@ def payload_bytes(
 def _array(arr: np.ndarray, digits: int) -> str:
     if arr.dtype.kind in "iub":
         return "[" + ",".join(map(str, arr.tolist())) + "]"
-    text = ",".join(np.char.mod(f"%.{digits}g", arr.astype(np.float64)).tolist())
+    form = f"%.{digits}g"  # printf per value: about twice as fast as np.char.mod, same text
+    text = ",".join([form % v for v in arr.astype(np.float64).tolist()])
     # JSON has no NaN or infinities: they become null (a gap in the line)
     text = text.replace("-inf", "null").replace("inf", "null").replace("nan", "null")
     return "[" + text + "]"
