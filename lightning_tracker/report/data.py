@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,15 @@ import pyarrow.compute as pc
 from lightning_tracker.exceptions import InvalidArgumentError, StorageError
 from lightning_tracker.format import keys, rollups
 from lightning_tracker.format.keys import family, unprefixed
-from lightning_tracker.format.layout import HISTOGRAMS_DIR, MEDIA_DIR, METRICS_DIR, MODELS_FILE, live_chunks
+from lightning_tracker.format.layout import (
+    HISTOGRAMS_DIR,
+    MEDIA_DIR,
+    METRICS_DIR,
+    MODELS_FILE,
+    RUN_FILE,
+    live_chunks,
+    validate_path_name,
+)
 from lightning_tracker.format.status import DAMAGED
 from lightning_tracker.read.rollups import read_rollup
 from lightning_tracker.read.store import Run, Store
@@ -55,7 +64,8 @@ from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
     "COUNTERS", "DEFAULT_MAX_POINTS", "PAGE_POINTS", "REPORT_RAW_POINTS", "ZOOM_POINTS", "build_payload", "downsample",
-    "is_counter", "line_points", "payload_bytes", "payload_json", "rate", "store_name", "unit_of", "zoom_series",
+    "is_counter", "line_points", "payload_bytes", "payload_json", "points_answer", "rate", "store_name", "unit_of",
+    "zoom_series",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -248,6 +258,37 @@ def zoom_series(run: Run, key: str, low: float, high: float, max_points: int = Z
     points = run.metrics([key], wide=False, skip_damaged=True)
     start = run.start_time if run.start_time is not None else float(points["time"].min() if len(points) else 0.0)
     return _zoom(points, start, key, low, high, max_points)
+
+
+def points_answer(store: Store, query: str, project: str | None = None) -> bytes | None:
+    """The dashboard's ``/api/points?run=<project>/<run id>&key=<metric>&from=<step>&to=<step>``:
+    :func:`zoom_series` as JSON; None when the run is not in the store (or not in ``project``).
+
+    Raises:
+        InvalidArgumentError: a parameter is missing or malformed (a run that is not
+            ``<project>/<run id>`` of folder names, a step that is not a number).
+
+    Example:
+        >>> points_answer(Store("memory://doc-points"), "run=p/r1&key=loss&from=0&to=9") is None
+        True
+    """
+    args = {k: v[-1] for k, v in parse_qs(query).items()}
+    try:
+        run_project, run_id = (validate_path_name("run", p) for p in args["run"].split("/"))
+        low, high, key = float(args["from"]), float(args["to"]), args["key"]
+    except (KeyError, ValueError) as err:
+        raise InvalidArgumentError(
+            f"query {query!r} is not run=<project>/<run id>&key=<metric>&from=<step>&to=<step> ({err})"
+        ) from None
+    if project is not None and run_project != project:
+        return None
+    path = f"{run_project}/{run_id}"
+    try:
+        doc = store.storage.read_bytes(f"{path}/{RUN_FILE}")
+    except FileNotFoundError:
+        return None
+    run = Run(store.storage, path, doc, cache=store.cache)
+    return payload_json(zoom_series(run, key, low, high)).encode("utf-8")
 
 
 def _zoom(points: pd.DataFrame, start: float, key: str, low: float, high: float, max_points: int) -> dict[str, Any]:
