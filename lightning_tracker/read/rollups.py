@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lightning_tracker.exceptions import StorageError, StoreChangedError
 from lightning_tracker.format import rollups
@@ -97,16 +96,12 @@ def read_rollup(
             if on_damaged is not None:
                 on_damaged(f"{message}; its points were read instead")
         if chosen is not None:
-            parts, tail = [_only(p, chosen) for p in parts], _only(tail, chosen)
+            parts, tail = [rollups.only(p, chosen) for p in parts], rollups.only(tail, chosen)
         table = rollups.combine([*parts, tail], max_buckets, power_of_two=power_of_two)
         return table
     raise StoreChangedError(
         f"the metrics at {storage.full_url(path)} kept changing while being read ({_ATTEMPTS} listings); try again"
     )
-
-
-def _only(table: pa.Table, keys: list[str]) -> pa.Table:
-    return table.filter(pc.is_in(table.column("key").cast(pa.string()), pa.array(keys, pa.string())))
 
 
 def _read(
