@@ -28,11 +28,12 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lightning_tracker.format.layout import ChunkId, live_chunks, parse_chunk_name
 from lightning_tracker.format.summary import keep_last
 
-__all__ = ["MAX_BUCKETS", "ROLLUPS", "ROLLUPS_DIR", "Plan", "combine", "from_points", "overlapping", "plan"]
+__all__ = ["MAX_BUCKETS", "ROLLUPS", "ROLLUPS_DIR", "Plan", "combine", "from_points", "only", "overlapping", "plan"]
 
 ROLLUPS_DIR = "rollups"  # in a run folder, beside metrics/
 MAX_BUCKETS = 1024  # buckets per metric in a stored rollup
@@ -165,8 +166,8 @@ def combine(tables: Sequence[pa.Table], max_buckets: int = MAX_BUCKETS, *, power
     return _combine(names, codes, rows, max_buckets, power_of_two)
 
 
-def overlapping(parts: Sequence[pa.Table]) -> bool:
-    """Whether two rollups among ``parts`` hold steps of one metric in overlapping ranges.
+def overlapping(parts: Sequence[pa.Table]) -> list[str]:
+    """The metrics that two rollups among ``parts`` hold in overlapping step ranges (sorted).
 
     Then a step may be in both (logged again by a later session) and only the points say
     which value is last: combine the points instead.
@@ -175,34 +176,55 @@ def overlapping(parts: Sequence[pa.Table]) -> bool:
         >>> a = from_points(pa.table({"step": [0, 5], "time": [0.0, 0.0], "key": ["x", "x"], "value": [1.0, 2.0]}))
         >>> b = from_points(pa.table({"step": [6, 9], "time": [0.0, 0.0], "key": ["x", "x"], "value": [1.0, 2.0]}))
         >>> overlapping([a, b]), overlapping([a, a])
-        (False, True)
+        ([], ['x'])
     """
+    parts = [p for p in parts if p.num_rows]
+    if len(parts) < 2:
+        return []
     spans: dict[str, list[tuple[int, int]]] = {}
     for part in parts:
         if not part.num_rows:
             continue
         names, codes = _codes(part.column("key"))
-        first, last = part.column("first_step").to_numpy(), part.column("last_step").to_numpy()
+        low = np.full(len(names), np.iinfo(np.int64).max)
+        np.minimum.at(low, codes, part.column("first_step").to_numpy())
+        high = np.full(len(names), np.iinfo(np.int64).min)
+        np.maximum.at(high, codes, part.column("last_step").to_numpy())
         for code, name in enumerate(names):
-            mine = codes == code
-            if mine.any():
-                spans.setdefault(name, []).append((int(first[mine].min()), int(last[mine].max())))
-    for ranges in spans.values():
+            if low[code] <= high[code]:  # the name has rows
+                spans.setdefault(name, []).append((int(low[code]), int(high[code])))
+    found = []
+    for name, ranges in spans.items():
         ranges.sort()
         if any(b[0] <= a[1] for a, b in zip(ranges, ranges[1:], strict=False)):
-            return True
-    return False
+            found.append(name)
+    return sorted(found)
+
+
+def only(table: pa.Table, keys: Sequence[str], *, keep: bool = True) -> pa.Table:
+    """The rows of ``table`` whose ``key`` is one of ``keys`` (with ``keep=False``: is none of them).
+
+    Example:
+        >>> points = pa.table({"step": [0, 0], "time": [0.0, 0.0], "key": ["a", "b"], "value": [1.0, 2.0]})
+        >>> only(points, ["b"]).column("value").to_pylist(), only(points, ["b"], keep=False).num_rows
+        ([2.0], 1)
+    """
+    found = pc.is_in(table.column("key").cast(pa.string()), pa.array(list(keys), pa.string()))
+    return table.filter(found if keep else pc.invert(found))
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
-    """The distinct names of a key column and each row's index into them."""
-    encoded = column.cast(pa.string()).dictionary_encode()
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = (
-            encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else pa.array([]).dictionary_encode()
-        )
-    names = [str(n) for n in encoded.dictionary.to_pylist()]
-    return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    """The distinct names of a key column and each row's index into them (decided per dictionary entry)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.unify_dictionaries().combine_chunks() if column.num_chunks else pa.array([], pa.string())
+    if not pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string()).dictionary_encode()
+    distinct: dict[str, int] = {}  # a dictionary may repeat a name: one code per name
+    remap = np.array(
+        [distinct.setdefault(str(n), len(distinct)) for n in column.dictionary.to_pylist()], dtype=np.int64
+    )
+    indices = column.indices.to_numpy(zero_copy_only=False)
+    return list(distinct), remap[indices] if len(remap) else np.zeros(len(indices), dtype=np.int64)
 
 
 def _widths(base: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_buckets: int, power_of_two: bool) -> np.ndarray:

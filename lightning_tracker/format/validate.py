@@ -494,6 +494,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 _REQUIRED_COLUMNS = {METRICS: ("step", "key"), HISTOGRAMS: ("step", "tensor", "kind", "edges", "counts")}
 
 
+_THREADED_BYTES = 4 << 20
+
+
 def decode_chunk(data: bytes, schema: pa.Schema) -> pa.Table:
     """A chunk file's bytes as a table of ``schema`` (see :func:`conform`).
 
@@ -515,7 +518,8 @@ def decode_chunk(data: bytes, schema: pa.Schema) -> pa.Table:
         lightning_tracker.exceptions.StorageError: not a readable Parquet file (...)
     """
     try:
-        raw = pq.read_table(io.BytesIO(data))
+        # Arrow's thread pool costs more than it saves on a small chunk (a flush, a rollup)
+        raw = pq.read_table(io.BytesIO(data), use_threads=len(data) > _THREADED_BYTES)
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as err:  # any parse failure
         raise StorageError(f"not a readable Parquet file ({type(err).__name__}: {err})") from None
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lightning_tracker.exceptions import StorageError, StoreChangedError
 from lightning_tracker.format import rollups
@@ -37,6 +36,7 @@ def read_rollup(
     *,
     keys: Iterable[str] | None = None,
     max_buckets: int = rollups.MAX_BUCKETS,
+    power_of_two: bool = True,
     on_damaged: Callable[[str], None] | None = None,
 ) -> pa.Table:
     """The rollup of every metric point of the run at ``path`` (a table of ``format.rollups.ROLLUPS``).
@@ -47,6 +47,8 @@ def read_rollup(
         cache: reuse the parsed files read before (rollups and chunks never change under their name).
         keys: only these metrics (default: all).
         max_buckets: the most buckets per metric.
+        power_of_two: widths as stored (see :func:`~lightning_tracker.format.rollups.combine`);
+            False lets a chart get closer to ``max_buckets``.
         on_damaged: called with a message naming a damaged file, which is then left out
             (a damaged rollup: its chunks are read raw instead); None raises.
 
@@ -93,9 +95,9 @@ def read_rollup(
             )
             if on_damaged is not None:
                 on_damaged(f"{message}; its points were read instead")
-        table = rollups.combine([*parts, tail], max_buckets)
         if chosen is not None:
-            table = table.filter(pc.is_in(table.column("key").cast(pa.string()), pa.array(chosen, pa.string())))
+            parts, tail = [rollups.only(p, chosen) for p in parts], rollups.only(tail, chosen)
+        table = rollups.combine([*parts, tail], max_buckets, power_of_two=power_of_two)
         return table
     raise StoreChangedError(
         f"the metrics at {storage.full_url(path)} kept changing while being read ({_ATTEMPTS} listings); try again"

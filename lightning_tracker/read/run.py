@@ -271,7 +271,7 @@ class Run:
             max_buckets=max_buckets,
             on_damaged=skip if skip_damaged else None,
         )
-        return table.to_pandas().astype({"key": str})
+        return table.set_column(0, "key", table.column("key").cast(pa.string())).to_pandas()
 
     def system(self, *, wide: bool = True, skip_damaged: bool = False) -> pd.DataFrame:
         """The system metrics (``system/*``, also under a logger ``prefix``), full history like :meth:`metrics`.

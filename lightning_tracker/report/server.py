@@ -4,9 +4,10 @@ A stdlib HTTP server in a thread answers ``/`` (the page), ``/api/data`` (the pa
 JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
 ``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
 (a text or table as JSON), and ``/api/points`` (the points of one metric of one run between
-two steps, for a zoomed chart: :meth:`Dashboard.points`). It serves no other file: a media object is answered only when
-the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
-another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds only a
+two steps, for a zoomed chart: :func:`~lightning_tracker.report.data.points_answer`). It
+serves no other file: a media object is answered only when the run's media index lists
+its name (``<sha256>.<ext>``), so no request can reach another path of the store, and it
+accepts only ``GET`` and ``HEAD``. It binds only a
 loopback address (``127.0.0.1`` unless told otherwise; any of ``127.0.0.0/8``, ``::1``,
 ``localhost``): it has no token yet, so serving every run to the network is refused. It
 answers only requests addressed to a loopback name (a web page cannot read it by DNS
@@ -37,13 +38,13 @@ from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from lightning_tracker.exceptions import InvalidArgumentError
-from lightning_tracker.format.layout import RUN_FILE, validate_path_name
+from lightning_tracker.format.layout import validate_path_name
 from lightning_tracker.read.cache import ReadCache
-from lightning_tracker.read.store import Run, Store
-from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, payload_json, store_name, zoom_series
+from lightning_tracker.read.store import Store
+from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, points_answer, store_name
 from lightning_tracker.report.html import render_page
 from lightning_tracker.report.media import MediaFiles
 
@@ -277,32 +278,6 @@ class Dashboard:
                 self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
             return self._cached[1]
 
-    def points(self, query: str) -> bytes | None:
-        """``/api/points?run=<project>/<run id>&key=<metric>&from=<step>&to=<step>``: the points of one
-        metric of one run between two steps, for a zoomed chart (:func:`~lightning_tracker.report.data.zoom_series`);
-        None when the run is not shown here.
-
-        Raises:
-            InvalidArgumentError: a parameter is missing or malformed.
-        """
-        args = {k: v[-1] for k, v in parse_qs(query).items()}
-        try:
-            project, run_id = (validate_path_name("run", p) for p in args["run"].split("/"))
-            low, high, key = float(args["from"]), float(args["to"]), args["key"]
-        except (KeyError, ValueError) as err:
-            raise InvalidArgumentError(
-                f"query {query!r} is not run=<project>/<run id>&key=<metric>&from=<step>&to=<step> ({err})"
-            ) from None
-        if self.project is not None and project != self.project:
-            return None
-        storage = self._reader.storage
-        try:
-            doc = storage.read_bytes(f"{project}/{run_id}/{RUN_FILE}")
-        except FileNotFoundError:
-            return None
-        run = Run(storage, f"{project}/{run_id}", doc, cache=self._reader.cache)
-        return payload_json(zoom_series(run, key, low, high)).encode("utf-8")
-
     def _host_allowed(self, host_header: str) -> bool:
         """Whether a request names this server by a loopback name (DNS rebinding names it otherwise)."""
         try:
@@ -368,7 +343,7 @@ class Dashboard:
 
             def _points(self, query: str, head: bool) -> None:
                 try:
-                    body = dashboard.points(query)
+                    body = points_answer(dashboard._reader, query, dashboard.project)
                 except InvalidArgumentError as exc:
                     self._send(HTTPStatus.BAD_REQUEST, str(exc).encode(), "text/plain; charset=utf-8", head)
                     return

@@ -110,14 +110,16 @@ class MetricsProducer:
         return deleted
 
     def _fold_rollup(self, table: pa.Table) -> None:
-        """Folds a new chunk into the session's rollup; a step logged again in this session folds the session anew."""
+        """Folds a new chunk into the session's rollup; a metric whose step this session logs
+        again is folded anew from the session's chunks (only the points say which value is last)."""
         new = rollups.from_points(table)
-        if rollups.overlapping([self._rollup, new]):  # only the points say which value of a step is last
+        stale = rollups.overlapping([self._rollup, new])
+        if stale:
             names = self.chunks.session_chunks()
-            new = rollups.from_points(
-                pa.concat_tables([pq.read_table(os.path.join(self.chunks.dir, n)) for n in names])
-            )
-            self._rollup = rollups.ROLLUPS.empty_table()
+            history = pa.concat_tables([pq.read_table(os.path.join(self.chunks.dir, n)) for n in names])
+            folded = rollups.from_points(rollups.only(history, stale))
+            self._rollup = rollups.only(self._rollup, stale, keep=False)
+            new = rollups.combine([rollups.only(new, stale, keep=False), folded])
         self._rollup = rollups.combine([self._rollup, new])
 
     def store_rollup(self) -> str | None:

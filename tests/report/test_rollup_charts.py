@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.exceptions import StorageError
 from lightning_tracker.report import data
 from lightning_tracker.report.data import build_payload
 from lightning_tracker.report.html import write_report
@@ -110,3 +112,17 @@ def test_a_spike_in_one_step_shows_in_the_overview_and_a_zoom_shows_the_points(
         if dash is not None:
             dash.stop()
     assert not errors, errors
+
+
+def test_a_truncated_chunk_under_an_intact_rollup_is_drawn_from_the_rollup(tmp_path: Path) -> None:
+    save_dir = str(tmp_path / "runs")
+    _log_runs(save_dir)
+    folder = tmp_path / "runs" / "p" / "r0" / "metrics"
+    (chunk,) = os.listdir(folder)
+    (folder / chunk).write_bytes((folder / chunk).read_bytes()[:100])
+    store = Store(save_dir)
+    loss = build_payload(store)["series"]["p/r0"]["loss"]
+    # the report reads no chunk the rollup covers: the chart is whole; the reader names the damage
+    assert loss["n"] == STEPS and loss["hi"].max() == 1000.0
+    with pytest.raises(StorageError, match=chunk):
+        store.run("r0").metrics()

@@ -49,11 +49,11 @@ def test_a_compaction_stores_the_rollup_of_every_chunk_of_the_session_so_far(tmp
 
 def test_a_step_logged_again_in_a_session_keeps_its_last_value_in_the_rollup(tmp_path: Path) -> None:
     metrics = MetricsProducer(str(tmp_path), session=0, writer="kqfbxzab")
-    metrics.write([("loss", step, 0.0, 1.0) for step in range(100)])
-    metrics.write([("loss", 40, 1.0, -7.0)])  # step 40 again: -7 replaces 1
+    metrics.write([(key, step, 0.0, 1.0) for step in range(100) for key in ("loss", "acc")])
+    metrics.write([("loss", 40, 1.0, -7.0), ("acc", 100, 1.0, 3.0)])  # loss at step 40 again: -7 replaces 1
     metrics.compact(final=True)
     stored = _stored(metrics.rollups_dir)
-    assert sum(stored.column("count").to_pylist()) == 100 and min(stored.column("min").to_pylist()) == -7.0
+    assert sum(stored.column("count").to_pylist()) == 201 and min(stored.column("min").to_pylist()) == -7.0
     assert stored.equals(rollups.from_points(_points(str(tmp_path))))
 
 
