@@ -311,7 +311,9 @@ class Store:
         the run's ``ModelCheckpoint`` monitors, else None), then
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
-        Reads only each run's ``run.json``. The column a bare key names is
+        Reads the project's index (two requests when nothing changed) and the ``run.json``
+        of each run changed since or live; without ``where``, the rows are the index's own
+        columns, whatever the number of runs (:mod:`~lightning_tracker.read.index`). The column a bare key names is
         ``keys.column(key, params, metrics)`` (:mod:`~lightning_tracker.format.keys`:
         a field, else the hyperparameter, else the metric), and ``keys.labels`` heads
         the columns distinctly, as the CLI and the page do. ``params`` and ``metrics``
