@@ -361,7 +361,8 @@ class Store:
         table = None
         for proj in [project] if project is not None else self.projects():
             found = self._project_index(proj, progress).read()
-            keep = (lambda rid, rows=found.rows: wanted <= set(rows[rid].tags)) if wanted else None
+            tags_of = found.tags() if wanted else {}
+            keep = (lambda rid, of=tags_of: wanted <= set(of[rid])) if wanted else None
             part = select(found.cells, statuses, group, keep) if found.cells.num_rows else found.cells
             table = part if table is None else concat(table, (), part)
         frame = cells_frame(table if table is not None else pa.table({}))
