@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lightning_tracker.format import codec
@@ -70,20 +71,14 @@ Loader = Callable[[list[str] | None], dict[str, Run]]
 as ``{id: Run}``; a run whose ``run.json`` is missing is left out."""
 
 
-class _Row(NamedTuple):
-    """One run as the index keeps it, beside its runs-table cells."""
-
-    doc: bytes
-    problems: tuple[str, ...]
-    watch: bool
-    tags: list[str]
+_ROW_FIELDS = pa.schema(list(INDEX_SCHEMA))  # id, __doc, __problems, __watch, __tags
 
 
 class _Snapshot(NamedTuple):
-    """A compacted file as read: its name, its rows and cells, and the change objects it folded."""
+    """A compacted file as read: its name, its rows (index columns) and cells, and the change objects it folded."""
 
     file: IndexFile
-    rows: dict[str, _Row]
+    rows: pa.Table
     cells: pa.Table
     folded: frozenset[str]
 
@@ -96,51 +91,59 @@ class _Listing(NamedTuple):
 
 
 class Folded(NamedTuple):
-    """A project's runs as one read found them.
+    """A project's runs as one read found them: two tables of one row per run, in the same order.
 
     Attributes:
-        rows: per run id, what the index keeps of the run.
+        rows: what rebuilds each run (the columns of :data:`~lightning_tracker.format.index.INDEX_SCHEMA`).
+        cells: each run's runs-table row (:mod:`~lightning_tracker.read.table`).
         fresh: the runs read from their folders by this read (changed, live), by id.
-        cells: the runs-table rows (:mod:`~lightning_tracker.read.table`), one per run of ``rows``.
     """
 
-    rows: dict[str, _Row]
-    fresh: dict[str, Run]
+    rows: pa.Table
     cells: pa.Table
+    fresh: dict[str, Run]
+
+    def tags(self) -> dict[str, list[str]]:
+        """Each run's tags, by id."""
+        ids, tags = self.rows.column("id").to_pylist(), self.rows.column("__tags").to_pylist()
+        return {rid: list(t or []) for rid, t in zip(ids, tags, strict=True)}
 
 
-def _row(run: Run) -> _Row:
-    # live as its writer left it: read again until it ends, or its heartbeat goes stale
-    watch = bool(run.doc) and run_state(run.doc) == RUNNING
-    return _Row(codec.dumps(run.doc), tuple(run.problems), watch, run.tags)
+def _rows(runs: list[Run]) -> pa.Table:
+    """The index rows of ``runs``, in their order."""
+    return pa.table(
+        {
+            "id": [run.id for run in runs],
+            "__doc": [codec.dumps(run.doc) for run in runs],
+            "__problems": [list(run.problems) for run in runs],
+            # live as its writer left it: read again until it ends, or its heartbeat goes stale
+            "__watch": [_live(run) for run in runs],
+            "__tags": [run.tags for run in runs],
+        },
+        schema=_ROW_FIELDS,
+    )
+
+
+def _live(run: Run) -> bool:
+    return bool(run.doc) and run_state(run.doc) == RUNNING
 
 
 def _sorted_runs(runs: Iterable[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
 
 
-def _encode(rows: dict[str, _Row], cells: pa.Table, project: str, folded: Iterable[str]) -> bytes:
-    order = cells.column("id").to_pylist() if cells.num_columns else []
-    rest = cells.drop_columns(["id"]) if cells.num_columns else cells
-    index = pa.table(
-        {
-            "__doc": [rows[rid].doc for rid in order],
-            "__problems": [list(rows[rid].problems) for rid in order],
-            "__watch": [rows[rid].watch for rid in order],
-            "__tags": [rows[rid].tags for rid in order],
-        },
-        schema=pa.schema(list(INDEX_SCHEMA)[1:]),
-    )
+def _without(table: pa.Table, ids: Iterable[str]) -> pa.Table:
+    gone = pa.array(sorted(ids), pa.string())
+    return table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone))) if len(gone) else table
+
+
+def _encode(found: Folded, project: str, folded: Iterable[str]) -> bytes:
+    rest = found.cells.drop_columns(["id"]) if found.cells.num_columns else found.cells
     table = pa.Table.from_arrays(
-        [
-            pa.array(order, pa.string()),
-            *index.columns,
-            *rest.columns,
-        ],
-        names=["id", *index.column_names, *rest.column_names],
+        [*found.rows.columns, *rest.columns], names=[*found.rows.column_names, *rest.column_names]
     )
     meta = {"version": INDEX_VERSION, "project": project, "folded": sorted(folded)}
-    table = table.replace_schema_metadata({**(cells.schema.metadata or {}), FOLDED_KEY: codec.dumps(meta)})
+    table = table.replace_schema_metadata({**(found.cells.schema.metadata or {}), FOLDED_KEY: codec.dumps(meta)})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
@@ -161,15 +164,11 @@ def _decode(data: bytes, file: IndexFile, project: str) -> _Snapshot:
     folded = meta.get("folded")
     if not isinstance(folded, list) or not all(isinstance(name, str) for name in folded):
         raise ValueError("its list of folded changes is not a list of names")
-    ids = table.column("id").to_pylist()
-    values = [table.column(field.name).to_pylist() for field in list(INDEX_SCHEMA)[1:]]
-    rows = {
-        rid: _Row(doc, tuple(problems or ()), bool(watch), tags or [])
-        for rid, doc, problems, watch, tags in zip(ids, *values, strict=True)
-    }
-    if len(rows) != len(ids) or any(rid is None or row.doc is None for rid, row in rows.items()):
+    ids = table.column("id")
+    if ids.null_count or table.column("__doc").null_count or pc.count_distinct(ids).as_py() != len(ids):
         raise ValueError("a run is missing its id or document, or is listed twice")
-    cells = table.drop_columns([field.name for field in list(INDEX_SCHEMA)[1:]])
+    rows = table.select(_ROW_FIELDS.names).replace_schema_metadata(None)
+    cells = table.drop_columns(_ROW_FIELDS.names[1:])
     cells = cells.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items() if k != FOLDED_KEY})
     return _Snapshot(file, rows, cells, frozenset(folded))
 
@@ -215,7 +214,11 @@ class ProjectIndex:
             rebuild: read every run folder, whatever the index holds, and write the result.
         """
         found = self.read(rebuild)
-        return [found.fresh[rid] if rid in found.fresh else self._run(rid, row) for rid, row in found.rows.items()]
+        columns = [found.rows.column(name).to_pylist() for name in _ROW_FIELDS.names]
+        return [
+            found.fresh[rid] if rid in found.fresh else self._run(rid, doc, problems)
+            for rid, doc, problems, *_ in zip(*columns, strict=True)
+        ]
 
     def read(self, rebuild: bool = False) -> Folded:
         """The project's runs now, as rows and runs-table cells (:class:`Folded`).
@@ -227,19 +230,18 @@ class ProjectIndex:
             listing, base = self._base(rebuild)
             if base is None:  # no index, or a damaged one, or asked to: every run folder
                 fresh = self.load(None)
-                found = Folded(
-                    {rid: _row(run) for rid, run in fresh.items()}, fresh, cells(_sorted_runs(fresh.values()))
-                )
+                runs = _sorted_runs(fresh.values())
+                found = Folded(_rows(runs), cells(runs), fresh)
                 news = True
             else:
                 found, news = self._fold(base, listing)
-            if news and (found.rows or listing.files):  # an empty project gets no index: it stays no project
+            if news and (found.rows.num_rows or listing.files):  # an empty project gets no index: it stays none
                 found = self._persist(listing, found)
             return found
 
-    def _run(self, rid: str, row: _Row) -> Run:
+    def _run(self, rid: str, doc: bytes, problems: list[str] | None) -> Run:
         path = f"{self.project}/{rid}"
-        return Run(self.storage, path, codec.loads(row.doc), cache=self._cache, problems=row.problems, checked=True)
+        return Run(self.storage, path, codec.loads(doc), cache=self._cache, problems=problems or (), checked=True)
 
     def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[Folded, bool]:
         """The base's rows with the runs read again: those of the changes it did not fold, and the live ones.
@@ -249,9 +251,9 @@ class ProjectIndex:
             run that ended or went stale (no longer read each time).
         """
         news = [name for name in listing.changes if name not in base.folded]
-        watched = {rid for rid, row in base.rows.items() if row.watch}
-        found = self._merge(Folded(base.rows, {}, base.cells), {listing.changes[name][1] for name in news} | watched)
-        settled = any(rid not in found.rows or not found.rows[rid].watch for rid in watched)
+        watched = set(base.rows.filter(base.rows.column("__watch")).column("id").to_pylist())
+        found = self._merge(Folded(base.rows, base.cells, {}), {listing.changes[name][1] for name in news} | watched)
+        settled = any(rid not in found.fresh or not _live(found.fresh[rid]) for rid in watched)
         return found, bool(news) or settled
 
     def _merge(self, found: Folded, again: set[str]) -> Folded:
@@ -259,10 +261,10 @@ class ProjectIndex:
         if not again:
             return found
         loaded = self.load(sorted(again))
-        rows = {rid: row for rid, row in found.rows.items() if rid not in again}
-        rows.update((rid, _row(run)) for rid, run in loaded.items())
+        runs = _sorted_runs(loaded.values())
+        rows = pa.concat_tables([_without(found.rows, again), _rows(runs)]) if found.rows.num_rows else _rows(runs)
         fresh = {**{rid: run for rid, run in found.fresh.items() if rid not in again}, **loaded}
-        return Folded(rows, fresh, concat(found.cells, again, cells(_sorted_runs(loaded.values()))))
+        return Folded(rows, concat(found.cells, again, cells(runs)), fresh)
 
     # -- the listing and the compacted file ------------------------------------------------
     def _list(self) -> _Listing:
@@ -327,7 +329,7 @@ class ProjectIndex:
         generation = (again.files[-1].generation if again.files else 0) + 1
         now = time.time_ns()
         file = IndexFile(generation, now, index_file_name(generation, now, secrets.token_hex(4)))
-        data = _encode(found.rows, found.cells, self.project, again.changes)
+        data = _encode(found, self.project, again.changes)
         rel = f"{self._root}/{RUNS_DIR}/{file.name}"
         try:
             try:

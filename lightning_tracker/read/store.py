@@ -311,7 +311,9 @@ class Store:
         the run's ``ModelCheckpoint`` monitors, else None), then
         ``config.<dotted key>`` for each hyperparameter and, for each metric,
         ``summary.<metric>`` (last value), ``min.<metric>`` and ``max.<metric>``.
-        Reads only each run's ``run.json``. The column a bare key names is
+        Reads the project's index (two requests when nothing changed) and the ``run.json``
+        of each run changed since or live; without ``where``, the rows are the index's own
+        columns, whatever the number of runs (:mod:`~lightning_tracker.read.index`). The column a bare key names is
         ``keys.column(key, params, metrics)`` (:mod:`~lightning_tracker.format.keys`:
         a field, else the hyperparameter, else the metric), and ``keys.labels`` heads
         the columns distinctly, as the CLI and the page do. ``params`` and ``metrics``
@@ -359,7 +361,8 @@ class Store:
         table = None
         for proj in [project] if project is not None else self.projects():
             found = self._project_index(proj, progress).read()
-            keep = (lambda rid, rows=found.rows: wanted <= set(rows[rid].tags)) if wanted else None
+            tags_of = found.tags() if wanted else {}
+            keep = (lambda rid, of=tags_of: wanted <= set(of[rid])) if wanted else None
             part = select(found.cells, statuses, group, keep) if found.cells.num_rows else found.cells
             table = part if table is None else concat(table, (), part)
         frame = cells_frame(table if table is not None else pa.table({}))

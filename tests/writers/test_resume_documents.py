@@ -58,7 +58,8 @@ def _edit(save_dir: str, options: Any, run_id: str, name: str, change: Any) -> b
 
 def _stored(save_dir: str, options: Any) -> dict[str, bytes]:
     storage = Storage(save_dir, options)
-    return {rel: storage.read_bytes(rel) for rel in sorted(storage.find(""))}
+    # the project index (.index/) is a cache any reader may write: not the runs' files
+    return {rel: storage.read_bytes(rel) for rel in sorted(storage.find("")) if "/.index/" not in f"/{rel}"}
 
 
 def test_a_tags_string_resumes_as_one_tag_and_the_reader_shows_the_same_tags(

@@ -40,7 +40,8 @@ def _fit(logger: TrackerLogger) -> _CountingModel:
 
 def _stored_files(save_dir: str, options: Any) -> dict[str, bytes]:
     storage = Store(save_dir, options).storage
-    return {rel: storage.read_bytes(rel) for rel in sorted(storage.find(""))}
+    # the project index (.index/) is a cache any reader may write: not the runs' files
+    return {rel: storage.read_bytes(rel) for rel in sorted(storage.find("")) if "/.index/" not in f"/{rel}"}
 
 
 def _first_run(save_dir: str, options: Any) -> str:
