@@ -26,6 +26,7 @@ from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.edits import RunEdits, project_edits
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.failures import as_tracker_error, recognised
@@ -116,6 +117,7 @@ class Store:
         status: str | Iterable[str] | None = None,
         group: str | None = None,
         where: str | Sequence[str] | Callable[[Run], bool] | Mapping[str, Any] | None = None,
+        archived: bool | None = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
@@ -178,7 +180,9 @@ class Store:
             raise InvalidArgumentError(f"status={unknown[0]!r} is not a run status; use one of: {', '.join(STATUSES)}")
         projects = [project] if project is not None else self.projects()
         rels: list[str] = []
+        edits: dict[str, RunEdits] = {}
         for proj in projects:
+            edits |= {f"{proj}/{rid}": e for rid, e in project_edits(self.storage, proj).items()}
             rels += [f"{proj}/{rid}/{RUN_FILE}" for rid in self.run_ids(proj)]
         docs: dict[str, bytes | str] = {}
         for start in range(0, len(rels), _READ_BATCH):
@@ -194,7 +198,10 @@ class Store:
                 problems = [f"{RUN_FILE}: {data}"]
             elif len(data) > MAX_RUN_FILE_BYTES:
                 problems = [f"{RUN_FILE}: larger than {MAX_RUN_FILE_BYTES} bytes; it is not read"]
-            runs.append(Run(self.storage, rel.rsplit("/", 1)[0], data, cache=self.cache, problems=problems))
+            path = rel.rsplit("/", 1)[0]
+            run_edits = edits.get(path, RunEdits())
+            if not run_edits.deleted:  # a run being deleted reads as deleted, never as half a run
+                runs.append(Run(self.storage, path, data, cache=self.cache, problems=problems, edits=run_edits))
         wanted_tags = set(tags or [])
         runs = [
             r
@@ -202,6 +209,7 @@ class Store:
             if wanted_tags <= set(r.tags)
             and (not statuses or r.status in statuses)
             and (group is None or r.group == group)
+            and (archived is None or r.archived == archived)
         ]
         if match is not None:
             runs = match(runs)
@@ -241,7 +249,7 @@ class Store:
             ProjectNotFoundError: ``project`` is not in the store.
             AmbiguousRunError: more than one run matches; the message names them.
         """
-        candidates = self.runs(project)
+        candidates = self.runs(project, archived=None)
         exact = [r for r in candidates if r.id == run_id]
         matches = exact or [r for r in candidates if r.id.startswith(run_id) or r.name == run_id]
         if len(matches) == 1:
