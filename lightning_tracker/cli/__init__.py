@@ -302,7 +302,8 @@ def _lifecycle_commands(
 
     json_flag = {"action": "store_true", "help": "print one JSON document (keys: docs/cli-json.md)"}
     tag = _command(sub, "tag", parents, "add (+TAG) and remove (-TAG) tags of runs")
-    tag.add_argument("items", nargs="+", metavar="RUN... +TAG -TAG", help="runs (ids, id prefixes or names), then tags")
+    tag.add_argument("runs", nargs="+", metavar="RUN... +TAG -TAG", help="runs (ids, id prefixes or names), then tags")
+    tag.add_argument("--add-tag", action="append", metavar="TAG", help="a tag to add (as +TAG)")
     tag.add_argument("--remove-tag", action="append", metavar="TAG", help="a tag to remove (as -TAG)")
     tag.add_argument("--json", **json_flag)  # type: ignore[arg-type]
     tag.set_defaults(func=lifecycle.cmd_tag)

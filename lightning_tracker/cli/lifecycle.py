@@ -26,18 +26,17 @@ from lightning_tracker.read.store import Run, Store
 
 __all__ = ["cmd_archive", "cmd_note", "cmd_rename", "cmd_rm", "cmd_tag", "cmd_unarchive", "tag_removals_as_options"]
 
-_REMOVE = "--remove-tag"
-
 
 def tag_removals_as_options(argv: Sequence[str]) -> list[str]:
-    """``tag RUN +best -baseline``: each ``-TAG`` after ``tag`` becomes ``--remove-tag=TAG``.
+    """``tag RUN +best -baseline``: each ``+TAG`` becomes ``--add-tag=TAG`` and each ``-TAG`` ``--remove-tag=TAG``.
 
-    argparse would take ``-baseline`` for an option it does not know; the options of
-    ``tag`` itself (``-s``, ``-p``, ``-h``, anything starting ``--``) stay options.
+    argparse would take ``-baseline`` for an option it does not know, and a run named
+    after an option for a stray argument; the options of ``tag`` itself (``-s``, ``-p``,
+    ``-h``, anything starting ``--``) stay options.
 
     Example:
         >>> tag_removals_as_options(["tag", "r1", "+best", "-baseline", "-s", "./runs"])
-        ['tag', 'r1', '+best', '--remove-tag=baseline', '-s', './runs']
+        ['tag', 'r1', '--add-tag=best', '--remove-tag=baseline', '-s', './runs']
         >>> tag_removals_as_options(["runs", "-baseline"])
         ['runs', '-baseline']
     """
@@ -58,7 +57,9 @@ def tag_removals_as_options(argv: Sequence[str]) -> list[str]:
             out.append(arg)
             after_value = arg != "-h"
         elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
-            out.append(f"{_REMOVE}={arg[1:]}")
+            out.append(f"--remove-tag={arg[1:]}")
+        elif arg.startswith("+"):
+            out.append(f"--add-tag={arg[1:]}")
         else:
             out.append(arg)
     return out
@@ -87,15 +88,14 @@ def _report(args: argparse.Namespace, out: Console, runs: list[Run], did: str) -
 
 
 def cmd_tag(args: argparse.Namespace, out: Console) -> int:
-    targets = [a for a in args.items if not a.startswith("+")]
-    added = [check_tag(a[1:], "+TAG") for a in args.items if a.startswith("+")]
+    added = [check_tag(t, "+TAG") for t in args.add_tag or []]
     removed = [check_tag(t, "-TAG") for t in args.remove_tag or []]
     if not added and not removed:
         raise InvalidArgumentError(
-            f"tag needs tags to add (+TAG) or remove (-TAG) after the runs, got {args.items}; "
+            f"tag needs tags to add (+TAG) or remove (-TAG) after the runs, got {args.runs}; "
             "for example: lightning-tracker tag RUN +best -baseline"
         )
-    store, runs = _runs(args, targets)
+    _, runs = _runs(args, args.runs)
     for run in runs:
         if added:
             run.add_tags(*added)
