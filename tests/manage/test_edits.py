@@ -140,3 +140,29 @@ def test_each_edit_records_a_change_for_the_project_index(tmp_path: Path) -> Non
     added = set(store.storage.find("p/.index/changes")) - before
     assert len(added) == 1
     assert b'"edit"' in store.storage.read_bytes(f"p/.index/changes/{added.pop()}")
+
+
+def test_an_edit_and_an_archive_show_on_the_live_dashboard(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    from lightning_tracker.report.server import Dashboard
+
+    save_dir = str(tmp_path / "runs")
+    _finished(save_dir, None, "r1")
+    store = _finished(save_dir, None, "r2")
+    dash = Dashboard(Store(save_dir), port=0, refresh=1e-6).start()
+    try:
+
+        def records() -> dict[str, Any]:
+            data = json.loads(urllib.request.urlopen(dash.url + "api/data", timeout=30).read())
+            return {r["id"]: r for r in data["runs"]}
+
+        assert set(records()) == {"r1", "r2"}
+        store.run("r1").add_tags("best")
+        store.run("r1").rename("renamed")
+        store.run("r2").archive()
+        seen = records()
+        assert set(seen) == {"r1"} and seen["r1"]["tags"] == ["best"] and seen["r1"]["name"] == "renamed"
+    finally:
+        dash.stop()
