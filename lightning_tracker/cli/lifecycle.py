@@ -17,9 +17,9 @@ from rich.table import Table
 
 from lightning_tracker.cli.json_output import print_json, run_record
 from lightning_tracker.cli.reading import find_run, store_of
-from lightning_tracker.cli.stores import split_store
+from lightning_tracker.cli.stores import diagnose, split_store
 from lightning_tracker.cli.terminal import plural, text
-from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError
+from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, ProjectNotFoundError
 from lightning_tracker.format.edits import check_tag
 from lightning_tracker.manage.delete import Doomed, delete_run, pending_deletions, plan_deletion, resolve_targets
 from lightning_tracker.read.store import Run, Store
@@ -37,15 +37,14 @@ def tag_removals_as_options(argv: Sequence[str]) -> list[str]:
     Example:
         >>> tag_removals_as_options(["tag", "r1", "+best", "-baseline", "-s", "./runs"])
         ['tag', 'r1', '--add-tag=best', '--remove-tag=baseline', '-s', './runs']
-        >>> tag_removals_as_options(["runs", "-baseline"])
-        ['runs', '-baseline']
+        >>> tag_removals_as_options(["show", "tag", "-x"])
+        ['show', 'tag', '-x']
     """
     argv = list(argv)
-    if "tag" not in argv:
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)  # only --debug comes before
+    if command is None or argv[command] != "tag":
         return argv
-    start = argv.index("tag") + 1
-    if any(a.startswith("-") and a not in ("--debug",) for a in argv[: start - 1]):
-        return argv  # 'tag' is an option's value here, not the command
+    start = command + 1
     own = {"-s", "-p", "-h"}
     out = argv[:start]
     after_value = False
@@ -146,6 +145,8 @@ def _selected(args: argparse.Namespace, store: Store, targets: list[str]) -> lis
             "rm needs runs (ids, id prefixes or names) or a selection: -p PROJECT, --where TERM, --status, --tag; "
             "for example: lightning-tracker rm -p demo --status failed"
         )
+    if args.project is not None and args.project not in store.projects():
+        raise ProjectNotFoundError(diagnose(store, args.project) or f"no project {args.project!r}")
     archived = None if args.include_archived else (True if args.archived else False)
     runs = store.runs(
         args.project, tags=args.tag or None, status=args.status or None, where=args.where, archived=archived

@@ -133,6 +133,7 @@ def test_rm_refuses_to_ask_without_a_terminal_and_bad_input_is_one_line(
         (["rm", "--yes"], 2, "rm needs runs"),
         (["rm", "abc-1", "--where", "loss>0", "--yes"], 2, "not both"),
         (["rm", "-p", "p", "--where", "lss>0", "--yes"], 2, "names 'lss'"),
+        (["rm", "-p", "q", "--yes"], 2, "no project 'q'"),
     ):
         assert main([*argv, "-s", save_dir]) == status, argv
         err = capsys.readouterr().err
