@@ -139,6 +139,42 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker export delta -s s3://bucket/exp -p demo -o s3://bucket/delta",
         ),
     ),
+    "tag": (
+        "Adds (+TAG) and removes (-TAG) tags of runs after they ran, or while they run: every table, "
+        "filter, report and dashboard shows them. The tag 's', 'p' or 'h' is removed with "
+        "--remove-tag TAG (-s, -p and -h are options).",
+        (
+            "lightning-tracker tag swift-otter-42 +best -baseline",
+            "lightning-tracker tag 20261206-03 20261206-04 +sweep-1 -s s3://bucket/exp",
+        ),
+    ),
+    "note": (
+        "Sets the note of a run ('' clears it); shown by show, the report and the dashboard.",
+        ('lightning-tracker note swift-otter-42 "diverged after epoch 3; lr too high"',),
+    ),
+    "rename": (
+        "Gives a run a new readable name; its id, and so its folder, stay.",
+        ("lightning-tracker rename swift-otter-42 lr-0.1-rerun",),
+    ),
+    "archive": (
+        "Archives runs: runs, the report and the dashboard leave them out unless asked "
+        "(runs --archived lists only them, --include-archived lists them too). Nothing is deleted.",
+        ("lightning-tracker archive swift-otter-42 calm-heron-7",),
+    ),
+    "unarchive": (
+        "Brings archived runs back into runs, the report and the dashboard.",
+        ("lightning-tracker unarchive swift-otter-42",),
+    ),
+    "rm": (
+        "Deletes runs and every object they have (metrics, media, checkpoints, TensorBoard files, edits): "
+        "lists them with their size and asks first. A running run is refused unless --force. A deletion "
+        "cut off half-way reads as deleted; rm again finishes it.",
+        (
+            "lightning-tracker rm swift-otter-42",
+            "lightning-tracker rm -p demo --status failed --dry-run",
+            "lightning-tracker rm -p demo -w 'val/acc<0.5' --yes",
+        ),
+    ),
     "demo": (
         "Trains a small digit classifier in several configurations into a store, lists them and writes a report.",
         (
@@ -235,15 +271,19 @@ def _parser() -> argparse.ArgumentParser:
         help="hyperparameters and metrics to show, comma-separated; patterns work ('system/*')",
     )
     runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
+    _archived_flags(runs)
+    runs.add_argument("--json", action="store_true", help="print one JSON document (keys: docs/cli-json.md)")
     runs.set_defaults(func=reading.cmd_runs)
 
     show = _command(sub, "show", parents, "one run: metadata, hyperparameters, metric summary")
     show.add_argument("targets", nargs="+", metavar="RUN", help="run id, id prefix or name")
+    show.add_argument("--json", action="store_true", help="print one JSON document (keys: docs/cli-json.md)")
     show.set_defaults(func=reading.cmd_show)
 
     compare = _command(sub, "compare", parents, "runs side by side: hyperparameters that differ, final metrics")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
     compare.add_argument("--all", action="store_true", help="monitor metrics (gradients/, system/ …) too")
+    compare.add_argument("--json", action="store_true", help="print one JSON document (keys: docs/cli-json.md)")
     compare.set_defaults(func=comparing.cmd_compare)
 
     hist = _command(sub, "hist", parents, "PNG heatmaps (steps x values) of a run's gradient and weight histograms")
@@ -305,6 +345,7 @@ def _parser() -> argparse.ArgumentParser:
         "--delta-options", metavar="JSON", help="delta-rs storage options for URL (default: its AWS_* environment)"
     )
     export.set_defaults(func=exporting.cmd_export)
+    _lifecycle_commands(sub, parents)
 
     demo = _command(sub, "demo", [_common(argparse.SUPPRESS)], "train several configurations and record them")
     demo.add_argument(
@@ -348,6 +389,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _archived_flags(p: argparse.ArgumentParser) -> None:
+    """``--archived`` / ``--include-archived`` (``--all`` already means every column on ``runs``)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--archived", action="store_true", help="only archived runs")
+    which.add_argument("--include-archived", action="store_true", help="archived runs too")
+
+
+def _lifecycle_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    """``tag``, ``note``, ``rename``, ``archive``, ``unarchive`` and ``rm`` (:mod:`.lifecycle`)."""
+    from lightning_tracker.cli import lifecycle
+
+    json_flag = {"action": "store_true", "help": "print one JSON document (keys: docs/cli-json.md)"}
+    tag = _command(sub, "tag", parents, "add (+TAG) and remove (-TAG) tags of runs")
+    tag.add_argument("runs", nargs="+", metavar="RUN... +TAG -TAG", help="runs (ids, id prefixes or names), then tags")
+    tag.add_argument("--add-tag", action="append", metavar="TAG", help="a tag to add (as +TAG)")
+    tag.add_argument("--remove-tag", action="append", metavar="TAG", help="a tag to remove (as -TAG)")
+    tag.add_argument("--json", **json_flag)  # type: ignore[arg-type]
+    tag.set_defaults(func=lifecycle.cmd_tag)
+    note = _command(sub, "note", parents, "set the note of a run")
+    note.add_argument("run", metavar="RUN", help="run id, id prefix or name")
+    note.add_argument("text", metavar="TEXT", help="the note ('' clears it)")
+    note.add_argument("--json", **json_flag)  # type: ignore[arg-type]
+    note.set_defaults(func=lifecycle.cmd_note)
+    rename = _command(sub, "rename", parents, "give a run a new name")
+    rename.add_argument("run", metavar="RUN", help="run id, id prefix or name")
+    rename.add_argument("name", metavar="NEW_NAME", help="the new name")
+    rename.add_argument("--json", **json_flag)  # type: ignore[arg-type]
+    rename.set_defaults(func=lifecycle.cmd_rename)
+    for name, summary, func in (
+        ("archive", "hide runs from tables, reports and the dashboard", lifecycle.cmd_archive),
+        ("unarchive", "show archived runs again", lifecycle.cmd_unarchive),
+    ):
+        cmd = _command(sub, name, parents, summary)
+        cmd.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes or names")
+        cmd.add_argument("--json", **json_flag)  # type: ignore[arg-type]
+        cmd.set_defaults(func=func)
+    rm = _command(sub, "rm", parents, "delete runs and every object they have")
+    rm.add_argument("runs", nargs="*", metavar="RUN", help="run ids, id prefixes or names (or select with -p/-w)")
+    rm.add_argument("--where", "-w", action="append", metavar="TERM", help="only runs where TERM holds, as in runs")
+    rm.add_argument("--status", action="append", help="only runs in this status (repeatable)")
+    rm.add_argument("--tag", action="append", help="only runs with this tag (repeatable)")
+    _archived_flags(rm)
+    rm.add_argument("--yes", "-y", action="store_true", help="delete without asking")
+    rm.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    rm.add_argument("--force", action="store_true", help="delete running runs too (their writer may write on)")
+    rm.add_argument("--json", **json_flag)  # type: ignore[arg-type]
+    rm.set_defaults(func=lifecycle.cmd_rm)
+
+
 def _store_url(args: argparse.Namespace) -> tuple[str, str]:
     from lightning_tracker.cli.stores import pick_store
     from lightning_tracker.storage.urls import parse_url
@@ -362,7 +454,9 @@ def _store_url(args: argparse.Namespace) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    from lightning_tracker.cli.lifecycle import tag_removals_as_options
+
+    args = _parser().parse_args(tag_removals_as_options(sys.argv[1:] if argv is None else argv))
     out, err = console_for(sys.stdout), console_for(sys.stderr)
 
     def fail(message: str, status: int) -> int:

@@ -48,12 +48,18 @@ def _labels(store: Store, runs: Sequence[Run]) -> dict[str, str]:
     return runs_table.short_ids([r.id for r in runs], every_id)
 
 
-def _sections(runs: list[Run], show_all: bool) -> tuple[_Section, _Section, int]:
-    """The hyperparameters that differ (highlighted where they differ from the first run), and the metrics."""
+def _differing(runs: list[Run]) -> tuple[list[str], list[str]]:
+    """Every hyperparameter key of the runs, and those whose values differ between them."""
     param_keys = sorted({k for r in runs for k in r.flat_config})
     differ = [
         k for k in param_keys if len({json.dumps(r.flat_config.get(k), sort_keys=True, default=str) for r in runs}) > 1
     ]
+    return param_keys, differ
+
+
+def _sections(runs: list[Run], show_all: bool) -> tuple[_Section, _Section, int]:
+    """The hyperparameters that differ (highlighted where they differ from the first run), and the metrics."""
+    param_keys, differ = _differing(runs)
     params = []
     for key in differ:
         values = [fmt_value(r.flat_config.get(key)) for r in runs]
@@ -132,6 +138,15 @@ def _turned(
     return tables
 
 
+def _compare_json(runs: list[Run], out: Console) -> int:
+    """``compare --json``: each run's record, and the hyperparameters that differ (``docs/cli-json.md``)."""
+    from lightning_tracker.cli.json_output import print_json, run_record
+
+    param_keys, differ = _differing(runs)
+    print_json(out, {"runs": [run_record(r) for r in runs], "differ": differ})
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     rest, positional = split_store(args.runs)
     store = store_of(args, positional)
@@ -139,6 +154,8 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
         raise InvalidArgumentError(f"compare takes two runs or more (ids, id prefixes or names), got {rest}")
     with out.status(text(f"reading runs from {store.storage.url} …")):
         runs = [find_run(store, run_id, args.project) for run_id in rest]
+        if args.json:
+            return _compare_json(runs, out)
         labels = _labels(store, runs)
         params, metrics, param_count = _sections(runs, args.all)
     widths = _side_by_side_widths(runs, labels, [params, metrics])

@@ -11,6 +11,7 @@ import argparse
 import json
 from datetime import datetime
 
+import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -63,7 +64,17 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     store = store_of(args, args.store_arg)
     _check_statuses(args.status)
     # a filter, columns or a sort ask for runs: across the projects when none is named
-    filtered = bool(args.where or args.status or args.tag or args.columns or args.sort or args.all)
+    archived = None if args.include_archived else (True if args.archived else False)
+    filtered = bool(
+        args.where
+        or args.status
+        or args.tag
+        or args.columns
+        or args.sort
+        or args.all
+        or args.json
+        or archived is not False
+    )
     projects = store.projects()
     if args.project is None and not filtered and len(projects) > 1:
         return _projects(store, out)
@@ -78,6 +89,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
             tags=args.tag or None,
             status=args.status or None,
             where=args.where,
+            archived=archived,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     where = f" (project {args.project})" if args.project else ""
@@ -94,6 +106,8 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         col = runs_table.sort_column(table, args.sort.lstrip("-"))
         if col in table:  # else no run shown has the key: nothing to sort by
             table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
+    if args.json:
+        return _runs_json(args, store, table, archived, out)
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
     every_id = [name for project in table["project"].unique() for name in store.storage.listdir(project)]
@@ -103,6 +117,16 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     out.print(rendered)
     for note in runs_table.left_out_notes(layout):
         out.print(text(note, "dim"))
+    return 0
+
+
+def _runs_json(args: argparse.Namespace, store: Store, table: pd.DataFrame, archived: bool | None, out: Console) -> int:
+    """``runs --json``: the table's runs, in its order, as records (``docs/cli-json.md``)."""
+    from lightning_tracker.cli.json_output import print_json, run_record
+
+    found = {(r.project, r.id): r for r in store.runs(args.project, status=args.status or None, archived=archived)}
+    runs = [found[key] for key in zip(table["project"], table["id"], strict=True) if key in found]
+    print_json(out, {"store": store.storage.url, "project": args.project, "runs": [run_record(r) for r in runs]})
     return 0
 
 
@@ -127,6 +151,11 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
     if len(rest) != 1:
         raise InvalidArgumentError(f"show takes one run (an id, id prefix or name), got {len(rest)}: {rest}")
     run = find_run(store, rest[0], args.project)
+    if args.json:
+        from lightning_tracker.cli.json_output import print_json, run_record
+
+        print_json(out, {**run_record(run), "meta": run.meta})
+        return 0
     meta, flat, summary = run.meta, run.flat_config, run.summary  # read first: the status shows their damage
     info = Table.grid(padding=(0, 2))
     start = datetime.fromtimestamp(run.start_time).isoformat(" ", "seconds") if run.start_time else "—"
@@ -139,6 +168,8 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
         ("project", run.project),
         ("group", run.group or "—"),
         ("tags", ", ".join(run.tags) or "—"),
+        ("note", run.note),
+        ("archived", "yes" if run.archived else None),
         ("status", status_text(run.status)),
         ("damage", run.damage),
         ("start", start),

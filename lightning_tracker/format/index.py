@@ -53,6 +53,8 @@ INDEX_SCHEMA = pa.schema(
         ("__problems", pa.list_(pa.string())),  # what was damaged when it was read (Run.problems)
         ("__watch", pa.bool_()),  # live when folded: every read reads its run.json again
         ("__tags", pa.list_(pa.string())),  # the tags, as a list
+        ("__edits", pa.binary()),  # the edits after the run as read (codec JSON: edits, problems)
+        ("__archived", pa.bool_()),  # archived by an edit: left out unless asked for
     ]
 )
 """The columns every compacted index has, one row per run: ``__doc`` and ``__problems`` rebuild the

@@ -21,6 +21,7 @@ __all__ = [
     "ChunkId",
     "DATA_DIRS",
     "DOCUMENTS",
+    "EDITS_DIR",
     "EVENTS_PREFIX",
     "GIT_DIFF_FILE",
     "HISTOGRAMS_DIR",
@@ -40,9 +41,11 @@ __all__ = [
     "SPOOL_FILE",
     "STAGING_DIR",
     "STAGING_STATE_FILE",
+    "TOMBSTONE_FILE",
     "change_name",
     "chunk_name",
     "covered_chunks",
+    "edit_name",
     "is_private",
     "live_chunks",
     "new_run_id",
@@ -78,6 +81,12 @@ INDEX_DIR = ".index"
 # in INDEX_DIR: small immutable objects, one per change of a run (its start, end, resume,
 # an edit, a deletion), named by time so that a reader lists what came after its watermark
 CHANGES_DIR = "changes"
+# edits after the run (tags, note, name, archive) and deletion marks: <project>/.edits/<run id>/,
+# outside the run folder so that no writer of the run (its mirror, a resume, sync) ever
+# touches them, and one listing of the project finds every run's edits
+EDITS_DIR = ".edits"
+# in EDITS_DIR/<run id>/: the run is being deleted; written first and removed last by ``rm``
+TOMBSTONE_FILE = "deleted.json"
 # the mutable documents, in the order they are committed after the objects they describe
 DOCUMENTS = (CONFIG_FILE, RUN_FILE, MODELS_FILE)
 
@@ -264,6 +273,18 @@ def change_name(time_ns: int, run_id: str, token: str) -> str:
         '01700000000123456789-20231114-abcd-k3x9.json'
     """
     return f"{time_ns:020d}-{run_id}-{token}.json"
+
+
+def edit_name(time_ns: int, token: str) -> str:
+    """The name of an edit document in ``<project>/.edits/<run id>/``: time first, so name order is fold order.
+
+    ``token`` (a few random characters) keeps two edits made in one nanosecond apart.
+
+    Example:
+        >>> edit_name(1_700_000_000_123_456_789, "k3x9")
+        '01700000000123456789-k3x9.json'
+    """
+    return f"{time_ns:020d}-{token}.json"
 
 
 def new_writer_key() -> str:

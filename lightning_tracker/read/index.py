@@ -50,6 +50,7 @@ from lightning_tracker.format.index import (
 )
 from lightning_tracker.format.status import RUNNING
 from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.edits import RunEdits
 from lightning_tracker.read.run import Run
 from lightning_tracker.read.table import cells, concat
 from lightning_tracker.storage import Storage
@@ -71,7 +72,7 @@ Loader = Callable[[list[str] | None], dict[str, Run]]
 as ``{id: Run}``; a run whose ``run.json`` is missing is left out."""
 
 
-_ROW_FIELDS = pa.schema(list(INDEX_SCHEMA))  # id, __doc, __problems, __watch, __tags
+_ROW_FIELDS = pa.schema(list(INDEX_SCHEMA))  # id, __doc, __problems, __watch, __tags, __edits, __archived
 
 
 class _Snapshot(NamedTuple):
@@ -108,6 +109,10 @@ class Folded(NamedTuple):
         ids, tags = self.rows.column("id").to_pylist(), self.rows.column("__tags").to_pylist()
         return {rid: list(t or []) for rid, t in zip(ids, tags, strict=True)}
 
+    def archived(self) -> set[str]:
+        """The ids of the archived runs."""
+        return set(self.rows.filter(self.rows.column("__archived")).column("id").to_pylist())
+
 
 def _rows(runs: list[Run]) -> pa.Table:
     """The index rows of ``runs``, in their order."""
@@ -115,10 +120,13 @@ def _rows(runs: list[Run]) -> pa.Table:
         {
             "id": [run.id for run in runs],
             "__doc": [codec.dumps(run.doc) for run in runs],
-            "__problems": [list(run.problems) for run in runs],
+            # the edits' problems are the edits' own: a Run built from the row adds them again
+            "__problems": [[p for p in run.problems if p not in run.edits.problems] for run in runs],
             # live as its writer left it: read again until it ends, or its heartbeat goes stale
             "__watch": [_live(run) for run in runs],
             "__tags": [run.tags for run in runs],
+            "__edits": [codec.dumps({"edits": run.edits.edits, "problems": run.edits.problems}) for run in runs],
+            "__archived": [run.archived for run in runs],
         },
         schema=_ROW_FIELDS,
     )
@@ -216,8 +224,8 @@ class ProjectIndex:
         found = self.read(rebuild)
         columns = [found.rows.column(name).to_pylist() for name in _ROW_FIELDS.names]
         return [
-            found.fresh[rid] if rid in found.fresh else self._run(rid, doc, problems)
-            for rid, doc, problems, *_ in zip(*columns, strict=True)
+            found.fresh[rid] if rid in found.fresh else self._run(rid, doc, problems, edits)
+            for rid, doc, problems, _watch, _tags, edits, _archived in zip(*columns, strict=True)
         ]
 
     def read(self, rebuild: bool = False) -> Folded:
@@ -239,9 +247,13 @@ class ProjectIndex:
                 found = self._persist(listing, found)
             return found
 
-    def _run(self, rid: str, doc: bytes, problems: list[str] | None) -> Run:
+    def _run(self, rid: str, doc: bytes, problems: list[str] | None, edits: bytes) -> Run:
         path = f"{self.project}/{rid}"
-        return Run(self.storage, path, codec.loads(doc), cache=self._cache, problems=problems or (), checked=True)
+        kept = codec.loads(edits)
+        found = RunEdits(edits=list(kept["edits"]), problems=list(kept["problems"]))
+        return Run(
+            self.storage, path, codec.loads(doc), cache=self._cache, problems=problems or (), checked=True, edits=found
+        )
 
     def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[Folded, bool]:
         """The base's rows with the runs read again: those of the changes it did not fold, and the live ones.

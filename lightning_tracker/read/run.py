@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from lightning_tracker.format.codec import decode_number
 from lightning_tracker.format.documents import new_config, run_state
+from lightning_tracker.format.edits import Folded, check_tag, fold
 from lightning_tracker.format.keys import family
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
@@ -37,6 +38,7 @@ from lightning_tracker.format.summary import active_seconds, keep_last
 from lightning_tracker.format.validate import parse_document, parse_run
 from lightning_tracker.read.cache import ReadCache, read_chunks
 from lightning_tracker.read.checkpoints import CheckpointList, CheckpointRef, find_checkpoint, list_checkpoints
+from lightning_tracker.read.edits import RunEdits, add_edit, run_edits
 from lightning_tracker.read.rollups import read_rollup
 from lightning_tracker.storage import Storage
 
@@ -63,6 +65,12 @@ class Run:
             documents and chunks when read (``metrics(skip_damaged=True)``).
         cache: the store's :class:`~lightning_tracker.read.cache.ReadCache`, or None.
 
+    Its name, tags, note and whether it is archived are ``run.json``'s with the run's
+    edits folded over them (:func:`~lightning_tracker.format.edits.fold`): edits are made
+    after (or while) the run runs with :meth:`add_tags`, :meth:`remove_tags`,
+    :meth:`set_note`, :meth:`rename`, :meth:`archive` and :meth:`unarchive`, each one
+    small immutable document that the run's own writer never touches.
+
     Example:
         >>> from lightning_tracker import Store
         >>> from lightning_tracker.storage import Storage
@@ -81,6 +89,7 @@ class Run:
         cache: ReadCache | None = None,
         problems: Iterable[str] = (),
         checked: bool = False,
+        edits: RunEdits | None = None,
     ) -> None:
         self.storage = storage
         self.path = path
@@ -95,6 +104,10 @@ class Run:
             self.problems += [f"{RUN_FILE}: {p}" for p in run.problems]
         self.cache = cache
         self.project, self.id = path.split("/", 1)
+        self._edits = edits  # None: read when a field they change is first asked for
+        if edits is not None:
+            self.problems += edits.problems
+        self._folded: Folded | None = None
 
     def __repr__(self) -> str:
         return f"Run({self.project}/{self.id}, name={self.name!r}, status={self.status!r})"
@@ -120,9 +133,24 @@ class Run:
         return "; ".join(self.problems) or None
 
     @property
+    def edits(self) -> RunEdits:
+        """The run's edits (``<project>/.edits/<id>/``), read on first use unless the store read them."""
+        if self._edits is None:
+            self._edits = run_edits(self.storage, self.project, self.id)
+            for problem in self._edits.problems:
+                self._note(problem)
+        return self._edits
+
+    @property
+    def _fields(self) -> Folded:
+        if self._folded is None:
+            self._folded = fold(self.doc, self.edits.edits)
+        return self._folded
+
+    @property
     def name(self) -> str:
-        """The readable name."""
-        return self.doc.get("name") or self.id
+        """The readable name (the last :meth:`rename`, else the one it was logged with)."""
+        return self._fields.name or self.id
 
     @property
     def group(self) -> str | None:
@@ -131,13 +159,81 @@ class Run:
 
     @property
     def tags(self) -> list[str]:
-        """The tags."""
-        return list(self.doc.get("tags") or [])
+        """The tags: those it was logged with and those added since, less those removed since."""
+        return list(self._fields.tags)
+
+    @property
+    def note(self) -> str | None:
+        """The note: the last :meth:`set_note`, else the ``notes`` it was logged with."""
+        return self._fields.note
 
     @property
     def notes(self) -> str | None:
-        """The notes."""
-        return self.doc.get("notes")
+        """The note, as :attr:`note` (the name of the logger's argument, kept for existing code)."""
+        return self.note
+
+    @property
+    def archived(self) -> bool:
+        """Whether the run is archived: ``Store.runs`` leaves it out unless asked (``archived=True``/``None``)."""
+        return self._fields.archived
+
+    def _edit(self, **changes: Any) -> None:
+        self.edits.edits.append(add_edit(self.storage, self.project, self.id, **changes))
+        self._folded = None
+
+    def add_tags(self, *tags: str) -> None:
+        """Adds tags to the run (a tag it has already stays once), for every reader from now on.
+
+        Safe beside the live run: the edit is its own document, which the run's writer never
+        overwrites.
+
+        Raises:
+            InvalidArgumentError: a tag is not a tag (the message says what a tag may hold);
+                nothing is written then.
+
+        Example:
+            >>> from lightning_tracker import Store, TrackerLogger
+            >>> logger = TrackerLogger("memory://doc-edit", name="p", version="r1", tags=["baseline"])
+            >>> logger.log_metrics({"loss": 1.0}, step=0)
+            >>> logger.finalize("success")
+            >>> run = Store("memory://doc-edit").run("r1")
+            >>> run.add_tags("best")
+            >>> run.remove_tags("baseline")
+            >>> run.set_note("lowest loss so far")
+            >>> run.rename("r1-best")
+            >>> again = Store("memory://doc-edit").run("r1")
+            >>> again.tags, again.note, again.name
+            (['best'], 'lowest loss so far', 'r1-best')
+        """
+        self._edit(add_tags=[check_tag(t) for t in tags])
+
+    def remove_tags(self, *tags: str) -> None:
+        """Removes tags from the run (a tag it does not have is no error). Raises as :meth:`add_tags`."""
+        self._edit(remove_tags=[check_tag(t) for t in tags])
+
+    def set_note(self, text: str | None) -> None:
+        """Sets the run's note (``""`` or None clears it); up to 64 KiB of text, newlines allowed.
+
+        Raises:
+            InvalidArgumentError: ``text`` is not text, is too long or holds control characters.
+        """
+        self._edit(note=text)
+
+    def rename(self, name: str) -> None:
+        """Gives the run a new readable name (its id, and so its folder, stay).
+
+        Raises:
+            InvalidArgumentError: ``name`` is empty, longer than 128 characters or not one line.
+        """
+        self._edit(name=name)
+
+    def archive(self) -> None:
+        """Archives the run: ``Store.runs``, the CLI, the report and the dashboard leave it out unless asked."""
+        self._edit(archived=True)
+
+    def unarchive(self) -> None:
+        """Undoes :meth:`archive`."""
+        self._edit(archived=False)
 
     @property
     def monitor(self) -> dict[str, Any] | None:

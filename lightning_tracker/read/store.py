@@ -27,6 +27,7 @@ from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.edits import RunEdits, project_edits, run_edits
 from lightning_tracker.read.index import ProjectIndex
 from lightning_tracker.read.run import Run
 from lightning_tracker.read.table import concat, select, table_row
@@ -36,6 +37,7 @@ from lightning_tracker.storage.failures import as_tracker_error, recognised
 
 __all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store", "TableScope"]
 
+_EDITS_ONE_BY_ONE = 8  # runs read again at once up to which each run's edits are listed on their own
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
 MAX_RUN_FILE_BYTES = 64 << 20  # a larger run.json is not read: the run reads as damaged
 
@@ -130,6 +132,7 @@ class Store:
         status: str | Iterable[str] | None = None,
         group: str | None = None,
         where: str | Sequence[str] | Callable[[Run], bool] | Mapping[str, Any] | None = None,
+        archived: bool | None = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Run]:
         """Runs of one project (or all), oldest first, optionally filtered.
@@ -198,6 +201,7 @@ class Store:
             if wanted_tags <= set(r.tags)
             and (not statuses or r.status in statuses)
             and (group is None or r.group == group)
+            and (archived is None or r.archived == archived)
         ]
         if match is not None:
             runs = match(runs)
@@ -236,16 +240,26 @@ class Store:
             docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))
             if progress is not None:
                 progress(min(start + _READ_BATCH, len(rels)), len(rels))
+        # the edits after the run (tags, note, name, archive, a deletion mark): one listing of the
+        # project's edits for every run, else each run's own
+        if run_ids is None or len(run_ids) > _EDITS_ONE_BY_ONE:
+            edits = project_edits(self.storage, project)
+        else:
+            edits = {rid: run_edits(self.storage, project, rid) for rid in run_ids}
         runs = {}
         for rel in rels:
             if rel not in docs:
                 continue  # a folder without run.json is not a run (yet)
+            path = rel.rsplit("/", 1)[0]
+            found = edits.get(path.rsplit("/", 1)[1], RunEdits())
+            if found.deleted:  # a run being deleted reads as deleted, never as half a run
+                continue
             data, problems = docs[rel], []
             if isinstance(data, str):  # unreadable: listed as damaged, not hidden
                 problems = [f"{RUN_FILE}: {data}"]
             elif len(data) > MAX_RUN_FILE_BYTES:
                 problems = [f"{RUN_FILE}: larger than {MAX_RUN_FILE_BYTES} bytes; it is not read"]
-            run = Run(self.storage, rel.rsplit("/", 1)[0], data, cache=self.cache, problems=problems)
+            run = Run(self.storage, path, data, cache=self.cache, problems=problems, edits=found)
             runs[run.id] = run
         return runs
 
@@ -283,7 +297,7 @@ class Store:
             ProjectNotFoundError: ``project`` is not in the store.
             AmbiguousRunError: more than one run matches; the message names them.
         """
-        candidates = self.runs(project)
+        candidates = self.runs(project, archived=None)
         exact = [r for r in candidates if r.id == run_id]
         matches = exact or [r for r in candidates if r.id.startswith(run_id) or r.name == run_id]
         if len(matches) == 1:
@@ -337,7 +351,7 @@ class Store:
             {'params': ['lr'], 'metrics': ['lr']}
         """
         match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
-        if self._index and match is None and set(filters) <= {"tags", "status", "group", "progress"}:
+        if self._index and match is None and set(filters) <= {"tags", "status", "group", "archived", "progress"}:
             return self._indexed_table(project, **filters)
         runs = self.runs(project, **filters)
         params, metrics = query.scope(map(_query_record, runs))  # the runs queried decide, as in where
@@ -353,6 +367,7 @@ class Store:
         tags: Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
         group: str | None = None,
+        archived: bool | None = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> pd.DataFrame:
         """:meth:`table` without ``where``, from the index's cells: columns copied, no document decoded."""
@@ -362,7 +377,13 @@ class Store:
         for proj in [project] if project is not None else self.projects():
             found = self._project_index(proj, progress).read()
             tags_of = found.tags() if wanted else {}
-            keep = (lambda rid, of=tags_of: wanted <= set(of[rid])) if wanted else None
+            shelved = found.archived() if archived is not None else set()
+
+            def kept(rid: str, of: dict[str, list[str]] = tags_of, shelved: set[str] = shelved) -> bool:
+                return wanted <= set(of.get(rid, ())) and (archived is None or (rid in shelved) == archived)
+
+            keep = kept if wanted or archived or shelved else None  # None: every row, no per-row call
+
             part = select(found.cells, statuses, group, keep) if found.cells.num_rows else found.cells
             table = part if table is None else concat(table, (), part)
         frame = cells_frame(table if table is not None else pa.table({}))

@@ -185,6 +185,7 @@ class FsspecStorage(Storage):
 
     def listdir(self, rel: str = "") -> list[str]:
         path = self._path(rel)
+        self.fs.invalidate_cache(path)  # adlfs's ls ignores refresh=True: a deleted folder stayed listed
         try:
             entries = self.fs.ls(path, detail=False, refresh=True)
         except FileNotFoundError:
@@ -195,6 +196,7 @@ class FsspecStorage(Storage):
 
     def folders(self, rel: str = "") -> list[str]:
         path = self._path(rel)
+        self.fs.invalidate_cache(path)  # as in listdir
         try:
             entries = self.fs.ls(path, detail=True, refresh=True)
         except FileNotFoundError:
