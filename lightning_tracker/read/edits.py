@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from lightning_tracker.format import codec
@@ -35,10 +36,15 @@ class RunEdits:
     deleted: bool = False
 
 
-def project_edits(storage: Storage, project: str) -> dict[str, RunEdits]:
-    """Every run of ``project`` that has edits or a deletion mark: one listing, one batched read."""
+def project_edits(storage: Storage, project: str, run_ids: Iterable[str] | None = None) -> dict[str, RunEdits]:
+    """Every run of ``project`` (or of ``run_ids``) that has edits or a deletion mark: one
+    listing of the project's edits, one batched read of the documents of the runs asked for."""
     base = f"{project}/{EDITS_DIR}"
-    return _collect(storage, base, storage.find(base))
+    listing = storage.find(base)
+    if run_ids is not None:
+        wanted = set(run_ids)
+        listing = {rel: size for rel, size in listing.items() if rel.partition("/")[0] in wanted}
+    return _collect(storage, base, listing)
 
 
 def run_edits(storage: Storage, project: str, run_id: str) -> RunEdits:

@@ -27,7 +27,7 @@ from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
-from lightning_tracker.read.edits import RunEdits, project_edits, run_edits
+from lightning_tracker.read.edits import RunEdits, project_edits
 from lightning_tracker.read.index import ProjectIndex
 from lightning_tracker.read.run import Run
 from lightning_tracker.read.table import concat, select, table_row
@@ -37,7 +37,6 @@ from lightning_tracker.storage.failures import as_tracker_error, recognised
 
 __all__ = ["MAX_RUN_FILE_BYTES", "Run", "Store", "TableScope"]
 
-_EDITS_ONE_BY_ONE = 8  # runs read again at once up to which each run's edits are listed on their own
 _READ_BATCH = 250  # run documents read concurrently per round (a progress report after each)
 MAX_RUN_FILE_BYTES = 64 << 20  # a larger run.json is not read: the run reads as damaged
 
@@ -240,12 +239,9 @@ class Store:
             docs.update(self._read_run_files(rels[start : start + _READ_BATCH]))
             if progress is not None:
                 progress(min(start + _READ_BATCH, len(rels)), len(rels))
-        # the edits after the run (tags, note, name, archive, a deletion mark): one listing of the
-        # project's edits for every run, else each run's own
-        if run_ids is None or len(run_ids) > _EDITS_ONE_BY_ONE:
-            edits = project_edits(self.storage, project)
-        else:
-            edits = {rid: run_edits(self.storage, project, rid) for rid in run_ids}
+        # the edits after the run (tags, note, name, archive, a deletion mark): one listing of
+        # the project's edits, then the documents of the runs read
+        edits = project_edits(self.storage, project, run_ids)
         runs = {}
         for rel in rels:
             if rel not in docs:

@@ -109,7 +109,7 @@ def test_each_run_changed_since_costs_at_most_three_more_requests(
     runs = {r.id: r for r in fresh.runs("p")}
     cost = counting_s3.count(before)
     assert len(runs) == RUNS + changed and runs["r0003"].summary["loss"]["last"] == 0.125
-    assert cost <= 10 + 3 * (changed + 1), counting_s3.requests[before:]
+    assert cost <= 10 + 3 * (changed + 1), "\n".join(map(str, counting_s3.requests[before:]))
     before = counting_s3.count()
     assert view(Store(s3_store.storage.url, s3_store.storage.storage_options)) == truth(s3_store)
     assert counting_s3.count(before) > RUNS  # (the truth read every run)
