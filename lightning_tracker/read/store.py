@@ -26,6 +26,7 @@ from lightning_tracker.format import query
 from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
+from lightning_tracker.read.groups import group_table
 from lightning_tracker.read.run import Run
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.failures import as_tracker_error, recognised
@@ -261,8 +262,20 @@ class Store:
         )
 
     @_said_in_one_line
-    def table(self, project: str | None = None, **filters: Any) -> pd.DataFrame:
+    def table(
+        self,
+        project: str | None = None,
+        *,
+        group_by: str | Sequence[str] | None = None,
+        best: str | None = None,
+        **filters: Any,
+    ) -> pd.DataFrame:
         """One row per run: identity, status, times, every hyperparameter and metric summary.
+
+        With ``group_by`` (keys, as ``--sort`` names them: ``"group"``, ``"lr,optimizer"``),
+        one row per group instead: the runs count, the mean and standard deviation of each
+        metric's final value and the best run's id (judged by ``best``, else the runs'
+        monitored metric), as :func:`~lightning_tracker.read.groups.group_table` builds it.
 
         Columns: ``id, name, project, group, tags, status, start, duration_s``,
         ``damage`` (why a run's status is ``damaged``, else None), ``monitor`` (the metric
@@ -320,6 +333,8 @@ class Store:
             rows.append(row)
         frame = pd.DataFrame(rows)
         frame.attrs["scope"] = TableScope(params=list(params), metrics=list(metrics))
+        if group_by is not None:  # one row per group: the same function the CLI's --group-by uses
+            return group_table(frame, group_by, best=best, monitors=[r.monitor for r in runs])
         return frame
 
 
