@@ -62,6 +62,7 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker runs -p demo --sort=-val/acc",
             "lightning-tracker runs -w 'lr<0.01' -w optimizer=adam -c lr,val/acc",
             "lightning-tracker runs -s s3://bucket/exp --status running",
+            "lightning-tracker runs -p sweep --group-by lr,optimizer --sort=-val/acc",
         ),
     ),
     "show": (
@@ -175,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
         help="hyperparameters and metrics to show, comma-separated; patterns work ('system/*')",
     )
     runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
+    runs.add_argument(
+        "--group-by",
+        "-g",
+        metavar="KEYS",
+        help="one row per group of runs sharing these keys (group, a hyperparameter, any column; comma-separated): "
+        "runs, mean ± std of each metric, best run (by --sort, else the monitored metric)",
+    )
     runs.set_defaults(func=reading.cmd_runs)
 
     show = _command(sub, "show", parents, "one run: metadata, hyperparameters, metric summary")
