@@ -99,6 +99,8 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
         (
             "lightning-tracker serve ./runs",
             "lightning-tracker serve -s s3://bucket/exp --port 0 --refresh 10",
+            "LIGHTNING_TRACKER_SERVE_TOKEN=$(openssl rand -hex 16) \\",
+            "  lightning-tracker serve --host 0.0.0.0     # a team's dashboard",
         ),
     ),
     "sync": (
@@ -223,9 +225,24 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = _command(sub, "serve", parents, "live dashboard in the browser, updating while runs train")
     serve.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other needs a token)",
+    )
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
+    serve.add_argument(
+        "--token",
+        help="secret every request must carry (Bearer header, or ?token= once in a link); prefer "
+        "$LIGHTNING_TRACKER_SERVE_TOKEN, which other users cannot read in the process list",
+    )
+    serve.add_argument(
+        "--base-path",
+        default="",
+        metavar="PATH",
+        help="path prefix a reverse proxy forwards without stripping it (e.g. /team/lightning)",
+    )
     serve.set_defaults(func=producing.cmd_serve)
 
     syn = _command(sub, "sync", [_common(argparse.SUPPRESS)], "upload spooled runs (offline runs, outages, crashes)")

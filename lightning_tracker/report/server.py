@@ -5,11 +5,22 @@ JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
 ``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
 (a text or table as JSON). It serves no other file: a media object is answered only when
 the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
-another path of the store, and it accepts only ``GET`` and ``HEAD``. It binds only a
-loopback address (``127.0.0.1`` unless told otherwise; any of ``127.0.0.0/8``, ``::1``,
-``localhost``): it has no token yet, so serving every run to the network is refused. It
-answers only requests addressed to a loopback name (a web page cannot read it by DNS
-rebinding).
+another path of the store, and it accepts only ``GET`` and ``HEAD``.
+
+**Who may read it.** Without a token it binds only a loopback address (``127.0.0.1``
+unless told otherwise; any of ``127.0.0.0/8``, ``::1``, ``localhost``) and answers only
+requests addressed to a loopback name (a web page cannot read it by DNS rebinding). With a
+``token`` it may bind any address (a team's dashboard), and every request must carry the
+token: ``Authorization: Bearer <token>``, or ``?token=<token>`` in a link, which the page
+answers with a redirect to the same address without it and a cookie (``HttpOnly``,
+``SameSite=Strict``) that carries it from then on, so the token never stays in the address
+bar or in a link shared from it. Anything else gets ``401``. Tokens are compared in
+constant time; the token is kept in memory only, never logged.
+
+**Behind a reverse proxy.** Every URL the page requests is relative to the page, so a
+proxy that serves the dashboard under a path prefix (``/team/lt/``) and strips it works as
+is; one that forwards the prefix works with ``base_path="/team/lt"`` (both forms are
+answered). Redirects are relative, so they stay under the prefix.
 
 Connections are capped (a quarter of the open-file limit, at most 256) so that silent
 clients cannot take the descriptors reading the store needs: at the cap, the connection
@@ -26,17 +37,20 @@ from __future__ import annotations
 
 import copy
 import errno
+import hmac
 import ipaddress
 import logging
+import re
 import socket
 import sys
 import threading
 import time
 from collections import OrderedDict
 from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import validate_path_name
@@ -61,6 +75,33 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _MEDIA_ROUTES = {"/media/": "media", "/api/table/": "table"}
 # media objects never change under their name (their sha256): the browser may keep them
 _IMMUTABLE = "private, max-age=31536000, immutable"
+MIN_TOKEN_LENGTH = 16  # shorter tokens can be guessed over the network
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL and plain in a cookie: it travels unchanged
+
+
+def _check_token(token: str | None) -> str | None:
+    """``token`` as the dashboard keeps it; a short one is refused without being repeated."""
+    if token is None:
+        return None
+    token = token.strip() if isinstance(token, str) else ""
+    if len(token) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+        raise InvalidArgumentError(
+            f"token: the value given (not shown) is not {MIN_TOKEN_LENGTH} characters or more of letters, digits "
+            "and ._~- (a short token can be guessed); pass a random one, e.g. $(openssl rand -hex 16)"
+        )
+    return token
+
+
+def _check_base_path(base_path: str) -> str:
+    """``base_path`` without its trailing ``/`` (``""`` for none)."""
+    base = base_path.rstrip("/")
+    if base and not _BASE_PATH.fullmatch(base):
+        raise InvalidArgumentError(
+            f"base_path={base_path!r} is not a URL path of plain segments; pass the prefix the proxy serves "
+            "the dashboard under, such as --base-path /team/lightning"
+        )
+    return base
 
 
 def _media_request(path: str) -> tuple[str, str, str, str] | None:
@@ -204,11 +245,15 @@ class Dashboard:
             before it is closed, so idle or stalled clients cannot hold a thread each.
         max_connections: the most connections open at once (default: a quarter of the
             open-file limit, at most 256).
+        token: the secret every request must carry (16 characters or more): required to
+            bind an address other than loopback; see the module's docstring.
+        base_path: the path prefix a reverse proxy forwards unstripped (``"/team/lt"``).
 
     Raises:
         InvalidArgumentError: ``refresh``, ``idle_timeout`` or ``max_connections`` is not
-            positive, or ``host`` is not a loopback address (serving runs to the network
-            needs a token, which the dashboard does not have yet).
+            positive, ``host`` is not a loopback address and there is no ``token``
+            (serving runs to the network needs one), the token is short, or
+            ``base_path`` is not a path.
 
     Example:
         >>> import urllib.request
@@ -229,6 +274,8 @@ class Dashboard:
         max_points: int = DEFAULT_MAX_POINTS,
         idle_timeout: float = 30.0,
         max_connections: int | None = None,
+        token: str | None = None,
+        base_path: str = "",
     ) -> None:
         if not refresh > 0:
             raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
@@ -236,12 +283,13 @@ class Dashboard:
             raise InvalidArgumentError(f"idle_timeout={idle_timeout!r} must be a positive number of seconds, e.g. 30")
         if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
             raise InvalidArgumentError(f"max_connections={max_connections!r} must be a positive integer, e.g. 64")
+        self._token = _check_token(token)
+        self.base_path = _check_base_path(base_path)
         addresses = _loopback_addresses(host)
-        if addresses is None:
+        if addresses is None and self._token is None:
             raise InvalidArgumentError(
-                f"host={host!r} is not a loopback address: the dashboard has no access token yet, so it would "
-                "serve every run to the network; pass --host 127.0.0.1 (or ::1) and reach it from another "
-                "machine through an SSH tunnel (ssh -L 8765:127.0.0.1:8765 <this host>)"
+                f"host={host!r} is not a loopback address, and without a token the dashboard would serve every "
+                "run to the network; pass a token (--token, or $LIGHTNING_TRACKER_SERVE_TOKEN) or --host 127.0.0.1"
             )
         self.idle_timeout = idle_timeout
         self.store = store
@@ -255,7 +303,7 @@ class Dashboard:
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
         self.media = MediaFiles(self._reader, project)
-        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+        family = socket.AF_INET6 if ":" in (addresses[0] if addresses else host) else socket.AF_INET
         cap = max_connections if max_connections is not None else _default_max_connections()
         self._server = _Server((host, port), self._handler(), family, cap)
         self._thread: threading.Thread | None = None
@@ -275,6 +323,36 @@ class Dashboard:
             if self._cached is None or now - self._cached[0] >= self.refresh:
                 self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
             return self._cached[1]
+
+    @property
+    def needs_token(self) -> bool:
+        """Whether every request must carry the token."""
+        return self._token is not None
+
+    @property
+    def _cookie(self) -> str:
+        # one per port: the browser sends a host's cookies to each of its ports
+        return f"lt_token_{self._server.server_address[1]}"
+
+    def _token_matches(self, given: str | None) -> bool:
+        """Whether ``given`` is the token, compared in constant time."""
+        return (
+            given is not None and self._token is not None and hmac.compare_digest(given.encode(), self._token.encode())
+        )
+
+    def _given_token(self, headers: Any, query: str) -> tuple[str | None, str]:
+        """The token a request carries and where: ``"header"``, ``"query"``, ``"cookie"`` (or None, ``""``)."""
+        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip(), "header"
+        found = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "token"]
+        if found:
+            return found[-1], "query"
+        try:
+            cookie = SimpleCookie(headers.get("Cookie") or "").get(self._cookie)
+        except CookieError:
+            cookie = None
+        return (cookie.value, "cookie") if cookie is not None else (None, "")
 
     def _host_allowed(self, host_header: str) -> bool:
         """Whether a request names this server by a loopback name (DNS rebinding names it otherwise)."""
@@ -319,10 +397,18 @@ class Dashboard:
                     self.wfile.write(body)
 
             def _route(self, head: bool) -> None:
-                path = urlsplit(self.path).path
-                if not dashboard._host_allowed(self.headers.get("Host", "")):
+                split = urlsplit(self.path)
+                path = split.path
+                base = dashboard.base_path
+                if base and (path == base or path.startswith(base + "/")):  # a proxy that keeps its prefix
+                    path = path[len(base) :] or "/"
+                if not dashboard.needs_token and not dashboard._host_allowed(self.headers.get("Host", "")):
                     # DNS rebinding: a web page must not read a localhost dashboard through its own name
                     self._send(HTTPStatus.FORBIDDEN, b"unexpected Host header", "text/plain; charset=utf-8", head)
+                elif dashboard.needs_token and not self._authorised(split.path, split.query, path, head):
+                    return
+                elif base and split.path == base:  # "/team/lt": the page's relative URLs need "/team/lt/"
+                    self._redirect(split.path.rsplit("/", 1)[-1] + "/", split.query, head)
                 elif path in ("/", "/index.html"):
                     self._send(HTTPStatus.OK, dashboard._page, "text/html; charset=utf-8", head)
                 elif path == "/api/data":
@@ -336,6 +422,42 @@ class Dashboard:
                     self._media(path, head)
                 else:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
+
+            def _authorised(self, asked: str, query: str, path: str, head: bool) -> bool:
+                """Whether the request carries the token; else answers 401. A page opened by a link with
+                ``?token=`` is sent to the same address without it, with the cookie that carries it."""
+                given, where = dashboard._given_token(self.headers, query)
+                if not dashboard._token_matches(given):
+                    self.send_response(HTTPStatus.UNAUTHORIZED)
+                    body = (
+                        b"this dashboard needs its token: open the link with ?token=<token>, "
+                        b"or send the header Authorization: Bearer <token>"
+                    )
+                    self.send_header("WWW-Authenticate", 'Bearer realm="lightning-tracker"')
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    if not head:
+                        self.wfile.write(body)
+                    return False
+                if where == "query" and path in ("/", "/index.html"):
+                    rest = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"])
+                    self._redirect(asked.rsplit("/", 1)[-1] or "./", rest, head, cookie=given)
+                    return False
+                return True
+
+            def _redirect(self, location: str, query: str, head: bool, cookie: str | None = None) -> None:
+                """``303`` to ``location``, relative to the page (so it stays under a proxy's prefix)."""
+                self.send_response(HTTPStatus.SEE_OTHER)
+                self.send_header("Location", location + (f"?{query}" if query else ""))
+                if cookie is not None:
+                    https = self.headers.get("X-Forwarded-Proto", "").lower() == "https"
+                    flags = "; HttpOnly; SameSite=Strict" + ("; Secure" if https else "")
+                    self.send_header("Set-Cookie", f"{dashboard._cookie}={cookie}{flags}")
+                self.send_header("Content-Length", "0")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
 
             def _media(self, path: str, head: bool) -> None:
                 request = _media_request(path)

@@ -38,6 +38,7 @@
   const scaled = (values, scale) => (scale === 1 ? values : values.map((v) => (v === null ? null : v / scale)));
 
   function lineTraces(runs, metric, scale) {
+    if (LT.state.groupBy) return LT.groupTraces(runs, metric, scale, xValues); // groups.js: mean and band
     const traces = [];
     runs.forEach((run) => {
       const s = (LT.state.data.series[run.key] || {})[metric];

@@ -1,0 +1,250 @@
+"""A dashboard a team can open: a token beyond loopback, a reverse proxy's path prefix, a view shared as a link.
+
+Real parts: the dashboard's HTTP server, a real HTTP client, a small real reverse proxy on
+127.0.0.1 in front of it, ``lightning-tracker serve`` as a process, and Chromium.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightning_tracker import Store
+from lightning_tracker.cli import main
+from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker.report import Dashboard
+from tests.helpers import REPO
+from tests.read.test_groups import seeded_sweep
+from tests.report.pages import open_page
+from tests.report.test_groups import _view
+
+TOKEN = "team-token-0123456789abcdef"
+PREFIX = "/team/lt"
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
+
+
+def _request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    """One request, redirects not followed: the answer as the server gave it (body read)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
+    response = conn.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = str(tmp_path_factory.mktemp("team") / "runs")
+    seeded_sweep(folder)
+    return folder
+
+
+@pytest.fixture
+def team(store_dir: str) -> Iterator[Dashboard]:
+    dash = Dashboard(Store(store_dir), port=0, refresh=0.5, token=TOKEN).start()
+    try:
+        yield dash
+    finally:
+        dash.stop()
+
+
+class _Proxy(ThreadingHTTPServer):
+    """A reverse proxy on 127.0.0.1 serving ``upstream`` under ``PREFIX``, stripping it or forwarding it."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, strip: bool) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.strip = strip
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{PREFIX}/"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: _Proxy
+
+    def do_GET(self) -> None:
+        self.server.seen.append(self.path)
+        whole = not self.server.strip and self.path.split("?")[0] == PREFIX  # forwarded as is, for the server
+        if not (self.path.startswith(PREFIX + "/") or whole):
+            self.send_error(404)
+            return
+        path = self.path[len(PREFIX) :] if self.server.strip else self.path
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        headers.update({"X-Forwarded-Prefix": PREFIX, "X-Forwarded-Proto": "http"})
+        upstream = http.client.HTTPConnection(
+            self.server.upstream.hostname or "127.0.0.1", self.server.upstream.port, timeout=30
+        )
+        upstream.request("GET", path, headers=headers)
+        answer = upstream.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in _HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_serving_beyond_loopback_without_a_token_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LIGHTNING_TRACKER_SERVE_TOKEN", raising=False)
+    assert main(["serve", str(tmp_path), "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "host='0.0.0.0' is not a loopback address" in err and "--token" in err
+    assert "LIGHTNING_TRACKER_SERVE_TOKEN" in err
+    with pytest.raises(InvalidArgumentError, match="without a token"):
+        Dashboard(Store(str(tmp_path)), host="0.0.0.0", port=0)
+
+
+def test_a_short_token_is_refused_without_being_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LIGHTNING_TRACKER_SERVE_TOKEN", raising=False)
+    assert main(["serve", str(tmp_path), "--port", "0", "--token", "hunter2"]) == 2
+    captured = capsys.readouterr()
+    assert "token: the value given (not shown) is not 16 characters" in captured.err
+    assert "hunter2" not in captured.err + captured.out
+    monkeypatch.setenv("LIGHTNING_TRACKER_SERVE_TOKEN", "has spaces in it, 0123456789")
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    assert "has spaces" not in capsys.readouterr().err
+
+
+def test_requests_without_the_token_get_401_and_a_link_with_it_leaves_a_cookie(team: Dashboard) -> None:
+    for path in ("", "api/data", "index.html"):
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Cookie": "lt_token=" + TOKEN}):
+            answer = _request(team.url + path, headers=headers)
+            assert answer.status == 401, (path, headers)
+            assert answer.getheader("WWW-Authenticate") == 'Bearer realm="lightning-tracker"'
+            assert TOKEN.encode() not in answer.body  # type: ignore[attr-defined]
+    assert _request(team.url + "api/data?token=wrong").status == 401
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert _request(team.url + "api/data", headers=bearer).status == 200
+    assert _request(team.url, headers=bearer).status == 200
+    # a team reaches it by the machine's name: with a token, any Host is answered
+    assert _request(team.url + "api/data", headers={**bearer, "Host": "gpu-box.example:8765"}).status == 200
+    assert _request(team.url + f"api/data?token={TOKEN}").status == 200
+    # a link: the page sends the browser to the same address without the token, with a cookie
+    link = _request(team.url + f"?token={TOKEN}&x=1")
+    assert link.status == 303 and link.getheader("Location") == "./?x=1"
+    cookie = link.getheader("Set-Cookie")
+    name = f"lt_token_{urllib.parse.urlsplit(team.url).port}"
+    assert cookie == f"{name}={TOKEN}; HttpOnly; SameSite=Strict"
+    assert _request(team.url + "api/data", headers={"Cookie": f"{name}={TOKEN}"}).status == 200
+    # still read-only, token or not
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        assert _request(team.url + "api/data", method, headers=bearer).status == 405
+
+
+def test_the_token_reaches_no_log_no_output_and_no_file(
+    store_dir: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN).start()
+    try:
+        _request(dash.url + f"?token={TOKEN}")
+        _request(dash.url + "api/data", headers={"Authorization": f"Bearer {TOKEN}"})
+        _request(dash.url + "media/sweep/nope/x.png", headers={"Authorization": f"Bearer {TOKEN}"})
+    finally:
+        dash.stop()
+    assert TOKEN not in caplog.text
+    env = {**os.environ, "LIGHTNING_TRACKER_SERVE_TOKEN": TOKEN, "PYTHONPATH": REPO, "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_tracker.cli", "serve", store_dir, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        url = first.split(" at ", 1)[1].split(" ", 1)[0]
+        assert _request(url + f"?token={TOKEN}").status == 303 and _request(url).status == 401
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "needs the token" in out and TOKEN not in first + out + err
+    written = [p for p in Path(store_dir).rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert written == [] and not [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["proxy-strips-prefix", "proxy-keeps-prefix"])
+def test_the_page_works_behind_a_reverse_proxy_under_a_path_prefix(store_dir: str, chromium: Any, strip: bool) -> None:
+    dash = Dashboard(Store(store_dir), port=0, refresh=0.5, token=TOKEN, base_path="" if strip else PREFIX).start()
+    proxy = _Proxy(dash.url, strip)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1800})
+    try:
+        if not strip:  # the prefix without its "/": sent to the page's folder, under the prefix
+            bare = _request(proxy.url.rstrip("/"), headers={"Authorization": f"Bearer {TOKEN}"})
+            assert bare.status == 303 and bare.getheader("Location") == "lt/"
+            proxy.seen.clear()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        open_page(page, proxy.url + f"?token={TOKEN}#group=seed")
+        assert page.url == proxy.url + "#group=seed", "the token left the address; the view stayed"
+        assert page.input_value("#group-by") == "seed"
+        assert page.locator("#runs-table tbody tr").count() == 6
+        page.wait_for_timeout(1_200)  # a live refresh goes through the proxy too
+        assert proxy.seen and all(p.startswith(PREFIX + "/") for p in proxy.seen), proxy.seen
+        assert any(p.startswith(f"{PREFIX}/api/data") for p in proxy.seen)
+        assert errors == []
+    finally:
+        context.close()
+        proxy.close()
+        dash.stop()
+
+
+def test_a_view_shared_as_a_link_opens_the_same_for_a_teammate(team: Dashboard, chromium: Any) -> None:
+    mine = chromium.new_context(viewport={"width": 1400, "height": 1800})
+    theirs = chromium.new_context(viewport={"width": 1400, "height": 1800})
+    try:
+        page = mine.new_page()
+        open_page(page, team.url + f"?token={TOKEN}")
+        page.fill("#filter", "seed<=1")
+        page.select_option("#group-by", "lr")
+        page.select_option("#xaxis", "t")
+        page.locator("#runs-table tbody tr").last.locator("input[type=checkbox]").uncheck()
+        link, view = page.url, _view(page)
+        assert TOKEN not in link and "#" in link
+        again = mine.new_page()  # the same browser: the cookie carries the token
+        open_page(again, link)
+        assert _view(again) == view
+        fresh = theirs.new_page()  # a teammate: no cookie yet
+        assert fresh.goto(link).status == 401
+        address, fragment = link.split("#", 1)
+        open_page(fresh, f"{address}?token={TOKEN}#{fragment}")
+        assert _view(fresh) == view and fresh.url == link
+        assert view["group"] == "lr" and view["x"] == "t" and len(view["selected"]) == 3
+    finally:
+        mine.close()
+        theirs.close()
