@@ -7,6 +7,7 @@ Real parts: the dashboard's HTTP server, a real HTTP client, a small real revers
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import subprocess
@@ -163,6 +164,19 @@ def test_requests_without_the_token_get_401_and_a_link_with_it_leaves_a_cookie(t
     # still read-only, token or not
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         assert _request(team.url + "api/data", method, headers=bearer).status == 405
+
+
+def test_a_team_dashboard_serves_any_store_to_the_token_only(store_target: tuple[str, Any]) -> None:
+    save_dir, options = store_target
+    seeded_sweep(save_dir, options)
+    dash = Dashboard(Store(save_dir, options), port=0, token=TOKEN).start()
+    try:
+        assert _request(dash.url + "api/data").status == 401
+        answer = _request(dash.url + "api/data", headers={"Authorization": f"Bearer {TOKEN}"})
+        runs = json.loads(answer.body)["runs"]  # type: ignore[attr-defined]
+        assert answer.status == 200 and sorted({r["group"] for r in runs}) == ["lr=0.01", "lr=0.02"] and len(runs) == 6
+    finally:
+        dash.stop()
 
 
 def test_the_token_reaches_no_log_no_output_and_no_file(
