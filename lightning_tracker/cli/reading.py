@@ -83,7 +83,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
                 status=args.status or None,
                 where=args.where,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
-                **({"group_by": group_by, "best": args.sort} if group_by else {}),
+                **({"group_by": group_by, "best": _best_key(args.sort, group_by)} if group_by else {}),
             )
         except InvalidArgumentError as err:  # Store.table names its arguments; the command line, its options
             raise InvalidArgumentError(_as_options(str(err))) from None
@@ -121,6 +121,12 @@ def _as_options(message: str) -> str:
         if message.startswith(argument):
             return option + message[len(argument) :]
     return message
+
+
+def _best_key(sort: str | None, group_by: str) -> str | None:
+    """The key ``--sort`` judges a group's best run by: none when it sorts by a group key or the runs count."""
+    key = (sort or "").lstrip("-")
+    return sort if key and key not in ("runs", *(k.strip() for k in group_by.split(","))) else None
 
 
 def _groups(args: argparse.Namespace, store: Store, grouped: pd.DataFrame, out: Console, where: str) -> int:

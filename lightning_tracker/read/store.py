@@ -305,6 +305,10 @@ class Store:
             >>> table.attrs["scope"]
             {'params': ['lr'], 'metrics': ['lr']}
         """
+        if best is not None and group_by is None:
+            raise InvalidArgumentError(
+                f"best={best!r} judges the runs of a group: pass group_by too, or leave best out"
+            )
         match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
         runs = self.runs(project, **filters)
         params, metrics = query.scope(map(_query_record, runs))  # the runs queried decide, as in where

@@ -63,6 +63,9 @@ def test_group_by_works_with_where_sort_and_columns(tmp_path: Any, capsys: pytes
     assert main([*argv, "--sort", "train/loss"]) == 0
     out = capsys.readouterr().out
     assert ids["lr0.01-s2"].startswith(_rows(out, "0.0")[1][3]) and "lowest train/loss (--sort)" in out
+    assert main([*argv, "--sort=-lr"]) == 0  # by a group key: the best run stays the monitored metric's
+    out = capsys.readouterr().out
+    assert [r[0] for r in _rows(out, "0.0")] == ["0.02", "0.01"] and "highest val/acc (the runs' monitored" in out
 
 
 def test_group_by_mistakes_are_usage_errors_that_name_the_option(

@@ -93,6 +93,8 @@ def test_group_by_a_key_no_run_has_says_which_keys_exist(tmp_path: Any) -> None:
         Store(str(tmp_path)).table("sweep", group_by="sed")
     with pytest.raises(InvalidArgumentError, match=r"group_by='' names no key"):
         Store(str(tmp_path)).table("sweep", group_by="")
+    with pytest.raises(InvalidArgumentError, match=r"best='-val/acc' judges the runs of a group: pass group_by"):
+        Store(str(tmp_path)).table("sweep", best="-val/acc")
 
 
 def test_groups_of_real_trainer_runs_take_the_monitor_of_their_checkpoint(tmp_path: Any) -> None:
