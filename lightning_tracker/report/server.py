@@ -96,7 +96,7 @@ def _check_token(token: str | None) -> str | None:
 def _check_base_path(base_path: str) -> str:
     """``base_path`` without its trailing ``/`` (``""`` for none)."""
     base = base_path.rstrip("/")
-    if base and not _BASE_PATH.fullmatch(base):
+    if base and (not _BASE_PATH.fullmatch(base) or {".", ".."} & set(base.split("/"))):
         raise InvalidArgumentError(
             f"base_path={base_path!r} is not a URL path of plain segments; pass the prefix the proxy serves "
             "the dashboard under, such as --base-path /team/lightning"

@@ -140,6 +140,13 @@ def test_a_short_token_is_refused_without_being_repeated(
     assert "has spaces" not in capsys.readouterr().err
 
 
+def test_a_base_path_that_is_not_a_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(tmp_path), "--port", "0", "--base-path", "team lt/../x"]) == 2
+    assert "base_path='team lt/../x' is not a URL path of plain segments" in capsys.readouterr().err
+    with pytest.raises(InvalidArgumentError, match="base_path='/a/../b'"):
+        Dashboard(Store(str(tmp_path)), port=0, base_path="/a/../b")
+
+
 def test_requests_without_the_token_get_401_and_a_link_with_it_leaves_a_cookie(team: Dashboard) -> None:
     for path in ("", "api/data", "index.html"):
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Cookie": "lt_token=" + TOKEN}):
