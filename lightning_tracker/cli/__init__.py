@@ -95,7 +95,8 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "serve": (
-        "Serves a live dashboard of the store, read-only, that updates while runs train.",
+        "Serves a live dashboard of the store, read-only, that updates while runs train. For a team, "
+        "serve it on its own hostname behind a TLS proxy (the token travels in every request).",
         (
             "lightning-tracker serve ./runs",
             "lightning-tracker serve -s s3://bucket/exp --port 0 --refresh 10",
@@ -242,6 +243,11 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         metavar="PATH",
         help="path prefix a reverse proxy forwards without stripping it (e.g. /team/lightning)",
+    )
+    serve.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        help="send the token's cookie over https only (set it behind a TLS proxy that sends no X-Forwarded-Proto)",
     )
     serve.set_defaults(func=producing.cmd_serve)
 

@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
             refresh=args.refresh,
             token=token,
             base_path=args.base_path,
+            secure_cookie=args.secure_cookie,
         )
     except OSError as err:
         fix = (

@@ -29,6 +29,7 @@ from tests.helpers import REPO
 from tests.read.test_groups import seeded_sweep
 from tests.report.pages import open_page
 from tests.report.test_groups import _view
+from tests.report.test_serve_hardening import SECURITY_HEADERS
 
 TOKEN = "team-token-0123456789abcdef"
 PREFIX = "/team/lt"
@@ -115,6 +116,12 @@ class _Forward(BaseHTTPRequestHandler):
         pass
 
 
+def _cookie_of(answer: http.client.HTTPResponse) -> tuple[str, str]:
+    """``(name, value)`` of the cookie an answer sets."""
+    name, _, value = (answer.getheader("Set-Cookie") or "").split(";", 1)[0].partition("=")
+    return name, value
+
+
 def test_serving_beyond_loopback_without_a_token_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -160,14 +167,12 @@ def test_requests_without_the_token_get_401_and_a_link_with_it_leaves_a_cookie(t
     assert _request(team.url, headers=bearer).status == 200
     # a team reaches it by the machine's name: with a token, any Host is answered
     assert _request(team.url + "api/data", headers={**bearer, "Host": "gpu-box.example:8765"}).status == 200
-    assert _request(team.url + f"api/data?token={TOKEN}").status == 200
     # a link: the page sends the browser to the same address without the token, with a cookie
     link = _request(team.url + f"?token={TOKEN}&x=1")
     assert link.status == 303 and link.getheader("Location") == "./?x=1"
-    cookie = link.getheader("Set-Cookie")
-    name = f"lt_token_{urllib.parse.urlsplit(team.url).port}"
-    assert cookie == f"{name}={TOKEN}; HttpOnly; SameSite=Strict"
-    assert _request(team.url + "api/data", headers={"Cookie": f"{name}={TOKEN}"}).status == 200
+    name, value = _cookie_of(link)
+    assert value != TOKEN and TOKEN not in value
+    assert _request(team.url + "api/data", headers={"Cookie": f"{name}={value}"}).status == 200
     # still read-only, token or not
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         assert _request(team.url + "api/data", method, headers=bearer).status == 405
@@ -269,3 +274,161 @@ def test_a_view_shared_as_a_link_opens_the_same_for_a_teammate(team: Dashboard, 
     finally:
         mine.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("base", ["", PREFIX])
+def test_the_cookie_holds_no_token_and_stays_on_the_dashboards_path(store_dir: str, base: str) -> None:
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN, base_path=base).start()
+    try:
+        link = _request(dash.url.rstrip("/") + base + f"/?token={TOKEN}")
+        assert link.status == 303
+        attributes = [a.strip() for a in (link.getheader("Set-Cookie") or "").split(";")[1:]]
+        assert attributes == [f"Path={base}/", "HttpOnly", "SameSite=Lax"]
+        name, value = _cookie_of(link)
+        assert TOKEN not in value and len(value) >= 32
+        headers = {"Cookie": f"{name}={value}"}
+        assert _request(dash.url.rstrip("/") + base + "/api/data", headers=headers).status == 200
+        # the raw token is no cookie: a cookie that leaked to another app on this host would be the token
+        assert _request(dash.url.rstrip("/") + base + "/api/data", headers={"Cookie": f"{name}={TOKEN}"}).status == 401
+    finally:
+        dash.stop()
+
+
+def test_a_link_to_the_bare_prefix_leaves_a_cookie_other_apps_on_the_host_never_see(
+    store_dir: str, chromium: Any
+) -> None:
+    class _Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    seen: list[str | None] = []
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN, base_path=PREFIX).start()
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        open_page(page, dash.url.rstrip("/") + PREFIX + f"?token={TOKEN}")
+        assert page.url == dash.url.rstrip("/") + PREFIX + "/"
+        assert [(c["path"], TOKEN in c["value"]) for c in context.cookies()] == [(PREFIX + "/", False)]
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/team/other-app/")
+        assert seen == [None]
+    finally:
+        context.close()
+        other.shutdown()
+        other.server_close()
+        dash.stop()
+
+
+def test_a_cookie_header_with_a_malformed_cookie_before_ours_still_authorises(team: Dashboard) -> None:
+    name, value = _cookie_of(_request(team.url + f"?token={TOKEN}"))
+    for header in (f'a=b"c; {name}={value}', f"x=[1]; {name}={value}", f"{name}x=1;{name}={value}; z"):
+        assert _request(team.url + "api/data", headers={"Cookie": header}).status == 200, header
+    for header in (f"{name}x={value}", f"x{name}={value}", f'{name}="{value}"x'):
+        assert _request(team.url + "api/data", headers={"Cookie": header}).status == 401, header
+
+
+def test_a_shared_link_clicked_on_another_site_opens_the_dashboard(team: Dashboard, chromium: Any) -> None:
+    class _Chat(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f'<a id="link" href="{team.url}#group=seed">the view</a>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    chat = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        open_page(page, team.url + f"?token={TOKEN}")
+        page.goto(f"http://localhost:{chat.server_address[1]}/")  # another site: a chat, a wiki
+        with page.expect_navigation():
+            page.click("#link")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        assert page.input_value("#group-by") == "seed"
+    finally:
+        context.close()
+        chat.shutdown()
+        chat.server_close()
+
+
+@pytest.mark.parametrize("base", ["", PREFIX])
+def test_the_token_in_a_link_opens_only_the_page_and_no_redirect_carries_it(store_dir: str, base: str) -> None:
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN, base_path=base).start()
+    root = dash.url.rstrip("/") + base
+    try:
+        for path in ("/api/data", "/media/sweep/nope/x.png", "/api/table/sweep/nope/x"):
+            assert _request(root + path + f"?token={TOKEN}").status == 401, path
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        for path in ("/", "/index.html") + (("",) if base else ()):  # "": the bare prefix
+            answer = _request(root + path + f"?a=1&token={TOKEN}&b=2", headers=bearer)
+            assert answer.status == 303 and TOKEN not in (answer.getheader("Location") or ""), path
+            assert "token" not in (answer.getheader("Location") or "") and "a=1&b=2" in answer.getheader("Location")
+        if base:
+            bare = _request(root + "?a=1&token=wrong-token-0123456789")
+            assert bare.status in (303, 401) and "token" not in (bare.getheader("Location") or "")
+    finally:
+        dash.stop()
+
+
+def test_the_cookie_is_secure_when_asked_or_when_the_proxy_saw_https(store_dir: str, tmp_path: Path) -> None:
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN, secure_cookie=True).start()
+    try:
+        assert "; Secure" in (_request(dash.url + f"?token={TOKEN}").getheader("Set-Cookie") or "")
+    finally:
+        dash.stop()
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN).start()
+    try:
+        assert "Secure" not in (_request(dash.url + f"?token={TOKEN}").getheader("Set-Cookie") or "")
+        https = _request(dash.url + f"?token={TOKEN}", headers={"X-Forwarded-Proto": "https"})
+        assert "; Secure" in (https.getheader("Set-Cookie") or "")
+    finally:
+        dash.stop()
+    env = {**os.environ, "LIGHTNING_TRACKER_SERVE_TOKEN": TOKEN, "PYTHONPATH": REPO, "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_tracker.cli", "serve", store_dir, "--port", "0", "--secure-cookie"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        url = (proc.stdout.readline() if proc.stdout else "").split(" at ", 1)[1].split(" ", 1)[0]
+        assert "; Secure" in (_request(url + f"?token={TOKEN}").getheader("Set-Cookie") or "")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_every_answer_of_a_team_dashboard_forbids_framing_and_referrers(store_dir: str) -> None:
+    dash = Dashboard(Store(store_dir), port=0, token=TOKEN, base_path=PREFIX).start()
+    root = dash.url.rstrip("/")
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        answers = [
+            _request(root + PREFIX + "/", headers=bearer),  # 200
+            _request(root + PREFIX + "/"),  # 401
+            _request(root + PREFIX + f"/?token={TOKEN}"),  # 303 with the cookie
+            _request(root + PREFIX, headers=bearer),  # 303 to the folder
+            _request(root + PREFIX + "/nope", headers=bearer),  # 404
+            _request(root + PREFIX + "/api/data", "POST", headers=bearer),  # 405
+            _request(root + PREFIX + "/", "OPTIONS", headers=bearer),  # 501, the stdlib's error page
+        ]
+        assert [a.status for a in answers] == [200, 401, 303, 303, 404, 405, 501]
+        for answer in answers:
+            assert {k: answer.getheader(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, answer.status
+            assert answer.getheader("Server") == "lightning-tracker", answer.getheader("Server")
+    finally:
+        dash.stop()
