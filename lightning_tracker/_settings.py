@@ -39,6 +39,7 @@ __all__ = [
     "KEEP_SPOOL",
     "PROBE_TIMEOUT_S",
     "RUN_IDS",
+    "SERVE_TOKEN",
     "SETTINGS",
     "SPOOL",
     "STORAGE_OPTIONS",
@@ -222,6 +223,15 @@ CHECK_TIMEOUT_S: Setting[float] = Setting(
     allowed="a number of seconds >= 0",
     example="60",
 )
+SERVE_TOKEN: Setting[str | None] = Setting(
+    name="LIGHTNING_TRACKER_SERVE_TOKEN",
+    doc="the token serve asks of every request when --token is not given; needed to serve beyond this machine",
+    default=None,
+    shown_default="none",
+    parse=_text,
+    allowed="a random string of 16 letters, digits or ._~- or more",
+    example="$(openssl rand -hex 16)",
+)
 RUN_IDS: Setting[tuple[int, tuple[str | None, ...]]] = Setting(
     name="_LIGHTNING_TRACKER_RUN_IDS",
     doc="internal: the run ids rank 0 created and its process id; only the processes it starts itself take them",
@@ -241,6 +251,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     TB_ROTATE_S,
     PROBE_TIMEOUT_S,
     CHECK_TIMEOUT_S,
+    SERVE_TOKEN,
     RUN_IDS,
 )
 """Every variable, in the order of the README's table."""

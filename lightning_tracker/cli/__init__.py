@@ -62,6 +62,7 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
             "lightning-tracker runs -p demo --sort=-val/acc",
             "lightning-tracker runs -w 'lr<0.01' -w optimizer=adam -c lr,val/acc",
             "lightning-tracker runs -s s3://bucket/exp --status running",
+            "lightning-tracker runs -p sweep --group-by lr,optimizer --sort=-val/acc",
         ),
     ),
     "show": (
@@ -94,10 +95,13 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "serve": (
-        "Serves a live dashboard of the store, read-only, that updates while runs train.",
+        "Serves a live dashboard of the store, read-only, that updates while runs train. For a team, "
+        "serve it on its own hostname behind a TLS proxy (the token travels in every request).",
         (
             "lightning-tracker serve ./runs",
             "lightning-tracker serve -s s3://bucket/exp --port 0 --refresh 10",
+            "LIGHTNING_TRACKER_SERVE_TOKEN=$(openssl rand -hex 16) \\",
+            "  lightning-tracker serve --host 0.0.0.0     # a team's dashboard",
         ),
     ),
     "sync": (
@@ -273,6 +277,13 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--all", action="store_true", help="every hyperparameter and metric, monitor metrics included")
     _archived_flags(runs)
     runs.add_argument("--json", action="store_true", help="print one JSON document (keys: docs/cli-json.md)")
+    runs.add_argument(
+        "--group-by",
+        "-g",
+        metavar="KEYS",
+        help="one row per group of runs sharing these keys (group, a hyperparameter, any column; comma-separated): "
+        "runs, mean ± std of each metric, best run (by --sort, else the monitored metric)",
+    )
     runs.set_defaults(func=reading.cmd_runs)
 
     show = _command(sub, "show", parents, "one run: metadata, hyperparameters, metric summary")
@@ -315,9 +326,29 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = _command(sub, "serve", parents, "live dashboard in the browser, updating while runs train")
     serve.add_argument("store_arg", nargs="?", metavar="STORE", help="the store, as -s does")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other needs a token)",
+    )
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--refresh", type=float, default=5.0, help="seconds between updates (default 5)")
+    serve.add_argument(
+        "--token",
+        help="secret every request must carry (Bearer header, or ?token= once in a link); prefer "
+        "$LIGHTNING_TRACKER_SERVE_TOKEN, which other users cannot read in the process list",
+    )
+    serve.add_argument(
+        "--base-path",
+        default="",
+        metavar="PATH",
+        help="path prefix a reverse proxy forwards without stripping it (e.g. /team/lightning)",
+    )
+    serve.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        help="send the token's cookie over https only (set it behind a TLS proxy that sends no X-Forwarded-Proto)",
+    )
     serve.set_defaults(func=producing.cmd_serve)
 
     syn = _command(sub, "sync", [_common(argparse.SUPPRESS)], "upload spooled runs (offline runs, outages, crashes)")

@@ -97,16 +97,27 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Console) -> int:
+    from lightning_tracker._settings import SERVE_TOKEN
     from lightning_tracker.report import Dashboard
 
     store = store_of(args, args.store_arg)
+    token = args.token if args.token is not None else SERVE_TOKEN.get()
     try:
-        dashboard = Dashboard(store, project=args.project, host=args.host, port=args.port, refresh=args.refresh)
+        dashboard = Dashboard(
+            store,
+            project=args.project,
+            host=args.host,
+            port=args.port,
+            refresh=args.refresh,
+            token=token,
+            base_path=args.base_path,
+            secure_cookie=args.secure_cookie,
+        )
     except OSError as err:
         fix = (
             "pass another --port, or --port 0 for any free one"
             if err.errno == errno.EADDRINUSE
-            else "pass a loopback address this machine has, such as --host 127.0.0.1 or --host ::1"
+            else "pass an address this machine has, such as --host 127.0.0.1 or --host ::1"
         )
         raise InvalidArgumentError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); {fix}") from None
     out.print(
@@ -114,6 +125,9 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
             "serving ", visible(store.storage.url), " at ", (dashboard.url, "bold"), " (read-only; Ctrl+C to stop)"
         )
     )
+    if dashboard.needs_token:  # the token itself is never printed: the terminal may be shared or recorded
+        out.print(text("every request needs the token: open the address with ?token=<token> once, or send it as a"))
+        out.print(text("header Authorization: Bearer <token>"))
     try:
         dashboard.serve_forever()
     finally:

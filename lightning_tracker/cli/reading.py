@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lightning_tracker.cli import runs_table
+from lightning_tracker.cli import groups_table, runs_table
 from lightning_tracker.cli.stores import diagnose, open_store, pick_store, project_counts, split_store
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text, visible
 from lightning_tracker.exceptions import (
@@ -29,6 +29,7 @@ from lightning_tracker.exceptions import (
 )
 from lightning_tracker.format import keys
 from lightning_tracker.format.status import STATUSES
+from lightning_tracker.read.groups import BEST, COUNT, IDS
 from lightning_tracker.read.store import Run, Store
 
 __all__ = ["cmd_hist", "cmd_runs", "cmd_show", "find_run", "store_of"]
@@ -65,6 +66,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     _check_statuses(args.status)
     # a filter, columns or a sort ask for runs: across the projects when none is named
     archived = None if args.include_archived else (True if args.archived else False)
+    group_by = getattr(args, "group_by", None)
     filtered = bool(
         args.where
         or args.status
@@ -73,6 +75,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         or args.sort
         or args.all
         or args.json
+        or group_by
         or archived is not False
     )
     projects = store.projects()
@@ -84,14 +87,18 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         raise ProjectNotFoundError(diagnose(store, args.project) or f"no project {args.project!r}")
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
-        table = store.table(
-            args.project,
-            tags=args.tag or None,
-            status=args.status or None,
-            where=args.where,
-            archived=archived,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        try:
+            table = store.table(
+                args.project,
+                tags=args.tag or None,
+                status=args.status or None,
+                where=args.where,
+                archived=archived,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                **({"group_by": group_by, "best": _best_key(args.sort, group_by)} if group_by else {}),
+            )
+        except InvalidArgumentError as err:  # Store.table names its arguments; the command line, its options
+            raise InvalidArgumentError(_as_options(str(err))) from None
     where = f" (project {args.project})" if args.project else ""
     if table.empty:
         asked = " ".join(
@@ -102,6 +109,8 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
             ]
         )
         raise NothingMatchedError(f"no runs match {asked} in {store.storage.url}{where}")
+    if group_by:
+        return _groups(args, store, table, out, where)
     if args.sort:
         col = runs_table.sort_column(table, args.sort.lstrip("-"))
         if col in table:  # else no run shown has the key: nothing to sort by
@@ -127,6 +136,39 @@ def _runs_json(args: argparse.Namespace, store: Store, table: pd.DataFrame, arch
     found = {(r.project, r.id): r for r in store.runs(args.project, status=args.status or None, archived=archived)}
     runs = [found[key] for key in zip(table["project"], table["id"], strict=True) if key in found]
     print_json(out, {"store": store.storage.url, "project": args.project, "runs": [run_record(r) for r in runs]})
+    return 0
+
+
+def _as_options(message: str) -> str:
+    """``Store.table``'s error as the command line says it: ``group_by=`` is ``--group-by=``, ``best=``, ``--sort=``."""
+    for argument, option in (("group_by=", "--group-by="), ("best=", "--sort=")):
+        if message.startswith(argument):
+            return option + message[len(argument) :]
+    return message
+
+
+def _best_key(sort: str | None, group_by: str) -> str | None:
+    """The key ``--sort`` judges a group's best run by: none when it sorts by a group key or the runs count."""
+    key = (sort or "").lstrip("-")
+    return sort if key and key not in ("runs", *(k.strip() for k in group_by.split(","))) else None
+
+
+def _groups(args: argparse.Namespace, store: Store, grouped: pd.DataFrame, out: Console, where: str) -> int:
+    """``runs --group-by``: one row per group (runs, mean ± std of each metric, best run)."""
+    if args.sort:
+        grouped = groups_table.sort_groups(grouped, args.sort)
+    columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
+    layout = groups_table.choose(grouped, columns=columns, show_all=args.all)
+    best = [str(b) for b in grouped[BEST].dropna()]
+    every_id = [i for ids in grouped[IDS] for i in ids]
+    rendered = groups_table.render(
+        grouped, layout, width=out.width, ids=runs_table.short_ids(best, every_id), framed=out.is_terminal
+    )
+    runs = plural(int(grouped[COUNT].sum()), "run")
+    out.print(text(f"{plural(len(grouped), 'group')} of {runs} in {store.storage.url}{where}, by {args.group_by}"))
+    out.print(rendered)
+    for note in [groups_table.best_note(grouped), *runs_table.left_out_notes(layout)]:
+        out.print(text(note, "dim"))
     return 0
 
 

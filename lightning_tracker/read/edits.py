@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_tracker.format import codec

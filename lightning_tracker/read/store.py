@@ -28,6 +28,7 @@ from lightning_tracker.format.layout import RUN_FILE
 from lightning_tracker.format.status import STATUSES
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.edits import RunEdits, project_edits
+from lightning_tracker.read.groups import group_table
 from lightning_tracker.read.index import ProjectIndex
 from lightning_tracker.read.run import Run
 from lightning_tracker.read.table import concat, select, table_row
@@ -313,8 +314,20 @@ class Store:
         )
 
     @_said_in_one_line
-    def table(self, project: str | None = None, **filters: Any) -> pd.DataFrame:
+    def table(
+        self,
+        project: str | None = None,
+        *,
+        group_by: str | Sequence[str] | None = None,
+        best: str | None = None,
+        **filters: Any,
+    ) -> pd.DataFrame:
         """One row per run: identity, status, times, every hyperparameter and metric summary.
+
+        With ``group_by`` (keys, as ``--sort`` names them: ``"group"``, ``"lr,optimizer"``),
+        one row per group instead: the runs count, the mean and standard deviation of each
+        metric's final value and the best run's id (judged by ``best``, else the runs'
+        monitored metric), as :func:`~lightning_tracker.read.groups.group_table` builds it.
 
         Columns: ``id, name, project, group, tags, status, start, duration_s``,
         ``damage`` (why a run's status is ``damaged``, else None), ``monitor`` (the metric
@@ -346,8 +359,13 @@ class Store:
             >>> table.attrs["scope"]
             {'params': ['lr'], 'metrics': ['lr']}
         """
+        if best is not None and group_by is None:
+            raise InvalidArgumentError(
+                f"best={best!r} judges the runs of a group: pass group_by too, or leave best out"
+            )
         match = _where_predicate(filters.pop("where", None))  # a malformed query raises before any read
-        if self._index and match is None and set(filters) <= {"tags", "status", "group", "archived", "progress"}:
+        fast = group_by is None and set(filters) <= {"tags", "status", "group", "archived", "progress"}
+        if self._index and match is None and fast:
             return self._indexed_table(project, **filters)
         runs = self.runs(project, **filters)
         params, metrics = query.scope(map(_query_record, runs))  # the runs queried decide, as in where
@@ -355,6 +373,8 @@ class Store:
             runs = match(runs)
         frame = pd.DataFrame([table_row(r) for r in runs])
         frame.attrs["scope"] = TableScope(params=list(params), metrics=list(metrics))
+        if group_by is not None:  # one row per group: the same function the CLI's --group-by uses
+            return group_table(frame, group_by, best=best, monitors=[r.monitor for r in runs])
         return frame
 
     def _indexed_table(

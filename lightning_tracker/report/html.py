@@ -29,7 +29,7 @@ __all__ = ["render_page", "write_report"]
 
 # in load order: each file adds to the page's namespace what the later ones use; query.js
 # (the filter grammar, also require()d by the tests) first, app.js (which starts the page) last
-_SCRIPTS = ("query.js", "format.js", "charts.js", "views.js", "media.js", "app.js")
+_SCRIPTS = ("query.js", "format.js", "charts.js", "views.js", "media.js", "groups.js", "app.js")
 
 
 @cache

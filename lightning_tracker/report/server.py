@@ -5,18 +5,41 @@ JSON, rebuilt at most every ``refresh`` seconds) and the media the page shows:
 ``/media/<project>/<run id>/<object>`` (an image) and ``/api/table/<project>/<run id>/<object>``
 (a text or table as JSON), and ``/api/points`` (the points of one metric of one run between
 two steps, for a zoomed chart: :func:`~lightning_tracker.report.data.points_answer`). It
-serves no other file: a media object is answered only when the run's media index lists
-its name (``<sha256>.<ext>``), so no request can reach another path of the store, and it
-accepts only ``GET`` and ``HEAD``. It binds only a
-loopback address (``127.0.0.1`` unless told otherwise; any of ``127.0.0.0/8``, ``::1``,
-``localhost``): it has no token yet, so serving every run to the network is refused. It
-answers only requests addressed to a loopback name (a web page cannot read it by DNS
-rebinding).
+serves no other file: a media object is answered only when
+the run's media index lists its name (``<sha256>.<ext>``), so no request can reach
+another path of the store, and it accepts only ``GET`` and ``HEAD``.
+
+**Who may read it.** Without a token it binds only a loopback address (``127.0.0.1``
+unless told otherwise; any of ``127.0.0.0/8``, ``::1``, ``localhost``) and answers only
+requests addressed to a loopback name (a web page cannot read it by DNS rebinding). With a
+``token`` it may bind any address (a team's dashboard), and every request must carry the
+token: ``Authorization: Bearer <token>``, or ``?token=<token>`` in a link to the page (only
+the page: the data and media routes ignore it), which the page answers with a redirect to
+the same address without it and a cookie that stands for it from then on, so the token never
+stays in the address bar, in a link shared from it, or in any redirect. The cookie holds an
+HMAC of the token, never the token (a browser sends a host's cookies to each of its ports and
+apps), is limited to the dashboard's path (``Path=<base_path>/``), is ``HttpOnly`` and
+``SameSite=Lax`` (a link clicked in a chat opens the page; the server only reads), and is
+``Secure`` with ``secure_cookie`` or when the proxy says the request came over https
+(``X-Forwarded-Proto``). Anything else gets ``401``. Tokens and cookies are compared in
+constant time; the token is kept in memory only, never logged. The token travels in the clear
+without TLS: serve a team's dashboard on its own hostname, behind a TLS proxy.
+
+Every answer forbids framing (``X-Frame-Options``, ``frame-ancestors``) and referrers, and
+names no version of the server or of Python.
+
+**Behind a reverse proxy.** Every URL the page requests is relative to the page, so a
+proxy that serves the dashboard under a path prefix (``/team/lt/``) and strips it works as
+is; one that forwards the prefix works with ``base_path="/team/lt"`` (both forms are
+answered). Redirects are relative, so they stay under the prefix.
 
 Connections are capped (a quarter of the open-file limit, at most 256) so that silent
-clients cannot take the descriptors reading the store needs: at the cap, the connection
-that has been silent longest (no request line yet) is closed to make room, and when none
-is silent the new one gets ``503``. Running out of descriptors anyway pauses accepting
+clients cannot take the descriptors reading the store needs: a connection is *waiting*
+until a request of it is authorised (its headers read, its token or Host checked); at the
+cap, the connection waiting longest is closed to make room, and when none waits the new one
+gets ``503``. A connection must send its whole head within ``header_timeout`` of being
+accepted (a client that sends a byte now and then never meets the per-read idle timeout),
+else it is closed. Running out of descriptors anyway pauses accepting
 briefly instead of spinning. An error answer names the failure's type, never a path.
 
 A refresh reads only what is new: the dashboard keeps a
@@ -28,8 +51,11 @@ from __future__ import annotations
 
 import copy
 import errno
+import hashlib
+import hmac
 import ipaddress
 import logging
+import re
 import socket
 import sys
 import threading
@@ -38,7 +64,7 @@ from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import validate_path_name
@@ -55,7 +81,20 @@ log = logging.getLogger(__name__)
 _MAX_CONNECTIONS = 256
 _ACCEPT_BACKOFF_S = 0.2  # out of descriptors: wait this long for connections to close before accepting again
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+# on every answer: no page may frame the dashboard (clickjacking), and no link leaks its address
+_SECURITY_HEADERS = (
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+)
+_BUSY = (
+    "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n"
+    + "".join(f"{key}: {value}\r\n" for key, value in _SECURITY_HEADERS)
+    + "\r\n"
+).encode()
+_SERVER = "lightning-tracker"  # no version of the package or of Python: nothing to match a known flaw against
+_PAGES = ("/", "/index.html")  # the only routes a ?token= link opens
+_COOKIE_KEY = b"lightning-tracker cookie"
 
 
 # a browser tab closed (or reloaded) while its answer was being sent: routine, not a failure
@@ -63,6 +102,48 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _MEDIA_ROUTES = {"/media/": "media", "/api/table/": "table"}
 # media objects never change under their name (their sha256): the browser may keep them
 _IMMUTABLE = "private, max-age=31536000, immutable"
+MIN_TOKEN_LENGTH = 16  # shorter tokens can be guessed over the network
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL and plain in a cookie: it travels unchanged
+
+
+def _same(given: str, expected: str) -> bool:
+    """Whether ``given`` is ``expected``, in time that does not tell how much of it matched."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+def _has_token(query: str) -> bool:
+    """Whether ``query`` has a ``token`` parameter."""
+    return any(key == "token" for key, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def _without_token(query: str) -> str:
+    """``query`` without its ``token`` parameters: no redirect carries the token on."""
+    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"])
+
+
+def _check_token(token: str | None) -> str | None:
+    """``token`` as the dashboard keeps it; a short one is refused without being repeated."""
+    if token is None:
+        return None
+    token = token.strip() if isinstance(token, str) else ""
+    if len(token) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+        raise InvalidArgumentError(
+            f"token: the value given (not shown) is not {MIN_TOKEN_LENGTH} characters or more of letters, digits "
+            "and ._~- (a short token can be guessed); pass a random one, e.g. $(openssl rand -hex 16)"
+        )
+    return token
+
+
+def _check_base_path(base_path: str) -> str:
+    """``base_path`` without its trailing ``/`` (``""`` for none)."""
+    base = base_path.rstrip("/")
+    if base and (not _BASE_PATH.fullmatch(base) or {".", ".."} & set(base.split("/"))):
+        raise InvalidArgumentError(
+            f"base_path={base_path!r} is not a URL path of plain segments; pass the prefix the proxy serves "
+            "the dashboard under, such as --base-path /team/lightning"
+        )
+    return base
 
 
 def _media_request(path: str) -> tuple[str, str, str, str] | None:
@@ -117,27 +198,36 @@ def _default_max_connections() -> int:
 
 
 class _Connections:
-    """The open connections, at most ``cap``: the one silent longest makes room for a new one."""
+    """The open connections, at most ``cap``: the one waiting longest makes room for a new one.
 
-    def __init__(self, cap: int) -> None:
+    A connection waits from its accept until a request of it is authorised; one that waits
+    longer than ``deadline`` seconds is closed by :meth:`close_late`.
+    """
+
+    def __init__(self, cap: int, deadline: float) -> None:
         self.cap = cap
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._open = 0
-        self._silent: OrderedDict[socket.socket, None] = OrderedDict()  # no request line yet, oldest first
+        # not authorised yet, oldest first, with the time of their accept
+        self._silent: OrderedDict[socket.socket, float] = OrderedDict()
 
     def admit(self, conn: socket.socket) -> bool:
         with self._lock:
             if self._open >= self.cap:
                 if not self._silent:
                     return False
-                victim, _ = self._silent.popitem(last=False)
-                try:  # its handler's read returns at once and the thread ends, releasing its slot
-                    victim.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _close(self._silent.popitem(last=False)[0])
             self._open += 1
-            self._silent[conn] = None
+            self._silent[conn] = time.monotonic()
             return True
+
+    def close_late(self) -> None:
+        """Closes the connections that have waited past the deadline without an authorised request."""
+        late = time.monotonic() - self.deadline
+        with self._lock:
+            while self._silent and next(iter(self._silent.values())) <= late:
+                _close(self._silent.popitem(last=False)[0])
 
     def spoke(self, conn: socket.socket) -> None:
         with self._lock:
@@ -149,12 +239,20 @@ class _Connections:
             self._open -= 1
 
 
+def _close(conn: socket.socket) -> None:
+    """Ends ``conn`` from here: its handler's read returns at once and its thread ends, releasing its slot."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: Any, family: int, max_connections: int) -> None:
+    def __init__(self, address: tuple[str, int], handler: Any, family: int, connections: _Connections) -> None:
         self.address_family = family  # read by the constructor when it makes the socket: ::1 needs AF_INET6
-        self.connections = _Connections(max_connections)
+        self.connections = connections
         self._admitted: set[Any] = set()
         super().__init__(address, handler)
 
@@ -166,6 +264,10 @@ class _Server(ThreadingHTTPServer):
                 log.warning("out of file descriptors (%s); pausing new connections", err.strerror)
                 time.sleep(_ACCEPT_BACKOFF_S)
             raise
+
+    def service_actions(self) -> None:  # called by serve_forever at least every poll interval (0.5 s)
+        super().service_actions()
+        self.connections.close_late()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if self.connections.admit(request):
@@ -204,13 +306,21 @@ class Dashboard:
         max_points: the most points drawn per line.
         idle_timeout: seconds a connection may stay silent (mid-request or before one)
             before it is closed, so idle or stalled clients cannot hold a thread each.
+        header_timeout: seconds from a connection's accept to the end of its request's
+            headers; a slower client is closed (one that trickles bytes never goes idle).
         max_connections: the most connections open at once (default: a quarter of the
             open-file limit, at most 256).
+        token: the secret every request must carry (16 characters or more): required to
+            bind an address other than loopback; see the module's docstring.
+        base_path: the path prefix a reverse proxy forwards unstripped (``"/team/lt"``).
+        secure_cookie: mark the token's cookie ``Secure`` (sent over https only) also when
+            the proxy does not say ``X-Forwarded-Proto: https``.
 
     Raises:
-        InvalidArgumentError: ``refresh``, ``idle_timeout`` or ``max_connections`` is not
-            positive, or ``host`` is not a loopback address (serving runs to the network
-            needs a token, which the dashboard does not have yet).
+        InvalidArgumentError: ``refresh``, ``idle_timeout``, ``header_timeout`` or ``max_connections`` is not
+            positive, ``host`` is not a loopback address and there is no ``token``
+            (serving runs to the network needs one), the token is short, or
+            ``base_path`` is not a path.
 
     Example:
         >>> import urllib.request
@@ -231,19 +341,33 @@ class Dashboard:
         max_points: int = DEFAULT_MAX_POINTS,
         idle_timeout: float = 30.0,
         max_connections: int | None = None,
+        token: str | None = None,
+        base_path: str = "",
+        header_timeout: float = 10.0,
+        secure_cookie: bool = False,
     ) -> None:
         if not refresh > 0:
             raise InvalidArgumentError(f"refresh={refresh!r} must be a positive number of seconds, e.g. 5")
         if not idle_timeout > 0:
             raise InvalidArgumentError(f"idle_timeout={idle_timeout!r} must be a positive number of seconds, e.g. 30")
+        if not header_timeout > 0:
+            raise InvalidArgumentError(
+                f"header_timeout={header_timeout!r} must be a positive number of seconds, e.g. 10"
+            )
         if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
             raise InvalidArgumentError(f"max_connections={max_connections!r} must be a positive integer, e.g. 64")
+        self._token = _check_token(token)
+        # what the cookie holds: it proves the token was given without being it
+        self._cookie_value = (
+            hmac.new(self._token.encode(), _COOKIE_KEY, hashlib.sha256).hexdigest() if self._token else None
+        )
+        self.secure_cookie = secure_cookie
+        self.base_path = _check_base_path(base_path)
         addresses = _loopback_addresses(host)
-        if addresses is None:
+        if addresses is None and self._token is None:
             raise InvalidArgumentError(
-                f"host={host!r} is not a loopback address: the dashboard has no access token yet, so it would "
-                "serve every run to the network; pass --host 127.0.0.1 (or ::1) and reach it from another "
-                "machine through an SSH tunnel (ssh -L 8765:127.0.0.1:8765 <this host>)"
+                f"host={host!r} is not a loopback address, and without a token the dashboard would serve every "
+                "run to the network; pass a token (--token, or $LIGHTNING_TRACKER_SERVE_TOKEN) or --host 127.0.0.1"
             )
         self.idle_timeout = idle_timeout
         self.store = store
@@ -257,9 +381,9 @@ class Dashboard:
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
         self.media = MediaFiles(self._reader, project)
-        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+        family = socket.AF_INET6 if ":" in (addresses[0] if addresses else host) else socket.AF_INET
         cap = max_connections if max_connections is not None else _default_max_connections()
-        self._server = _Server((host, port), self._handler(), family, cap)
+        self._server = _Server((host, port), self._handler(), family, _Connections(cap, header_timeout))
         self._thread: threading.Thread | None = None
         self._serving = False
 
@@ -278,6 +402,32 @@ class Dashboard:
                 self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
             return self._cached[1]
 
+    @property
+    def needs_token(self) -> bool:
+        """Whether every request must carry the token."""
+        return self._token is not None
+
+    @property
+    def _cookie(self) -> str:
+        # one per port: the browser sends a host's cookies to each of its ports
+        return f"lt_token_{self._server.server_address[1]}"
+
+    def _authorisation(self, headers: Any, query: str, page: bool) -> str:
+        """How a request proves it has the token: ``"header"``, ``"query"`` (a link to a page),
+        ``"cookie"``, or ``""`` when it does not. Compared in constant time."""
+        if self._token is None or self._cookie_value is None:
+            return ""
+        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return "header" if _same(value.strip(), self._token) else ""
+        found = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "token"]
+        if found and page:  # elsewhere a token in the address would stay there: only a page redirects it away
+            return "query" if _same(found[-1], self._token) else ""
+        # by hand, not SimpleCookie: it stops at the first cookie it cannot parse, dropping ours after it
+        cookies = (part.partition("=") for part in (headers.get("Cookie") or "").split(";"))
+        given = [v.strip() for k, _, v in cookies if k.strip() == self._cookie]
+        return "cookie" if any([_same(v, self._cookie_value) for v in given]) else ""
+
     def _host_allowed(self, host_header: str) -> bool:
         """Whether a request names this server by a loopback name (DNS rebinding names it otherwise)."""
         try:
@@ -295,12 +445,16 @@ class Dashboard:
         dashboard = self
 
         class Handler(BaseHTTPRequestHandler):
-            server_version = "lightning-tracker"
+            server_version = _SERVER
             timeout = dashboard.idle_timeout  # the socket timeout: a silent client is disconnected
 
-            def parse_request(self) -> bool:  # the request line has arrived: no longer a silent connection
-                dashboard._server.connections.spoke(self.connection)
-                return super().parse_request()
+            def version_string(self) -> str:  # the stdlib's adds Python's version
+                return _SERVER
+
+            def end_headers(self) -> None:  # every answer, the stdlib's error pages included
+                for key, value in _SECURITY_HEADERS:
+                    self.send_header(key, value)
+                super().end_headers()
 
             def _failed(self, what: str, exc: Exception, head: bool) -> None:
                 # the details go to the log; the answer names the failure's type, never a path of this machine
@@ -321,11 +475,25 @@ class Dashboard:
                     self.wfile.write(body)
 
             def _route(self, head: bool) -> None:
-                path = urlsplit(self.path).path
-                if not dashboard._host_allowed(self.headers.get("Host", "")):
+                split = urlsplit(self.path)
+                path = split.path
+                base = dashboard.base_path
+                if base and (path == base or path.startswith(base + "/")):  # a proxy that keeps its prefix
+                    path = path[len(base) :] or "/"
+                bare = bool(base) and split.path == base  # "/team/lt": the page's relative URLs need "/team/lt/"
+                if not dashboard.needs_token and not dashboard._host_allowed(self.headers.get("Host", "")):
                     # DNS rebinding: a web page must not read a localhost dashboard through its own name
                     self._send(HTTPStatus.FORBIDDEN, b"unexpected Host header", "text/plain; charset=utf-8", head)
-                elif path in ("/", "/index.html"):
+                    return
+                if bare and not _has_token(split.query):
+                    # before the token: the cookie's path is the folder, so the browser sends none here
+                    self._redirect(base.rsplit("/", 1)[-1] + "/", split.query, head)
+                    return
+                if dashboard.needs_token and not self._authorised(split.path, split.query, path, head):
+                    return
+                # authorised: no longer a connection that may be closed to make room, or for being slow
+                dashboard._server.connections.spoke(self.connection)
+                if path in _PAGES:
                     self._send(HTTPStatus.OK, dashboard._page, "text/html; charset=utf-8", head)
                 elif path == "/api/data":
                     try:
@@ -354,6 +522,47 @@ class Dashboard:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
                 else:
                     self._send(HTTPStatus.OK, body, "application/json", head)
+
+            def _authorised(self, asked: str, query: str, path: str, head: bool) -> bool:
+                """Whether the request carries the token; else answers 401. A page asked for with ``?token=``
+                is sent to the same address without it, with the cookie that stands for it when that token
+                is what authorised it."""
+                where = dashboard._authorisation(self.headers, query, page=path in _PAGES)
+                if not where:
+                    self.send_response(HTTPStatus.UNAUTHORIZED)
+                    body = (
+                        b"this dashboard needs its token: open the link with ?token=<token>, "
+                        b"or send the header Authorization: Bearer <token>"
+                    )
+                    self.send_header("WWW-Authenticate", 'Bearer realm="lightning-tracker"')
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    if not head:
+                        self.wfile.write(body)
+                    return False
+                if path in _PAGES and _has_token(query):
+                    base = dashboard.base_path
+                    # to the page's folder when asked for the bare prefix: the cookie's path ends in "/"
+                    page = base.rsplit("/", 1)[-1] + "/" if base and asked == base else asked.rsplit("/", 1)[-1]
+                    self._redirect(page or "./", query, head, cookie=where == "query")
+                    return False
+                return True
+
+            def _redirect(self, location: str, query: str, head: bool, cookie: bool = False) -> None:
+                """``303`` to ``location``, relative to the page (so it stays under a proxy's prefix), without
+                the token in its query; with ``cookie``, sets the cookie that stands for the token."""
+                query = _without_token(query)
+                self.send_response(HTTPStatus.SEE_OTHER)
+                self.send_header("Location", location + (f"?{query}" if query else ""))
+                if cookie:
+                    https = dashboard.secure_cookie or self.headers.get("X-Forwarded-Proto", "").lower() == "https"
+                    flags = f"; Path={dashboard.base_path}/; HttpOnly; SameSite=Lax" + ("; Secure" if https else "")
+                    self.send_header("Set-Cookie", f"{dashboard._cookie}={dashboard._cookie_value}{flags}")
+                self.send_header("Content-Length", "0")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
 
             def _media(self, path: str, head: bool) -> None:
                 request = _media_request(path)

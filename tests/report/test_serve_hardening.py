@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,13 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.report import Dashboard
 from tests.conftest import S3Server
 from tests.helpers import REPO
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+TOKEN = "team-token-0123456789abcdef"
 
 
 def _store(tmp_path: Path) -> str:
@@ -195,3 +203,60 @@ def test_a_report_written_to_a_url_with_credentials_is_shared_by_a_link_that_ope
     link = out.split("): ", 1)[1].split()[0]
     with urllib.request.urlopen(link, timeout=30) as response:  # no credentials: the signature is the key
         assert response.read().decode().startswith("<!DOCTYPE html>")
+
+
+def _trickling(port: int, count: int) -> tuple[list[socket.socket], threading.Event]:
+    """``count`` connections that sent a request line and then send one header byte every 0.2 s, and their stop."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    for sock in socks:
+        sock.sendall(b"GET /api/data HTTP/1.1\r\nX-Slow: ")
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.2):
+            for sock in socks:
+                try:
+                    sock.sendall(b"x")
+                except OSError:
+                    pass
+
+    threading.Thread(target=trickle, daemon=True).start()
+    return socks, stop
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (waits up to the socket's timeout)."""
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_unauthorised_requests_at_the_cap_make_room_for_a_real_one(tmp_path: Path) -> None:
+    dash = Dashboard(Store(_store(tmp_path)), port=0, token=TOKEN, max_connections=4, idle_timeout=30).start()
+    socks, stop = _trickling(dash._server.server_address[1], 4)
+    try:
+        time.sleep(0.5)  # every slow connection has sent its request line and some header bytes
+        conn = http.client.HTTPConnection("127.0.0.1", dash._server.server_address[1], timeout=30)
+        conn.request("GET", "/api/data", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        dash.stop()
+
+
+def test_a_connection_that_trickles_its_headers_is_closed_at_the_header_deadline(tmp_path: Path) -> None:
+    # each byte comes long before the idle timeout: only a deadline for the whole head ends it
+    dash = Dashboard(Store(_store(tmp_path)), port=0, token=TOKEN, idle_timeout=30, header_timeout=1).start()
+    socks, stop = _trickling(dash._server.server_address[1], 1)
+    try:
+        assert _closed(socks[0])
+    finally:
+        stop.set()
+        socks[0].close()
+        dash.stop()
+    with pytest.raises(InvalidArgumentError, match="header_timeout=0"):
+        Dashboard(Store(_store(tmp_path)), port=0, header_timeout=0)

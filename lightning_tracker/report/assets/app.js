@@ -5,7 +5,7 @@
   "use strict";
   const state = { data: null, filter: "", sortCol: "start", sortAsc: true, selected: new Set(),
     known: new Set(), xaxis: "step", smoothing: 0, log: false, pcMetric: null, scatterX: null, histTensor: null,
-    search: "", open: new Map(), colors: new Map(), mediaStep: new Map() };
+    search: "", open: new Map(), colors: new Map(), mediaStep: new Map(), groupBy: "", band: "minmax" };
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs, text) => {
     const node = document.createElement(tag);
@@ -30,7 +30,8 @@
   }
 
   // -- helpers -------------------------------------------------------------------------
-  const runColor = (run) => LT.color(state.colors.get(run.key) ?? 0);
+  // grouped, a run takes its group's colour (groups.js), in the table, the scatter and the charts
+  const runColor = (run) => LT.groupColor(run) || LT.color(state.colors.get(run.key) ?? 0);
   const configKeys = (runs) => [...new Set(runs.flatMap((r) => Object.keys(r.config)))].sort();
   // in the order they matter (lightning_tracker/format/keys.py, through the payload)
   const metricKeys = (runs) => LT.metricOrder([...new Set(runs.flatMap((r) => Object.keys(r.summary)))]);
@@ -81,13 +82,14 @@
   const plottedRuns = () => shownRuns().filter((r) => state.selected.has(r.key));
 
   // -- runs table ----------------------------------------------------------------------
-  const TEXT_COLS = ["name", "project", "status", "damage", "tags"];
+  const TEXT_COLS = ["name", "project", "group", "status", "damage", "tags"];
   function renderTable() {
     const runs = state.data.runs;
     const cfg = varying(runs, configKeys(runs), (r, k) => r.config[k]).map((k) => "config." + k);
     const met = metricKeys(runs).filter((k) => !LT.familyOf(k)).map((k) => "summary." + k);
     const damaged = runs.some((r) => r.damage) ? ["damage"] : [];
-    const cols = ["name", "project", "status", ...damaged, "tags", "start", "duration", ...cfg, ...met];
+    const grouped = runs.some((r) => r.group) ? ["group"] : [];
+    const cols = ["name", "project", ...grouped, "status", ...damaged, "tags", "start", "duration", ...cfg, ...met];
     const table = $("runs-table");
     table.replaceChildren();
     const head = el("tr");
@@ -115,6 +117,7 @@
     });
     shown.forEach((run) => {
       const tr = el("tr", { "data-run": run.key });
+      if (state.groupBy) tr.dataset.group = LT.groupOf(run);
       const td = el("td", { class: "text" });
       const box = el("input", { type: "checkbox" });
       box.checked = state.selected.has(run.key);
@@ -173,8 +176,38 @@
     });
   }
 
+  // -- the view as a link --------------------------------------------------------------
+  // the filter, group-by, band, x-axis and the runs selected live in the address's #fragment
+  // (the report file keeps it too; the server never sees it), so a link opens the same view
+  function writeLink() {
+    const p = new URLSearchParams();
+    if (state.filter) p.set("filter", state.filter);
+    if (state.groupBy !== LT.defaultGroupBy(state.data.runs)) p.set("group", state.groupBy);
+    if (state.band !== "minmax") p.set("band", state.band);
+    if (state.xaxis !== "step") p.set("x", state.xaxis);
+    if (!state.data.runs.every((r) => state.selected.has(r.key))) {
+      state.data.runs.filter((r) => state.selected.has(r.key)).forEach((r) => p.append("run", r.key));
+      if (!state.selected.size) p.set("run", "");
+    }
+    const hash = p.toString();
+    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search);
+  }
+
+  function readLink() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    const filter = p.get("filter") || "";
+    $("filter").value = filter;
+    setFilter(filter);
+    state.groupBy = p.has("group") ? p.get("group") : LT.defaultGroupBy(state.data.runs);
+    state.band = p.get("band") === "std" ? "std" : "minmax";
+    state.xaxis = ["t", "epoch"].includes(p.get("x")) ? p.get("x") : "step";
+    $("xaxis").value = state.xaxis;
+    state.selected = new Set(p.has("run") ? p.getAll("run").filter(Boolean) : state.data.runs.map((r) => r.key));
+  }
+
   // -- wiring --------------------------------------------------------------------------
   function renderViews() {
+    LT.fillGroupControl();
     renderTable();
     renderDiff();
     LT.renderLines($("metric-charts"));
@@ -182,6 +215,7 @@
     LT.renderHistograms();
     LT.renderCheckpoints();
     LT.renderMedia();
+    writeLink();
   }
   const renderAll = renderViews;
 
@@ -215,11 +249,14 @@
     $("pc-metric").addEventListener("change", (e) => { state.pcMetric = e.target.value; LT.renderParallel(); });
     $("scatter-x").addEventListener("change", (e) => { state.scatterX = e.target.value; LT.renderParallel(); });
     $("hist-tensor").addEventListener("change", (e) => { state.histTensor = e.target.value; LT.renderHistograms(); });
+    LT.bindGroups(renderViews);
+    window.addEventListener("hashchange", () => { readLink(); renderViews(); }); // a link pasted into this tab
   }
 
   async function main() {
     bind();
     adopt(await load());
+    readLink();
     renderViews();
     document.body.dataset.ready = "1";
     const interval = Number($("lt-data").dataset.live || 0);
@@ -229,6 +266,6 @@
       }, interval * 1000);
     }
   }
-  Object.assign(LT, { state, $, el, runColor, plottedRuns, metricKeys, configKeys, varying });
+  Object.assign(LT, { state, $, el, runColor, plottedRuns, metricKeys, configKeys, varying, field });
   main();
 })(window.LT = window.LT || {});

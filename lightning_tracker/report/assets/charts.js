@@ -75,6 +75,7 @@
   }
 
   function lineTraces(runs, metric, scale, redraw) {
+    if (LT.state.groupBy) return LT.groupTraces(runs, metric, scale, xValues); // groups.js: mean and band
     const traces = [];
     const zoom = LT.state.xaxis === "step" && runs.length <= ZOOM_RUNS ? zooms.get(metric) : null;
     if (!zoom) fetched.forEach((_, id) => { if (id.split("\u0000")[1] === metric) fetched.delete(id); });

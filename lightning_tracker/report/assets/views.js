@@ -61,7 +61,7 @@
     const dims = keys.map((k) => dimension(runs, k, (r) => r.config[k]));
     const metricDim = dimension(runs, metric, (r) => r.summary[metric]);
     Plotly.react(LT.$("parallel-chart"), [{ type: "parcoords", dimensions: [...dims, metricDim],
-      line: { color: runs.map((r) => r.summary[metric] ?? NaN), colorscale: "Viridis", showscale: true },
+      line: LT.groupLine(runs) || { color: runs.map((r) => r.summary[metric] ?? NaN), colorscale: "Viridis", showscale: true },
       meta: { kind: "parcoords" } }],
     { ...layout, title: { text: "hyperparameters vs " + plain(metric), font: { size: 14 } } }, CONFIG);
     const xs = runs.map((r) => r.config[x]);
