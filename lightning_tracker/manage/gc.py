@@ -3,9 +3,12 @@
 :func:`collect_garbage` removes four kinds of garbage, each by the rule that makes it one:
 
 - **spool copies** (:data:`SPOOL_COPY`): the local copy of a run of this store whose upload
-  is complete, checked against the store itself (every file the mirror publishes is there
-  with its size, the documents with their bytes). The logger removes its own spool folder
-  once a ``finalize`` upload was confirmed and the logger is done, unless
+  is complete, checked against the store itself: every file every session rewrites
+  (``run.json``, ``config.json``, ``models.json``, ``meta.json``, ``git.diff``) has its bytes
+  there, and every other file the mirror publishes is in the mirror's own record
+  (``.mirror.json``: sent as it is now, by size and mtime) and in the store with its size.
+  A copy that differs is kept and reported (run ``lightning-tracker sync`` first). The
+  logger removes its own spool folder once a ``finalize`` upload was confirmed and the logger is done, unless
   ``$LIGHTNING_TRACKER_KEEP_SPOOL`` or ``keep_spool=True`` kept it; ``gc`` removes those
   kept, and those of crashed processes that ``sync`` completed with ``--keep``.
   Lightning's checkpoints the store does not hold stay (``writers.spool.remove_spooled_run``).
@@ -44,9 +47,11 @@ from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.layout import (
     DATA_DIRS,
     DOCUMENTS,
+    GIT_DIFF_FILE,
     MEDIA_DIR,
     MEDIA_FILES_DIR,
     MEDIA_OBJECT_RE,
+    META_FILE,
     MODELS_DIR,
     RUN_FILE,
     STAGING_DIR,
@@ -138,6 +143,10 @@ def _folder_bytes(folder: str) -> int:
     return total
 
 
+# files every session rewrites in place: a copy of the same size may hold other bytes
+_REWRITTEN = (*DOCUMENTS, META_FILE, GIT_DIFF_FILE)
+
+
 def _staged(names: list[str]) -> bool:
     """Whether a staging folder's names hold a checkpoint staged but not stored yet."""
     return any(parse_staged_name(name) is not None for name in names)
@@ -155,15 +164,21 @@ def _spool_incomplete(local_dir: str, storage: Storage, prefix: str) -> str | No
     staging = os.path.join(local_dir, STAGING_DIR)
     if _staged(os.listdir(staging) if os.path.isdir(staging) else []):
         return "it holds checkpoints staged but not stored; run lightning-tracker sync"
-    local = Mirror(local_dir, storage, prefix).local_files()
+    mirror = Mirror(local_dir, storage, prefix)
+    local, pending = mirror.local_files(), set(mirror.pending())
     remote = storage.find(prefix)
-    missing = sorted(rel for rel, (size, _) in local.items() if rel not in DOCUMENTS and remote.get(rel) != size)
-    stored = storage.read_many([f"{prefix}/{name}" for name in DOCUMENTS if name in local])
-    for name in DOCUMENTS:
-        if name in local:
-            with open(os.path.join(local_dir, name), "rb") as f:
-                if stored.get(f"{prefix}/{name}") != f.read():
-                    missing.append(name)
+    # an immutable file is in the store when the mirror's own record says it sent it as it is now
+    # (size and mtime), and the store lists it with that size
+    missing = sorted(
+        rel for rel, (size, _) in local.items() if rel not in _REWRITTEN and (rel in pending or remote.get(rel) != size)
+    )
+    # a rewritten file (a resumed session's meta.json) keeps its size: only its bytes tell
+    rewritten = [name for name in _REWRITTEN if name in local]
+    stored = storage.read_many([f"{prefix}/{name}" for name in rewritten])
+    for name in rewritten:
+        with open(os.path.join(local_dir, name), "rb") as f:
+            if stored.get(f"{prefix}/{name}") != f.read():
+                missing.append(name)
     if missing:
         return (
             f"{len(missing)} of its files are not in the store ({', '.join(missing[:3])}); run lightning-tracker sync"

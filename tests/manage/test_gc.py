@@ -217,3 +217,38 @@ def test_gc_of_a_missing_project_is_a_usage_error(tmp_path: Path) -> None:
         collect_garbage(Store(url), "q")
     assert main(["gc", "-s", url, "-p", "q"]) == 2
     assert main(["gc", "-s", url, "--grace", "-1"]) == 2
+
+
+def _same_size_other_bytes(path: str) -> None:
+    """Rewrites a file with bytes of the same length that differ (a newer session's copy, never uploaded)."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[-2] = ord("1") if data[-2] != ord("1") else ord("2")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+@pytest.mark.parametrize("rel", ["meta.json", "git.diff", "metrics"])
+def test_gc_keeps_a_spool_copy_whose_file_differs_from_the_store_with_the_same_size(
+    rel: str, s3_server: Any, tmp_path: Path
+) -> None:
+    url, options = f"s3://{s3_server.new_bucket()}/exp", s3_server.storage_options
+    spool = tmp_path / "spool"
+    logger = TrackerLogger(url, name="p", storage_options=options, keep_spool=True, tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    store, local_dir, run_id = Store(url, options), logger.log_dir, logger.version
+    if rel == "git.diff":  # a session started in a dirty work tree uploaded its diff
+        Path(local_dir, rel).write_text("diff --git a/x b/x\n+1\n")
+        store.storage.write_bytes(f"p/{run_id}/{rel}", Path(local_dir, rel).read_bytes())
+    if rel == "metrics":  # a chunk rewritten in place: the mirror's record says it is not the one uploaded
+        rel = f"metrics/{sorted(os.listdir(os.path.join(local_dir, 'metrics')))[0]}"
+    _same_size_other_bytes(os.path.join(local_dir, rel))
+    stored = store.storage.read_bytes(f"p/{run_id}/{rel}")
+    assert len(stored) == os.path.getsize(os.path.join(local_dir, rel))
+    report = collect_garbage(store, spool_root=str(spool))
+    assert report.removed == [] and os.path.isfile(os.path.join(local_dir, rel))
+    assert rel in dict(report.kept)[local_dir] and "run lightning-tracker sync" in dict(report.kept)[local_dir]
+    sync([local_dir], storage_options=options, keep=True)  # the newer copy goes up; then gc may remove it
+    assert store.storage.read_bytes(f"p/{run_id}/{rel}") != stored
+    assert [g.reason for g in collect_garbage(store, spool_root=str(spool)).removed] == [SPOOL_COPY]
