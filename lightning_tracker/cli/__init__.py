@@ -285,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep unreferenced files younger than this (default 86400: a writer names a file after writing it)",
     )
+    gc.add_argument("--force", action="store_true", help="take a --grace below 300 s (only when no writer is at work)")
     gc.add_argument(
         "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
     )

@@ -82,13 +82,18 @@ def cmd_du(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, out: Console) -> int:
-    from lightning_tracker.manage.gc import DEFAULT_GRACE_S, collect_garbage
+    from lightning_tracker.manage.gc import DEFAULT_GRACE_S, SAFE_GRACE_S, collect_garbage
 
     store = store_of(args, args.store_arg)
     grace = DEFAULT_GRACE_S if args.grace is None else args.grace
     if grace < 0:
         raise InvalidArgumentError(
             f"--grace={grace:g} is negative; pass the seconds an unreferenced file is kept, 0 or more"
+        )
+    if grace < SAFE_GRACE_S and not args.force:
+        raise InvalidArgumentError(
+            f"--grace={grace:g} is below {SAFE_GRACE_S:g} s: a file a writer uploaded but has not named yet "
+            f"would go; pass --grace {SAFE_GRACE_S:g} or more, or add --force if no writer is at work"
         )
     verb = "would remove" if args.dry_run else "removed"
 
