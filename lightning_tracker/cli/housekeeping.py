@@ -131,16 +131,26 @@ def cmd_import(args: argparse.Namespace, out: Console) -> int:
     def said(run: Any) -> None:
         where = f"{args.project}/{run.run_id}"
         if not run.imported:
-            out.print(Text.assemble(text(run.folder), f": already imported as {where}"), soft_wrap=True)
+            new = ""
+            if run.new_files:
+                files = plural(run.new_files, "new event file")
+                new = f"; {files} ({fmt_bytes(run.new_bytes)}) not imported: use --update to import it again"
+            out.print(Text.assemble(text(run.folder), f": already imported as {where}{new}"), soft_wrap=True)
             return
         found = {"point": run.points, "image": run.images, "text": run.texts, "histogram": run.histograms}
         counts = [plural(n, what) for what, n in {**found, "hyperparameter": run.hyperparameters}.items() if n]
         out.print(
-            Text.assemble(("✓ ", "green"), text(run.folder), f" → {where}: {', '.join(counts) or 'no data'}"),
+            Text.assemble(
+                ("✓ ", "green"),
+                text(run.folder),
+                f" → {where}{' (updated)' if run.updated else ''}: {', '.join(counts) or 'no data'}",
+            ),
             soft_wrap=True,
         )
 
-    results = import_tensorboard(store, args.logdir, args.project, on_run=None if args.json else said)
+    results = import_tensorboard(
+        store, args.logdir, args.project, update=args.update, on_run=None if args.json else said
+    )
     if args.json:
         _print_json(out, [asdict(run) for run in results])
         return 0
