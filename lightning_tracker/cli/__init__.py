@@ -207,7 +207,8 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "import": (
         "Imports TensorBoard logs: each folder of event files (TensorBoardLogger's version_N) becomes a run "
-        "with its scalars, hyperparameters, images, text and histograms. Importing again adds nothing.",
+        "with its scalars, hyperparameters, images, text and histograms. Importing again adds nothing; "
+        "it says which runs' folders hold events since, and --update imports those runs again.",
         (
             "lightning-tracker import tensorboard ./lightning_logs -s ./runs -p mnist",
             "lightning-tracker import tensorboard tb/ -s s3://bucket/exp -p old --json",
@@ -407,6 +408,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep unreferenced files younger than this (default 86400: a writer names a file after writing it)",
     )
+    gc.add_argument("--force", action="store_true", help="take a --grace below 300 s (only when no writer is at work)")
     gc.add_argument(
         "--spool-dir", help="spool root (default $LIGHTNING_TRACKER_SPOOL or ~/.cache/lightning_tracker/spool)"
     )
@@ -416,6 +418,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("source", choices=["tensorboard"], help="what wrote the logs")
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard reads (e.g. ./lightning_logs)")
     imp.add_argument("--json", action="store_true", help="print what was imported as JSON")
+    imp.add_argument(
+        "--update", action="store_true", help="import again, whole, a run whose folder has new event files"
+    )
     imp.set_defaults(func=housekeeping.cmd_import)
     return parser
 

@@ -82,13 +82,18 @@ def cmd_du(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, out: Console) -> int:
-    from lightning_tracker.manage.gc import DEFAULT_GRACE_S, collect_garbage
+    from lightning_tracker.manage.gc import DEFAULT_GRACE_S, SAFE_GRACE_S, collect_garbage
 
     store = store_of(args, args.store_arg)
     grace = DEFAULT_GRACE_S if args.grace is None else args.grace
     if grace < 0:
         raise InvalidArgumentError(
             f"--grace={grace:g} is negative; pass the seconds an unreferenced file is kept, 0 or more"
+        )
+    if grace < SAFE_GRACE_S and not args.force:
+        raise InvalidArgumentError(
+            f"--grace={grace:g} is below {SAFE_GRACE_S:g} s: a file a writer uploaded but has not named yet "
+            f"would go; pass --grace {SAFE_GRACE_S:g} or more, or add --force if no writer is at work"
         )
     verb = "would remove" if args.dry_run else "removed"
 
@@ -126,16 +131,26 @@ def cmd_import(args: argparse.Namespace, out: Console) -> int:
     def said(run: Any) -> None:
         where = f"{args.project}/{run.run_id}"
         if not run.imported:
-            out.print(Text.assemble(text(run.folder), f": already imported as {where}"), soft_wrap=True)
+            new = ""
+            if run.new_files:
+                files = plural(run.new_files, "new event file")
+                new = f"; {files} ({fmt_bytes(run.new_bytes)}) not imported: use --update to import it again"
+            out.print(Text.assemble(text(run.folder), f": already imported as {where}{new}"), soft_wrap=True)
             return
         found = {"point": run.points, "image": run.images, "text": run.texts, "histogram": run.histograms}
         counts = [plural(n, what) for what, n in {**found, "hyperparameter": run.hyperparameters}.items() if n]
         out.print(
-            Text.assemble(("✓ ", "green"), text(run.folder), f" → {where}: {', '.join(counts) or 'no data'}"),
+            Text.assemble(
+                ("✓ ", "green"),
+                text(run.folder),
+                f" → {where}{' (updated)' if run.updated else ''}: {', '.join(counts) or 'no data'}",
+            ),
             soft_wrap=True,
         )
 
-    results = import_tensorboard(store, args.logdir, args.project, on_run=None if args.json else said)
+    results = import_tensorboard(
+        store, args.logdir, args.project, update=args.update, on_run=None if args.json else said
+    )
     if args.json:
         _print_json(out, [asdict(run) for run in results])
         return 0

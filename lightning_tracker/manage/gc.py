@@ -3,9 +3,12 @@
 :func:`collect_garbage` removes four kinds of garbage, each by the rule that makes it one:
 
 - **spool copies** (:data:`SPOOL_COPY`): the local copy of a run of this store whose upload
-  is complete, checked against the store itself (every file the mirror publishes is there
-  with its size, the documents with their bytes). The logger removes its own spool folder
-  once a ``finalize`` upload was confirmed and the logger is done, unless
+  is complete, checked against the store itself: every file every session rewrites
+  (``run.json``, ``config.json``, ``models.json``, ``meta.json``, ``git.diff``) has its bytes
+  there, and every other file the mirror publishes is in the mirror's own record
+  (``.mirror.json``: sent as it is now, by size and mtime) and in the store with its size.
+  A copy that differs is kept and reported (run ``lightning-tracker sync`` first). The
+  logger removes its own spool folder once a ``finalize`` upload was confirmed and the logger is done, unless
   ``$LIGHTNING_TRACKER_KEEP_SPOOL`` or ``keep_spool=True`` kept it; ``gc`` removes those
   kept, and those of crashed processes that ``sync`` completed with ``--keep``.
   Lightning's checkpoints the store does not hold stay (``writers.spool.remove_spooled_run``).
@@ -24,7 +27,11 @@ on its own), a run whose copy in this machine's spool is not uploaded completely
 run with checkpoints staged but not stored. Writers write an object before the document
 or index chunk that names it, so an unreferenced object (or temporary file) is removed only
 once it is older than ``grace_s`` (a day by default): an upload in flight on another
-machine, after an outage, has that long to name it. Right before removing a run's
+machine, after an outage, has that long to name it. Liveness read from a heartbeat is a
+guess (a writer stalled past its stale time uploads on), so the unreferenced files of a
+run whose heartbeat is younger than :data:`RECENT_HEARTBEAT_S` (a day) are kept while
+younger than :data:`MIN_AGE_S` (an hour), whatever ``grace_s`` says; the CLI refuses a
+``--grace`` below :data:`SAFE_GRACE_S` without ``--force``. Right before removing a run's
 garbage its ``run.json`` and references are read again, so a run resumed meanwhile keeps
 everything. Every step is one ``rm`` of one object, each safe on its own: a ``gc`` killed
 half-way leaves less garbage and nothing missing, and ``gc`` again finishes.
@@ -44,9 +51,11 @@ from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.layout import (
     DATA_DIRS,
     DOCUMENTS,
+    GIT_DIFF_FILE,
     MEDIA_DIR,
     MEDIA_FILES_DIR,
     MEDIA_OBJECT_RE,
+    META_FILE,
     MODELS_DIR,
     RUN_FILE,
     STAGING_DIR,
@@ -73,6 +82,9 @@ __all__ = [
     "GcReport",
     "Garbage",
     "MEDIA_OBJECT",
+    "MIN_AGE_S",
+    "RECENT_HEARTBEAT_S",
+    "SAFE_GRACE_S",
     "SPOOL_COPY",
     "TEMPORARY",
     "collect_garbage",
@@ -82,6 +94,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 86_400.0
 """How old an unreferenced object must be before it is garbage: a day."""
+
+SAFE_GRACE_S = 300.0
+"""The least ``--grace`` the CLI takes without ``--force``: below it, an upload in flight is at risk."""
+
+RECENT_HEARTBEAT_S = 86_400.0
+"""A run whose last heartbeat is younger than this may have a writer still at work on another host."""
+
+MIN_AGE_S = 3_600.0
+"""How old an unreferenced object of a run with a recent heartbeat must be, whatever ``grace_s`` says."""
 
 SPOOL_COPY = "spool copy of an uploaded run"
 COVERED_CHUNK = "covered chunk"
@@ -138,6 +159,10 @@ def _folder_bytes(folder: str) -> int:
     return total
 
 
+# files every session rewrites in place: a copy of the same size may hold other bytes
+_REWRITTEN = (*DOCUMENTS, META_FILE, GIT_DIFF_FILE)
+
+
 def _staged(names: list[str]) -> bool:
     """Whether a staging folder's names hold a checkpoint staged but not stored yet."""
     return any(parse_staged_name(name) is not None for name in names)
@@ -155,15 +180,21 @@ def _spool_incomplete(local_dir: str, storage: Storage, prefix: str) -> str | No
     staging = os.path.join(local_dir, STAGING_DIR)
     if _staged(os.listdir(staging) if os.path.isdir(staging) else []):
         return "it holds checkpoints staged but not stored; run lightning-tracker sync"
-    local = Mirror(local_dir, storage, prefix).local_files()
+    mirror = Mirror(local_dir, storage, prefix)
+    local, pending = mirror.local_files(), set(mirror.pending())
     remote = storage.find(prefix)
-    missing = sorted(rel for rel, (size, _) in local.items() if rel not in DOCUMENTS and remote.get(rel) != size)
-    stored = storage.read_many([f"{prefix}/{name}" for name in DOCUMENTS if name in local])
-    for name in DOCUMENTS:
-        if name in local:
-            with open(os.path.join(local_dir, name), "rb") as f:
-                if stored.get(f"{prefix}/{name}") != f.read():
-                    missing.append(name)
+    # an immutable file is in the store when the mirror's own record says it sent it as it is now
+    # (size and mtime), and the store lists it with that size
+    missing = sorted(
+        rel for rel, (size, _) in local.items() if rel not in _REWRITTEN and (rel in pending or remote.get(rel) != size)
+    )
+    # a rewritten file (a resumed session's meta.json) keeps its size: only its bytes tell
+    rewritten = [name for name in _REWRITTEN if name in local]
+    stored = storage.read_many([f"{prefix}/{name}" for name in rewritten])
+    for name in rewritten:
+        with open(os.path.join(local_dir, name), "rb") as f:
+            if stored.get(f"{prefix}/{name}") != f.read():
+                missing.append(name)
     if missing:
         return (
             f"{len(missing)} of its files are not in the store ({', '.join(missing[:3])}); run lightning-tracker sync"
@@ -184,9 +215,11 @@ class _Collector:
         self.store = store
         self.storage = store.storage
         self.report = GcReport(dry_run=dry_run)
-        self.cutoff = time.time() - grace_s
+        self.now = time.time()
+        self.cutoff = self.now - grace_s
         self.on_removed = on_removed
         self.protected: dict[str, str] = {}  # run path -> why its spool copy keeps it whole
+        self._run_cutoff = self.cutoff  # of the run being collected, set by _uncollectable
 
     def _remove(self, garbage: Garbage, remove: Callable[[], object]) -> None:
         if not self.report.dry_run:
@@ -234,7 +267,17 @@ class _Collector:
             return f"its {RUN_FILE} is damaged ({'; '.join(run.problems) or 'not a document'})"
         if run_state(run.doc) == RUNNING:
             return "it is live (its heartbeat is fresh); its writer compacts on its own"
+        self._run_cutoff = self._cutoff(run.doc)
         return None
+
+    def _cutoff(self, doc: dict[str, object]) -> float:
+        """The newest write time an unreferenced object of the run with ``run.json`` ``doc`` may have."""
+        beat = doc.get("heartbeat") or doc.get("start_time") or 0.0
+        if isinstance(beat, (int, float)) and self.now - float(beat) < RECENT_HEARTBEAT_S:
+            # liveness read from a heartbeat is a guess: a writer on another host, stalled past
+            # its stale time, may still name what it uploaded, so its young objects stay
+            return min(self.cutoff, self.now - MIN_AGE_S)
+        return self.cutoff
 
     def _old(self, info: FileInfo) -> bool:
         # a backend that does not say when an object was written never loses a young one
@@ -245,11 +288,18 @@ class _Collector:
         names = set(table.column("object").to_pylist()) | set(table.column("thumbnail").to_pylist())
         return {name for name in names if name}
 
-    def _garbage(self, path: str, files: dict[str, FileInfo]) -> list[Garbage]:
-        """The run's garbage by the listing ``files`` (paths in the run); its documents are read as needed."""
+    def _garbage(self, path: str, files: dict[str, FileInfo]) -> tuple[list[Garbage], int]:
+        """The run's garbage by the listing ``files`` (paths in the run), and how many unreferenced
+        files older than ``grace_s`` the run's recent heartbeat keeps; its documents are read as needed."""
         out: list[Garbage] = []
+        held = 0
 
         def add(rel: str, reason: str) -> None:
+            nonlocal held
+            modified = files[rel].modified
+            if reason != COVERED_CHUNK and modified is not None and modified > self._run_cutoff:
+                held += 1
+                return
             out.append(Garbage(f"{path}/{rel}", files[rel].size, reason, self.storage.full_url(f"{path}/{rel}")))
 
         by_folder: dict[str, dict[str, FileInfo]] = {}
@@ -274,7 +324,7 @@ class _Collector:
             listed = {entry["name"] for entry in read_manifest(self.storage, path)["checkpoints"]}
             for name in sorted(set(models) - listed):
                 add(f"{MODELS_DIR}/{name}", CHECKPOINT)
-        return out
+        return out, held
 
     def run(self, path: str, files: dict[str, FileInfo]) -> None:
         why = self._uncollectable(path)
@@ -284,13 +334,13 @@ class _Collector:
             self.report.kept.append((path, why))
             return
         try:
-            garbage = self._garbage(path, files)
+            garbage, held = self._garbage(path, files)
             if garbage and not self.report.dry_run:
                 # read again right before removing: a run resumed since, or an index that names
                 # an object by now, keeps it
                 why = self._uncollectable(path)
                 if why is None:
-                    again = {g.path for g in self._garbage(path, files)}
+                    again = {g.path for g in self._garbage(path, files)[0]}
                     garbage = [g for g in garbage if g.path in again]
         except StorageError as err:  # a damaged index or manifest: what it names is unknown
             self.report.kept.append((path, f"{err}"))
@@ -300,6 +350,10 @@ class _Collector:
             return
         for item in garbage:
             self._remove(item, partial(self.storage.rm, item.path))
+        if held:
+            files_ = "file" if held == 1 else "files"
+            why = f"{held} unreferenced {files_} younger than {MIN_AGE_S / 3600:g} h: its heartbeat is recent"
+            self.report.kept.append((path, f"{why}, a writer on another host may name them yet (gc again later)"))
 
     @staticmethod
     def _names_in(files: dict[str, FileInfo], folder: str) -> list[str]:
@@ -332,7 +386,9 @@ def collect_garbage(
         store: the store.
         project: only this project.
         dry_run: only find and report; remove nothing.
-        grace_s: an unreferenced object or temporary file younger than this is kept.
+        grace_s: an unreferenced object or temporary file younger than this is kept; one of a
+            run whose heartbeat is younger than :data:`RECENT_HEARTBEAT_S` is kept while younger
+            than :data:`MIN_AGE_S`, whatever ``grace_s`` says.
         spool_root: the spool to look in (default ``$LIGHTNING_TRACKER_SPOOL``).
         on_removed: called with each item right after it is removed (found, with ``dry_run``).
 
@@ -349,9 +405,9 @@ def collect_garbage(
         >>> logger.finalize("success")
         >>> store = Store("memory://doc-gc")
         >>> store.storage.write_bytes("p/r1/models/orphan.ckpt", b"weights")  # no manifest lists it
-        >>> report = collect_garbage(store, grace_s=0)
-        >>> [(g.path, g.reason, g.size) for g in report.removed if g.reason != SPOOL_COPY]
-        [('p/r1/models/orphan.ckpt', 'unreferenced checkpoint', 7)]
+        >>> report = collect_garbage(store, grace_s=0)  # the run ended just now: a writer may name it yet
+        >>> [g for g in report.removed if g.reason != SPOOL_COPY], report.kept[0][1].split(":")[0]
+        ([], '1 unreferenced file younger than 1 h')
     """
     projects = store.projects()
     if project is not None and project not in projects:

@@ -21,7 +21,14 @@ by the same mirror a live run uses, documents last; an import cut off leaves a r
 without ``run.json``, which the next import replaces. The run's id comes from the folder:
 its first event's time and a hash of its path inside the log folder and its first event
 file, so importing the same logs twice adds nothing (the second time says "already
-imported"). Each imported run adds a change object ``import`` for the project index.
+imported"). The run records the event files it was read from and their sizes
+(:data:`IMPORTED_EVENTS` in its session): an import that finds more (events appended, a
+new file) says how many it did not import, and ``update=True`` imports that run again
+whole, replacing it (old objects removed, documents published last). Object names come
+from the run id and the event files (a fixed writer key), so two imports of the same logs
+at once write the same names and neither removes what the other publishes; two imports
+of different states of one folder at once leave the run of whichever published last.
+Each imported run adds a change object ``import`` for the project index.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import pyarrow as pa
 from lightning_tracker.exceptions import InvalidArgumentError, MissingDependencyError, StorageError
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.documents import writer_identity
-from lightning_tracker.format.layout import RUN_FILE, new_writer_key, validate_path_name
+from lightning_tracker.format.layout import RUN_FILE, validate_path_name
 from lightning_tracker.format.status import FINISHED
 from lightning_tracker.read.store import Store
 from lightning_tracker.storage import atomic_write
@@ -57,7 +64,7 @@ from lightning_tracker.writers.metrics import MetricsProducer
 from lightning_tracker.writers.mirror import Mirror
 from lightning_tracker.writers.run_info import RunInfo
 
-__all__ = ["ImportedRun", "event_folders", "import_tensorboard", "imported_run_id"]
+__all__ = ["IMPORTED_EVENTS", "ImportedRun", "event_folders", "import_tensorboard", "imported_run_id"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,8 @@ _HPARAMS_YAML = "hparams.yaml"  # what Lightning's TensorBoardLogger writes besi
 _TEXT_SUFFIX = "/text_summary"  # torch's add_text adds it to the tag
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PUBLISH_ROUNDS = 3
+IMPORTED_EVENTS = "imported_events"
+"""Key of the imported run's session in ``run.json``: event file name -> bytes imported."""
 
 
 @dataclass
@@ -76,12 +85,18 @@ class ImportedRun:
         folder: the folder, relative to the log folder (``"."`` for the log folder itself).
         run_id: its run id in the store (the same at every import).
         imported: False when the store held the run already (nothing was written).
+        updated: the store held the run, and it was imported again whole (``update=True``).
+        new_files, new_bytes: event files (and their bytes) the folder holds beyond what the
+            run in the store was imported from; not imported without ``update=True``.
         points, images, texts, histograms, hyperparameters: what was written (counts).
     """
 
     folder: str
     run_id: str
     imported: bool = False
+    updated: bool = False
+    new_files: int = 0
+    new_bytes: int = 0
     points: int = 0
     images: int = 0
     texts: int = 0
@@ -126,6 +141,29 @@ def event_folders(logdir: str) -> list[str]:
 
 def _first_event_file(folder: str) -> str:
     return min(name for name in os.listdir(folder) if "tfevents" in name)
+
+
+def _event_files(folder: str) -> dict[str, int]:
+    """The folder's event files and their sizes: what an import reads, recorded in the run."""
+    return {name: os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder) if "tfevents" in name}
+
+
+def _not_imported(events: dict[str, int], storage: Any, prefix: str) -> dict[str, int]:
+    """New bytes per event file beyond what the run in the store recorded as imported."""
+    try:
+        sessions = loads(storage.read_bytes(f"{prefix}/{RUN_FILE}")).get("sessions") or [{}]
+        recorded = sessions[0].get(IMPORTED_EVENTS) or {}
+    except (ValueError, AttributeError, TypeError):  # not ours to read: nothing to compare with
+        recorded = {}
+    return {name: size - int(recorded.get(name, 0)) for name, size in events.items() if size > recorded.get(name, 0)}
+
+
+def _writer_key(run_id: str, events: dict[str, int]) -> str:
+    """The import's writer key, from the run and its event files: two imports of the same logs
+    write the same object names, so neither ever removes what the other publishes."""
+    key = dumps({"run": run_id, "events": events})
+    number = int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+    return "".join("abcdefghijklmnopqrstuvwxyz"[(number // 26**i) % 26] for i in range(8))
 
 
 def imported_run_id(logdir: str, folder: str, start: float) -> str:
@@ -259,7 +297,7 @@ class _RunImport:
 
         self.acc = accumulator
         self.tensor_util = tensor_util
-        self.key = new_writer_key()
+        self.key = ""  # set from the run id and the event files once they are known
         self.target = ""
         self.result = ImportedRun("", "")
 
@@ -348,9 +386,10 @@ def _publish(local_dir: str, store: Store, prefix: str) -> None:
         )
 
 
-def _import_folder(store: Store, logdir: str, folder: str, project: str) -> ImportedRun:
+def _import_folder(store: Store, logdir: str, folder: str, project: str, update: bool) -> ImportedRun:
     event_accumulator = _event_accumulator()
     path = os.path.join(logdir, folder)
+    events = _event_files(path)  # before reading: events appended meanwhile count as new next time
     accumulator = event_accumulator.EventAccumulator(
         path, size_guidance={kind: 0 for kind in event_accumulator.DEFAULT_SIZE_GUIDANCE}, purge_orphaned_data=False
     )
@@ -361,10 +400,13 @@ def _import_folder(store: Store, logdir: str, folder: str, project: str) -> Impo
     result = ImportedRun(folder, run_id)
     prefix = f"{project}/{run_id}"
     storage = store.storage
-    if storage.exists(f"{prefix}/{RUN_FILE}"):
-        return result  # imported before: nothing to add
-    for rel in storage.find(prefix):  # an import cut off before its run.json: start again
-        storage.rm(f"{prefix}/{rel}")
+    replacing = storage.exists(f"{prefix}/{RUN_FILE}")
+    if replacing:
+        new = _not_imported(events, storage, prefix)
+        if not new or not update:  # imported before: nothing to add, or the caller decides
+            result.new_files, result.new_bytes = len(new), sum(new.values())
+            return result
+    reader.key = _writer_key(run_id, events)
     parts = [p for p in folder.replace(os.sep, "/").split("/") if p not in ("", ".")]
     name = parts[-1] if parts else os.path.basename(os.path.abspath(logdir))
     group = "/".join(parts[:-1]) or None
@@ -380,6 +422,7 @@ def _import_folder(store: Store, logdir: str, folder: str, project: str) -> Impo
         # machine and working tree, not where the logs were written
         session = {"index": 0, "writer_key": reader.key, "start_time": start, "heartbeat": end, **writer_identity()}
         session.update(command=f"imported from TensorBoard logs: {folder}", git_commit=None)
+        session[IMPORTED_EVENTS] = events
         info.set_info(status=FINISHED, start_time=start, end_time=end, sessions=[session])
         reader.write(local_dir, info, result)
         # RunInfo stamps the heartbeat with now; the run last wrote at its last event (its duration)
@@ -387,9 +430,17 @@ def _import_folder(store: Store, logdir: str, folder: str, project: str) -> Impo
             doc = loads(f.read())
         doc["heartbeat"] = doc["sessions"][-1]["heartbeat"] = end
         atomic_write(os.path.join(local_dir, RUN_FILE), dumps(doc))
+        written = Mirror(local_dir, storage, prefix).local_files()
+        if replacing:  # the run reads as arriving until its new documents are published, last
+            storage.rm(f"{prefix}/{RUN_FILE}")
+        # what an earlier import (cut off, or of fewer events) left that this one does not write;
+        # an import of the same logs at once writes the very same names, so none of them goes
+        for rel in storage.find(prefix):
+            if rel not in written:
+                storage.rm(f"{prefix}/{rel}")
         _publish(local_dir, store, prefix)
         shutil.rmtree(local_dir, ignore_errors=True)
-    result.imported = True
+    result.imported, result.updated = True, replacing
     try:
         record_change(storage, project, run_id, "import")
     except StorageError as err:  # the run is whole; only the index misses it until `lightning-tracker index`
@@ -398,7 +449,12 @@ def _import_folder(store: Store, logdir: str, folder: str, project: str) -> Impo
 
 
 def import_tensorboard(
-    store: Store, logdir: str, project: str, *, on_run: Callable[[ImportedRun], None] | None = None
+    store: Store,
+    logdir: str,
+    project: str,
+    *,
+    update: bool = False,
+    on_run: Callable[[ImportedRun], None] | None = None,
 ) -> list[ImportedRun]:
     """Imports every folder of TensorBoard event files below ``logdir`` as a run of ``project``.
 
@@ -406,6 +462,8 @@ def import_tensorboard(
         store: the store to import into.
         logdir: the folder TensorBoard reads (``TensorBoardLogger``'s ``save_dir``).
         project: the project the runs go to.
+        update: import again, whole, a run whose folder holds event files (or bytes) its
+            import did not read (``new_files``); its old objects go, its documents come last.
         on_run: called with each folder's result as it is done (progress display).
 
     Returns:
@@ -422,7 +480,7 @@ def import_tensorboard(
     _event_accumulator()  # said before anything is written
     results = []
     for folder in folders:
-        result = _import_folder(store, logdir, folder, project)
+        result = _import_folder(store, logdir, folder, project, update)
         results.append(result)
         if on_run is not None:
             on_run(result)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,16 +62,17 @@ def test_gc_in_a_terminal_says_each_removal_and_the_bytes_freed(tmp_path: Path, 
     orphan = Path(save_dir) / "vision" / run_id / "models" / "epoch=9-step=99.ckpt"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"x" * 2500)
-    status, raw = in_terminal(["gc", "-s", save_dir, "--dry-run", "--grace", "0"], columns)
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))  # older than the hour a recent run's files keep
+    status, raw = in_terminal(["gc", "-s", save_dir, "--dry-run", "--grace", "3600"], columns)
     screen = " ".join(_screen(raw).split())  # the terminal wraps long lines
     assert status == 0 and orphan.exists(), screen
     assert f"would remove {orphan} (2.5 KB, unreferenced checkpoint)" in screen, screen
     assert screen.endswith("would remove 1 item, would free 2.5 KB"), screen
-    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "0"], columns)
+    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "3600"], columns)
     screen = " ".join(_screen(raw).split())
     assert status == 0 and not orphan.exists(), screen
     assert f"removed {orphan} (2.5 KB, unreferenced checkpoint)" in screen and screen.endswith("freed 2.5 KB"), screen
-    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "0"], columns)
+    status, raw = in_terminal(["gc", "-s", save_dir, "--grace", "3600"], columns)
     assert status == 0 and " ".join(_screen(raw).split()) == f"no garbage in {save_dir}"
 
 

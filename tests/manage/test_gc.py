@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc as python_gc
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -96,11 +97,22 @@ def plant(store: Store, run_id: str, *, objects: int = 1) -> dict[str, str]:
 
 
 def age(store: Store, paths: list[str], seconds: float) -> None:
-    """Makes local files older (an object store's write times cannot be set: those tests pass grace_s=0)."""
+    """Makes local files older (an object store's write times cannot be set: those tests age the heartbeat
+    and pass grace_s=0)."""
     for rel in paths:
         local = store.storage.local_path(rel)
         if local is not None and os.path.exists(local):
             os.utime(local, (time.time() - seconds, time.time() - seconds))
+
+
+def age_heartbeat(store: Store, run_id: str, seconds: float) -> None:
+    """Makes a run's last heartbeat older: a run that ended ``seconds`` ago (what ``gc`` usually meets)."""
+    doc = json.loads(store.storage.read_bytes(f"p/{run_id}/run.json"))
+    beat = time.time() - seconds
+    doc["heartbeat"] = beat
+    for session in doc.get("sessions") or []:
+        session["heartbeat"] = beat
+    store.storage.write_bytes(f"p/{run_id}/run.json", json.dumps(doc).encode())
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -110,6 +122,7 @@ def test_gc_removes_what_a_crash_left_and_every_run_reads_the_same(
     url, options = local_or_s3(target, tmp_path, request)
     run_id = record(url, options)
     store = Store(url, options)
+    age_heartbeat(store, run_id, 2 * 86_400)  # ended long ago: grace_s alone decides (objects cannot be aged on S3)
     before = read_all(url, options, run_id, tmp_path)
     planted = plant(store, run_id)
     listed = set(store.storage.find())
@@ -217,3 +230,89 @@ def test_gc_of_a_missing_project_is_a_usage_error(tmp_path: Path) -> None:
         collect_garbage(Store(url), "q")
     assert main(["gc", "-s", url, "-p", "q"]) == 2
     assert main(["gc", "-s", url, "--grace", "-1"]) == 2
+
+
+def _same_size_other_bytes(path: str) -> None:
+    """Rewrites a file with bytes of the same length that differ (a newer session's copy, never uploaded)."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[-2] = ord("1") if data[-2] != ord("1") else ord("2")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+@pytest.mark.parametrize("rel", ["meta.json", "git.diff", "metrics"])
+def test_gc_keeps_a_spool_copy_whose_file_differs_from_the_store_with_the_same_size(
+    rel: str, s3_server: Any, tmp_path: Path
+) -> None:
+    url, options = f"s3://{s3_server.new_bucket()}/exp", s3_server.storage_options
+    spool = tmp_path / "spool"
+    logger = TrackerLogger(url, name="p", storage_options=options, keep_spool=True, tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    store, local_dir, run_id = Store(url, options), logger.log_dir, logger.version
+    if rel == "git.diff":  # a session started in a dirty work tree uploaded its diff
+        Path(local_dir, rel).write_text("diff --git a/x b/x\n+1\n")
+        store.storage.write_bytes(f"p/{run_id}/{rel}", Path(local_dir, rel).read_bytes())
+    if rel == "metrics":  # a chunk rewritten in place: the mirror's record says it is not the one uploaded
+        rel = f"metrics/{sorted(os.listdir(os.path.join(local_dir, 'metrics')))[0]}"
+    _same_size_other_bytes(os.path.join(local_dir, rel))
+    stored = store.storage.read_bytes(f"p/{run_id}/{rel}")
+    assert len(stored) == os.path.getsize(os.path.join(local_dir, rel))
+    report = collect_garbage(store, spool_root=str(spool))
+    assert report.removed == [] and os.path.isfile(os.path.join(local_dir, rel))
+    assert rel in dict(report.kept)[local_dir] and "run lightning-tracker sync" in dict(report.kept)[local_dir]
+    sync([local_dir], storage_options=options, keep=True)  # the newer copy goes up; then gc may remove it
+    assert store.storage.read_bytes(f"p/{run_id}/{rel}") != stored
+    assert [g.reason for g in collect_garbage(store, spool_root=str(spool)).removed] == [SPOOL_COPY]
+
+
+def test_gc_keeps_young_unreferenced_objects_of_a_run_with_a_recent_heartbeat_whatever_the_grace(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "runs")
+    logger = TrackerLogger(url, name="p", tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    store, run_id = Store(url), logger.version
+    # its writer lives on another host, stalled a minute: it reads as crashed, yet uploads on
+    doc = json.loads(store.storage.read_bytes(f"p/{run_id}/run.json"))
+    doc.update(status="running", end_time=None, heartbeat=time.time() - 60)
+    doc["writer"] = {**(doc.get("writer") or {}), "host": "gpu-node-7"}
+    store.storage.write_bytes(f"p/{run_id}/run.json", json.dumps(doc).encode())
+    assert store.run(run_id).status == "crashed"
+    obj = f"p/{run_id}/media-files/{'ab' * 32}.png"  # uploaded a minute ago; its index chunk comes next
+    store.storage.write_bytes(obj, b"x" * 100)
+    age(store, [obj], 60)
+    report = collect_garbage(store, grace_s=0)
+    assert report.removed == [] and store.storage.exists(obj)
+    assert "younger than 1 h" in dict(report.kept)[f"p/{run_id}"]
+    age(store, [obj], 2 * 3600)  # named by now, or never will be
+    assert [g.path for g in collect_garbage(store, grace_s=0).removed] == [obj]
+
+
+def test_gc_removes_young_unreferenced_objects_of_a_run_that_ended_long_ago_with_grace_0(tmp_path: Path) -> None:
+    url = str(tmp_path / "runs")
+    logger = TrackerLogger(url, name="p", tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    store, run_id = Store(url), logger.version
+    age_heartbeat(store, run_id, 2 * 86_400)
+    orphan = f"p/{run_id}/models/orphan.ckpt"
+    store.storage.write_bytes(orphan, b"weights")
+    assert [g.path for g in collect_garbage(store, grace_s=0).removed] == [orphan]
+
+
+def test_gc_refuses_a_grace_below_five_minutes_without_force(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    url = str(tmp_path / "runs")
+    logger = TrackerLogger(url, name="p", tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.finalize("success")
+    orphan = f"p/{logger.version}/models/orphan.ckpt"
+    Store(url).storage.write_bytes(orphan, b"weights")
+    age(Store(url), [orphan], 2 * 3600)
+    capsys.readouterr()
+    assert main(["gc", "-s", url, "--grace", "10"]) == 2 and Store(url).storage.exists(orphan)
+    err = capsys.readouterr().err.strip()
+    assert "--grace=10" in err and "--grace 300" in err and "--force" in err and len(err.splitlines()) == 1, err
+    assert main(["gc", "-s", url, "--grace", "10", "--force"]) == 0 and not Store(url).storage.exists(orphan)

@@ -14,7 +14,7 @@ import pytest
 from lightning_tracker import Store
 from lightning_tracker.manage.gc import collect_garbage
 from tests.helpers import REPO, local_or_s3
-from tests.manage.test_gc import assert_same, plant, read_all, record
+from tests.manage.test_gc import age_heartbeat, assert_same, plant, read_all, record
 
 # enough removals that the process is still at it when the first one is said
 OBJECTS = {"local": 4000, "s3": 300}
@@ -27,9 +27,10 @@ def test_gc_killed_half_way_loses_nothing_and_gc_again_finishes(
     url, options = local_or_s3(target, tmp_path, request)
     run_id = record(url, options)
     store = Store(url, options)
+    age_heartbeat(store, run_id, 2 * 86_400)  # ended long ago: --grace 0 --force takes every unreferenced file
     before = read_all(url, options, run_id, tmp_path)
     planted = plant(store, run_id, objects=OBJECTS[target])
-    argv = [sys.executable, "-m", "lightning_tracker.cli", "gc", "-s", url, "--grace", "0"]
+    argv = [sys.executable, "-m", "lightning_tracker.cli", "gc", "-s", url, "--grace", "0", "--force"]
     if options:
         argv += ["--storage-options", json.dumps(options)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)

@@ -171,3 +171,73 @@ def test_import_without_tensorboard_names_the_extra_to_install(tmp_path: Path) -
     assert done.returncode == 2, done.stderr
     assert "pip install 'lightning-tracker[tensorboard]'" in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "runs").exists()  # said before anything was written
+
+
+def _scalars(folder: Path, steps: range) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(folder))  # a new event file in the folder, as a resumed SummaryWriter writes
+    for step in steps:
+        writer.add_scalar("loss", 1.0 / (step + 1), global_step=step)
+    writer.close()
+
+
+def test_a_reimport_says_what_new_events_it_did_not_import_and_update_imports_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logdir, url = tmp_path / "tb", str(tmp_path / "runs")
+    _scalars(logdir / "version_0", range(5))
+    store = Store(url)
+    (first,) = import_tensorboard(store, str(logdir), "p")
+    _scalars(logdir / "version_0", range(5, 10))  # the training went on after the import
+    (again,) = import_tensorboard(store, str(logdir), "p")
+    assert not again.imported and again.run_id == first.run_id and again.new_files == 1 and again.new_bytes > 0
+    assert list(store.run(first.run_id, "p").metrics()["loss"].index) == list(range(5))  # nothing changed yet
+    capsys.readouterr()
+    assert main(["import", "tensorboard", str(logdir), "-s", url, "-p", "p"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"version_0: already imported as p/{first.run_id}; 1 new event file" in said and "use --update" in said
+    assert main(["import", "tensorboard", str(logdir), "-s", url, "-p", "p", "--update"]) == 0
+    assert f"version_0 → p/{first.run_id} (updated)" in " ".join(capsys.readouterr().out.split())
+    run = store.run(first.run_id, "p")
+    loss = run.metrics()["loss"]
+    assert list(loss.index) == list(range(10)) and list(loss) == pytest.approx([1.0 / (s + 1) for s in range(10)])
+    assert len(store.storage.listdir(f"p/{first.run_id}/metrics")) == 1  # the old import's chunk is gone
+    (last,) = import_tensorboard(store, str(logdir), "p")
+    assert not last.imported and last.new_files == 0 and store.run_ids("p") == [first.run_id]
+
+
+def test_two_imports_of_the_same_logs_write_the_same_objects(tmp_path: Path) -> None:
+    logdir = tmp_path / "tb"
+    _writer_logs(logdir)
+    stores = [Store(str(tmp_path / name)) for name in ("a", "b")]
+    (a,), (b,) = (import_tensorboard(store, str(logdir), "p") for store in stores)
+    # the same names: an import that finds another's objects (no run.json yet) keeps them, and never
+    # removes what the other is about to name in its run.json
+    run = f"p/{a.run_id}"
+    assert a.run_id == b.run_id and sorted(stores[0].storage.find(run)) == sorted(stores[1].storage.find(run))
+
+
+def test_two_imports_of_the_same_logs_at_once_leave_one_whole_run(tmp_path: Path) -> None:
+    logdir, url = tmp_path / "tb", str(tmp_path / "runs")
+    _writer_logs(logdir)
+    argv = [sys.executable, "-m", "lightning_tracker.cli", "import", "tensorboard", str(logdir), "-s", url, "-p", "p"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) for _ in "ab"]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    (run_id,) = Store(url).run_ids("p")
+    run = Store(url).run(run_id, "p")
+    assert (
+        len(run.media()) == 6
+        and len(run.histograms()) == 6
+        and list(run.metrics()["train/loss"].dropna())
+        == [
+            1.0,
+            0.5,
+            pytest.approx(1 / 3),
+        ]
+    )
+    alone = Store(str(tmp_path / "alone"))
+    import_tensorboard(alone, str(logdir), "p")
+    assert sorted(Store(url).storage.find(f"p/{run_id}")) == sorted(alone.storage.find(f"p/{run_id}"))
