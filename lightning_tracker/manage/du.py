@@ -36,6 +36,7 @@ from lightning_tracker.format.layout import (
     MODELS_DIR,
     is_private,
 )
+from lightning_tracker.format.rollups import ROLLUPS_DIR
 from lightning_tracker.read.store import Store
 
 __all__ = ["KINDS", "ProjectUsage", "RunUsage", "StoreUsage", "disk_usage", "kind_of"]
@@ -47,6 +48,7 @@ _LIGHTNING_CHECKPOINTS = "checkpoints"  # ModelCheckpoint's folder inside a loca
 _KIND_OF_FOLDER = {
     METRICS_DIR: "metrics",
     HISTOGRAMS_DIR: "metrics",
+    ROLLUPS_DIR: "metrics",  # the metrics' level-of-detail summaries
     MEDIA_DIR: "media",
     MEDIA_FILES_DIR: "media",
     MODELS_DIR: "checkpoints",
@@ -61,6 +63,8 @@ def kind_of(rel: str) -> str:
         >>> [kind_of(p) for p in ("metrics/000-00000000-00000003.parquet", "media-files/ab.png",
         ...                       "models/last.ckpt", "events.out.tfevents.1.host", "run.json")]
         ['metrics', 'media', 'checkpoints', 'tensorboard', 'other']
+        >>> kind_of("rollups/000-00000000-00000003.parquet")
+        'metrics'
     """
     folder, _, name = rel.partition("/")
     if name and folder in _KIND_OF_FOLDER:
