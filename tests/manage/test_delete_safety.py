@@ -108,7 +108,9 @@ def test_rm_undo_takes_back_a_deletion_that_removed_nothing_yet(
     _run(save_dir, "r1")
     _mark(save_dir, "r1")
     assert Store(save_dir).runs("p") == []
-    assert main(["rm", "--undo", "r1", "-s", save_dir]) == 0
+    capsys.readouterr()
+    assert main(["rm", "--undo", "r1", "-s", save_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"undone": [{"project": "p", "id": "r1"}]}
     assert [r.id for r in Store(save_dir).runs("p")] == ["r1"]
     (tmp_path / "runs" / "p" / "r1" / RUN_FILE).unlink()
     _mark(save_dir, "r1")
