@@ -171,12 +171,14 @@ _DETAILS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "rm": (
         "Deletes runs and every object they have (metrics, media, checkpoints, TensorBoard files, edits): "
-        "lists them with their size and asks first. A running run is refused unless --force. A deletion "
-        "cut off half-way reads as deleted; rm again finishes it.",
+        "lists them with their size and asks first. A run with a heartbeat younger than 10 minutes is refused unless "
+        "--force. A deletion cut off half-way reads as deleted; rm again finishes it, rm --undo takes it back "
+        "while its run.json is there.",
         (
             "lightning-tracker rm swift-otter-42",
             "lightning-tracker rm -p demo --status failed --dry-run",
             "lightning-tracker rm -p demo -w 'val/acc<0.5' --yes",
+            "lightning-tracker rm --undo swift-otter-42",
         ),
     ),
     "demo": (
@@ -471,7 +473,10 @@ def _lifecycle_commands(
     _archived_flags(rm)
     rm.add_argument("--yes", "-y", action="store_true", help="delete without asking")
     rm.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
-    rm.add_argument("--force", action="store_true", help="delete running runs too (their writer may write on)")
+    rm.add_argument(
+        "--force", action="store_true", help="delete running runs too (a heartbeat younger than 10 minutes)"
+    )
+    rm.add_argument("--undo", action="store_true", help="take back a deletion cut off before it removed anything")
     rm.add_argument("--json", **json_flag)  # type: ignore[arg-type]
     rm.set_defaults(func=lifecycle.cmd_rm)
 

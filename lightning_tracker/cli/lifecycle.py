@@ -21,7 +21,14 @@ from lightning_tracker.cli.stores import diagnose, split_store
 from lightning_tracker.cli.terminal import plural, text
 from lightning_tracker.exceptions import InvalidArgumentError, NothingMatchedError, ProjectNotFoundError
 from lightning_tracker.format.edits import check_tag
-from lightning_tracker.manage.delete import Doomed, delete_run, pending_deletions, plan_deletion, resolve_targets
+from lightning_tracker.manage.delete import (
+    Doomed,
+    delete_run,
+    pending_deletions,
+    plan_deletion,
+    resolve_targets,
+    undo_deletion,
+)
 from lightning_tracker.read.store import Run, Store
 
 __all__ = ["cmd_archive", "cmd_note", "cmd_rename", "cmd_rm", "cmd_tag", "cmd_unarchive", "tag_removals_as_options"]
@@ -219,9 +226,35 @@ def _confirmed(out: Console, plan: list[Doomed]) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _undo(args: argparse.Namespace, out: Console, store: Store, targets: list[str]) -> int:
+    """``rm --undo RUN``: removes the deletion marks of runs whose deletion removed nothing yet."""
+    if not targets:
+        raise InvalidArgumentError("rm --undo needs the ids of runs being deleted; got none")
+    pending = pending_deletions(store, args.project)
+    undone = []
+    for target in targets:
+        if not target.strip():
+            raise InvalidArgumentError(f"run={target!r}: the run id is empty; give the id of a run being deleted")
+        found = [p for p in pending if p[1] == target] or [p for p in pending if p[1].startswith(target)]
+        if len(found) != 1:
+            which = f"matches {len(found)} of them" if found else "names none of them"
+            ids = ", ".join(p[1] for p in pending) or "none"
+            raise InvalidArgumentError(f"rm --undo {target!r} {which}; runs being deleted: {ids}")
+        undo_deletion(store.storage, *found[0])
+        undone.append(found[0])
+    if args.json:
+        print_json(out, {"undone": [{"project": p, "id": r} for p, r in undone]})
+    else:
+        for project, run_id in undone:
+            out.print(text(f"run {run_id} of project {project} is no longer being deleted"))
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace, out: Console) -> int:
     targets, positional = split_store(args.runs)
     store = store_of(args, positional)
+    if args.undo:
+        return _undo(args, out, store, targets)
     plan = plan_deletion(store, _selected(args, store, targets), force=args.force)
     if not args.json:
         verb = "would delete" if args.dry_run else "deleting"

@@ -12,7 +12,16 @@ mark (:data:`~lightning_tracker.format.layout.TOMBSTONE_FILE`, beside the run's 
 3. the mark goes last.
 
 Killed (or cut off by an outage) before 1, the run is intact; after it, the run reads as
-deleted, and ``rm`` again (:func:`pending_deletions` finds the marks) finishes the job.
+deleted, and ``rm`` again (:func:`pending_deletions` finds the marks) finishes the job, or
+``rm --undo`` (:func:`undo_deletion`) takes it back while ``run.json`` is there. A writer
+refuses to start or resume a run whose mark is there (``writers/resume.py``).
+
+A run whose writer may still write is refused unless forced: one whose ``run.json`` says
+``running`` with a heartbeat younger than :data:`LIVE_MARGIN_S` (10 minutes; a heartbeat
+merely stale because the writer is on another host, or its uploads are late, counts as
+live). The heartbeat is read again just before the mark is written (the plan may have
+waited at the prompt), and the run folder is listed again once it is emptied: an object
+that appeared meanwhile keeps the mark, and ``rm`` says the run is still being written.
 The spooled copy of a run on this machine (a remote store's local spool) goes too, so that
 ``sync`` never uploads a deleted run again.
 """
@@ -24,20 +33,35 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from lightning_tracker.exceptions import AmbiguousRunError, InvalidArgumentError, RunNotFoundError
+from lightning_tracker.exceptions import AmbiguousRunError, InvalidArgumentError, RunNotFoundError, StoreChangedError
 from lightning_tracker.format import codec
+from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.edits import new_tombstone
 from lightning_tracker.format.layout import EDITS_DIR, RUN_FILE, TOMBSTONE_FILE
+from lightning_tracker.format.status import RUNNING
 from lightning_tracker.read.edits import project_edits
 from lightning_tracker.read.store import Run, Store
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.changes import record_change
 from lightning_tracker.writers.spool import prune_empty, remove_spooled_run, spool_run_dir
 
-__all__ = ["Doomed", "delete_run", "pending_deletions", "plan_deletion", "resolve_targets"]
+__all__ = [
+    "LIVE_MARGIN_S",
+    "Doomed",
+    "delete_run",
+    "pending_deletions",
+    "plan_deletion",
+    "resolve_targets",
+    "undo_deletion",
+]
 
 _WORKERS = 8  # objects deleted at once: an object store deletes one object per request
+LIVE_MARGIN_S = 600.0
+"""A ``running`` run whose last heartbeat is younger than this is not deleted unless forced: a
+reader calls it crashed after three heartbeat intervals, but a writer on another host, or
+one whose uploads are late, may still be writing."""
 
 
 @dataclass
@@ -57,6 +81,7 @@ class Doomed:
     name: str | None
     status: str
     objects: dict[str, int] = field(default_factory=dict)
+    force: bool = False  # delete it even if its writer may still write
 
     @property
     def size(self) -> int:
@@ -84,6 +109,8 @@ def resolve_targets(store: Store, targets: Sequence[str], project: str | None) -
         RunNotFoundError: a target names no run.
         AmbiguousRunError: a target names several runs; the message names them.
     """
+    for target in targets:
+        _check_target(target)
     pending = pending_deletions(store, project)
     found: list[Run | tuple[str, str]] = []
     for target in targets:
@@ -94,6 +121,14 @@ def resolve_targets(store: Store, targets: Sequence[str], project: str | None) -
             if not half:
                 raise
             whole = []
+        named = [r for r in store.runs(project, archived=None) if r.name == target] if whole else []
+        if whole and whole[0].id == target and any(r.path != whole[0].path for r in named):
+            other = next(r for r in named if r.path != whole[0].path)
+            raise AmbiguousRunError(
+                f"{target!r} is the id of run {whole[0].id} and the name of run {other.id} (project "
+                f"{other.project}) in {store.storage.url}; delete by a longer form of the id you mean, or rename "
+                f"run {other.id} first"
+            )
         matches: list[Run | tuple[str, str]] = [*whole, *half]
         if len(matches) > 1:
             ids = ", ".join(m.id if isinstance(m, Run) else m[1] for m in matches)
@@ -106,6 +141,15 @@ def resolve_targets(store: Store, targets: Sequence[str], project: str | None) -
     return found
 
 
+def _check_target(target: str) -> None:
+    """Raises for an empty target: an id prefix ``""`` would match every run (an unset shell variable)."""
+    if not isinstance(target, str) or not target.strip():
+        raise InvalidArgumentError(
+            f"run={target!r}: the run id is empty (an unset shell variable?); give a run id, id prefix or name "
+            "(lightning-tracker runs lists them)"
+        )
+
+
 def _key(item: Run | tuple[str, str]) -> tuple[str, str]:
     return (item.project, item.id) if isinstance(item, Run) else item
 
@@ -116,24 +160,60 @@ def plan_deletion(store: Store, items: Iterable[Run | tuple[str, str]], *, force
     Args:
         store: the store the runs are in.
         items: runs, and ``(project, run id)`` of deletions left half-way.
-        force: also delete runs that are running (their heartbeat is fresh).
+        force: also delete runs whose writer may still write: ``running`` with a heartbeat
+            younger than :data:`LIVE_MARGIN_S`, a deletion left half-way included.
 
     Raises:
-        InvalidArgumentError: a run is running and ``force`` is False; the message names it.
+        InvalidArgumentError: such a run is there and ``force`` is False; the message names it.
     """
     plan = []
     for item in items:
         if isinstance(item, Run):
-            if item.status == "running" and not force:
-                raise InvalidArgumentError(
-                    f"run {item.id} ({item.name}) is running: its heartbeat is fresh; stop it first, or pass "
-                    "--force (force=True) to delete it while it writes"
-                )
             project, run_id, name, status = item.project, item.id, item.name, item.status
-        else:
+            if not force:
+                _refuse_live(store.storage, project, run_id, item.doc)
+        else:  # a deletion left half-way: its writer may have resumed it behind the mark
             (project, run_id), name, status = item, None, "deleting"
-        plan.append(Doomed(project, run_id, name, status, _objects(store.storage, project, run_id)))
+            if not force:
+                _refuse_live(store.storage, project, run_id)
+        plan.append(Doomed(project, run_id, name, status, _objects(store.storage, project, run_id), force))
     return plan
+
+
+def _refuse_live(storage: Storage, project: str, run_id: str, doc: dict[str, Any] | None = None) -> None:
+    """Raises when the run's writer may still write: its ``run.json`` (read now unless given) says
+    ``running`` with a heartbeat younger than :data:`LIVE_MARGIN_S`.
+
+    Raises:
+        InvalidArgumentError: naming the run, how old its heartbeat is and the fix.
+    """
+    if doc is None:
+        try:
+            loaded = codec.loads(storage.read_bytes(f"{project}/{run_id}/{RUN_FILE}"))
+        except FileNotFoundError:
+            return  # removed already: a deletion past its first step
+        except ValueError:
+            return  # unreadable: no writer keeps a damaged run.json
+        doc = loaded if isinstance(loaded, dict) else {}
+    beat = doc.get("heartbeat") or doc.get("start_time")
+    if doc.get("status", RUNNING) != RUNNING or not isinstance(beat, (int, float)):
+        return
+    age = max(0.0, time.time() - float(beat))
+    if age >= LIVE_MARGIN_S:
+        return
+    ago = f"{age / 60:.0f} minutes" if age >= 60 else f"{age:.0f} s"
+    name = f" ({doc['name']})" if isinstance(doc.get("name"), str) else ""
+    if run_state(doc) == RUNNING:
+        why = f"is running: its heartbeat was written {ago} ago"
+    else:
+        why = (
+            f"may still be running: its last heartbeat was written {ago} ago, less than "
+            f"{LIVE_MARGIN_S / 60:.0f} minutes, and its writer may be on another host"
+        )
+    raise InvalidArgumentError(
+        f"run {run_id}{name} of project {project} {why}; stop its writer first, or pass --force (force=True) to "
+        "delete it while it writes"
+    )
 
 
 def _objects(storage: Storage, project: str, run_id: str) -> dict[str, int]:
@@ -147,12 +227,18 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
     """Deletes one run of :func:`plan_deletion`, safe to interrupt; returns the bytes freed.
 
     Raises:
+        InvalidArgumentError: the run's writer may still write (see :data:`LIVE_MARGIN_S`) and
+            the plan was not forced; nothing is deleted.
+        StoreChangedError: objects appeared in the run folder while it was deleted (a writer
+            wrote on); the mark stays, so the run reads as deleted, and ``rm`` again finishes.
         StorageError, TransientStoreError: the store failed; the run reads as deleted and
             calling this again (``rm`` again) finishes.
     """
     project, run_id = doomed.project, doomed.run_id
     folder, edits = f"{project}/{run_id}", f"{project}/{EDITS_DIR}/{run_id}"
     mark = f"{edits}/{TOMBSTONE_FILE}"
+    if not doomed.force:  # read again: the plan may have waited at the prompt while a writer resumed the run
+        _refuse_live(storage, project, run_id)
     if not doomed.resumed:
         storage.write_bytes(mark, codec.dumps(new_tombstone(time.time(), run_id)))
     record_change(storage, project, run_id, "delete")
@@ -162,6 +248,13 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
     with ThreadPoolExecutor(_WORKERS) as pool:
         list(pool.map(storage.rm, rest))
         list(pool.map(storage.rm, [f"{edits}/{rel}" for rel in storage.find(edits) if rel != TOMBSTONE_FILE]))
+    appeared = storage.find(folder)
+    if appeared:  # a writer wrote on while the run was deleted: the mark stays, so it still reads as deleted
+        raise StoreChangedError(
+            f"run {run_id} of project {project} in {storage.url} is still being written; rm again once its writer "
+            f"stopped ({len(appeared)} objects appeared while it was deleted, e.g. {sorted(appeared)[0]}; it reads "
+            "as deleted until then)"
+        )
     storage.rm(mark)  # last: until now a reader took the run as deleted
     for base in (folder, edits):
         _remove_empty_folders(storage, base)
@@ -170,6 +263,25 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
         if os.path.isdir(spooled):
             remove_spooled_run(spooled)
     return doomed.size
+
+
+def undo_deletion(storage: Storage, project: str, run_id: str) -> None:
+    """Takes back a deletion that removed nothing yet (its mark is there, and so is ``run.json``).
+
+    Raises:
+        InvalidArgumentError: the run has no deletion mark, or its ``run.json`` is gone (part of
+            it is deleted: only ``rm`` again can finish it).
+    """
+    mark = f"{project}/{EDITS_DIR}/{run_id}/{TOMBSTONE_FILE}"
+    if not storage.exists(mark):
+        raise InvalidArgumentError(f"run {run_id} of project {project} is not being deleted; nothing to take back")
+    if not storage.exists(f"{project}/{run_id}/{RUN_FILE}"):
+        raise InvalidArgumentError(
+            f"cannot take back the deletion of run {run_id} of project {project}: its {RUN_FILE} is gone, so part "
+            f"of it is deleted already; finish with `lightning-tracker rm {run_id} -s {storage.url}`"
+        )
+    storage.rm(mark)
+    record_change(storage, project, run_id, "edit")  # the project index reads the run again
 
 
 def _remove_empty_folders(storage: Storage, rel: str) -> None:

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.codec import decode_number
 from lightning_tracker.format.documents import new_config, run_state
-from lightning_tracker.format.edits import Folded, check_tag, fold
+from lightning_tracker.format.edits import Folded, check_name, check_tag, fold
 from lightning_tracker.format.keys import family
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
@@ -223,8 +224,15 @@ class Run:
         """Gives the run a new readable name (its id, and so its folder, stay).
 
         Raises:
-            InvalidArgumentError: ``name`` is empty, longer than 128 characters or not one line.
+            InvalidArgumentError: ``name`` is empty, longer than 128 characters or not one line;
+                or it is the id of another run of the project (``rm NAME`` would be ambiguous).
         """
+        name = check_name(name)
+        if name != self.id and name in self.storage.folders(self.project):
+            raise InvalidArgumentError(
+                f"name={name!r} is the id of run {name} of project {self.project}; a run named after another run's "
+                "id makes commands that take either ambiguous; pick another name"
+            )
         self._edit(name=name)
 
     def archive(self) -> None:

@@ -290,10 +290,16 @@ class Store:
         """One run by id (or by a unique id prefix or its exact name).
 
         Raises:
+            InvalidArgumentError: ``run_id`` is empty or only spaces.
             RunNotFoundError: no run matches.
             ProjectNotFoundError: ``project`` is not in the store.
             AmbiguousRunError: more than one run matches; the message names them.
         """
+        if not isinstance(run_id, str) or not run_id.strip():  # a prefix "" would match every run
+            raise InvalidArgumentError(
+                f"run_id={run_id!r}: the run id is empty (an unset shell variable?); give a run id, id prefix or "
+                f"name (lightning-tracker runs -s {self.storage.url} lists them)"
+            )
         candidates = self.runs(project, archived=None)
         exact = [r for r in candidates if r.id == run_id]
         matches = exact or [r for r in candidates if r.id.startswith(run_id) or r.name == run_id]

@@ -44,9 +44,11 @@ from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
     CONFIG_FILE,
     DATA_DIRS,
+    EDITS_DIR,
     META_FILE,
     MODELS_FILE,
     RUN_FILE,
+    TOMBSTONE_FILE,
     live_chunks,
     parse_chunk_name,
 )
@@ -146,6 +148,7 @@ class RemoteProbe:
         self.storage, self.prefix, self.local_dir = storage, prefix, local_dir
         self.fetch = fetch  # set to False by a caller that gave up: a late answer then writes nothing
         self.documents: dict[str, bytes] = {}
+        self.deleting = False  # the run's deletion mark is there (known once the probe answered)
         self.downloaded: list[str] = []  # chunk paths now in the spool as they are in the store
         self.error: BaseException | None = None
         self._answered = threading.Event()  # run.json read, found missing, or the read failed
@@ -155,6 +158,7 @@ class RemoteProbe:
 
     def _run(self) -> None:
         try:
+            self.deleting = _being_deleted(self.storage, self.prefix)
             try:
                 self.documents[RUN_FILE] = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
             except FileNotFoundError:
@@ -297,6 +301,7 @@ def load_existing(
     probe = RemoteProbe(storage, prefix, local_dir, fetch=require != "never") if probe_remote else None
     if require in ("must", "never"):
         _check_exists(storage, prefix, local_dir, require, local_run is not None, probe)
+    _refuse_if_deleting(storage, prefix, probe)
     if require == "never" and document is not None:
         claim_new_run(storage, prefix, local_dir, document, in_store=probe_remote or storage.is_local)
     remote_run = None
@@ -322,6 +327,7 @@ def load_existing(
                 probe.error,
                 local_dir,
             )
+        _refuse_if_deleting(storage, prefix, probe)
         remote_run = probe.run
     _check_copies(storage, prefix, local_dir, probe)
     if local_run is None and remote_run is None:
@@ -341,6 +347,33 @@ def load_existing(
     run = remote_run if use_remote else local_run
     assert run is not None
     return Existing(run=run, config=_config(local_dir), downloaded=downloaded), None
+
+
+def _being_deleted(storage: Storage, prefix: str) -> bool:
+    """Whether the deletion mark of the run at ``prefix`` is there (``rm`` started and did not finish)."""
+    project, run_id = prefix.rsplit("/", 1)
+    return storage.exists(f"{project}/{EDITS_DIR}/{run_id}/{TOMBSTONE_FILE}")
+
+
+def _refuse_if_deleting(storage: Storage, prefix: str, probe: RemoteProbe | None) -> None:
+    """Raises when the run is being deleted: writing behind the mark would be hidden, then deleted.
+
+    A local store is asked here (one listing); a remote one by the probe, once it answered.
+
+    Raises:
+        RunExistsError: the run's deletion mark is there; the message says how to finish or undo it.
+    """
+    deleting = _being_deleted(storage, prefix) if storage.is_local else probe is not None and probe.deleting
+    if not deleting:
+        return
+    if probe is not None:
+        probe.fetch = False  # nothing of a run being deleted is brought into the spool
+    project, run_id = prefix.rsplit("/", 1)
+    raise RunExistsError(
+        f"run {run_id} of project {project} in {storage.url} is being deleted; finish with `lightning-tracker rm "
+        f"{run_id} -s {storage.url}`, take the deletion back with `lightning-tracker rm --undo {run_id} -s "
+        f"{storage.url}` (while its run.json is there), or pass another version"
+    )
 
 
 def resume_mode(resume: object, version: object) -> str | None:
