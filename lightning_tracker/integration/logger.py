@@ -6,6 +6,7 @@ import difflib
 import inspect
 import logging
 import os
+import sys
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,9 +15,11 @@ from torch import nn
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_name, validate_path_name
-from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.format.status import FAILED, FINISHED, PRUNED
+from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
+from lightning_tracker.integration.optuna import TrialLink, pruned_by_optuna
 from lightning_tracker.integration.run_ids import resolve_version, shared_run_id
 from lightning_tracker.storage import Storage
 from lightning_tracker.writers.checkpoints import CheckpointProducer
@@ -100,6 +103,10 @@ class TrackerLogger(Logger):
             checkpoint deleted locally is deleted remotely), ``"all"`` keeps every
             checkpoint ever saved, ``False`` (default) uploads none. Read them back with
             ``Run.checkpoints`` and ``Run.checkpoint("best" | "latest" | name)``.
+        trial: the Optuna trial this run is (the ``optuna`` extra): the study's name is the
+            run's ``group`` (unless ``group`` is given), the trial's number and parameters are
+            hyperparameters, the trial's user attribute ``lightning_tracker_run`` names the
+            run, and a trial Optuna prunes inside ``fit`` ends with status ``pruned``.
         unknown: none is taken; an argument of ``WandbLogger``, ``TensorBoardLogger`` or
             ``CSVLogger`` (``project=``, ``id=``, ``dir=``) fails naming the one to pass here.
 
@@ -141,6 +148,7 @@ class TrackerLogger(Logger):
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
         resume: str = "allow",
+        trial: Any = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -171,6 +179,9 @@ class TrackerLogger(Logger):
                 raise InvalidArgumentError(f"{arg}={value!r} must be a string or None.")
         if run_name is not None and (not run_name.strip() or any(ord(c) < 32 for c in run_name)):
             raise InvalidArgumentError(f"run_name={run_name!r} must be non-empty and free of control characters.")
+        self._trial = TrialLink(trial) if trial is not None else None
+        if self._trial is not None and group is None:
+            group = self._trial.group
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)
@@ -196,6 +207,8 @@ class TrackerLogger(Logger):
         self._log_model = log_model
         self._checkpoints: CheckpointProducer | None = None
         self._watch: tuple[nn.Module, str, int] | None = None  # watch()'s model, log and log_freq
+        if self._trial is not None and rank() == 0:
+            self._trial.link(self._name, self._version, self.url)
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -292,6 +305,8 @@ class TrackerLogger(Logger):
                 keep_spool=self._keep_spool,
             )
             self._require = None  # a forked child or a reopened run: this logger already opened it
+            if self._trial is not None:
+                self._writer.log_config(self._trial.config())
         return self._writer
 
     # -- Lightning's calls ------------------------------------------------------------
@@ -458,11 +473,13 @@ class TrackerLogger(Logger):
         """Writes everything, marks the run finished or failed and waits for uploads.
 
         Args:
-            status: Lightning's ``"success"``, ``"failed"`` or ``"finished"``.
+            status: Lightning's ``"success"``, ``"failed"`` or ``"finished"``. Lightning says
+                ``"failed"`` from inside its exception handler: when the exception it handles is
+                Optuna's ``TrialPruned``, the run ends ``pruned``.
         """
         if self._writer is None:
             return
-        state = "failed" if status == "failed" else "finished"
+        state = FINISHED if status != "failed" else PRUNED if pruned_by_optuna(sys.exc_info()[1]) else FAILED
         self._writer.close(state, timeout=self._finalize_timeout)
 
     @rank_zero_only

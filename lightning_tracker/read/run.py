@@ -68,7 +68,7 @@ class Run:
         >>> Storage("memory://doc-damaged").write_bytes("p/r1/run.json", b'{"format_version": 3, "status": 7}')
         >>> run = Store("memory://doc-damaged").run("r1")
         >>> run.status, run.damage
-        ('damaged', "run.json: field 'status' is 7; expected 'running' or 'finished' or 'failed'")
+        ('damaged', "run.json: field 'status' is 7; expected 'running' or 'finished' or 'failed' or 'pruned'")
     """
 
     def __init__(
