@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import logging
@@ -22,6 +23,7 @@ from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.integration.optuna import TrialLink, pruned_by_optuna
 from lightning_tracker.integration.run_ids import resolve_version, shared_run_id
 from lightning_tracker.storage import Storage
+from lightning_tracker.writers.alerts import AlertRoute, check_level
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
 from lightning_tracker.writers.resume import resume_mode
@@ -107,6 +109,13 @@ class TrackerLogger(Logger):
             run's ``group`` (unless ``group`` is given), the trial's number and parameters are
             hyperparameters, the trial's user attribute ``lightning_tracker_run`` names the
             run, and a trial Optuna prunes inside ``fit`` ends with status ``pruned``.
+        alerts: the webhook alerts are posted to (Slack-compatible JSON, from a background
+            thread); None takes ``$LIGHTNING_TRACKER_ALERTS`` (unset: alerts are recorded in the
+            run only). A secret: kept in memory, never written.
+        alert_on: the automatic alerts: ``"failed"`` (``fit`` raised), ``"nan"`` (the watched
+            metric became NaN or ±inf), ``"end"`` (the run ended, whatever its status).
+        alert_metric: the metric watched for NaN or ±inf (default: the one ``ModelCheckpoint``
+            or ``EarlyStopping`` monitors).
         unknown: none is taken; an argument of ``WandbLogger``, ``TensorBoardLogger`` or
             ``CSVLogger`` (``project=``, ``id=``, ``dir=``) fails naming the one to pass here.
 
@@ -149,6 +158,9 @@ class TrackerLogger(Logger):
         log_model: bool | str = False,
         resume: str = "allow",
         trial: Any = None,
+        alerts: str | None = None,
+        alert_on: str | Sequence[str] = ("failed", "nan"),
+        alert_metric: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -179,6 +191,7 @@ class TrackerLogger(Logger):
                 raise InvalidArgumentError(f"{arg}={value!r} must be a string or None.")
         if run_name is not None and (not run_name.strip() or any(ord(c) < 32 for c in run_name)):
             raise InvalidArgumentError(f"run_name={run_name!r} must be non-empty and free of control characters.")
+        self._alerts = AlertRoute.build(alerts, alert_on, alert_metric)
         self._trial = TrialLink(trial) if trial is not None else None
         if self._trial is not None and group is None:
             group = self._trial.group
@@ -303,6 +316,7 @@ class TrackerLogger(Logger):
                 resume=self._resume,
                 require=self._require,
                 keep_spool=self._keep_spool,
+                alerts=dataclasses.replace(self._alerts, prefix=self._metric_prefix),
             )
             self._require = None  # a forked child or a reopened run: this logger already opened it
             if self._trial is not None:
@@ -479,8 +493,35 @@ class TrackerLogger(Logger):
         """
         if self._writer is None:
             return
-        state = FINISHED if status != "failed" else PRUNED if pruned_by_optuna(sys.exc_info()[1]) else FAILED
-        self._writer.close(state, timeout=self._finalize_timeout)
+        error = sys.exc_info()[1]
+        state = FINISHED if status != "failed" else PRUNED if pruned_by_optuna(error) else FAILED
+        reason = None if error is None or state == FINISHED else f"{type(error).__name__}: {error}"
+        self._writer.close(state, timeout=self._finalize_timeout, reason=reason)
+
+    @rank_zero_only
+    def alert(self, title: str, text: str, level: str = "info") -> None:
+        """Sends an alert, as ``wandb.alert``: recorded in the run and posted to the webhook (``alerts=``).
+
+        Never waits: the post happens on a background thread, rate-limited and retried.
+
+        Args:
+            title: a short summary (``"Loss spiked"``).
+            text: the details.
+            level: ``"info"``, ``"warn"`` or ``"error"``.
+
+        Raises:
+            InvalidArgumentError: ``level`` is not one of those, or ``title``/``text`` is not text.
+
+        Example:
+            >>> logger = TrackerLogger("memory://doc-alert", name="p")
+            >>> logger.alert("Loss spiked", "val/loss went from 0.3 to 9.1", level="warn")
+            >>> logger.finalize("success")
+        """
+        check_level(level)
+        for arg, value in (("title", title), ("text", text)):
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"alert({arg}={value!r}) must be a string")
+        self._run_writer().alert(title, text, level)
 
     @rank_zero_only
     def flush(self) -> None:

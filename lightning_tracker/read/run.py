@@ -23,6 +23,7 @@ from lightning_tracker.format.codec import decode_number
 from lightning_tracker.format.documents import new_config, run_state
 from lightning_tracker.format.keys import family
 from lightning_tracker.format.layout import (
+    ALERTS_FILE,
     CONFIG_FILE,
     GIT_DIFF_FILE,
     HISTOGRAMS_DIR,
@@ -191,6 +192,16 @@ class Run:
     def meta(self) -> dict[str, Any]:
         """Host, user, command, versions, GPUs and git state of the first session."""
         return self._doc(META_FILE) or {}
+
+    @cached_property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The run's alerts, oldest first: ``time``, ``level``, ``title``, ``text``, ``event``, ``step``.
+
+        What ``logger.alert`` sent and the automatic ones (``fit`` raised, the watched metric
+        became NaN or ±inf, the run ended); empty when there were none.
+        """
+        alerts = (self._doc(ALERTS_FILE) or {}).get("alerts") or []
+        return [a for a in alerts if isinstance(a, dict)]
 
     @property
     def git_diff(self) -> str:
