@@ -18,6 +18,7 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_name, validate_path_name
 from lightning_tracker.format.status import FAILED, FINISHED, PRUNED
 from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
+from lightning_tracker.integration.config_capture import cli_config, hydra_launch
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.integration.optuna import TrialLink, pruned_by_optuna
@@ -70,6 +71,11 @@ class TrackerLogger(Logger):
     ``save_dir`` they are written to a local spool folder first and uploaded by a
     background thread, so training never waits on the network.
 
+    What launched the run is recorded without a call: a ``LightningCLI``'s whole parsed
+    configuration and a Hydra job's composed config become hyperparameters (the logger's
+    own ``storage_options`` and webhook redacted), a Hydra multirun's jobs share a group,
+    and an Optuna ``trial`` names its study, number and parameters.
+
     Args:
         save_dir: a local folder (default ``"./runs"``) or any fsspec URL such as
             ``"s3://bucket/experiments"`` or ``"memory://exp"``.
@@ -84,7 +90,8 @@ class TrackerLogger(Logger):
             exist, ``"never"`` raises ``RunExistsError`` when it does. For a remote store both
             wait for its answer; a store that cannot answer raises ``StorageError``.
         run_name: a readable name for tables; a random one (``"swift-otter-42"``) when None.
-        group: groups runs, for example the members of a sweep.
+        group: groups runs, for example the members of a sweep (default: an Optuna ``trial``'s
+            study, a Hydra multirun's sweep folder).
         tags: labels to filter runs by.
         notes: free text shown with the run.
         prefix: prepended to every metric name, joined with ``"-"``.
@@ -193,8 +200,9 @@ class TrackerLogger(Logger):
             raise InvalidArgumentError(f"run_name={run_name!r} must be non-empty and free of control characters.")
         self._alerts = AlertRoute.build(alerts, alert_on, alert_metric)
         self._trial = TrialLink(trial) if trial is not None else None
-        if self._trial is not None and group is None:
-            group = self._trial.group
+        self._launch = hydra_launch()  # built inside @hydra.main: the composed config, a multirun's group
+        if group is None:
+            group = self._trial.group if self._trial is not None else self._launch.group if self._launch else None
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)
@@ -319,6 +327,8 @@ class TrackerLogger(Logger):
                 alerts=dataclasses.replace(self._alerts, prefix=self._metric_prefix),
             )
             self._require = None  # a forked child or a reopened run: this logger already opened it
+            if self._launch is not None:
+                self._writer.log_config(self._launch.hyperparameters([self._alerts.url or ""]))
             if self._trial is not None:
                 self._writer.log_config(self._trial.config())
         return self._writer
@@ -388,6 +398,9 @@ class TrackerLogger(Logger):
         writer = self._run_writer()
         writer.ensure_open()
         writer.record_monitors(trainer)
+        config = cli_config(trainer, [self._alerts.url or ""])  # LightningCLI's whole configuration
+        if config is not None:
+            writer.log_config(config)
 
     def watch(self, model: nn.Module, log: str = "gradients", log_freq: int = 100) -> None:
         """Records histograms and norms of ``model``'s gradients and weights, as ``WandbLogger.watch`` does.
