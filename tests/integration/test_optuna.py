@@ -3,6 +3,7 @@ trial Optuna prunes ends ``pruned``, on a local store and on a real S3 server (m
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ optuna = pytest.importorskip("optuna")
 optuna_integration = pytest.importorskip("optuna_integration")
 
 from lightning_tracker import Store, TrackerLogger  # noqa: E402
+from lightning_tracker.cli import main  # noqa: E402
 from lightning_tracker.exceptions import InvalidArgumentError  # noqa: E402
 from tests.helpers import local_or_s3, tiny_model, trainer  # noqa: E402
 
@@ -39,7 +41,7 @@ def _objective(save_dir: str, options: dict[str, Any] | None) -> Any:
 
 @pytest.mark.parametrize("target", ["local", "s3"])
 def test_a_study_records_each_trial_as_a_run_of_its_group_and_pruned_trials_end_pruned(
-    target: str, tmp_path: Any, request: Any
+    target: str, tmp_path: Any, request: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     save_dir, options = local_or_s3(target, tmp_path, request)
     study = optuna.create_study(study_name="tiny-sweep", pruner=_PruneAfterFirst())
@@ -58,6 +60,11 @@ def test_a_study_records_each_trial_as_a_run_of_its_group_and_pruned_trials_end_
     assert sorted(r.id for r in Store(save_dir, storage_options=options).runs(project="sweep", status="pruned")) == (
         sorted(t.user_attrs["lightning_tracker_run"]["id"] for t in study.trials[1:])
     )
+    capsys.readouterr()
+    options_args = ["--storage-options", json.dumps(options)] if options else []
+    assert main(["runs", "-s", save_dir, "-p", "sweep", "--status", "pruned", *options_args]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[2:3] == ["pruned"]]
+    assert len(rows) == 2, "the command line filters and shows the pruned trials"
 
 
 def test_a_failed_trial_still_ends_failed(tmp_path: Any) -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from lightning_tracker import Store, TrackerLogger
+from lightning_tracker.cli import main
 from lightning_tracker.exceptions import InvalidArgumentError
 from tests.helpers import local_or_s3, tiny_model, trainer
 
@@ -91,7 +92,12 @@ def _all_bytes(*roots: Path) -> bytes:
 
 @pytest.mark.parametrize("target", ["local", "s3"])
 def test_an_alert_is_posted_as_slack_json_and_recorded_in_the_run(
-    target: str, tmp_path: Path, request: Any, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+    target: str,
+    tmp_path: Path,
+    request: Any,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("LIGHTNING_TRACKER_ALERTS_LINK", "https://tracker.example.com/?project={project}&run={run}")
     save_dir, options = local_or_s3(target, tmp_path, request)
@@ -113,6 +119,11 @@ def test_an_alert_is_posted_as_slack_json_and_recorded_in_the_run(
         ("Epoch done", "epoch 1 ended", "warn", "user"),
     ]
     assert webhook.token.encode() not in _all_bytes(tmp_path), "the webhook URL reached a file"
+    capsys.readouterr()
+    options_args = ["--storage-options", json.dumps(options)] if options else []
+    assert main(["show", logger.version, "-s", save_dir, *options_args]) == 0
+    shown = capsys.readouterr().out
+    assert "alerts" in shown and "epoch 1 ended" in shown and webhook.token not in shown
 
 
 def test_fit_raising_posts_an_error_alert_naming_the_exception(tmp_path: Path, webhook: Webhook) -> None:
