@@ -36,6 +36,7 @@ class Webhook:
         self.hold = hold
         self.held = threading.Event()
         self.release = threading.Event()
+        self.delivered = threading.Event()  # set at the first body answered 200
         webhook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +50,7 @@ class Webhook:
                 status = webhook._statuses.pop(0) if webhook._statuses else 200
                 if status == 200:
                     webhook.bodies.append(json.loads(body))
+                    webhook.delivered.set()
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -62,6 +64,14 @@ class Webhook:
         self.token = f"tok-{uuid.uuid4().hex}"
         self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/{self.token}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, bodies: int) -> list[dict[str, Any]]:
+        """The bodies once ``bodies`` were delivered (the sender posts at most one a second, in the background)."""
+        for _ in range(600):
+            if len(self.bodies) >= bodies:
+                return self.bodies
+            self.release.wait(0.1)
+        raise AssertionError(f"{len(self.bodies)} of {bodies} alerts delivered in a minute")
 
     def stop(self) -> None:
         self.release.set()
@@ -104,8 +114,8 @@ def test_an_alert_is_posted_as_slack_json_and_recorded_in_the_run(
     logger = TrackerLogger(save_dir, name="p", storage_options=options, alerts=webhook.url, run_name="otter")
     trainer(logger, PACKAGE, max_epochs=2).fit(_AlertsAtEpochEnd())
 
+    body = webhook.wait_for(2)[0]
     assert webhook.requests == 2, "one post per alert, the run's end not asked for"
-    body = webhook.bodies[0]
     assert body["text"].startswith(f"[warn] Epoch done: p/otter ({logger.version}) is running")
     link = f"https://tracker.example.com/?project=p&run={logger.version}"
     assert link in body["text"]
@@ -136,7 +146,7 @@ def test_fit_raising_posts_an_error_alert_naming_the_exception(tmp_path: Path, w
     logger = TrackerLogger(tmp_path, name="p", alerts=webhook.url)
     with pytest.raises(RuntimeError):
         trainer(logger, PACKAGE).fit(Boom())
-    (body,) = webhook.bodies
+    (body,) = webhook.wait_for(1)
     assert body["lightning_tracker"]["event"] == "failed" and body["lightning_tracker"]["status"] == "failed"
     assert body["attachments"][0]["text"] == "RuntimeError: loss exploded"
     run = Store(tmp_path).run(logger.version)
@@ -152,7 +162,7 @@ def test_the_monitored_metric_becoming_nan_alerts_once(tmp_path: Path, webhook: 
     callbacks = [lightning_callbacks().ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss")]
     logger = TrackerLogger(tmp_path / "runs", name="p", alerts=webhook.url, flush_interval=0.1)
     trainer(logger, PACKAGE, max_epochs=4, callbacks=callbacks, enable_checkpointing=True).fit(GoesNaN())
-    nan_alerts = [b["lightning_tracker"] for b in webhook.bodies if b["lightning_tracker"]["event"] == "nan"]
+    nan_alerts = [b["lightning_tracker"] for b in webhook.wait_for(1) if b["lightning_tracker"]["event"] == "nan"]
     assert len(nan_alerts) == 1 and nan_alerts[0]["level"] == "error"
     assert nan_alerts[0]["title"] == "val/loss is nan"
     assert [a["event"] for a in Store(tmp_path / "runs").run(logger.version).alerts] == ["nan"]
@@ -167,7 +177,7 @@ def lightning_callbacks() -> Any:
 def test_the_run_end_alert_is_opt_in(tmp_path: Path, webhook: Webhook) -> None:
     logger = TrackerLogger(tmp_path, name="p", alerts=webhook.url, alert_on=("failed", "end"))
     trainer(logger, PACKAGE, max_epochs=1).fit(tiny_model(PACKAGE))
-    (body,) = webhook.bodies
+    (body,) = webhook.wait_for(1)
     assert (body["lightning_tracker"]["title"], body["lightning_tracker"]["status"]) == ("Run finished", "finished")
 
 
@@ -177,7 +187,8 @@ def test_a_failing_webhook_is_retried_with_backoff_and_counted_at_the_server(tmp
         logger = TrackerLogger(tmp_path, name="p", alerts=hook.url)
         trainer(logger, PACKAGE, max_epochs=1).fit(tiny_model(PACKAGE))
         logger.alert("Done", "evaluation finished")
-        logger.finalize("success")  # waits a bounded time: the two retries' back-off is 0.5 s + 1 s
+        logger.finalize("success")  # waits at most 2 s; the sender goes on in the background
+        assert hook.delivered.wait(60), "delivered in the end"
         assert hook.requests == 3 and [b["lightning_tracker"]["title"] for b in hook.bodies] == ["Done"]
     finally:
         hook.stop()
@@ -224,6 +235,6 @@ def test_the_environment_webhook_is_used_and_never_written(
     logger.log_hyperparams({"lr": 0.1})
     logger.alert("hello", f"posted to {webhook.url}")
     logger.finalize("success")
-    assert [b["lightning_tracker"]["title"] for b in webhook.bodies] == ["hello"]
+    assert [b["lightning_tracker"]["title"] for b in webhook.wait_for(1)] == ["hello"]
     assert webhook.token not in json.dumps(webhook.bodies)
     assert webhook.token.encode() not in _all_bytes(tmp_path)
