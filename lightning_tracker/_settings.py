@@ -35,6 +35,8 @@ from typing import Any, Generic, TypeVar
 from lightning_tracker.exceptions import InvalidArgumentError
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_LINK",
     "CHECK_TIMEOUT_S",
     "KEEP_SPOOL",
     "PROBE_TIMEOUT_S",
@@ -232,6 +234,24 @@ SERVE_TOKEN: Setting[str | None] = Setting(
     allowed="a random string of 16 letters, digits or ._~- or more",
     example="$(openssl rand -hex 16)",
 )
+ALERTS: Setting[str | None] = Setting(
+    name="LIGHTNING_TRACKER_ALERTS",
+    doc="the webhook (Slack-compatible) TrackerLogger sends alerts to when alerts= is not given; never written to disk",
+    default=None,
+    shown_default="none",
+    parse=_text,
+    allowed="an http(s) webhook URL",
+    example="https://hooks.slack.com/services/T0/B0/XXXX",
+)
+ALERTS_LINK: Setting[str | None] = Setting(
+    name="LIGHTNING_TRACKER_ALERTS_LINK",
+    doc="the link an alert gives to its run, with {project} and {run} filled in (a dashboard you serve, say)",
+    default=None,
+    shown_default="none",
+    parse=_text,
+    allowed="a URL",
+    example="'https://tracker.example.com/?project={project}&run={run}'",
+)
 RUN_IDS: Setting[tuple[int, tuple[str | None, ...]]] = Setting(
     name="_LIGHTNING_TRACKER_RUN_IDS",
     doc="internal: the run ids rank 0 created and its process id; only the processes it starts itself take them",
@@ -252,6 +272,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     PROBE_TIMEOUT_S,
     CHECK_TIMEOUT_S,
     SERVE_TOKEN,
+    ALERTS,
+    ALERTS_LINK,
     RUN_IDS,
 )
 """Every variable, in the order of the README's table."""

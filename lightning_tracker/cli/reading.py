@@ -238,6 +238,15 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
         s = summary[key]
         metrics.add_row(text(key), *(text(fmt_value(s.get(f))) for f in ("last", "last_step", "min", "max", "count")))
     out.print(metrics)
+    if run.alerts:
+        alerts = Table(title="alerts", header_style="bold", title_justify="left")
+        for col in ("time", "level", "title", "text"):
+            alerts.add_column(col, overflow="fold")
+        for alert in run.alerts:
+            when = alert.get("time")
+            shown = datetime.fromtimestamp(when).isoformat(" ", "seconds") if isinstance(when, (int, float)) else "—"
+            alerts.add_row(text(shown), *(text(str(alert.get(f) or "")) for f in ("level", "title", "text")))
+        out.print(alerts)
     return 0
 
 

@@ -27,7 +27,14 @@ PIPE_WIDTH = 100_000
 # C0, DEL and C1 controls (ESC, CSI, OSC...), and the bidirectional overrides that reorder text
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-_STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "bold red", "damaged": "bold red"}
+_STATUS_STYLE = {
+    "finished": "green",
+    "running": "cyan",
+    "failed": "red",
+    "pruned": "yellow",
+    "crashed": "bold red",
+    "damaged": "bold red",
+}
 
 
 class _Console(Console):

@@ -22,6 +22,7 @@ from typing import Any
 
 from lightning_tracker.format.codec import dumps, loads
 from lightning_tracker.format.layout import (
+    ALERTS_FILE,
     CONFIG_FILE,
     META_FILE,
     MIRROR_FILE,
@@ -43,6 +44,7 @@ __all__ = [
     "VERSIONS",
     "manifest_entry",
     "manifest_without",
+    "new_alerts",
     "new_config",
     "new_manifest",
     "new_meta",
@@ -72,6 +74,7 @@ VERSIONS = {
     MIRROR_FILE: 1,
     STAGED_CHECKPOINT: 1,
     STAGING_STATE: 1,
+    ALERTS_FILE: 1,
 }
 RESERVED_ALIASES = ("best", "latest")  # maintained by the writer, with "best:<monitor>"
 
@@ -255,6 +258,17 @@ def run_state(run: dict[str, Any], now: float | None = None) -> str:
 def new_config() -> dict[str, Any]:
     """An empty ``config.json``: nested and flat hyperparameters and their change history."""
     return {"format_version": VERSIONS[CONFIG_FILE], "nested": {}, "flat": {}, "history": []}
+
+
+# -- alerts.json ------------------------------------------------------------------------
+def new_alerts(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """``alerts.json``: the run's alerts, oldest first (``time``, ``level``, ``title``, ``text``, ``event``, ``step``).
+
+    Example:
+        >>> new_alerts([])
+        {'format_version': 1, 'alerts': []}
+    """
+    return {"format_version": VERSIONS[ALERTS_FILE], "alerts": alerts}
 
 
 # -- meta.json --------------------------------------------------------------------------

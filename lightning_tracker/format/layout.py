@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from lightning_tracker.exceptions import InvalidArgumentError
 
 __all__ = [
+    "ALERTS_FILE",
     "CHANGES_DIR",
     "CONFIG_FILE",
     "ChunkId",
@@ -61,6 +62,7 @@ __all__ = [
 RUN_FILE = "run.json"  # identity, status, heartbeat, sessions, params, summary
 META_FILE = "meta.json"  # environment of the first session (written once)
 CONFIG_FILE = "config.json"  # hyperparameters: nested, flat, change history
+ALERTS_FILE = "alerts.json"  # the run's alerts (logger.alert and the automatic ones), newest last
 GIT_DIFF_FILE = "git.diff"  # uncommitted changes when started in a dirty repository
 METRICS_DIR = "metrics"  # immutable Parquet chunks of metric points
 HISTOGRAMS_DIR = "histograms"  # immutable Parquet chunks of histograms (GradientMonitor)

@@ -26,7 +26,15 @@ import pyarrow.parquet as pq
 from lightning_tracker.exceptions import StorageError
 from lightning_tracker.format.codec import loads
 from lightning_tracker.format.documents import STAGED_CHECKPOINT, STAGING_STATE, VERSIONS
-from lightning_tracker.format.layout import CONFIG_FILE, META_FILE, MIRROR_FILE, MODELS_FILE, RUN_FILE, SPOOL_FILE
+from lightning_tracker.format.layout import (
+    ALERTS_FILE,
+    CONFIG_FILE,
+    META_FILE,
+    MIRROR_FILE,
+    MODELS_FILE,
+    RUN_FILE,
+    SPOOL_FILE,
+)
 from lightning_tracker.format.schemas import CHUNK_VERSION, HISTOGRAMS, METRICS, chunk_version
 from lightning_tracker.format.status import STORED
 from lightning_tracker.format.summary import SUMMARY_FIELDS
@@ -140,6 +148,7 @@ RUN_FIELDS: dict[str, str] = {
 DOCUMENT_FIELDS: dict[str, dict[str, str]] = {
     RUN_FILE: RUN_FIELDS,
     CONFIG_FILE: {"format_version": "version", "nested": "object", "flat": "object", "history": "objects"},
+    ALERTS_FILE: {"format_version": "version", "alerts": "objects"},
     META_FILE: {
         "format_version": "version", "host": "text", "cwd": "text", "user": "text?", "pid": "count?",
         "command": "texts", "versions": "object", "git": "object?", "gpus": "objects", "env": "object",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import logging
 import os
+import sys
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,11 +16,15 @@ from torch import nn
 
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_name, validate_path_name
-from lightning_tracker.integration._compat import Logger, override, rank_zero_experiment, rank_zero_only
+from lightning_tracker.format.status import FAILED, FINISHED, PRUNED
+from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
+from lightning_tracker.integration.config_capture import cli_config, hydra_launch
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
+from lightning_tracker.integration.optuna import TrialLink, pruned_by_optuna
 from lightning_tracker.integration.run_ids import resolve_version, shared_run_id
 from lightning_tracker.storage import Storage
+from lightning_tracker.writers.alerts import AlertRoute, check_level
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture
 from lightning_tracker.writers.resume import resume_mode
@@ -65,6 +71,11 @@ class TrackerLogger(Logger):
     ``save_dir`` they are written to a local spool folder first and uploaded by a
     background thread, so training never waits on the network.
 
+    What launched the run is recorded without a call: a ``LightningCLI``'s whole parsed
+    configuration and a Hydra job's composed config become hyperparameters (the logger's
+    own ``storage_options`` and webhook redacted), a Hydra multirun's jobs share a group,
+    and an Optuna ``trial`` names its study, number and parameters.
+
     Args:
         save_dir: a local folder (default ``"./runs"``) or any fsspec URL such as
             ``"s3://bucket/experiments"`` or ``"memory://exp"``.
@@ -79,7 +90,8 @@ class TrackerLogger(Logger):
             exist, ``"never"`` raises ``RunExistsError`` when it does. For a remote store both
             wait for its answer; a store that cannot answer raises ``StorageError``.
         run_name: a readable name for tables; a random one (``"swift-otter-42"``) when None.
-        group: groups runs, for example the members of a sweep.
+        group: groups runs, for example the members of a sweep (default: an Optuna ``trial``'s
+            study, a Hydra multirun's sweep folder).
         tags: labels to filter runs by.
         notes: free text shown with the run.
         prefix: prepended to every metric name, joined with ``"-"``.
@@ -100,6 +112,17 @@ class TrackerLogger(Logger):
             checkpoint deleted locally is deleted remotely), ``"all"`` keeps every
             checkpoint ever saved, ``False`` (default) uploads none. Read them back with
             ``Run.checkpoints`` and ``Run.checkpoint("best" | "latest" | name)``.
+        trial: the Optuna trial this run is (the ``optuna`` extra): the study's name is the
+            run's ``group`` (unless ``group`` is given), the trial's number and parameters are
+            hyperparameters, the trial's user attribute ``lightning_tracker_run`` names the
+            run, and a trial Optuna prunes inside ``fit`` ends with status ``pruned``.
+        alerts: the webhook alerts are posted to (Slack-compatible JSON, from a background
+            thread); None takes ``$LIGHTNING_TRACKER_ALERTS`` (unset: alerts are recorded in the
+            run only). A secret: kept in memory, never written.
+        alert_on: the automatic alerts: ``"failed"`` (``fit`` raised), ``"nan"`` (the watched
+            metric became NaN or ±inf), ``"end"`` (the run ended, whatever its status).
+        alert_metric: the metric watched for NaN or ±inf (default: the one ``ModelCheckpoint``
+            or ``EarlyStopping`` monitors).
         unknown: none is taken; an argument of ``WandbLogger``, ``TensorBoardLogger`` or
             ``CSVLogger`` (``project=``, ``id=``, ``dir=``) fails naming the one to pass here.
 
@@ -141,6 +164,10 @@ class TrackerLogger(Logger):
         finalize_timeout: float = 60.0,
         log_model: bool | str = False,
         resume: str = "allow",
+        trial: Any = None,
+        alerts: str | None = None,
+        alert_on: str | Sequence[str] = ("failed", "nan"),
+        alert_metric: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -171,6 +198,11 @@ class TrackerLogger(Logger):
                 raise InvalidArgumentError(f"{arg}={value!r} must be a string or None.")
         if run_name is not None and (not run_name.strip() or any(ord(c) < 32 for c in run_name)):
             raise InvalidArgumentError(f"run_name={run_name!r} must be non-empty and free of control characters.")
+        self._alerts = AlertRoute.build(alerts, alert_on, alert_metric)
+        self._trial = TrialLink(trial) if trial is not None else None
+        self._launch = hydra_launch()  # built inside @hydra.main: the composed config, a multirun's group
+        if group is None:
+            group = self._trial.group if self._trial is not None else self._launch.group if self._launch else None
         self._resume = version is not None  # a generated id is new: nothing to look up remotely
         # checked when this logger (or the one it was copied from) first opens the run, never again
         self._require = resume_mode(resume, version)
@@ -196,6 +228,8 @@ class TrackerLogger(Logger):
         self._log_model = log_model
         self._checkpoints: CheckpointProducer | None = None
         self._watch: tuple[nn.Module, str, int] | None = None  # watch()'s model, log and log_freq
+        if self._trial is not None and rank() == 0:
+            self._trial.link(self._name, self._version, self.url)
 
     # -- where the run lives ----------------------------------------------------------
     @property
@@ -290,8 +324,13 @@ class TrackerLogger(Logger):
                 resume=self._resume,
                 require=self._require,
                 keep_spool=self._keep_spool,
+                alerts=dataclasses.replace(self._alerts, prefix=self._metric_prefix),
             )
             self._require = None  # a forked child or a reopened run: this logger already opened it
+            if self._launch is not None:
+                self._writer.log_config(self._launch.hyperparameters([self._alerts.url or ""]))
+            if self._trial is not None:
+                self._writer.log_config(self._trial.config())
         return self._writer
 
     # -- Lightning's calls ------------------------------------------------------------
@@ -359,6 +398,9 @@ class TrackerLogger(Logger):
         writer = self._run_writer()
         writer.ensure_open()
         writer.record_monitors(trainer)
+        config = cli_config(trainer, [self._alerts.url or ""])  # LightningCLI's whole configuration
+        if config is not None:
+            writer.log_config(config)
 
     def watch(self, model: nn.Module, log: str = "gradients", log_freq: int = 100) -> None:
         """Records histograms and norms of ``model``'s gradients and weights, as ``WandbLogger.watch`` does.
@@ -458,12 +500,41 @@ class TrackerLogger(Logger):
         """Writes everything, marks the run finished or failed and waits for uploads.
 
         Args:
-            status: Lightning's ``"success"``, ``"failed"`` or ``"finished"``.
+            status: Lightning's ``"success"``, ``"failed"`` or ``"finished"``. Lightning says
+                ``"failed"`` from inside its exception handler: when the exception it handles is
+                Optuna's ``TrialPruned``, the run ends ``pruned``.
         """
         if self._writer is None:
             return
-        state = "failed" if status == "failed" else "finished"
-        self._writer.close(state, timeout=self._finalize_timeout)
+        error = sys.exc_info()[1]
+        state = FINISHED if status != "failed" else PRUNED if pruned_by_optuna(error) else FAILED
+        reason = None if error is None or state == FINISHED else f"{type(error).__name__}: {error}"
+        self._writer.close(state, timeout=self._finalize_timeout, reason=reason)
+
+    @rank_zero_only
+    def alert(self, title: str, text: str, level: str = "info") -> None:
+        """Sends an alert, as ``wandb.alert``: recorded in the run and posted to the webhook (``alerts=``).
+
+        Never waits: the post happens on a background thread, rate-limited and retried.
+
+        Args:
+            title: a short summary (``"Loss spiked"``).
+            text: the details.
+            level: ``"info"``, ``"warn"`` or ``"error"``.
+
+        Raises:
+            InvalidArgumentError: ``level`` is not one of those, or ``title``/``text`` is not text.
+
+        Example:
+            >>> logger = TrackerLogger("memory://doc-alert", name="p")
+            >>> logger.alert("Loss spiked", "val/loss went from 0.3 to 9.1", level="warn")
+            >>> logger.finalize("success")
+        """
+        check_level(level)
+        for arg, value in (("title", title), ("text", text)):
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"alert({arg}={value!r}) must be a string")
+        self._run_writer().alert(title, text, level)
 
     @rank_zero_only
     def flush(self) -> None:

@@ -25,6 +25,7 @@ from lightning_tracker.format.documents import new_config, run_state
 from lightning_tracker.format.edits import Folded, check_name, check_tag, fold
 from lightning_tracker.format.keys import family
 from lightning_tracker.format.layout import (
+    ALERTS_FILE,
     CONFIG_FILE,
     GIT_DIFF_FILE,
     HISTOGRAMS_DIR,
@@ -78,7 +79,7 @@ class Run:
         >>> Storage("memory://doc-damaged").write_bytes("p/r1/run.json", b'{"format_version": 3, "status": 7}')
         >>> run = Store("memory://doc-damaged").run("r1")
         >>> run.status, run.damage
-        ('damaged', "run.json: field 'status' is 7; expected 'running' or 'finished' or 'failed'")
+        ('damaged', "run.json: field 'status' is 7; expected 'running' or 'finished' or 'failed' or 'pruned'")
     """
 
     def __init__(
@@ -305,6 +306,16 @@ class Run:
     def meta(self) -> dict[str, Any]:
         """Host, user, command, versions, GPUs and git state of the first session."""
         return self._doc(META_FILE) or {}
+
+    @cached_property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The run's alerts, oldest first: ``time``, ``level``, ``title``, ``text``, ``event``, ``step``.
+
+        What ``logger.alert`` sent and the automatic ones (``fit`` raised, the watched metric
+        became NaN or ±inf, the run ended); empty when there were none.
+        """
+        alerts = (self._doc(ALERTS_FILE) or {}).get("alerts") or []
+        return [a for a in alerts if isinstance(a, dict)]
 
     @property
     def git_diff(self) -> str:

@@ -35,6 +35,7 @@ from lightning_tracker.storage import Storage
 from lightning_tracker.storage.changes import tell_index
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
+from lightning_tracker.writers.alerts import AlertProducer, AlertRoute
 from lightning_tracker.writers.checkpoints import CheckpointProducer
 from lightning_tracker.writers.histograms import Capture, HistogramProducer
 from lightning_tracker.writers.late_merge import adopt_documents, free_session, renumber_chunks
@@ -86,6 +87,7 @@ class RunWriter:
         require: ``"allow"`` | ``"must"`` | ``"never"``: what the id must name, checked before anything is
             written (raises as :func:`~lightning_tracker.writers.resume.load_existing`); None checks nothing.
         keep_spool: keep the spool folder after a complete upload; None: ``$LIGHTNING_TRACKER_KEEP_SPOOL``.
+        alerts: where alerts go and which automatic ones are raised (None: recorded in the run only).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class RunWriter:
         resume: bool = True,
         require: str | None = None,
         keep_spool: bool | None = None,
+        alerts: AlertRoute | None = None,
     ) -> None:
         self._storage = storage
         self._prefix = f"{project}/{run_id}"
@@ -165,6 +168,7 @@ class RunWriter:
         )
         self._media = MediaProducer(self._local_dir, self._session, self._writer_key, self._tensorboard, self._warn)
         self._checkpoints: CheckpointProducer | None = None
+        self._alerts = AlertProducer(self._local_dir, alerts or AlertRoute(None), self._identity)
         self._mirror = Mirror(self._local_dir, storage, self._prefix, skip=self._growing)
         self._mirror.active = self._probe is None
         for rel in existing.downloaded if existing is not None else []:
@@ -301,6 +305,17 @@ class RunWriter:
         """Records the metric ``trainer``'s first monitoring callback watches."""
         self._info.record_monitors(trainer)
 
+    def alert(self, title: str, text: str, level: str = "info") -> None:
+        """Records an alert in the run and queues it for the webhook; touches memory only."""
+        if not self._open:
+            self.ensure_open()
+        self._alerts.alert(title, text, level)
+        self._wake.set()  # recorded by the next flush, now
+
+    def _identity(self) -> dict[str, Any]:
+        doc = self._info.doc
+        return {"project": doc["project"], "id": doc["id"], "name": doc["name"], "status": doc["status"]}
+
     def warn(self, key: str, message: str, *args: Any) -> None:
         """Warns the user (``message % args``) at most once a minute per ``key``."""
         self._warn(key, message, *args)
@@ -408,6 +423,10 @@ class RunWriter:
             self._guard("flush TensorBoard events", self._tensorboard.flush)
         if batch:
             self._guard("compact metrics", self._metrics.compact)
+            self._guard(
+                "watch metrics for alerts", self._alerts.watch, batch, (self._info.doc["monitor"] or {}).get("name")
+            )
+        self._guard("write alerts", self._alerts.write)
         if self._checkpoints is not None and self._probe is None:  # names follow the stored manifest
             self._guard("store checkpoints", self._checkpoints.flush)
         self._guard("write the run documents", self._info.write, self._local_dir, self._metrics.summary)
@@ -476,8 +495,11 @@ class RunWriter:
         return self._tensorboard is not None and path == self._tensorboard.active_file
 
     # -- closing ------------------------------------------------------------------------
-    def close(self, status: str = "finished", timeout: float = 60.0) -> MirrorReport | None:
+    def close(self, status: str = "finished", timeout: float = 60.0, reason: str | None = None) -> MirrorReport | None:
         """Flushes, compacts, writes the final status and publishes within ``timeout`` seconds.
+
+        The run's end raises its automatic alert (``reason``: why it failed or was pruned), and
+        waits at most 2 s of ``timeout`` for queued alerts to be delivered.
 
         Returns:
             For a remote store, what the last mirror round did (``complete`` or not).
@@ -485,6 +507,7 @@ class RunWriter:
         if not self._open:
             return self._last_report
         deadline = time.monotonic() + timeout
+        self._alerts.on_end(status, reason)
         uploads = not self._mirror.in_place and not self._offline
         self._media.encode(until=deadline - timeout * (0.5 if uploads else 0.2))  # the rest: flush, upload
         self._media_stop.set()
@@ -521,6 +544,7 @@ class RunWriter:
         self._tell_index("end")
         self._give_up_media(f"finalize_timeout={timeout:g} s ran out")
         self._join_threads(deadline)
+        self._alerts.close(min(2.0, max(0.0, deadline - time.monotonic())))
         if self._mirror.in_place:
             return None
         if self._offline:

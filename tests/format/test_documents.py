@@ -52,6 +52,8 @@ _BUILT: dict[str, dict[str, Any]] = {
         saved_time=1_700_000_000.0, step=12),
     documents.STAGING_STATE: documents.new_staging_state({"last.ckpt": ["/c/last.ckpt", 1, 2, 3, 4]},
                                                          {"latest": 3}, False, {3: "last.ckpt"}),
+    documents.ALERTS_FILE: documents.new_alerts([{"time": 1_700_000_000.0, "level": "warn", "title": "t",
+                                                  "text": "x", "event": "user", "step": None}]),
 }  # fmt: skip
 
 

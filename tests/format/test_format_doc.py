@@ -76,6 +76,7 @@ def test_a_real_run_writes_exactly_the_files_the_page_names(tmp_path: Path, monk
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             trainer.logger.log_image("samples", [np.zeros((4, 4, 3), np.uint8)], caption=["zeros"])
             trainer.logger.log_table("scores", columns=["a"], data=[[1]])
+            trainer.logger.alert("trained", "12 steps")  # and an alert, so alerts.json is written
 
     callbacks = [ckpt, GradientMonitor(every_n_steps=4), Media()]
     t = trainer(logger, "pytorch_lightning", max_steps=12, enable_checkpointing=True, callbacks=callbacks)

@@ -141,7 +141,7 @@ def test_the_most_common_monitor_comes_first() -> None:
 
 
 def test_statuses_are_the_stored_ones_then_the_derived_ones() -> None:
-    assert status.STATUSES == ("running", "finished", "failed", "crashed", "damaged")
+    assert status.STATUSES == ("running", "finished", "failed", "pruned", "crashed", "damaged")
     run = b'{"format_version": 3, "status": "%s"}'
     stored = [s for s in status.STATUSES if not validate.parse_document("run.json", run % s.encode()).damaged]
     assert stored == list(status.STORED), "what a run.json may hold"
