@@ -222,6 +222,10 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
         sort="-val/acc",
         columns=None,
         all=False,
+        archived=False,
+        include_archived=False,
+        json=False,
+        group_by=None,
         storage_options=args.storage_options,
     )
     cmd_runs(runs_args, out)

@@ -170,8 +170,8 @@ def plan_deletion(store: Store, items: Iterable[Run | tuple[str, str]], *, force
     for item in items:
         if isinstance(item, Run):
             project, run_id, name, status = item.project, item.id, item.name, item.status
-            if not force:
-                _refuse_live(store.storage, project, run_id, item.doc)
+            if not force:  # read now: the project index may hold an older heartbeat than run.json
+                _refuse_live(store.storage, project, run_id)
         else:  # a deletion left half-way: its writer may have resumed it behind the mark
             (project, run_id), name, status = item, None, "deleting"
             if not force:

@@ -47,7 +47,7 @@ def test_one_run_per_ddp_job(strategy: str, prefit: bool, pl_package: str, tmp_p
     assert ranks[0]["version"] == ranks[1]["version"]
     assert ranks[0]["log_dir"] == ranks[1]["log_dir"]
     assert ranks[0]["writer_opened"] and not ranks[1]["writer_opened"], "only rank 0 writes"
-    assert os.listdir(save_dir / "p") == [ranks[0]["version"]], "exactly one run"
+    assert [n for n in os.listdir(save_dir / "p") if not n.startswith(".")] == [ranks[0]["version"]], "exactly one run"
     run = Store(save_dir).run(ranks[0]["version"])
     assert run.status == "finished"
     assert run.config["lr"] == 0.05

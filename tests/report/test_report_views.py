@@ -16,6 +16,7 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.format.layout import RUN_FILE
+from lightning_tracker.storage.changes import record_change
 from lightning_tracker.report import write_report
 from tests.report.pages import open_page, open_section
 
@@ -32,6 +33,7 @@ def record_monitor(save_dir: str, name: str, mode: str = "min") -> None:
         doc = json.loads(run.storage.read_bytes(path))
         doc["monitor"] = doc.get("monitor") or {"name": name, "mode": mode}
         run.storage.write_bytes(path, json.dumps(doc).encode())
+        record_change(run.storage, run.project, run.id, "edit")  # a run.json written by hand tells the index
 
 
 def sweep(save_dir: str, runs: int = RUNS) -> None:
