@@ -269,7 +269,7 @@ def points_answer(store: Store, query: str, project: str | None = None) -> bytes
             ``<project>/<run id>`` of folder names, a step that is not a number).
 
     Example:
-        >>> points_answer(Store("memory://doc-points"), "run=p/r1&key=loss&from=0&to=9") is None
+        >>> points_answer(Store("memory://doc-points-none"), "run=p/r1&key=loss&from=0&to=9") is None
         True
     """
     args = {k: v[-1] for k, v in parse_qs(query).items()}

@@ -254,6 +254,7 @@ def test_gc_keeps_a_spool_copy_whose_file_differs_from_the_store_with_the_same_s
     if rel == "git.diff":  # a session started in a dirty work tree uploaded its diff
         Path(local_dir, rel).write_text("diff --git a/x b/x\n+1\n")
         store.storage.write_bytes(f"p/{run_id}/{rel}", Path(local_dir, rel).read_bytes())
+        sync([local_dir], storage_options=options, keep=True)  # the mirror's record knows it, as a writer's would
     if rel == "metrics":  # a chunk rewritten in place: the mirror's record says it is not the one uploaded
         rel = f"metrics/{sorted(os.listdir(os.path.join(local_dir, 'metrics')))[0]}"
     _same_size_other_bytes(os.path.join(local_dir, rel))
