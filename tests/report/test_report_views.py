@@ -16,8 +16,8 @@ import pytest
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.format.layout import RUN_FILE
-from lightning_tracker.storage.changes import record_change
 from lightning_tracker.report import write_report
+from lightning_tracker.storage.changes import record_change
 from tests.report.pages import open_page, open_section
 
 RUNS = 21

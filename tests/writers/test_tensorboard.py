@@ -40,7 +40,9 @@ def test_scalars_and_hparams_in_the_same_run_folder(tmp_path: Any) -> None:
     # the HParams tab shows each metric's last scalar in this run: real values, not a placeholder
     assert acc.Scalars("val/loss")[-1].value == pytest.approx(history["val/loss"].dropna().iloc[-1], rel=1e-6)
     assert not [
-        d for d in os.listdir(logger.log_dir) if os.path.isdir(os.path.join(logger.log_dir, d)) and d not in ("metrics", "rollups")
+        d
+        for d in os.listdir(logger.log_dir)
+        if os.path.isdir(os.path.join(logger.log_dir, d)) and d not in ("metrics", "rollups")
     ]
 
 

@@ -365,7 +365,9 @@ def _full(tmp_path: Any, what: str, step: int, tensor: str) -> np.ndarray:
 def test_distributed_histograms_describe_the_whole_reduced_gradient(strategy: str, tmp_path: Any) -> None:
     info, hist = _train_distributed(strategy, tmp_path)
     assert info["sharded"] == (strategy == "fsdp2")
-    assert [n for n in os.listdir(tmp_path / "runs" / "p") if not n.startswith(".")] == [info["version"]], "one run, written by rank 0"
+    assert [n for n in os.listdir(tmp_path / "runs" / "p") if not n.startswith(".")] == [info["version"]], (
+        "one run, written by rank 0"
+    )
     # 48 samples in batches of 8 over two ranks: 3 optimizer steps, one row per tensor and step
     assert len(hist) == 3 * 4 and not hist.duplicated(["tensor", "step"]).any()
     for row in hist.itertuples():
