@@ -13,6 +13,8 @@ change object (:mod:`lightning_tracker.storage.changes`). A reader:
 4. when it folded something new, lists again and writes the result as a new compacted
    file under a new name (never over one another reader may be reading), then removes
    the compacted files and change objects older than :data:`GRACE_S` that it supersedes.
+5. lists the project's deletion marks (``.edits/<id>/deleted.json``, one request) and leaves
+   out the runs whose deletion has begun, even when ``rm`` stopped before telling the index.
 
 A missing or damaged compacted file (unreadable, another version, the wrong schema) is
 never trusted: the reader reads every run folder and writes a new one. A reader that may
@@ -48,6 +50,7 @@ from lightning_tracker.format.index import (
     index_file_name,
     parse_index_file_name,
 )
+from lightning_tracker.format.layout import EDITS_DIR, TOMBSTONE_FILE
 from lightning_tracker.format.status import RUNNING
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.edits import RunEdits
@@ -245,7 +248,23 @@ class ProjectIndex:
                 found, news = self._fold(base, listing)
             if news and (found.rows.num_rows or listing.files):  # an empty project gets no index: it stays none
                 found = self._persist(listing, found)
+            return self._without_deleting(found)
+
+    def _without_deleting(self, found: Folded) -> Folded:
+        """``found`` without the runs whose deletion has begun: the project's deletion marks are
+        listed on every read (one request), so a run reads as deleted from the moment its mark
+        is written, even when ``rm`` was killed before it told the index."""
+        marked = {
+            rel.partition("/")[0]
+            for rel in self.storage.find(f"{self.project}/{EDITS_DIR}")
+            if rel.partition("/")[2] == TOMBSTONE_FILE
+        }
+        held = marked & set(found.rows.column("id").to_pylist()) if marked else set()
+        if not held:
             return found
+        fresh = {rid: run for rid, run in found.fresh.items() if rid not in held}
+        cells = _without(found.cells, held) if found.cells.num_columns else found.cells
+        return Folded(_without(found.rows, held), cells, fresh)
 
     def _run(self, rid: str, doc: bytes, problems: list[str] | None, edits: bytes) -> Run:
         path = f"{self.project}/{rid}"

@@ -212,3 +212,14 @@ def test_an_empty_run_target_is_refused_everywhere(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "empty" in err and err.count("\n") == 1, (argv, err)
     assert [r.id for r in Store(save_dir).runs("p")] == ["r1"]
+
+
+def test_a_run_whose_deletion_mark_never_reached_the_index_reads_as_deleted(tmp_path: Path) -> None:
+    save_dir = str(tmp_path / "runs")
+    for version in ("gone", "kept"):
+        _run(save_dir, version)
+    assert [r.id for r in Store(save_dir).runs("p")] == ["gone", "kept"]  # the index holds both
+    _mark(save_dir, "gone")  # rm killed after its mark, before it told the index
+    store = Store(save_dir)
+    assert [r.id for r in store.runs("p")] == ["kept"]
+    assert store.table("p")["id"].tolist() == ["kept"]
