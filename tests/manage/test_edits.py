@@ -6,13 +6,14 @@ Real stores (a local folder, a moto S3 server on 127.0.0.1), a real Lightning ``
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.exceptions import InvalidArgumentError
+from lightning_tracker import Run, Store, TrackerLogger
+from lightning_tracker.exceptions import InvalidArgumentError, RunNotFoundError
 from lightning_tracker.format.layout import EDITS_DIR
 from tests.helpers import lightning, local_or_s3, tiny_model, trainer
 
@@ -22,6 +23,18 @@ def _finished(save_dir: str, options: dict[str, Any] | None, version: str, **kwa
     logger.log_metrics({"loss": 1.0}, step=0)
     logger.finalize("success")
     return Store(save_dir, options)
+
+
+def _visible(store: Store, version: str, timeout: float = 30.0) -> Run:
+    """The live run once its mirror has copied it to the store: on S3 that lags the writer by a flush or two."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return store.run(version)
+        except RunNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("target", ["local", "s3"])
@@ -55,7 +68,7 @@ def test_edits_made_while_a_trainer_writes_still_hold_after_it_finalizes(
     try:
         assert started.wait(120)
         store = Store(save_dir, options)
-        run = store.run("live")
+        run = _visible(store, "live")
         assert run.status == "running"
         run.add_tags("best")
         run.remove_tags("baseline")
