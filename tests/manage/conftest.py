@@ -1,4 +1,4 @@
-"""The GCS and Azure emulators, for deletion on every store (the fixtures live with the storage tests)."""
+"""The GCS and Azure emulators, for deletion and ``du`` on every store (the fixtures live with the storage tests)."""
 
 from tests.storage.conftest import azure_server, gcs_server
 

@@ -7,7 +7,6 @@ import json
 import os
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,6 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main
 from lightning_tracker.exceptions import ProjectNotFoundError
 from lightning_tracker.manage.du import KINDS, disk_usage, kind_of
-from tests.servers import AzureServer, GCSServer
-
-
-@pytest.fixture(scope="module")
-def gcs_server() -> Iterator[GCSServer]:
-    server = GCSServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
-    server = AzureServer(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _record(url: str, options: dict[str, Any] | None, project: str, run_name: str, images: int) -> str:
