@@ -7,14 +7,21 @@ Azurite comes from npm into ``.tools/`` (``make tools``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from tests.conftest import S3Server
 
 # gcsfs otherwise probes a gRPC endpoint on every call
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
@@ -193,6 +200,21 @@ class GatedProxy:
         self.sock.close()
         for client in self._held:
             client.close()
+
+
+@contextlib.contextmanager
+def late_store(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GatedProxy, dict[str, Any]]]:
+    """The S3 server behind a :class:`GatedProxy`: a store that hangs now and answers once the proxy opens.
+
+    The existence probe gives up after 0.5 s, so a logger opens its run before the store answered.
+    Yields the proxy and the storage options that reach the server through it; closes the proxy.
+    """
+    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
+    proxy = GatedProxy(s3_server.port)
+    try:
+        yield proxy, {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
+    finally:
+        proxy.close()
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:

@@ -22,7 +22,7 @@ from lightning_tracker.writers import checkpoints as checkpoints_module
 from lightning_tracker.writers.sync import sync
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, trainer
-from tests.servers import GatedProxy
+from tests.servers import GatedProxy, late_store
 
 _RESUMER = """
 import json, os, sys, time
@@ -125,10 +125,7 @@ def test_a_stored_run_that_answers_late_is_merged_into_the_resumed_one(
     for step in range(10):
         first.log_metrics({"loss": float(10 - step)}, step=step)
     first.finalize("success")
-    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
-    proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
-    try:
-        options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
+    with late_store(s3_server, monkeypatch) as (proxy, options):
         second = TrackerLogger(
             url,
             name="p",
@@ -144,8 +141,6 @@ def test_a_stored_run_that_answers_late_is_merged_into_the_resumed_one(
             second.log_metrics({"loss": 0.5 - step / 100}, step=step)
             time.sleep(0.05)
         second.finalize("success")
-    finally:
-        proxy.close()
     run = Store(url, s3_server.storage_options).run(first.version)
     assert run.metrics()["step"].tolist() == list(range(20))
     assert len(run.doc["sessions"]) == 2 and run.config == {"lr": 0.1}

@@ -16,7 +16,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
 from tests.conftest import S3Server
 from tests.helpers import tiny_model_class, trainer
-from tests.servers import GatedProxy, free_port
+from tests.servers import GatedProxy, free_port, late_store
 
 NEW_RUN_WARNING = "starting a new run with that id"
 
@@ -237,11 +237,8 @@ def test_allow_warns_once_when_a_slow_store_answers_late_that_the_run_is_new(
     tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"s3://{s3_server.new_bucket()}/exp"
-    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
-    proxy = GatedProxy(s3_server.port)  # hangs now, answers later
     run_id = f"late-{uuid.uuid4().hex[:6]}"
-    try:
-        options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
+    with late_store(s3_server, monkeypatch) as (proxy, options):
         with caplog.at_level(logging.WARNING, logger="lightning_tracker"):
             logger = TrackerLogger(
                 url, name="p", version=run_id, storage_options=options, flush_interval=0.1, spool_dir=tmp_path / "spool"
@@ -253,8 +250,6 @@ def test_allow_warns_once_when_a_slow_store_answers_late_that_the_run_is_new(
                 logger.log_metrics({"a": float(step)}, step=step)
                 time.sleep(0.05)
             logger.finalize("success")
-    finally:
-        proxy.close()
     assert caplog.text.count(NEW_RUN_WARNING) == 1, caplog.text
     assert Store(url, s3_server.storage_options).run(run_id).summary["a"]["count"] == 10
 
@@ -271,10 +266,7 @@ def test_the_monitor_survives_a_late_merge_and_a_session_s_own_monitor_wins(
     first = TrackerLogger(url, name="p", storage_options=s3_server.storage_options, spool_dir=tmp_path / "machine-1")
     checkpoint = lightning().callbacks.ModelCheckpoint(monitor="val/loss", mode="min")
     trainer(first, max_epochs=1, enable_checkpointing=True, callbacks=[checkpoint]).fit(_CountingModel())
-    monkeypatch.setenv("LIGHTNING_TRACKER_PROBE_TIMEOUT_S", "0.5")
-    proxy = GatedProxy(s3_server.port)  # the store hangs now and answers later
-    try:
-        options = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
+    with late_store(s3_server, monkeypatch) as (proxy, options):
         second = TrackerLogger(
             url,
             name="p",
@@ -291,8 +283,6 @@ def test_the_monitor_survives_a_late_merge_and_a_session_s_own_monitor_wins(
             second.log_metrics({"loss": 0.5}, step=step)
             time.sleep(0.05)
         second.finalize("success")
-    finally:
-        proxy.close()
     run = Store(url, s3_server.storage_options).run(first.version)
     assert len(run.doc["sessions"]) == 2, "the late answer was merged"
     expected = {"name": "val/loss", "mode": "min"} if own_monitor is None else {"name": own_monitor, "mode": "max"}
