@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,13 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.cli import main as cli
 from lightning_tracker.format.layout import live_chunks, parse_chunk_name
 from tests.helpers import REPO
-
-TARGETS = ["local", "memory", "s3", "gcs", "azure"]
+from tests.storage.conftest import TARGETS, target_url
 
 
 @pytest.fixture(params=TARGETS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any] | None]:
     """``(save_dir, storage_options)`` on every storage target."""
-    kind = request.param
-    if kind == "local":
-        return str(tmp_path / "runs"), None
-    if kind == "memory":
-        return f"memory://c-{uuid.uuid4().hex[:10]}/exp", None
-    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server", "azure": "azure_server"}[kind])
-    protocol = {"s3": "s3", "gcs": "gs", "azure": "az"}[kind]
-    return f"{protocol}://{server.new_bucket()}/exp", server.storage_options
+    return target_url(request.param, request, tmp_path)
 
 
 def _log_run(save_dir: str, options: Any, steps: int, flush_every: int = 0, **kwargs: Any) -> TrackerLogger:

@@ -15,20 +15,13 @@ import pytest
 
 import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
 from lightning_tracker.storage import Storage, register_storage
+from tests.storage.conftest import TARGETS, target_url
 from tests.storage.racers import create_race, run_race, winners
 from tests.storage.serial_s3 import SerialS3Server
 
-TARGETS = ["local", "memory", "s3", "gcs", "azure"]
-
 
 def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict | None]:
-    if kind == "local":
-        return str(tmp_path / "store"), None
-    if kind == "memory":
-        return f"memory://c-{uuid.uuid4().hex[:10]}/exp", None
-    server = request.getfixturevalue({"s3": "serial_s3", "gcs": "gcs_server", "azure": "azure_server"}[kind])
-    protocol = {"s3": "s3", "gcs": "gs", "azure": "az"}[kind]
-    return f"{protocol}://{server.new_bucket()}/exp", server.storage_options
+    return target_url(kind, request, tmp_path, s3="serial_s3")  # S3's atomic conditional write (serial_s3.py)
 
 
 @pytest.mark.parametrize("kind", TARGETS)

@@ -4,28 +4,10 @@ recursive listing, on every target (a local folder, memory://, S3, GCS and Azure
 from __future__ import annotations
 
 import time
-import uuid
-from pathlib import Path
-
-import pytest
 
 import tests.servers  # noqa: F401 - sets the gcsfs environment before gcsfs is imported
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.base import FileInfo
-
-TARGETS = ["local", "memory", "s3", "gcs", "azure"]
-
-
-@pytest.fixture(params=TARGETS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    kind = request.param
-    if kind == "local":
-        return Storage(str(tmp_path / "store"))
-    if kind == "memory":
-        return Storage(f"memory://i-{uuid.uuid4().hex[:10]}/exp")
-    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server", "azure": "azure_server"}[kind])
-    protocol = {"s3": "s3", "gcs": "gs", "azure": "az"}[kind]
-    return Storage(f"{protocol}://{server.new_bucket()}/exp", server.storage_options)
 
 
 def test_find_info_gives_the_size_and_write_time_of_every_file_below(store: Storage) -> None:

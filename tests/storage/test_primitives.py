@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,7 @@ from lightning_tracker.exceptions import InvalidArgumentError, MissingDependency
 from lightning_tracker.storage import Storage, atomic_write
 from tests.helpers import REPO
 
-TARGETS = ["local", "memory", "s3", "gcs", "azure"]
 ROOT = Path(REPO)
-
-
-@pytest.fixture(params=TARGETS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """A fresh, empty :class:`Storage` on every target."""
-    kind = request.param
-    if kind == "local":
-        return Storage(str(tmp_path / "store"))
-    if kind == "memory":
-        return Storage(f"memory://p-{uuid.uuid4().hex[:10]}/exp")
-    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server", "azure": "azure_server"}[kind])
-    protocol = {"s3": "s3", "gcs": "gs", "azure": "az"}[kind]
-    return Storage(f"{protocol}://{server.new_bucket()}/exp", server.storage_options)
 
 
 # -- the primitives, on every target ------------------------------------------------------
