@@ -64,10 +64,10 @@ def _kill(proc: subprocess.Popen) -> int:
     return steps[-1] if steps else 20
 
 
-def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
-    rng = random.Random(0)
-    row = {
-        "fault": "SIGKILL at a random moment, local folder",
+def _empty_row(fault: str, trials: int) -> dict[str, Any]:
+    """A row of the fault table before its first trial: the counts each trial adds to."""
+    return {
+        "fault": fault,
         "trials": trials,
         "written": 0,
         "flushed": 0,
@@ -75,6 +75,11 @@ def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
         "unreadable": 0,
         "recover_s": [],
     }
+
+
+def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
+    rng = random.Random(0)
+    row = _empty_row("SIGKILL at a random moment, local folder", trials)
     for trial in range(trials):
         save_dir = tmp / f"kill{trial}"
         proc, run_id = start_training(str(save_dir), tmp / "out", dict(os.environ))
@@ -94,15 +99,7 @@ def sigkill_local(trials: int, tmp: Path) -> dict[str, Any]:
 
 def sigkill_s3(trials: int, tmp: Path, server: S3Server) -> dict[str, Any]:
     rng = random.Random(1)
-    row = {
-        "fault": "SIGKILL at a random moment, S3 (event files rotating), then sync",
-        "trials": trials,
-        "written": 0,
-        "flushed": 0,
-        "recovered": 0,
-        "unreadable": 0,
-        "recover_s": [],
-    }
+    row = _empty_row("SIGKILL at a random moment, S3 (event files rotating), then sync", trials)
     for trial in range(trials):
         bucket = server.new_bucket()
         spool = tmp / f"spool{trial}"
