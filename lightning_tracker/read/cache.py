@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
@@ -25,7 +26,7 @@ from lightning_tracker.format.layout import live_chunks
 from lightning_tracker.format.validate import decode_chunk
 from lightning_tracker.storage import Storage
 
-__all__ = ["Damaged", "ReadCache", "read_chunks"]
+__all__ = ["Damaged", "ReadCache", "read_chunk", "read_chunks"]
 
 _T = TypeVar("_T")
 _ATTEMPTS = 5  # listings tried when compaction deletes chunks between listing and reading
@@ -102,6 +103,26 @@ class ReadCache:
             self._memos = {k: v for k, v in self._memos.items() if keep(k)}
 
 
+def read_chunk(storage: Storage, folder: str, schema: pa.Schema, name: str) -> pa.Table | Damaged:
+    """The chunk ``name`` of ``folder`` as a table of ``schema``, or :class:`Damaged` saying why it cannot be.
+
+    A network error is raised, not taken for damage.
+
+    Example:
+        >>> storage = Storage("memory://doc-chunk")
+        >>> storage.write_bytes("p/r1/metrics/x.parquet", b"cut short")
+        >>> from lightning_tracker.format.schemas import METRICS
+        >>> read_chunk(storage, "p/r1/metrics", METRICS, "x.parquet").name
+        'x.parquet'
+    """
+    with storage.open(f"{folder}/{name}") as f:
+        data = f.read()  # a network error is raised here, not taken for damage
+    try:
+        return decode_chunk(data, schema)
+    except StorageError as err:
+        return Damaged(name, str(err))
+
+
 def read_chunks(
     storage: Storage,
     folder: str,
@@ -140,14 +161,7 @@ def read_chunks(
         [1.0]
     """
 
-    def read(name: str) -> pa.Table | Damaged:
-        with storage.open(f"{folder}/{name}") as f:
-            data = f.read()  # a network error is raised here, not taken for damage
-        try:
-            return decode_chunk(data, schema)
-        except StorageError as err:
-            return Damaged(name, str(err))
-
+    read = partial(read_chunk, storage, folder, schema)
     for _attempt in range(_ATTEMPTS):
         names = live_chunks(storage.listdir(folder))
         try:

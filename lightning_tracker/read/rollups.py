@@ -13,6 +13,7 @@ the one :meth:`Run.metrics <lightning_tracker.read.run.Run.metrics>` shows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import pyarrow as pa
 
@@ -20,8 +21,7 @@ from lightning_tracker.exceptions import StorageError, StoreChangedError
 from lightning_tracker.format import rollups
 from lightning_tracker.format.layout import METRICS_DIR
 from lightning_tracker.format.schemas import METRICS
-from lightning_tracker.format.validate import decode_chunk
-from lightning_tracker.read.cache import Damaged, ReadCache
+from lightning_tracker.read.cache import Damaged, ReadCache, read_chunk
 from lightning_tracker.storage import Storage
 
 __all__ = ["read_rollup"]
@@ -107,14 +107,7 @@ def read_rollup(
 def _read(
     storage: Storage, folder: str, names: list[str], schema: pa.Schema, cache: ReadCache | None, tag: str | None
 ) -> list[pa.Table | Damaged]:
-    def read(name: str) -> pa.Table | Damaged:
-        with storage.open(f"{folder}/{name}") as f:
-            data = f.read()  # a network error is raised here, not taken for damage
-        try:
-            return decode_chunk(data, schema)
-        except StorageError as err:
-            return Damaged(name, str(err))
-
+    read = partial(read_chunk, storage, folder, schema)
     if cache is None:
         return [read(n) for n in names]
     # the cache keeps one listing per key: the tail is a part of metrics/, so it is kept apart
