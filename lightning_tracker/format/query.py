@@ -40,7 +40,7 @@ import difflib
 import json
 import numbers
 import operator
-from collections.abc import Callable, Collection, Iterable, KeysView, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,14 +208,9 @@ def split(text: str) -> list[str]:
         >>> split('lr<0.01  name="my run"')
         ['lr<0.01', 'name="my run"']
     """
-    terms, current, quoted, escaped = [], "", False, False
-    for ch in text:
-        if quoted:
-            quoted = escaped or ch != '"'
-            escaped = not escaped and ch == "\\"
-        elif ch == '"':
-            quoted = True
-        elif ch.isspace():
+    terms, current = [], ""
+    for _at, ch, outside in _outside_quotes(text):
+        if outside and ch.isspace():
             if current:
                 terms.append(current)
             current = ""
@@ -280,20 +275,15 @@ def _tokens(text: str) -> list[str]:
     """``text`` as terms, keywords and parentheses: split at whitespace and parentheses outside
     double quotes (quotes kept), then a comparison spread over whitespace joined again."""
     pieces: list[str] = []
-    current, quoted, escaped = "", False, False
+    current = ""
 
     def fail(problem: str) -> InvalidArgumentError:
         return InvalidArgumentError(
             f"where query '{text}' {problem}; quote text that holds one, e.g. 'name=\"run (2)\"'"
         )
 
-    for at, ch in enumerate(text):
-        if quoted:
-            quoted = escaped or ch != '"'
-            escaped = not escaped and ch == "\\"
-        elif ch == '"':
-            quoted = True
-        elif ch.isspace() or ch in "()":
+    for at, ch, outside in _outside_quotes(text):
+        if outside and (ch.isspace() or ch in "()"):
             if ch == "(" and current:
                 raise fail(f"has a '(' inside the term '{current}('")
             if ch == ")" and at + 1 < len(text) and not (text[at + 1].isspace() or text[at + 1] in "()"):
@@ -425,18 +415,35 @@ def _find_operator(text: str) -> tuple[int, str | None]:
 
 def _find_outside(text: str, targets: Sequence[str]) -> tuple[int, str | None]:
     """The first of ``targets`` outside double quotes (the first listed wins at one place), and where."""
+    for at, _ch, outside in _outside_quotes(text):
+        if outside:
+            found = next((t for t in targets if text.startswith(t, at)), None)
+            if found is not None:
+                return at, found
+    return -1, None
+
+
+def _outside_quotes(text: str) -> Iterator[tuple[int, str, bool]]:
+    """Each character of ``text``, where it stands, and whether it stands outside double quotes.
+
+    A ``"`` opens quoted text that the next ``"`` not escaped by a backslash closes (JSON's
+    rule); the quotes themselves count as inside.
+
+    Example:
+        >>> "".join(ch for _, ch, outside in _outside_quotes(r'a"b \\" c"d') if outside)
+        'ad'
+    """
     quoted = escaped = False
     for at, ch in enumerate(text):
         if quoted:
             quoted = escaped or ch != '"'
             escaped = not escaped and ch == "\\"
+            yield at, ch, False
         elif ch == '"':
             quoted = True
+            yield at, ch, False
         else:
-            found = next((t for t in targets if text.startswith(t, at)), None)
-            if found is not None:
-                return at, found
-    return -1, None
+            yield at, ch, True
 
 
 def _json(raw: str) -> Any:
