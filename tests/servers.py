@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -147,18 +148,12 @@ class AzureServer(_Process):
         return name
 
 
-class GatedProxy:
-    """A TCP proxy on 127.0.0.1 that accepts connections and forwards nothing until opened.
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 to the port ``upstream``: accepts connections and serves each
+    on its own thread (:meth:`_serve`, which a subclass writes)."""
 
-    Closed, it is a store that accepts connections and never answers (a hung endpoint);
-    ``open()`` lets every held and later connection through to ``upstream``.
-    """
-
-    def __init__(self, upstream: int | None = None) -> None:
-        import threading
-
+    def __init__(self, upstream: int | None) -> None:
         self.upstream = upstream
-        self.gate = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self._held: list[socket.socket] = []
@@ -168,12 +163,7 @@ class GatedProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def open(self) -> None:
-        self.gate.set()
-
     def _accept(self) -> None:
-        import threading
-
         while True:
             try:
                 client, _ = self.sock.accept()
@@ -183,8 +173,28 @@ class GatedProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        import threading
+        raise NotImplementedError
 
+    def close(self) -> None:
+        """Stops accepting connections (the ones accepted go on)."""
+        self.sock.close()
+
+
+class GatedProxy(TcpProxy):
+    """A TCP proxy on 127.0.0.1 that accepts connections and forwards nothing until opened.
+
+    Closed, it is a store that accepts connections and never answers (a hung endpoint);
+    ``open()`` lets every held and later connection through to ``upstream``.
+    """
+
+    def __init__(self, upstream: int | None = None) -> None:
+        self.gate = threading.Event()
+        super().__init__(upstream)
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def _serve(self, client: socket.socket) -> None:
         self.gate.wait()
         if self.upstream is None:
             return
@@ -197,7 +207,8 @@ class GatedProxy:
         _pipe(client, up)
 
     def close(self) -> None:
-        self.sock.close()
+        """Stops accepting connections and drops the ones held."""
+        super().close()
         for client in self._held:
             client.close()
 

@@ -31,6 +31,7 @@ from lightning_tracker.storage import Storage
 from lightning_tracker.writers.spool import spool_dir_for
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, tiny_model_class, trainer
+from tests.servers import TcpProxy
 
 
 def _sha(path: str) -> str:
@@ -289,24 +290,17 @@ def test_resume_from_a_stored_checkpoint_matches_uninterrupted_training(
     assert run.checkpoint("latest").download(tmp_path / "final.ckpt")
 
 
-class _SlowProxy:
+class _SlowProxy(TcpProxy):
     """A TCP proxy to the S3 server that forwards uploads at ``rate`` bytes per second."""
 
     def __init__(self, upstream: int, rate: float) -> None:
-        self.upstream, self.rate, self.sent = upstream, rate, 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.rate, self.sent = rate, 0
+        super().__init__(upstream)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
+    def _serve(self, client: socket.socket) -> None:
+        up = socket.create_connection(("127.0.0.1", self.upstream))
+        threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
+        self._pipe(client, up, True)
 
     def _pipe(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
         try:
@@ -320,9 +314,6 @@ class _SlowProxy:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 _KILL_SCRIPT = """
@@ -357,7 +348,7 @@ def test_kill_during_upload_never_lists_a_half_checkpoint_then_sync_completes(
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/exp"
     proxy = _SlowProxy(s3_server.port, rate=3e6)
-    slow = {**s3_server.storage_options, "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
+    slow = {**s3_server.storage_options, "endpoint_url": proxy.endpoint}
     root = REPO
     script = _KILL_SCRIPT.format(root=root, package=pl_package, url=url, options=slow)
     spool = tmp_path / "spool"
