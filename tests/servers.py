@@ -213,6 +213,20 @@ class GatedProxy(TcpProxy):
             client.close()
 
 
+def hung_store_options(proxy: GatedProxy) -> dict[str, Any]:
+    """S3 storage options for the hung store behind ``proxy`` (a closed :class:`GatedProxy`).
+
+    One attempt and long timeouts: a request waits well past any deadline under test, so the
+    deadline is what is tested, not botocore's retries.
+    """
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": proxy.endpoint,
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600},
+    }
+
+
 @contextlib.contextmanager
 def late_store(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GatedProxy, dict[str, Any]]]:
     """The S3 server behind a :class:`GatedProxy`: a store that hangs now and answers once the proxy opens.

@@ -22,7 +22,7 @@ from lightning_tracker.writers import checkpoints as checkpoints_module
 from lightning_tracker.writers.sync import sync
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, trainer
-from tests.servers import GatedProxy, late_store
+from tests.servers import GatedProxy, hung_store_options, late_store
 
 _RESUMER = """
 import json, os, sys, time
@@ -83,16 +83,6 @@ def test_two_processes_resuming_one_run_at_once_lose_no_point(where: str, tmp_pa
     assert len({s["writer_key"] for s in run.doc["sessions"] if "writer_key" in s}) >= 2
 
 
-def _hung_store_options(proxy: GatedProxy) -> dict[str, Any]:
-    # one attempt, short timeouts: the probe's deadline is what is tested, not botocore's retries
-    return {
-        "key": "testing",
-        "secret": "testing",
-        "endpoint_url": proxy.endpoint,
-        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600},
-    }
-
-
 def test_a_hung_store_never_blocks_a_named_run_from_starting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     proxy = GatedProxy()  # accepts connections, never answers
     try:
@@ -103,7 +93,7 @@ def test_a_hung_store_never_blocks_a_named_run_from_starting(tmp_path: Path, cap
                 name="p",
                 version="given-name",
                 spool_dir=tmp_path / "spool",
-                storage_options=_hung_store_options(proxy),
+                storage_options=hung_store_options(proxy),
                 finalize_timeout=1.0,
             )
             logger.log_metrics({"a": 1.0}, step=0)  # the first step: the resume probe happens here

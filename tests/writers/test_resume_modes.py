@@ -16,7 +16,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
 from tests.conftest import S3Server
 from tests.helpers import tiny_model_class, trainer
-from tests.servers import GatedProxy, free_port, late_store
+from tests.servers import GatedProxy, free_port, hung_store_options, late_store
 
 NEW_RUN_WARNING = "starting a new run with that id"
 
@@ -140,15 +140,6 @@ def test_allow_on_a_new_id_warns_once_and_trains(
     assert NEW_RUN_WARNING not in caplog.text
 
 
-def _hung_options(proxy: GatedProxy) -> dict[str, Any]:
-    return {
-        "key": "testing",
-        "secret": "testing",
-        "endpoint_url": proxy.endpoint,
-        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600},
-    }
-
-
 @pytest.mark.parametrize("mode", ["must", "never"])
 def test_a_store_that_cannot_answer_is_an_error_naming_it(
     mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -161,7 +152,7 @@ def test_a_store_that_cannot_answer_is_an_error_naming_it(
             name="p",
             version="some-run",
             resume=mode,
-            storage_options=_hung_options(proxy),
+            storage_options=hung_store_options(proxy),
             spool_dir=tmp_path / "spool",
         )
         started = time.monotonic()

@@ -18,11 +18,7 @@ from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.writers.sync import spooled_runs, sync
 from tests.conftest import S3Server
 from tests.helpers import REPO, lightning, tiny_model, trainer
-from tests.servers import GatedProxy
-
-# one attempt, long timeouts: a request to the hung store waits well past finalize_timeout
-HUNG = {"key": "testing", "secret": "testing",
-        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 60, "read_timeout": 600}}  # fmt: skip
+from tests.servers import GatedProxy, hung_store_options
 
 
 def _fit(url: str, options: dict[str, Any], spool: Path, **kwargs: Any) -> tuple[str, str, str]:
@@ -75,9 +71,10 @@ def test_an_incomplete_upload_keeps_the_spool_folder_until_sync_completes_it(
     url = f"s3://{s3_server.new_bucket()}/exp"
     spool = tmp_path / "spool"
     proxy = GatedProxy()  # accepts connections and never answers: a hung store
-    hung = {**HUNG, "endpoint_url": proxy.endpoint}
     try:
-        logger = TrackerLogger(url, name="p", storage_options=hung, spool_dir=spool, finalize_timeout=1)
+        logger = TrackerLogger(
+            url, name="p", storage_options=hung_store_options(proxy), spool_dir=spool, finalize_timeout=1
+        )
         logger.log_metrics({"loss": 1.0}, step=0)
         logger.finalize("success")
         local_dir = logger.log_dir
