@@ -46,9 +46,11 @@ __all__ = [
     "change_name",
     "chunk_name",
     "covered_chunks",
+    "digest_of",
     "edit_name",
     "is_private",
     "live_chunks",
+    "media_object_name",
     "new_run_id",
     "new_run_name",
     "new_writer_key",
@@ -364,3 +366,23 @@ def covered_chunks(names: list[str]) -> list[str]:
         ['000-00000001-00000001.parquet']
     """
     return _split(names)[1]
+
+
+def media_object_name(digest: str, ext: str) -> str:
+    """The name of a media object in ``media-files/``: the sha256 of its bytes (hex) and its extension.
+
+    Example:
+        >>> media_object_name("ab" * 32, "png") == "ab" * 32 + ".png"
+        True
+    """
+    return f"{digest}.{ext}"
+
+
+def digest_of(name: str) -> str | None:
+    """The sha256 (hex) a media object's name says its bytes have; None for other names.
+
+    Example:
+        >>> digest_of(media_object_name("ab" * 32, "webp")) == "ab" * 32, digest_of("notes.txt")
+        (True, None)
+    """
+    return name.split(".", 1)[0] if MEDIA_OBJECT_RE.fullmatch(name) else None

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightning_tracker.exceptions import MediaNotFoundError, ObjectMissingError, StorageError
-from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE
+from lightning_tracker.format.layout import MEDIA_FILES_DIR, MEDIA_KINDS, MEDIA_OBJECT_RE, digest_of
 from lightning_tracker.format.summary import keep_last
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def _checked(storage: Storage, rel: str, data: bytes, sha256: str | None, max_by
     if len(data) > max_bytes:
         raise StorageError(f"{storage.full_url(rel)} is larger than {max_bytes} bytes; it is not read")
     digest = hashlib.sha256(data).hexdigest()
-    if digest != rel.rsplit("/", 1)[-1].split(".", 1)[0] or (sha256 is not None and digest != sha256):
+    if digest != digest_of(rel.rsplit("/", 1)[-1]) or (sha256 is not None and digest != sha256):
         raise StorageError(f"{storage.full_url(rel)} does not match its recorded sha256; it is damaged")
     return data
 

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KINDS
+from lightning_tracker.format.layout import MEDIA_DIR, MEDIA_FILES_DIR, MEDIA_KINDS, media_object_name
 from lightning_tracker.format.schemas import MEDIA as SCHEMA
 from lightning_tracker.storage import atomic_write
 from lightning_tracker.writers.chunks import ChunkFolder
@@ -484,7 +484,7 @@ class MediaProducer:
 
     def _object(self, data: bytes, ext: str) -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
-        name = f"{digest}.{ext}"
+        name = media_object_name(digest, ext)
         path = os.path.join(self.files_dir, name)
         if not os.path.exists(path):  # content-addressed: the same bytes are stored once
             os.makedirs(self.files_dir, exist_ok=True)
