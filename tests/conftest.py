@@ -19,7 +19,8 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
 class S3Server:
-    """A moto S3 server on 127.0.0.1 that a test can stop and start again (state survives)."""
+    """A moto S3 server on 127.0.0.1 that a test can stop and start again (state survives);
+    as a context manager, stopped at the end of the block."""
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -45,6 +46,12 @@ class S3Server:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def __enter__(self) -> S3Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def new_bucket(self) -> str:
         import s3fs

@@ -215,8 +215,7 @@ def test_a_corrupted_or_truncated_object_is_reported_never_handed_over(tmp_path:
 
 def test_storage_down_during_upload_then_back(pl_package: str, caplog: pytest.LogCaptureFixture) -> None:
     pl = lightning(pl_package)
-    server = S3Server()
-    try:
+    with S3Server() as server:
         url = f"s3://{server.new_bucket()}/exp"
         fail_fast = {**server.storage_options, "config_kwargs": {"retries": {"max_attempts": 1}}}
         logger = TrackerLogger(url, name="p", storage_options=fail_fast, log_model="all", flush_interval=0.2)
@@ -254,8 +253,6 @@ def test_storage_down_during_upload_then_back(pl_package: str, caplog: pytest.Lo
         assert waiting[1] == 0, "the uploads were not retried once the store was back"
         stored = _stored(Store(url, server.storage_options), logger.version)
         assert stored == _local_ckpts(ckpt.dirpath) and len(stored) == 6
-    finally:
-        server.stop()
 
 
 def test_resume_from_a_stored_checkpoint_matches_uninterrupted_training(

@@ -139,10 +139,8 @@ class _LongModel(TinyModel):
 
 
 def test_s3_outage_mid_training_loses_nothing_and_never_blocks() -> None:
-    server = S3Server()
-    try:
-        bucket = server.new_bucket()
-        url = f"s3://{bucket}/exp"
+    with S3Server() as server:
+        url = f"s3://{server.new_bucket()}/exp"
         logger = TrackerLogger(url, name="p", storage_options=server.storage_options, flush_interval=0.2)
         outage = _Outage(server, down_at=20, up_at=120)
         t = trainer(logger, max_epochs=1, callbacks=[outage])
@@ -153,18 +151,14 @@ def test_s3_outage_mid_training_loses_nothing_and_never_blocks() -> None:
         assert run.summary["train/loss"]["count"] == 150
         # an upload attempt against a dead endpoint takes seconds; no step may wait for it
         assert max(outage.step_times[1:]) < 1.0, max(outage.step_times)
-    finally:
-        server.stop()
 
 
 def test_store_down_at_finalize_returns_in_time_then_sync_completes(
     tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIGHTNING_TRACKER_KEEP_SPOOL", "1")  # the spool copy is compared with the store below
-    server = S3Server()
-    try:
-        bucket = server.new_bucket()
-        url = f"s3://{bucket}/exp"
+    with S3Server() as server:
+        url = f"s3://{server.new_bucket()}/exp"
         logger = TrackerLogger(
             url, name="p", storage_options=server.storage_options, flush_interval=0.2, finalize_timeout=3.0
         )
@@ -188,15 +182,11 @@ def test_store_down_at_finalize_returns_in_time_then_sync_completes(
         pd.testing.assert_frame_equal(remote.metrics(), local.metrics())
         assert list(remote.metrics()["a"]) == [float(s) for s in range(200)]
         assert remote.summary == local.summary
-    finally:
-        server.stop()
 
 
 def test_resume_after_an_outage_keeps_the_spooled_session(tmp_path: Any) -> None:
-    server = S3Server()
-    try:
-        bucket = server.new_bucket()
-        url = f"s3://{bucket}/exp"
+    with S3Server() as server:
+        url = f"s3://{server.new_bucket()}/exp"
         first = TrackerLogger(url, name="p", storage_options=server.storage_options, finalize_timeout=1.0)
         first.log_metrics({"a": 0.0}, step=0)
         first.flush()
@@ -212,8 +202,6 @@ def test_resume_after_an_outage_keeps_the_spooled_session(tmp_path: Any) -> None
         run = Store(url, server.storage_options).run(first.version)
         assert list(run.metrics()["step"]) == [0, 1, 2, 3, 4, 9]
         assert len({s["index"] for s in run.doc["sessions"]}) == len(run.doc["sessions"]) == 2
-    finally:
-        server.stop()
 
 
 def test_offline_resume_never_reuses_a_session(tmp_path: Any) -> None:
@@ -276,10 +264,8 @@ def test_a_missing_bucket_is_reported_not_mistaken_for_compaction(
 
 
 def test_a_30_second_outage_keeps_memory_bounded_and_every_point_lands() -> None:
-    server = S3Server()
-    try:
-        bucket = server.new_bucket()
-        url = f"s3://{bucket}/exp"
+    with S3Server() as server:
+        url = f"s3://{server.new_bucket()}/exp"
         logger = TrackerLogger(
             url, name="p", storage_options=server.storage_options, flush_interval=0.5, finalize_timeout=120
         )
@@ -315,8 +301,6 @@ def test_a_30_second_outage_keeps_memory_bounded_and_every_point_lands() -> None
         assert max_buffered < 200 * 8, max_buffered
         assert max_chunks >= 10, max_chunks
         assert worst_call < 0.05, f"a log_metrics call waited {worst_call:.3f} s"
-    finally:
-        server.stop()
 
 
 def test_a_full_spool_disk_warns_keeps_training_and_loses_nothing(
