@@ -76,6 +76,16 @@ def _get(url: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
+def _served_statuses(store: Store) -> tuple[int, bytes, dict[str, str]]:
+    """What a dashboard on ``store`` answers at ``api/data``: the HTTP status, the body and each run's status."""
+    dash = Dashboard(store, port=0).start()
+    try:
+        status, body = _get(dash.url + "api/data")
+    finally:
+        dash.stop()
+    return status, body, {r["id"]: r["status"] for r in json.loads(body)["runs"]}
+
+
 def test_a_damaged_run_json_reads_as_damaged_and_every_other_run_reads(store_target: tuple[str, Any]) -> None:
     save_dir, options = store_target
     good = _log(save_dir, options, range(3))
@@ -114,12 +124,7 @@ def test_cli_report_and_dashboard_list_a_damaged_run_with_its_reason(
     records = {r["id"]: r for r in payload["runs"]}
     assert records[good]["status"] == "finished" and records[good]["damage"] is None
     assert all(records[run_id]["status"] == "damaged" for run_id in DAMAGED)
-    dash = Dashboard(Store(save_dir, options), port=0).start()
-    try:
-        status, body = _get(dash.url + "api/data")
-    finally:
-        dash.stop()
-    statuses = {r["id"]: r["status"] for r in json.loads(body)["runs"]}
+    status, _, statuses = _served_statuses(Store(save_dir, options))
     assert status == 200 and statuses[good] == "finished" and statuses["bad-json"] == "damaged"
 
 
@@ -257,12 +262,7 @@ def test_an_unreadable_run_json_reads_as_damaged_and_every_other_run_reads(
     assert out.count("damaged") >= len(UNREADABLE_LOCAL) and "finished" in out and SECRET not in out
     assert main(["report", "-s", save_dir, "-o", str(tmp_path / "r.html")]) == 0
     assert SECRET not in (tmp_path / "r.html").read_text()
-    dash = Dashboard(Store(save_dir), port=0).start()
-    try:
-        status, body = _get(dash.url + "api/data")
-    finally:
-        dash.stop()
-    statuses = {r["id"]: r["status"] for r in json.loads(body)["runs"]}
+    status, body, statuses = _served_statuses(Store(save_dir))
     assert status == 200 and statuses[good] == "finished" and statuses["is-fifo"] == "damaged"
     assert SECRET.encode() not in body
 
