@@ -74,7 +74,11 @@ ZOOM_POINTS = 2000  # the most points a zoomed chart draws per run (more: bucket
 # a report embeds the points of its bucketed series (for zooming in, offline) while it holds
 # at most this many points in all; a bigger one draws rollups only, zoomed in or not
 REPORT_RAW_POINTS = 200_000
-_DRAW_THREADS = 8  # runs drawn at once
+_DRAW_THREADS = 8  # runs drawn at once from a remote store: their round trips overlap
+# from a local store: there is no round trip to hide, and drawing holds the GIL (decoding
+# releases it), so more threads only hand the GIL around: 8 cost 1.5-2.5 s more CPU than
+# 2 for a report of 1,000 runs, and were slower (benchmarks/report_scale.py)
+_LOCAL_DRAW_THREADS = 2
 # the buckets one page draws in all: a page of many runs draws fewer per line (the envelope
 # still holds every spike), so a report of 1,000 runs x 10 metrics stays a few MB
 PAGE_POINTS = 300_000
@@ -474,7 +478,8 @@ def _payload(
         "line_points": per_line,  # the most buckets drawn per line on this page (see line_points)
     }
     # runs are read side by side: on a bucket each costs round trips, and decoding releases the GIL
-    with ThreadPoolExecutor(_DRAW_THREADS, thread_name_prefix="lt-draw") as pool:
+    threads = _LOCAL_DRAW_THREADS if store.storage.is_local else _DRAW_THREADS
+    with ThreadPoolExecutor(threads, thread_name_prefix="lt-draw") as pool:
         drawings = pool.map(lambda run: drawn(run, per_line), runs)
     for run, parts in zip(runs, drawings, strict=True):
         key = f"{run.project}/{run.id}"
