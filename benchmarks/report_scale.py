@@ -7,8 +7,9 @@ stored under the name that covers the chunk), then times:
 
 - ``write_report`` of every run: build time, file size, and what the page holds (drawn
   buckets, no points of any run: a report this big embeds rollups only);
-- the live dashboard's first payload (``Dashboard.data``): time and size, and one zoomed
-  range of one run from ``/api/points`` (raw points, only for the runs zoomed into);
+- the live dashboard's first payload (``Dashboard.data``): time and size, its size as a
+  browser downloads it (``Accept-Encoding: gzip``), and one zoomed range of one run from
+  ``/api/points`` (raw points, only for the runs zoomed into);
 - the same report over the first ``--baseline`` runs with their rollups removed (a store
   written before rollups: every point is read and folded), against the same runs with
   rollups.
@@ -132,6 +133,12 @@ def dashboard_rows(root: str, what: str, steps: int) -> list[tuple[str, str, str
     dash = Dashboard(Store(root), port=0, refresh=3600).start()
     try:
         first, cpu, body = cpu_timed(dash.data)
+        # what a browser downloads: the same payload, compressed (built above, so this is the compression)
+        asked = urllib.request.Request(f"{dash.url}api/data", headers={"Accept-Encoding": "gzip"})
+        packing, answer = timed(lambda: urllib.request.urlopen(asked))
+        packed = answer.read()
+        encoding = answer.headers.get("Content-Encoding") or "identity"
+        assert (gzip.decompress(packed) if encoding == "gzip" else packed) == body, "the same payload"
         run = "bench/20260101-000000-00000000"
         low, high = steps * 4 // 10, steps * 5 // 10 - 1
         url = f"{dash.url}api/points?run={run}&key=metric_0&from={low}&to={high}"
@@ -142,6 +149,12 @@ def dashboard_rows(root: str, what: str, steps: int) -> list[tuple[str, str, str
     return [
         (f"dashboard, {what}: first payload", f"{first:.2f} s ({cpu:.2f} s CPU)", "< 10 s", _verdict(first, 10)),
         ("dashboard first payload size (JSON, uncompressed)", f"{len(body) / 1e6:.1f} MB", "—", ""),
+        (
+            "dashboard first payload on the wire (Accept-Encoding: gzip)",
+            f"{len(packed) / 1e6:.1f} MB ({encoding}, sent in {packing:.2f} s)",
+            "—",
+            "",
+        ),
         (f"dashboard zoom: {high - low + 1:,} points of one run (api/points)", f"{zoom * 1000:.0f} ms", "—", ""),
     ]
 

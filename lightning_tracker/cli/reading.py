@@ -85,18 +85,26 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         raise NothingMatchedError(diagnose(store) or f"no runs in {store.storage.url}")
     if args.project is not None and args.project not in projects:
         raise ProjectNotFoundError(diagnose(store, args.project) or f"no project {args.project!r}")
+    runs: list[Run] = []
     with Progress(console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(f"reading runs from {escape(visible(store.storage.url))}", total=None)
+        filters = {
+            "tags": args.tag or None,
+            "status": args.status or None,
+            "where": args.where,
+            "archived": archived,
+            "progress": lambda done, total: bar.update(task, completed=done, total=total),
+        }
         try:
-            table = store.table(
-                args.project,
-                tags=args.tag or None,
-                status=args.status or None,
-                where=args.where,
-                archived=archived,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-                **({"group_by": group_by, "best": _best_key(args.sort, group_by)} if group_by else {}),
-            )
+            if args.json and not group_by:  # the records and their order from one read of the runs
+                runs = store.runs(args.project, **filters)
+                table = runs_table.of_runs(runs)
+            else:
+                table = store.table(
+                    args.project,
+                    **filters,
+                    **({"group_by": group_by, "best": _best_key(args.sort, group_by)} if group_by else {}),
+                )
         except InvalidArgumentError as err:  # Store.table names its arguments; the command line, its options
             raise InvalidArgumentError(_as_options(str(err))) from None
     where = f" (project {args.project})" if args.project else ""
@@ -116,7 +124,7 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
         if col in table:  # else no run shown has the key: nothing to sort by
             table = table.sort_values(col, ascending=not args.sort.startswith("-"), na_position="last")
     if args.json:
-        return _runs_json(args, store, table, archived, out)
+        return _runs_json(args, store, table, runs, out)
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = runs_table.choose(table, columns=columns, show_all=args.all, multi_project=table["project"].nunique() > 1)
     every_id = [name for project in table["project"].unique() for name in store.storage.listdir(project)]
@@ -129,12 +137,12 @@ def cmd_runs(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _runs_json(args: argparse.Namespace, store: Store, table: pd.DataFrame, archived: bool | None, out: Console) -> int:
-    """``runs --json``: the table's runs, in its order, as records (``docs/cli-json.md``)."""
+def _runs_json(args: argparse.Namespace, store: Store, table: pd.DataFrame, read: list[Run], out: Console) -> int:
+    """``runs --json``: the runs ``read``, in the order of their ``table``, as records (``docs/cli-json.md``)."""
     from lightning_tracker.cli.json_output import print_json, run_record
 
-    found = {(r.project, r.id): r for r in store.runs(args.project, status=args.status or None, archived=archived)}
-    runs = [found[key] for key in zip(table["project"], table["id"], strict=True) if key in found]
+    found = {(r.project, r.id): r for r in read}
+    runs = [found[key] for key in zip(table["project"], table["id"], strict=True)]
     print_json(out, {"store": store.storage.url, "project": args.project, "runs": [run_record(r) for r in runs]})
     return 0
 

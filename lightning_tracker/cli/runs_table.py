@@ -28,8 +28,10 @@ from rich.text import Text
 from lightning_tracker.cli.terminal import fmt_duration, fmt_value, plural, status_text, text
 from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format import keys
+from lightning_tracker.read.store import Run
+from lightning_tracker.read.table import table_row
 
-__all__ = ["Layout", "choose", "left_out_notes", "render", "short_ids", "sort_column"]
+__all__ = ["Layout", "choose", "left_out_notes", "of_runs", "render", "short_ids", "sort_column"]
 
 _NAME_CAP = 24  # a long name is cut (it is text, not a number) before any other column is dropped
 _ROW_FIELDS = ("group", "tags", "start")  # identity fields a person may ask for by name
@@ -64,6 +66,24 @@ def short_ids(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
         shared = max([common(run_id, others[j]) for j in (i - 1, i + 1) if 0 <= j < len(others)], default=0)
         n = max(n, min(len(run_id), shared + 1))
     return {run_id: run_id[:n] for run_id in ids}
+
+
+def of_runs(runs: Sequence[Run]) -> pd.DataFrame:
+    """The runs table of runs already read, in their order: the rows ``Store.table`` shows (``table_row``).
+
+    ``runs --json`` sorts and prints the runs of one read (``Store.runs``) with it, instead of
+    reading the project once for the table and again for the records. A bare key names
+    what it names among these runs (the table's columns).
+
+    Example:
+        >>> from lightning_tracker import Store, TrackerLogger
+        >>> logger = TrackerLogger("memory://doc-of-runs", name="p", version="r1", tensorboard=False)
+        >>> logger.log_hyperparams({"lr": 0.1})
+        >>> logger.finalize("success")
+        >>> of_runs(Store("memory://doc-of-runs").runs("p"))[["id", "config.lr"]].values.tolist()
+        [['r1', 0.1]]
+    """
+    return pd.DataFrame([table_row(run) for run in runs])
 
 
 def _differing(table: pd.DataFrame, columns: list[str]) -> list[str]:

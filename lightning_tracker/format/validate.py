@@ -14,7 +14,6 @@ those :mod:`~lightning_tracker.format.documents` builds and ``docs/format.md`` d
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -492,11 +491,15 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         >>> t.column_names, t.column("time").to_pylist(), t.schema.field("key").type
         (['step', 'time', 'key', 'value'], [None], DictionaryType(dictionary<values=string, indices=int32, ordered=0>))
     """
+    names = set(table.column_names)
     columns = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
+        _cast(table.column(f.name), f.type) if f.name in names else pa.nulls(table.num_rows, f.type) for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == to else column.cast(to)  # most chunks are written in the schema's types
 
 
 # the columns without which a row means nothing; any other column may be missing (null)
@@ -517,6 +520,7 @@ def decode_chunk(data: bytes, schema: pa.Schema) -> pa.Table:
             cast to the schema, or a row lacks a column it cannot do without.
 
     Example:
+        >>> import io
         >>> buf = io.BytesIO()
         >>> pq.write_table(pa.table({"step": [0], "key": ["loss"], "value": [1.0]}), buf)
         >>> decode_chunk(buf.getvalue(), METRICS).num_rows
@@ -527,8 +531,10 @@ def decode_chunk(data: bytes, schema: pa.Schema) -> pa.Table:
         lightning_tracker.exceptions.StorageError: not a readable Parquet file (...)
     """
     try:
-        # Arrow's thread pool costs more than it saves on a small chunk (a flush, a rollup)
-        raw = pq.read_table(io.BytesIO(data), use_threads=len(data) > _THREADED_BYTES)
+        # one file in memory: read it directly (pq.read_table builds a dataset and a scanner for it,
+        # which cost more than decoding a rollup); Arrow's thread pool costs more than it saves on a
+        # small chunk (a flush, a rollup)
+        raw = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=len(data) > _THREADED_BYTES)
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as err:  # any parse failure
         raise StorageError(f"not a readable Parquet file ({type(err).__name__}: {err})") from None
     try:

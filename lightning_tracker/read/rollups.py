@@ -80,12 +80,13 @@ def read_rollup(
                 plan = rollups.plan(chunks, [n for n in plan.rollups if n not in {d.name for d in damaged}])
                 parts = [p for p in parts if not isinstance(p, Damaged)]
             raw = _points(storage, f"{path}/{METRICS_DIR}", plan.raw, cache, on_damaged)
-            tail = rollups.from_points(raw)
-            if rollups.overlapping([*parts, tail]):
+            # a finished run's rollups cover every chunk: no tail to fold (folding nothing still builds a table)
+            tails = [rollups.from_points(raw)] if raw.num_rows else []
+            if rollups.overlapping([*parts, *tails]):
                 every = rollups.plan(chunks, []).raw
-                parts, tail = (
+                parts, tails = (
                     [],
-                    rollups.from_points(_points(storage, f"{path}/{METRICS_DIR}", every, cache, on_damaged)),
+                    [rollups.from_points(_points(storage, f"{path}/{METRICS_DIR}", every, cache, on_damaged))],
                 )
         except FileNotFoundError:
             continue  # compacted between listing and reading: list again
@@ -96,8 +97,8 @@ def read_rollup(
             if on_damaged is not None:
                 on_damaged(f"{message}; its points were read instead")
         if chosen is not None:
-            parts, tail = [rollups.only(p, chosen) for p in parts], rollups.only(tail, chosen)
-        table = rollups.combine([*parts, tail], max_buckets, power_of_two=power_of_two)
+            parts, tails = [rollups.only(p, chosen) for p in [*parts, *tails]], []
+        table = rollups.combine([*parts, *tails], max_buckets, power_of_two=power_of_two)
         return table
     raise StoreChangedError(
         f"the metrics at {storage.full_url(path)} kept changing while being read ({_ATTEMPTS} listings); try again"

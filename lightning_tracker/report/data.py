@@ -63,9 +63,8 @@ from lightning_tracker.read.store import Run, Store
 from lightning_tracker.report.media import fit_budget, media_limits, media_part
 
 __all__ = [
-    "COUNTERS", "DEFAULT_MAX_POINTS", "PAGE_POINTS", "REPORT_RAW_POINTS", "ZOOM_POINTS", "build_payload", "downsample",
-    "is_counter", "line_points", "payload_bytes", "payload_json", "points_answer", "rate", "store_name", "unit_of",
-    "zoom_series",
+    "COUNTERS", "DEFAULT_MAX_POINTS", "PAGE_POINTS", "REPORT_RAW_POINTS", "ZOOM_POINTS", "build_payload", "is_counter",
+    "line_points", "payload_bytes", "payload_json", "points_answer", "rate", "store_name", "unit_of", "zoom_series",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,11 @@ ZOOM_POINTS = 2000  # the most points a zoomed chart draws per run (more: bucket
 # a report embeds the points of its bucketed series (for zooming in, offline) while it holds
 # at most this many points in all; a bigger one draws rollups only, zoomed in or not
 REPORT_RAW_POINTS = 200_000
-_DRAW_THREADS = 8  # runs drawn at once
+_DRAW_THREADS = 8  # runs drawn at once from a remote store: their round trips overlap
+# from a local store: there is no round trip to hide, and drawing holds the GIL (decoding
+# releases it), so more threads only hand the GIL around: 8 cost 1.5-2.5 s more CPU than
+# 2 for a report of 1,000 runs, and were slower (benchmarks/report_scale.py)
+_LOCAL_DRAW_THREADS = 2
 # the buckets one page draws in all: a page of many runs draws fewer per line (the envelope
 # still holds every spike), so a report of 1,000 runs x 10 metrics stays a few MB
 PAGE_POINTS = 300_000
@@ -98,40 +101,6 @@ def line_points(runs: Sequence[Run], max_points: int) -> int:
 
 
 PAYLOAD_VERSION = 1
-
-
-def downsample(steps: np.ndarray, times: np.ndarray, values: np.ndarray, max_points: int) -> dict[str, np.ndarray]:
-    """Reduces one series to at most ``max_points`` buckets for drawing.
-
-    Returns ``step``, ``t`` and ``y`` (the series itself when it is short enough), plus
-    ``lo`` and ``hi`` (per-bucket min and max, NaN ignored) when it was reduced.
-
-    Example:
-        >>> s = np.arange(10)
-        >>> out = downsample(s, s * 1.0, np.array([0, 9, 1, 1, 1, 1, 1, 1, -5, 1.0]), 2)
-        >>> out["y"].tolist(), out["lo"].tolist(), out["hi"].tolist()
-        ([2.4, -0.2], [0.0, -5.0], [9.0, 1.0])
-    """
-    if max_points < 2:
-        raise InvalidArgumentError(f"max_points={max_points!r} must be at least 2; charts need two points per line")
-    n = len(values)
-    if n <= max_points:
-        return {"step": steps, "t": times, "y": values}
-    starts = np.linspace(0, n, max_points + 1).astype(np.int64)[:-1]
-    counts = np.diff(np.append(starts, n))
-    finite = np.isfinite(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sums = np.add.reduceat(np.where(finite, values, 0.0), starts)
-        kept = np.add.reduceat(finite.astype(np.int64), starts)
-        mean = np.where(kept > 0, sums / np.maximum(kept, 1), np.nan)
-    masked_lo = np.where(finite, values, np.inf)
-    masked_hi = np.where(finite, values, -np.inf)
-    lo = np.minimum.reduceat(masked_lo, starts)
-    hi = np.maximum.reduceat(masked_hi, starts)
-    lo[kept == 0] = np.nan
-    hi[kept == 0] = np.nan
-    middle = starts + counts // 2
-    return {"step": steps[middle], "t": times[middle], "y": mean, "lo": lo, "hi": hi}
 
 
 # SystemMonitor (callbacks/system.py) records disk and network traffic as bytes counted since
@@ -509,7 +478,8 @@ def _payload(
         "line_points": per_line,  # the most buckets drawn per line on this page (see line_points)
     }
     # runs are read side by side: on a bucket each costs round trips, and decoding releases the GIL
-    with ThreadPoolExecutor(_DRAW_THREADS, thread_name_prefix="lt-draw") as pool:
+    threads = _LOCAL_DRAW_THREADS if store.storage.is_local else _DRAW_THREADS
+    with ThreadPoolExecutor(threads, thread_name_prefix="lt-draw") as pool:
         drawings = pool.map(lambda run: drawn(run, per_line), runs)
     for run, parts in zip(runs, drawings, strict=True):
         key = f"{run.project}/{run.id}"

@@ -28,6 +28,11 @@ without TLS: serve a team's dashboard on its own hostname, behind a TLS proxy.
 Every answer forbids framing (``X-Frame-Options``, ``frame-ancestors``) and referrers, and
 names no version of the server or of Python.
 
+**Compression.** The page and the JSON answers (``/api/data``, ``/api/points``,
+``/api/table/...``) are sent gzip-compressed to a client that accepts it, with ``Vary:
+Accept-Encoding`` (:mod:`~lightning_tracker.report.encoding` says when and why it is safe);
+``/api/data`` is compressed once per rebuild, whatever the number of clients.
+
 **Behind a reverse proxy.** Every URL the page requests is relative to the page, so a
 proxy that serves the dashboard under a path prefix (``/team/lt/``) and strips it works as
 is; one that forwards the prefix works with ``base_path="/team/lt"`` (both forms are
@@ -61,6 +66,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -71,6 +77,7 @@ from lightning_tracker.format.layout import validate_path_name
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.store import Store
 from lightning_tracker.report.data import DEFAULT_MAX_POINTS, payload_bytes, points_answer, store_name
+from lightning_tracker.report.encoding import GZIP_MIN_BYTES, accepts_gzip, gzip_bytes
 from lightning_tracker.report.html import render_page
 from lightning_tracker.report.media import MediaFiles
 
@@ -378,8 +385,10 @@ class Dashboard:
         self.refresh = refresh
         self.max_points = max_points
         self._page = render_page(None, live_interval=refresh, title=f"Live: {store_name(store)}").encode("utf-8")
+        self._page_gzip: bytes | None = None  # made at the first request that accepts it
         self._lock = threading.Lock()
         self._cached: tuple[float, bytes] | None = None
+        self._cached_gzip: bytes | None = None  # the compressed _cached[1], made at most once per rebuild
         self.media = MediaFiles(self._reader, project)
         family = socket.AF_INET6 if ":" in (addresses[0] if addresses else host) else socket.AF_INET
         cap = max_connections if max_connections is not None else _default_max_connections()
@@ -397,10 +406,28 @@ class Dashboard:
     def data(self) -> bytes:
         """The payload as JSON bytes, rebuilt when older than ``refresh`` seconds."""
         with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] >= self.refresh:
-                self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
-            return self._cached[1]
+            return self._data()
+
+    def _data(self) -> bytes:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self.refresh:
+            self._cached = (now, payload_bytes(self._reader, project=self.project, max_points=self.max_points))
+            self._cached_gzip = None
+        return self._cached[1]
+
+    def _data_gzip(self) -> tuple[bytes, bytes]:
+        """The payload as JSON bytes and gzip-compressed: compressed once per rebuild, for every client."""
+        with self._lock:
+            body = self._data()
+            if self._cached_gzip is None:
+                self._cached_gzip = gzip_bytes(body)
+            return body, self._cached_gzip
+
+    def _page_gzipped(self) -> bytes:
+        with self._lock:
+            if self._page_gzip is None:  # once per server: the page never changes, so a better level
+                self._page_gzip = gzip_bytes(self._page, 6)
+            return self._page_gzip
 
     @property
     def needs_token(self) -> bool:
@@ -463,16 +490,40 @@ class Dashboard:
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, body, "text/plain; charset=utf-8", head)
 
             def _send(
-                self, status: HTTPStatus, body: bytes, kind: str, head: bool = False, cache: str = "no-store"
+                self,
+                status: HTTPStatus,
+                body: bytes,
+                kind: str,
+                head: bool = False,
+                cache: str = "no-store",
+                packed: Callable[[], bytes] | None = None,
             ) -> None:
+                """Answers ``body``; with ``packed`` (its gzip-compressed bytes, when asked for) the answer
+                may be compressed, and says that it depends on the request's ``Accept-Encoding``."""
+                gzipped = (
+                    packed is not None
+                    and len(body) >= GZIP_MIN_BYTES
+                    and accepts_gzip(self.headers.get("Accept-Encoding"))
+                )
+                if gzipped and packed is not None:
+                    body = packed()
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
+                if gzipped:
+                    self.send_header("Content-Encoding", "gzip")
+                if packed is not None:
+                    self.send_header("Vary", "Accept-Encoding")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", cache)
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.end_headers()
                 if not head:
                     self.wfile.write(body)
+
+            def _send_json(
+                self, body: bytes, head: bool, cache: str = "no-store", kind: str = "application/json"
+            ) -> None:
+                self._send(HTTPStatus.OK, body, kind, head, cache, packed=lambda: gzip_bytes(body))
 
             def _route(self, head: bool) -> None:
                 split = urlsplit(self.path)
@@ -494,14 +545,16 @@ class Dashboard:
                 # authorised: no longer a connection that may be closed to make room, or for being slow
                 dashboard._server.connections.spoke(self.connection)
                 if path in _PAGES:
-                    self._send(HTTPStatus.OK, dashboard._page, "text/html; charset=utf-8", head)
+                    page = dashboard._page
+                    self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", head, packed=dashboard._page_gzipped)
                 elif path == "/api/data":
-                    try:
-                        body = dashboard.data()
+                    gzipped = accepts_gzip(self.headers.get("Accept-Encoding"))
+                    try:  # compressed only for a client that takes it: none pays for another's encoding
+                        body, packed = dashboard._data_gzip() if gzipped else (dashboard.data(), b"")
                     except Exception as exc:  # noqa: BLE001 - shown in the page; the server keeps serving
                         self._failed("reading the store", exc, head)
                         return
-                    self._send(HTTPStatus.OK, body, "application/json", head)
+                    self._send(HTTPStatus.OK, body, "application/json", head, packed=lambda: packed)
                 elif path == "/api/points":
                     self._points(urlsplit(self.path).query, head)
                 elif path.startswith(tuple(_MEDIA_ROUTES)):
@@ -521,7 +574,7 @@ class Dashboard:
                 if body is None:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
                 else:
-                    self._send(HTTPStatus.OK, body, "application/json", head)
+                    self._send_json(body, head)
 
             def _authorised(self, asked: str, query: str, path: str, head: bool) -> bool:
                 """Whether the request carries the token; else answers 401. A page asked for with ``?token=``
@@ -573,7 +626,9 @@ class Dashboard:
                     return
                 if found is None:
                     self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8", head)
-                else:
+                elif found[1].startswith("application/json"):  # a table or a text: compressible
+                    self._send_json(found[0], head, cache=_IMMUTABLE, kind=found[1])
+                else:  # an image: already compressed
                     self._send(HTTPStatus.OK, found[0], found[1], head, cache=_IMMUTABLE)
 
             def do_GET(self) -> None:  # the stdlib's naming

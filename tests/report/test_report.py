@@ -7,13 +7,10 @@ import os
 import re
 from typing import Any
 
-import numpy as np
 import pytest
 
 from lightning_tracker import Store, TrackerLogger
-from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.report import build_payload, write_report
-from lightning_tracker.report.data import downsample
 from tests.helpers import REPO
 from tests.report.pages import open_page, open_section
 
@@ -36,21 +33,6 @@ def make_runs(save_dir: str, options: Any = None) -> None:
         logger.finalize("success")
 
 
-def test_downsample_keeps_spikes_in_the_envelope_and_short_series_whole() -> None:
-    steps = np.arange(10_000)
-    values = np.sin(steps / 100.0)
-    values[4321] = 50.0
-    values[77] = np.nan
-    out = downsample(steps, steps * 0.5, values, 200)
-    assert len(out["y"]) == 200 and out["hi"].max() == 50.0 and out["lo"].min() == pytest.approx(-1.0, abs=1e-3)
-    assert np.isfinite(out["y"]).all(), "a NaN point does not blank out its bucket"
-    assert out["step"][0] >= 0 and np.all(np.diff(out["step"]) > 0)
-    short = downsample(steps[:50], steps[:50] * 0.5, values[:50], 200)
-    assert short["y"].tolist() == values[:50].tolist() and "lo" not in short
-    with pytest.raises(InvalidArgumentError, match="max_points=1"):
-        downsample(steps, steps, values, 1)
-
-
 def test_payload_draws_at_most_max_points_while_the_data_stays_whole(store_target: tuple[str, Any]) -> None:
     save_dir, options = store_target
     make_runs(save_dir, options)
@@ -65,6 +47,19 @@ def test_payload_draws_at_most_max_points_while_the_data_stays_whole(store_targe
     acc = payload["series"][first["key"]]["val/acc"]
     assert acc["step"].tolist() == [1000, 2000, 3000] and "lo" not in acc
     assert len(store.run("run-0").metrics(["train/loss"])) == LONG, "the data is never sampled"
+
+
+def test_a_nan_point_leaves_its_bucket_drawn_and_a_spike_stays_in_the_envelope(tmp_path: Any) -> None:
+    logger = TrackerLogger(str(tmp_path / "runs"), name="p", version="r1", tensorboard=False)
+    for step in range(10_000):
+        value = 50.0 if step == 4321 else float("nan") if step == 77 else math.sin(step / 100.0)
+        logger.log_metrics({"wave": value}, step=step)
+    logger.finalize("success")
+    wave = build_payload(Store(str(tmp_path / "runs")), max_points=200)["series"]["p/r1"]["wave"]
+    assert wave["n"] == 10_000 and 100 < len(wave["y"]) <= 200
+    assert wave["hi"].max() == 50.0 and wave["lo"].min() == pytest.approx(-1.0, abs=1e-3)
+    assert all(math.isfinite(y) for y in wave["y"]), "a NaN point does not blank out its bucket"
+    assert all(a < b for a, b in zip(wave["step"], wave["step"][1:], strict=False))
 
 
 def _lines(page: Any, metric: str) -> list[dict[str, Any]]:
