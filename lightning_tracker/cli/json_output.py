@@ -12,11 +12,13 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 
+from lightning_tracker.read.groups import BEST, COUNT, IDS
 from lightning_tracker.read.store import Run
 
-__all__ = ["iso_time", "print_json", "run_record", "SUMMARY_FIELDS"]
+__all__ = ["group_record", "iso_time", "print_json", "run_record", "SUMMARY_FIELDS"]
 
 SUMMARY_FIELDS = ("last", "last_step", "min", "min_step", "max", "max_step", "count")
 """Per metric in a run record's ``metrics``: these fields of the run's summary."""
@@ -80,6 +82,30 @@ def run_record(run: Run, *, metrics: bool = True) -> dict[str, Any]:
         record["metrics"] = {
             key: {f: stats.get(f) for f in SUMMARY_FIELDS} for key, stats in sorted(run.summary.items())
         }
+    return _finite(record)
+
+
+def group_record(grouped: pd.DataFrame, i: int) -> dict[str, Any]:
+    """Row ``i`` of a groups table (:func:`~lightning_tracker.read.groups.group_table`) as
+    ``runs --group-by --json`` gives it (keys in ``docs/cli-json.md``).
+
+    Example:
+        >>> import pandas as pd
+        >>> grouped = pd.DataFrame({"config.lr": [0.1], "runs": [2], "best_id": ["r2"],
+        ...     "run_ids": [("r1", "r2")], "mean.loss": [0.5], "std.loss": [float("nan")]})
+        >>> grouped.attrs["group_by"] = ["config.lr"]
+        >>> group_record(grouped, 0)
+        {'keys': {'config.lr': 0.1}, 'runs': 2, 'best_id': 'r2', 'run_ids': ['r1', 'r2'], 'metrics': {'loss': {'mean': 0.5, 'std': None}}}
+    """
+    row = grouped.iloc[i]
+    metrics = sorted(str(c)[5:] for c in grouped.columns if str(c).startswith("mean."))
+    record = {
+        "keys": {str(k): row[k] for k in grouped.attrs.get("group_by", [])},
+        "runs": int(row[COUNT]),
+        "best_id": None if pd.isna(row[BEST]) else str(row[BEST]),
+        "run_ids": [str(r) for r in row[IDS]],
+        "metrics": {m: {"mean": row[f"mean.{m}"], "std": row.get(f"std.{m}")} for m in metrics},
+    }
     return _finite(record)
 
 

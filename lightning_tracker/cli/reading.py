@@ -165,6 +165,18 @@ def _groups(args: argparse.Namespace, store: Store, grouped: pd.DataFrame, out: 
     """``runs --group-by``: one row per group (runs, mean ± std of each metric, best run)."""
     if args.sort:
         grouped = groups_table.sort_groups(grouped, args.sort)
+    if args.json:
+        from lightning_tracker.cli.json_output import group_record, print_json
+
+        document = {
+            "store": store.storage.url,
+            "project": args.project,
+            "group_by": list(grouped.attrs.get("group_by", [])),
+            "best": grouped.attrs.get("best"),
+            "groups": [group_record(grouped, i) for i in range(len(grouped))],
+        }
+        print_json(out, document)
+        return 0
     columns = [c for part in args.columns or [] for c in part.split(",") if c.strip()]
     layout = groups_table.choose(grouped, columns=columns, show_all=args.all)
     best = [str(b) for b in grouped[BEST].dropna()]

@@ -110,3 +110,21 @@ def test_group_by_fits_the_terminal_and_says_what_it_left_out(tmp_path: Any, col
         assert f"{8 - len(shown)} columns did not fit" in screen and "widen the terminal" in screen
     assert "no run is judged best" in screen and "--sort KEY" in screen
     assert len(shown) < 8 if columns == 80 else len(shown) >= 3
+
+
+def test_group_by_json_prints_the_groups_as_the_api_returns_them(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = seeded_sweep(str(tmp_path))
+    argv = ["runs", "-s", str(tmp_path), "-p", "sweep", "-g", "lr", "--sort=-val/acc", "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["group_by"] == ["config.lr"] and document["best"]["column"] == "summary.val/acc"
+    groups = document["groups"]
+    assert [(g["keys"]["config.lr"], g["runs"]) for g in groups] == [(0.02, 3), (0.01, 3)], "highest mean first"
+    assert groups[0]["best_id"] == ids["lr0.02-s2"]
+    assert sorted(groups[0]["run_ids"]) == sorted(ids[f"lr0.02-s{s}"] for s in range(3))
+    grouped = Store(str(tmp_path)).table("sweep", group_by="lr", best="-val/acc")
+    expected = grouped.set_index("config.lr").loc[0.02]
+    assert groups[0]["metrics"]["val/acc"]["mean"] == pytest.approx(expected["mean.val/acc"])
+    assert groups[0]["metrics"]["val/acc"]["std"] == pytest.approx(expected["std.val/acc"])
