@@ -42,6 +42,7 @@ from lightning_tracker._settings import CHECK_TIMEOUT_S, PROBE_TIMEOUT_S
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
 from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
+    ALERTS_FILE,
     CONFIG_FILE,
     DATA_DIRS,
     META_FILE,
@@ -70,7 +71,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESUME_MODES = ("allow", "must", "never")
-_DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE)  # the summary is computed from the chunks
+# the summary is computed from the chunks; alerts.json is rewritten whole with each new alert: without the
+# stored one, a session on another machine (a fresh spool) would replace the earlier sessions' alerts
+_DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE, ALERTS_FILE)
 _REWRITTEN = (RUN_FILE, CONFIG_FILE, MODELS_FILE)  # what a resumed writer rewrites whole: never from a damaged copy
 
 

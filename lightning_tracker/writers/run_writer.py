@@ -31,7 +31,7 @@ from typing import Any
 from lightning_tracker._settings import KEEP_SPOOL, PROBE_TIMEOUT_S, TB_ROTATE_S
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.documents import heartbeat_refresh_s
-from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
+from lightning_tracker.format.layout import ALERTS_FILE, CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.changes import tell_index
 from lightning_tracker.writers import mirror_loops
@@ -478,6 +478,7 @@ class RunWriter:
                 warn_new_run(self._storage, self._prefix)
             return
         adopt_documents(self._local_dir, probe.documents)
+        self._alerts.merge(probe.documents.get(ALERTS_FILE))
         if self._checkpoints is not None:
             self._checkpoints.reload()
         self._info.merge(stored, probe.documents.get(CONFIG_FILE))
