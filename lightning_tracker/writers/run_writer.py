@@ -469,8 +469,9 @@ class RunWriter:
         """Merges a store's late answer into the live run (:mod:`.late_merge`; the mirror publishes nothing yet).
 
         The stored sessions, tags, start, monitor and hyperparameters join the run's (:meth:`RunInfo.merge`);
-        the stored ``meta.json`` and ``models.json`` replace this session's; a session
-        number the store already knows is renumbered; the summary covers every chunk.
+        the stored ``meta.json`` and ``models.json`` replace this session's, the stored alerts come
+        before this session's; a session number the store already knows is renumbered; the
+        summary covers every chunk.
         """
         stored = probe.doc
         if stored is None:  # the run is new in the store too
