@@ -36,16 +36,21 @@ class _RmAtStep(lightning().Callback):
     def __init__(self, save_dir: str, options: dict[str, Any] | None, step: int, sleep_s: float = 0.0) -> None:
         self.save_dir, self.options, self.step, self.sleep_s = save_dir, options, step, sleep_s
         self.status: int | None = None
+        self.ended = False  # training ended (before the logger's finalize)
 
     def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             trainer.logger.experiment.flush()
-            stored = Storage(self.save_dir, self.options)
+            stored, deadline = Storage(self.save_dir, self.options), time.monotonic() + 60
             while not stored.find(f"p/{trainer.logger.version}/{METRICS_DIR}"):  # the mirror lags the writer
+                assert time.monotonic() < deadline, "the run never reached the store"
                 time.sleep(0.05)
             self.status = main(["rm", trainer.logger.version, "-s", self.save_dir, "--yes", "--force"])
         elif trainer.global_step > self.step:
             time.sleep(self.sleep_s)
+
+    def on_train_end(self, trainer: Any, module: Any) -> None:
+        self.ended = True
 
 
 def _no_trace(save_dir: str, options: dict[str, Any] | None, run_id: str) -> None:
@@ -146,24 +151,28 @@ def test_a_live_writer_stops_uploading_once_it_finds_the_deletion_mark_at_one_re
     run_prefix = f"/{bucket}/exp/p/{logger.version}/"
     mark = f"/{bucket}/exp/p/{EDITS_DIR}/{logger.version}/{TOMBSTONE_FILE}"
     noticed: list[int] = []  # requests answered when the warning was given
+    while_training: list[bool] = []
 
     class _Noticed(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if logger.version in record.getMessage() and "deleted" in record.getMessage() and not noticed:
                 noticed.append(len(counting_s3.seen()))
+                while_training.append(not rm.ended)
 
     handler = _Noticed(logging.WARNING)
     logging.getLogger("lightning_tracker").addHandler(handler)
     # 2 epochs of 8 batches: after the rm at step 2, 13 batches of 0.8 s outlast two of the writer's checks
     rm = _RmAtStep(save_dir, options, step=2, sleep_s=0.8)
     started = time.monotonic()
+    fit = trainer(logger, max_epochs=2, callbacks=[rm])
     try:
-        trainer(logger, max_epochs=2, callbacks=[rm]).fit(tiny_model())
+        fit.fit(tiny_model())
     finally:
         logging.getLogger("lightning_tracker").removeHandler(handler)
     elapsed = time.monotonic() - started
+    assert fit.global_step == 16  # training went on to its end
     _no_trace(save_dir, options, logger.version)
-    assert noticed, "the writer never said the run was deleted"
+    assert while_training == [True], "the writer did not find the mark while it trained"
     after = counting_s3.seen()[noticed[0] :]
     # once it knew, nothing of the run was put again: only its deletion was finished (listings, deletes)
     assert [r for r in after if r[0] == "PUT" and r[1].startswith(run_prefix)] == []
