@@ -333,10 +333,14 @@ class RunWriter:
         last = max(self._points.next_step - 1, 0)
         return last if step is None else coerce_step(step, last, self._warn)
 
-    def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer:
-        """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher."""
-        if not self._open:
-            self.ensure_open()
+    def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer | None:
+        """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher.
+
+        Returns:
+            The run's checkpoint producer (None: the run was deleted, and closed, before any save).
+        """
+        if not self._open and not self.ensure_open():
+            return self._checkpoints  # deleted and closed: nothing is kept
         if self._checkpoints is None:
             self._checkpoints = CheckpointProducer(self._local_dir, log_model, on_object=self._mirror_wake.set)
         self._checkpoints.on_save(callback)
@@ -368,6 +372,8 @@ class RunWriter:
         Media logged so far is encoded first (after the encoder thread's current item), unless
         the disk refuses it: then it stays in memory, retried, and this returns.
         """
+        if not self._open and self._deletion.deleted:
+            return  # deleted (rm) and closed: its folder is gone and stays gone
         self._media.encode()
         with self._io_lock:
             self._flush_once()

@@ -180,3 +180,42 @@ def test_a_live_writer_stops_uploading_once_it_finds_the_deletion_mark_at_one_re
     # the cost: one GET of the mark per heartbeat refresh while it trained (and one at the end at most)
     checks = [r for r in counting_s3.seen() if r[1] == mark and r[0] in ("GET", "HEAD")]
     assert 1 <= len(checks) <= elapsed / heartbeat_refresh_s(interval) + 2, (len(checks), elapsed)
+
+
+class _StillGone(lightning().Callback):
+    """Flushes the logger after each training batch and checks the run is not in the store meanwhile."""
+
+    def __init__(self, save_dir: str, options: dict[str, Any] | None) -> None:
+        self.save_dir, self.options = save_dir, options
+
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        trainer.logger.experiment.flush()
+        assert [r.id for r in Store(self.save_dir, self.options).runs("p")] == ["kept"]
+        assert Storage(self.save_dir, self.options).find(f"p/{trainer.logger.version}") == {}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_deleted_run_is_not_reopened_by_a_later_fit_or_validate(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_dir, options = local_or_s3(where, tmp_path, request)
+    if options:
+        monkeypatch.setenv("LIGHTNING_TRACKER_STORAGE_OPTIONS", json.dumps(options))
+    kept = TrackerLogger(save_dir, name="p", version="kept", storage_options=options, tensorboard=False)
+    kept.log_metrics({"loss": 1.0}, step=0)
+    kept.finalize("success")
+    logger = TrackerLogger(save_dir, name="p", storage_options=options, flush_interval=0.1, log_model=True)
+    model = tiny_model()
+    trainer(logger, max_epochs=1, callbacks=[_RmAtStep(save_dir, options, step=3)]).fit(model)
+    _no_trace(save_dir, options, logger.version)
+    # Lightning logs again after finalize: a validate, and a second fit that saves checkpoints
+    checkpoint = lightning().callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), monitor="val/loss")
+    again = trainer(
+        logger, max_epochs=1, enable_checkpointing=True, callbacks=[checkpoint, _StillGone(save_dir, options)]
+    )
+    again.validate(model)
+    again.fit(model)
+    logger.alert("after", "logged after the deletion")
+    logger.finalize("success")
+    assert again.global_step > 0 and os.listdir(tmp_path / "ckpt")  # training itself went on
+    _no_trace(save_dir, options, logger.version)
