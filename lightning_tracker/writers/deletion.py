@@ -4,7 +4,7 @@
 (:data:`~lightning_tracker.format.layout.TOMBSTONE_FILE`) first and removes the mark last.
 When the run's writer may still write (``rm --force`` of a live run), ``rm`` leaves the mark
 in place for the writer, which :class:`DeletionWatch` lets find it cheaply: one read of the
-mark at the heartbeat cadence (:func:`~lightning_tracker.format.documents.heartbeat_refresh_s`,
+mark (:func:`being_deleted`) at the heartbeat cadence (:func:`~lightning_tracker.format.documents.heartbeat_refresh_s`,
 the flush interval plus 5 s; on the mirror's thread for a remote store, never on the
 flusher's), and one when the run closes. Once it is found:
 
@@ -51,8 +51,9 @@ def mark_path(project: str, run_id: str) -> str:
 
 
 def being_deleted(storage: Storage, prefix: str) -> bool:
-    """Whether the deletion mark of the run at ``prefix`` is there: one read of the mark (one
-    request to an object store; a listing would take two where the run has no edits)."""
+    """Whether the deletion mark of the run at ``prefix`` is there: one read of the mark (on S3
+    through s3fs, a HEAD and a one-key listing; ``exists``, a listing of the parent, would list
+    the project's ``.edits`` folder where the run has no edits)."""
     try:
         storage.read_bytes(mark_path(*prefix.rsplit("/", 1)))
     except FileNotFoundError:
