@@ -18,7 +18,7 @@ from lightning_tracker.exceptions import InvalidArgumentError
 from lightning_tracker.format.layout import new_run_name, validate_path_name
 from lightning_tracker.format.status import FAILED, FINISHED, PRUNED
 from lightning_tracker.integration._compat import Logger, override, rank, rank_zero_experiment, rank_zero_only
-from lightning_tracker.integration.config_capture import cli_config, hydra_launch
+from lightning_tracker.integration.config_capture import cli_config, hydra_launch, redact_saved_cli_config
 from lightning_tracker.integration.experiment import LiveRun
 from lightning_tracker.integration.media import SNAPSHOTS
 from lightning_tracker.integration.optuna import TrialLink, pruned_by_optuna
@@ -401,6 +401,7 @@ class TrackerLogger(Logger):
         config = cli_config(trainer, [self._alerts.url or ""])  # LightningCLI's whole configuration
         if config is not None:
             writer.log_config(config)
+            redact_saved_cli_config(trainer, [self._alerts.url or ""])  # its config.yaml, written unredacted
 
     def watch(self, model: nn.Module, log: str = "gradients", log_freq: int = 100) -> None:
         """Records histograms and norms of ``model``'s gradients and weights, as ``WandbLogger.watch`` does.

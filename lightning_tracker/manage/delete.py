@@ -24,6 +24,12 @@ waited at the prompt), and the run folder is listed again once it is emptied: an
 that appeared meanwhile keeps the mark, and ``rm`` says the run is still being written.
 The spooled copy of a run on this machine (a remote store's local spool) goes too, so that
 ``sync`` never uploads a deleted run again.
+
+A live run deleted by force keeps its mark, and its spool folder: its writer finds the mark
+at its heartbeat cadence, publishes nothing more, keeps what it logs in its spool, and when
+it closes removes what it published before it knew and then the mark
+(:mod:`lightning_tracker.writers.deletion`). A writer that never closes leaves the mark, so
+the run reads as deleted and ``rm`` again finishes it.
 """
 
 from __future__ import annotations
@@ -31,9 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from lightning_tracker.exceptions import AmbiguousRunError, InvalidArgumentError, RunNotFoundError, StoreChangedError
 from lightning_tracker.format import codec
@@ -45,7 +49,8 @@ from lightning_tracker.read.edits import project_edits
 from lightning_tracker.read.store import Run, Store
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.changes import record_change
-from lightning_tracker.writers.spool import prune_empty, remove_spooled_run, spool_run_dir
+from lightning_tracker.writers.deletion import remove_empty_folders, remove_run_objects
+from lightning_tracker.writers.spool import remove_spooled_run, spool_run_dir
 
 __all__ = [
     "LIVE_MARGIN_S",
@@ -57,7 +62,6 @@ __all__ = [
     "undo_deletion",
 ]
 
-_WORKERS = 8  # objects deleted at once: an object store deletes one object per request
 LIVE_MARGIN_S = 600.0
 """A ``running`` run whose last heartbeat is younger than this is not deleted unless forced: a
 reader calls it crashed after three heartbeat intervals, but a writer on another host, or
@@ -180,27 +184,33 @@ def plan_deletion(store: Store, items: Iterable[Run | tuple[str, str]], *, force
     return plan
 
 
-def _refuse_live(storage: Storage, project: str, run_id: str, doc: dict[str, Any] | None = None) -> None:
-    """Raises when the run's writer may still write: its ``run.json`` (read now unless given) says
-    ``running`` with a heartbeat younger than :data:`LIVE_MARGIN_S`.
+def _refuse_live(storage: Storage, project: str, run_id: str) -> None:
+    """Raises when the run's writer may still write (:func:`_live`).
 
     Raises:
         InvalidArgumentError: naming the run, how old its heartbeat is and the fix.
     """
-    if doc is None:
-        try:
-            loaded = codec.loads(storage.read_bytes(f"{project}/{run_id}/{RUN_FILE}"))
-        except FileNotFoundError:
-            return  # removed already: a deletion past its first step
-        except ValueError:
-            return  # unreadable: no writer keeps a damaged run.json
-        doc = loaded if isinstance(loaded, dict) else {}
+    why = _live(storage, project, run_id)
+    if why is not None:
+        raise InvalidArgumentError(why)
+
+
+def _live(storage: Storage, project: str, run_id: str) -> str | None:
+    """Why the run's writer may still write, with the fix; None when it may not: its ``run.json``
+    (read now) says ``running`` with a heartbeat younger than :data:`LIVE_MARGIN_S`."""
+    try:
+        loaded = codec.loads(storage.read_bytes(f"{project}/{run_id}/{RUN_FILE}"))
+    except FileNotFoundError:
+        return None  # removed already: a deletion past its first step
+    except ValueError:
+        return None  # unreadable: no writer keeps a damaged run.json
+    doc = loaded if isinstance(loaded, dict) else {}
     beat = doc.get("heartbeat") or doc.get("start_time")
     if doc.get("status", RUNNING) != RUNNING or not isinstance(beat, (int, float)):
-        return
+        return None
     age = max(0.0, time.time() - float(beat))
     if age >= LIVE_MARGIN_S:
-        return
+        return None
     ago = f"{age / 60:.0f} minutes" if age >= 60 else f"{age:.0f} s"
     name = f" ({doc['name']})" if isinstance(doc.get("name"), str) else ""
     if run_state(doc) == RUNNING:
@@ -210,7 +220,7 @@ def _refuse_live(storage: Storage, project: str, run_id: str, doc: dict[str, Any
             f"may still be running: its last heartbeat was written {ago} ago, less than "
             f"{LIVE_MARGIN_S / 60:.0f} minutes, and its writer may be on another host"
         )
-    raise InvalidArgumentError(
+    return (
         f"run {run_id}{name} of project {project} {why}; stop its writer first, or pass --force (force=True) to "
         "delete it while it writes"
     )
@@ -237,17 +247,16 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
     project, run_id = doomed.project, doomed.run_id
     folder, edits = f"{project}/{run_id}", f"{project}/{EDITS_DIR}/{run_id}"
     mark = f"{edits}/{TOMBSTONE_FILE}"
-    if not doomed.force:  # read again: the plan may have waited at the prompt while a writer resumed the run
-        _refuse_live(storage, project, run_id)
+    live = _live(storage, project, run_id)  # read again: the plan may have waited at the prompt
+    if live is not None and not doomed.force:
+        raise InvalidArgumentError(live)
     if not doomed.resumed:
         storage.write_bytes(mark, codec.dumps(new_tombstone(time.time(), run_id)))
     record_change(storage, project, run_id, "delete")
     # listed again: a deletion left half-way removed some, a live run (--force) wrote more
-    rest = sorted(f"{folder}/{rel}" for rel in storage.find(folder) if rel != RUN_FILE)
-    storage.rm(f"{folder}/{RUN_FILE}")  # first: a reader that knows no marks stops listing the run
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        list(pool.map(storage.rm, rest))
-        list(pool.map(storage.rm, [f"{edits}/{rel}" for rel in storage.find(edits) if rel != TOMBSTONE_FILE]))
+    remove_run_objects(storage, project, run_id)
+    if live is not None:  # its writer finds the mark, and removes what it writes meanwhile, then the mark
+        return doomed.size
     appeared = storage.find(folder)
     if appeared:  # a writer wrote on while the run was deleted: the mark stays, so it still reads as deleted
         raise StoreChangedError(
@@ -257,7 +266,7 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
         )
     storage.rm(mark)  # last: until now a reader took the run as deleted
     for base in (folder, edits):
-        _remove_empty_folders(storage, base)
+        remove_empty_folders(storage, base)
     if not storage.is_local:
         spooled = spool_run_dir(storage, project, run_id, spool_root)
         if os.path.isdir(spooled):
@@ -282,16 +291,3 @@ def undo_deletion(storage: Storage, project: str, run_id: str) -> None:
         )
     storage.rm(mark)
     record_change(storage, project, run_id, "edit")  # the project index reads the run again
-
-
-def _remove_empty_folders(storage: Storage, rel: str) -> None:
-    """A local store's folders left empty below and at ``rel`` (an object store has none)."""
-    path = storage.local_path(rel)
-    if path is None or not os.path.isdir(path):
-        return
-    for folder, _, _ in os.walk(path, topdown=False):
-        try:
-            os.rmdir(folder)
-        except OSError:  # not empty: something was written since
-            continue
-    prune_empty(os.path.dirname(path), storage.local_path(rel.split("/", 1)[0]) or path)

@@ -285,18 +285,28 @@ class AlertProducer:
         self.route = route
         self._describe = describe
         self._lock = threading.Lock()
-        self._records: list[dict[str, Any]] = self._load()
+        self._records: list[dict[str, Any]] = self._load()  # a resumed run's, brought into the spool
         self._dirty = False
         self._bad: set[str] = set()  # watched metrics now NaN or ±inf: alerted once until finite again
         self.sender = WebhookSender(route.url) if route.url else None
 
     def _load(self) -> list[dict[str, Any]]:
         try:
-            with open(self._path, encoding="utf-8") as f:
-                records = json.load(f).get("alerts")
-            return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
-        except (OSError, ValueError, AttributeError):
+            with open(self._path, "rb") as f:
+                return _records(f.read())
+        except OSError:
             return []
+
+    def merge(self, stored: bytes | None) -> None:
+        """Puts the alerts of a stored ``alerts.json`` (earlier sessions', from a store that answered
+        after training started) before this session's, so the next write keeps both."""
+        if stored is None:
+            return
+        earlier = _records(stored)
+        with self._lock:
+            mine = [r for r in self._records if r not in earlier]
+            self._records = [*earlier, *mine][-_KEPT:]
+            self._dirty = True
 
     def alert(
         self,
@@ -395,3 +405,12 @@ class AlertProducer:
         """Waits at most ``timeout`` seconds for queued deliveries."""
         if self.sender is not None:
             self.sender.close(timeout)
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """The alert records of an ``alerts.json``'s bytes (none from a damaged one)."""
+    try:
+        records = json.loads(data).get("alerts")
+    except (ValueError, AttributeError):
+        return []
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []

@@ -126,6 +126,7 @@ class Mirror:
         self._partial_manifest = b""  # the last models.json committed without entries still to upload
         self._lock = threading.Lock()  # one round at a time (live thread, finalize, sync)
         self.active = True  # False once the run's final upload is over: a late round puts nothing
+        self.run_deleted = False  # the run's deletion mark was found (writers/deletion.py): nothing is put, ever
         # run.json as last committed: when, and its fixed_fields (what a paced round compares)
         self._run_committed: tuple[float, dict[str, Any]] | None = None
         self._indexed, self._indexed_status = False, None  # what the project index was last told (its status)
@@ -259,8 +260,8 @@ class Mirror:
 
     def _put(self, report: MirrorReport, rel: str, send: Callable[[], Any]) -> bool:
         """Sends one object; returns False when its local file vanished (compacted away meanwhile)."""
-        if not self.active:
-            raise _Stop  # the run's final upload is over: what is left is for sync
+        if not self.active or self.run_deleted:
+            raise _Stop  # the run's final upload is over (what is left is for sync), or the run was deleted
         try:
             send()
         except FileNotFoundError as err:
@@ -399,7 +400,7 @@ class Mirror:
                 if rel.startswith(f"{MODELS_DIR}/") and rel.split("/", 1)[1] not in listed and rel not in local
             ]
         for rel in doomed:
-            if not self.active:
+            if not self.active or self.run_deleted:
                 raise _Stop
             try:
                 self.storage.rm(f"{self.prefix}/{rel}")

@@ -19,11 +19,19 @@ __all__ = ["MAX_BACKOFF_S", "background_priority", "serve", "upload_until"]
 MAX_BACKOFF_S = 30.0  # the longest wait between failed rounds of a live run
 
 
-def serve(mirror: Mirror, stop: threading.Event, wake: threading.Event, warn: Callable[..., None]) -> None:
+def serve(
+    mirror: Mirror,
+    stop: threading.Event,
+    wake: threading.Event,
+    warn: Callable[..., None],
+    poll: Callable[[], object] = lambda: None,
+) -> None:
     """The live run's mirror thread: a round each time ``wake`` is set, until ``stop`` is.
 
     A failed round is retried with exponential back-off (at most 30 s) and reported
-    through ``warn(key, message, *args)``; training never waits for any of it.
+    through ``warn(key, message, *args)``; training never waits for any of it. ``poll`` is
+    called before each round (the run's :class:`~lightning_tracker.writers.deletion.DeletionWatch`:
+    it asks the store at its own cadence, and stops the mirror once the run was deleted).
     """
     background_priority()
     failures = 0
@@ -32,6 +40,7 @@ def serve(mirror: Mirror, stop: threading.Event, wake: threading.Event, warn: Ca
         wake.clear()
         if stop.is_set():
             break
+        poll()
         report = mirror.run_once(paced=True)  # run.json's heartbeat at a bounded rate
         if report.error is None:
             failures = 0
@@ -72,7 +81,7 @@ def upload_until(mirror: Mirror, deadline: float, progress: bool = False) -> tup
         while True:
             report = mirror.run_once()
             result.append(report)
-            if report.complete or time.monotonic() >= deadline:
+            if report.complete or mirror.run_deleted or time.monotonic() >= deadline:
                 return
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 5.0)

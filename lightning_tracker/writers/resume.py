@@ -42,19 +42,19 @@ from lightning_tracker._settings import CHECK_TIMEOUT_S, PROBE_TIMEOUT_S
 from lightning_tracker.exceptions import InvalidArgumentError, RunExistsError, RunNotFoundError, StorageError
 from lightning_tracker.format.documents import run_state, writer_identity
 from lightning_tracker.format.layout import (
+    ALERTS_FILE,
     CONFIG_FILE,
     DATA_DIRS,
-    EDITS_DIR,
     META_FILE,
     MODELS_FILE,
     RUN_FILE,
-    TOMBSTONE_FILE,
     live_chunks,
     parse_chunk_name,
 )
 from lightning_tracker.format.validate import Document, RunDocument, parse_document, parse_run
 from lightning_tracker.storage import Storage, atomic_create, atomic_write
 from lightning_tracker.storage.changes import tell_index
+from lightning_tracker.writers.deletion import being_deleted
 
 __all__ = [
     "RESUME_MODES",
@@ -71,7 +71,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESUME_MODES = ("allow", "must", "never")
-_DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE)  # the summary is computed from the chunks
+# the summary is computed from the chunks; alerts.json is rewritten whole with each new alert: without the
+# stored one, a session on another machine (a fresh spool) would replace the earlier sessions' alerts
+_DOCUMENTS = (CONFIG_FILE, RUN_FILE, META_FILE, MODELS_FILE, ALERTS_FILE)
 _REWRITTEN = (RUN_FILE, CONFIG_FILE, MODELS_FILE)  # what a resumed writer rewrites whole: never from a damaged copy
 
 
@@ -158,7 +160,7 @@ class RemoteProbe:
 
     def _run(self) -> None:
         try:
-            self.deleting = _being_deleted(self.storage, self.prefix)
+            self.deleting = being_deleted(self.storage, self.prefix)
             try:
                 self.documents[RUN_FILE] = self.storage.read_bytes(f"{self.prefix}/{RUN_FILE}")
             except FileNotFoundError:
@@ -349,21 +351,15 @@ def load_existing(
     return Existing(run=run, config=_config(local_dir), downloaded=downloaded), None
 
 
-def _being_deleted(storage: Storage, prefix: str) -> bool:
-    """Whether the deletion mark of the run at ``prefix`` is there (``rm`` started and did not finish)."""
-    project, run_id = prefix.rsplit("/", 1)
-    return storage.exists(f"{project}/{EDITS_DIR}/{run_id}/{TOMBSTONE_FILE}")
-
-
 def _refuse_if_deleting(storage: Storage, prefix: str, probe: RemoteProbe | None) -> None:
     """Raises when the run is being deleted: writing behind the mark would be hidden, then deleted.
 
-    A local store is asked here (one listing); a remote one by the probe, once it answered.
+    A local store is asked here (one read of the mark); a remote one by the probe, once it answered.
 
     Raises:
         RunExistsError: the run's deletion mark is there; the message says how to finish or undo it.
     """
-    deleting = _being_deleted(storage, prefix) if storage.is_local else probe is not None and probe.deleting
+    deleting = being_deleted(storage, prefix) if storage.is_local else probe is not None and probe.deleting
     if not deleting:
         return
     if probe is not None:

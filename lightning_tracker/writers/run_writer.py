@@ -30,13 +30,15 @@ from typing import Any
 
 from lightning_tracker._settings import KEEP_SPOOL, PROBE_TIMEOUT_S, TB_ROTATE_S
 from lightning_tracker.format.codec import dumps
-from lightning_tracker.format.layout import CONFIG_FILE, new_writer_key
+from lightning_tracker.format.documents import heartbeat_refresh_s
+from lightning_tracker.format.layout import ALERTS_FILE, CONFIG_FILE, new_writer_key
 from lightning_tracker.storage import Storage
 from lightning_tracker.storage.changes import tell_index
 from lightning_tracker.writers import mirror_loops
 from lightning_tracker.writers._exit import close_at_exit
 from lightning_tracker.writers.alerts import AlertProducer, AlertRoute
 from lightning_tracker.writers.checkpoints import CheckpointProducer
+from lightning_tracker.writers.deletion import DeletionWatch
 from lightning_tracker.writers.histograms import Capture, HistogramProducer
 from lightning_tracker.writers.late_merge import adopt_documents, free_session, renumber_chunks
 from lightning_tracker.writers.media import MediaProducer, Snapshot
@@ -171,6 +173,9 @@ class RunWriter:
         self._alerts = AlertProducer(self._local_dir, alerts or AlertRoute(None), self._identity)
         self._mirror = Mirror(self._local_dir, storage, self._prefix, skip=self._growing)
         self._mirror.active = self._probe is None
+        self._deletion = DeletionWatch(  # rm --force while it trains: found at the heartbeat cadence
+            storage, self._prefix, self._local_dir, heartbeat_refresh_s(self._flush_interval), self._stop_publishing
+        )
         for rel in existing.downloaded if existing is not None else []:
             self._mirror.mark_published(rel)
         self._start_session()
@@ -236,7 +241,7 @@ class RunWriter:
             self._threads.append(
                 threading.Thread(
                     target=mirror_loops.serve,
-                    args=(self._mirror, self._stop, self._mirror_wake, self._warn),
+                    args=(self._mirror, self._stop, self._mirror_wake, self._warn, self._deletion.poll),
                     name="lightning-tracker-mirror",
                     daemon=True,
                 )
@@ -244,23 +249,25 @@ class RunWriter:
         for thread in self._threads:
             thread.start()
 
-    def ensure_open(self) -> None:
-        """Reopens a run after :meth:`close` (Lightning logs again after ``finalize``)."""
+    def ensure_open(self) -> bool:
+        """Reopens a run after :meth:`close` (Lightning logs again after ``finalize``), unless it was
+        deleted meanwhile (``rm``): returns whether the run is open."""
         if not self._open:
             with self._io_lock:
-                if not self._open:
+                if not self._open and not self._deletion.deleted:
                     if self._spool_release is not None:
                         self._spool_release.confirmed = False  # written to again: not uploaded yet
                     self._mirror.active = self._probe is None
                     self._start_threads()
                     self._info.write(self._local_dir, self._metrics.summary)
                     self._tell_index("resume")
+        return self._open
 
     # -- the caller's thread ------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None) -> None:
         """Buffers one value per metric; touches memory only."""
-        if not self._open:
-            self.ensure_open()
+        if not self._open and not self.ensure_open():
+            return
         self._points.add(metrics, step)
 
     def log_histograms(self, capture: Capture, metric_prefix: str = "") -> None:
@@ -270,8 +277,8 @@ class RunWriter:
         work and returns the histogram columns and the metric points derived from them,
         whose keys get ``metric_prefix``.
         """
-        if not self._open:
-            self.ensure_open()
+        if not self._open and not self.ensure_open():
+            return
         self._histograms.add(capture, metric_prefix)
 
     def log_media(self, snapshot: Snapshot | None) -> None:
@@ -281,14 +288,14 @@ class RunWriter:
         snapshot beyond the bound is left out, counted and warned about.
         """
         if snapshot is not None:
-            if not self._open:
-                self.ensure_open()
+            if not self._open and not self.ensure_open():
+                return
             self._media.add(snapshot)
 
     def log_config(self, params: Any) -> None:
         """Merges hyperparameters into the config; a changed value is recorded in the history."""
-        if not self._open:
-            self.ensure_open()
+        if not self._open and not self.ensure_open():
+            return
         if self._info.log_config(params, self._points.next_step):
             self._wake.set()
 
@@ -307,8 +314,8 @@ class RunWriter:
 
     def alert(self, title: str, text: str, level: str = "info") -> None:
         """Records an alert in the run and queues it for the webhook; touches memory only."""
-        if not self._open:
-            self.ensure_open()
+        if not self._open and not self.ensure_open():
+            return
         self._alerts.alert(title, text, level)
         self._wake.set()  # recorded by the next flush, now
 
@@ -326,10 +333,14 @@ class RunWriter:
         last = max(self._points.next_step - 1, 0)
         return last if step is None else coerce_step(step, last, self._warn)
 
-    def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer:
-        """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher."""
-        if not self._open:
-            self.ensure_open()
+    def save_checkpoint(self, callback: Any, log_model: bool | str) -> CheckpointProducer | None:
+        """Snapshots what a ``ModelCheckpoint`` just saved (a hard link); stored by the flusher.
+
+        Returns:
+            The run's checkpoint producer (None: the run was deleted, and closed, before any save).
+        """
+        if not self._open and not self.ensure_open():
+            return self._checkpoints  # deleted and closed: nothing is kept
         if self._checkpoints is None:
             self._checkpoints = CheckpointProducer(self._local_dir, log_model, on_object=self._mirror_wake.set)
         self._checkpoints.on_save(callback)
@@ -361,6 +372,8 @@ class RunWriter:
         Media logged so far is encoded first (after the encoder thread's current item), unless
         the disk refuses it: then it stays in memory, retried, and this returns.
         """
+        if not self._open and self._deletion.deleted:
+            return  # deleted (rm) and closed: its folder is gone and stays gone
         self._media.encode()
         with self._io_lock:
             self._flush_once()
@@ -434,6 +447,8 @@ class RunWriter:
         if self._remote and self._tensorboard is not None and rotate_due:
             self._guard("rotate TensorBoard events", self._tensorboard.rotate)
             self._tb_opened_at = time.monotonic()
+        if self._mirror.in_place:  # a local store's mark is one stat away; a remote one is the mirror thread's
+            self._deletion.poll()
         self._mirror_wake.set()
 
     def _flush_loop(self) -> None:
@@ -460,8 +475,9 @@ class RunWriter:
         """Merges a store's late answer into the live run (:mod:`.late_merge`; the mirror publishes nothing yet).
 
         The stored sessions, tags, start, monitor and hyperparameters join the run's (:meth:`RunInfo.merge`);
-        the stored ``meta.json`` and ``models.json`` replace this session's; a session
-        number the store already knows is renumbered; the summary covers every chunk.
+        the stored ``meta.json`` and ``models.json`` replace this session's, the stored alerts come
+        before this session's; a session number the store already knows is renumbered; the
+        summary covers every chunk.
         """
         stored = probe.doc
         if stored is None:  # the run is new in the store too
@@ -469,6 +485,7 @@ class RunWriter:
                 warn_new_run(self._storage, self._prefix)
             return
         adopt_documents(self._local_dir, probe.documents)
+        self._alerts.merge(probe.documents.get(ALERTS_FILE))
         if self._checkpoints is not None:
             self._checkpoints.reload()
         self._info.merge(stored, probe.documents.get(CONFIG_FILE))
@@ -546,6 +563,7 @@ class RunWriter:
         self._join_threads(deadline)
         self._alerts.close(min(2.0, max(0.0, deadline - time.monotonic())))
         if self._mirror.in_place:
+            self._deletion.settle(deadline)  # deleted while it trained: what it wrote since goes too
             return None
         if self._offline:
             log.warning(
@@ -555,14 +573,20 @@ class RunWriter:
                 self._local_dir,
             )
             return None
+        if self._deletion.settle(deadline):  # asked once more before run.json is uploaded
+            return None
         return self._final_upload(deadline)
 
     def _tell_index(self, kind: str) -> None:
         """Tells the project index that the run changed, where the run folder is the store's own
         (a local ``save_dir``); on a bucket the mirror does, once ``run.json`` is uploaded."""
-        if self._mirror.in_place:
+        if self._mirror.in_place and not self._deletion.check():  # a deleted run is no news for the index
             project, run_id = self._prefix.split("/", 1)
             tell_index(self._storage, project, run_id, kind)
+
+    def _stop_publishing(self) -> None:
+        """The run was deleted while it trained (:mod:`.deletion`): the mirror puts nothing more."""
+        self._mirror.run_deleted = True
 
     def _signal_stop(self) -> None:
         self._stop.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,38 @@ def test_lightning_cli_records_its_whole_configuration_as_hyperparameters(packag
     stored = json.dumps(config) + (runs / "cli" / run.id / "run.json").read_text()
     assert "tok-cli-secret" not in stored and "tok-storage-secret" not in stored
     assert run.summary["train/loss"]["count"] > 0
+
+
+def test_lightning_cli_config_yaml_keeps_no_secret_of_the_logger(package: str, tmp_path: Path) -> None:
+    cli = importlib.import_module(f"{package}.cli")
+    regressor, data = _classes(package)
+    # made here: the run's git.diff of a dirty checkout holds this file's text, never these values
+    hook_secret, storage_secret = f"tok-{uuid.uuid4().hex}", f"tok-{uuid.uuid4().hex}"
+    hook = f"https://hooks.example.net/services/T0/B0/{hook_secret}"
+    runs = tmp_path / "runs"
+    args = [
+        "fit",
+        "--trainer.logger=lightning_tracker.TrackerLogger",
+        f"--trainer.logger.save_dir={runs}",
+        "--trainer.logger.name=cli",
+        f"--trainer.logger.alerts={hook}",
+        f'--trainer.logger.storage_options={{"token": "{storage_secret}"}}',
+        "--trainer.max_epochs=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.enable_checkpointing=false",
+        "--model.width=16",
+        "--optimizer=SGD",
+    ]
+    cli.LightningCLI(regressor, data, args=args)
+    written = (runs / "config.yaml").read_text()  # SaveConfigCallback's, in trainer.log_dir (our save_dir)
+    assert hook_secret not in written and storage_secret not in written
+    import yaml
+
+    saved = yaml.safe_load(written)  # still the whole configuration, as LightningCLI wrote it
+    assert saved["model"] == {"width": 16, "dropout": 0.0} and saved["trainer"]["max_epochs"] == 1
+    assert saved["trainer"]["logger"]["init_args"]["alerts"] == "***REDACTED***"
+    assert saved["trainer"]["logger"]["init_args"]["name"] == "cli"
+    every_file = "".join(p.read_text(errors="replace") for p in runs.rglob("*") if p.is_file())
+    assert hook_secret not in every_file and storage_secret not in every_file
