@@ -94,8 +94,11 @@ def group_record(grouped: pd.DataFrame, i: int) -> dict[str, Any]:
         >>> grouped = pd.DataFrame({"config.lr": [0.1], "runs": [2], "best_id": ["r2"],
         ...     "run_ids": [("r1", "r2")], "mean.loss": [0.5], "std.loss": [float("nan")]})
         >>> grouped.attrs["group_by"] = ["config.lr"]
-        >>> group_record(grouped, 0)
-        {'keys': {'config.lr': 0.1}, 'runs': 2, 'best_id': 'r2', 'run_ids': ['r1', 'r2'], 'metrics': {'loss': {'mean': 0.5, 'std': None}}}
+        >>> record = group_record(grouped, 0)
+        >>> record["keys"], record["runs"], record["best_id"], record["run_ids"]
+        ({'config.lr': 0.1}, 2, 'r2', ['r1', 'r2'])
+        >>> record["metrics"]
+        {'loss': {'mean': 0.5, 'std': None}}
     """
     row = grouped.iloc[i]
     metrics = sorted(str(c)[5:] for c in grouped.columns if str(c).startswith("mean."))
