@@ -388,9 +388,12 @@ class ProjectIndex:
         state, rest = chain[0], chain[1:]
         if known is not None and known.state.file in files:
             state, rest = known.state, chain[files.index(known.state.file) + 1 :]
-        for part in rest:
-            state = stack(state, part)
-        return state
+        if not rest:
+            return state
+        top = rest[0]
+        for part in rest[1:]:  # the small deltas first: the compacted file's rows are copied once
+            top = stack(top, part)
+        return stack(state, top)
 
     def _persist(
         self, listing: _Listing, found: Folded, base: _Snapshot | None, touched: set[str] | None, marks: _Marks

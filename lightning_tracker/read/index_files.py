@@ -54,7 +54,10 @@ class Part(NamedTuple):
 def without(table: pa.Table, ids: Iterable[str]) -> pa.Table:
     """``table`` without the rows of the run ids ``ids``."""
     gone = pa.array(sorted(ids), pa.string())
-    return table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone))) if len(gone) else table
+    if not len(gone):
+        return table
+    held = pc.is_in(table.column("id"), value_set=gone)
+    return table.filter(pc.invert(held)) if pc.any(held).as_py() else table  # new runs only: no copy
 
 
 def stack(under: Part, over: Part) -> Part:

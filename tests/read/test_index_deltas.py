@@ -102,6 +102,27 @@ def test_a_damaged_delta_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     assert (rows["r001"], rows["r002"]) == (0.25, 0.125)
 
 
+def test_a_delta_whose_parent_was_removed_is_passed_over_for_the_greatest_whole_chain(tmp_path: Path) -> None:
+    url = str(tmp_path / "runs")
+    store = Store(url)
+    write_runs(store.storage, [f"r{i:03d}" for i in range(100)])
+    store.table("p")
+    [base] = index_files(store.storage)
+    write_runs(store.storage, ["x"], loss=0.25)
+    Store(url).table("p")
+    [delta] = written(store.storage, {base: 0})
+    store.reindex("p")  # a compacted file above both
+    top = max(filter(None, map(parse_index_file_name, index_files(store.storage))))
+    # a delta written beside it on the old base (another reader), whose base a compaction then removed
+    late = project_index.new_index_file(top.generation + 1, time.time_ns(), "0abc", parse_index_file_name(base))
+    root = f"p/{INDEX_DIR}/{RUNS_DIR}"
+    store.storage.write_bytes(f"{root}/{late.name}", store.storage.read_bytes(f"{root}/{delta}"))
+    store.storage.rm(f"{root}/{base}")
+    before = index_files(store.storage)
+    assert view(Store(url)) == truth(store)
+    assert written(store.storage, before) == {}  # read from the whole chain, not rebuilt
+
+
 def test_two_readers_folding_at_once_lose_no_change(tmp_path: Path) -> None:
     url = str(tmp_path / "runs")
     store = Store(url)
