@@ -11,7 +11,9 @@ finished run leaves it; no chunks: a runs table reads none), then measures:
 - with ``--s3-from-local-index``, the same warm tables on S3 from an index built locally and
   uploaded alone (a warm read of an unchanged project reads nothing else);
 - locally: the index rebuild, a runs table of the same number of runs through the index (warm) and without
-  it (``Store(..., index=False)``: every ``run.json`` read).
+  it (``Store(..., index=False)``: every ``run.json`` read);
+- on both: the bytes of index files the fold after 100 new runs writes (and locally, after
+  5 runs changed: a sweep's refresh), against the size of the whole compacted index.
 
 Prints a Markdown table. Run: ``python benchmarks/index_scale.py [--runs N] [--quick]``.
 """
@@ -110,6 +112,25 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def index_bytes(storage: Storage) -> dict[str, int]:
+    """The project's index files now, name -> size."""
+    return {name: size for name, size in storage.find(f"{PROJECT}/.index/runs").items() if name.endswith(".parquet")}
+
+
+def fold_bytes(storage: Storage, fold: Callable[[], Any]) -> tuple[int, int, float]:
+    """The bytes of index files ``fold`` writes, the size of the greatest compacted file after
+    it, and the seconds ``fold`` took."""
+    before = index_bytes(storage)
+    seconds, _ = timed(fold)
+    after = index_bytes(storage)
+    full = max((name for name in after if "-on-" not in name), default=None)
+    return sum(size for name, size in after.items() if name not in before), after[full] if full else 0, seconds
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 10_000 else f"{n / 1e3:.1f} kB"
+
+
 def write_s3(options: dict[str, Any], url: str, runs: int, start: int = 0) -> float:
     import s3fs
 
@@ -192,7 +213,13 @@ def s3_rows(runs: int, seed: str | None = None) -> list[tuple[str, str, str]]:
         for i in range(runs, runs + 100):
             record_change(storage, PROJECT, f"20260101-000000-{i:08d}", "end")
         total = runs + 100
-        after, after_requests = warm()
+        after, after_requests = 0.0, 0
+
+        def first_after() -> None:
+            nonlocal after, after_requests
+            after, after_requests = warm()
+
+        folded, whole, _ = fold_bytes(storage, first_after)
         again, again_requests = warm()
     finally:
         proc.kill()
@@ -203,6 +230,7 @@ def s3_rows(runs: int, seed: str | None = None) -> list[tuple[str, str, str]]:
         (f"runs table, {what}, warm", f"{seconds:.2f} s, {requests} requests", "< 2 s, ≤ 10 requests"),
         (f"runs table, {what}, after 100 new runs", f"{after:.2f} s, {after_requests} requests", "≤ 10 + 300 requests"),
         (f"runs table, {what}, then warm again", f"{again:.2f} s, {again_requests} requests", "< 2 s, ≤ 10 requests"),
+        (f"index bytes written by the fold of 100 new runs, {what}", f"{_mb(folded)} (index {_mb(whole)})", "—"),
     ]
 
 
@@ -219,11 +247,35 @@ def local_rows(runs: int, s3_from_index: bool = False) -> list[tuple[str, str, s
         seeded = s3_rows(runs, seed=tmp) if s3_from_index else []
         scanned, table = timed(lambda: Store(tmp, index=False).table(PROJECT))
         assert len(table) == runs
+        storage = Storage(tmp)
+
+        def changed(first: int, count: int, kind: str) -> Callable[[], Any]:
+            def fold() -> None:
+                for i in range(first, first + count):
+                    rid = f"20260101-000000-{i:08d}"
+                    os.makedirs(os.path.join(tmp, PROJECT, rid), exist_ok=True)
+                    with open(os.path.join(tmp, PROJECT, rid, "run.json"), "wb") as f:
+                        f.write(run_json(i))
+                    record_change(storage, PROJECT, rid, kind)
+                Store(tmp).table(PROJECT)
+
+            return fold
+
+        sweep = [fold_bytes(storage, changed(i * 5, 5, "end")) for i in range(10)]  # a sweep's refreshes
+        added, whole, _ = fold_bytes(storage, changed(runs, 100, "end"))
+        assert len(Store(tmp).table(PROJECT)) == runs + 100
     return [
         *seeded,
         (f"index rebuild, {runs:,} local runs", f"{rebuild:.1f} s", "—"),
         (f"runs table, {runs:,} local runs, through the index", f"{indexed:.2f} s", "—"),
         (f"runs table, {runs:,} local runs, every run.json read", f"{scanned:.2f} s", "—"),
+        (
+            f"index bytes written per fold of 5 changed runs, {runs:,} local runs (mean of 10)",
+            f"{_mb(sum(n for n, _, _ in sweep) // len(sweep))} (index {_mb(whole)}), "
+            f"{sum(t for _, _, t in sweep) / len(sweep):.2f} s a fold",
+            "—",
+        ),
+        (f"index bytes written by the fold of 100 new runs, {runs:,} local runs", f"{_mb(added)}", "—"),
     ]
 
 

@@ -5,22 +5,34 @@ The run folders are the truth; the index (``<project>/.index/``, names and schem
 reader can rebuild. Writers never touch it: each change of a run adds one small immutable
 change object (:mod:`lightning_tracker.storage.changes`). A reader:
 
-1. lists ``.index/`` (one request: the compacted files and the change objects);
-2. reads the greatest compacted file (one request; none when this process read it last);
-3. reads again the ``run.json`` of each run a change names that the compacted file has not
+1. lists ``.index/`` (one request: the index files and the change objects);
+2. reads the index: the greatest compacted file or delta whose chain of parents down to a
+   compacted file is all listed, and that chain (one request per file, at most
+   1 + :data:`MAX_DELTAS`; none for a file this process read already);
+3. lists the project's ``.edits/`` (one request): the runs whose deletion has begun are
+   left out of the answer, even when ``rm`` stopped before telling the index, and a run
+   with an edit object its row has not seen is read again, even when the edit's process
+   died before its change object;
+4. reads again the ``run.json`` of each run a change names that the index has not
    folded, and of each run that was live when folded (so its status and summary are
    current; a run whose heartbeat went stale is folded as crashed and no longer read);
-4. when it folded something new, lists again and writes the result as a new compacted
-   file under a new name (never over one another reader may be reading), then removes
-   the compacted files and change objects older than :data:`GRACE_S` that it supersedes.
-5. lists the project's deletion marks (``.edits/<id>/deleted.json``, one request) and leaves
-   out the runs whose deletion has begun, even when ``rm`` stopped before telling the index.
+5. when it folded something new, lists again and writes the result under a new name
+   (never over one another reader may be reading): a delta holding only the runs it
+   changed, on top of the index it read, or a new compacted file when the deltas would
+   weigh more than :data:`DELTA_SHARE` of it. A delta merges the smaller deltas at the
+   top of its chain into itself, so chains stay short and each run is rewritten a few
+   times before the next compacted file. Then it removes the change objects and the
+   index files outside its chain older than :data:`GRACE_S`.
 
-A missing or damaged compacted file (unreadable, another version, the wrong schema) is
-never trusted: the reader reads every run folder and writes a new one. A reader that may
-not write (a read-only store) folds in memory and answers all the same. A compacted file
-that vanished between the listing and the read (another reader removed it) makes the
-reader list again.
+Two readers folding at once both write a file one generation above what they listed;
+the greater wins and the other is ignored: the changes only the loser folded are not
+named by the winner, so they are news again for the next reader (nothing is dropped).
+
+A missing or damaged index file (unreadable, another version, the wrong schema, a delta
+naming another base) is never trusted: the reader reads every run folder and writes a new
+compacted file. A reader that may not write (a read-only store) folds in memory and
+answers all the same. An index file that vanished between the listing and the read
+(another reader removed it) makes the reader list again.
 """
 
 from __future__ import annotations
@@ -34,40 +46,46 @@ from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lightning_tracker.format import codec
 from lightning_tracker.format.documents import run_state
 from lightning_tracker.format.index import (
     CHANGES_DIR,
-    FOLDED_KEY,
     INDEX_DIR,
-    INDEX_SCHEMA,
-    INDEX_VERSION,
     RUNS_DIR,
     IndexFile,
     change_run,
-    index_file_name,
+    new_index_file,
     parse_index_file_name,
 )
 from lightning_tracker.format.layout import EDITS_DIR, TOMBSTONE_FILE
 from lightning_tracker.format.status import RUNNING
 from lightning_tracker.read.cache import ReadCache
 from lightning_tracker.read.edits import RunEdits
+from lightning_tracker.read.index_files import ROW_FIELDS, Part, decode, encode, stack, without
 from lightning_tracker.read.run import Run
 from lightning_tracker.read.table import cells, concat
 from lightning_tracker.storage import Storage
 
-__all__ = ["GRACE_S", "Folded", "Loader", "ProjectIndex"]
+__all__ = ["DELTA_SHARE", "GRACE_S", "MAX_DELTAS", "Folded", "Loader", "ProjectIndex"]
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 600.0
-"""Seconds a superseded compacted file and a folded change object are kept: a reader that
-listed them may still be reading. A compaction that took longer than half of it (from its
+"""Seconds a superseded index file and a folded change object are kept: a reader that
+listed them may still be reading. A fold that took longer than half of it (from its
 last listing to its write) is not written: a faster reader may have removed what it lacks."""
 
-_LIST_ATTEMPTS = 3  # a compacted file removed under a reader makes it list again, this often
+MAX_DELTAS = 5
+"""The most deltas on one compacted file: a process that remembers nothing reads an
+unchanged project in at most 10 requests (the listing of ``.index/``, the compacted file
+and these, the listing of ``.edits/``: one request, three on S3 when it does not exist)."""
+
+DELTA_SHARE = 0.1
+"""A fold whose deltas would hold more runs than this share of their compacted file's
+writes a new compacted file instead (a small project: every time)."""
+
+_LIST_ATTEMPTS = 3  # an index file removed under a reader makes it list again, this often
 _REMOVE_AT_ONCE = 1000  # one S3 DeleteObjects request
 
 Loader = Callable[[list[str] | None], dict[str, Run]]
@@ -75,23 +93,25 @@ Loader = Callable[[list[str] | None], dict[str, Run]]
 as ``{id: Run}``; a run whose ``run.json`` is missing is left out."""
 
 
-_ROW_FIELDS = pa.schema(list(INDEX_SCHEMA))  # id, __doc, __problems, __watch, __tags, __edits, __archived
-
-
 class _Snapshot(NamedTuple):
-    """A compacted file as read: its name, its rows (index columns) and cells, and the change objects it folded."""
+    """The index as read: its chain (the compacted file, then its deltas) and all of it stacked."""
 
-    file: IndexFile
-    rows: pa.Table
-    cells: pa.Table
-    folded: frozenset[str]
+    state: Part
+    chain: tuple[Part, ...]
 
 
 class _Listing(NamedTuple):
-    """``.index/`` as listed: compacted files (ascending), changes (name -> (time, run id))."""
+    """``.index/`` as listed: index files (ascending), changes (name -> (time, run id))."""
 
     files: list[IndexFile]
     changes: dict[str, tuple[int, str]]
+
+
+class _Marks(NamedTuple):
+    """``.edits/`` as listed: the runs with a deletion mark, and each run's edit object names."""
+
+    deleted: frozenset[str]
+    edits: dict[str, frozenset[str]]
 
 
 class Folded(NamedTuple):
@@ -117,8 +137,8 @@ class Folded(NamedTuple):
         return set(self.rows.filter(self.rows.column("__archived")).column("id").to_pylist())
 
 
-def _rows(runs: list[Run]) -> pa.Table:
-    """The index rows of ``runs``, in their order."""
+def _rows(runs: list[Run], marks: _Marks) -> pa.Table:
+    """The index rows of ``runs``, in their order (``marks``: the edit objects listed before they were read)."""
     return pa.table(
         {
             "id": [run.id for run in runs],
@@ -128,10 +148,19 @@ def _rows(runs: list[Run]) -> pa.Table:
             # live as its writer left it: read again until it ends, or its heartbeat goes stale
             "__watch": [_live(run) for run in runs],
             "__tags": [run.tags for run in runs],
-            "__edits": [codec.dumps({"edits": run.edits.edits, "problems": run.edits.problems}) for run in runs],
+            "__edits": [
+                codec.dumps(
+                    {
+                        "edits": run.edits.edits,
+                        "problems": run.edits.problems,
+                        "names": sorted(marks.edits.get(run.id, ())),
+                    }
+                )
+                for run in runs
+            ],
             "__archived": [run.archived for run in runs],
         },
-        schema=_ROW_FIELDS,
+        schema=ROW_FIELDS,
     )
 
 
@@ -143,45 +172,25 @@ def _sorted_runs(runs: Iterable[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: (r.start_time or 0.0, r.id))
 
 
-def _without(table: pa.Table, ids: Iterable[str]) -> pa.Table:
-    gone = pa.array(sorted(ids), pa.string())
-    return table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone))) if len(gone) else table
+def _ids_in(table: pa.Table, ids: Iterable[str]) -> pa.Table:
+    """The rows of ``table`` of the run ids ``ids``."""
+    return table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(ids), pa.string())))
 
 
-def _encode(found: Folded, project: str, folded: Iterable[str]) -> bytes:
-    rest = found.cells.drop_columns(["id"]) if found.cells.num_columns else found.cells
-    table = pa.Table.from_arrays(
-        [*found.rows.columns, *rest.columns], names=[*found.rows.column_names, *rest.column_names]
-    )
-    meta = {"version": INDEX_VERSION, "project": project, "folded": sorted(folded)}
-    table = table.replace_schema_metadata({**(found.cells.schema.metadata or {}), FOLDED_KEY: codec.dumps(meta)})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
-
-
-def _decode(data: bytes, file: IndexFile, project: str) -> _Snapshot:
-    """A compacted file's rows; raises ``ValueError`` (or Arrow's error) when it is damaged."""
-    table = pq.read_table(pa.BufferReader(data))
-    meta = codec.loads((table.schema.metadata or {}).get(FOLDED_KEY, b"null"))
-    if not isinstance(meta, dict) or meta.get("version") != INDEX_VERSION or meta.get("project") != project:
-        raise ValueError(
-            f"its metadata {FOLDED_KEY.decode()} is {str(meta)[:200]!r}, not an index of version {INDEX_VERSION} "
-            f"of project {project!r}"
-        )
-    for field in INDEX_SCHEMA:
-        if field.name not in table.column_names or not table.schema.field(field.name).type.equals(field.type):
-            raise ValueError(f"its column {field.name!r} is missing or not {field.type}")
-    folded = meta.get("folded")
-    if not isinstance(folded, list) or not all(isinstance(name, str) for name in folded):
-        raise ValueError("its list of folded changes is not a list of names")
-    ids = table.column("id")
-    if ids.null_count or table.column("__doc").null_count or pc.count_distinct(ids).as_py() != len(ids):
-        raise ValueError("a run is missing its id or document, or is listed twice")
-    rows = table.select(_ROW_FIELDS.names).replace_schema_metadata(None)
-    cells = table.drop_columns(_ROW_FIELDS.names[1:])
-    cells = cells.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items() if k != FOLDED_KEY})
-    return _Snapshot(file, rows, cells, frozenset(folded))
+def _chain(files: list[IndexFile]) -> list[IndexFile] | None:
+    """The chain of the greatest file whose parents down to a compacted file are all in ``files``
+    (ascending), compacted file first; None when no file has one."""
+    by_key = {file.key: file for file in files}
+    for head in reversed(files):
+        chain = [head]
+        while (parent := chain[-1].parent) is not None:
+            found = by_key.get(parent)
+            if found is None or found.generation >= chain[-1].generation:  # removed, or not a parent
+                break
+            chain.append(found)
+        if chain[-1].parent is None:
+            return chain[::-1]
+    return None
 
 
 class ProjectIndex:
@@ -211,8 +220,9 @@ class ProjectIndex:
         self.project = project
         self.load = load  # the store may hand a new one (another progress callback) before each read
         self._cache = cache
-        self._snapshot: _Snapshot | None = None  # the compacted file read last: named again, not read again
+        self._snapshot: _Snapshot | None = None  # the index read last: its files named again, not read again
         self._lock = threading.Lock()  # one fold at a time (the dashboard's threads share a store)
+        self._named: tuple[str, dict[str, frozenset[str] | None]] = ("", {})  # see _unseen_edits
 
     @property
     def _root(self) -> str:
@@ -225,7 +235,7 @@ class ProjectIndex:
             rebuild: read every run folder, whatever the index holds, and write the result.
         """
         found = self.read(rebuild)
-        columns = [found.rows.column(name).to_pylist() for name in _ROW_FIELDS.names]
+        columns = [found.rows.column(name).to_pylist() for name in ROW_FIELDS.names]
         return [
             found.fresh[rid] if rid in found.fresh else self._run(rid, doc, problems, edits)
             for rid, doc, problems, _watch, _tags, edits, _archived in zip(*columns, strict=True)
@@ -239,32 +249,42 @@ class ProjectIndex:
         """
         with self._lock:
             listing, base = self._base(rebuild)
+            marks = self._marks()
+            touched: set[str] | None = None
             if base is None:  # no index, or a damaged one, or asked to: every run folder
                 fresh = self.load(None)
                 runs = _sorted_runs(fresh.values())
-                found = Folded(_rows(runs), cells(runs), fresh)
+                found = Folded(_rows(runs, marks), cells(runs), fresh)
                 news = True
             else:
-                found, news = self._fold(base, listing)
+                found, touched, news = self._fold(base, listing, marks)
             if news and (found.rows.num_rows or listing.files):  # an empty project gets no index: it stays none
-                found = self._persist(listing, found)
-            return self._without_deleting(found)
+                found = self._persist(listing, found, base, touched, marks)
+            return self._without_deleting(found, marks.deleted)
 
-    def _without_deleting(self, found: Folded) -> Folded:
-        """``found`` without the runs whose deletion has begun: the project's deletion marks are
-        listed on every read (one request), so a run reads as deleted from the moment its mark
-        is written, even when ``rm`` was killed before it told the index."""
-        marked = {
-            rel.partition("/")[0]
-            for rel in self.storage.find(f"{self.project}/{EDITS_DIR}")
-            if rel.partition("/")[2] == TOMBSTONE_FILE
-        }
+    def _marks(self) -> _Marks:
+        """Lists the project's ``.edits/`` (one request): deletion marks and edit objects, by run."""
+        deleted: set[str] = set()
+        edits: dict[str, set[str]] = {}
+        for rel in self.storage.find(f"{self.project}/{EDITS_DIR}"):
+            rid, _, name = rel.partition("/")
+            if not name or "/" in name or name.startswith("."):
+                continue  # not an edit (a temporary file, a stray folder), as read.edits reads them
+            if name == TOMBSTONE_FILE:
+                deleted.add(rid)
+            elif name.endswith(".json"):
+                edits.setdefault(rid, set()).add(name)
+        return _Marks(frozenset(deleted), {rid: frozenset(names) for rid, names in edits.items()})
+
+    def _without_deleting(self, found: Folded, marked: frozenset[str]) -> Folded:
+        """``found`` without the runs whose deletion has begun (``marked``), so a run reads as
+        deleted from the moment its mark is written, even when ``rm`` was killed before it told the index."""
         held = marked & set(found.rows.column("id").to_pylist()) if marked else set()
         if not held:
             return found
         fresh = {rid: run for rid, run in found.fresh.items() if rid not in held}
-        cells = _without(found.cells, held) if found.cells.num_columns else found.cells
-        return Folded(_without(found.rows, held), cells, fresh)
+        kept = without(found.cells, held) if found.cells.num_columns else found.cells
+        return Folded(without(found.rows, held), kept, fresh)
 
     def _run(self, rid: str, doc: bytes, problems: list[str] | None, edits: bytes) -> Run:
         path = f"{self.project}/{rid}"
@@ -274,30 +294,51 @@ class ProjectIndex:
             self.storage, path, codec.loads(doc), cache=self._cache, problems=problems or (), checked=True, edits=found
         )
 
-    def _fold(self, base: _Snapshot, listing: _Listing) -> tuple[Folded, bool]:
-        """The base's rows with the runs read again: those of the changes it did not fold, and the live ones.
+    def _fold(self, base: _Snapshot, listing: _Listing, marks: _Marks) -> tuple[Folded, set[str], bool]:
+        """The index's rows with the runs read again: those of the changes it did not fold, the
+        live ones, and those with edit objects their rows have not seen.
 
         Returns:
-            What was found, and whether it holds news worth writing: a change, or a live
-            run that ended or went stale (no longer read each time).
+            What was found, the ids read again, and whether it holds news worth writing: a
+            change, an unseen edit, or a live run that ended or went stale (no longer read each time).
         """
-        news = [name for name in listing.changes if name not in base.folded]
-        watched = set(base.rows.filter(base.rows.column("__watch")).column("id").to_pylist())
-        found = self._merge(Folded(base.rows, base.cells, {}), {listing.changes[name][1] for name in news} | watched)
+        rows = base.state.rows
+        news = [name for name in listing.changes if name not in base.state.folded]
+        watched = set(rows.filter(rows.column("__watch")).column("id").to_pylist())
+        unseen = self._unseen_edits(base.state, marks)
+        again = {listing.changes[name][1] for name in news} | watched | unseen
+        found = self._merge(Folded(rows, base.state.cells, {}), again, marks)
         settled = any(rid not in found.fresh or not _live(found.fresh[rid]) for rid in watched)
-        return found, bool(news) or settled
+        return found, again, bool(news) or settled or bool(unseen)
 
-    def _merge(self, found: Folded, again: set[str]) -> Folded:
+    def _unseen_edits(self, state: Part, marks: _Marks) -> set[str]:
+        """The runs of ``state`` with a listed edit object their row's ``__edits`` does not name:
+        an edit whose process died before its change object (a run being deleted aside)."""
+        listed = {rid: names for rid, names in marks.edits.items() if rid not in marks.deleted}
+        if self._named[0] != state.file.name:  # what each row names, decoded once per index read
+            self._named = (state.file.name, {})
+        named = self._named[1]
+        if need := [rid for rid in listed if rid not in named]:
+            named.update(dict.fromkeys(need))  # None: not a run of the index
+            have = _ids_in(state.rows, need)
+            for rid, raw in zip(have.column("id").to_pylist(), have.column("__edits").to_pylist(), strict=True):
+                kept = codec.loads(raw)
+                names = kept.get("names") if isinstance(kept, dict) else None
+                named[rid] = frozenset(names or ())
+        return {rid for rid, names in listed.items() if (seen := named[rid]) is not None and not names <= seen}
+
+    def _merge(self, found: Folded, again: set[str], marks: _Marks) -> Folded:
         """``found`` with the runs ``again`` read from their folders (a run whose folder is gone dropped)."""
         if not again:
             return found
         loaded = self.load(sorted(again))
         runs = _sorted_runs(loaded.values())
-        rows = pa.concat_tables([_without(found.rows, again), _rows(runs)]) if found.rows.num_rows else _rows(runs)
+        added = _rows(runs, marks)
+        rows = pa.concat_tables([without(found.rows, again), added]) if found.rows.num_rows else added
         fresh = {**{rid: run for rid, run in found.fresh.items() if rid not in again}, **loaded}
         return Folded(rows, concat(found.cells, again, cells(runs)), fresh)
 
-    # -- the listing and the compacted file ------------------------------------------------
+    # -- the listing and the index files ---------------------------------------------------
     def _list(self) -> _Listing:
         files, changes = [], {}
         for rel in self.storage.find(self._root):
@@ -309,35 +350,56 @@ class ProjectIndex:
         return _Listing(sorted(files), changes)
 
     def _base(self, rebuild: bool) -> tuple[_Listing, _Snapshot | None]:
-        """The listing, and the greatest compacted file read (None: none, damaged, or ``rebuild``)."""
+        """The listing, and the index read (None: none, damaged, or ``rebuild``)."""
         for _ in range(_LIST_ATTEMPTS):
             listing = self._list()
-            if rebuild or not listing.files:
+            chain = None if rebuild else _chain(listing.files)
+            if chain is None:
                 return listing, None
-            best = listing.files[-1]
-            if self._snapshot is not None and self._snapshot.file == best:
-                return listing, self._snapshot
-            rel = f"{self._root}/{RUNS_DIR}/{best.name}"
-            try:
-                data = self.storage.read_bytes(rel)
-            except FileNotFoundError:
+            known = self._snapshot
+            if known is not None and known.state.file == chain[-1]:
+                return listing, known
+            parts = {part.file.name: part for part in known.chain} if known is not None else {}
+            rels = {f"{self._root}/{RUNS_DIR}/{file.name}": file for file in chain if file.name not in parts}
+            data = self.storage.read_many(list(rels))
+            if len(data) < len(rels):
                 continue  # superseded and removed since the listing: list again
-            try:
-                self._snapshot = _decode(data, best, self.project)
-            except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt, never trusted
-                log.warning(
-                    "the index %s is damaged (%s: %s); rebuilding it from the run folders",
-                    self.storage.full_url(rel),
-                    type(err).__name__,
-                    err,
-                )
-                self._snapshot = None
-                return listing, None
+            for rel, file in rels.items():
+                try:
+                    parts[file.name] = decode(data[rel], file, self.project)
+                except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt, never trusted
+                    log.warning(
+                        "the index %s is damaged (%s: %s); rebuilding it from the run folders",
+                        self.storage.full_url(rel),
+                        type(err).__name__,
+                        err,
+                    )
+                    self._snapshot = None
+                    return listing, None
+            ordered = [parts[file.name] for file in chain]
+            self._snapshot = _Snapshot(self._stacked(known, ordered), tuple(ordered))
             return listing, self._snapshot
         return listing, None
 
-    def _persist(self, listing: _Listing, found: Folded) -> Folded:
-        """Writes ``found`` as a new compacted file, when no other reader wrote one meanwhile.
+    @staticmethod
+    def _stacked(known: _Snapshot | None, chain: list[Part]) -> Part:
+        """The parts of ``chain`` stacked, from the index read last when the chain grew from it."""
+        files = [part.file for part in chain]
+        state, rest = chain[0], chain[1:]
+        if known is not None and known.state.file in files:
+            state, rest = known.state, chain[files.index(known.state.file) + 1 :]
+        if not rest:
+            return state
+        top = rest[0]
+        for part in rest[1:]:  # the small deltas first: the compacted file's rows are copied once
+            top = stack(top, part)
+        return stack(state, top)
+
+    def _persist(
+        self, listing: _Listing, found: Folded, base: _Snapshot | None, touched: set[str] | None, marks: _Marks
+    ) -> Folded:
+        """Writes ``found`` as a delta on ``base`` (``touched``: the runs read again) or a new
+        compacted file, when no other reader wrote one meanwhile.
 
         Lists again first: the changes added since the first listing are folded too (their
         runs read), so the file names every change listed just before it is written.
@@ -352,15 +414,27 @@ class ProjectIndex:
             log.info("the index of %s is not written: %s", self.storage.full_url(self.project), err)
             return found
         if any(file not in listing.files for file in again.files):
-            return found  # another reader compacted meanwhile: its file serves as well
-        found = self._merge(found, {again.changes[name][1] for name in again.changes if name not in listing.changes})
+            return found  # another reader wrote meanwhile: its file serves as well
+        late = {again.changes[name][1] for name in again.changes if name not in listing.changes}
+        found = self._merge(found, late, marks)
         if time.monotonic() - listed_at > GRACE_S / 2:
             log.info("the index of %s is not written: folding took longer than %g s", self.project, GRACE_S / 2)
             return found
         generation = (again.files[-1].generation if again.files else 0) + 1
-        now = time.time_ns()
-        file = IndexFile(generation, now, index_file_name(generation, now, secrets.token_hex(4)))
-        data = _encode(found, self.project, again.changes)
+        now, token = time.time_ns(), secrets.token_hex(4)
+        listed = frozenset(again.changes)
+        chain: tuple[Part, ...]
+        plan = None if base is None or touched is None else self._delta(base, found, touched | late, listed)
+        if plan is None:
+            file = new_index_file(generation, now, token)
+            part = Part(file, found.rows, found.cells, listed, frozenset())
+            data, chain, parent = encode(part, self.project, None), (part,), None
+        else:
+            kept, delta = plan
+            parent = kept[-1].file
+            file = new_index_file(generation, now, token, parent)
+            part = delta._replace(file=file)
+            data, chain = encode(part, self.project, parent), (*kept, part)
         rel = f"{self._root}/{RUNS_DIR}/{file.name}"
         try:
             try:
@@ -370,19 +444,43 @@ class ProjectIndex:
         except Exception as err:  # noqa: BLE001 - a read-only store: the answer stands, unwritten
             log.info("the index of %s is not written (%s: %s)", self.project, type(err).__name__, err)
             return found
-        self._snapshot = _Snapshot(file, found.rows, found.cells, frozenset(again.changes))
-        self._remove_superseded(again)
+        folded = listed | (base.state.folded if parent is not None and base is not None else frozenset())
+        self._snapshot = _Snapshot(Part(file, found.rows, found.cells, folded, frozenset()), chain)
+        self._remove_superseded(again, {part.file.name for part in chain})
         return found
 
-    def _remove_superseded(self, listing: _Listing) -> None:
-        """Removes the compacted files and change objects of ``listing`` older than :data:`GRACE_S`
-        (the new compacted file holds all of them)."""
+    @staticmethod
+    def _delta(
+        base: _Snapshot, found: Folded, touched: set[str], listed: frozenset[str]
+    ) -> tuple[tuple[Part, ...], Part] | None:
+        """The delta a fold writes on ``base``: the runs it read again, the smaller deltas at the
+        top of the chain merged in; with the chain it keeps. None: write a compacted file instead."""
+        present = {rid for rid in touched if rid in found.fresh}
+        gone = touched - present
+        removed = set(_ids_in(base.state.rows, gone).column("id").to_pylist()) if gone else set()
+        rows = _ids_in(found.rows, present)
+        kept_cells = _ids_in(found.cells, present) if found.cells.num_columns else found.cells
+        delta = Part(base.state.file, rows, kept_cells, listed - base.state.folded, frozenset(removed))
+        chain = list(base.chain[1:])
+        # the top delta merges in when it is no larger (each run is rewritten a few times, and
+        # the chain stays at most MAX_DELTAS long: a cold read stays within its requests)
+        while chain and (len(chain) >= MAX_DELTAS or chain[-1].size <= delta.size):
+            delta = stack(chain.pop(), delta)
+        if delta.size + sum(part.size for part in chain) > DELTA_SHARE * base.chain[0].rows.num_rows:
+            return None
+        return (base.chain[0], *chain), delta
+
+    def _remove_superseded(self, listing: _Listing, keep: set[str]) -> None:
+        """Removes the index files of ``listing`` outside the chain written (``keep``) and its
+        change objects, those older than :data:`GRACE_S` (the chain written folds all of them)."""
         cutoff = time.time_ns() - int(GRACE_S * 1e9)
-        doomed = [f"{self._root}/{RUNS_DIR}/{f.name}" for f in listing.files if f.time_ns < cutoff]
+        doomed = [
+            f"{self._root}/{RUNS_DIR}/{f.name}" for f in listing.files if f.time_ns < cutoff and f.name not in keep
+        ]
         doomed += [f"{self._root}/{CHANGES_DIR}/{name}" for name, (t, _) in listing.changes.items() if t < cutoff]
         if not doomed:
             return
         try:
             self.storage.rm_many(doomed[:_REMOVE_AT_ONCE])
-        except Exception as err:  # noqa: BLE001 - garbage left for the next compaction
+        except Exception as err:  # noqa: BLE001 - garbage left for the next fold
             log.info("could not remove superseded index objects of %s: %s", self.project, err)

@@ -105,7 +105,9 @@ def concat(base: pa.Table, drop: Iterable[str], added: pa.Table) -> pa.Table:
 
     gone = pa.array(sorted(drop), pa.string())
     if base.num_columns and len(gone):
-        base = base.filter(pc.invert(pc.is_in(base.column("id"), value_set=gone)))
+        held = pc.is_in(base.column("id"), value_set=gone)
+        if pc.any(held).as_py():  # new runs only: the base is kept, not copied
+            base = base.filter(pc.invert(held))
     if not added.num_rows:
         return base
     if not base.num_rows:
