@@ -145,14 +145,24 @@ class RunWriter:
         self._open = False
         self._pid = os.getpid()  # a forked child inherits the object, not the threads
         probe_remote = resume and self._remote and not offline
-        existing, self._probe = load_existing(
-            storage,
-            self._prefix,
-            self._local_dir,
-            probe_remote=probe_remote,
-            require=require if resume else None,
-            document=dumps(self._info.doc),  # resume="never" creates the run with it, atomically
-        )
+        keep = KEEP_SPOOL.get() if keep_spool is None else keep_spool
+        # the spool folder is claimed before the run is downloaded into it: an earlier writer of
+        # this run in this process, collected meanwhile, must not remove it under this one
+        in_place = local_path is not None and os.path.abspath(local_path) == os.path.abspath(self._local_dir)
+        self._spool_release = None if in_place or keep else SpoolRelease(self._local_dir, self.url)
+        try:
+            existing, self._probe = load_existing(
+                storage,
+                self._prefix,
+                self._local_dir,
+                probe_remote=probe_remote,
+                require=require if resume else None,
+                document=dumps(self._info.doc),  # resume="never" creates the run with it, atomically
+            )
+        except BaseException:
+            if self._spool_release is not None:
+                self._spool_release.abandon()
+            raise
         self._resumed = existing is not None
         self._warn_if_new = require == "allow" and not self._resumed  # when the store answers late
         if existing is not None:
@@ -179,8 +189,6 @@ class RunWriter:
         for rel in existing.downloaded if existing is not None else []:
             self._mirror.mark_published(rel)
         self._start_session()
-        keep = KEEP_SPOOL.get() if keep_spool is None else keep_spool
-        self._spool_release = None if self._mirror.in_place or keep else SpoolRelease(self._local_dir, self.url)
         if self._spool_release is not None:  # spool.SpoolRelease: after a confirmed upload, when this writer is done
             weakref.finalize(self, self._spool_release)  # before close_at_exit: at exit it runs after the close
         close_at_exit(self)

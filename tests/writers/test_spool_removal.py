@@ -128,6 +128,36 @@ def test_a_run_resumed_in_the_same_process_keeps_its_spool_until_the_last_logger
     assert list(Store(url).run("r1").metrics(["loss"])["loss"]) == [1.0, 0.5, 0.25]
 
 
+def test_a_finished_logger_collected_while_a_second_one_resumes_its_run_leaves_the_spool_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first writer may be collected at any moment; here, just after the second one
+    downloaded the run into the shared spool folder and before it wrote there."""
+    from lightning_tracker.writers import resume, run_writer
+
+    url, spool = "memory://spool-removal/collected", tmp_path / "spool"
+    first = TrackerLogger(url, name="p", version="r1", spool_dir=spool)
+    first.log_metrics({"loss": 1.0}, step=0)
+    first.finalize("success")  # confirmed: the store holds it all, so its folder may go when it is done
+    loaded = resume.load_existing
+
+    def then_collected(*args: Any, **kwargs: Any) -> Any:
+        found = loaded(*args, **kwargs)
+        gc.collect()  # the first logger, dropped below, is done right now
+        return found
+
+    monkeypatch.setattr(run_writer, "load_existing", then_collected)
+    gc.disable()  # its writer goes only when collected, not when dropped
+    try:
+        del first
+        second = TrackerLogger(url, name="p", version="r1", spool_dir=spool)
+        second.log_metrics({"loss": 0.5}, step=1)
+        second.finalize("success")
+    finally:
+        gc.enable()
+    assert list(Store(url).run("r1").metrics(["loss"])["loss"]) == [1.0, 0.5]
+
+
 def test_files_the_store_does_not_hold_stay_when_the_spool_copy_goes(s3_server: S3Server, tmp_path: Path) -> None:
     url = f"s3://{s3_server.new_bucket()}/exp"
     spool = tmp_path / "spool"
