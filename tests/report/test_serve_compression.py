@@ -1,6 +1,6 @@
 """The dashboard sends its JSON and its page gzip-compressed to a client that accepts it.
 
-A real HTTP client (httpx, and http.client for the bytes on the wire) against a real
+A real HTTP client (requests, and http.client for the bytes on the wire) against a real
 ``Dashboard``, and a real Chromium that loads the page and its data compressed.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
+import requests
 
 from lightning_tracker import Store, TrackerLogger
 from lightning_tracker.report import Dashboard
@@ -68,12 +68,13 @@ def test_the_data_is_sent_gzip_compressed_to_a_client_that_accepts_it(served: tu
         assert answer["content-type"] == "application/json" and answer["x-frame-options"] == "DENY"
 
     # what an everyday client does: it asks for gzip and reads the JSON decoded
-    with httpx.Client(timeout=30) as client:
-        answer = client.get(f"{dash.url}api/data")
+    with requests.Session() as client:
+        answer = client.get(f"{dash.url}api/data", timeout=30)
         assert answer.headers["content-encoding"] == "gzip" and answer.json() == json.loads(plain)
-        zoom = client.get(f"{dash.url}api/points", params={"run": run, "key": "train/loss", "from": 0, "to": 2999})
+        params = {"run": run, "key": "train/loss", "from": 0, "to": 2999}
+        zoom = client.get(f"{dash.url}api/points", params=params, timeout=30)
         assert zoom.headers["content-encoding"] == "gzip" and zoom.json()["n"] == 3000
-        page = client.get(dash.url)
+        page = client.get(dash.url, timeout=30)
         assert page.headers["content-encoding"] == "gzip" and b'id="lt-data"' in page.content
 
 
