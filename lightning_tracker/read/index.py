@@ -415,6 +415,8 @@ class ProjectIndex:
             return found
         if any(file not in listing.files for file in again.files):
             return found  # another reader wrote meanwhile: its file serves as well
+        if base is not None and any(part.file not in again.files for part in base.chain):
+            return found  # a file of the chain read was removed meanwhile: a file on it would stand on nothing
         late = {again.changes[name][1] for name in again.changes if name not in listing.changes}
         found = self._merge(found, late, marks)
         if time.monotonic() - listed_at > GRACE_S / 2:

@@ -20,7 +20,7 @@ from lightning_tracker import Store
 from lightning_tracker.format.codec import dumps
 from lightning_tracker.format.edits import new_edit
 from lightning_tracker.format.index import RUNS_DIR, parse_index_file_name
-from lightning_tracker.format.layout import EDITS_DIR, INDEX_DIR, edit_name
+from lightning_tracker.format.layout import EDITS_DIR, INDEX_DIR, change_name, edit_name
 from lightning_tracker.read import index as project_index
 from lightning_tracker.storage import Storage
 from tests.read.counting_s3 import CountingS3Server
@@ -224,3 +224,45 @@ def test_edits_seen_by_the_index_cost_no_request_and_no_write(tmp_path: Path) ->
     before = index_files(store.storage)
     assert list(Store(url).table("p")["tags"]) == ["t", "t,best"]
     assert written(store.storage, before) == {}  # its row names the edit: nothing to fold again
+
+
+def test_a_reader_whose_chain_lost_its_base_while_it_folded_writes_nothing_and_loses_no_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(tmp_path / "runs")
+    store = Store(url)
+    write_runs(store.storage, [f"r{i:03d}" for i in range(100)])
+    store.table("p")
+    [base] = index_files(store.storage)
+    write_runs(store.storage, ["x"], loss=0.25)
+    Store(url).table("p")
+    [delta] = written(store.storage, {base: 0})
+    # a compacted file of the same generation as the delta, written just before it: the delta's chain wins
+    before = index_files(store.storage)
+    store.reindex("p")
+    [compacted] = written(store.storage, before)
+    root = f"p/{INDEX_DIR}/{RUNS_DIR}"
+    tie = parse_index_file_name(delta)
+    assert tie is not None
+    rival = project_index.new_index_file(tie.generation, tie.time_ns - 1, "0abc")
+    store.storage.write_bytes(f"{root}/{rival.name}", store.storage.read_bytes(f"{root}/{compacted}"))
+    store.storage.rm(f"{root}/{compacted}")
+    # a run whose change object is older than the grace period (a slow mirror, or a clock behind)
+    write_runs(store.storage, ["y"], change=False, loss=0.125)
+    old = time.time_ns() - int(2 * project_index.GRACE_S * 1e9)
+    store.storage.write_bytes(
+        f"p/{INDEX_DIR}/changes/{change_name(old, 'y', secrets.token_hex(4))}",
+        dumps({"run": "y", "kind": "end", "time": old / 1e9}),
+    )
+    reader = Store(url)
+    load = reader._load_runs
+
+    def then_base_removed(*args: Any, **kwargs: Any) -> Any:
+        store.storage.rm(f"{root}/{base}")  # another reader's clean-up, while this one reads the runs again
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "_load_runs", then_base_removed)
+    before = index_files(store.storage)
+    reader.table("p")
+    assert written(store.storage, before) == {}, "a delta on a chain whose base is gone is no index at all"
+    assert view(Store(url)) == truth(store)
