@@ -145,14 +145,17 @@ def new_edit(now: float, **changes: Any) -> dict[str, Any]:
     return doc
 
 
-def new_tombstone(now: float, run_id: str) -> dict[str, Any]:
-    """The deletion mark of ``run_id``.
+def new_tombstone(now: float, run_id: str, live: bool = False) -> dict[str, Any]:
+    """The deletion mark of ``run_id``; ``live``: the run was live when deleted (``rm --force``),
+    so its writer finishes the deletion and ``rm --undo`` cannot take it back.
 
     Example:
         >>> new_tombstone(2.0, "r1")
         {'format_version': 1, 'time': 2.0, 'run': 'r1'}
+        >>> new_tombstone(2.0, "r1", live=True)["live"]
+        True
     """
-    return {"format_version": EDIT_VERSION, "time": float(now), "run": run_id}
+    return {"format_version": EDIT_VERSION, "time": float(now), "run": run_id, **({"live": True} if live else {})}
 
 
 def parse_edit(doc: Any) -> tuple[dict[str, Any], list[str]]:

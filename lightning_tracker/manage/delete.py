@@ -251,7 +251,7 @@ def delete_run(storage: Storage, doomed: Doomed, *, spool_root: str | None = Non
     if live is not None and not doomed.force:
         raise InvalidArgumentError(live)
     if not doomed.resumed:
-        storage.write_bytes(mark, codec.dumps(new_tombstone(time.time(), run_id)))
+        storage.write_bytes(mark, codec.dumps(new_tombstone(time.time(), run_id, live=live is not None)))
     record_change(storage, project, run_id, "delete")
     # listed again: a deletion left half-way removed some, a live run (--force) wrote more
     remove_run_objects(storage, project, run_id)
@@ -282,8 +282,19 @@ def undo_deletion(storage: Storage, project: str, run_id: str) -> None:
             it is deleted: only ``rm`` again can finish it).
     """
     mark = f"{project}/{EDITS_DIR}/{run_id}/{TOMBSTONE_FILE}"
-    if not storage.exists(mark):
-        raise InvalidArgumentError(f"run {run_id} of project {project} is not being deleted; nothing to take back")
+    try:
+        found = codec.loads(storage.read_bytes(mark))
+    except FileNotFoundError:
+        raise InvalidArgumentError(
+            f"run {run_id} of project {project} is not being deleted; nothing to take back"
+        ) from None
+    except ValueError:
+        found = None  # a damaged mark: judged by run.json below
+    if isinstance(found, dict) and found.get("live") is True:  # its writer may have re-written run.json since
+        raise InvalidArgumentError(
+            f"cannot take back the deletion of run {run_id} of project {project}: it was deleted while it trained "
+            f"(rm --force), its objects are removed and its writer finishes the deletion when it ends"
+        )
     if not storage.exists(f"{project}/{run_id}/{RUN_FILE}"):
         raise InvalidArgumentError(
             f"cannot take back the deletion of run {run_id} of project {project}: its {RUN_FILE} is gone, so part "

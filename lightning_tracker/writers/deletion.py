@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lightning_tracker.format.layout import EDITS_DIR, RUN_FILE, SPOOL_FILE, TOMBSTONE_FILE
 from lightning_tracker.storage import Storage, remove_file
+from lightning_tracker.storage.changes import record_change
 from lightning_tracker.writers.spool import prune_empty
 
 __all__ = ["DeletionWatch", "being_deleted", "mark_path", "remove_empty_folders", "remove_run_objects"]
@@ -204,6 +205,9 @@ class DeletionWatch:
     def _remove(self) -> None:
         project, run_id = self.prefix.rsplit("/", 1)
         remove_run_objects(self.storage, project, run_id)
+        # the index is told again: a reader that read run.json as this writer last put it, and the
+        # edits once the mark went, would otherwise keep the run as a row with no folder
+        record_change(self.storage, project, run_id, "delete")
         self.storage.rm(mark_path(project, run_id))  # last: until now every reader took the run as deleted
         for rel in (self.prefix, f"{project}/{EDITS_DIR}/{run_id}"):
             remove_empty_folders(self.storage, rel)

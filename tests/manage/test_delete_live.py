@@ -177,7 +177,11 @@ def test_a_live_writer_stops_uploading_once_it_finds_the_deletion_mark_at_two_re
     after = counting_s3.seen()[noticed[0] :]
     # once it knew, nothing of the run was put again: only its deletion was finished (listings, deletes)
     assert [r for r in after if r[0] == "PUT" and r[1].startswith(run_prefix)] == []
-    assert [r for r in after if r[0] == "PUT" and "/.index/changes/" in r[1]] == []  # no change object either
+    # one change object, the one that tells the index the writer finished the deletion, after its last removal
+    told = [i for i, r in enumerate(after) if r[0] == "PUT" and "/.index/changes/" in r[1]]
+    mark_removed = [i for i, r in enumerate(after) if r[0] == "DELETE" and r[1] == mark]
+    assert len(told) == 1 and mark_removed and told[0] < mark_removed[-1], (told, mark_removed)
+    assert any(r[0] in ("DELETE", "POST") and r[1] != mark for r in after[: told[0]]), "the run's objects went first"
     # the cost: one read of the mark per heartbeat refresh while it trained, and one at the end at most;
     # s3fs reads a missing object with a HEAD and a one-key listing of that key as a folder
     heads = [r for r in counting_s3.seen() if r[1] == mark and r[0] == "HEAD"]  # each read starts with one
@@ -223,3 +227,22 @@ def test_a_deleted_run_is_not_reopened_by_a_later_fit_or_validate(
     logger.finalize("success")
     assert again.global_step > 0 and os.listdir(tmp_path / "ckpt")  # training itself went on
     _no_trace(save_dir, options, logger.version)
+
+
+def test_rm_undo_cannot_take_back_the_forced_deletion_of_a_live_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = str(tmp_path / "runs")
+    logger = TrackerLogger(save_dir, name="p", version="live", flush_interval=60, tensorboard=False)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.flush()
+    assert main(["rm", "live", "-s", save_dir, "--yes", "--force"]) == 0
+    logger.log_metrics({"loss": 0.5}, step=1)
+    logger.experiment.flush()  # its writer has not looked for the mark yet: it writes run.json again
+    assert os.path.isfile(os.path.join(save_dir, "p", "live", "run.json"))
+    capsys.readouterr()
+    assert main(["rm", "--undo", "live", "-s", save_dir]) == 2
+    assert "it was deleted while it trained (rm --force)" in capsys.readouterr().err
+    assert [r.id for r in Store(save_dir).runs("p")] == []  # still reads as deleted, not as half a run
+    logger.finalize("success")
+    assert Storage(save_dir).find("p/live") == {}
