@@ -150,19 +150,17 @@ class RunWriter:
         # this run in this process, collected meanwhile, must not remove it under this one
         in_place = local_path is not None and os.path.abspath(local_path) == os.path.abspath(self._local_dir)
         self._spool_release = None if in_place or keep else SpoolRelease(self._local_dir, self.url)
-        try:
-            existing, self._probe = load_existing(
-                storage,
-                self._prefix,
-                self._local_dir,
-                probe_remote=probe_remote,
-                require=require if resume else None,
-                document=dumps(self._info.doc),  # resume="never" creates the run with it, atomically
-            )
-        except BaseException:
-            if self._spool_release is not None:
-                self._spool_release.abandon()
-            raise
+        if self._spool_release is not None:  # spool.SpoolRelease: after a confirmed upload, when this writer is done
+            # (also when this __init__ raises); before close_at_exit: at exit it runs after the close
+            weakref.finalize(self, self._spool_release)
+        existing, self._probe = load_existing(
+            storage,
+            self._prefix,
+            self._local_dir,
+            probe_remote=probe_remote,
+            require=require if resume else None,
+            document=dumps(self._info.doc),  # resume="never" creates the run with it, atomically
+        )
         self._resumed = existing is not None
         self._warn_if_new = require == "allow" and not self._resumed  # when the store answers late
         if existing is not None:
@@ -189,8 +187,6 @@ class RunWriter:
         for rel in existing.downloaded if existing is not None else []:
             self._mirror.mark_published(rel)
         self._start_session()
-        if self._spool_release is not None:  # spool.SpoolRelease: after a confirmed upload, when this writer is done
-            weakref.finalize(self, self._spool_release)  # before close_at_exit: at exit it runs after the close
         close_at_exit(self)
 
     # -- where the run is ----------------------------------------------------------------

@@ -220,15 +220,6 @@ class SpoolRelease:
         with self._lock:
             self._folders.setdefault(self.local_dir, [0, False])[1] = value
 
-    def abandon(self) -> None:
-        """Gives up this writer's claim on the folder without removing anything (it never opened the run)."""
-        with self._lock:
-            state = self._folders.get(self.local_dir)
-            if state is not None:
-                state[0] -= 1
-                if state[0] <= 0:
-                    self._folders.pop(self.local_dir, None)
-
     def __call__(self) -> None:
         with self._lock:
             state = self._folders.get(self.local_dir, [1, False])
