@@ -306,6 +306,7 @@ class MediaProducer:
         self._queue: deque[tuple[Snapshot, int]] = deque()  # logged, not encoded: (snapshot, its bytes)
         self._unwritten: deque[_Held] = deque()  # encoded; the disk refused their objects: retried first
         self._stored: list[_Held] = []  # objects on disk; their index rows not written yet
+        self._refused = False  # the disk refused the last write of an object or an index chunk
         self._in_flight: tuple[Snapshot, int] | None = None  # the snapshot being encoded now
         self._held = 0  # bytes of all of the above
         self._left_out: dict[str, dict[str, list[int]]] = {}  # why -> kind -> [items, bytes] given up
@@ -451,6 +452,7 @@ class MediaProducer:
             try:
                 row = self._store(held)
             except OSError as err:
+                self._refused = True
                 self._warn(
                     "media:write",
                     "could not write media to %s (%s); %d items (%s) are kept in memory and written when the "
@@ -465,6 +467,7 @@ class MediaProducer:
                 self._warn_not_stored(held.item, err)
                 row = {}
             with self._state:
+                self._refused = False
                 self._unwritten.popleft()
                 self._held -= held.nbytes
                 if row:
@@ -543,11 +546,13 @@ class MediaProducer:
         ).cast(SCHEMA)
         try:
             name = self.chunks.write(table)
-        except BaseException:
+        except BaseException as err:
             with self._state:
                 self._stored[:0] = done  # kept, in order, for the next flush
+                self._refused = isinstance(err, OSError)
             raise
         with self._state:
+            self._refused = False
             self._held -= sum(h.nbytes for h in done)
         if self.tensorboard is not None:
             for held in done:  # after the index: an item that could not be stored is not shown
@@ -570,13 +575,14 @@ class MediaProducer:
 
     # -- what was given up --------------------------------------------------------------
     def give_up(self, why: str) -> None:
-        """Gives up everything still held, counted: what is not encoded yet under ``why`` (``finalize``
-        ran out of time), what the disk refused under "disk full"."""
+        """Gives up everything still held, counted: what is not encoded yet, or encoded but not written
+        or indexed yet, under ``why`` (``finalize`` ran out of time); what the disk refused under "disk full"."""
         with self._state:
             left = [(s, n) for s, n in self._queue]
             if self._in_flight is not None:
                 left.append(self._in_flight)
             kept = list(self._unwritten) + self._stored
+            refused = self._refused  # else they were only on their way when the time ran out
             self._queue.clear()
             self._unwritten.clear()
             self._stored = []
@@ -584,7 +590,7 @@ class MediaProducer:
         for snapshot, nbytes in left:
             self._give_up(why, snapshot, nbytes)
         for held in kept:
-            self._left_out_item("disk full", held.item.kind, held.nbytes)
+            self._left_out_item("disk full" if refused else why, held.item.kind, held.nbytes)
 
     def left_out(self) -> dict[str, dict[str, list[int]]]:
         """What was given up so far: ``{why: {kind: [items, bytes]}}`` (a copy).

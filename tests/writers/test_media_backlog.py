@@ -95,3 +95,18 @@ def test_finalize_keeps_its_timeout_with_an_image_backlog_and_counts_what_it_lef
     assert run.status == "finished"
     assert run.metrics()["a"].tolist() == [0.0]
     assert 0 < left_out and len(run.media()) == len(images) - left_out
+
+
+def test_media_stored_but_not_indexed_when_time_runs_out_is_counted_under_that_reason_not_disk_full(
+    tmp_path: Any,
+) -> None:
+    logger = TrackerLogger(tmp_path, name="p", flush_interval=300, tensorboard=False)
+    logger.log_metrics({"a": 0.0}, step=0)
+    producer = logger._writer._media  # type: ignore[union-attr]
+    for step, image in enumerate(_noise(3, 64)):
+        logger.log_image("noise", [image], step=step)
+    producer.encode()  # the objects are on disk; their index rows are the flusher's, which has not come round
+    assert producer.pending
+    producer.give_up("finalize_timeout=1 s ran out")  # what finalize does when its time ran out just then
+    assert list(producer.left_out()) == ["finalize_timeout=1 s ran out"], producer.left_out()
+    logger.finalize("success")
