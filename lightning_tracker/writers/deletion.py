@@ -109,8 +109,8 @@ class DeletionWatch:
         False
         >>> watch.check(), sorted(store.find("p"))
         (True, ['.edits/r1/deleted.json', 'r1/run.json'])
-        >>> watch.settle(time.monotonic() + 5), store.find("p")
-        (True, {})
+        >>> watch.settle(time.monotonic() + 5), [rel.rsplit("/", 1)[0] for rel in store.find("p")]
+        (True, ['.index/changes'])
     """
 
     def __init__(
