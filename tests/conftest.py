@@ -82,6 +82,15 @@ def serial_s3() -> Iterator[Any]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def counting_s3() -> Iterator[Any]:
+    """A moto S3 server that counts the requests it answers (:mod:`tests.read.counting_s3`), one per module."""
+    from tests.read.counting_s3 import CountingS3Server  # it builds on S3Server, above
+
+    with CountingS3Server() as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
 def _isolated_spool(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTNING_TRACKER_SPOOL", str(tmp_path / "spool"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,15 +17,6 @@ from lightning_tracker import Store
 from lightning_tracker.cli import main
 from tests.read.counting_s3 import CountingS3Server
 from tests.read.test_index import write_runs
-
-
-@pytest.fixture(scope="module")
-def counting_s3() -> Iterator[CountingS3Server]:
-    server = CountingS3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _requests(server: CountingS3Server, argv: list[str]) -> tuple[list[tuple[str, str]], str]:

@@ -8,7 +8,6 @@ from every ``run.json`` (``Store(..., index=False)``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,15 +23,6 @@ from lightning_tracker.storage.changes import record_change
 from tests.read.counting_s3 import CountingS3Server
 
 RUNS = 300
-
-
-@pytest.fixture(scope="module")
-def counting_s3() -> Iterator[CountingS3Server]:
-    server = CountingS3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def run_doc(rid: str, *, status: str = "finished", loss: float = 0.5, heartbeat: float | None = None) -> bytes:

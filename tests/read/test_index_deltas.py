@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,6 @@ from tests.read.counting_s3 import CountingS3Server
 from tests.read.index_racers import fold_together
 from tests.read.test_index import truth, view, write_runs
 from tests.storage.racers import run_race
-
-
-@pytest.fixture(scope="module")
-def counting_s3() -> Iterator[CountingS3Server]:
-    server = CountingS3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def index_files(storage: Storage) -> dict[str, int]:
