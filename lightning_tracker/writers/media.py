@@ -452,7 +452,8 @@ class MediaProducer:
             try:
                 row = self._store(held)
             except OSError as err:
-                self._refused = True
+                with self._state:
+                    self._refused = True
                 self._warn(
                     "media:write",
                     "could not write media to %s (%s); %d items (%s) are kept in memory and written when the "

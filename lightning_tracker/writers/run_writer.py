@@ -148,7 +148,7 @@ class RunWriter:
         keep = KEEP_SPOOL.get() if keep_spool is None else keep_spool
         # the spool folder is claimed before the run is downloaded into it: an earlier writer of
         # this run in this process, collected meanwhile, must not remove it under this one
-        in_place = local_path is not None and os.path.abspath(local_path) == os.path.abspath(self._local_dir)
+        in_place = local_path is not None  # the run folder is the store's own (Mirror.in_place): no spool
         self._spool_release = None if in_place or keep else SpoolRelease(self._local_dir, self.url)
         if self._spool_release is not None:  # spool.SpoolRelease: after a confirmed upload, when this writer is done
             # (also when this __init__ raises); before close_at_exit: at exit it runs after the close
